@@ -1,0 +1,1 @@
+"""Flight: real-time recommendation pipelines built from small operators."""

@@ -1,0 +1,1 @@
+"""SOS, the Service Operator Service: deploy your own services as immutable revisions."""

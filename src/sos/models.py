@@ -1,0 +1,518 @@
+"""The SOS resources: one schema shared by the client, the CLI, the web UI and the server.
+
+Each resource is a pydantic model. The fields a user writes form its *spec*; the fields the
+server fills in (ids, times, resource versions, ``status``) are read-only: they are ignored
+when sent back and always present in what the server returns. ``Revision`` and ``Service``
+therefore have a spec-only twin (``RevisionSpec``, ``ServiceSpec``) that the API accepts as
+input, so the OpenAPI schema says exactly what may be sent.
+
+Status follows the Kubernetes habit: ``ready`` and ``reason`` for people, plus
+``conditions`` (type, status "True"/"False"/"Unknown", reason, message, time) for machines.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from sos.quantity import QuantityError, parse_quantity
+
+__all__ = [
+    "ROLES",
+    "Artifact",
+    "ArtifactMetadata",
+    "Autoscaling",
+    "Condition",
+    "EnvVar",
+    "GunicornConfig",
+    "HealthCheck",
+    "HistoryEntry",
+    "Instances",
+    "Language",
+    "Resources",
+    "Revision",
+    "RevisionSpec",
+    "RevisionStatus",
+    "Role",
+    "Route",
+    "Service",
+    "ServiceSpec",
+    "ServiceStatus",
+    "Token",
+    "TokenCreated",
+    "TrafficRoute",
+    "TrafficTarget",
+    "normalize_revision_ref",
+    "revision_id",
+]
+
+# --------------------------------------------------------------------------- names
+
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+#: a service name leaves room for "-00001" so that revision names stay DNS labels (<= 63)
+SERVICE_NAME_MAX = 57
+ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+ARTIFACT_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ENV = frozenset({"PORT"})
+RESERVED_ENV_PREFIXES = ("SOS_", "K_")
+REVISION_ID = re.compile(r"^(?P<service>[a-z]([-a-z0-9]*[a-z0-9])?)-(?P<number>\d{5})$")
+
+
+def _dns_label(what: str, max_len: int = 63) -> Any:
+    def check(value: str) -> str:
+        if len(value) > max_len:
+            raise ValueError(f"{what} {value!r} is {len(value)} characters long; at most {max_len}")
+        if not DNS_1035.match(value):
+            raise ValueError(
+                f"{what} {value!r} must be a DNS-1035 label: lowercase letters, digits and '-', "
+                "starting with a letter and ending with a letter or digit (like 'sfix-service')"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+ServiceName = Annotated[str, _dns_label("service name", SERVICE_NAME_MAX)]
+TeamName = Annotated[str, _dns_label("team name")]
+TagName = Annotated[str, _dns_label("tag")]
+
+
+def revision_id(service: str, number: int) -> str:
+    """The id of the ``number``-th revision of ``service`` (``sfix-service-00003``)."""
+    return f"{service}-{number:05d}"
+
+
+def normalize_revision_ref(service: str, ref: str | int) -> str:
+    """Turn a readable reference (``3``, ``"00003"``, ``"sfix-service-00003"``) into an id.
+
+    Raises ``ValueError`` with a message for users when the reference cannot name a
+    revision of ``service``.
+    """
+    text = str(ref).strip()
+    if text.isdigit():
+        number = int(text)
+        if 1 <= number <= 99999:
+            return revision_id(service, number)
+    match = REVISION_ID.match(text)
+    if match and match["service"] == service:
+        return text
+    if match:
+        raise ValueError(
+            f"revision {text!r} belongs to service {match['service']!r}, not {service!r}"
+        )
+    raise ValueError(
+        f"{text!r} is not a revision of {service!r}: use its number (3 or 00003) "
+        f"or its id ({revision_id(service, 3)})"
+    )
+
+
+class _Model(BaseModel):
+    """Strict about unknown fields, so a typo is an error rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- status
+
+
+class Condition(_Model):
+    """One aspect of observed state, in the Kubernetes style (``type=Ready status=True``)."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"] = "Unknown"
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: datetime | None = None
+
+
+class Instances(_Model):
+    """How many instances of a revision are wanted, running and ready."""
+
+    wanted: int = 0
+    running: int = 0
+    ready: int = 0
+
+
+class RevisionStatus(_Model):
+    ready: bool = False
+    reason: str | None = Field(
+        default="Pending", description="Why it is (not) ready, e.g. Ready, Deploying, Failed"
+    )
+    message: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    instances: Instances = Field(default_factory=Instances)
+    url: str | None = Field(default=None, description="Where this revision answers directly")
+    observed_at: datetime | None = None
+
+
+class TrafficTarget(_Model):
+    """Observed traffic: one route with the URL that reaches it."""
+
+    revision: str
+    percent: int
+    tag: str | None = None
+    url: str | None = None
+
+
+class ServiceStatus(_Model):
+    ready: bool = False
+    reason: str | None = "Pending"
+    message: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    url: str | None = None
+    traffic: list[TrafficTarget] = Field(default_factory=list)
+    latest_ready_revision: str | None = None
+    observed_at: datetime | None = None
+
+
+# --------------------------------------------------------------------------- revision parts
+
+
+class Artifact(_Model):
+    """A built artifact by name and version; the server resolves it to a digest on use."""
+
+    name: str = Field(description="Artifact name, e.g. sfix_service")
+    version: str = Field(description="Artifact version, e.g. v0.0.16")
+    digest: str | None = Field(
+        default=None,
+        description="sha256:<hex>; filled in by the server when the revision is created",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not ARTIFACT_NAME.match(value) or ".." in value:
+            raise ValueError(
+                f"artifact name {value!r} may hold letters, digits, '.', '_' and '-' "
+                "(no '/', no '..'), starting with a letter or digit, at most 100 characters"
+            )
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not ARTIFACT_VERSION.match(value) or ".." in value:
+            raise ValueError(
+                f"artifact version {value!r} may hold letters, digits, '.', '_', '+' and '-' "
+                "(no '/', no '..'), at most 64 characters, like v0.0.16 or 1.2.3"
+            )
+        return value
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        if value is not None and not DIGEST.match(value):
+            raise ValueError(f"digest {value!r} must look like sha256:<64 lowercase hex digits>")
+        return value
+
+
+class EnvVar(_Model):
+    id: str = Field(description="Variable name, e.g. LOG_LEVEL")
+    value: str = ""
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not ENV_NAME.match(value):
+            raise ValueError(
+                f"environment variable name {value!r} must be letters, digits and '_', "
+                "not starting with a digit"
+            )
+        if value in RESERVED_ENV or value.startswith(RESERVED_ENV_PREFIXES):
+            raise ValueError(
+                f"environment variable {value!r} is set by the platform; "
+                "names PORT, SOS_* and K_* are reserved"
+            )
+        return value
+
+
+def _quantity(what: str, minimum: Decimal) -> Any:
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            amount = parse_quantity(value)
+        except QuantityError as exc:
+            raise ValueError(f"{what}: {exc}") from None
+        if amount < minimum:
+            raise ValueError(f"{what} {value!r} is too small")
+        return str(value)
+
+    return AfterValidator(check)
+
+
+class Resources(_Model):
+    """Memory and CPU, as Kubernetes quantities (``2G``, ``512Mi``; ``1000m``, ``0.5``)."""
+
+    memory: Annotated[str | None, _quantity("memory", Decimal(2**20))] = Field(
+        default=None, description="Memory limit, e.g. 512Mi or 2G (at least 1Mi)"
+    )
+    cpu: Annotated[str | None, _quantity("cpu", Decimal("0.001"))] = Field(
+        default=None, description="CPU limit, e.g. 1000m or 0.5 (at least 1m)"
+    )
+
+    @field_validator("memory", "cpu", mode="before")
+    @classmethod
+    def _numbers_to_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value
+
+
+def _probe_path(value: str | None) -> str | None:
+    if value is not None and (not value.startswith("/") or any(c.isspace() for c in value)):
+        raise ValueError(f"probe path {value!r} must start with '/' and contain no spaces")
+    return value
+
+
+ProbePath = Annotated[str | None, AfterValidator(_probe_path)]
+
+
+class HealthCheck(_Model):
+    """HTTP paths the platform probes; ``None`` turns a probe off."""
+
+    liveness_probe: ProbePath = "/"
+    readiness_probe: ProbePath = "/"
+    initial_delay_seconds: float = Field(default=0, ge=0, le=3600)
+    period_seconds: float = Field(default=1, gt=0, le=3600)
+    timeout_seconds: float = Field(default=1, gt=0, le=3600)
+    failure_threshold: int = Field(default=3, ge=1, le=100)
+
+
+class GunicornConfig(_Model):
+    """How a Python artifact is served: processes times threads is its concurrency."""
+
+    worker_count: int = Field(default=1, ge=1, le=64)
+    thread_count: int = Field(default=1, ge=1, le=256)
+    worker_class: Literal["sync", "gthread", "gevent", "uvicorn"] | None = Field(
+        default=None,
+        description="None picks one for the app: uvicorn for ASGI, gthread or sync for WSGI",
+    )
+    timeout_seconds: int = Field(default=30, ge=1, le=3600)
+
+    @property
+    def concurrency(self) -> int:
+        return self.worker_count * self.thread_count
+
+
+class Autoscaling(_Model):
+    """Concurrency-based autoscaling, modelled on Knative's KPA."""
+
+    min_scale: int = Field(default=0, ge=0, le=1000, description="0 lets it scale to zero")
+    max_scale: int = Field(default=5, ge=1, le=1000)
+    initial_scale: int = Field(default=1, ge=0, le=1000)
+    target_concurrency: float = Field(
+        default=10, gt=0, le=10000, description="In-flight requests per instance to aim for"
+    )
+    target_utilization_percentage: float = Field(default=70, gt=0, le=100)
+    stable_window_seconds: float = Field(default=60, ge=6, le=3600)
+    panic_window_percentage: float = Field(default=10, ge=1, le=100)
+    panic_threshold_percentage: float = Field(default=200, ge=110, le=1000)
+    max_scale_up_rate: float = Field(default=1000, gt=1)
+    max_scale_down_rate: float = Field(default=2, gt=1)
+    scale_down_delay_seconds: float = Field(default=0, ge=0, le=3600)
+    scale_to_zero_grace_seconds: float = Field(default=30, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min_scale > self.max_scale:
+            raise ValueError(
+                f"min_scale ({self.min_scale}) is above max_scale ({self.max_scale}); "
+                "lower min_scale or raise max_scale"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- revision
+
+
+class RevisionSpec(_Model):
+    """What a user asks for in a revision. Immutable once created."""
+
+    artifact: Artifact
+    env_vars: list[EnvVar] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)
+    health_check: HealthCheck = Field(default_factory=HealthCheck)
+    gunicorn_config: GunicornConfig = Field(default_factory=GunicornConfig)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    description: str = Field(default="", max_length=1000)
+
+    @field_validator("env_vars")
+    @classmethod
+    def _unique_env(cls, value: list[EnvVar]) -> list[EnvVar]:
+        seen: set[str] = set()
+        for env in value:
+            if env.id in seen:
+                raise ValueError(f"environment variable {env.id!r} is set twice")
+            seen.add(env.id)
+        return value
+
+    def spec(self) -> RevisionSpec:
+        """Only what the user asked for (drops the server's read-only fields)."""
+        return RevisionSpec.model_validate(self.model_dump(include=set(RevisionSpec.model_fields)))
+
+
+class Revision(RevisionSpec):
+    """A revision: its spec plus what the server assigned and observed."""
+
+    id: str | None = Field(default=None, description="e.g. sfix-service-00003 (read-only)")
+    service: str | None = None
+    number: int | None = None
+    created_at: datetime | None = None
+    created_by: str | None = None
+    status: RevisionStatus = Field(default_factory=RevisionStatus)
+
+
+# --------------------------------------------------------------------------- traffic
+
+
+class Route(_Model):
+    """A share of a service's traffic for one revision, optionally reachable by a tag."""
+
+    revision: str = Field(description="Revision id or number (3, 00003 or svc-00003)")
+    percent: int = Field(ge=0, le=100)
+    tag: TagName | None = None
+
+    @field_validator("percent", mode="before")
+    @classmethod
+    def _whole(cls, value: Any) -> Any:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"percent must be a whole number, not {value}")
+        return value
+
+
+class TrafficRoute(_Model):
+    """How a service's traffic is split. Percents are whole numbers that sum to 100."""
+
+    routes: list[Route] = Field(min_length=1)
+    resource_version: int | None = Field(
+        default=None,
+        description="The service's resource_version this route was read at; when sent, a "
+        "newer change on the server makes the write fail with a conflict instead of losing it",
+    )
+
+    @model_validator(mode="after")
+    def _split(self) -> TrafficRoute:
+        total = sum(route.percent for route in self.routes)
+        if total != 100:
+            raise ValueError(f"traffic percents must sum to 100, these sum to {total}")
+        tags = [route.tag for route in self.routes if route.tag]
+        duplicates = sorted({tag for tag in tags if tags.count(tag) > 1})
+        if duplicates:
+            raise ValueError(f"tag {duplicates[0]!r} is used by more than one route")
+        return self
+
+
+# --------------------------------------------------------------------------- service
+
+
+class ServiceSpec(_Model):
+    name: ServiceName
+    team: TeamName
+    description: str = Field(default="", max_length=2000)
+
+
+class Service(ServiceSpec):
+    """A service: its spec plus what the server assigned and observed."""
+
+    resource_version: int | None = Field(
+        default=None,
+        description="Bumped on every change to the service or its traffic; send it back "
+        "to make a write conditional",
+    )
+    created_at: datetime | None = None
+    created_by: str | None = None
+    updated_at: datetime | None = None
+    traffic: TrafficRoute | None = None
+    latest_revision: str | None = None
+    status: ServiceStatus = Field(default_factory=ServiceStatus)
+
+    def spec(self) -> ServiceSpec:
+        return ServiceSpec.model_validate(self.model_dump(include=set(ServiceSpec.model_fields)))
+
+
+# --------------------------------------------------------------------------- history & auth
+
+HistoryAction = Literal[
+    "service.created",
+    "service.updated",
+    "service.deleted",
+    "revision.created",
+    "traffic.changed",
+    "traffic.rollback",
+]
+
+
+class HistoryEntry(_Model):
+    """One recorded change: who did what, when."""
+
+    id: int
+    service: str
+    at: datetime
+    actor: str = Field(description="The token name that made the change")
+    action: HistoryAction
+    summary: str = Field(description="One line for people, e.g. 'traffic 00003=90 00002=10'")
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
+Role = Literal["admin", "writer", "reader"]
+ROLES: tuple[Role, ...] = ("admin", "writer", "reader")
+
+
+class Token(_Model):
+    """A bearer token as the server lists it (never the secret)."""
+
+    id: str
+    name: str
+    role: Role
+    team: str | None = Field(default=None, description="The team a writer may change")
+    created_at: datetime
+    created_by: str | None = None
+
+
+class TokenCreated(Token):
+    """Returned once, when a token is created: the only time its secret is shown."""
+
+    secret: str
+
+
+# --------------------------------------------------------------------------- artifacts
+
+Language = Literal["python", "node", "go", "jvm"]
+
+
+class ArtifactMetadata(_Model):
+    """What a build produced and the artifact store keeps (content-addressed by digest)."""
+
+    name: str
+    version: str
+    language: Language
+    runtime_version: str = Field(description="e.g. 3.11 for Python, 20 for Node, 17 for JVM")
+    entry_point: str = Field(description="What starts it, e.g. app.main:app or the binary")
+    digest: str = Field(description="sha256:<hex> of the artifact file")
+    size: int = Field(ge=0)
+    created_by: str
+    created_at: datetime
+    filename: str | None = Field(default=None, description="e.g. sfix_service-v0.0.16.pyz")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="Builder-specific details (app kind, ...)"
+    )
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        if not DIGEST.match(value):
+            raise ValueError(f"digest {value!r} must look like sha256:<64 lowercase hex digits>")
+        return value

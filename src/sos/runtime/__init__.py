@@ -1,0 +1,1 @@
+"""Backends that run revisions: the seam is ``sos.runtime.base.Backend``."""

@@ -1,0 +1,130 @@
+"""The seam between the control plane and whatever runs the revisions.
+
+The reconciler hands a backend the *desired* state of one service at a time (the service,
+all its revisions with their resolved artifacts, and its traffic route) and reads back the
+*observed* state. ``apply`` is level-based and idempotent: calling it twice with the same
+desired state changes nothing the second time, and it must be safe to call after a restart
+with whatever the backend finds already running.
+
+Implementations: ``local`` (processes, a shared router, autoscaler; the embedded default),
+``knative`` (renders and applies ``serving.knative.dev/v1`` Services) and ``fake`` (in
+memory; marks revisions ready, for tests and for running the control plane alone).
+
+Semantics shared by every backend (the same as Knative's):
+
+- a revision with traffic (a percent above zero, or a tag) is *routable*; only routable
+  revisions keep ``min_scale`` instances; the others scale to zero but stay deployable;
+- a revision that was never routed still gets ``initial_scale`` instances once, so that its
+  readiness is known when the user creates it;
+- ``observe`` reports what is true now, never what was asked.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sos.models import ArtifactMetadata, Instances, Revision, Service, TrafficRoute
+
+__all__ = [
+    "Backend",
+    "DesiredService",
+    "LogLine",
+    "ObservedRevision",
+    "ObservedService",
+]
+
+
+@dataclass(frozen=True)
+class DesiredService:
+    """Everything a backend needs to run one service, as the store holds it now."""
+
+    service: Service
+    revisions: tuple[Revision, ...]
+    traffic: TrafficRoute | None
+    #: artifact metadata by digest, for every revision above
+    artifacts: Mapping[str, ArtifactMetadata] = field(default_factory=dict)
+
+    def routable(self) -> set[str]:
+        """Ids of revisions that receive traffic or carry a tag."""
+        if self.traffic is None:
+            return set()
+        return {r.revision for r in self.traffic.routes if r.percent > 0 or r.tag}
+
+
+@dataclass(frozen=True)
+class ObservedRevision:
+    id: str
+    ready: bool
+    reason: str
+    message: str | None = None
+    instances: Instances = field(default_factory=Instances)
+    url: str | None = None
+    #: a revision that will not become ready without a new revision (crash loop, bad artifact)
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class ObservedService:
+    name: str
+    ready: bool
+    reason: str
+    message: str | None = None
+    url: str | None = None
+    revisions: Mapping[str, ObservedRevision] = field(default_factory=dict)
+    #: tag -> URL that reaches the tagged revision directly
+    tag_urls: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    at: datetime
+    service: str
+    revision: str
+    instance: str
+    stream: str  # "stdout" | "stderr" | "platform"
+    text: str
+
+
+class Backend(abc.ABC):
+    """What runs revisions. One instance per server process."""
+
+    #: registry name, used in server configuration (``--backend local``)
+    name: str = ""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect, adopt what is already running. Called once before the first apply."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Running revisions keep running (a restart re-adopts them)."""
+
+    @abc.abstractmethod
+    async def apply(self, desired: DesiredService) -> None:
+        """Drive reality towards ``desired`` for one service. Idempotent."""
+
+    @abc.abstractmethod
+    async def observe(self, name: str) -> ObservedService | None:
+        """What is true now for service ``name``; None if the backend has nothing for it."""
+
+    @abc.abstractmethod
+    async def delete(self, name: str) -> None:
+        """Stop and forget everything of service ``name``. Idempotent."""
+
+    @abc.abstractmethod
+    async def list_services(self) -> list[str]:
+        """Names of the services the backend runs (to find orphans after a restart)."""
+
+    async def logs(
+        self,
+        service: str,
+        revision: str | None = None,
+        *,
+        tail: int = 100,
+        follow: bool = False,
+    ) -> AsyncIterator[LogLine]:
+        """The last ``tail`` log lines of a service (or one revision), then new ones if
+        ``follow``. Backends without logs yield nothing."""
+        return
+        yield  # pragma: no cover - makes this an async generator
