@@ -12,7 +12,9 @@
     ├── PayloadTooLargeError       an upload above the server's size limit (413)
     ├── BackendError               the runtime underneath refused or failed (502)
     ├── ServerUnavailableError     the server cannot be reached or is shutting down (503)
-    └── ServerError                anything else the server reports (500)
+    ├── ServerError                anything else the server reports (500)
+    └── NotReadyError              a revision did not become ready in time (client side)
+        └── RevisionFailedError    a revision failed and will not become ready by waiting
 
 The server turns an error into JSON ``{"error": {"type": ..., "message": ..., ...}}`` with
 the status above; the client turns that JSON back into the same class, so
@@ -28,8 +30,10 @@ __all__ = [
     "BackendError",
     "ConflictError",
     "NotFoundError",
+    "NotReadyError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "RevisionFailedError",
     "SOSError",
     "ServerError",
     "ServerUnavailableError",
@@ -103,6 +107,20 @@ class ServerUnavailableError(SOSError):
 class ServerError(SOSError):
     status_code = 500
     type_name = "server_error"
+
+
+class NotReadyError(SOSError):
+    """Raised by ``Client.wait_ready`` when a revision is not ready within the timeout."""
+
+    status_code = 504
+    type_name = "not_ready"
+
+
+class RevisionFailedError(NotReadyError):
+    """Raised by ``Client.wait_ready`` when the revision failed (crash loop, bad artifact)."""
+
+    status_code = 502
+    type_name = "revision_failed"
 
 
 _BY_TYPE: dict[str, type[SOSError]] = {

@@ -34,12 +34,14 @@ __all__ = [
     "ArtifactMetadata",
     "Autoscaling",
     "Condition",
+    "DesiredState",
     "EnvVar",
     "GunicornConfig",
     "HealthCheck",
     "HistoryEntry",
     "Instances",
     "Language",
+    "LogRecord",
     "Resources",
     "Revision",
     "RevisionSpec",
@@ -51,6 +53,7 @@ __all__ = [
     "ServiceStatus",
     "Token",
     "TokenCreated",
+    "TokenSpec",
     "TrafficRoute",
     "TrafficTarget",
     "normalize_revision_ref",
@@ -119,10 +122,24 @@ def normalize_revision_ref(service: str, ref: str | int) -> str:
     )
 
 
-class _Model(BaseModel):
-    """Strict about unknown fields, so a typo is an error rather than silently ignored."""
+#: the largest resource version or id a client may send (fits every SQL integer column)
+MAX_VERSION = 2**62
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+class _Model(BaseModel):
+    """Strict about unknown fields, so a typo is an error rather than silently ignored.
+
+    Text may not contain NUL characters (no process environment, hostname or PostgreSQL text
+    column can hold one) and numbers must be finite."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> Any:
+        for key, value in self.__dict__.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise ValueError(f"{key} contains a NUL character; remove it")
+        return self
 
 
 # --------------------------------------------------------------------------- status
@@ -150,6 +167,11 @@ class RevisionStatus(_Model):
     ready: bool = False
     reason: str | None = Field(
         default="Pending", description="Why it is (not) ready, e.g. Ready, Deploying, Failed"
+    )
+    failed: bool = Field(
+        default=False,
+        description="True when the revision will not become ready by waiting (crash loop, "
+        "bad artifact): fix it and create a new revision",
     )
     message: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
@@ -398,6 +420,8 @@ class TrafficRoute(_Model):
     routes: list[Route] = Field(min_length=1)
     resource_version: int | None = Field(
         default=None,
+        ge=0,
+        le=MAX_VERSION,
         description="The service's resource_version this route was read at; when sent, a "
         "newer change on the server makes the write fail with a conflict instead of losing it",
     )
@@ -418,19 +442,24 @@ class TrafficRoute(_Model):
 
 
 class ServiceSpec(_Model):
+    """What a user asks for in a service (``PUT /api/v1/services/{name}`` applies it)."""
+
     name: ServiceName
     team: TeamName
     description: str = Field(default="", max_length=2000)
+    resource_version: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_VERSION,
+        description="Bumped by the server on every change to the service or its traffic. "
+        "Send back the value you read to make a write conditional: if someone else changed "
+        "the service meanwhile the write fails with 409 instead of losing their change",
+    )
 
 
 class Service(ServiceSpec):
     """A service: its spec plus what the server assigned and observed."""
 
-    resource_version: int | None = Field(
-        default=None,
-        description="Bumped on every change to the service or its traffic; send it back "
-        "to make a write conditional",
-    )
     created_at: datetime | None = None
     created_by: str | None = None
     updated_at: datetime | None = None
@@ -488,6 +517,37 @@ class TokenCreated(Token):
     secret: str
 
 
+TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+
+
+class TokenSpec(_Model):
+    """A request for a new token: admins create them (``sos token create``)."""
+
+    name: str = Field(description="Who or what uses it, e.g. ci-recs or alice@example.com")
+    role: Role = "writer"
+    team: TeamName | None = Field(
+        default=None, description="Required for writers: the one team whose services it changes"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not TOKEN_NAME.match(value):
+            raise ValueError(
+                f"token name {value!r} may hold letters, digits, '.', '_', '@' and '-', "
+                "starting with a letter or digit, at most 100 characters"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _team_fits_role(self) -> TokenSpec:
+        if self.role == "writer" and self.team is None:
+            raise ValueError("a writer token needs a team: add --team NAME (team=...)")
+        if self.role == "admin" and self.team is not None:
+            raise ValueError("an admin token may change every team's services; drop the team")
+        return self
+
+
 # --------------------------------------------------------------------------- artifacts
 
 Language = Literal["python", "node", "go", "jvm"]
@@ -516,3 +576,29 @@ class ArtifactMetadata(_Model):
         if not DIGEST.match(value):
             raise ValueError(f"digest {value!r} must look like sha256:<64 lowercase hex digits>")
         return value
+
+
+# --------------------------------------------------------------------------- wire-only views
+
+
+class DesiredState(_Model):
+    """What ``GET /api/v1/services/{name}/desired`` returns: the desired state the reconciler
+    hands a backend (``sos.runtime.base.DesiredService``), in JSON."""
+
+    service: Service
+    revisions: list[Revision]
+    traffic: TrafficRoute | None = None
+    artifacts: dict[str, ArtifactMetadata] = Field(
+        default_factory=dict, description="Artifact metadata by digest, when the server knows it"
+    )
+
+
+class LogRecord(_Model):
+    """One log line of a service, as ``GET /api/v1/services/{name}/logs`` streams it (NDJSON)."""
+
+    at: datetime
+    service: str
+    revision: str
+    instance: str
+    stream: str = Field(description="stdout, stderr or platform")
+    text: str

@@ -22,8 +22,30 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from sos import __version__
+
+        typer.echo(f"sos {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """SOS, the Service Operator Service: build, deploy, split traffic, roll back.
+
+    Start a server with `sos server`; clients find it through SOS_URL and SOS_TOKEN or
+    `sos login URL --token TOKEN`.
+    """
+
+
 # Modules that register commands on ``app``; add yours here.
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = ["server"]
 
 
 def _load_commands() -> None:

@@ -26,7 +26,14 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sos.models import ArtifactMetadata, Instances, Revision, Service, TrafficRoute
+from sos.models import (
+    ArtifactMetadata,
+    DesiredState,
+    Instances,
+    Revision,
+    Service,
+    TrafficRoute,
+)
 
 __all__ = [
     "Backend",
@@ -52,6 +59,24 @@ class DesiredService:
         if self.traffic is None:
             return set()
         return {r.revision for r in self.traffic.routes if r.percent > 0 or r.tag}
+
+    def to_state(self) -> DesiredState:
+        """The JSON form the API serves (``GET /api/v1/services/{name}/desired``)."""
+        return DesiredState(
+            service=self.service,
+            revisions=list(self.revisions),
+            traffic=self.traffic,
+            artifacts=dict(self.artifacts),
+        )
+
+    @classmethod
+    def from_state(cls, state: DesiredState) -> DesiredService:
+        return cls(
+            service=state.service,
+            revisions=tuple(state.revisions),
+            traffic=state.traffic,
+            artifacts=dict(state.artifacts),
+        )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,132 @@
+"""``sos server``: run the API server (and the reconciler and backend behind it)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import sys
+from pathlib import Path
+
+import typer
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from sos.cli import app
+from sos.cli._output import EXIT_USAGE, fail, handle_errors
+from sos.config import ServerSettings
+from sos.server.app import create_app
+from sos.server.backends import BACKENDS, DEFAULT_BACKEND
+
+__all__ = ["server"]
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise fail(
+                f"port {port} on {host} is already in use (another `sos server`?); "
+                "stop it or choose another with --port / SOS_PORT",
+                EXIT_USAGE,
+            ) from None
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", EXIT_USAGE) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise fail(f"--backend-opt {pair!r} must look like KEY=VALUE", EXIT_USAGE)
+        options[key.strip()] = value.strip()
+    return options
+
+
+@app.command()
+@handle_errors
+def server(
+    host: str = typer.Option(None, help="Address to listen on [env SOS_HOST; 127.0.0.1]."),
+    port: int = typer.Option(
+        None, help="Port to listen on; 0 picks a free one [env SOS_PORT; 8700]."
+    ),
+    data_dir: Path = typer.Option(
+        None, help="Where state lives [env SOS_DATA_DIR; ~/.local/share/sos]."
+    ),
+    database_url: str = typer.Option(
+        None,
+        help="SQLAlchemy URL, e.g. postgresql://user@host/sos "
+        "[env SOS_DATABASE_URL; SQLite file sos.db in the data dir].",
+    ),
+    backend: str = typer.Option(
+        None,
+        help=f"What runs revisions: {', '.join(sorted(BACKENDS))} "
+        f"[env SOS_BACKEND; {DEFAULT_BACKEND}].",
+    ),
+    backend_opt: list[str] = typer.Option(
+        [], "--backend-opt", help="Backend option KEY=VALUE (repeatable)."
+    ),
+    resync_seconds: float = typer.Option(
+        None, help="Reconcile every service this often even without changes [30]."
+    ),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    """Run the SOS API server. It creates an admin token on first start."""
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+    settings = ServerSettings.from_env()
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    if data_dir is not None:
+        settings.data_dir = data_dir.expanduser()
+    if database_url is not None:
+        settings.database_url = database_url
+    if backend is not None:
+        settings.backend = backend
+    if resync_seconds is not None:
+        settings.resync_seconds = resync_seconds
+    settings.backend_options.update(_options(backend_opt))
+    settings.backend = settings.backend or DEFAULT_BACKEND
+
+    sock = _bind(settings.host, settings.port)
+    application = create_app(settings)
+    state = application.state.sos
+    bound = sock.getsockname()[1]
+    shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{shown_host}:{bound}"
+    db = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    print(f"SOS API server listening on {url}  (API docs: {url}/api/v1/docs)")
+    print(f"  backend: {settings.backend}   data dir: {settings.data_dir}   database: {db}")
+    token = state.admin_token
+    if token is not None and token.from_env:
+        print("  admin token: the one in SOS_ADMIN_TOKEN")
+    elif token is not None and token.path is not None:
+        first = " (created now; only you can read it)" if token.created else ""
+        print(f"  admin token: in {token.path}{first}")
+        print(f"  use it: export SOS_URL={url} SOS_TOKEN=$(cat {token.path})")
+    else:
+        print("  admin token: already created earlier (its file is gone; use `sos token`)")
+    sys.stdout.flush()
+
+    config = uvicorn.Config(
+        application,
+        log_level=log_level.lower(),
+        access_log=log_level.lower() == "debug",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    uvicorn.Server(config).run(sockets=[sock])

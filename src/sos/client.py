@@ -1,0 +1,303 @@
+"""The Python client of the SOS API: the same powers as the CLI and the web UI.
+
+>>> client = Client()                       # SOS_URL / SOS_TOKEN / `sos login` config
+>>> client.apply(Service(name="sfix-service", team="recs"))
+>>> rev = client.create_revision("sfix-service", Revision(artifact=Artifact(...)))
+>>> client.wait_ready("sfix-service", rev.id)
+
+Every method raises one family, ``sos.SOSError``, rebuilt from the server's JSON error, so
+``except sos.ConflictError`` catches a stale write whichever side detected it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from sos.config import load_client_config
+from sos.errors import (
+    AuthenticationError,
+    NotReadyError,
+    RevisionFailedError,
+    ServerUnavailableError,
+    SOSError,
+    ValidationError,
+    error_from_payload,
+)
+from sos.models import (
+    DesiredState,
+    HistoryEntry,
+    LogRecord,
+    Revision,
+    RevisionSpec,
+    Role,
+    Route,
+    Service,
+    ServiceSpec,
+    Token,
+    TokenCreated,
+    TokenSpec,
+    TrafficRoute,
+    normalize_revision_ref,
+)
+from sos.runtime.base import DesiredService
+
+__all__ = ["Client"]
+
+M = TypeVar("M", bound=BaseModel)
+
+API = "/api/v1"
+
+
+def _q(segment: str) -> str:
+    """One URL path segment, so a name can never reach another endpoint."""
+    return quote(segment, safe="")
+
+
+def _ref(service: str, ref: str | int) -> str:
+    try:
+        return normalize_revision_ref(service, ref)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+class Client:
+    """A synchronous client (httpx). Use it as a context manager or call ``close()``."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        config = load_client_config(url, token)
+        self.url = config.url
+        self.token = config.token
+        self._sleep = sleep
+        self._monotonic = monotonic
+        headers = {"User-Agent": "sos-client"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r})"
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        try:
+            response = self._http.request(
+                method,
+                API + path,
+                json=json_body,
+                params={k: v for k, v in (params or {}).items() if v is not None},
+            )
+        except httpx.TransportError as exc:
+            raise ServerUnavailableError(
+                f"cannot reach the SOS server at {self.url} ({exc.__class__.__name__}: {exc}); "
+                "start one with `sos server`, or point SOS_URL (or `sos login`) at yours"
+            ) from None
+        if response.is_error:
+            raise self._error(response)
+        return response
+
+    def _error(self, response: httpx.Response) -> SOSError:
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = {"detail": response.text[:500] or response.reason_phrase}
+        error = error_from_payload(response.status_code, payload)
+        if isinstance(error, AuthenticationError) and not self.token:
+            error.message += " (no token configured: set SOS_TOKEN or run `sos login`)"
+            error.args = (error.message,)
+        return error
+
+    def _get(self, path: str, model: type[M], **params: Any) -> M:
+        return model.model_validate(self._request("GET", path, params=params).json())
+
+    def _list(self, path: str, model: type[M], **params: Any) -> list[M]:
+        data = self._request("GET", path, params=params).json()
+        return TypeAdapter(list[model]).validate_python(data)  # type: ignore[valid-type]
+
+    # ------------------------------------------------------------------ services
+
+    def apply(self, service: Service | ServiceSpec) -> Service:
+        """Create or update a service. A ``Service`` read from the server carries its
+        ``resource_version``, which makes the write fail with ``ConflictError`` if someone
+        else changed the service meanwhile."""
+        spec = service.spec() if isinstance(service, Service) else service
+        response = self._request(
+            "PUT", f"/services/{_q(spec.name)}", json_body=spec.model_dump(mode="json")
+        )
+        return Service.model_validate(response.json())
+
+    def get_service(self, name: str) -> Service:
+        return self._get(f"/services/{_q(name)}", Service)
+
+    def list_services(self, team: str | None = None) -> list[Service]:
+        return self._list("/services", Service, team=team)
+
+    def delete_service(self, name: str, resource_version: int | None = None) -> None:
+        self._request(
+            "DELETE", f"/services/{_q(name)}", params={"resource_version": resource_version}
+        )
+
+    def desired(self, name: str) -> DesiredService:
+        """The desired state of a service as a backend sees it (for ``sos export``)."""
+        return DesiredService.from_state(self._get(f"/services/{_q(name)}/desired", DesiredState))
+
+    # ------------------------------------------------------------------ revisions
+
+    def create_revision(self, name: str, revision: Revision | RevisionSpec) -> Revision:
+        """Create a new immutable revision of ``name``; returns it with its id."""
+        body = revision.spec().model_dump(mode="json")
+        response = self._request("POST", f"/services/{_q(name)}/revisions", json_body=body)
+        return Revision.model_validate(response.json())
+
+    def list_revisions(self, name: str) -> list[Revision]:
+        return self._list(f"/services/{_q(name)}/revisions", Revision)
+
+    def get_revision(self, name: str, ref: str | int) -> Revision:
+        """``ref`` is a number (3), a padded number ("00003") or an id ("svc-00003")."""
+        return self._get(f"/services/{_q(name)}/revisions/{_ref(name, ref)}", Revision)
+
+    def wait_ready(
+        self, name: str, ref: str | int, timeout: float = 120.0, interval: float = 0.5
+    ) -> Revision:
+        """Poll until the revision is ready; raise ``RevisionFailedError`` as soon as it has
+        failed, ``NotReadyError`` (with its last reason) when ``timeout`` passes."""
+        deadline = self._monotonic() + timeout
+        while True:
+            revision = self.get_revision(name, ref)
+            status = revision.status
+            if status.ready:
+                return revision
+            why = status.reason or "Pending"
+            if status.message:
+                why += f": {status.message}"
+            if status.failed:
+                raise RevisionFailedError(
+                    f"revision {revision.id} failed ({why}); fix it and create a new revision",
+                    details={"revision": revision.id, "reason": status.reason},
+                )
+            if self._monotonic() >= deadline:
+                raise NotReadyError(
+                    f"revision {revision.id} is not ready after {timeout:g}s ({why}); see "
+                    f"`sos revision show {name} {revision.number}` and `sos logs {name}`",
+                    details={"revision": revision.id, "reason": status.reason},
+                )
+            self._sleep(interval)
+
+    # ------------------------------------------------------------------ traffic
+
+    def get_traffic(self, name: str) -> TrafficRoute:
+        return self._get(f"/services/{_q(name)}/traffic", TrafficRoute)
+
+    def set_traffic(self, name: str, route: TrafficRoute | Mapping[str | int, int]) -> TrafficRoute:
+        """Split traffic. ``route`` is a ``TrafficRoute`` or a mapping ``{3: 90, 2: 10}``.
+        Set ``route.resource_version`` (from ``get_traffic``) to make it conditional."""
+        if not isinstance(route, TrafficRoute):
+            route = TrafficRoute(
+                routes=[Route(revision=_ref(name, ref), percent=pct) for ref, pct in route.items()]
+            )
+        response = self._request(
+            "PUT", f"/services/{_q(name)}/traffic", json_body=route.model_dump(mode="json")
+        )
+        return TrafficRoute.model_validate(response.json())
+
+    def rollback(self, name: str, resource_version: int | None = None) -> TrafficRoute:
+        """Move traffic back to the previous route in one atomic step."""
+        response = self._request(
+            "POST", f"/services/{_q(name)}/rollback", params={"resource_version": resource_version}
+        )
+        return TrafficRoute.model_validate(response.json())
+
+    def history(self, name: str, limit: int = 100, before: int | None = None) -> list[HistoryEntry]:
+        """Changes to a service, newest first."""
+        return self._list(f"/services/{_q(name)}/history", HistoryEntry, limit=limit, before=before)
+
+    # ------------------------------------------------------------------ logs
+
+    def logs(
+        self,
+        name: str,
+        revision: str | int | None = None,
+        *,
+        tail: int = 100,
+        follow: bool = False,
+    ) -> Iterator[LogRecord]:
+        """The last ``tail`` log lines of a service (or one revision); with ``follow``, keep
+        yielding new lines until the caller stops iterating."""
+        params: dict[str, Any] = {"tail": tail, "follow": str(follow).lower()}
+        if revision is not None:
+            params["revision"] = _ref(name, revision)
+        try:
+            with self._http.stream(
+                "GET",
+                f"{API}/services/{_q(name)}/logs",
+                params=params,
+                timeout=httpx.Timeout(self._http.timeout.connect, read=None),
+            ) as response:
+                if response.is_error:
+                    response.read()
+                    raise self._error(response)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield LogRecord.model_validate(json.loads(line))
+        except httpx.TransportError as exc:
+            raise ServerUnavailableError(
+                f"lost the log stream from {self.url} ({exc.__class__.__name__}: {exc})"
+            ) from None
+
+    # ------------------------------------------------------------------ auth
+
+    def whoami(self) -> Token:
+        return self._get("/whoami", Token)
+
+    def create_token(
+        self, name: str, *, role: Role = "writer", team: str | None = None
+    ) -> TokenCreated:
+        """Create a token (admins only); the returned ``secret`` is shown only this once."""
+        spec = TokenSpec(name=name, role=role, team=team)
+        response = self._request("POST", "/tokens", json_body=spec.model_dump(mode="json"))
+        return TokenCreated.model_validate(response.json())
+
+    def list_tokens(self) -> list[Token]:
+        return self._list("/tokens", Token)
+
+    def revoke_token(self, ref: str) -> Token:
+        """Revoke a token by id or name."""
+        return Token.model_validate(self._request("DELETE", f"/tokens/{_q(ref)}").json())
+
+    def health(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._request("GET", "/healthz").json()
+        return data

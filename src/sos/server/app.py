@@ -1,0 +1,185 @@
+"""The app factory: ``create_app(settings)`` builds the SOS API server.
+
+Start-up (``ServerState.open``, synchronous, before the first request): make the data dir,
+open the store and migrate it, make sure an admin token exists, let plug-in modules
+configure themselves (``ROUTER_MODULES``: e.g. the artifact store), create the backend.
+The lifespan then starts the reconciler and stops it (and closes the backend) on shutdown.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from sos.config import ServerSettings
+from sos.errors import ValidationError
+from sos.models import TokenSpec
+from sos.reconciler import Reconciler
+from sos.runtime.base import Backend
+from sos.server.backends import DEFAULT_BACKEND, ArtifactPath, BackendContext, create_backend
+from sos.server.core import ArtifactResolver, ControlPlane
+from sos.server.errors import install_error_handlers
+from sos.store import Store
+
+__all__ = ["API_PREFIX", "ROUTER_MODULES", "AdminToken", "ServerState", "create_app"]
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+#: Modules whose ``router`` (an APIRouter, mounted under /api/v1) the app includes. A module
+#: may also define ``configure(state: ServerState) -> None``, called at start-up before the
+#: backend is created, to set ``state.resolver``, ``state.artifact_path``, ``state.extra``.
+ROUTER_MODULES: list[str] = []
+
+
+@dataclass(frozen=True)
+class AdminToken:
+    """Where the bootstrap admin token is, and whether this start created it."""
+
+    path: Path | None
+    created: bool
+    from_env: bool = False
+
+
+@dataclass
+class ServerState:
+    """Everything the routes share, at ``request.app.state.sos``."""
+
+    settings: ServerSettings
+    store: Store
+    control: ControlPlane
+    backend: Backend | None = None
+    reconciler: Reconciler | None = None
+    admin_token: AdminToken | None = None
+    resolver: ArtifactResolver | None = None
+    artifact_path: ArtifactPath | None = None
+    artifact_store: object | None = None
+    #: room for plug-ins to keep their objects (e.g. ``extra["artifacts"]``)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(
+        cls,
+        settings: ServerSettings,
+        *,
+        store: Store | None = None,
+        backend: Backend | None = None,
+        resolver: ArtifactResolver | None = None,
+        plugins: Sequence[Any] = (),
+        clock: Callable[[], datetime] | None = None,
+    ) -> ServerState:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if store is None:
+            store = Store(settings.resolved_database_url, **({"clock": clock} if clock else {}))
+        store.migrate()
+        state = cls(settings=settings, store=store, control=ControlPlane(store), resolver=resolver)
+        state.admin_token = ensure_admin_token(store, settings)
+        for plugin in plugins:
+            configure = getattr(plugin, "configure", None)
+            if configure is not None:
+                configure(state)
+        state.control.resolver = state.resolver
+        state.backend = backend or create_backend(
+            settings.backend or DEFAULT_BACKEND,
+            BackendContext(
+                data_dir=settings.data_dir,
+                options=dict(settings.backend_options),
+                artifact_path=state.artifact_path,
+                artifact_store=state.artifact_store,
+            ),
+        )
+        state.reconciler = Reconciler(
+            state.backend,
+            desired=state.control.desired,
+            service_names=store.service_names,
+            write_status=store.write_status,
+            resync_seconds=settings.resync_seconds,
+        )
+        state.control.on_change = state.reconciler.notify
+        return state
+
+
+def ensure_admin_token(store: Store, settings: ServerSettings) -> AdminToken:
+    """First start: create an admin token (or adopt ``SOS_ADMIN_TOKEN``) and save it 0600."""
+    path = settings.admin_token_file
+    if settings.admin_token:
+        if len(settings.admin_token) < 16:
+            raise ValidationError("SOS_ADMIN_TOKEN must be at least 16 characters long")
+        if store.token_for_secret(settings.admin_token) is None:
+            name = "admin-env"
+            taken = {t.name for t in store.list_tokens()}
+            while name in taken:
+                name += "-1"
+            store.create_token(
+                TokenSpec(name=name, role="admin"), actor=None, secret=settings.admin_token
+            )
+            log.info("admin token from SOS_ADMIN_TOKEN registered as %r", name)
+        return AdminToken(path=None, created=False, from_env=True)
+    if store.count_tokens("admin") > 0:
+        return AdminToken(path=path if path.exists() else None, created=False)
+    created = store.create_token(TokenSpec(name="admin", role="admin"), actor=None)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(created.secret + "\n")
+    os.replace(tmp, path)
+    log.info("created the admin token; it is in %s", path)
+    return AdminToken(path=path, created=True)
+
+
+def create_app(
+    settings: ServerSettings | None = None,
+    *,
+    state: ServerState | None = None,
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    """The SOS API server as an ASGI app (``uvicorn.run(create_app())``)."""
+    from sos import __version__
+    from sos.server import logs, routes, tokens
+
+    plugins = [importlib.import_module(name) for name in ROUTER_MODULES]
+    if state is None:
+        state = ServerState.open(settings or ServerSettings.from_env(), plugins=plugins)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        assert state.reconciler is not None
+        await state.reconciler.start()
+        try:
+            yield
+        finally:
+            await state.reconciler.stop()
+
+    app = FastAPI(
+        title="SOS API",
+        version=__version__,
+        description="The Service Operator Service: services, immutable revisions, traffic, "
+        "rollbacks, history and tokens. Every error has the shape "
+        '`{"error": {"type", "message", "details"}}`.',
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.sos = state
+    install_error_handlers(app)
+    app.include_router(routes.router, prefix=API_PREFIX)
+    app.include_router(logs.router, prefix=API_PREFIX)
+    app.include_router(tokens.router, prefix=API_PREFIX)
+    for plugin in plugins:
+        router = getattr(plugin, "router", None)
+        if router is not None:
+            app.include_router(router, prefix=API_PREFIX)
+    for router in routers:
+        app.include_router(router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,259 @@
+"""The control plane's rules, between the HTTP routes and the store.
+
+Routes parse and authenticate; this module decides: who may change what, how revision
+references resolve, what a valid traffic route is, how an artifact becomes a digest. Every
+write goes through the store's compare-and-swap. When the caller sent a resource version the
+write is conditional on it (a stale one is a 409); when it did not, a lost race is retried
+against the fresh state, which is what "apply" means.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from sos.errors import ConflictError, NotFoundError, ValidationError
+from sos.models import (
+    Artifact,
+    ArtifactMetadata,
+    Revision,
+    RevisionSpec,
+    Route,
+    Service,
+    ServiceSpec,
+    Token,
+    TrafficRoute,
+    normalize_revision_ref,
+)
+from sos.runtime.base import DesiredService
+from sos.server.auth import can_write
+from sos.store import StaleWriteError, Store
+
+__all__ = ["ArtifactResolver", "ControlPlane"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: how often an unconditional write is retried after losing a race
+_RETRIES = 20
+
+
+class ArtifactResolver(Protocol):
+    """The hook between revisions and the artifact store (issue 4 provides one).
+
+    ``resolve`` turns ``Artifact(name, version)`` into the stored artifact's metadata (its
+    digest above all) and raises ``sos.errors.NotFoundError`` with a helpful message when
+    there is none; ``metadata`` looks an artifact up by digest for the backends. Both are
+    called from worker threads, never on the event loop.
+    """
+
+    def resolve(self, artifact: Artifact) -> ArtifactMetadata: ...
+
+    def metadata(self, digest: str) -> ArtifactMetadata | None: ...
+
+
+def _noop(_name: str) -> None:
+    return None
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        resolver: ArtifactResolver | None = None,
+        on_change: Callable[[str], None] = _noop,
+    ) -> None:
+        self.store = store
+        self.resolver = resolver
+        #: called with a service name after every change (the reconciler listens)
+        self.on_change = on_change
+
+    # ------------------------------------------------------------------ helpers
+
+    def _mutate(self, name: str, expected: int | None, write: Callable[[Service, int], T]) -> T:
+        for _ in range(_RETRIES):
+            service = self.store.get_service(name)
+            assert service.resource_version is not None
+            try:
+                result = write(service, service.resource_version if expected is None else expected)
+            except StaleWriteError:
+                if expected is not None:
+                    raise
+                continue
+            self.on_change(name)
+            return result
+        raise ConflictError(f"service {name!r} changes too often right now; retry in a moment")
+
+    def revision_ref(self, name: str, ref: str | int) -> str:
+        try:
+            return normalize_revision_ref(name, ref)
+        except ValueError as exc:
+            raise ValidationError(str(exc), details={"revision": str(ref)}) from None
+
+    # ------------------------------------------------------------------ services
+
+    def apply_service(self, token: Token, name: str, spec: ServiceSpec) -> tuple[Service, bool]:
+        """Create or update a service; returns (service, created)."""
+        if spec.name != name:
+            raise ValidationError(
+                f"the body names service {spec.name!r} but the URL names {name!r}; make them agree",
+                details={"field": "name"},
+            )
+        can_write(token, spec.team, f"services of team {spec.team!r}")
+        for _ in range(_RETRIES):
+            try:
+                current = self.store.get_service(name)
+            except NotFoundError:
+                if spec.resource_version is not None:
+                    raise ConflictError(
+                        f"service {name!r} no longer exists (the write was based on "
+                        f"resource_version {spec.resource_version}); re-read and retry",
+                        details={"service": name},
+                    ) from None
+                try:
+                    created = self.store.create_service(spec, actor=token.name)
+                except ConflictError:
+                    continue  # created by someone else meanwhile: apply as an update
+                self.on_change(name)
+                return created, True
+            can_write(token, current.team, f"service {name!r}")
+            assert current.resource_version is not None
+            expected = spec.resource_version
+            try:
+                service, changed = self.store.update_service(
+                    spec,
+                    expected_version=current.resource_version if expected is None else expected,
+                    actor=token.name,
+                )
+            except StaleWriteError:
+                if expected is not None:
+                    raise
+                continue
+            if changed:
+                self.on_change(name)
+            return service, False
+        raise ConflictError(f"service {name!r} changes too often right now; retry in a moment")
+
+    def delete_service(self, token: Token, name: str, resource_version: int | None = None) -> None:
+        def write(service: Service, expected: int) -> None:
+            can_write(token, service.team, f"service {name!r}")
+            self.store.delete_service(name, expected_version=expected, actor=token.name)
+
+        self._mutate(name, resource_version, write)
+
+    # ------------------------------------------------------------------ revisions
+
+    def create_revision(self, token: Token, name: str, spec: RevisionSpec) -> Revision:
+        service = self.store.get_service(name)
+        can_write(token, service.team, f"service {name!r}")
+        spec = spec.spec()
+        if self.resolver is not None:
+            metadata = self.resolver.resolve(spec.artifact)
+            if spec.artifact.digest is not None and spec.artifact.digest != metadata.digest:
+                raise ConflictError(
+                    f"artifact {spec.artifact.name} {spec.artifact.version} has digest "
+                    f"{metadata.digest}, not {spec.artifact.digest} as the revision says; "
+                    "drop the digest or push the artifact you meant",
+                    details={"field": "artifact.digest"},
+                )
+            artifact = spec.artifact.model_copy(update={"digest": metadata.digest})
+            spec = spec.model_copy(update={"artifact": artifact})
+
+        def write(current: Service, expected: int) -> Revision:
+            can_write(token, current.team, f"service {name!r}")
+            return self.store.create_revision(
+                name, spec, expected_version=expected, actor=token.name
+            )
+
+        return self._mutate(name, None, write)
+
+    def get_revision(self, name: str, ref: str) -> Revision:
+        return self.store.get_revision(name, self.revision_ref(name, ref))
+
+    # ------------------------------------------------------------------ traffic
+
+    def _normalize_route(self, name: str, route: TrafficRoute) -> TrafficRoute:
+        routes: list[Route] = []
+        for index, r in enumerate(route.routes):
+            try:
+                rev = normalize_revision_ref(name, r.revision)
+            except ValueError as exc:
+                raise ValidationError(
+                    f"routes[{index}].revision: {exc}",
+                    details={"field": f"routes[{index}].revision"},
+                ) from None
+            routes.append(r.model_copy(update={"revision": rev}))
+        untagged = [r.revision for r in routes if not r.tag]
+        twice = sorted({rev for rev in untagged if untagged.count(rev) > 1})
+        if twice:
+            raise ValidationError(
+                f"revision {twice[0]} has two untagged routes; merge them into one",
+                details={"field": "routes"},
+            )
+        wanted = {r.revision for r in routes}
+        missing = sorted(wanted - self.store.existing_revisions(name, wanted))
+        if missing:
+            raise ValidationError(
+                f"service {name!r} has no revision {', '.join(missing)}: list them with "
+                f"`sos revisions {name}`",
+                details={"field": "routes", "missing": missing},
+            )
+        return TrafficRoute(routes=routes, resource_version=route.resource_version)
+
+    def get_traffic(self, name: str) -> TrafficRoute:
+        service = self.store.get_service(name)
+        if service.traffic is None:
+            raise NotFoundError(
+                f"service {name!r} has no traffic yet: its first revision gets all of it "
+                f"(`sos deploy` or `sos revisions {name}`)",
+                details={"service": name},
+            )
+        return service.traffic
+
+    def set_traffic(self, token: Token, name: str, route: TrafficRoute) -> TrafficRoute:
+        normalized = self._normalize_route(name, route)
+
+        def write(service: Service, expected: int) -> Service:
+            can_write(token, service.team, f"the traffic of service {name!r}")
+            return self.store.set_traffic(
+                name, normalized, expected_version=expected, actor=token.name
+            )
+
+        service = self._mutate(name, route.resource_version, write)
+        assert service.traffic is not None
+        return service.traffic
+
+    def rollback(
+        self, token: Token, name: str, resource_version: int | None = None
+    ) -> TrafficRoute:
+        def write(service: Service, expected: int) -> Service:
+            can_write(token, service.team, f"the traffic of service {name!r}")
+            return self.store.rollback(name, expected_version=expected, actor=token.name)
+
+        service = self._mutate(name, resource_version, write)
+        assert service.traffic is not None
+        return service.traffic
+
+    # ------------------------------------------------------------------ desired state
+
+    def desired(self, name: str) -> DesiredService | None:
+        """The desired state of ``name`` with artifact metadata when a resolver knows it."""
+        desired = self.store.desired(name)
+        if desired is None or self.resolver is None:
+            return desired
+        artifacts: dict[str, ArtifactMetadata] = {}
+        for revision in desired.revisions:
+            digest = revision.artifact.digest
+            if digest and digest not in artifacts:
+                metadata = self.resolver.metadata(digest)
+                if metadata is not None:
+                    artifacts[digest] = metadata
+        return DesiredService(
+            service=desired.service,
+            revisions=desired.revisions,
+            traffic=desired.traffic,
+            artifacts=artifacts,
+        )

@@ -1,0 +1,136 @@
+"""Every error the API returns has one JSON shape: ``{"error": {"type", "message", "details"}}``.
+
+``SOSError`` subclasses map to their status; request validation errors become a 422 that
+names the field; unknown paths and methods keep their 404/405; anything unexpected is logged
+with its traceback and answered with a 500 in the same shape (never a stack trace).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sos.errors import (
+    AuthenticationError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    ServerError,
+    SOSError,
+    ValidationError,
+)
+
+__all__ = ["ERROR_RESPONSES", "ErrorBody", "ErrorDetail", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of the SOS API."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No token, or a token the server does not know"},
+    403: {"model": ErrorBody, "description": "The token may not do this"},
+    404: {"model": ErrorBody, "description": "No such service, revision or token"},
+    409: {"model": ErrorBody, "description": "Stale resource_version or existing name"},
+    422: {"model": ErrorBody, "description": "The request broke a rule; the message says which"},
+}
+
+
+def _where(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out or "body"
+
+
+def _message(error: dict[str, Any]) -> str:
+    msg = str(error.get("msg", "is invalid"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return msg
+
+
+def validation_error(exc: RequestValidationError) -> ValidationError:
+    errors = list(exc.errors())
+    lines = [f"{_where(e.get('loc', ()))}: {_message(e)}" for e in errors]
+    message = "; ".join(lines[:5]) + (f" (and {len(lines) - 5} more)" if len(lines) > 5 else "")
+    fields = [
+        {"field": _where(e.get("loc", ())), "message": _message(e), "type": e.get("type")}
+        for e in errors
+    ]
+    return ValidationError(message or "the request is invalid", details={"errors": fields})
+
+
+def _response(error: SOSError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, AuthenticationError) else None
+    return JSONResponse(error.to_payload(), status_code=error.status_code, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SOSError)
+    async def _sos(request: Request, exc: SOSError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+        return _response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _response(validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error: SOSError
+        if exc.status_code == 404:
+            error = NotFoundError(f"no such endpoint: {request.method} {request.url.path}")
+        elif exc.status_code == 405:
+            error = ValidationError(
+                f"{request.method} is not allowed on {request.url.path}"
+                + (" (revisions are immutable)" if "/revisions/" in request.url.path else "")
+            )
+            response = _response(error)
+            response.status_code = 405
+            if exc.headers:
+                response.headers.update(exc.headers)
+            return response
+        elif exc.status_code == 401:
+            error = AuthenticationError(str(exc.detail))
+        elif exc.status_code == 403:
+            error = PermissionDeniedError(str(exc.detail))
+        elif exc.status_code == 413:
+            error = PayloadTooLargeError(str(exc.detail))
+        elif exc.status_code < 500:
+            error = ValidationError(str(exc.detail))
+            response = _response(error)
+            response.status_code = exc.status_code
+            return response
+        else:
+            error = ServerError(str(exc.detail))
+        return _response(error)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _response(
+            ServerError(
+                f"the server failed unexpectedly on {request.method} {request.url.path} "
+                f"({type(exc).__name__}); this is a bug: the server log has the details"
+            )
+        )

@@ -1,0 +1,220 @@
+"""Services, revisions, traffic, rollback, history and whoami under ``/api/v1``.
+
+Handlers are plain ``def`` functions: FastAPI runs them in worker threads, so the store's
+SQL never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response, status
+
+from sos.errors import NotFoundError
+from sos.models import (
+    MAX_VERSION,
+    DesiredState,
+    HistoryEntry,
+    Revision,
+    RevisionSpec,
+    Service,
+    ServiceSpec,
+    Token,
+    TrafficRoute,
+)
+from sos.server.auth import Principal
+from sos.server.core import ControlPlane
+from sos.server.errors import ERROR_RESPONSES
+from sos.store import Store
+
+__all__ = ["ServiceName", "router"]
+
+router = APIRouter(responses=ERROR_RESPONSES)
+
+ServiceName = Annotated[
+    str,
+    Path(
+        description="Service name (a DNS-1035 label)",
+        pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+    ),
+]
+RevisionRef = Annotated[
+    str,
+    Path(
+        description="Revision number (3 or 00003) or id (svc-00003)",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+    ),
+]
+ResourceVersion = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=MAX_VERSION,
+        description="Make the write conditional on the service's resource_version",
+    ),
+]
+
+
+def _control(request: Request) -> ControlPlane:
+    control: ControlPlane = request.app.state.sos.control
+    return control
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.sos.store
+    return store
+
+
+@router.get("/healthz", tags=["server"], summary="Is the server up (no token needed)")
+def healthz() -> dict[str, str]:
+    from sos import __version__
+
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/whoami", tags=["auth"], summary="The calling token: name, role, team")
+def whoami(token: Principal) -> Token:
+    return token
+
+
+# --------------------------------------------------------------------------- services
+
+
+@router.get("/services", tags=["services"], summary="List services")
+def list_services(
+    request: Request,
+    token: Principal,
+    team: Annotated[
+        str | None, Query(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    ] = None,
+) -> list[Service]:
+    return _store(request).list_services(team)
+
+
+@router.put(
+    "/services/{name}",
+    tags=["services"],
+    summary="Create or update a service (send resource_version to make it conditional)",
+    responses={201: {"model": Service, "description": "Created"}},
+)
+def apply_service(
+    request: Request, response: Response, token: Principal, name: ServiceName, spec: ServiceSpec
+) -> Service:
+    service, created = _control(request).apply_service(token, name, spec)
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    return service
+
+
+@router.get("/services/{name}", tags=["services"], summary="One service with its status")
+def get_service(request: Request, token: Principal, name: ServiceName) -> Service:
+    return _store(request).get_service(name)
+
+
+@router.delete(
+    "/services/{name}",
+    tags=["services"],
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a service, its revisions and traffic (history stays)",
+)
+def delete_service(
+    request: Request,
+    token: Principal,
+    name: ServiceName,
+    resource_version: ResourceVersion = None,
+) -> Response:
+    _control(request).delete_service(token, name, resource_version)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/services/{name}/desired",
+    tags=["services"],
+    summary="The desired state a backend gets (service, revisions, traffic, artifacts)",
+)
+def desired_state(request: Request, token: Principal, name: ServiceName) -> DesiredState:
+    desired = _control(request).desired(name)
+    if desired is None:
+        raise NotFoundError(f"service {name!r} does not exist", details={"service": name})
+    return desired.to_state()
+
+
+# --------------------------------------------------------------------------- revisions
+
+
+@router.get(
+    "/services/{name}/revisions", tags=["revisions"], summary="List revisions, oldest first"
+)
+def list_revisions(request: Request, token: Principal, name: ServiceName) -> list[Revision]:
+    return _store(request).list_revisions(name)
+
+
+@router.post(
+    "/services/{name}/revisions",
+    tags=["revisions"],
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a new immutable revision (the first one gets 100% of traffic)",
+)
+def create_revision(
+    request: Request, token: Principal, name: ServiceName, spec: RevisionSpec
+) -> Revision:
+    return _control(request).create_revision(token, name, spec)
+
+
+@router.get("/services/{name}/revisions/{ref}", tags=["revisions"], summary="One revision")
+def get_revision(
+    request: Request, token: Principal, name: ServiceName, ref: RevisionRef
+) -> Revision:
+    return _control(request).get_revision(name, ref)
+
+
+# --------------------------------------------------------------------------- traffic
+
+
+@router.get("/services/{name}/traffic", tags=["traffic"], summary="The current traffic route")
+def get_traffic(request: Request, token: Principal, name: ServiceName) -> TrafficRoute:
+    return _control(request).get_traffic(name)
+
+
+@router.put(
+    "/services/{name}/traffic",
+    tags=["traffic"],
+    summary="Split traffic between revisions (send resource_version to make it conditional)",
+)
+def set_traffic(
+    request: Request, token: Principal, name: ServiceName, route: TrafficRoute
+) -> TrafficRoute:
+    return _control(request).set_traffic(token, name, route)
+
+
+@router.post(
+    "/services/{name}/rollback",
+    tags=["traffic"],
+    summary="Go back to the previous traffic route in one step (again: forward again)",
+)
+def rollback(
+    request: Request,
+    token: Principal,
+    name: ServiceName,
+    resource_version: ResourceVersion = None,
+) -> TrafficRoute:
+    return _control(request).rollback(token, name, resource_version)
+
+
+@router.get(
+    "/services/{name}/history",
+    tags=["history"],
+    summary="Who changed what and when, newest first",
+)
+def history(
+    request: Request,
+    token: Principal,
+    name: ServiceName,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_VERSION, description="Page back: ids below this")
+    ] = None,
+) -> list[HistoryEntry]:
+    return _store(request).history(name, limit=limit, before=before)

@@ -1,0 +1,649 @@
+"""The SQL store: the single source of truth of SOS, and the only code that speaks SQL.
+
+Every write that changes a service is a compare-and-swap on ``services.resource_version``
+(``UPDATE services ... WHERE name = ? AND resource_version = ?``), so two writers, in one
+process or many, on SQLite or PostgreSQL, can never both win against the same version: the
+loser gets ``StaleWriteError`` (a ``ConflictError``, HTTP 409). History rows are written in
+the same transaction as the change they describe.
+
+Methods are synchronous (SQLAlchemy Core); async callers run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
+
+from sos.errors import ConflictError, NotFoundError, ValidationError
+from sos.models import (
+    HistoryEntry,
+    Revision,
+    RevisionSpec,
+    RevisionStatus,
+    Role,
+    Service,
+    ServiceSpec,
+    ServiceStatus,
+    Token,
+    TokenCreated,
+    TokenSpec,
+    TrafficRoute,
+    revision_id,
+)
+from sos.runtime.base import DesiredService
+from sos.store import tables as t
+
+__all__ = ["Clock", "StaleWriteError", "Store", "hash_secret", "normalize_database_url"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def hash_secret(secret: str) -> str:
+    """How token secrets are stored: sha256 hex of a high-entropy secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class StaleWriteError(ConflictError):
+    """A compare-and-swap lost: the service changed since the given resource version."""
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the URLs people write (``postgresql://...``) and pick the installed driver."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _make_engine(url: str) -> Engine:
+    parsed = make_url(normalize_database_url(url))
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True, future=True)
+    memory = parsed.database in (None, "", ":memory:")
+    engine = create_engine(
+        parsed,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        poolclass=StaticPool if memory else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # let SQLAlchemy emit BEGIN itself, so writes can take the lock up front
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # BEGIN IMMEDIATE takes the write lock first, so a read-then-write transaction
+        # never fails halfway with "database is locked" when another writer got in between
+        write = conn.get_execution_options().get("sos_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _dump_route(route: TrafficRoute | None) -> dict[str, Any] | None:
+    if route is None:
+        return None
+    return {"routes": [r.model_dump(mode="json", exclude_none=True) for r in route.routes]}
+
+
+def _load_route(data: Any, resource_version: int | None) -> TrafficRoute | None:
+    if not data:
+        return None
+    return TrafficRoute.model_validate({**data, "resource_version": resource_version})
+
+
+def route_summary(route: TrafficRoute | None) -> str:
+    """``00003=90 00002=10@old``: a route as people read it."""
+    if route is None:
+        return "no traffic"
+    parts = []
+    for r in route.routes:
+        number = r.revision.rsplit("-", 1)[-1]
+        parts.append(f"{number}={r.percent}" + (f"@{r.tag}" if r.tag else ""))
+    return " ".join(parts)
+
+
+class Store:
+    """Services, revisions, traffic, history and tokens in one SQL database."""
+
+    def __init__(self, url: str, *, clock: Clock = _utcnow) -> None:
+        self.url = normalize_database_url(url)
+        self.engine = _make_engine(self.url)
+        self.clock = clock
+
+    # ------------------------------------------------------------------ plumbing
+
+    def migrate(self) -> None:
+        """Bring the schema up to date (Alembic, migrations shipped inside the package)."""
+        from sos.store.migrate import upgrade
+
+        upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(sos_write=True)
+            with conn.begin():
+                yield conn
+
+    def _record(
+        self,
+        conn: Connection,
+        service: str,
+        actor: str,
+        action: str,
+        summary: str,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+    ) -> None:
+        conn.execute(
+            insert(t.history).values(
+                service=service,
+                at=self.clock(),
+                actor=actor,
+                action=action,
+                summary=summary,
+                before=before,
+                after=after,
+            )
+        )
+
+    # ------------------------------------------------------------------ services
+
+    def _service_row(self, conn: Connection, name: str) -> Row[Any]:
+        row = conn.execute(select(t.services).where(t.services.c.name == name)).first()
+        if row is None:
+            raise NotFoundError(
+                f"service {name!r} does not exist: list services with `sos services`",
+                details={"service": name},
+            )
+        return row
+
+    @staticmethod
+    def _to_service(row: Row[Any]) -> Service:
+        m = row._mapping
+        counter = m["revision_counter"]
+        return Service(
+            name=m["name"],
+            team=m["team"],
+            description=m["description"],
+            resource_version=m["resource_version"],
+            created_at=m["created_at"],
+            created_by=m["created_by"],
+            updated_at=m["updated_at"],
+            traffic=_load_route(m["traffic"], m["resource_version"]),
+            latest_revision=revision_id(m["name"], counter) if counter else None,
+            status=ServiceStatus.model_validate(m["status"]) if m["status"] else ServiceStatus(),
+        )
+
+    def list_services(self, team: str | None = None) -> list[Service]:
+        query = select(t.services).order_by(t.services.c.name)
+        if team is not None:
+            query = query.where(t.services.c.team == team)
+        with self._read() as conn:
+            return [self._to_service(row) for row in conn.execute(query)]
+
+    def service_names(self) -> list[str]:
+        with self._read() as conn:
+            return list(conn.scalars(select(t.services.c.name).order_by(t.services.c.name)))
+
+    def get_service(self, name: str) -> Service:
+        with self._read() as conn:
+            return self._to_service(self._service_row(conn, name))
+
+    def create_service(self, spec: ServiceSpec, *, actor: str) -> Service:
+        now = self.clock()
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    insert(t.services).values(
+                        name=spec.name,
+                        team=spec.team,
+                        description=spec.description,
+                        resource_version=1,
+                        revision_counter=0,
+                        created_at=now,
+                        created_by=actor,
+                        updated_at=now,
+                    )
+                )
+                after = spec.model_dump(mode="json", exclude={"resource_version"})
+                self._record(
+                    conn,
+                    spec.name,
+                    actor,
+                    "service.created",
+                    f"service created for team {spec.team}",
+                    None,
+                    after,
+                )
+                return self._to_service(self._service_row(conn, spec.name))
+        except IntegrityError:
+            raise ConflictError(
+                f"service {spec.name!r} already exists", details={"service": spec.name}
+            ) from None
+
+    def _swap(
+        self, conn: Connection, name: str, expected_version: int, values: dict[str, Any]
+    ) -> None:
+        """The compare-and-swap every service write goes through."""
+        result = conn.execute(
+            update(t.services)
+            .where(t.services.c.name == name, t.services.c.resource_version == expected_version)
+            .values(
+                resource_version=t.services.c.resource_version + 1,
+                updated_at=self.clock(),
+                **values,
+            )
+        )
+        if result.rowcount == 1:
+            return
+        current = conn.execute(
+            select(t.services.c.resource_version).where(t.services.c.name == name)
+        ).scalar()
+        if current is None:
+            raise NotFoundError(f"service {name!r} does not exist (it was deleted meanwhile)")
+        raise StaleWriteError(
+            f"someone else changed service {name!r} meanwhile (it is at resource_version "
+            f"{current}, the write was based on {expected_version}); re-read it and retry",
+            details={"service": name, "resource_version": current},
+        )
+
+    def update_service(
+        self, spec: ServiceSpec, *, expected_version: int, actor: str
+    ) -> tuple[Service, bool]:
+        """Apply ``spec`` to an existing service; returns (service, changed)."""
+        with self._write() as conn:
+            row = self._service_row(conn, spec.name)
+            before = {"team": row.team, "description": row.description}
+            after = {"team": spec.team, "description": spec.description}
+            if row.resource_version != expected_version:
+                self._swap(conn, spec.name, expected_version, {})  # raises the conflict
+            if before == after:
+                return self._to_service(row), False
+            self._swap(conn, spec.name, expected_version, after)
+            changed = ", ".join(
+                f"{key} {after[key]!r}" for key in after if after[key] != before[key]
+            )
+            self._record(
+                conn, spec.name, actor, "service.updated", f"changed {changed}", before, after
+            )
+            return self._to_service(self._service_row(conn, spec.name)), True
+
+    def delete_service(self, name: str, *, expected_version: int, actor: str) -> None:
+        with self._write() as conn:
+            row = self._service_row(conn, name)
+            self._swap(conn, name, expected_version, {})
+            conn.execute(delete(t.revisions).where(t.revisions.c.service == name))
+            conn.execute(delete(t.services).where(t.services.c.name == name))
+            self._record(
+                conn,
+                name,
+                actor,
+                "service.deleted",
+                f"service deleted with its {row.revision_counter} revision(s)",
+                {"team": row.team, "description": row.description},
+                None,
+            )
+
+    # ------------------------------------------------------------------ revisions
+
+    @staticmethod
+    def _to_revision(row: Row[Any]) -> Revision:
+        m = row._mapping
+        status = RevisionStatus.model_validate(m["status"]) if m["status"] else RevisionStatus()
+        return Revision.model_validate(
+            {
+                **m["spec"],
+                "id": m["id"],
+                "service": m["service"],
+                "number": m["number"],
+                "created_at": m["created_at"],
+                "created_by": m["created_by"],
+                "status": status,
+            }
+        )
+
+    def create_revision(
+        self,
+        name: str,
+        spec: RevisionSpec,
+        *,
+        expected_version: int,
+        actor: str,
+    ) -> Revision:
+        """Create the next revision of ``name``; the first one also gets 100% of traffic."""
+        with self._write() as conn:
+            row = self._service_row(conn, name)
+            number = row.revision_counter + 1
+            if number > 99999:
+                raise ConflictError(f"service {name!r} has reached 99999 revisions")
+            rev_id = revision_id(name, number)
+            values: dict[str, Any] = {"revision_counter": number}
+            first_route = None
+            if row.traffic is None:
+                first_route = TrafficRoute.model_validate(
+                    {"routes": [{"revision": rev_id, "percent": 100}]}
+                )
+                values["traffic"] = _dump_route(first_route)
+            self._swap(conn, name, expected_version, values)
+            spec_json = spec.spec().model_dump(mode="json")
+            conn.execute(
+                insert(t.revisions).values(
+                    id=rev_id,
+                    service=name,
+                    number=number,
+                    spec=spec_json,
+                    status=None,
+                    created_at=self.clock(),
+                    created_by=actor,
+                )
+            )
+            artifact = spec.artifact
+            self._record(
+                conn,
+                name,
+                actor,
+                "revision.created",
+                f"revision {number:05d} created from artifact {artifact.name} {artifact.version}",
+                None,
+                {"revision": rev_id, **spec_json},
+            )
+            if first_route is not None:
+                self._record(
+                    conn,
+                    name,
+                    actor,
+                    "traffic.changed",
+                    f"traffic {route_summary(first_route)} (the first revision gets all traffic)",
+                    None,
+                    _dump_route(first_route),
+                )
+            created = conn.execute(select(t.revisions).where(t.revisions.c.id == rev_id)).one()
+            return self._to_revision(created)
+
+    def list_revisions(self, name: str) -> list[Revision]:
+        with self._read() as conn:
+            self._service_row(conn, name)
+            rows = conn.execute(
+                select(t.revisions)
+                .where(t.revisions.c.service == name)
+                .order_by(t.revisions.c.number)
+            )
+            return [self._to_revision(row) for row in rows]
+
+    def get_revision(self, name: str, rev_id: str) -> Revision:
+        with self._read() as conn:
+            self._service_row(conn, name)
+            row = conn.execute(
+                select(t.revisions).where(t.revisions.c.service == name, t.revisions.c.id == rev_id)
+            ).first()
+            if row is None:
+                raise NotFoundError(
+                    f"service {name!r} has no revision {rev_id!r}: list them with "
+                    f"`sos revisions {name}`",
+                    details={"service": name, "revision": rev_id},
+                )
+            return self._to_revision(row)
+
+    def existing_revisions(self, name: str, ids: set[str]) -> set[str]:
+        with self._read() as conn:
+            return set(
+                conn.scalars(
+                    select(t.revisions.c.id).where(
+                        t.revisions.c.service == name, t.revisions.c.id.in_(sorted(ids))
+                    )
+                )
+            )
+
+    # ------------------------------------------------------------------ traffic
+
+    def set_traffic(
+        self,
+        name: str,
+        route: TrafficRoute,
+        *,
+        expected_version: int,
+        actor: str,
+    ) -> Service:
+        """Replace the traffic route; the old one becomes what a rollback returns to."""
+        with self._write() as conn:
+            row = self._service_row(conn, name)
+            before = _load_route(row.traffic, None)
+            new = _dump_route(route)
+            self._swap(
+                conn, name, expected_version, {"traffic": new, "previous_traffic": row.traffic}
+            )
+            self._record(
+                conn,
+                name,
+                actor,
+                "traffic.changed",
+                f"traffic {route_summary(route)} (was {route_summary(before)})",
+                row.traffic,
+                new,
+            )
+            return self._to_service(self._service_row(conn, name))
+
+    def rollback(self, name: str, *, expected_version: int, actor: str) -> Service:
+        """Swap the current and the previous route in one step (twice goes forward again)."""
+        with self._write() as conn:
+            row = self._service_row(conn, name)
+            if not row.previous_traffic:
+                raise ConflictError(
+                    f"service {name!r} has no earlier traffic route to roll back to; "
+                    f"set one with `sos traffic {name} REVISION=PERCENT ...`",
+                    details={"service": name},
+                )
+            self._swap(
+                conn,
+                name,
+                expected_version,
+                {"traffic": row.previous_traffic, "previous_traffic": row.traffic},
+            )
+            self._record(
+                conn,
+                name,
+                actor,
+                "traffic.rollback",
+                f"rolled back to traffic {route_summary(_load_route(row.previous_traffic, None))}"
+                f" (was {route_summary(_load_route(row.traffic, None))})",
+                row.traffic,
+                row.previous_traffic,
+            )
+            return self._to_service(self._service_row(conn, name))
+
+    # ------------------------------------------------------------------ status
+
+    def write_status(
+        self,
+        name: str,
+        status: ServiceStatus,
+        revision_status: Mapping[str, RevisionStatus],
+    ) -> bool:
+        """Record observed state. Does not bump resource_version (status is not spec).
+
+        Returns False when the service no longer exists."""
+        with self._write() as conn:
+            result = conn.execute(
+                update(t.services)
+                .where(t.services.c.name == name)
+                .values(status=status.model_dump(mode="json"))
+            )
+            if result.rowcount == 0:
+                return False
+            for rev_id, rev_status in revision_status.items():
+                conn.execute(
+                    update(t.revisions)
+                    .where(t.revisions.c.service == name, t.revisions.c.id == rev_id)
+                    .values(status=rev_status.model_dump(mode="json"))
+                )
+            return True
+
+    def desired(self, name: str) -> DesiredService | None:
+        """The desired state of one service as the reconciler hands it to a backend."""
+        with self._read() as conn:
+            row = conn.execute(select(t.services).where(t.services.c.name == name)).first()
+            if row is None:
+                return None
+            service = self._to_service(row)
+            revs = conn.execute(
+                select(t.revisions)
+                .where(t.revisions.c.service == name)
+                .order_by(t.revisions.c.number)
+            )
+            return DesiredService(
+                service=service,
+                revisions=tuple(self._to_revision(r) for r in revs),
+                traffic=service.traffic,
+            )
+
+    # ------------------------------------------------------------------ history
+
+    def history(
+        self, name: str, *, limit: int = 100, before: int | None = None
+    ) -> list[HistoryEntry]:
+        """Newest first. ``before`` pages back: pass the smallest id of the previous page."""
+        query = (
+            select(t.history)
+            .where(t.history.c.service == name)
+            .order_by(t.history.c.id.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            query = query.where(t.history.c.id < before)
+        with self._read() as conn:
+            rows = list(conn.execute(query))
+            if not rows and before is None:
+                exists = conn.execute(
+                    select(func.count()).select_from(t.services).where(t.services.c.name == name)
+                ).scalar()
+                if not exists:
+                    raise NotFoundError(f"service {name!r} has no history: it never existed")
+            return [HistoryEntry.model_validate(dict(row._mapping)) for row in rows]
+
+    # ------------------------------------------------------------------ tokens
+
+    @staticmethod
+    def _to_token(row: Row[Any]) -> Token:
+        m = row._mapping
+        return Token(
+            id=m["id"],
+            name=m["name"],
+            role=m["role"],
+            team=m["team"],
+            created_at=m["created_at"],
+            created_by=m["created_by"],
+        )
+
+    def create_token(
+        self, spec: TokenSpec, *, actor: str | None, secret: str | None = None
+    ) -> TokenCreated:
+        """Store a new token (hashed) and return it with its secret, the only time it is shown."""
+        secret = secret or "sos_" + secrets.token_urlsafe(32)
+        token_id = secrets.token_hex(6)
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    insert(t.tokens).values(
+                        id=token_id,
+                        name=spec.name,
+                        role=spec.role,
+                        team=spec.team,
+                        secret_hash=hash_secret(secret),
+                        created_at=self.clock(),
+                        created_by=actor,
+                    )
+                )
+                row = conn.execute(select(t.tokens).where(t.tokens.c.id == token_id)).one()
+        except IntegrityError:
+            raise ConflictError(
+                f"a token named {spec.name!r} already exists: pick another name or revoke it "
+                f"first with `sos token revoke {spec.name}`",
+                details={"name": spec.name},
+            ) from None
+        return TokenCreated(**self._to_token(row).model_dump(), secret=secret)
+
+    def token_for_secret(self, secret: str) -> Token | None:
+        with self._read() as conn:
+            row = conn.execute(
+                select(t.tokens).where(t.tokens.c.secret_hash == hash_secret(secret))
+            ).first()
+            return self._to_token(row) if row else None
+
+    def list_tokens(self) -> list[Token]:
+        with self._read() as conn:
+            return [
+                self._to_token(row)
+                for row in conn.execute(select(t.tokens).order_by(t.tokens.c.created_at))
+            ]
+
+    def count_tokens(self, role: Role | None = None) -> int:
+        query = select(func.count()).select_from(t.tokens)
+        if role is not None:
+            query = query.where(t.tokens.c.role == role)
+        with self._read() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def delete_token(self, ref: str) -> Token:
+        """Revoke a token by id or name; refuses to revoke the last admin token."""
+        with self._write() as conn:
+            row = conn.execute(
+                select(t.tokens).where((t.tokens.c.id == ref) | (t.tokens.c.name == ref))
+            ).first()
+            if row is None:
+                raise NotFoundError(
+                    f"no token with id or name {ref!r}: list them with `sos token list`"
+                )
+            if row.role == "admin":
+                admins = conn.execute(
+                    select(func.count()).select_from(t.tokens).where(t.tokens.c.role == "admin")
+                ).scalar()
+                if admins == 1:
+                    raise ValidationError(
+                        f"token {row.name!r} is the last admin token; create another admin "
+                        "token first, or nobody could manage tokens any more"
+                    )
+            conn.execute(delete(t.tokens).where(t.tokens.c.id == row.id))
+            return self._to_token(row)
