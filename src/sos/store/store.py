@@ -156,12 +156,14 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def read(self) -> Iterator[Connection]:
+        """A read transaction (for modules of ``sos.store`` only)."""
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def write(self) -> Iterator[Connection]:
+        """A write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE)."""
         with self.engine.connect() as conn:
             conn.execution_options(sos_write=True)
             with conn.begin():
@@ -221,21 +223,21 @@ class Store:
         query = select(t.services).order_by(t.services.c.name)
         if team is not None:
             query = query.where(t.services.c.team == team)
-        with self._read() as conn:
+        with self.read() as conn:
             return [self._to_service(row) for row in conn.execute(query)]
 
     def service_names(self) -> list[str]:
-        with self._read() as conn:
+        with self.read() as conn:
             return list(conn.scalars(select(t.services.c.name).order_by(t.services.c.name)))
 
     def get_service(self, name: str) -> Service:
-        with self._read() as conn:
+        with self.read() as conn:
             return self._to_service(self._service_row(conn, name))
 
     def create_service(self, spec: ServiceSpec, *, actor: str) -> Service:
         now = self.clock()
         try:
-            with self._write() as conn:
+            with self.write() as conn:
                 conn.execute(
                     insert(t.services).values(
                         name=spec.name,
@@ -294,7 +296,7 @@ class Store:
         self, spec: ServiceSpec, *, expected_version: int, actor: str
     ) -> tuple[Service, bool]:
         """Apply ``spec`` to an existing service; returns (service, changed)."""
-        with self._write() as conn:
+        with self.write() as conn:
             row = self._service_row(conn, spec.name)
             before = {"team": row.team, "description": row.description}
             after = {"team": spec.team, "description": spec.description}
@@ -312,7 +314,7 @@ class Store:
             return self._to_service(self._service_row(conn, spec.name)), True
 
     def delete_service(self, name: str, *, expected_version: int, actor: str) -> None:
-        with self._write() as conn:
+        with self.write() as conn:
             row = self._service_row(conn, name)
             self._swap(conn, name, expected_version, {})
             conn.execute(delete(t.revisions).where(t.revisions.c.service == name))
@@ -354,7 +356,7 @@ class Store:
         actor: str,
     ) -> Revision:
         """Create the next revision of ``name``; the first one also gets 100% of traffic."""
-        with self._write() as conn:
+        with self.write() as conn:
             row = self._service_row(conn, name)
             number = row.revision_counter + 1
             if number > 99999:
@@ -404,7 +406,7 @@ class Store:
             return self._to_revision(created)
 
     def list_revisions(self, name: str) -> list[Revision]:
-        with self._read() as conn:
+        with self.read() as conn:
             self._service_row(conn, name)
             rows = conn.execute(
                 select(t.revisions)
@@ -414,7 +416,7 @@ class Store:
             return [self._to_revision(row) for row in rows]
 
     def get_revision(self, name: str, rev_id: str) -> Revision:
-        with self._read() as conn:
+        with self.read() as conn:
             self._service_row(conn, name)
             row = conn.execute(
                 select(t.revisions).where(t.revisions.c.service == name, t.revisions.c.id == rev_id)
@@ -428,7 +430,7 @@ class Store:
             return self._to_revision(row)
 
     def existing_revisions(self, name: str, ids: set[str]) -> set[str]:
-        with self._read() as conn:
+        with self.read() as conn:
             return set(
                 conn.scalars(
                     select(t.revisions.c.id).where(
@@ -448,7 +450,7 @@ class Store:
         actor: str,
     ) -> Service:
         """Replace the traffic route; the old one becomes what a rollback returns to."""
-        with self._write() as conn:
+        with self.write() as conn:
             row = self._service_row(conn, name)
             before = _load_route(row.traffic, None)
             new = _dump_route(route)
@@ -468,7 +470,7 @@ class Store:
 
     def rollback(self, name: str, *, expected_version: int, actor: str) -> Service:
         """Swap the current and the previous route in one step (twice goes forward again)."""
-        with self._write() as conn:
+        with self.write() as conn:
             row = self._service_row(conn, name)
             if not row.previous_traffic:
                 raise ConflictError(
@@ -505,7 +507,7 @@ class Store:
         """Record observed state. Does not bump resource_version (status is not spec).
 
         Returns False when the service no longer exists."""
-        with self._write() as conn:
+        with self.write() as conn:
             result = conn.execute(
                 update(t.services)
                 .where(t.services.c.name == name)
@@ -523,7 +525,7 @@ class Store:
 
     def desired(self, name: str) -> DesiredService | None:
         """The desired state of one service as the reconciler hands it to a backend."""
-        with self._read() as conn:
+        with self.read() as conn:
             row = conn.execute(select(t.services).where(t.services.c.name == name)).first()
             if row is None:
                 return None
@@ -553,7 +555,7 @@ class Store:
         )
         if before is not None:
             query = query.where(t.history.c.id < before)
-        with self._read() as conn:
+        with self.read() as conn:
             rows = list(conn.execute(query))
             if not rows and before is None:
                 exists = conn.execute(
@@ -584,7 +586,7 @@ class Store:
         secret = secret or "sos_" + secrets.token_urlsafe(32)
         token_id = secrets.token_hex(6)
         try:
-            with self._write() as conn:
+            with self.write() as conn:
                 conn.execute(
                     insert(t.tokens).values(
                         id=token_id,
@@ -606,14 +608,14 @@ class Store:
         return TokenCreated(**self._to_token(row).model_dump(), secret=secret)
 
     def token_for_secret(self, secret: str) -> Token | None:
-        with self._read() as conn:
+        with self.read() as conn:
             row = conn.execute(
                 select(t.tokens).where(t.tokens.c.secret_hash == hash_secret(secret))
             ).first()
             return self._to_token(row) if row else None
 
     def list_tokens(self) -> list[Token]:
-        with self._read() as conn:
+        with self.read() as conn:
             return [
                 self._to_token(row)
                 for row in conn.execute(select(t.tokens).order_by(t.tokens.c.created_at))
@@ -623,12 +625,12 @@ class Store:
         query = select(func.count()).select_from(t.tokens)
         if role is not None:
             query = query.where(t.tokens.c.role == role)
-        with self._read() as conn:
+        with self.read() as conn:
             return int(conn.execute(query).scalar() or 0)
 
     def delete_token(self, ref: str) -> Token:
         """Revoke a token by id or name; refuses to revoke the last admin token."""
-        with self._write() as conn:
+        with self.write() as conn:
             row = conn.execute(
                 select(t.tokens).where((t.tokens.c.id == ref) | (t.tokens.c.name == ref))
             ).first()
