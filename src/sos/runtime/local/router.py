@@ -1,0 +1,876 @@
+"""The shared ingress: one HTTP listener for every service, with weighted splits and tags.
+
+Routing (first match wins):
+
+1. ``Host: {service}.{domain}`` reaches the service's weighted split;
+   ``Host: {tag}-{service}.{domain}`` or a ``Sos-Tag: {tag}`` header reaches a tagged
+   revision directly;
+2. ``/s/{service}/...`` (or ``/s/{tag}-{service}/...``) does the same for clients that
+   cannot set a Host; the prefix is stripped before the request is passed on;
+3. ``/r/{revision}/...`` reaches one revision, routed or not (try a revision before it
+   gets traffic);
+4. anything else is the router's own: ``/metrics`` (Prometheus) and ``/healthz``.
+
+The data path is written on asyncio protocols with ``httptools`` parsing and keep-alive
+connection pools to the instances, and runs on uvloop when the server installs it. The
+routing table is immutable: ``update`` swaps it in one assignment, so a request sees
+either the old or the new table, and a request already sent to an instance finishes there.
+
+A revision without a ready instance sends its requests to the activator path: the
+request is held, ``on_cold(revision)`` asks the backend to start an instance, and the
+request goes on as soon as one is ready, or gets a 503 that says why after
+``activation_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, cast
+
+import httptools
+
+from sos.runtime.local.metrics import ConcurrencyMeter, MetricsCollector, RequestStats, render
+
+__all__ = ["Endpoint", "RevisionTarget", "Router", "RoutingTable", "ServiceRoute", "SmoothWeighted"]
+
+log = logging.getLogger(__name__)
+
+#: idle keep-alive connections to instances older than this are not reused (gunicorn
+#: closes idle connections after 2 s; reusing one it is closing would fail a request)
+UPSTREAM_IDLE_SECONDS = 1.0
+MAX_IDLE_PER_ENDPOINT = 64
+MAX_REQUEST_BODY = 64 * 2**20
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+    }
+)
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+
+
+# --------------------------------------------------------------------------- routing table
+
+
+class Endpoint:
+    """One ready instance as the router sees it: an address, its load, idle connections."""
+
+    __slots__ = ("host", "idle", "in_flight", "instance", "port", "revision")
+
+    def __init__(self, instance: str, revision: str, port: int, host: str = "127.0.0.1") -> None:
+        self.instance = instance
+        self.revision = revision
+        self.host = host
+        self.port = port
+        self.in_flight = 0
+        self.idle: list[tuple[float, _Upstream]] = []
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.instance!r}, {self.host}:{self.port})"
+
+
+class SmoothWeighted:
+    """Smooth weighted round-robin (nginx's): exact shares even over a few requests.
+
+    Over any ``sum(weights)`` consecutive picks each name is chosen exactly its weight
+    times, and the picks are spread out rather than bunched.
+    """
+
+    def __init__(self, weights: Iterable[tuple[str, int]]) -> None:
+        pairs = [(name, weight) for name, weight in weights if weight > 0]
+        self.names = [name for name, _ in pairs]
+        self.weights = [weight for _, weight in pairs]
+        self.total = sum(self.weights)
+        self._current = [0] * len(pairs)
+
+    def key(self) -> tuple[tuple[str, int], ...]:
+        return tuple(zip(self.names, self.weights, strict=True))
+
+    def pick(self) -> str | None:
+        if len(self.names) < 2:
+            return self.names[0] if self.names else None
+        current = self._current
+        best = 0
+        for i, weight in enumerate(self.weights):
+            current[i] += weight
+            if current[i] > current[best]:
+                best = i
+        current[best] -= self.total
+        return self.names[best]
+
+
+@dataclass(frozen=True)
+class RevisionTarget:
+    """A revision's ready instances; ``unavailable`` says why there is none to wait for."""
+
+    id: str
+    service: str
+    endpoints: tuple[Endpoint, ...] = ()
+    unavailable: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceRoute:
+    """A service's split (revision id -> percent) and tags (tag -> revision id)."""
+
+    name: str
+    split: tuple[tuple[str, int], ...]
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class RoutingTable:
+    """An immutable snapshot of every route; the router swaps whole tables."""
+
+    def __init__(
+        self,
+        services: Iterable[ServiceRoute] = (),
+        revisions: Iterable[RevisionTarget] = (),
+        *,
+        previous: RoutingTable | None = None,
+    ) -> None:
+        self.services: dict[str, ServiceRoute] = {s.name: s for s in services}
+        self.revisions: dict[str, RevisionTarget] = {r.id: r for r in revisions}
+        #: host label ("svc" or "tag-svc") -> (service, tagged revision or None, tag)
+        self.labels: dict[str, tuple[str, str | None, str]] = {}
+        self.balancers: dict[str, SmoothWeighted] = {}
+        #: raw Host header -> host label (a cache filled by the router)
+        self.hosts: dict[bytes, tuple[str | None]] = {}
+        for route in self.services.values():
+            self.labels[route.name] = (route.name, None, "")
+            for tag, revision in route.tags.items():
+                self.labels.setdefault(f"{tag}-{route.name}", (route.name, revision, tag))
+            balancer = SmoothWeighted(route.split)
+            old = previous.balancers.get(route.name) if previous else None
+            # keep the rotation going when only instances changed, so shares stay exact
+            self.balancers[route.name] = old if old and old.key() == balancer.key() else balancer
+
+
+# --------------------------------------------------------------------------- the router
+
+
+class Router:
+    """The ingress server. ``start`` binds it; ``update`` swaps the routing table."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        domain: str = "localhost",
+        activation_timeout: float = 30.0,
+        on_cold: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.domain = domain.strip(".").lower()
+        self._suffix = "." + self.domain
+        self.activation_timeout = activation_timeout
+        self.on_cold = on_cold
+        self.clock = clock
+        self.table = RoutingTable()
+        self.metrics = MetricsCollector()
+        self.meters: dict[str, ConcurrencyMeter] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._server: asyncio.Server | None = None
+        self._connections: set[_ClientConnection] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    # ---- lifecycle
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _ClientConnection(self), self.host, self.port, reuse_address=True, backlog=1024
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("router listening on http://%s:%d (domain %s)", self.host, self.port, self.domain)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for conn in list(self._connections):
+                conn.close()
+            await self._server.wait_closed()
+            self._server = None
+        for futures in self._waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+        self._waiters.clear()
+
+    # ---- routing state
+
+    def update(self, table: RoutingTable) -> None:
+        """Swap the routing table (atomic: one assignment) and wake held requests."""
+        self.table = RoutingTable(
+            table.services.values(), table.revisions.values(), previous=self.table
+        )
+        for revision, futures in list(self._waiters.items()):
+            target = self.table.revisions.get(revision)
+            if target is None or target.endpoints or target.unavailable:
+                for future in futures:
+                    if not future.done():
+                        future.set_result(None)
+                del self._waiters[revision]
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a task the router keeps a reference to until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def meter(self, revision: str) -> ConcurrencyMeter:
+        meter = self.meters.get(revision)
+        if meter is None:
+            meter = self.meters[revision] = ConcurrencyMeter(self.clock())
+        return meter
+
+    def in_flight(self, instance: str) -> int:
+        """Requests an instance is serving now (to drain it before stopping it)."""
+        for target in self.table.revisions.values():
+            for endpoint in target.endpoints:
+                if endpoint.instance == instance:
+                    return endpoint.in_flight
+        return 0
+
+    def service_url(self, service: str) -> str:
+        return f"http://{service}.{self.domain}:{self.port}"
+
+    def tag_url(self, service: str, tag: str) -> str:
+        return f"http://{tag}-{service}.{self.domain}:{self.port}"
+
+    def revision_url(self, revision: str) -> str:
+        return f"http://{self.domain}:{self.port}/r/{revision}/"
+
+    # ---- resolution (called per request)
+
+    def resolve(
+        self, host: bytes, path: bytes, tag_header: bytes | None
+    ) -> tuple[str, str, str, bytes] | tuple[int, str]:
+        """Find (service, revision, tag, path to send) or (status, message)."""
+        table = self.table
+        cached = table.hosts.get(host)
+        if cached is None:
+            name = host.split(b":", 1)[0].decode("latin-1").lower().rstrip(".")
+            label = name[: -len(self._suffix)] if name.endswith(self._suffix) else None
+            if len(table.hosts) < 4096:
+                table.hosts[host] = (label,)
+        else:
+            label = cached[0]
+        found = table.labels.get(label) if label else None
+        if found is None and path.startswith(b"/s/"):
+            rest = path[3:]
+            cut = rest.find(b"/")
+            label = (rest if cut < 0 else rest[:cut]).split(b"?", 1)[0].decode("latin-1")
+            found = table.labels.get(label)
+            if found is None:
+                return 404, self._unknown(label)
+            path = rest[len(label) :] or b"/"
+            if path.startswith(b"?"):
+                path = b"/" + path
+        elif found is None and path.startswith(b"/r/"):
+            rest = path[3:]
+            cut = rest.find(b"/")
+            revision = (rest if cut < 0 else rest[:cut]).split(b"?", 1)[0].decode("latin-1")
+            target = table.revisions.get(revision)
+            if target is None:
+                return 404, f"no revision {revision!r} is deployed on this router"
+            path = rest[len(revision) :] or b"/"
+            if path.startswith(b"?"):
+                path = b"/" + path
+            return target.service, revision, "", path
+        elif found is None:
+            if label is not None:
+                return 404, self._unknown(label)
+            return 0, ""
+        service, tagged, tag = found
+        if tag_header:
+            tag = tag_header.decode("latin-1").strip().lower()
+            tagged = table.services[service].tags.get(tag)
+            if tagged is None:
+                return 404, f"service {service!r} has no tag {tag!r} (Sos-Tag header)"
+        chosen = tagged or table.balancers[service].pick()
+        if chosen is None:
+            return 503, f"service {service!r} has no traffic route yet: create a revision"
+        return service, chosen, tag, path
+
+    def _unknown(self, label: str) -> str:
+        known = ", ".join(sorted(self.table.services)) or "none yet"
+        return (
+            f"no service {label!r} on this router (services: {known}); reach a service at "
+            f"http://NAME.{self.domain}:{self.port}/ or http://{self.domain}:{self.port}/s/NAME/"
+        )
+
+    async def wait_for_endpoint(self, revision: str) -> RevisionTarget | str:
+        """The activator: hold until ``revision`` has a ready instance, or say why not."""
+        deadline = self.clock() + self.activation_timeout
+        while True:
+            target = self.table.revisions.get(revision)
+            if target is None:
+                return f"revision {revision!r} is no longer deployed"
+            if target.endpoints:
+                return target
+            if target.unavailable:
+                return target.unavailable
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return (
+                    f"revision {revision!r} has no ready instance after waiting "
+                    f"{self.activation_timeout:g}s (it is starting from zero or failing; "
+                    f"see `sos logs {target.service} --revision {revision}`)"
+                )
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(revision, []).append(future)
+            if self.on_cold is not None:
+                self.on_cold(revision)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, remaining)
+
+    def own_response(self, path: bytes) -> tuple[int, bytes, bytes]:
+        """The router's own endpoints: (status, content type, body)."""
+        clean = path.split(b"?", 1)[0]
+        if clean == b"/metrics":
+            return 200, b"text/plain; version=0.0.4; charset=utf-8", render(self.metrics)
+        if clean in (b"/healthz", b"/readyz"):
+            return 200, b"text/plain", b"ok\n"
+        return 404, b"text/plain; charset=utf-8", (self._unknown("") + "\n").encode()
+
+
+# --------------------------------------------------------------------------- connections
+
+
+@dataclass
+class _Request:
+    method: bytes
+    url: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    keep_alive: bool
+    version: str
+    host: bytes = b""
+    tag: bytes | None = None
+
+
+class _ClientConnection(asyncio.Protocol):
+    """One client connection; requests on it are served one after another."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.queue: deque[_Request] = deque()
+        self.current: _Request | None = None
+        self.upstream: _Upstream | None = None
+        self.paused = False
+        self.closed = False
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._host = b""
+        self._tag: bytes | None = None
+        # per-request accounting
+        self._endpoint: Endpoint | None = None
+        self._stats: RequestStats | None = None
+        self._meter: ConcurrencyMeter | None = None
+        self._revision = ""
+        self._started = 0.0
+        self._status = 0
+        self._sent_head = False
+        self._chunked = False
+        self._tries = 0
+        self._payload = b""
+        self._out: list[bytes] = []
+
+    # ---- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.router._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.router._connections.discard(self)
+        if self.current is not None:
+            upstream, self.upstream = self.upstream, None
+            if upstream is not None:
+                upstream.abandon()
+            self._finish(0 if not self._sent_head else self._status)
+        self.queue.clear()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._error_and_close(501, "protocol upgrades (WebSocket) are not supported yet")
+        except httptools.HttpParserError as exc:
+            self._error_and_close(400, f"malformed HTTP request: {exc}")
+
+    # ---- httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._body = []
+        self._body_size = 0
+        self._host = b""
+        self._tag = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lower = name.lower()
+        if lower == b"host":
+            self._host = value
+            return
+        if lower == b"sos-tag":
+            self._tag = value
+            return
+        self._headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > MAX_REQUEST_BODY:
+            raise httptools.HttpParserError(
+                f"request body above {MAX_REQUEST_BODY // 2**20} MiB; send large files elsewhere"
+            )
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self.parser
+        request = _Request(
+            method=parser.get_method(),
+            url=self._url,
+            headers=self._headers,
+            body=b"".join(self._body),
+            keep_alive=parser.should_keep_alive(),
+            version=parser.get_http_version(),
+            host=self._host,
+            tag=self._tag,
+        )
+        self.queue.append(request)
+        if len(self.queue) > 8 and self.transport is not None:
+            self.transport.pause_reading()
+        if self.current is None:
+            self._next()
+
+    # ---- serving
+
+    def _next(self) -> None:
+        if self.closed or not self.queue:
+            return
+        if self.transport is not None:
+            self.transport.resume_reading()
+        request = self.current = self.queue.popleft()
+        router = self.router
+        self._status = 0
+        self._sent_head = False
+        self._tries = 0
+        self._endpoint = None
+        self._revision = ""
+        found = router.resolve(request.host, request.url, request.tag)
+        if len(found) == 2:
+            status, message = found
+            if status == 0:
+                code, ctype, body = router.own_response(request.url)
+                self._respond(code, body, ctype)
+            else:
+                self._respond(status, (message + "\n").encode())
+            return
+        service, revision, tag, path = found
+        self._revision = revision
+        self._started = router.clock()
+        self._stats = router.metrics.get(service, revision, tag)
+        self._stats.in_flight += 1
+        self._meter = router.meter(revision)
+        self._meter.change(self._started, 1)
+        self._payload = self._upstream_request(request, path)
+        target = router.table.revisions.get(revision)
+        if target is not None and target.endpoints:
+            self._send(target)
+        else:
+            self.router.spawn(self._activate(revision))
+
+    async def _activate(self, revision: str) -> None:
+        target = await self.router.wait_for_endpoint(revision)
+        if self.closed:
+            return
+        if isinstance(target, str):
+            self._fail(503, target)
+        else:
+            self._send(target)
+
+    def _send(self, target: RevisionTarget) -> None:
+        endpoints = target.endpoints
+        endpoint = endpoints[0]
+        if len(endpoints) > 1:
+            for candidate in endpoints:
+                if candidate.in_flight < endpoint.in_flight:
+                    endpoint = candidate
+        endpoint.in_flight += 1
+        self._endpoint = endpoint
+        self._tries += 1
+        now = self.router.clock()
+        idle = endpoint.idle
+        while idle:
+            since, upstream = idle.pop()
+            if now - since < UPSTREAM_IDLE_SECONDS and upstream.usable():
+                self.upstream = upstream
+                upstream.send(self, self._payload, reused=True)
+                return
+            upstream.abandon()
+        self.router.spawn(self._connect(endpoint))
+
+    async def _connect(self, endpoint: Endpoint) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, upstream = await loop.create_connection(
+                lambda: _Upstream(endpoint, self.router.clock), endpoint.host, endpoint.port
+            )
+        except OSError as exc:
+            self._release_endpoint()
+            if self._retry():
+                return
+            self._fail(502, f"instance {endpoint.instance} refused the connection: {exc}")
+            return
+        if self.closed:
+            upstream.abandon()
+            self._release_endpoint()
+            return
+        self.upstream = upstream
+        upstream.send(self, self._payload, reused=False)
+
+    def _retry(self) -> bool:
+        """Try another (or the same) instance once, when nothing was answered yet."""
+        request = self.current
+        if request is None or self.closed or self._sent_head or self._tries > 2:
+            return False
+        target = self.router.table.revisions.get(self._revision)
+        if target is None or not target.endpoints:
+            return False
+        self._send(target)
+        return True
+
+    def _upstream_request(self, request: _Request, path: bytes) -> bytes:
+        parts = [request.method, b" ", path, b" HTTP/1.1\r\n"]
+        forwarded_for = b"127.0.0.1"
+        for name, value in request.headers:
+            lower = name.lower()
+            if lower in _HOP_BY_HOP:
+                continue
+            if lower == b"x-forwarded-for":
+                forwarded_for = value + b", 127.0.0.1"
+                continue
+            parts += [name, b": ", value, b"\r\n"]
+        if request.host:
+            parts += [b"Host: ", request.host, b"\r\nX-Forwarded-Host: ", request.host, b"\r\n"]
+        parts += [b"X-Forwarded-For: ", forwarded_for, b"\r\nX-Forwarded-Proto: http\r\n"]
+        if request.body or request.method in (b"POST", b"PUT", b"PATCH"):
+            parts += [b"Content-Length: ", str(len(request.body)).encode(), b"\r\n"]
+        parts += [b"\r\n", request.body]
+        return b"".join(parts)
+
+    # ---- called by the upstream connection
+
+    def response_head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], length: int | None
+    ) -> None:
+        request = self.current
+        if request is None or self.transport is None or self.closed:
+            return
+        self._status = status
+        self._sent_head = True
+        version = b"HTTP/1.1" if request.version == "1.1" else b"HTTP/1.0"
+        parts = [version, b" ", str(status).encode(), b" ", reason, b"\r\n"]
+        for name, value in headers:
+            if name.lower() not in _HOP_BY_HOP:
+                parts += [name, b": ", value, b"\r\n"]
+        parts += [b"Sos-Revision: ", self._revision.encode(), b"\r\n"]
+        no_body = request.method == b"HEAD" or status in (204, 304) or status < 200
+        self._chunked = False
+        if length is not None:
+            parts += [b"Content-Length: ", str(length).encode(), b"\r\n"]
+        elif not no_body:
+            if request.version == "1.1":
+                self._chunked = True
+                parts.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                request.keep_alive = False
+        if not request.keep_alive:
+            parts.append(b"Connection: close\r\n")
+        elif request.version == "1.0":
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        self._out.append(b"".join(parts))
+
+    def response_body(self, chunk: bytes) -> None:
+        if self.transport is None or self.closed or not chunk:
+            return
+        if self._chunked:
+            self._out += [b"%x\r\n" % len(chunk), chunk, b"\r\n"]
+        else:
+            self._out.append(chunk)
+
+    def flush(self) -> None:
+        """Write what the upstream delivered in one go (one system call per read)."""
+        if self._out:
+            out, self._out = self._out, []
+            if self.transport is not None and not self.closed:
+                self.transport.writelines(out)
+
+    def response_done(self) -> None:
+        if self.transport is None:
+            return
+        if self._chunked and not self.closed:
+            self._out.append(b"0\r\n\r\n")
+        self.flush()
+        self.upstream = None
+        self._release_endpoint()
+        request = self.current
+        self._finish(self._status)
+        if request is not None and not request.keep_alive:
+            self.transport.close()
+            return
+        self._next()
+
+    def response_failed(self, reason: str, retryable: bool) -> None:
+        self.upstream = None
+        self._release_endpoint()
+        if self.current is None or self.closed:
+            return
+        if retryable and self.current.method in _IDEMPOTENT and self._retry():
+            return
+        if self._sent_head:
+            # part of an answer went out: the only honest thing left is to cut it short
+            self.flush()
+            self._finish(self._status)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self._fail(502, reason)
+
+    # ---- endings
+
+    def _release_endpoint(self) -> None:
+        if self._endpoint is not None:
+            self._endpoint.in_flight -= 1
+            self._endpoint = None
+
+    def _finish(self, status: int) -> None:
+        if self.current is None:
+            return
+        self.current = None
+        if self._stats is not None and self._meter is not None:
+            now = self.router.clock()
+            self._stats.done(status, now - self._started)
+            self._meter.change(now, -1)
+            self._stats = None
+            self._meter = None
+
+    def _fail(self, status: int, message: str) -> None:
+        request = self.current
+        self._finish(status)
+        self.current = request
+        self._respond(status, (message + "\n").encode())
+
+    def _respond(
+        self, status: int, body: bytes, ctype: bytes = b"text/plain; charset=utf-8"
+    ) -> None:
+        request = self.current
+        self.current = None
+        if self.transport is None or self.closed:
+            return
+        keep_alive = request is not None and request.keep_alive
+        phrase = HTTPStatus(status).phrase.encode()
+        head = [
+            b"HTTP/1.1 %d %s\r\n" % (status, phrase),
+            b"Content-Type: " + ctype + b"\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+        ]
+        if self._revision and status in (502, 503):
+            head.append(b"Sos-Revision: " + self._revision.encode() + b"\r\n")
+        if not keep_alive:
+            head.append(b"Connection: close\r\n")
+        head.append(b"\r\n")
+        method = request.method if request else b"GET"
+        self.transport.writelines([*head, b"" if method == b"HEAD" else body])
+        if not keep_alive:
+            self.transport.close()
+        else:
+            self._next()
+
+    def _error_and_close(self, status: int, message: str) -> None:
+        if self.transport is None or self.closed:
+            return
+        body = (message + "\n").encode()
+        phrase = HTTPStatus(status).phrase.encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (status, phrase, len(body), body)
+        )
+        self.transport.close()
+
+
+class _Upstream(asyncio.Protocol):
+    """A keep-alive connection to one instance; carries one request at a time."""
+
+    def __init__(self, endpoint: Endpoint, clock: Callable[[], float]) -> None:
+        self.endpoint = endpoint
+        self.clock = clock
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.client: _ClientConnection | None = None
+        self.closed = False
+        self._reused = False
+        self._got_bytes = False
+        self._head = False
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._length: int | None = None
+        self._chunked = False
+        self._until_close = False
+        self._complete = False
+
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def send(self, client: _ClientConnection, payload: bytes, *, reused: bool) -> None:
+        assert self.transport is not None
+        self.client = client
+        self._reused = reused
+        self._got_bytes = False
+        self._complete = False
+        self._head = payload.startswith(b"HEAD ")
+        self._reason = b""
+        self._headers = []
+        self._length = None
+        self._chunked = False
+        self._until_close = False
+        if client.paused:
+            self.transport.pause_reading()
+        self.transport.write(payload)
+
+    def abandon(self) -> None:
+        self.client = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # ---- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._got_bytes = True
+        client = self.client
+        try:
+            self.parser.feed_data(data)
+            if client is not None:
+                client.flush()
+        except httptools.HttpParserError as exc:
+            client, self.client = self.client, None
+            self.abandon()
+            if client is not None:
+                client.response_failed(
+                    f"instance {self.endpoint.instance} sent bad HTTP: {exc}", False
+                )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        client, self.client = self.client, None
+        if client is None:
+            return
+        if self._until_close and self._headers is not None and self._got_bytes:
+            client.response_done()
+            return
+        client.response_failed(
+            f"instance {self.endpoint.instance} closed the connection before answering"
+            + (f": {exc}" if exc else ""),
+            not self._got_bytes and self._reused,
+        )
+
+    # ---- httptools callbacks
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lower = name.lower()
+        if lower == b"content-length":
+            try:
+                self._length = int(value)
+            except ValueError:
+                self._length = None
+        elif lower == b"transfer-encoding" and b"chunked" in value.lower():
+            self._chunked = True
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        client = self.client
+        chunked = self._chunked
+        no_body = self._head or status in (204, 304) or status < 200
+        if client is not None:
+            length = self._length if not chunked else None
+            if no_body and self._head:
+                length = self._length
+            client.response_head(status, self._reason or b"OK", self._headers, length)
+        if no_body:
+            self._done(keep=self.parser.should_keep_alive(), fresh_parser=True)
+        elif not chunked and self._length is None:
+            self._until_close = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.client is not None:
+            self.client.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._complete:
+            self._done(keep=self.parser.should_keep_alive(), fresh_parser=False)
+
+    def _done(self, *, keep: bool, fresh_parser: bool) -> None:
+        self._complete = True
+        client, self.client = self.client, None
+        if fresh_parser:
+            # a HEAD/204/304 answer has no body: the parser must not wait for one
+            self.parser = httptools.HttpResponseParser(self)
+        if keep and self.usable() and len(self.endpoint.idle) < MAX_IDLE_PER_ENDPOINT:
+            if self.transport is not None:
+                self.transport.resume_reading()
+            self.endpoint.idle.append((self.clock(), self))
+        else:
+            self.abandon()
+        if client is not None:
+            client.response_done()

@@ -1,0 +1,99 @@
+"""A small HTTP app for the local runtime tests, stdlib only, started like an artifact.
+
+It honours the start contract (PORT, HOST, SOS_REVISION) and offers a few paths that
+let tests make it misbehave: ``/slow?ms=N``, ``/crash``, ``/sick`` (liveness fails from
+then on), ``/env``, ``/stream`` (a chunked answer), and echoes POST bodies.
+The env var ``HELLO_FAIL`` makes it exit at start-up; ``HELLO_START_DELAY`` delays its
+listening socket; ``HELLO_NEVER_READY`` makes ``/ready`` answer 503 forever.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+REVISION = os.environ.get("SOS_REVISION", "?")
+STATE = {"sick": False}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        sys.stderr.write("access %s\n" % (format % args))
+
+    def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        query = parse_qs(url.query)
+        if url.path == "/ready":
+            never = os.environ.get("HELLO_NEVER_READY")
+            self._send(503 if never else 200, b"not ready\n" if never else b"ready\n")
+        elif url.path == "/live":
+            self._send(500 if STATE["sick"] else 200, b"sick\n" if STATE["sick"] else b"ok\n")
+        elif url.path == "/sick":
+            STATE["sick"] = True
+            self._send(200, b"now sick\n")
+        elif url.path == "/crash":
+            self._send(200, b"bye\n")
+            self.wfile.flush()
+            os._exit(3)
+        elif url.path == "/slow":
+            time.sleep(int(query.get("ms", ["100"])[0]) / 1000)
+            self._send(200, f"slow {REVISION}\n".encode())
+        elif url.path == "/env":
+            self._send(200, json.dumps(dict(os.environ)).encode(), "application/json")
+        elif url.path == "/stream":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(3):
+                data = f"part {i}\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+                time.sleep(0.01)
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            body = f"hello from {REVISION} path={self.path} host={self.headers.get('Host')}\n"
+            self._send(200, body.encode())
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(length)
+        self._send(200, b"echo " + data)
+
+
+def main() -> None:
+    print(f"hello {REVISION} starting", flush=True)
+    if os.environ.get("HELLO_FAIL"):
+        print(f"failing on purpose: {os.environ['HELLO_FAIL']}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    time.sleep(float(os.environ.get("HELLO_START_DELAY", "0")))
+    server = ThreadingHTTPServer(
+        (os.environ.get("HOST", "127.0.0.1"), int(os.environ["PORT"])), Handler
+    )
+    server.daemon_threads = True
+    print(f"hello {REVISION} listening on {server.server_address[1]}", flush=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+main()

@@ -1,0 +1,265 @@
+"""The shared router with real instances behind it: routing, splits, tags, the activator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from sos.runtime.local.router import (
+    Endpoint,
+    RevisionTarget,
+    Router,
+    RoutingTable,
+    ServiceRoute,
+    SmoothWeighted,
+)
+from tests.sos.runtime.conftest import StartApp
+
+
+@pytest.fixture
+async def router() -> AsyncIterator[Router]:
+    router = Router(port=0, activation_timeout=5)
+    await router.start()
+    yield router
+    await router.close()
+
+
+def table(
+    splits: dict[str, dict[str, int]],
+    ports: dict[str, int],
+    tags: dict[str, dict[str, str]] | None = None,
+    unavailable: dict[str, str] | None = None,
+) -> RoutingTable:
+    services = [
+        ServiceRoute(name, tuple(split.items()), (tags or {}).get(name, {}))
+        for name, split in splits.items()
+    ]
+    revisions = []
+    for split in splits.values():
+        for revision in split:
+            port = ports.get(revision)
+            endpoints = (Endpoint(f"{revision}-a", revision, port),) if port else ()
+            service = revision.rsplit("-", 1)[0]
+            why = (unavailable or {}).get(revision)
+            revisions.append(RevisionTarget(revision, service, endpoints, why))
+    return RoutingTable(services, revisions)
+
+
+async def get(router: Router, host: str, path: str = "/", **headers: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=15) as client:
+        return await client.get(
+            f"http://127.0.0.1:{router.port}{path}", headers={"Host": host, **headers}
+        )
+
+
+async def test_host_header_reaches_the_service_and_names_the_revision(
+    router: Router, start_app: StartApp
+) -> None:
+    app = start_app("shop-00001")
+    router.update(table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    response = await get(router, f"shop.localhost:{router.port}", "/items?x=1")
+    assert response.status_code == 200
+    assert response.headers["sos-revision"] == "shop-00001"
+    assert "hello from shop-00001 path=/items?x=1" in response.text
+    assert f"host=shop.localhost:{router.port}" in response.text
+
+
+async def test_path_prefix_form_strips_the_prefix(router: Router, start_app: StartApp) -> None:
+    app = start_app("shop-00001")
+    router.update(table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    response = await get(router, "127.0.0.1", "/s/shop/items?x=1")
+    assert "path=/items?x=1" in response.text
+    assert (await get(router, "127.0.0.1", "/s/shop")).text.split()[3] == "path=/"
+    assert (await get(router, "127.0.0.1", "/s/shop?q=2")).text.split()[3] == "path=/?q=2"
+
+
+async def test_weighted_split_is_exact_even_over_ten_requests(
+    router: Router, start_app: StartApp
+) -> None:
+    old, new = start_app("shop-00001"), start_app("shop-00002")
+    router.update(
+        table(
+            {"shop": {"shop-00001": 70, "shop-00002": 30}},
+            {"shop-00001": old.port, "shop-00002": new.port},
+        )
+    )
+    async with httpx.AsyncClient(headers={"Host": "shop.localhost"}) as client:
+        for _ in range(3):
+            seen = Counter(
+                [
+                    (await client.get(f"http://127.0.0.1:{router.port}/")).headers["sos-revision"]
+                    for _ in range(10)
+                ]
+            )
+            assert seen == {"shop-00001": 7, "shop-00002": 3}
+
+
+def test_smooth_weighted_round_robin_spreads_picks() -> None:
+    balancer = SmoothWeighted([("a", 70), ("b", 30), ("c", 0)])
+    picks = [balancer.pick() for _ in range(100)]
+    assert Counter(picks) == {"a": 70, "b": 30}
+    # spread out, not bunched: never more than three "a" in a row at 70/30
+    runs = "".join(str(p) for p in picks).split("b")
+    assert max(len(run) for run in runs) <= 3
+
+
+async def test_tag_host_and_header_reach_the_tagged_revision(
+    router: Router, start_app: StartApp
+) -> None:
+    old, new = start_app("shop-00001"), start_app("shop-00002")
+    router.update(
+        table(
+            {"shop": {"shop-00001": 100, "shop-00002": 0}},
+            {"shop-00001": old.port, "shop-00002": new.port},
+            tags={"shop": {"canary": "shop-00002"}},
+        )
+    )
+    by_host = await get(router, "canary-shop.localhost")
+    assert by_host.headers["sos-revision"] == "shop-00002"
+    by_header = await get(router, "shop.localhost", **{"Sos-Tag": "canary"})
+    assert by_header.headers["sos-revision"] == "shop-00002"
+    by_path = await get(router, "localhost", "/s/canary-shop/")
+    assert by_path.headers["sos-revision"] == "shop-00002"
+    untagged = [(await get(router, "shop.localhost")).headers["sos-revision"] for _ in range(5)]
+    assert set(untagged) == {"shop-00001"}  # a 0% route gets nothing from the split
+    unknown = await get(router, "shop.localhost", **{"Sos-Tag": "nope"})
+    assert unknown.status_code == 404
+    assert "has no tag 'nope'" in unknown.text
+
+
+async def test_revision_path_reaches_a_revision_without_traffic(
+    router: Router, start_app: StartApp
+) -> None:
+    old, new = start_app("shop-00001"), start_app("shop-00002")
+    router.update(
+        table(
+            {"shop": {"shop-00001": 100, "shop-00002": 0}},
+            {"shop-00001": old.port, "shop-00002": new.port},
+        )
+    )
+    response = await get(router, "localhost", "/r/shop-00002/a/b")
+    assert response.headers["sos-revision"] == "shop-00002"
+    assert "path=/a/b" in response.text
+    assert (await get(router, "localhost", "/r/shop-00009/")).status_code == 404
+
+
+async def test_unknown_service_gets_a_404_that_says_how_to_reach_one(router: Router) -> None:
+    router.update(table({"shop": {"shop-00001": 100}}, {}))
+    response = await get(router, "nope.localhost")
+    assert response.status_code == 404
+    assert "no service 'nope'" in response.text
+    assert "services: shop" in response.text
+    assert (await get(router, "localhost", "/s/nope/")).status_code == 404
+
+
+async def test_post_bodies_streams_and_head_pass_through(
+    router: Router, start_app: StartApp
+) -> None:
+    app = start_app("shop-00001")
+    router.update(table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    base = f"http://127.0.0.1:{router.port}"
+    async with httpx.AsyncClient(headers={"Host": "shop.localhost"}) as client:
+        echoed = await client.post(f"{base}/", content=b"x" * 100_000)
+        assert echoed.content == b"echo " + b"x" * 100_000
+        streamed = await client.get(f"{base}/stream")
+        assert streamed.text == "part 0\npart 1\npart 2\n"
+        head = await client.head(f"{base}/")
+        assert head.status_code == 200 and head.content == b""
+        after = await client.get(f"{base}/")  # the connection is still in step after HEAD
+        assert after.text.startswith("hello from shop-00001")
+
+
+async def test_traffic_change_is_atomic_and_in_flight_requests_finish(
+    router: Router, start_app: StartApp
+) -> None:
+    old, new = start_app("shop-00001"), start_app("shop-00002")
+    ports = {"shop-00001": old.port, "shop-00002": new.port}
+    router.update(table({"shop": {"shop-00001": 100}}, ports))
+    url = f"http://127.0.0.1:{router.port}/slow?ms=300"
+    async with httpx.AsyncClient(headers={"Host": "shop.localhost"}, timeout=15) as client:
+        before = [asyncio.create_task(client.get(url)) for _ in range(20)]
+        await asyncio.sleep(0.1)  # all 20 are in flight on the old revision
+        router.update(table({"shop": {"shop-00002": 100}}, ports))
+        after = [asyncio.create_task(client.get(url)) for _ in range(20)]
+        done_before = await asyncio.gather(*before)
+        done_after = await asyncio.gather(*after)
+    assert {r.status_code for r in done_before + done_after} == {200}
+    assert {r.headers["sos-revision"] for r in done_before} == {"shop-00001"}
+    assert {r.headers["sos-revision"] for r in done_after} == {"shop-00002"}
+
+
+async def test_activator_holds_requests_until_an_instance_is_ready(
+    router: Router, start_app: StartApp
+) -> None:
+    cold: list[str] = []
+    router.on_cold = cold.append
+    router.update(table({"shop": {"shop-00001": 100}}, {}))
+    waiting = asyncio.create_task(get(router, "shop.localhost"))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    assert cold == ["shop-00001"]
+    assert router.meters["shop-00001"].in_flight == 1  # held requests count as load
+    app = start_app("shop-00001")
+    router.update(table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    response = await waiting
+    assert response.status_code == 200
+    assert response.headers["sos-revision"] == "shop-00001"
+
+
+async def test_activator_gives_up_with_a_clear_503(router: Router) -> None:
+    router.activation_timeout = 0.3
+    router.update(table({"shop": {"shop-00001": 100}}, {}))
+    response = await get(router, "shop.localhost")
+    assert response.status_code == 503
+    assert "no ready instance after waiting 0.3s" in response.text
+    assert "sos logs shop --revision shop-00001" in response.text
+
+
+async def test_failed_revision_answers_503_with_its_reason_at_once(router: Router) -> None:
+    router.update(
+        table({"shop": {"shop-00001": 100}}, {}, unavailable={"shop-00001": "crashed: exit 2"})
+    )
+    response = await get(router, "shop.localhost")
+    assert response.status_code == 503
+    assert "crashed: exit 2" in response.text
+
+
+async def test_dead_instance_gives_502_not_a_hang(router: Router, start_app: StartApp) -> None:
+    app = start_app("shop-00001")
+    router.update(table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    assert (await get(router, "shop.localhost")).status_code == 200
+    app.stop()
+    response = await get(router, "shop.localhost")
+    assert response.status_code == 502
+    assert "shop-00001-a" in response.text
+
+
+async def test_metrics_count_requests_per_revision_and_tag(
+    router: Router, start_app: StartApp
+) -> None:
+    app = start_app("shop-00001")
+    router.update(
+        table(
+            {"shop": {"shop-00001": 100}},
+            {"shop-00001": app.port},
+            tags={"shop": {"stable": "shop-00001"}},
+        )
+    )
+    for _ in range(3):
+        await get(router, "shop.localhost")
+    await get(router, "stable-shop.localhost")
+    text = (await get(router, "localhost", "/metrics")).text
+    assert 'sos_requests_total{code="2xx",revision="shop-00001",service="shop",tag=""} 3.0' in text
+    assert (
+        'sos_requests_total{code="2xx",revision="shop-00001",service="shop",tag="stable"} 1.0'
+        in text
+    )
+    assert (
+        'sos_request_duration_seconds_count{revision="shop-00001",service="shop",tag=""} 3.0'
+        in text
+    )
+    assert 'sos_requests_in_flight{revision="shop-00001",service="shop",tag=""} 0.0' in text
