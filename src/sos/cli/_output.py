@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
+import pydantic
 import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
 from sos.client import Client
-from sos.errors import ConflictError, SOSError
+from sos.errors import SOSError
 
 __all__ = [
     "EXIT_FAILURE",
@@ -29,6 +30,7 @@ __all__ = [
     "age",
     "client",
     "console",
+    "describe_validation",
     "emit_json",
     "fail",
     "handle_errors",
@@ -39,7 +41,7 @@ __all__ = [
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
 
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
@@ -64,12 +66,23 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except ConflictError as exc:
-            raise fail(exc.message) from None
         except SOSError as exc:
             raise fail(exc.message) from None
 
     return wrapper
+
+
+def describe_validation(exc: pydantic.ValidationError, where: str = "") -> str:
+    """A pydantic error as people read it: ``where: field.sub[0]: what is wrong``."""
+    lines = []
+    for error in exc.errors():
+        loc = ""
+        for part in error.get("loc", ()):
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        msg = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    text = "; ".join(lines)
+    return f"{where}: {text}" if where else text
 
 
 def _plain(value: Any) -> Any:

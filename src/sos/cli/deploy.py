@@ -1,0 +1,245 @@
+"""``sos deploy FILE``: apply a service, create a revision, optionally set traffic.
+
+FILE is a Python file that declares the objects at module level::
+
+    from sos import Service, Revision, Artifact, TrafficRoute, Route
+    service = Service(name="sfix-service", team="recs")
+    revision = Revision(artifact=Artifact(name="sfix_service", version="v0.0.16"))
+    traffic = TrafficRoute(routes=[Route(revision="latest", percent=10, tag="canary"),
+                                   Route(revision="3", percent=90)])        # optional
+
+or YAML (``.yaml``/``.yml``, also ``.json``) with the same fields under ``service``,
+``revision`` and ``traffic`` (a list of routes). In traffic, ``latest`` names the revision
+this deploy created (or, if it created none, the newest one).
+
+Revisions: a revision is immutable and every API call creates a new one, but ``sos deploy``
+is idempotent: when the newest revision already has exactly this spec it creates none and
+says so (``--force`` creates one anyway). Without ``traffic`` the first revision gets all the
+traffic and later ones none, until you move it (``sos traffic``): a safe rollout by default.
+"""
+
+from __future__ import annotations
+
+import runpy
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import typer
+import yaml
+
+from sos.cli import app
+from sos.cli._output import (
+    JsonOption,
+    client,
+    console,
+    describe_validation,
+    emit_json,
+    handle_errors,
+)
+from sos.cli.services import short
+from sos.errors import ValidationError
+from sos.models import Revision, RevisionSpec, Route, Service, ServiceSpec, TrafficRoute
+
+__all__ = ["DeployPlan", "load_deploy_file", "same_spec"]
+
+_KINDS: dict[str, tuple[type[Any], ...]] = {
+    "service": (ServiceSpec,),
+    "revision": (RevisionSpec,),
+    "traffic": (TrafficRoute,),
+}
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    source: Path
+    service: ServiceSpec
+    revision: RevisionSpec | None = None
+    traffic: TrafficRoute | None = None
+
+
+def _line_in(exc: BaseException, path: Path) -> str:
+    lines = [
+        frame.lineno
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if Path(frame.filename).resolve() == path.resolve()
+    ]
+    return f"{path} line {lines[-1]}" if lines else str(path)
+
+
+def _load_python(path: Path) -> DeployPlan:
+    try:
+        namespace = runpy.run_path(str(path), run_name="__sos_deploy__")
+    except pydantic.ValidationError as exc:
+        where = _line_in(exc, path)
+        raise ValidationError(f"{where}: {exc.title}: {describe_validation(exc)}") from None
+    except Exception as exc:
+        raise ValidationError(
+            f"{_line_in(exc, path)}: {type(exc).__name__}: {exc}", details={"file": str(path)}
+        ) from None
+    found: dict[str, list[tuple[str, Any]]] = {kind: [] for kind in _KINDS}
+    for var, value in namespace.items():
+        if var.startswith("_"):
+            continue
+        for kind, types in _KINDS.items():
+            if isinstance(value, types):
+                found[kind].append((var, value))
+    for kind, items in found.items():
+        if len(items) > 1:
+            names = ", ".join(var for var, _ in items)
+            raise ValidationError(f"{path}: declares more than one {kind} ({names}); keep one")
+    if not found["service"]:
+        raise ValidationError(
+            f"{path}: declares no Service; add e.g. "
+            "`service = Service(name='my-service', team='my-team')`"
+        )
+    service = found["service"][0][1]
+    revision = found["revision"][0][1] if found["revision"] else None
+    traffic = found["traffic"][0][1] if found["traffic"] else None
+    return DeployPlan(
+        source=path,
+        service=service.spec() if isinstance(service, Service) else service,
+        revision=revision.spec() if revision is not None else None,
+        traffic=traffic,
+    )
+
+
+def _load_yaml(path: Path) -> DeployPlan:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path} line {mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ValidationError(f"{where}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ValidationError(f"{path}: must be a mapping with keys service, revision, traffic")
+    unknown = sorted(set(data) - set(_KINDS))
+    if unknown:
+        raise ValidationError(
+            f"{path}: unknown key {unknown[0]!r}; the keys are service, revision and traffic"
+        )
+    if "service" not in data:
+        raise ValidationError(f"{path}: needs a 'service' with at least name and team")
+    traffic = data.get("traffic")
+    if isinstance(traffic, list):
+        traffic = {"routes": traffic}
+    if isinstance(traffic, dict):
+        for route in traffic.get("routes") or []:
+            if isinstance(route, dict) and isinstance(route.get("revision"), int):
+                route["revision"] = str(route["revision"])
+
+    def parse(kind: str, model: type[Any], value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return model.model_validate(value)
+        except pydantic.ValidationError as exc:
+            raise ValidationError(f"{path}: {kind}.{describe_validation(exc)}") from None
+
+    return DeployPlan(
+        source=path,
+        service=parse("service", ServiceSpec, data["service"]),
+        revision=parse("revision", RevisionSpec, data.get("revision")),
+        traffic=parse("traffic", TrafficRoute, traffic),
+    )
+
+
+def load_deploy_file(path: Path) -> DeployPlan:
+    """Read and validate a deploy file; errors name the file, the line or field, the fix."""
+    if not path.is_file():
+        raise ValidationError(f"{path}: no such file")
+    if path.suffix == ".py":
+        return _load_python(path)
+    if path.suffix in (".yaml", ".yml", ".json"):
+        return _load_yaml(path)
+    raise ValidationError(f"{path}: write the deploy file in Python (.py) or YAML (.yaml)")
+
+
+def same_spec(existing: Revision, wanted: RevisionSpec) -> bool:
+    """True when ``wanted`` asks for exactly what ``existing`` already is."""
+    have = existing.spec().model_dump(mode="json")
+    want = wanted.spec().model_dump(mode="json")
+    if want["artifact"]["digest"] is None:
+        have["artifact"]["digest"] = None
+    return bool(have == want)
+
+
+def _resolve_latest(route: TrafficRoute, latest: str | None) -> TrafficRoute:
+    routes = []
+    for r in route.routes:
+        if r.revision == "latest":
+            if latest is None:
+                raise ValidationError("traffic names revision 'latest' but there is none yet")
+            r = Route(revision=latest, percent=r.percent, tag=r.tag)
+        routes.append(r)
+    return TrafficRoute(routes=routes, resource_version=route.resource_version)
+
+
+@app.command()
+@handle_errors
+def deploy(
+    file: Path = typer.Argument(..., help="A Python or YAML deploy file."),
+    wait: bool = typer.Option(True, help="Wait until the revision is ready."),
+    timeout: float = typer.Option(300, help="Seconds to wait for readiness."),
+    force: bool = typer.Option(False, help="Create a revision even if the newest is the same."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Apply a service, create a revision and optionally set its traffic, from a file."""
+    plan = load_deploy_file(file)
+    name = plan.service.name
+    created: Revision | None = None
+    reused: Revision | None = None
+    with client() as c:
+        service = c.apply(plan.service)
+        if not as_json:
+            console.print(f"service {name} (team {service.team}) applied")
+        if plan.revision is not None:
+            if service.latest_revision and not force:
+                newest = c.get_revision(name, service.latest_revision)
+                if same_spec(newest, plan.revision):
+                    reused = newest
+            if reused is not None:
+                if not as_json:
+                    console.print(
+                        f"revision {short(reused.id)} already has this spec: no new revision "
+                        "(--force makes one)"
+                    )
+            else:
+                created = c.create_revision(name, plan.revision)
+                if not as_json:
+                    a = created.artifact
+                    console.print(
+                        f"revision {short(created.id)} created ({created.id}, artifact "
+                        f"{a.name} {a.version})"
+                    )
+        target = created or reused
+        latest = target.id if target is not None else service.latest_revision
+        if plan.traffic is not None:
+            c.set_traffic(name, _resolve_latest(plan.traffic, latest))
+        if wait and target is not None and target.id:
+            if not as_json:
+                console.print(f"waiting for revision {short(target.id)} to be ready ...")
+            c.wait_ready(name, target.id, timeout=timeout)
+        service = c.get_service(name)
+    if as_json:
+        emit_json({"service": service, "revision": created or reused, "created": bool(created)})
+        return
+    split = " ".join(
+        f"{short(r.revision)}={r.percent}" + (f"@{r.tag}" if r.tag else "")
+        for r in (service.traffic.routes if service.traffic else [])
+    )
+    console.print(f"traffic: {split or 'none yet'}")
+    if (
+        created is not None
+        and service.traffic
+        and created.id not in {r.revision for r in service.traffic.routes}
+    ):
+        console.print(
+            f"revision {short(created.id)} gets no traffic yet; move some with "
+            f"`sos traffic {name} {int(short(created.id))}=10 ...`"
+        )
+    if service.status.url:
+        console.print(f"url: {service.status.url}")

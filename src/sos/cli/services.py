@@ -1,0 +1,204 @@
+"""``sos services``, ``sos service show|delete``, ``sos revisions``, ``sos revision show``."""
+
+from __future__ import annotations
+
+import typer
+
+from sos.cli import app
+from sos.cli._output import JsonOption, age, client, console, emit_json, handle_errors, table
+from sos.models import Revision, Service
+
+__all__ = ["revision_app", "service_app"]
+
+service_app = typer.Typer(help="Show or delete one service.", no_args_is_help=True)
+revision_app = typer.Typer(help="Show one revision.", no_args_is_help=True)
+app.add_typer(service_app, name="service")
+app.add_typer(revision_app, name="revision")
+
+
+def short(rev_id: str | None) -> str:
+    """``sfix-service-00003`` -> ``00003``: how people refer to revisions."""
+    return rev_id.rsplit("-", 1)[-1] if rev_id else ""
+
+
+def ready_text(ready: bool, reason: str | None) -> str:
+    return "yes" if ready else f"no ({reason or 'Pending'})"
+
+
+def traffic_rows(service: Service) -> list[list[str]]:
+    observed = {(t.revision, t.tag): t for t in service.status.traffic}
+    rows = []
+    for route in service.traffic.routes if service.traffic else []:
+        target = observed.get((route.revision, route.tag))
+        rows.append(
+            [
+                short(route.revision),
+                f"{route.percent}%",
+                route.tag or "",
+                (target.url if target and target.url else "") or "",
+            ]
+        )
+    return rows
+
+
+@app.command("services")
+@handle_errors
+def list_services(
+    team: str = typer.Option(None, help="Only this team's services."),
+    as_json: bool = JsonOption,
+) -> None:
+    """List services."""
+    with client() as c:
+        services = c.list_services(team)
+    if as_json:
+        emit_json(services)
+        return
+    if not services:
+        console.print("No services yet. Create one with `sos deploy FILE`.")
+        return
+    table(
+        None,
+        ["NAME", "TEAM", "READY", "LATEST", "TRAFFIC", "URL", "AGE"],
+        (
+            [
+                s.name,
+                s.team,
+                ready_text(s.status.ready, s.status.reason),
+                short(s.latest_revision),
+                " ".join(f"{short(r.revision)}={r.percent}" for r in s.traffic.routes)
+                if s.traffic
+                else "",
+                s.status.url,
+                age(s.created_at),
+            ]
+            for s in services
+        ),
+    )
+
+
+@service_app.command("show")
+@handle_errors
+def show_service(name: str, as_json: bool = JsonOption) -> None:
+    """Show a service: status, URL, traffic."""
+    with client() as c:
+        service = c.get_service(name)
+    if as_json:
+        emit_json(service)
+        return
+    status = service.status
+    console.print(f"[bold]{service.name}[/]  team {service.team}", markup=True)
+    if service.description:
+        console.print(service.description)
+    console.print(f"ready:            {ready_text(status.ready, status.reason)}")
+    if status.message:
+        console.print(f"message:          {status.message}")
+    console.print(f"url:              {status.url or ''}")
+    console.print(f"latest revision:  {short(service.latest_revision)}")
+    console.print(f"latest ready:     {short(status.latest_ready_revision)}")
+    console.print(f"resource version: {service.resource_version}")
+    console.print(
+        f"created:          {service.created_at:%Y-%m-%d %H:%M:%S} by {service.created_by}"
+    )
+    if service.traffic:
+        table("traffic", ["REVISION", "PERCENT", "TAG", "URL"], traffic_rows(service))
+
+
+@service_app.command("delete")
+@handle_errors
+def delete_service(
+    name: str,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a service with all its revisions (its history stays readable)."""
+    if not yes and not typer.confirm(f"Delete service {name} and all its revisions?"):
+        raise typer.Exit(1)
+    with client() as c:
+        c.delete_service(name)
+    console.print(f"service {name} deleted")
+
+
+def _traffic_of(service: Service) -> dict[str, list[str]]:
+    shares: dict[str, list[str]] = {}
+    for route in service.traffic.routes if service.traffic else []:
+        text = f"{route.percent}%" + (f" @{route.tag}" if route.tag else "")
+        shares.setdefault(route.revision, []).append(text)
+    return shares
+
+
+@app.command("revisions")
+@handle_errors
+def list_revisions(name: str, as_json: bool = JsonOption) -> None:
+    """List the revisions of a service, oldest first, with their traffic."""
+    with client() as c:
+        revisions = c.list_revisions(name)
+        service = c.get_service(name)
+    if as_json:
+        emit_json(revisions)
+        return
+    if not revisions:
+        console.print(f"Service {name} has no revisions yet. Create one with `sos deploy FILE`.")
+        return
+    shares = _traffic_of(service)
+    table(
+        None,
+        ["REVISION", "TRAFFIC", "READY", "INSTANCES", "ARTIFACT", "AGE"],
+        (
+            [
+                short(r.id),
+                ", ".join(shares.get(r.id or "", [])),
+                ready_text(r.status.ready, r.status.reason),
+                f"{r.status.instances.ready}/{r.status.instances.wanted}",
+                f"{r.artifact.name} {r.artifact.version}",
+                age(r.created_at),
+            ]
+            for r in revisions
+        ),
+    )
+
+
+def print_revision(revision: Revision) -> None:
+    status = revision.status
+    console.print(f"[bold]{revision.id}[/]  (service {revision.service})", markup=True)
+    console.print(f"ready:      {ready_text(status.ready, status.reason)}")
+    if status.message:
+        console.print(f"message:    {status.message}")
+    console.print(f"url:        {status.url or ''}")
+    console.print(
+        f"instances:  {status.instances.ready} ready, {status.instances.running} running, "
+        f"{status.instances.wanted} wanted"
+    )
+    artifact = revision.artifact
+    console.print(
+        f"artifact:   {artifact.name} {artifact.version}"
+        + (f" ({artifact.digest})" if artifact.digest else "")
+    )
+    res = revision.resources
+    console.print(f"resources:  memory {res.memory or '-'}, cpu {res.cpu or '-'}")
+    g = revision.gunicorn_config
+    console.print(
+        f"serving:    {g.worker_count} worker(s) x {g.thread_count} thread(s), "
+        f"class {g.worker_class or 'auto'}"
+    )
+    a = revision.autoscaling
+    console.print(
+        f"autoscale:  {a.min_scale}..{a.max_scale} instances, target concurrency "
+        f"{a.target_concurrency:g}"
+    )
+    for env in revision.env_vars:
+        console.print(f"env:        {env.id}={env.value}")
+    if revision.created_at:
+        console.print(
+            f"created:    {revision.created_at:%Y-%m-%d %H:%M:%S} by {revision.created_by}"
+        )
+
+
+@revision_app.command("show")
+@handle_errors
+def show_revision(name: str, ref: str, as_json: bool = JsonOption) -> None:
+    """Show one revision: REF is its number (3 or 00003) or id (NAME-00003)."""
+    with client() as c:
+        revision = c.get_revision(name, ref)
+    if as_json:
+        emit_json(revision)
+        return
+    print_revision(revision)
