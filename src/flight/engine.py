@@ -1,0 +1,733 @@
+"""The engine: Flight's meta layer. It runs a pipeline's plan.
+
+- runs include and exclude sources concurrently, each under its timeout and retry policy;
+- takes Union(includes) - Union(excludes) on interned item keys and merges the columns the
+  sources returned by key (the first include with a value wins);
+- applies the steps in order; index operators narrow or reorder row positions, transforms
+  add columns; nothing copies the candidate table;
+- records per operator its args, n_in, n_out, elapsed time, retries and timeouts and tells
+  the hooks (logging by default);
+- builds the :class:`~flight.result.Result`: items, the reason when empty or failed, the
+  per-operator stats and, when asked, the debug trace.
+
+Operators never see any of this. ``pipeline.execute(...)`` uses the default engine; build
+your own ``Engine(hooks=..., clock=..., rng=..., policy=...)`` to inject time, randomness,
+source policy or observers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from pandas.api.extensions import ExtensionArray
+
+from flight._interning import interner_for
+from flight.candidates import Array, Candidates, Rows, Table, as_array, take, take_fill
+from flight.errors import (
+    ExecuteError,
+    FlightError,
+    OperatorError,
+    PipelineDefinitionError,
+    ResultShapeError,
+    SourceError,
+)
+from flight.hooks import Hooks, LoggingHook, OperatorStats, RunInfo, global_hooks
+from flight.operators.base import (
+    IndexOperator,
+    Operator,
+    Source,
+    SourceOperator,
+    SourcePolicy,
+    TransformOperator,
+)
+from flight.result import RESERVED_KEYS, Result, jsonable
+
+if TYPE_CHECKING:
+    from flight.pipeline import Pipeline
+
+__all__ = ["Engine", "default_engine", "set_default_engine"]
+
+logger = logging.getLogger(__name__)
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1000.0
+    return f"{ms:.1f}ms" if ms < 10 else f"{ms:.0f}ms"
+
+
+class _Abort(Exception):
+    """A required source failed: stop the other sources."""
+
+    def __init__(self, error: SourceError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _SourceData:
+    __slots__ = ("columns", "keys")
+
+    def __init__(self, keys: Array, columns: dict[str, Array]) -> None:
+        self.keys = keys
+        self.columns = columns
+
+
+class Engine:
+    """Runs pipelines. Injected: ``hooks`` (observers, in addition to the global ones and
+    logging), ``clock`` (seconds, for elapsed times), ``rng`` (used by samplers without a
+    seed), ``policy`` (the default :class:`SourcePolicy` for sources)."""
+
+    def __init__(
+        self,
+        *,
+        hooks: Iterable[Hooks] = (),
+        clock: Callable[[], float] = time.perf_counter,
+        rng: np.random.Generator | None = None,
+        policy: SourcePolicy | None = None,
+        log: bool = True,
+    ) -> None:
+        self.hooks = tuple(hooks)
+        self.clock = clock
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.policy = policy if policy is not None else SourcePolicy()
+        self._logging: tuple[Hooks, ...] = (LoggingHook(),) if log else ()
+
+    def _all_hooks(self) -> tuple[Hooks, ...]:
+        return (*self._logging, *global_hooks(), *self.hooks)
+
+    def policy_for(self, pipeline: Pipeline, op: SourceOperator) -> SourcePolicy:
+        """The effective policy of one source: engine < pipeline < class < instance."""
+        policy = self.policy.merged(pipeline.source_defaults)
+        return policy.merged(op.class_policy()).merged(op.policy_overrides())
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def execute(
+        self,
+        pipeline: Pipeline,
+        /,
+        *,
+        return_cols: Sequence[str] | None = None,
+        debug: bool = False,
+        **ctx: Any,
+    ) -> Result:
+        """Run ``pipeline`` with context ``ctx``. Raises only :class:`ExecuteError` (bad call,
+        nothing ran) or :class:`PipelineDefinitionError`; operator failures are reported in
+        the result."""
+        cols = self._check_call(pipeline, return_cols, ctx)
+        clock = self.clock
+        t0 = clock()
+        hooks = self._all_hooks()
+        run = RunInfo(uuid.uuid4().hex[:16], pipeline.name, pipeline.item_type, ctx, debug)
+        for h in hooks:
+            _safe(h.pipeline_start, run)
+        trace: list[dict[str, Any]] | None = [] if debug else None
+        warnings: list[str] = []
+        inc_stats = [
+            OperatorStats(op, "include", i, run=run) for i, op in enumerate(pipeline.includes)
+        ]
+        exc_stats = [
+            OperatorStats(op, "exclude", i, run=run) for i, op in enumerate(pipeline.excludes)
+        ]
+        step_stats = [OperatorStats(op, "step", i, run=run) for i, op in enumerate(pipeline.steps)]
+        all_stats = (*inc_stats, *exc_stats, *step_stats)
+        reason: str | None = None
+        error: FlightError | None = None
+        view: Candidates | None = None
+        n_candidates = 0
+
+        outcome = await self._run_sources(pipeline, inc_stats + exc_stats, ctx, hooks, warnings)
+        if isinstance(outcome, SourceError):
+            error, reason = outcome, str(outcome)
+        else:
+            if trace is not None:
+                self._trace_sources(trace, inc_stats + exc_stats, outcome)
+            includes = [outcome.get(i) for i in range(len(inc_stats))]
+            excludes = [outcome.get(len(inc_stats) + i) for i in range(len(exc_stats))]
+            try:
+                view, reason = self._candidates(pipeline, inc_stats, includes, excludes)
+            except ResultShapeError as exc:
+                error, reason = exc, str(exc)
+            if view is not None:
+                n_candidates = len(view)
+            if reason is None and view is not None:
+                view, reason, error = await self._run_steps(
+                    pipeline, view, step_stats, ctx, hooks, trace
+                )
+        items, reason, error = self._items(pipeline, view, cols, reason, error)
+        result = Result(
+            pipeline=pipeline.name,
+            item_type=pipeline.item_type,
+            items=items,
+            reason=reason,
+            stats=all_stats,
+            n_candidates=n_candidates,
+            warnings=tuple(warnings),
+            error=error,
+            debug=trace,
+            run_id=run.run_id,
+            elapsed_ms=(clock() - t0) * 1000.0,
+            summary_column=_summary_column(pipeline, items),
+        )
+        for h in hooks:
+            _safe(h.pipeline_end, run, result)
+        return result
+
+    def _check_call(
+        self, pipeline: Pipeline, return_cols: Sequence[str] | None, ctx: Mapping[str, Any]
+    ) -> list[str] | None:
+        if not pipeline.includes:
+            raise PipelineDefinitionError(
+                f"pipeline {pipeline.name!r} has no includes; call "
+                f".initialize(includes=[...]) with at least one source"
+            )
+        cols = return_cols if return_cols is not None else pipeline.return_cols
+        if cols is not None:
+            if isinstance(cols, str) or not all(isinstance(c, str) for c in cols):
+                raise ExecuteError(
+                    f"pipeline {pipeline.name!r}: return_cols must be a list of column names, "
+                    f"got {cols!r}"
+                )
+            clash = [c for c in cols if c in RESERVED_KEYS]
+            if clash:
+                raise ExecuteError(
+                    f"pipeline {pipeline.name!r}: return_cols {clash} clash with the result's "
+                    f"own keys {list(RESERVED_KEYS)}; rename the column with fo.Rename"
+                )
+        missing = pipeline.required_context() - ctx.keys()
+        if missing:
+            needs = pipeline.context_users(missing)
+            raise ExecuteError(
+                f"pipeline {pipeline.name!r} needs context "
+                + "; ".join(f"{k!r} (for {', '.join(needs[k])})" for k in sorted(missing))
+                + f". Pass it to execute(), e.g. execute({sorted(missing)[0]}=...)"
+            )
+        return list(cols) if cols is not None else None
+
+    # -- sources ----------------------------------------------------------------------------
+
+    async def _run_sources(
+        self,
+        pipeline: Pipeline,
+        stats: list[OperatorStats],
+        ctx: Mapping[str, Any],
+        hooks: tuple[Hooks, ...],
+        warnings: list[str],
+    ) -> dict[int, _SourceData] | SourceError:
+        results: dict[int, _SourceData] = {}
+        failed: list[SourceError] = []
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i, st in enumerate(stats):
+                    policy = self.policy_for(pipeline, st.operator)  # type: ignore[arg-type]
+                    group.create_task(
+                        self._run_source(pipeline, i, st, policy, ctx, hooks, results, warnings)
+                    )
+        except* _Abort as aborted:
+            failed.extend(e.error for e in aborted.exceptions if isinstance(e, _Abort))
+        return failed[0] if failed else results
+
+    async def _run_source(
+        self,
+        pipeline: Pipeline,
+        slot: int,
+        st: OperatorStats,
+        policy: SourcePolicy,
+        ctx: Mapping[str, Any],
+        hooks: tuple[Hooks, ...],
+        results: dict[int, _SourceData],
+        warnings: list[str],
+    ) -> None:
+        op: SourceOperator = st.operator  # type: ignore[assignment]
+        kwargs = _context_for(op, ctx)
+        clock = self.clock
+        st.status = "running"
+        for h in hooks:
+            _safe(h.operator_start, st)
+        t0 = clock()
+        failure: BaseException | None = None
+        timed_out = False
+        try:
+            for attempt in range(policy.retries + 1):
+                if attempt:
+                    st.retries += 1
+                    if policy.backoff:
+                        await asyncio.sleep(policy.backoff * 2 ** (attempt - 1))
+                try:
+                    if policy.timeout is None:
+                        produced = await _call_source(op, kwargs)
+                    else:
+                        async with asyncio.timeout(policy.timeout):
+                            produced = await _call_source(op, kwargs)
+                except TimeoutError as exc:
+                    st.timeouts += 1
+                    failure, timed_out = exc, True
+                    continue
+                except Exception as exc:
+                    failure, timed_out = exc, False
+                    continue
+                data = _parse_source(op, produced, pipeline.item_type)  # shape errors: no retry
+                results[slot] = data
+                st.n_out = len(data.keys)
+                st.status = "ok"
+                st.elapsed_ms = (clock() - t0) * 1000.0
+                what = "items" if st.role == "include" else "items to exclude"
+                st.message = f"{op!r} returned {st.n_out} {what} in {_ms(clock() - t0)}"
+                return
+            error = _source_error(op, policy, failure, timed_out, st.retries)
+        except ResultShapeError as exc:
+            error = SourceError(str(exc), op)
+            error.__cause__ = exc
+        except asyncio.CancelledError:
+            st.status = "cancelled"
+            st.elapsed_ms = (clock() - t0) * 1000.0
+            st.message = f"{op!r} cancelled: another required source failed"
+            raise
+        finally:
+            if st.status in ("ok", "cancelled"):
+                for h in hooks:
+                    _safe(h.operator_end, st)
+        st.status = "failed" if not policy.optional else "skipped"
+        st.error = error
+        st.elapsed_ms = (clock() - t0) * 1000.0
+        if policy.optional:
+            note = f"{error}; optional {st.role} skipped"
+            st.message = note
+            warnings.append(note)
+            for h in hooks:
+                _safe(h.operator_end, st)
+            return
+        st.message = str(error)
+        for h in hooks:
+            _safe(h.operator_end, st)
+        raise _Abort(error)
+
+    def _trace_sources(
+        self, trace: list[dict[str, Any]], stats: list[OperatorStats], data: dict[int, _SourceData]
+    ) -> None:
+        for i, st in enumerate(stats):
+            got = data.get(i)
+            out = jsonable(got.keys) if got is not None else []
+            trace.append(_trace_entry(st, [], out))
+
+    # -- set algebra ---------------------------------------------------------------------------
+
+    def _candidates(
+        self,
+        pipeline: Pipeline,
+        inc_stats: list[OperatorStats],
+        includes: list[_SourceData | None],
+        excludes: list[_SourceData | None],
+    ) -> tuple[Candidates, str | None]:
+        key = pipeline.item_type
+        interner = interner_for(key)
+        present = [d for d in includes if d is not None]
+        codes = [interner.intern(d.keys) for d in present]
+        size = interner.size
+        allc = codes[0] if len(codes) == 1 else np.concatenate(codes) if codes else _EMPTY
+        n_all = len(allc)
+        positions = np.arange(n_all, dtype=np.intp)
+        first = np.empty(size, dtype=np.intp)
+        first[allc[::-1]] = positions[::-1]
+        keep = first[allc] == positions
+        n_union = int(np.count_nonzero(keep))
+        ex = [d for d in excludes if d is not None]
+        if ex:
+            excluded = np.zeros(size, dtype=bool)
+            for d in ex:
+                ex_codes = interner.lookup(d.keys)
+                excluded[ex_codes[ex_codes >= 0]] = True
+            keep &= ~excluded[allc]
+        base_codes = allc[keep]
+        n = len(base_codes)
+        columns: dict[str, Array] = {key: interner.ids(base_codes)}
+        if n and any(d.columns for d in present):
+            row_of_code = np.full(size, -1, dtype=np.intp)
+            row_of_code[base_codes] = np.arange(n, dtype=np.intp)
+            for d, c in zip(present, codes, strict=True):
+                if d.columns:
+                    _merge_columns(columns, d, row_of_code[c], n, key)
+        table = Table(key, columns, base_codes, interner, rng=self.rng)
+        view = Candidates(table, np.arange(n, dtype=np.intp), identity=True)
+        reason = None
+        if n == 0:
+            if n_union == 0:
+                reason = "no candidates: " + "; ".join(
+                    s.message if s.status != "ok" else f"{s.operator!r} returned 0 items"
+                    for s in inc_stats
+                )
+            else:
+                names = ", ".join(repr(op) for op in pipeline.excludes)
+                reason = f"excludes removed all {n_union} candidates ({names})"
+        return view, reason
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    async def _run_steps(
+        self,
+        pipeline: Pipeline,
+        view: Candidates,
+        stats: list[OperatorStats],
+        ctx: Mapping[str, Any],
+        hooks: tuple[Hooks, ...],
+        trace: list[dict[str, Any]] | None,
+    ) -> tuple[Candidates, str | None, FlightError | None]:
+        clock = self.clock
+        for st in stats:
+            op = st.operator
+            n_in = st.n_in = len(view)
+            st.status = "running"
+            for h in hooks:
+                _safe(h.operator_start, st)
+            before = view
+            t0 = clock()
+            try:
+                if isinstance(op, IndexOperator):
+                    view = await self._index_step(op, view, ctx)
+                    elapsed = clock() - t0
+                    n_out = len(view)
+                    if op.kind == "filter":
+                        what = f"filtered {n_in} items to {n_out} items"
+                    elif op.kind == "sampler":
+                        what = f"sampled {n_out} of {n_in} items"
+                    else:
+                        what = f"sorted {n_out} items"
+                else:
+                    view, added = await self._transform_step(op, view, ctx)
+                    elapsed = clock() - t0
+                    n_out = len(view)
+                    st.columns_added = added
+                    what = f"set {', '.join(added) or 'no columns'} on {n_in} items"
+            except Exception as exc:
+                elapsed = clock() - t0
+                if isinstance(exc, OperatorError):
+                    error: OperatorError = exc
+                    error.operator = op
+                else:
+                    error = OperatorError(f"{op!r} failed: {_describe(exc)}", op)
+                    error.__cause__ = exc
+                st.status, st.error = "failed", error
+                st.elapsed_ms = elapsed * 1000.0
+                st.message = str(error)
+                if trace is not None:
+                    trace.append(_trace_entry(st, jsonable(before.keys()), []))
+                for h in hooks:
+                    _safe(h.operator_end, st)
+                return view, str(error), error
+            st.n_out = n_out
+            st.status = "ok"
+            st.elapsed_ms = elapsed * 1000.0
+            st.message = f"{op!r} {what} in {_ms(elapsed)}"
+            if trace is not None:
+                trace.append(_trace_entry(st, jsonable(before.keys()), jsonable(view.keys())))
+            for h in hooks:
+                _safe(h.operator_end, st)
+            if n_out == 0:
+                verb = op.verb if isinstance(op, IndexOperator) else "transforming"
+                return view, f"{op!r} returned 0 items after {verb} {n_in} items", None
+        return view, None, None
+
+    async def _index_step(
+        self, op: IndexOperator, view: Candidates, ctx: Mapping[str, Any]
+    ) -> Candidates:
+        if op._fast:
+            local = op.select(view, ctx)
+            return view.select(np.asarray(local, dtype=np.intp))
+        df = view.frame()
+        out: Any = op(df, **_context_for(op, ctx))
+        if inspect.isawaitable(out):
+            out = await out
+        rows = _rows_from_index(op, out, view)
+        return Candidates(view.table, rows)
+
+    async def _transform_step(
+        self, op: Operator, view: Candidates, ctx: Mapping[str, Any]
+    ) -> tuple[Candidates, tuple[str, ...]]:
+        if not isinstance(op, TransformOperator):
+            raise PipelineDefinitionError(f"{op!r} cannot be a step (kind {op.kind!r})")
+        if op._fast:
+            out: Any = op.transform(view, ctx)
+            if inspect.isawaitable(out):
+                out = await out
+            cols: dict[str, Array | None] = dict(out)
+        else:
+            df = view.frame()
+            out = op(df, **_context_for(op, ctx))
+            if inspect.isawaitable(out):
+                out = await out
+            cols = _columns_from_transform(op, out, df)
+        if view.item_type in cols:
+            raise ResultShapeError(
+                f"{op!r} tried to change the item key column {view.item_type!r}; "
+                f"transforms add or change other columns",
+                op,
+            )
+        view.table.set_columns(cols, view.rows, view.identity)
+        fresh = Candidates(view.table, view.rows, view.identity)
+        return fresh, tuple(k for k, v in cols.items() if v is not None)
+
+    # -- result --------------------------------------------------------------------------------
+
+    def _items(
+        self,
+        pipeline: Pipeline,
+        view: Candidates | None,
+        cols: list[str] | None,
+        reason: str | None,
+        error: FlightError | None,
+    ) -> tuple[pd.DataFrame, str | None, FlightError | None]:
+        if view is None:
+            names = cols if cols is not None else [pipeline.item_type]
+            return pd.DataFrame({c: [] for c in names}), reason, error
+        available = view.columns
+        names = cols if cols is not None else available
+        missing = [c for c in names if c not in view]
+        if missing:
+            problem = ExecuteError(
+                f"return_cols asks for {', '.join(map(repr, missing))}, which no include or step "
+                f"produced; the candidates have: {', '.join(available)}"
+            )
+            return pd.DataFrame({c: [] for c in names}), reason or str(problem), error or problem
+        if reason is not None:
+            return (
+                pd.DataFrame({c: view.column(c)[:0] for c in names}),
+                reason,
+                error,
+            )
+        return pd.DataFrame({c: view.column(c) for c in names}, copy=False), None, None
+
+
+_EMPTY = np.empty(0, dtype=np.intp)
+
+
+def _safe(fn: Callable[..., None], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        logger.exception("flight hook %r failed; ignoring", fn)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, FlightError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _context_for(op: Operator, ctx: Mapping[str, Any]) -> Mapping[str, Any]:
+    if op._ctx_any:
+        return ctx
+    return {k: ctx[k] for k in op._ctx_names if k in ctx}
+
+
+async def _call_source(op: SourceOperator, kwargs: Mapping[str, Any]) -> Any:
+    if op._is_async:
+        return await op(**kwargs)  # type: ignore[misc]
+    out = await asyncio.to_thread(op, **kwargs)
+    if inspect.isawaitable(out):
+        out = await out
+    return out
+
+
+def _source_error(
+    op: SourceOperator,
+    policy: SourcePolicy,
+    failure: BaseException | None,
+    timed_out: bool,
+    retries: int,
+) -> SourceError:
+    if timed_out:
+        message = (
+            f"{op!r} timed out after {retries} retries"
+            if retries
+            else f"{op!r} timed out after {policy.timeout:g}s"
+        )
+    else:
+        what = _describe(failure)
+        message = (
+            f"{op!r} failed after {retries} retries: {what}"
+            if retries
+            else f"{op!r} failed: {what}"
+        )
+    error = SourceError(message, op, timed_out=timed_out)
+    error.__cause__ = failure
+    return error
+
+
+def _parse_source(op: SourceOperator, produced: Any, key: str) -> _SourceData:
+    data = produced.data if isinstance(produced, Source) else produced
+    if isinstance(data, pd.DataFrame):
+        if key in data.columns:
+            keys = as_array(data[key])
+            cols = {str(c): as_array(data[c]) for c in data.columns if c != key}
+        elif data.index.name == key:
+            keys = as_array(data.index)
+            cols = {str(c): as_array(data[c]) for c in data.columns}
+        else:
+            raise ResultShapeError(
+                f"{op!r} returned a DataFrame without the item key column {key!r} (columns: "
+                f"{', '.join(map(str, data.columns))}); add it, or make it the index",
+                op,
+            )
+        return _SourceData(keys, cols)
+    if isinstance(data, pd.Series):
+        if data.index.name == key and data.name is not None and data.name != key:
+            return _SourceData(as_array(data.index), {str(data.name): as_array(data)})
+        if data.name in (key, None):
+            return _SourceData(as_array(data), {})
+        raise ResultShapeError(
+            f"{op!r} returned a Series {data.name!r}; name it {key!r} (a Series of ids) or "
+            f"index it by {key!r} (a column of values)",
+            op,
+        )
+    if isinstance(data, pd.Index | np.ndarray | ExtensionArray | list | tuple | range):
+        return _SourceData(as_array(data), {})
+    raise ResultShapeError(
+        f"{op!r} returned {type(produced).__name__}; return fo.Source(DataFrame with a "
+        f"{key!r} column, or a list of ids)",
+        op,
+    )
+
+
+def _merge_columns(
+    columns: dict[str, Array], data: _SourceData, base_rows: Rows, n: int, key: str
+) -> None:
+    ok = base_rows >= 0
+    src_rows = np.full(n, -1, dtype=np.intp)
+    hits = np.flatnonzero(ok)
+    src_rows[base_rows[hits][::-1]] = hits[::-1]  # the first row of a repeated id wins
+    complete = bool(src_rows.min() >= 0) if n else True
+    for name, values in data.columns.items():
+        if name == key:
+            continue
+        col = take(values, src_rows) if complete else take_fill(values, src_rows)
+        existing = columns.get(name)
+        if existing is None:
+            columns[name] = col
+            continue
+        missing = pd.isna(existing)
+        if np.any(missing):
+            merged = pd.Series(existing, copy=False).where(~missing, pd.Series(col, copy=False))
+            columns[name] = as_array(merged)
+
+
+def _rows_from_index(op: IndexOperator, out: Any, view: Candidates) -> Rows:
+    n = len(view)
+    if (isinstance(out, pd.Series) and out.dtype == bool) or (
+        isinstance(out, np.ndarray) and out.dtype == bool
+    ):
+        mask = np.asarray(out, dtype=bool)
+        if len(mask) != n:
+            raise ResultShapeError(
+                f"{op!r} returned a boolean mask of {len(mask)} values for {n} rows", op
+            )
+        kept: Rows = view.rows[mask]
+        return kept
+    labels = np.asarray(out)
+    if labels.dtype.kind not in "iu":
+        raise ResultShapeError(
+            f"{op!r} returned {type(out).__name__} of {labels.dtype}; return the index of the "
+            f"rows to keep (e.g. df[mask].index) or a boolean mask",
+            op,
+        )
+    labels = labels.astype(np.intp, copy=False)
+    if len(labels) == 0:
+        return labels
+    inverse = view.inverse()
+    if labels.min() < 0 or labels.max() >= len(inverse) or (inverse[labels] < 0).any():
+        raise ResultShapeError(
+            f"{op!r} returned index labels that are not rows of the df it was given; return "
+            f"labels from df.index",
+            op,
+        )
+    seen = np.zeros(len(inverse), dtype=bool)
+    seen[labels] = True
+    if int(np.count_nonzero(seen)) != len(labels):
+        raise ResultShapeError(f"{op!r} returned the same row more than once", op)
+    return labels
+
+
+def _columns_from_transform(op: Operator, out: Any, df: pd.DataFrame) -> dict[str, Array | None]:
+    if isinstance(out, pd.DataFrame):
+        if len(out) != len(df) or not out.index.equals(df.index):
+            raise ResultShapeError(
+                f"{op!r} returned {len(out)} rows that differ from the {len(df)} it was given; a "
+                f"transform returns the same rows (drop rows with a FilterOperator)",
+                op,
+            )
+        return {str(c): as_array(out[c]) for c in out.columns if c not in df or out[c] is not df[c]}
+    if isinstance(out, pd.Series):
+        if out.name is None:
+            raise ResultShapeError(f"{op!r} returned an unnamed Series; name it", op)
+        if not out.index.equals(df.index):
+            raise ResultShapeError(f"{op!r} returned a Series not aligned with df", op)
+        return {str(out.name): as_array(out)}
+    if isinstance(out, Mapping):
+        cols: dict[str, Array | None] = {}
+        for name, values in out.items():
+            if values is None:
+                cols[str(name)] = None
+                continue
+            if isinstance(values, pd.Series) and not values.index.equals(df.index):
+                raise ResultShapeError(f"{op!r}: column {name!r} is not aligned with df", op)
+            arr = as_array(values)
+            if len(arr) != len(df):
+                raise ResultShapeError(
+                    f"{op!r}: column {name!r} has {len(arr)} values for {len(df)} rows", op
+                )
+            cols[str(name)] = arr
+        return cols
+    raise ResultShapeError(
+        f"{op!r} returned {type(out).__name__}; a transform returns a DataFrame, a named "
+        f"Series or a dict of columns",
+        op,
+    )
+
+
+def _trace_entry(st: OperatorStats, inputs: list[Any], outputs: list[Any]) -> dict[str, Any]:
+    return {
+        "name": st.name,
+        "kind": st.kind,
+        "role": st.role,
+        "kwargs": st.args(),
+        "input_ids": inputs,
+        "output_ids": outputs,
+        "n_input": len(inputs),
+        "n_output": len(outputs),
+        "status": st.status,
+        "elapsed_ms": None if st.elapsed_ms is None else round(st.elapsed_ms, 3),
+    }
+
+
+def _summary_column(pipeline: Pipeline, items: pd.DataFrame) -> str | None:
+    for op in reversed(pipeline.steps):
+        for attr in ("output", "by", "maximize"):
+            value = getattr(op, attr, None)
+            if isinstance(value, tuple) and value:
+                value = value[0]
+            if isinstance(value, str) and value in items:
+                return value
+    return "score" if "score" in items else None
+
+
+_default: Engine | None = None
+
+
+def default_engine() -> Engine:
+    """The engine ``pipeline.execute`` uses."""
+    global _default
+    if _default is None:
+        _default = Engine()
+    return _default
+
+
+def set_default_engine(engine: Engine) -> None:
+    """Make ``engine`` the one ``pipeline.execute`` uses (inject clock, rng, hooks, policy)."""
+    global _default
+    _default = engine
