@@ -78,3 +78,4 @@ class BuildFailedError(BuildError):
             text += f"\n(full build log: {log})"
         super().__init__(text, details={"log": str(log)} if log else None)
         self.log = log
+        self.output = output

@@ -1,0 +1,225 @@
+"""``sos build``, ``sos push`` and ``sos artifacts``: make artifacts, upload them, list them.
+
+::
+
+    sos build [DIR] [--type python|node|go|jvm] [--out DIR] [--json] [--push]
+    sos push FILE                 # FILE from sos build, with FILE.json beside it
+    sos artifacts [NAME]          # on the server; --local for this machine's builds
+
+``sos build`` shows one progress bar over the build's steps (on stderr) and writes the
+full log of every tool it ran to ``DIR/.sos/build.log``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from sos.artifacts.catalog import LocalArtifactCatalog
+from sos.build.api import BuildResult, build, read_metadata
+from sos.cli import app
+from sos.cli._output import JsonOption, console, emit_json, handle_errors, stderr, table
+from sos.models import ArtifactMetadata
+
+__all__ = ["RichProgress", "human_size"]
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover
+
+
+class RichProgress:
+    """Draws the build as one progress bar on stderr, with a line per finished step."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("[dim]{task.fields[tail]}"),
+            console=stderr,
+            transient=True,
+        )
+        self._task: TaskID | None = None
+        self._started: dict[str, float] = {}
+
+    def __enter__(self) -> RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def plan(self, steps: list[str]) -> None:
+        self._task = self._progress.add_task("Building", total=len(steps), tail="")
+
+    def begin(self, step: str) -> None:
+        self._started[step] = time.monotonic()
+        if self._task is not None:
+            self._progress.update(self._task, description=step, tail="")
+
+    def output(self, line: str) -> None:
+        if self._task is not None and line.strip():
+            self._progress.update(self._task, tail=line.strip()[:60])
+
+    def end(self, step: str, detail: str = "") -> None:
+        took = time.monotonic() - self._started.get(step, time.monotonic())
+        note = f" ({detail})" if detail else ""
+        self._progress.console.print(f"[green]✓[/] {step}{note} [dim]{took:.1f}s[/]")
+        if self._task is not None:
+            self._progress.advance(self._task)
+
+
+def _summary(result: BuildResult) -> None:
+    meta = result.metadata
+    extra = meta.extra
+    how = "reused an identical earlier build" if result.cached else "built"
+    console.print(
+        f"[bold green]{how}[/] {meta.name} {meta.version} "
+        f"({meta.language} {meta.runtime_version}, {human_size(meta.size)})"
+    )
+    console.print(f"  artifact  {result.path}")
+    console.print(f"  digest    {meta.digest}")
+    console.print(
+        f"  entry     {meta.entry_point}"
+        + (f" ({extra['interface']})" if "interface" in extra else "")
+    )
+    console.print(f"  log       {result.log}")
+    start = {
+        "python": f"PORT=8000 python3 {result.path}",
+        "node": f"PORT=8000 node {result.path}",
+        "go": f"PORT=8000 {result.path}",
+        "jvm": f"PORT=8000 java -jar {result.path}",
+    }[meta.language]
+    console.print(f"  run it    {start}")
+
+
+@app.command("build")
+@handle_errors
+def build_command(
+    directory: Path = typer.Argument(Path("."), help="The project's directory."),
+    type: str | None = typer.Option(
+        None, "--type", "-t", help="Project type (python, node, go, jvm) instead of detecting it."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Where to write the artifact (default: DIR/dist)."
+    ),
+    as_json: bool = JsonOption,
+    push: bool = typer.Option(False, "--push", help="Upload the artifact to the server too."),
+    python: str | None = typer.Option(
+        None, "--python", help="The interpreter Python artifacts will run on (default: this one)."
+    ),
+    offline: bool = typer.Option(False, "--offline", help="Use caches only, no registries."),
+    replace: bool = typer.Option(
+        False, "--replace", help="Overwrite a local build of the same version (never pushed)."
+    ),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Build again even if the source is unchanged."
+    ),
+) -> None:
+    """Build the project in DIR into a self-contained artifact."""
+    with RichProgress() as progress:
+        result = build(
+            directory,
+            type=type,
+            out=out,
+            python=python,
+            offline=offline,
+            progress=progress,
+            replace=replace,
+            use_cache=not no_cache,
+        )
+    pushed = None
+    if push:
+        from sos.cli._output import client
+
+        with client() as api:
+            pushed = api.push_artifact(result.path, metadata=result.metadata)
+    if as_json:
+        data = result.to_json()
+        if pushed is not None:
+            data["pushed"] = pushed.model_dump(mode="json")
+        emit_json(data)
+        return
+    _summary(result)
+    if pushed is not None:
+        console.print(f"[bold green]pushed[/] {pushed.name} {pushed.version} ({pushed.digest})")
+
+
+@app.command("push")
+@handle_errors
+def push_command(
+    file: Path = typer.Argument(..., help="An artifact made by sos build (FILE.json beside it)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Upload an artifact to the server's artifact store."""
+    from sos.cli._output import client
+
+    metadata = read_metadata(file)
+    with client() as api:
+        stored = api.push_artifact(file, metadata=metadata)
+    if as_json:
+        emit_json(stored)
+        return
+    console.print(
+        f"[bold green]pushed[/] {stored.name} {stored.version} "
+        f"({human_size(stored.size)}, {stored.digest})"
+    )
+
+
+def _artifact_rows(items: list[ArtifactMetadata]) -> list[list[str]]:
+    return [
+        [
+            m.name,
+            m.version,
+            m.language,
+            m.runtime_version,
+            human_size(m.size),
+            m.digest[:19],
+            f"{m.created_at:%Y-%m-%d %H:%M}",
+            m.created_by,
+        ]
+        for m in items
+    ]
+
+
+@app.command("artifacts")
+@handle_errors
+def artifacts_command(
+    name: str | None = typer.Argument(None, help="Only this artifact name."),
+    local: bool = typer.Option(
+        False, "--local", help="List this machine's builds instead of the server's artifacts."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """List artifacts by name and version."""
+    if local:
+        items = LocalArtifactCatalog().list(name)
+    else:
+        from sos.cli._output import client
+
+        with client() as api:
+            items = api.list_artifacts(name)
+    if as_json:
+        emit_json(items)
+        return
+    columns = ["NAME", "VERSION", "LANGUAGE", "RUNTIME", "SIZE", "DIGEST", "CREATED", "BY"]
+    table(None, columns, _artifact_rows(items))
