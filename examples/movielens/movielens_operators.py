@@ -1,0 +1,194 @@
+"""Operators for the MovieLens example recommender, shared by every config in this folder.
+
+The data (``movies.csv`` and ``ratings.csv`` of MovieLens "ml-latest-small") is read once per
+process from ``$MOVIELENS_DIR``, by default ``../shared/data/movielens-small`` next to the
+repository. It is not copied into the repository: its ``README.txt`` licence (research and
+non-commercial use, acknowledge GroupLens) travels with the data.
+
+Sources (each returns the columns it knows, merged by ``movieId`` by the engine):
+
+- ``PopularMovies(n)``: the most rated movies, with ``popularity`` (rating count, 0..1).
+- ``FavoriteGenreMovies(n, genres)``: popular movies in the user's ``genres`` favourite genres,
+  with ``genre_affinity`` (share of the user's liked movies in that genre).
+- ``SimilarToRecent(n, recent)``: movies liked by people who liked the user's ``recent`` last
+  liked movies (co-occurrence), with ``similarity`` (0..1).
+- ``AlreadyRated()``: what the user has rated (an exclude).
+
+The ``movieId`` attribute provider serves ``title``, ``genres``, ``main_genre``, ``year``,
+``num_ratings`` and ``mean_rating`` to ``fo.Hydrate``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import flight
+import flight.operators as fo
+
+__all__ = [
+    "AlreadyRated",
+    "FavoriteGenreMovies",
+    "MovieLens",
+    "PopularMovies",
+    "SimilarToRecent",
+    "data_dir",
+    "load",
+]
+
+LIKED = 4.0  # a rating at or above this counts as "liked"
+
+
+def data_dir() -> Path:
+    """``$MOVIELENS_DIR``, or ``../shared/data/movielens-small`` beside the repository."""
+    env = os.environ.get("MOVIELENS_DIR")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[2]
+    return (repo / ".." / "shared" / "data" / "movielens-small").resolve()
+
+
+@dataclass(frozen=True)
+class MovieLens:
+    """The data set, indexed for per-request lookups in a millisecond or two."""
+
+    movies: pd.DataFrame  # movieId, title, genres, main_genre, year, num_ratings, mean_rating
+    popular: np.ndarray[Any, Any]  # movieIds, most rated first
+    by_genre: dict[str, np.ndarray[Any, Any]]  # genre -> movieIds, most rated first
+    rated: dict[int, np.ndarray[Any, Any]]  # userId -> movieIds rated
+    liked_recent: dict[int, np.ndarray[Any, Any]]  # userId -> liked movieIds, newest first
+    likers: dict[int, np.ndarray[Any, Any]]  # movieId -> userIds who liked it
+    user_genres: dict[int, pd.Series]  # userId -> genre -> share of liked movies
+
+    @classmethod
+    def read(cls, directory: Path) -> MovieLens:
+        movies_csv, ratings_csv = directory / "movies.csv", directory / "ratings.csv"
+        for path in (movies_csv, ratings_csv):
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"MovieLens file {path} not found; set MOVIELENS_DIR to the folder holding "
+                    f"movies.csv and ratings.csv (ml-latest-small)"
+                )
+        movies = pd.read_csv(movies_csv, dtype={"movieId": np.int64})
+        ratings = pd.read_csv(ratings_csv, dtype={"userId": np.int64, "movieId": np.int64})
+        stats = ratings.groupby("movieId")["rating"].agg(num_ratings="count", mean_rating="mean")
+        movies = movies.join(stats, on="movieId")
+        movies["num_ratings"] = movies["num_ratings"].fillna(0).astype(np.int64)
+        movies["main_genre"] = movies["genres"].str.split("|").str[0]
+        year = movies["title"].str.extract(r"\((\d{4})\)\s*$")[0]
+        movies["year"] = pd.to_numeric(year, errors="coerce").astype("Int64")
+        popular = movies.sort_values(["num_ratings", "movieId"], ascending=[False, True])
+        exploded = popular.assign(genre=popular["genres"].str.split("|")).explode("genre")
+        by_genre = {
+            str(g): group["movieId"].to_numpy() for g, group in exploded.groupby("genre", sort=False)
+        }
+        liked = ratings[ratings["rating"] >= LIKED].sort_values("timestamp", ascending=False)
+        liked_genres = liked.merge(exploded[["movieId", "genre"]], on="movieId")
+        user_genres = {
+            int(u): g["genre"].value_counts(normalize=True)
+            for u, g in liked_genres.groupby("userId")
+        }
+        return cls(
+            movies=movies.reset_index(drop=True),
+            popular=popular["movieId"].to_numpy(),
+            by_genre=by_genre,
+            rated={int(u): g.to_numpy() for u, g in ratings.groupby("userId")["movieId"]},
+            liked_recent={int(u): g.to_numpy() for u, g in liked.groupby("userId")["movieId"]},
+            likers={int(m): g.to_numpy() for m, g in liked.groupby("movieId")["userId"]},
+            user_genres=user_genres,
+        )
+
+
+_lock = threading.Lock()
+_cache: dict[Path, MovieLens] = {}
+
+
+def load(directory: Path | None = None) -> MovieLens:
+    """The data set, read once per process and directory (thread-safe)."""
+    path = (directory or data_dir()).resolve()
+    with _lock:
+        if path not in _cache:
+            _cache[path] = MovieLens.read(path)
+        return _cache[path]
+
+
+def _scaled(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    top = values.max() if len(values) else 0
+    return values / top if top else values.astype(np.float64)
+
+
+class PopularMovies(fo.SourceOperator):
+    """The ``n`` most rated movies."""
+
+    n: int = 300
+
+    def __call__(self, **ctx: Any) -> fo.Source:
+        data = load()
+        ids = data.popular[: self.n]
+        counts = data.movies.set_index("movieId").loc[ids, "num_ratings"].to_numpy()
+        return fo.Source(pd.DataFrame({"movieId": ids, "popularity": _scaled(counts)}))
+
+
+class FavoriteGenreMovies(fo.SourceOperator):
+    """The most rated movies in the user's ``genres`` favourite genres (none for new users)."""
+
+    n: int = 300
+    genres: int = 3
+
+    def __call__(self, user_id: int, **ctx: Any) -> fo.Source:
+        data = load()
+        shares = data.user_genres.get(int(user_id))
+        if shares is None:
+            return fo.Source([])
+        frames = [
+            pd.DataFrame({"movieId": data.by_genre[g][: self.n], "genre_affinity": share})
+            for g, share in shares.head(self.genres).items()
+        ]
+        found = pd.concat(frames).drop_duplicates("movieId")  # best genre first
+        return fo.Source(found)
+
+
+class SimilarToRecent(fo.SourceOperator):
+    """Movies liked by people who liked the user's ``recent`` last liked movies."""
+
+    n: int = 200
+    recent: int = 5
+
+    def __call__(self, user_id: int, **ctx: Any) -> fo.Source:
+        data = load()
+        seeds = data.liked_recent.get(int(user_id), np.empty(0, dtype=np.int64))[: self.recent]
+        if len(seeds) == 0:
+            return fo.Source([])
+        neighbours = np.unique(np.concatenate([data.likers[int(m)] for m in seeds]))
+        neighbours = neighbours[neighbours != int(user_id)]
+        liked = [data.liked_recent[int(u)] for u in neighbours]
+        if not liked:
+            return fo.Source([])
+        counts = pd.Series(np.concatenate(liked)).value_counts()
+        counts = counts.drop(index=seeds, errors="ignore").head(self.n)
+        return fo.Source(
+            pd.DataFrame(
+                {"movieId": counts.index.to_numpy(), "similarity": _scaled(counts.to_numpy())}
+            )
+        )
+
+
+class AlreadyRated(fo.SourceOperator):
+    """Every movie the user has rated: use as an exclude."""
+
+    def __call__(self, user_id: int, **ctx: Any) -> fo.Source:
+        return fo.Source(load().rated.get(int(user_id), np.empty(0, dtype=np.int64)))
+
+
+def _movie_attributes() -> flight.TableProvider:
+    columns = ["movieId", "title", "genres", "main_genre", "year", "num_ratings", "mean_rating"]
+    return flight.TableProvider(load().movies[columns], key="movieId")
+
+
+flight.register_provider("movieId", _movie_attributes, replace=True)

@@ -1,0 +1,168 @@
+"""The ``flight`` command line.
+
+- ``flight run CONFIG --context user_id=1 [--debug] [--json]``: run a pipeline config once
+  and print the per-operator log and the items.
+- ``flight validate CONFIG``: validate a config without running it.
+- ``flight operators``: list the registered operators.
+
+Exit codes: 0 ok (an empty result with a reason is ok), 1 an operator failed, 2 bad usage or
+an invalid config. More commands (``flight serve``) plug into ``app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from flight.errors import FlightError
+from flight.operators.registry import get_operator, operator_names
+from flight.pipeline import Pipeline
+from flight.result import Result
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="flight",
+    help="Flight: real-time recommendation pipelines from small operators.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigArg = Annotated[
+    Path, typer.Argument(help="Pipeline config, YAML or JSON.", show_default=False)
+]
+
+
+def parse_context(pairs: list[str]) -> dict[str, Any]:
+    """``["user_id=1", "genre=Drama"]`` -> ``{"user_id": 1, "genre": "Drama"}`` (YAML scalars)."""
+    ctx: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--context")
+        try:
+            ctx[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            ctx[key.strip()] = raw
+    return ctx
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _load(config: Path) -> Pipeline:
+    try:
+        return Pipeline.from_config(config)
+    except FlightError as exc:
+        raise _fail(str(exc)) from None
+
+
+class _JsonLines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "flight", None)
+        body = {"level": record.levelname, "message": record.getMessage()}
+        if isinstance(fields, dict):
+            body.update(fields)
+        sys.stderr.write(json.dumps(body, default=str) + "\n")
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    context: Annotated[
+        list[str] | None,
+        typer.Option("--context", "-c", help="Request context KEY=VALUE (repeatable)."),
+    ] = None,
+    return_cols: Annotated[
+        str | None, typer.Option("--return-cols", help="Comma-separated columns to return.")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Include the debug trace.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON (log lines to stderr).")
+    ] = False,
+    log_json: Annotated[
+        bool, typer.Option("--log-json", help="Also write structured log records to stderr.")
+    ] = False,
+) -> None:
+    """Run a pipeline config once and print the per-operator log and the items."""
+    ctx = parse_context(context or [])
+    pipeline = _load(config)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if log_json:
+        engine_log = logging.getLogger("flight.engine")
+        engine_log.addHandler(_JsonLines())
+        engine_log.setLevel(logging.INFO)
+        engine_log.propagate = False
+    cols = [c.strip() for c in return_cols.split(",") if c.strip()] if return_cols else None
+    try:
+        result = asyncio.run(pipeline.execute(return_cols=cols, debug=debug, **ctx))
+    except FlightError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        for line in result.log_lines():
+            typer.echo(line, err=True)
+        payload = {"result": result.to_dict(), "stats": [s.to_dict() for s in result.stats]}
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        _print_human(pipeline, result, debug)
+    if result.error is not None:
+        raise typer.Exit(1)
+
+
+def _print_human(pipeline: Pipeline, result: Result, debug: bool) -> None:
+    console = Console(soft_wrap=True)
+    console.print(f"[bold]{pipeline.name}[/bold] per-operator log:", highlight=False)
+    for line in result.log_lines():
+        console.print(f"  {line}", highlight=False, markup=False)
+    if len(result.items):
+        table = RichTable(title=f"{len(result.items)} items", title_justify="left")
+        for name in result.items.columns:
+            table.add_column(str(name), overflow="fold")
+        for row in result.items.itertuples(index=False):
+            table.add_row(*(_cell(v) for v in row))
+        console.print(table)
+    if debug and result.debug is not None:
+        console.print("debug:", highlight=False)
+        console.print_json(json.dumps(result.debug, default=str))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@app.command()
+def validate(config: ConfigArg) -> None:
+    """Validate a pipeline config (every operator and argument) without running it."""
+    pipeline = _load(config)
+    typer.echo(
+        f"{config}: pipeline {pipeline.name!r} is valid: {len(pipeline.includes)} includes, "
+        f"{len(pipeline.excludes)} excludes, {len(pipeline.steps)} steps"
+    )
+
+
+@app.command()
+def operators() -> None:
+    """List the registered operators (built-ins, imported modules and plugins)."""
+    for name in operator_names():
+        cls = get_operator(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        alias = "" if cls.__name__ == name else f" (alias of {cls.__name__})"
+        typer.echo(f"{name:<18} {cls.kind:<9} {doc[0] if doc else ''}{alias}")
+
+
+def main() -> None:
+    app()
