@@ -123,7 +123,7 @@ def normalize_revision_ref(service: str, ref: str | int) -> str:
 
 
 #: the largest resource version or id a client may send (fits every SQL integer column)
-MAX_VERSION = 2**62
+MAX_VERSION = 2**31 - 1
 
 
 class _Model(BaseModel):

@@ -191,8 +191,11 @@ def start_server(
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the SOS API server did not start")
         time.sleep(0.01)
-    assert state.admin_token is not None and state.admin_token.path is not None
-    token = state.admin_token.path.read_text().strip()
+    if config.admin_token:
+        token = config.admin_token
+    else:
+        assert state.admin_token is not None and state.admin_token.path is not None
+        token = state.admin_token.path.read_text().strip()
     return RunningServer(f"http://127.0.0.1:{port}", token, state, server, thread)
 
 

@@ -110,6 +110,10 @@ def install_error_handlers(app: FastAPI) -> None:
             if exc.headers:
                 response.headers.update(exc.headers)
             return response
+        elif exc.status_code == 400:
+            error = ValidationError(
+                f"the request could not be read ({exc.detail}); send a JSON body in UTF-8"
+            )
         elif exc.status_code == 401:
             error = AuthenticationError(str(exc.detail))
         elif exc.status_code == 403:

@@ -1,0 +1,126 @@
+"""Auth over real HTTP: 401 without or with an unknown token, 403 for the wrong team or a
+read-only token, admins only for tokens, hashed storage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from sos import (
+    Artifact,
+    AuthenticationError,
+    Client,
+    PermissionDeniedError,
+    Revision,
+    Service,
+    TokenSpec,
+    ValidationError,
+)
+from sos.store import hash_secret
+
+if TYPE_CHECKING:
+    from tests.sos.conftest import RunningServer
+
+SVC = "sfix-service"
+REV = Revision(artifact=Artifact(name="a", version="1"))
+
+
+def test_no_token_is_401_with_a_hint(server: RunningServer) -> None:
+    response = httpx.get(f"{server.url}/api/v1/services")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "SOS_TOKEN" in response.json()["error"]["message"]
+    with Client(server.url, "") as anonymous, pytest.raises(AuthenticationError):
+        anonymous.list_services()
+
+
+def test_unknown_token_is_401(server: RunningServer) -> None:
+    with (
+        Client(server.url, "sos_not-a-real-token") as client,
+        pytest.raises(AuthenticationError, match="does not know this token"),
+    ):
+        client.whoami()
+
+
+def test_writer_changes_only_its_own_team(server: RunningServer, admin: Client) -> None:
+    admin.apply(Service(name="ads-service", team="ads"))
+    with server.client(server.token("ci-recs", team="recs")) as recs:
+        assert recs.whoami().team == "recs"
+        recs.apply(Service(name=SVC, team="recs"))
+        recs.create_revision(SVC, REV)
+        recs.set_traffic(SVC, {1: 100})
+        with pytest.raises(PermissionDeniedError, match="belongs to team 'recs'"):
+            recs.apply(Service(name="other", team="ads"))
+        with pytest.raises(PermissionDeniedError):
+            recs.create_revision("ads-service", REV)
+        with pytest.raises(PermissionDeniedError):
+            recs.delete_service("ads-service")
+        # moving a service to another team needs the right on both
+        with pytest.raises(PermissionDeniedError):
+            recs.apply(Service(name="ads-service", team="recs"))
+        # reads are open to every valid token
+        assert {s.name for s in recs.list_services()} == {SVC, "ads-service"}
+        with pytest.raises(PermissionDeniedError, match="only admin tokens"):
+            recs.create_token("sneaky", role="admin")
+    assert admin.get_service("ads-service").team == "ads"
+
+
+def test_reader_reads_but_never_writes(server: RunningServer, admin: Client) -> None:
+    admin.apply(Service(name=SVC, team="recs"))
+    admin.create_revision(SVC, REV)
+    with server.client(server.token("dashboard", role="reader")) as reader:
+        assert reader.whoami().role == "reader"
+        assert reader.get_service(SVC).name == SVC
+        assert reader.history(SVC)
+        with pytest.raises(PermissionDeniedError, match="read-only"):
+            reader.rollback(SVC)
+        with pytest.raises(PermissionDeniedError):
+            reader.apply(Service(name=SVC, team="recs", description="x"))
+    assert admin.get_service(SVC).description == ""
+
+
+def test_revoked_token_stops_working_at_once(server: RunningServer, admin: Client) -> None:
+    secret = server.token("temp", team="recs")
+    with server.client(secret) as temp:
+        assert temp.whoami().name == "temp"
+        admin.revoke_token("temp")
+        with pytest.raises(AuthenticationError):
+            temp.whoami()
+
+
+def test_tokens_are_stored_hashed_and_never_listed(server: RunningServer, admin: Client) -> None:
+    secret = server.token("ci-recs", team="recs")
+    listed = httpx.get(
+        f"{server.url}/api/v1/tokens", headers={"Authorization": f"Bearer {server.admin_token}"}
+    ).text
+    assert secret not in listed and "secret" not in listed
+    with server.state.store.read() as conn:
+        rows = conn.exec_driver_sql("SELECT secret_hash FROM tokens").scalars().all()
+    assert hash_secret(secret) in rows and secret not in rows
+
+
+def test_last_admin_token_cannot_be_revoked(admin: Client) -> None:
+    with pytest.raises(ValidationError, match="last admin token"):
+        admin.revoke_token("admin")
+
+
+def test_writer_token_needs_a_team() -> None:
+    with pytest.raises(ValueError, match="needs a team"):
+        TokenSpec(name="x", role="writer")
+
+
+def test_admin_token_file_is_private(server: RunningServer) -> None:
+    token_file = server.state.settings.data_dir / "admin-token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert token_file.read_text().strip() == server.admin_token
+
+
+def test_admin_token_from_env_is_accepted(sos_server: Callable[..., RunningServer]) -> None:
+    env_token = "automation-admin-token-0123456789"
+    server = sos_server(admin_token=env_token)
+    with Client(server.url, env_token) as client:
+        assert client.whoami().role == "admin"
+    assert not (server.state.settings.data_dir / "admin-token").exists()
