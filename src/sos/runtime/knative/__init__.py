@@ -1,0 +1,28 @@
+"""The Knative backend: SOS services as Knative Serving Services on Kubernetes.
+
+``render_service`` / ``export_yaml`` turn an SOS service into a ``serving.knative.dev/v1``
+Service manifest (pure functions); ``KnativeBackend`` applies and observes them with the
+official ``kubernetes`` client. See ``docs/sos/knative.md``.
+"""
+
+from sos.runtime.knative.backend import FIELD_MANAGER, KnativeBackend, map_api_error
+from sos.runtime.knative.plan import ClusterState, Step, plan_apply
+from sos.runtime.knative.render import export_yaml, render_service, runtime_image
+from sos.runtime.knative.rules import check_webhook_rules
+from sos.runtime.knative.settings import KnativeSettings
+from sos.runtime.knative.status import observed_service
+
+__all__ = [
+    "FIELD_MANAGER",
+    "ClusterState",
+    "KnativeBackend",
+    "KnativeSettings",
+    "Step",
+    "check_webhook_rules",
+    "export_yaml",
+    "map_api_error",
+    "observed_service",
+    "plan_apply",
+    "render_service",
+    "runtime_image",
+]

@@ -1,0 +1,339 @@
+"""The Knative backend: SOS services as ``serving.knative.dev/v1`` Services on Kubernetes.
+
+It speaks to the cluster with the official ``kubernetes`` client (its asyncio flavour,
+``kubernetes.aio``, so the server's event loop never blocks): server-side apply with field
+manager ``sos`` (forced: SOS is the source of truth for the fields it sets; fields it does
+not set keep their owners), strict field validation, configuration from a kubeconfig file
+or from the pod's service account. ``plan.plan_apply`` decides what to apply;
+``status.observed_service`` reads the result back.
+
+Errors from the cluster become SOS errors naming the cause: 403 ->
+``PermissionDeniedError``, 409 -> ``ConflictError``, 400/422 -> ``ValidationError``,
+anything else (and an unreachable API server) -> ``BackendError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from kubernetes.aio import client as k8s
+from kubernetes.aio import config as k8s_config
+
+from sos.errors import (
+    BackendError,
+    ConflictError,
+    PermissionDeniedError,
+    SOSError,
+    ValidationError,
+)
+from sos.runtime.base import Backend, DesiredService, ObservedService
+from sos.runtime.knative.plan import ClusterState, plan_apply, template_from_revision
+from sos.runtime.knative.render import MANAGED_BY_LABEL, Manifest
+from sos.runtime.knative.settings import KnativeSettings
+from sos.runtime.knative.status import observed_service
+
+__all__ = ["FIELD_MANAGER", "KnativeBackend", "map_api_error"]
+
+logger = logging.getLogger(__name__)
+
+GROUP, VERSION = "serving.knative.dev", "v1"
+FIELD_MANAGER = "sos"
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+RBAC_HINT = (
+    "SOS's Kubernetes identity needs get, list, patch and delete on "
+    "services.serving.knative.dev and get, list on revisions.serving.knative.dev in that "
+    "namespace (docs/sos/knative.md has the Role)"
+)
+
+
+def _status_body(exc: k8s.ApiException) -> dict[str, Any]:
+    try:
+        body = json.loads(exc.body or "")
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _pod_namespace() -> str | None:
+    if SERVICE_ACCOUNT_NAMESPACE.exists():
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or None
+    return None
+
+
+def map_api_error(exc: k8s.ApiException, action: str) -> SOSError:
+    """The SOS error for a Kubernetes API error met while doing ``action`` (e.g. 'apply
+    Knative Service "recs" in namespace "ml"')."""
+    body = _status_body(exc)
+    message = str(body.get("message") or exc.reason or "no message").strip()
+    causes = [
+        f"{cause.get('field')}: {cause.get('message')}" if cause.get("field") else cause["message"]
+        for cause in (body.get("details") or {}).get("causes") or []
+        if isinstance(cause, dict) and cause.get("message")
+    ]
+    details: dict[str, Any] = {
+        "kubernetes_status": exc.status,
+        "kubernetes_reason": body.get("reason") or exc.reason,
+    }
+    if causes:
+        details["causes"] = causes
+    cause_text = f" ({'; '.join(causes)})" if causes and "; ".join(causes) not in message else ""
+    text = f"Kubernetes refused to {action}: {message}{cause_text}"
+    if exc.status == 403:
+        return PermissionDeniedError(f"{text}. {RBAC_HINT}", details=details)
+    if exc.status == 409:
+        return ConflictError(
+            f"{text}. Another change to the same object got there first; the next "
+            "reconcile retries it",
+            details=details,
+        )
+    if exc.status in (400, 422):
+        return ValidationError(text, details=details)
+    if exc.status == 401:
+        return BackendError(
+            f"Kubernetes did not accept SOS's credentials while trying to {action}: {message}; "
+            "check the kubeconfig (SOS_KNATIVE_KUBECONFIG) or the pod's service account",
+            details=details,
+        )
+    if exc.status == 404:
+        return BackendError(
+            f"Kubernetes could not {action}: {message}. Is Knative Serving installed "
+            f"({GROUP}/{VERSION}) and does the namespace exist?",
+            details=details,
+        )
+    return BackendError(f"{text} (HTTP {exc.status})", details=details)
+
+
+class KnativeBackend(Backend):
+    """Runs SOS revisions as Knative Revisions of one Knative Service per SOS service."""
+
+    name = "knative"
+
+    def __init__(
+        self,
+        settings: KnativeSettings | None = None,
+        *,
+        api_client: k8s.ApiClient | None = None,
+        in_cluster: bool | None = None,
+        revision_timeout: float = 120.0,
+        poll_interval: float = 0.5,
+        request_timeout: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or KnativeSettings.from_env()
+        self._api_client = api_client
+        self._owns_client = api_client is None
+        self._in_cluster = in_cluster
+        self._revision_timeout = revision_timeout
+        self._poll_interval = poll_interval
+        self._request_timeout = request_timeout
+        self._sleep = sleep
+        self._clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def namespace(self) -> str:
+        return self.settings.namespace or "default"
+
+    async def start(self) -> None:
+        """Load the cluster configuration (kubeconfig or in-cluster) and pick the namespace."""
+        if self._api_client is not None:
+            return
+        configuration = k8s.Configuration()
+        in_cluster = self._in_cluster
+        if in_cluster is None:
+            in_cluster = self.settings.kubeconfig is None and "KUBERNETES_SERVICE_HOST" in (
+                os.environ
+            )
+        namespace = self.settings.namespace
+        try:
+            if in_cluster:
+                k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration
+                )
+                namespace = namespace or await asyncio.to_thread(_pod_namespace)
+            else:
+                loader = await k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=self.settings.kubeconfig,
+                    context=self.settings.context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
+                context = (getattr(loader, "current_context", None) or {}).get("context") or {}
+                namespace = namespace or context.get("namespace")
+        except (k8s_config.ConfigException, OSError, ValueError) as exc:
+            where = "the pod's service account" if in_cluster else "the kubeconfig"
+            raise BackendError(
+                f"the Knative backend cannot load {where}: {exc}. Set SOS_KNATIVE_KUBECONFIG "
+                "(or KUBECONFIG) to a kubeconfig file, or run the SOS server in the cluster"
+            ) from exc
+        self.settings = replace(self.settings, namespace=namespace or "default")
+        self._api_client = k8s.ApiClient(configuration)
+        logger.info("Knative backend: namespace %s at %s", self.namespace, configuration.host)
+
+    async def close(self) -> None:
+        if self._api_client is not None and self._owns_client:
+            await self._api_client.close()  # type: ignore[no-untyped-call]
+            self._api_client = None
+
+    # ------------------------------------------------------------------ API calls
+
+    def _api(self) -> k8s.CustomObjectsApi:
+        if self._api_client is None:
+            raise BackendError("the Knative backend is not started: call start() first")
+        return k8s.CustomObjectsApi(self._api_client)
+
+    async def _call(
+        self,
+        action: str,
+        method: str,
+        plural: str,
+        *args: Any,
+        missing_ok: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``CustomObjectsApi.<method>`` for ``plural`` of Knative Serving in the
+        namespace; a 404 for the object ``missing_ok`` returns None."""
+        call = getattr(self._api(), method)
+        try:
+            return await call(
+                GROUP,
+                VERSION,
+                self.namespace,
+                plural,
+                *args,
+                _request_timeout=self._request_timeout,
+                **kwargs,
+            )
+        except k8s.ApiException as exc:
+            body = _status_body(exc)
+            if (
+                missing_ok
+                and exc.status == 404
+                and (body.get("details") or {}).get("name") == (missing_ok)
+            ):
+                return None
+            raise map_api_error(exc, action) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            host = self._api_client.configuration.host if self._api_client else "?"
+            raise BackendError(
+                f"cannot reach the Kubernetes API at {host} to {action}: "
+                f"{exc or type(exc).__name__}"
+            ) from None
+
+    def _where(self, name: str) -> str:
+        return f'"{name}" in namespace "{self.namespace}"'
+
+    async def _get_service(self, name: str) -> dict[str, Any] | None:
+        result = await self._call(
+            f"read Knative Service {self._where(name)}",
+            "get_namespaced_custom_object",
+            "services",
+            name,
+            missing_ok=name,
+        )
+        return result if isinstance(result, dict) else None
+
+    async def _list(self, plural: str, selector: str) -> list[dict[str, Any]]:
+        result = await self._call(
+            f"list {plural}.{GROUP} in namespace {self.namespace!r}",
+            "list_namespaced_custom_object",
+            plural,
+            label_selector=selector,
+        )
+        items = result.get("items") if isinstance(result, dict) else None
+        return [item for item in items or [] if isinstance(item, dict)]
+
+    async def _revisions(self, name: str) -> list[dict[str, Any]]:
+        return await self._list("revisions", f"serving.knative.dev/service={name}")
+
+    async def _apply_manifest(self, manifest: Manifest) -> None:
+        name = manifest["metadata"]["name"]
+        template = manifest["spec"]["template"]["metadata"]["name"]
+        await self._call(
+            f"apply Knative Service {self._where(name)} (revision {template})",
+            "patch_namespaced_custom_object",
+            "services",
+            name,
+            manifest,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            field_validation="Strict",
+            _content_type="application/apply-patch+yaml",
+        )
+
+    async def _wait_created(self, name: str, revision: str) -> None:
+        """Wait until Knative has created Revision ``revision`` (or time out clearly)."""
+        deadline = self._clock() + self._revision_timeout
+        while True:
+            if any(rev["metadata"].get("name") == revision for rev in await self._revisions(name)):
+                return
+            if self._clock() >= deadline:
+                service = await self._get_service(name) or {}
+                why = ""
+                for condition in (service.get("status") or {}).get("conditions") or []:
+                    if condition.get("type") == "ConfigurationsReady" and condition.get("message"):
+                        why = f" Knative says: {condition['message']}"
+                raise BackendError(
+                    f"Knative did not create revision {revision} of {name!r} within "
+                    f"{self._revision_timeout:g}s.{why} Is the Knative Serving controller "
+                    f"running? `kubectl -n {self.namespace} describe configuration {name}` "
+                    "shows why; the next reconcile continues from here"
+                )
+            await self._sleep(self._poll_interval)
+
+    # ------------------------------------------------------------------ Backend
+
+    async def apply(self, desired: DesiredService) -> None:
+        name = desired.service.name
+        if desired.traffic is None or not desired.revisions:
+            logger.debug("service %s has no revision or traffic yet: nothing to apply", name)
+            return
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            current = await self._get_service(name)
+            existing = await self._revisions(name) if current is not None else []
+            cluster = ClusterState(
+                template=((current or {}).get("spec") or {}).get("template"),
+                revisions={
+                    rev["metadata"]["name"]: template_from_revision(rev) for rev in existing
+                },
+            )
+            steps = plan_apply(desired, self.settings, cluster)
+            for step in steps:
+                await self._apply_manifest(step.manifest)
+                if step.wait_for is not None:
+                    logger.info("recreating revision %s of %s in Knative", step.wait_for, name)
+                    await self._wait_created(name, step.wait_for)
+
+    async def observe(self, name: str) -> ObservedService | None:
+        service = await self._get_service(name)
+        if service is None:
+            return None
+        revisions = await self._revisions(name)
+        return observed_service(service, revisions, domain=self.settings.domain)
+
+    async def delete(self, name: str) -> None:
+        await self._call(
+            f"delete Knative Service {self._where(name)}",
+            "delete_namespaced_custom_object",
+            "services",
+            name,
+            missing_ok=name,
+        )
+        self._locks.pop(name, None)
+
+    async def list_services(self) -> list[str]:
+        services = await self._list("services", f"{MANAGED_BY_LABEL}=sos")
+        return sorted(str(svc["metadata"]["name"]) for svc in services)

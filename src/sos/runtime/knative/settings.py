@@ -1,0 +1,110 @@
+"""What the Knative backend needs to know about the cluster it renders for.
+
+Every setting has an environment variable, so that ``sos server --backend knative`` and
+``sos export`` read the same configuration::
+
+    SOS_KNATIVE_NAMESPACE       namespace of the Knative Services (default: the kubeconfig
+                                context's namespace, or the pod's namespace, or "default")
+    SOS_KNATIVE_DOMAIN          the cluster's Knative domain, e.g. example.com; only used for
+                                URLs before Knative reports its own
+    SOS_IMAGE_REGISTRY          where the curated runtime images are pushed
+                                (default localhost:5000/sos: a local registry, never a
+                                public namespace SOS does not own)
+    SOS_KNATIVE_ARTIFACT_URL    how pods download an artifact: a URL with {digest} in it, or
+                                the SOS server URL as pods reach it (the artifact route is
+                                appended)
+    SOS_KNATIVE_ARTIFACT_TOKEN_SECRET   name of a Secret whose key "token" holds a reader
+                                token for the artifact store (optional)
+    SOS_KNATIVE_KUBECONFIG      kubeconfig file (default: $KUBECONFIG or ~/.kube/config)
+    SOS_KNATIVE_CONTEXT         kubeconfig context (default: the current one)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["ARTIFACT_ROUTE", "DEFAULT_REGISTRY", "KnativeSettings"]
+
+#: the SOS server route that serves an artifact's bytes by digest
+ARTIFACT_ROUTE = "/api/v1/artifacts/by-digest/{digest}"
+DEFAULT_REGISTRY = "localhost:5000/sos"
+
+_REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.:_-]*[a-z0-9])?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_ENV = {
+    "namespace": "SOS_KNATIVE_NAMESPACE",
+    "domain": "SOS_KNATIVE_DOMAIN",
+    "image_registry": "SOS_IMAGE_REGISTRY",
+    "artifact_url": "SOS_KNATIVE_ARTIFACT_URL",
+    "artifact_token_secret": "SOS_KNATIVE_ARTIFACT_TOKEN_SECRET",
+    "kubeconfig": "SOS_KNATIVE_KUBECONFIG",
+    "context": "SOS_KNATIVE_CONTEXT",
+}
+
+
+@dataclass(frozen=True)
+class KnativeSettings:
+    """Cluster-side settings of the Knative backend (the renderer's only other input)."""
+
+    namespace: str | None = None
+    domain: str | None = None
+    image_registry: str = DEFAULT_REGISTRY
+    artifact_url: str | None = None
+    artifact_token_secret: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.namespace is not None and (
+            len(self.namespace) > 63 or not _NAMESPACE.match(self.namespace)
+        ):
+            raise ValueError(
+                f"Knative namespace {self.namespace!r} must be a DNS label: lowercase letters, "
+                "digits and '-', at most 63 characters (like 'sos-services')"
+            )
+        if not _REGISTRY.match(self.image_registry.rstrip("/")):
+            raise ValueError(
+                f"image registry {self.image_registry!r} must look like host[:port]/path, "
+                "e.g. registry.example.com/sos or localhost:5000/sos (lowercase, no tag)"
+            )
+        url = self.artifact_url
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"artifact URL {url!r} must start with http:// or https:// (the address at "
+                "which pods reach the SOS server, e.g. http://sos.sos-system.svc:8700)"
+            )
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, **overrides: str | None
+    ) -> KnativeSettings:
+        """Settings from ``SOS_*`` environment variables; ``overrides`` that are not None win
+        (command-line options use them)."""
+        source = os.environ if env is None else env
+        unknown = set(overrides) - set(_ENV)
+        if unknown:
+            raise TypeError(f"unknown Knative settings: {sorted(unknown)}")
+
+        def pick(key: str) -> str | None:
+            return overrides.get(key) or source.get(_ENV[key]) or None
+
+        return cls(
+            namespace=pick("namespace"),
+            domain=pick("domain"),
+            image_registry=pick("image_registry") or DEFAULT_REGISTRY,
+            artifact_url=pick("artifact_url"),
+            artifact_token_secret=pick("artifact_token_secret"),
+            kubeconfig=pick("kubeconfig"),
+            context=pick("context"),
+        )
+
+    def artifact_download_url(self, digest: str) -> str | None:
+        """The URL a pod downloads the artifact ``digest`` from, or None when not configured."""
+        if self.artifact_url is None:
+            return None
+        if "{digest}" in self.artifact_url:
+            return self.artifact_url.replace("{digest}", digest)
+        return self.artifact_url.rstrip("/") + ARTIFACT_ROUTE.format(digest=digest)

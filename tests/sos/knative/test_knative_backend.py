@@ -1,0 +1,321 @@
+"""The Knative backend against a stand-in Kubernetes API server over real HTTP: apply,
+observe, delete, restarts, recreating lost revisions, and errors as SOS errors."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from conftest import NAMESPACE, write_kubeconfig
+from knative_samples import artifact, desired, revision
+from knative_standin import KnativeStandIn
+
+from sos.errors import BackendError, ConflictError, PermissionDeniedError, ValidationError
+from sos.runtime.knative import KnativeBackend, KnativeSettings
+
+TWO = [revision(1), revision(2)]
+
+
+async def test_apply_creates_the_knative_service_with_server_side_apply(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    await backend.apply(desired([revision(1)]))
+    service = standin.service("recs")
+    assert service["metadata"]["namespace"] == NAMESPACE  # from the kubeconfig context
+    assert service["spec"]["template"]["metadata"]["name"] == "recs-00001"
+    assert service["metadata"]["managedFields"] == [{"manager": "sos", "operation": "Apply"}]
+    assert standin.apply_params[-1] == {
+        "fieldManager": "sos",
+        "force": "true",
+        "fieldValidation": "Strict",
+    }
+    assert standin.revision_names("recs") == ["recs-00001"]
+
+
+async def test_observe_reads_status_back(backend: KnativeBackend, standin: KnativeStandIn) -> None:
+    await backend.apply(desired(TWO, routes=[(2, 90, None), (1, 10, "canary")]))
+    observed = await backend.observe("recs")
+    assert observed is not None
+    assert (observed.name, observed.ready, observed.reason) == ("recs", True, "Ready")
+    assert observed.url == "http://recs.sos-test.example.com"
+    assert observed.tag_urls == {"canary": "http://canary-recs.sos-test.example.com"}
+    assert sorted(observed.revisions) == ["recs-00001", "recs-00002"]
+    assert observed.revisions["recs-00001"].url == "http://canary-recs.sos-test.example.com"
+    assert observed.revisions["recs-00002"].instances.running == 1
+
+
+async def test_apply_twice_changes_nothing_the_second_time(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    state = desired(TWO, routes=[(2, 50, None), (1, 50, None)])
+    await backend.apply(state)
+    generation = standin.service("recs")["metadata"]["generation"]
+    revisions = standin.revision_names("recs")
+    await backend.apply(state)
+    assert standin.service("recs")["metadata"]["generation"] == generation
+    assert standin.revision_names("recs") == revisions
+
+
+async def test_apply_after_a_restart_with_other_settings_keeps_existing_revisions(
+    backend: KnativeBackend, standin: KnativeStandIn, kubeconfig: Path
+) -> None:
+    await backend.apply(desired(TWO))
+    await backend.close()
+    moved = KnativeSettings(kubeconfig=str(kubeconfig), image_registry="new.example.com/sos")
+    restarted = KnativeBackend(moved, poll_interval=0.01)
+    await restarted.start()
+    try:
+        generation = standin.service("recs")["metadata"]["generation"]
+        await restarted.apply(desired(TWO))  # Knative would refuse a changed template
+        assert standin.service("recs")["metadata"]["generation"] == generation
+        await restarted.apply(desired([*TWO, revision(3)]))
+        images = {
+            name: standin.revisions[(NAMESPACE, name)]["spec"]["containers"][0]["image"]
+            for name in standin.revision_names("recs")
+        }
+        assert images["recs-00002"].startswith("localhost:5000/sos/")
+        assert images["recs-00003"] == "new.example.com/sos/runtime-python:3.11"
+    finally:
+        await restarted.close()
+
+
+async def test_new_revision_without_traffic_is_created_and_traffic_stays(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    await backend.apply(desired([revision(1)]))
+    await backend.apply(desired(TWO, routes=[(1, 100, None)]))
+    service = standin.service("recs")
+    assert service["spec"]["template"]["metadata"]["name"] == "recs-00002"
+    assert [t["revisionName"] for t in service["spec"]["traffic"]] == ["recs-00001"]
+    observed = await backend.observe("recs")
+    assert observed is not None and observed.ready
+    assert observed.revisions["recs-00002"].instances.running == 0  # not routable
+
+
+async def test_lost_revisions_are_recreated_oldest_first(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    three = [*TWO, revision(3)]
+    state = desired(three, routes=[(3, 80, None), (1, 20, "canary")])
+    await backend.apply(state)
+    standin.delete_revision(NAMESPACE, "recs-00001")  # e.g. deleted by hand
+    observed = await backend.observe("recs")
+    assert observed is not None and observed.reason == "RevisionMissing"
+
+    before = len(standin.applies)
+    await backend.apply(state)
+    templates = [a["spec"]["template"]["metadata"]["name"] for a in standin.applies[before:]]
+    assert templates == ["recs-00001", "recs-00003"]
+    assert "recs-00001" in standin.revision_names("recs")
+    observed = await backend.observe("recs")
+    assert observed is not None and observed.ready
+
+
+async def test_a_deleted_knative_service_is_rebuilt_with_every_routed_revision(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    state = desired([*TWO, revision(3)], routes=[(2, 50, None), (1, 50, None)])
+    await backend.apply(state)
+    del standin.services[(NAMESPACE, "recs")]
+    standin.revisions.clear()  # as if someone ran `kubectl delete ksvc recs`
+    await backend.apply(state)
+    assert standin.revision_names("recs") == ["recs-00001", "recs-00002", "recs-00003"]
+    observed = await backend.observe("recs")
+    assert observed is not None and observed.ready
+
+
+async def test_apply_says_clearly_when_knative_does_not_create_a_revision(
+    kubeconfig: Path, standin: KnativeStandIn
+) -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    knative = KnativeBackend(
+        KnativeSettings(kubeconfig=str(kubeconfig)),
+        revision_timeout=30,
+        poll_interval=5,
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
+    await knative.start()
+    try:
+        standin.pause()  # the Knative controller is down
+        with pytest.raises(BackendError, match=r"did not create revision recs-00001 .* within 30s"):
+            await knative.apply(desired(TWO, routes=[(2, 50, None), (1, 50, None)]))
+        assert now[0] >= 30
+        standin.resume()
+        await knative.apply(desired(TWO, routes=[(2, 50, None), (1, 50, None)]))
+        assert standin.revision_names("recs") == ["recs-00001", "recs-00002"]
+    finally:
+        await knative.close()
+
+
+async def test_a_failing_revision_is_reported_failed(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    standin.failing_images.add("localhost:5000/sos/runtime-node:20")
+    node = artifact(language="node", runtime_version="20")
+    await backend.apply(desired([revision(1)], artifacts=[node]))
+    observed = await backend.observe("recs")
+    assert observed is not None
+    assert (observed.ready, observed.reason) == (False, "RevisionFailed")
+    failed = observed.revisions["recs-00001"]
+    assert (failed.failed, failed.reason) == (True, "ExitCode1")
+
+
+async def test_no_traffic_yet_applies_nothing(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    await backend.apply(desired([], routes=[]))
+    assert standin.applies == []
+    assert await backend.observe("recs") is None
+
+
+async def test_delete_removes_the_service_and_is_idempotent(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    await backend.apply(desired(TWO))
+    await backend.delete("recs")
+    assert standin.services == {} and standin.revision_names("recs") == []
+    assert await backend.observe("recs") is None
+    await backend.delete("recs")  # nothing left: no error
+
+
+async def test_list_services_lists_only_what_sos_manages(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    await backend.apply(desired([revision(1)]))
+    await backend.apply(desired([revision(1, service="ads")], service="ads"))
+    standin.services[(NAMESPACE, "hand-made")] = {
+        "metadata": {"name": "hand-made", "labels": {"team": "x"}}
+    }
+    assert await backend.list_services() == ["ads", "recs"]
+
+
+async def test_explicit_namespace_wins_over_the_kubeconfig(
+    kubeconfig: Path, standin: KnativeStandIn
+) -> None:
+    knative = KnativeBackend(KnativeSettings(kubeconfig=str(kubeconfig), namespace="ml-prod"))
+    await knative.start()
+    try:
+        await knative.apply(desired([revision(1)]))
+        assert ("ml-prod", "recs") in standin.services
+        assert await knative.list_services() == ["recs"]
+    finally:
+        await knative.close()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("verb", "status", "reason", "message", "error", "says"),
+    [
+        (
+            "apply",
+            403,
+            "Forbidden",
+            'services.serving.knative.dev "recs" is forbidden: User '
+            '"system:serviceaccount:sos:sos" cannot patch resource "services"',
+            PermissionDeniedError,
+            "cannot patch resource",
+        ),
+        (
+            "apply",
+            409,
+            "Conflict",
+            'Operation cannot be fulfilled on services.serving.knative.dev "recs": '
+            "object is being deleted",
+            ConflictError,
+            "object is being deleted",
+        ),
+        (
+            "apply",
+            422,
+            "Invalid",
+            'Service.serving.knative.dev "recs" is invalid: spec.traffic[0].percent: Invalid',
+            ValidationError,
+            "spec.traffic",
+        ),
+        ("apply", 500, "InternalError", "etcdserver: request timed out", BackendError, "etcd"),
+        ("apply", 401, "Unauthorized", "Unauthorized", BackendError, "credentials"),
+        ("get", 403, "Forbidden", "cannot get resource", PermissionDeniedError, "cannot get"),
+    ],
+    ids=["forbidden", "conflict", "invalid", "internal", "unauthorized", "forbidden-read"],
+)
+async def test_cluster_errors_become_sos_errors_naming_the_cause(
+    backend: KnativeBackend,
+    standin: KnativeStandIn,
+    verb: str,
+    status: int,
+    reason: str,
+    message: str,
+    error: type[Exception],
+    says: str,
+) -> None:
+    standin.fail(verb, "recs", status, reason, message)
+    with pytest.raises(error, match=says) as caught:
+        await backend.apply(desired([revision(1)]))
+    assert 'Knative Service "recs" in namespace "sos-test"' in str(caught.value)
+    assert getattr(caught.value, "details", {})["kubernetes_status"] == status
+
+
+async def test_webhook_refusal_is_a_validation_error_with_knatives_words(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    standin.fail(
+        "apply",
+        "recs",
+        400,
+        "BadRequest",
+        'admission webhook "validation.webhook.serving.knative.dev" denied the request: '
+        "validation failed: invalid value: 0: spec.template.metadata.annotations."
+        "autoscaling.knative.dev/initial-scale=0 not allowed by cluster",
+    )
+    with pytest.raises(ValidationError, match="initial-scale=0 not allowed by cluster"):
+        await backend.apply(desired([revision(1, autoscaling={"initial_scale": 0})]))
+
+
+async def test_invalid_causes_are_listed(backend: KnativeBackend, standin: KnativeStandIn) -> None:
+    standin.fail(
+        "apply",
+        "recs",
+        422,
+        "Invalid",
+        'Service "recs" is invalid',
+        causes=[{"field": "spec.template.spec.containers[0].image", "message": "Required value"}],
+    )
+    with pytest.raises(ValidationError) as caught:
+        await backend.apply(desired([revision(1)]))
+    assert "spec.template.spec.containers[0].image: Required value" in caught.value.message
+    assert caught.value.details["causes"] == [
+        "spec.template.spec.containers[0].image: Required value"
+    ]
+
+
+async def test_unreachable_api_server_is_a_backend_error(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
+    knative = KnativeBackend(KnativeSettings(kubeconfig=str(config)), request_timeout=5)
+    await knative.start()
+    try:
+        with pytest.raises(BackendError, match=f"cannot reach the Kubernetes API at .*:{port}"):
+            await knative.observe("recs")
+    finally:
+        await knative.close()
+
+
+async def test_missing_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
+    knative = KnativeBackend(KnativeSettings(kubeconfig=str(tmp_path / "nope")), in_cluster=False)
+    with pytest.raises(BackendError, match=r"cannot load the kubeconfig.*SOS_KNATIVE_KUBECONFIG"):
+        await knative.start()
+
+
+async def test_unstarted_backend_says_so() -> None:
+    with pytest.raises(BackendError, match="not started"):
+        await KnativeBackend(KnativeSettings()).observe("recs")
