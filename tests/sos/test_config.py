@@ -1,0 +1,43 @@
+"""How the client finds its server and token: arguments, env, `sos login` file, local default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sos.config import ServerSettings, load_client_config, save_client_config
+
+
+def test_arguments_beat_env_which_beats_the_config_file(tmp_path: Path) -> None:
+    env = {"SOS_CONFIG": str(tmp_path / "c.json")}
+    save_client_config("http://file:1", "file-token", env)
+    assert load_client_config(environ=env).token == "file-token"
+    env |= {"SOS_URL": "http://env:2", "SOS_TOKEN": "env-token"}
+    assert (load_client_config(environ=env).url, load_client_config(environ=env).token) == (
+        "http://env:2",
+        "env-token",
+    )
+    explicit = load_client_config("http://arg:3/", "arg-token", environ=env)
+    assert (explicit.url, explicit.token) == ("http://arg:3", "arg-token")
+
+
+def test_login_file_is_private_and_its_token_only_goes_to_its_url(tmp_path: Path) -> None:
+    env = {"SOS_CONFIG": str(tmp_path / "c.json")}
+    path = save_client_config("http://file:1", "file-token", env)
+    assert path.stat().st_mode & 0o777 == 0o600
+    elsewhere = load_client_config("http://other:9", environ=env)
+    assert elsewhere.token is None
+
+
+def test_local_default_uses_the_local_servers_admin_token(tmp_path: Path) -> None:
+    env = {"SOS_CONFIG": str(tmp_path / "none.json"), "SOS_DATA_DIR": str(tmp_path)}
+    (tmp_path / "admin-token").write_text("local-admin\n")
+    config = load_client_config(environ=env)
+    assert (config.url, config.token) == ("http://127.0.0.1:8700", "local-admin")
+
+
+def test_server_settings_from_env(tmp_path: Path) -> None:
+    settings = ServerSettings.from_env(
+        {"SOS_PORT": "9000", "SOS_DATA_DIR": str(tmp_path), "SOS_BACKEND": "fake"}
+    )
+    assert (settings.port, settings.data_dir, settings.backend) == (9000, tmp_path, "fake")
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'sos.db'}"
