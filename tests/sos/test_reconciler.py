@@ -4,6 +4,7 @@ backend and a real SQLite store."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -170,13 +171,10 @@ def reconciler_for(store: Store, backend: FakeBackend) -> Reconciler:
     )
 
 
-async def eventually(check: object, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():  # type: ignore[operator]
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not check():
+            await asyncio.sleep(0.02)
 
 
 async def test_backend_errors_become_status_and_are_retried(tmp_path: Path) -> None:
@@ -188,7 +186,7 @@ async def test_backend_errors_become_status_and_are_retried(tmp_path: Path) -> N
         await eventually(lambda: store.get_service(SVC).status.reason == "BackendError")
         assert "cluster unreachable" in (store.get_service(SVC).status.message or "")
         backend.fail = False  # the loop kept running and retries with backoff
-        await eventually(lambda: store.get_service(SVC).status.ready, timeout=10)
+        await eventually(lambda: store.get_service(SVC).status.ready, within=10)
         assert store.get_revision(SVC, f"{SVC}-00001").status.ready
     finally:
         await reconciler.stop()
