@@ -10,10 +10,14 @@ import sys
 import time
 import zipapp
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+
+from sos.models import ArtifactMetadata, Revision, Service, TrafficRoute, revision_id
+from sos.runtime.base import DesiredService
 
 APPS = Path(__file__).parent / "apps"
 
@@ -96,3 +100,59 @@ def start_app(hello_pyz: Path) -> Iterator[StartApp]:
     yield start
     for app in apps:
         app.stop()
+
+
+# --------------------------------------------------------------------------- desired state
+
+
+def digest_of(path: Path) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_desired(
+    service: str,
+    revisions: list[tuple[int, Path, dict[str, object]]],
+    traffic: dict[int, int] | None,
+    tags: dict[int, str] | None = None,
+) -> DesiredService:
+    """A DesiredService as the reconciler builds it: revisions with resolved artifacts."""
+    built: list[Revision] = []
+    artifacts: dict[str, ArtifactMetadata] = {}
+    for number, artifact, spec in revisions:
+        digest = digest_of(artifact)
+        language = "go" if artifact.suffix == "" else "python"
+        artifacts[digest] = ArtifactMetadata(
+            name=artifact.stem,
+            version="v1",
+            language=language,
+            runtime_version="3.11",
+            entry_point=artifact.name,
+            digest=digest,
+            size=artifact.stat().st_size,
+            created_by="test",
+            created_at=datetime.now(UTC),
+        )
+        data = {"artifact": {"name": artifact.stem, "version": "v1", "digest": digest}, **spec}
+        revision = Revision.model_validate(
+            {**data, "id": revision_id(service, number), "service": service, "number": number}
+        )
+        built.append(revision)
+    route = None
+    if traffic is not None:
+        routes = [
+            {"revision": revision_id(service, n), "percent": p, "tag": (tags or {}).get(n)}
+            for n, p in traffic.items()
+        ]
+        route = TrafficRoute.model_validate({"routes": routes})
+    return DesiredService(Service(name=service, team="t"), tuple(built), route, artifacts)
+
+
+def artifact_paths(*paths: Path) -> Callable[[str], Path]:
+    by_digest = {digest_of(p): p for p in paths}
+
+    def find(digest: str) -> Path:
+        return by_digest[digest]
+
+    return find

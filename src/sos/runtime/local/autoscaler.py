@@ -63,6 +63,11 @@ class Autoscaler:
         """The count of the last decision (``initial_scale`` before the first)."""
         return self._current
 
+    def assume(self, count: int) -> None:
+        """Start from ``count`` instances (re-adopted after a restart) instead of the
+        initial scale."""
+        self._current = count
+
     def record(self, now: float, concurrency: float) -> None:
         """One observation: the average in-flight requests since the previous one."""
         self._samples.append((now, max(0.0, concurrency)))

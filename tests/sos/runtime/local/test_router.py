@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from tests.sos.runtime.conftest import StartApp
 
 from sos.runtime.local.router import (
     Endpoint,
@@ -17,7 +18,6 @@ from sos.runtime.local.router import (
     ServiceRoute,
     SmoothWeighted,
 )
-from tests.sos.runtime.conftest import StartApp
 
 
 @pytest.fixture

@@ -1,0 +1,465 @@
+"""``LocalBackend``: runs revisions as processes on this machine behind one shared router.
+
+``apply`` stores the desired state of a service, computes the plan (``plan.py``) and
+carries it out; a background loop then keeps reality there: the supervisor starts, probes,
+replaces and stops instances, the autoscaler turns the router's concurrency into wanted
+instance counts once a second, and every change of ready instances or traffic is
+published to the router as a new routing table.
+
+``close()`` leaves instances running so that a restarted server re-adopts them
+(``start()``); with ``stop_on_close=True`` it stops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from sos.models import Instances
+from sos.runtime.base import Backend, DesiredService, LogLine, ObservedRevision, ObservedService
+from sos.runtime.local.autoscaler import Autoscaler
+from sos.runtime.local.limits import Limiter
+from sos.runtime.local.logs import LogStore
+from sos.runtime.local.plan import Current, Deploy, Fail, Retire, Scale, SetRoute, plan
+from sos.runtime.local.router import Endpoint, RevisionTarget, Router, RoutingTable, ServiceRoute
+from sos.runtime.local.supervisor import RevisionRuntime, Supervisor, runtime_for
+
+__all__ = ["LocalBackend", "create_backend"]
+
+log = logging.getLogger(__name__)
+
+ArtifactPath = Callable[[str], Path]
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        artifact_path: ArtifactPath | None = None,
+        router_host: str = "127.0.0.1",
+        router_port: int = 8080,
+        domain: str = "localhost",
+        activation_timeout: float = 30.0,
+        startup_timeout: float = 60.0,
+        stop_on_close: bool = False,
+        tick_seconds: float = 0.1,
+        autoscale_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.data_dir = data_dir
+        self.artifact_path = artifact_path
+        self.stop_on_close = stop_on_close
+        self.tick_seconds = tick_seconds
+        self.autoscale_seconds = autoscale_seconds
+        self.clock = clock
+        runtime_dir = data_dir / "runtime"
+        self.log_store = LogStore(runtime_dir / "logs")
+        self.limiter = Limiter()
+        self.supervisor = Supervisor(
+            runtime_dir,
+            logs=self.log_store,
+            limiter=self.limiter,
+            host=router_host,
+            startup_timeout=startup_timeout,
+            clock=clock,
+            on_change=self._changed,
+        )
+        self.router = Router(
+            host=router_host,
+            port=router_port,
+            domain=domain,
+            activation_timeout=activation_timeout,
+            on_cold=self._on_cold,
+            clock=clock,
+        )
+        self.supervisor.in_flight = self.router.in_flight
+        self.desired: dict[str, DesiredService] = {}
+        self.routes: dict[str, ServiceRoute] = {}
+        self.autoscalers: dict[str, Autoscaler] = {}
+        self.problems: dict[str, tuple[str, str]] = {}
+        #: called with a service name when its observed state changed (the reconciler's
+        #: ``notify``), so status follows crashes and scaling without waiting for a resync
+        self.on_change: Callable[[str], None] | None = None
+        self._endpoints: dict[str, Endpoint] = {}
+        self._summary: dict[str, list[tuple[str, int, int, bool]]] = {}
+        self._dirty = True
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._next_autoscale = 0.0
+        self._lock = asyncio.Lock()
+
+    # ---- lifecycle
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        await self.router.start()
+        adopted = await asyncio.to_thread(self.supervisor.adopt)
+        if adopted:
+            log.info("re-adopted %d running instance(s)", len(adopted))
+        log.info(
+            "local backend: router on http://%s:%d, limits via %s",
+            self.router.host,
+            self.router.port,
+            self.limiter.mechanism,
+        )
+        self._task = asyncio.create_task(self._loop(), name="sos-local-backend")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.router.close()
+        if self.stop_on_close:
+            await self.supervisor.stop_all()
+        await self.supervisor.close()
+
+    # ---- the Backend seam
+
+    async def apply(self, desired: DesiredService) -> None:
+        if self._task is None:
+            await self.start()
+        async with self._lock:
+            self.desired[desired.service.name] = desired
+            self._execute(desired)
+            await self.supervisor.step()
+            self._publish()
+
+    async def observe(self, name: str) -> ObservedService | None:
+        desired = self.desired.get(name)
+        if desired is None:
+            return None
+        routable = desired.routable()
+        revisions: dict[str, ObservedRevision] = {}
+        route = self.routes.get(name)
+        tags = dict(route.tags) if route else {}
+        tag_of = {rev: tag for tag, rev in tags.items()}
+        for revision in desired.revisions:
+            rid = revision.id
+            if rid is None:
+                continue
+            url = (
+                self.router.tag_url(name, tag_of[rid])
+                if rid in tag_of
+                else self.router.revision_url(rid)
+            )
+            if rid in self.problems:
+                why, text = self.problems[rid]
+                revisions[rid] = ObservedRevision(rid, False, why, text, url=url, failed=True)
+                continue
+            runtime = self.supervisor.revisions.get(rid)
+            if runtime is None:
+                revisions[rid] = ObservedRevision(rid, False, "Pending", url=url)
+                continue
+            revisions[rid] = self._observe_revision(runtime, url)
+        ready = desired.traffic is not None and all(
+            revisions[r].ready for r in routable if r in revisions
+        )
+        failed = [r for r in routable if r in revisions and revisions[r].failed]
+        if desired.traffic is None:
+            reason, message = "NoTraffic", "create a revision to give the service traffic"
+        elif failed:
+            reason = "RevisionFailed"
+            message = f"revision {failed[0]} failed: {revisions[failed[0]].reason}"
+        elif not ready:
+            reason, message = "Deploying", "waiting for routed revisions to become ready"
+        else:
+            reason, message = "Ready", ""
+        return ObservedService(
+            name=name,
+            ready=ready,
+            reason=reason,
+            message=message or None,
+            url=self.router.service_url(name),
+            revisions=revisions,
+            tag_urls={tag: self.router.tag_url(name, tag) for tag in tags},
+        )
+
+    def _observe_revision(self, runtime: RevisionRuntime, url: str) -> ObservedRevision:
+        instances = Instances(
+            wanted=runtime.wanted, running=len(runtime.live()), ready=len(runtime.ready())
+        )
+        if runtime.failed:
+            return ObservedRevision(
+                runtime.id, False, runtime.reason, runtime.message, instances, url, failed=True
+            )
+        if instances.ready:
+            return ObservedRevision(runtime.id, True, "Ready", None, instances, url)
+        if runtime.reason == "Ready" and runtime.wanted == 0:
+            message = "scaled to zero; the next request starts an instance"
+            return ObservedRevision(runtime.id, True, "Ready", message, instances, url)
+        return ObservedRevision(
+            runtime.id, False, "Deploying", runtime.message or "starting", instances, url
+        )
+
+    async def delete(self, name: str) -> None:
+        async with self._lock:
+            desired = self.desired.pop(name, None)
+            self.routes.pop(name, None)
+            revisions = {r.id for r in desired.revisions if r.id} if desired else set()
+            revisions |= {
+                rid for rid, rt in self.supervisor.revisions.items() if rt.service == name
+            }
+            revisions |= {
+                rid for rid, group in self.supervisor.adopted.items() if group[0].service == name
+            }
+            for rid in revisions:
+                self.supervisor.retire(rid)
+                self.autoscalers.pop(rid, None)
+                self.problems.pop(rid, None)
+            self._publish()
+        self._wake.set()
+
+    async def list_services(self) -> list[str]:
+        return sorted(set(self.desired) | self.supervisor.services())
+
+    async def logs(
+        self,
+        service: str,
+        revision: str | None = None,
+        *,
+        tail: int = 100,
+        follow: bool = False,
+    ) -> AsyncIterator[LogLine]:
+        async for line in self.log_store.read(service, revision, tail=tail, follow=follow):
+            yield line
+
+    # ---- planning and carrying out
+
+    def _current(self, desired: DesiredService) -> Current:
+        ids = {r.id for r in desired.revisions if r.id}
+        name = desired.service.name
+        wanted = {
+            rid: runtime.wanted
+            for rid, runtime in self.supervisor.revisions.items()
+            if runtime.service == name and runtime.argv is not None
+        }
+        for rid, group in self.supervisor.adopted.items():
+            if group and group[0].service == name and rid not in ids:
+                wanted.setdefault(rid, len(group))
+        return Current(
+            wanted=wanted,
+            route=self.routes.get(name),
+            autoscaler={rid: a.current for rid, a in self.autoscalers.items() if rid in wanted},
+            failed=frozenset(rid for rid in self.problems if rid in ids),
+        )
+
+    def _execute(self, desired: DesiredService) -> None:
+        name = desired.service.name
+        for action in plan(desired, self._current(desired)):
+            if isinstance(action, Deploy):
+                self._deploy(desired, action)
+            elif isinstance(action, Scale):
+                runtime = self.supervisor.revisions.get(action.revision)
+                if runtime is not None and runtime.wanted != action.instances:
+                    log.info(
+                        "%s: %d -> %d instance(s)",
+                        action.revision,
+                        runtime.wanted,
+                        action.instances,
+                    )
+                    runtime.wanted = action.instances
+            elif isinstance(action, Retire):
+                self.supervisor.retire(action.revision)
+                self.autoscalers.pop(action.revision, None)
+            elif isinstance(action, SetRoute):
+                if action.route is None:
+                    self.routes.pop(name, None)
+                else:
+                    self.routes[name] = action.route
+                self._dirty = True
+            elif isinstance(action, Fail):
+                self.problems[action.revision] = (action.reason, action.message)
+                self._dirty = True
+
+    def _deploy(self, desired: DesiredService, action: Deploy) -> None:
+        revision = next(r for r in desired.revisions if r.id == action.revision)
+        digest = revision.artifact.digest
+        assert digest is not None  # plan() only deploys revisions with a known artifact
+        artifact = desired.artifacts[digest]
+        problem = None
+        path: Path | None = None
+        if self.artifact_path is None:
+            problem = "this server has no artifact store, so artifacts cannot be found by digest"
+        else:
+            try:
+                path = self.artifact_path(digest)
+            except Exception as exc:  # the store's own error, told to the user
+                problem = f"artifact {digest} cannot be read from the artifact store: {exc}"
+            else:
+                if not path.is_file():
+                    problem = f"artifact file {path} for {digest} does not exist"
+                elif artifact.language == "go" and not os.access(path, os.X_OK):
+                    path.chmod(path.stat().st_mode | 0o111)
+        if problem is not None or path is None:
+            self.problems[action.revision] = ("ArtifactMissing", problem or "no artifact path")
+            self._dirty = True
+            return
+        runtime = runtime_for(
+            revision,
+            artifact,
+            path,
+            marker=self.supervisor.marker,
+            limiter=self.limiter,
+            host=self.router.host,
+        )
+        runtime = self.supervisor.deploy(runtime)
+        adopted = len(runtime.instances)
+        # a revision that comes back after a restart keeps its adopted instances
+        runtime.wanted = max(action.instances, adopted)
+        self.autoscalers[action.revision] = Autoscaler(
+            revision.autoscaling, created_at=self.clock()
+        )
+        if adopted:
+            self.autoscalers[action.revision].assume(runtime.wanted)
+        log.info(
+            "deployed %s (%s) with %d instance(s)",
+            action.revision,
+            artifact.language,
+            runtime.wanted,
+        )
+
+    # ---- autoscaling and the activator
+
+    def _on_cold(self, revision: str) -> None:
+        scaler = self.autoscalers.get(revision)
+        runtime = self.supervisor.revisions.get(revision)
+        if scaler is None or runtime is None:
+            return
+        scaler.poke(self.clock())
+        self._autoscale_one(revision, runtime, scaler, self.clock())
+        self._wake.set()
+
+    def _autoscale(self, now: float) -> None:
+        for rid, runtime in list(self.supervisor.revisions.items()):
+            scaler = self.autoscalers.get(rid)
+            if scaler is None or runtime.argv is None:
+                continue
+            scaler.record(now, self.router.meter(rid).take(now))
+            self._autoscale_one(rid, runtime, scaler, now)
+
+    def _autoscale_one(
+        self, rid: str, runtime: RevisionRuntime, scaler: Autoscaler, now: float
+    ) -> None:
+        desired = self.desired.get(runtime.service)
+        if desired is None:
+            return
+        decision = scaler.decide(
+            now, ready=len(runtime.ready()), routable=rid in desired.routable()
+        )
+        if decision.wanted != runtime.wanted:
+            log.info(
+                "autoscaler: %s %d -> %d (%s)",
+                rid,
+                runtime.wanted,
+                decision.wanted,
+                decision.reason,
+            )
+            self._execute(desired)
+            self._changed_service(runtime.service)
+
+    # ---- publishing to the router
+
+    def _changed(self) -> None:
+        self._dirty = True
+        self._wake.set()
+
+    def _changed_service(self, service: str) -> None:
+        if self.on_change is not None:
+            self.on_change(service)
+
+    def _publish(self) -> None:
+        self._dirty = False
+        targets = []
+        live: set[str] = set()
+        for rid, runtime in self.supervisor.revisions.items():
+            endpoints = []
+            for instance in runtime.ready():
+                endpoint = self._endpoints.get(instance.id)
+                if endpoint is None:
+                    endpoint = Endpoint(instance.id, rid, instance.port, self.router.host)
+                    self._endpoints[instance.id] = endpoint
+                endpoints.append(endpoint)
+                live.add(instance.id)
+            why = runtime.message if runtime.failed and not endpoints else None
+            if why is None and runtime.argv is None:
+                why = f"revision {rid} is being removed"
+            targets.append(RevisionTarget(rid, runtime.service, tuple(endpoints), why))
+        for rid, (reason, message) in self.problems.items():
+            targets.append(RevisionTarget(rid, rid.rsplit("-", 1)[0], (), f"{reason}: {message}"))
+        for gone in set(self._endpoints) - live:
+            del self._endpoints[gone]
+        self.router.update(RoutingTable(self.routes.values(), targets))
+        summary: dict[str, list[tuple[str, int, int, bool]]] = {}
+        for rid, runtime in self.supervisor.revisions.items():
+            summary.setdefault(runtime.service, []).append(
+                (rid, runtime.wanted, len(runtime.ready()), runtime.failed)
+            )
+        for name in self.desired:
+            state = sorted(summary.get(name, []))
+            if self._summary.get(name) != state:
+                self._summary[name] = state
+                self._changed_service(name)
+
+    async def _loop(self) -> None:
+        log_poll = 0.0
+        while True:
+            try:
+                async with self._lock:
+                    await self.supervisor.step()
+                    now = self.clock()
+                    if now >= self._next_autoscale:
+                        self._next_autoscale = now + self.autoscale_seconds
+                        self._autoscale(now)
+                    if self._dirty:
+                        self._publish()
+                if now >= log_poll:
+                    log_poll = now + 0.25
+                    await self.log_store.poll()
+            except Exception:  # the loop must outlive any one bad step
+                log.exception("local backend step failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick_seconds)
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def create_backend(context: object) -> LocalBackend:
+    """The factory the server's backend registry calls (``--backend local``).
+
+    Options (``--backend-opt KEY=VALUE``, or environment): ``router_port``
+    (``SOS_ROUTER_PORT``, 8080), ``router_host`` (``SOS_ROUTER_HOST``, 127.0.0.1),
+    ``domain`` (``SOS_ROUTER_DOMAIN``, localhost), ``activation_timeout`` (30 s),
+    ``startup_timeout`` (60 s), ``stop_on_exit`` (``SOS_STOP_ON_EXIT``, false).
+    """
+    from sos.server.backends import BackendContext
+
+    assert isinstance(context, BackendContext)
+    options = dict(context.options)
+
+    def option(key: str, env: str | None, default: str) -> str:
+        return options.get(key) or (os.environ.get(env) if env else None) or default
+
+    return LocalBackend(
+        context.data_dir,
+        artifact_path=context.artifact_path,
+        router_host=option("router_host", "SOS_ROUTER_HOST", "127.0.0.1"),
+        router_port=int(option("router_port", "SOS_ROUTER_PORT", "8080")),
+        domain=option("domain", "SOS_ROUTER_DOMAIN", "localhost"),
+        activation_timeout=float(option("activation_timeout", None, "30")),
+        startup_timeout=float(option("startup_timeout", None, "60")),
+        stop_on_close=_flag(option("stop_on_exit", "SOS_STOP_ON_EXIT", "false")),
+    )

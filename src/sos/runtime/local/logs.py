@@ -1,0 +1,200 @@
+"""Instance logs: files under the data dir, a bounded in-memory tail, and followers.
+
+An instance writes its stdout and stderr straight into files (never into a pipe to the
+server), so it keeps running and logging while the server restarts. The server polls the
+files (off the event loop), keeps the last lines of each instance in memory for
+``sos logs``, and hands new lines to followers. A file above ``max_bytes`` is rotated
+copy-then-truncate (one ``.1`` generation kept); the instance's O_APPEND descriptor goes
+on writing at the new end. Platform events (started, probe failed, exited) go to a third
+file per instance, so they survive a restart too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from sos.runtime.base import LogLine
+
+__all__ = ["LogStore"]
+
+STREAMS = ("stdout", "stderr", "platform")
+#: finished instances per revision whose last lines stay readable
+KEEP_FINISHED = 5
+_SUFFIX = {"stdout": ".out.log", "stderr": ".err.log", "platform": ".sos.log"}
+
+
+@dataclass
+class _Source:
+    service: str
+    revision: str
+    instance: str
+    paths: dict[str, Path]
+    offsets: dict[str, int] = field(default_factory=dict)
+    partial: dict[str, bytes] = field(default_factory=dict)
+    tail: deque[LogLine] = field(default_factory=lambda: deque(maxlen=1000))
+    done: bool = False
+    final_read: bool = False
+
+
+class LogStore:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_bytes: int = 10 * 2**20,
+        tail_lines: int = 1000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self.tail_lines = tail_lines
+        self.clock = clock
+        self._sources: dict[str, _Source] = {}
+        self._followers: set[tuple[str, str | None, asyncio.Queue[LogLine]]] = set()
+
+    def _paths(self, service: str, revision: str, instance: str) -> dict[str, Path]:
+        folder = self.root / service / revision
+        return {stream: folder / f"{instance}{_SUFFIX[stream]}" for stream in STREAMS}
+
+    def open(self, service: str, revision: str, instance: str) -> tuple[IO[bytes], IO[bytes]]:
+        """Files for a new instance's stdout and stderr (the caller closes them after spawn)."""
+        paths = self._paths(service, revision, instance)
+        paths["stdout"].parent.mkdir(parents=True, exist_ok=True)
+        self.watch(service, revision, instance, from_start=True)
+        return open(paths["stdout"], "ab"), open(paths["stderr"], "ab")
+
+    def watch(self, service: str, revision: str, instance: str, *, from_start: bool) -> None:
+        """Follow an instance's files (``from_start=False`` for a re-adopted instance:
+        only its last 64 KiB are read back into the tail)."""
+        if instance in self._sources:
+            return
+        paths = self._paths(service, revision, instance)
+        source = _Source(service, revision, instance, paths)
+        for stream, path in paths.items():
+            size = path.stat().st_size if path.exists() else 0
+            source.offsets[stream] = 0 if from_start else max(0, size - 65536)
+        self._sources[instance] = source
+
+    def platform(self, service: str, revision: str, instance: str, text: str) -> None:
+        """Record a platform event for an instance (read back like its own output)."""
+        path = self._paths(service, revision, instance)["platform"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stamp = self.clock().isoformat(timespec="milliseconds")
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(f"{stamp} {text}\n")
+
+    def forget(self, instance: str) -> None:
+        """Stop polling a finished instance's files; its tail stays readable a while."""
+        source = self._sources.get(instance)
+        if source is None:
+            return
+        source.done = True
+        source.final_read = True
+        finished = [
+            key
+            for key, other in self._sources.items()
+            if other.done and other.revision == source.revision and key != instance
+        ]
+        for key in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._sources[key]
+
+    def remove_service(self, service: str) -> None:
+        for key in [k for k, s in self._sources.items() if s.service == service]:
+            del self._sources[key]
+        shutil.rmtree(self.root / service, ignore_errors=True)
+
+    def last_lines(self, revision: str, count: int) -> list[str]:
+        lines = sorted(
+            (line for s in self._sources.values() if s.revision == revision for line in s.tail),
+            key=lambda line: line.at,
+        )
+        return [f"[{line.stream}] {line.text}" for line in lines[-count:]]
+
+    # ---- polling (called periodically; the file work runs in a thread)
+
+    async def poll(self) -> None:
+        sources = [s for s in self._sources.values() if not s.done or s.final_read]
+        if not sources:
+            return
+        found = await asyncio.to_thread(self._read_all, sources)
+        for source in sources:
+            source.final_read = False
+        for line in found:
+            for service, revision, queue in list(self._followers):
+                if service == line.service and revision in (None, line.revision):
+                    queue.put_nowait(line)
+
+    def _read_all(self, sources: list[_Source]) -> list[LogLine]:
+        found: list[LogLine] = []
+        now = self.clock()
+        for source in sources:
+            for stream, path in source.paths.items():
+                found += self._read(source, stream, path, now)
+        return found
+
+    def _read(self, source: _Source, stream: str, path: Path, now: datetime) -> list[LogLine]:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return []
+        offset = source.offsets.get(stream, 0)
+        if size < offset:  # rotated or truncated under us
+            offset = 0
+        if size > self.max_bytes and stream != "platform":
+            shutil.copyfile(path, path.with_name(path.name + ".1"))
+            os.truncate(path, 0)
+            source.offsets[stream] = 0
+            size = 0
+        if size == offset:
+            return []
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read(min(size - offset, 4 * 2**20))
+        source.offsets[stream] = offset + len(data)
+        data = source.partial.pop(stream, b"") + data
+        *complete, rest = data.split(b"\n")
+        if rest:
+            source.partial[stream] = rest
+        lines = []
+        for raw in complete:
+            text = raw.decode("utf-8", "replace").rstrip("\r")
+            line = LogLine(now, source.service, source.revision, source.instance, stream, text)
+            source.tail.append(line)
+            lines.append(line)
+        return lines
+
+    # ---- reading
+
+    async def read(
+        self, service: str, revision: str | None, *, tail: int, follow: bool
+    ) -> AsyncIterator[LogLine]:
+        await self.poll()
+        lines = sorted(
+            (
+                line
+                for s in list(self._sources.values())
+                if s.service == service and revision in (None, s.revision)
+                for line in s.tail
+            ),
+            key=lambda line: line.at,
+        )
+        for line in lines[-tail:] if tail > 0 else []:
+            yield line
+        if not follow:
+            return
+        queue: asyncio.Queue[LogLine] = asyncio.Queue(maxsize=10000)
+        key = (service, revision, queue)
+        self._followers.add(key)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._followers.discard(key)

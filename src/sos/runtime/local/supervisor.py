@@ -1,0 +1,555 @@
+"""The process supervisor: instances of revisions as processes, kept at the wanted count.
+
+Each instance is started per ``sos.launch`` (argv + env) on a free port, in its own process
+group, with its stdout/stderr in files under the data dir (``sos.runtime.local.logs``) and
+limits applied as ``sos.runtime.local.limits`` allows. ``step()`` is called a few times a
+second by the backend and does one round of work for every revision:
+
+- reap instances that exited (a start that never got ready counts as a failed start);
+- probe readiness (fast while starting, every ``period_seconds`` after) and liveness;
+  ``failure_threshold`` failures in a row take an instance out of the routing table
+  (readiness) or replace it (liveness);
+- start instances up to the wanted count, with exponential backoff after failed starts
+  (0.5 s doubling to 30 s); a revision whose starts fail ``CRASH_LOOP_STARTS`` times in a
+  row, or that is not ready ``startup_timeout`` seconds after a start, is marked *failed*
+  with the reason and its last log lines (it keeps being retried while it is wanted);
+- stop instances above the wanted count: out of the routing table first, then wait until
+  their in-flight requests are done, then SIGTERM to the process group, SIGKILL after
+  ``stop_grace`` seconds.
+
+Every instance is recorded (id, pid, port, start time, revision) in ``instances.json``
+under the runtime dir, rewritten atomically on each change. ``adopt()`` reads it back after
+a server restart: an instance whose pid is alive and whose environment carries its
+``SOS_INSTANCE`` id is adopted; records that do not match are dropped; processes that carry
+this runtime's marker but no adoptable record (strays) are killed. Nothing is started
+twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sos.launch import launch_command, launch_env
+from sos.models import ArtifactMetadata, Revision
+from sos.runtime.local.limits import Limiter, Limits
+from sos.runtime.local.logs import LogStore
+from sos.runtime.local.probes import probe
+
+__all__ = ["CRASH_LOOP_STARTS", "Instance", "RevisionRuntime", "Supervisor"]
+
+log = logging.getLogger(__name__)
+
+CRASH_LOOP_STARTS = 3
+BACKOFF_START = 0.5
+BACKOFF_MAX = 30.0
+STARTUP_PROBE_INTERVAL = 0.05
+_ADDRESS_IN_USE = ("address already in use", "eaddrinuse", "bind: address")
+
+
+@dataclass
+class Instance:
+    id: str
+    service: str
+    revision: str
+    pid: int
+    port: int
+    started_at: float  # wall clock, for people and the state file
+    started: float  # monotonic, for timeouts
+    process: subprocess.Popen[bytes] | None = None
+    state: str = "starting"  # starting, ready, unready, draining, stopping
+    ever_ready: bool = False
+    ready_failures: int = 0
+    live_failures: int = 0
+    next_probe: float = 0.0
+    probing: bool = False
+    stop_deadline: float | None = None
+    exit_note: str | None = None
+
+    def record(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "service": self.service,
+            "revision": self.revision,
+            "pid": self.pid,
+            "port": self.port,
+            "started_at": self.started_at,
+        }
+
+
+@dataclass
+class RevisionRuntime:
+    """What the supervisor runs of one revision."""
+
+    revision: Revision
+    argv: Callable[[int], tuple[list[str], dict[str, str]]] | None
+    language: str = "python"
+    limits: Limits = field(default_factory=Limits)
+    wanted: int = 0
+    instances: dict[str, Instance] = field(default_factory=dict)
+    failed_starts: int = 0
+    next_start: float = 0.0
+    failed: bool = False
+    reason: str = "Deploying"
+    message: str | None = None
+
+    @property
+    def id(self) -> str:
+        assert self.revision.id is not None
+        return self.revision.id
+
+    @property
+    def service(self) -> str:
+        return self.revision.service or self.id.rsplit("-", 1)[0]
+
+    def live(self) -> list[Instance]:
+        return [i for i in self.instances.values() if i.state not in ("draining", "stopping")]
+
+    def ready(self) -> list[Instance]:
+        return [i for i in self.instances.values() if i.state == "ready"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def runtime_for(
+    revision: Revision,
+    artifact: ArtifactMetadata,
+    path: Path,
+    *,
+    marker: str,
+    limiter: Limiter,
+    host: str = "127.0.0.1",
+) -> RevisionRuntime:
+    """A runtime that starts ``revision`` from the artifact file at ``path``."""
+    limits = Limits.of(revision.resources.memory, revision.resources.cpu)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SOS_", "K_"))}
+    base["SOS_RUNTIME"] = marker
+
+    def argv(port: int) -> tuple[list[str], dict[str, str]]:
+        command = launch_command(artifact, path, memory=revision.resources.memory)
+        env = launch_env(revision, port=port, host=host, base=base)
+        return limiter.wrap(command, limits, artifact.language), env
+
+    return RevisionRuntime(revision, argv, artifact.language, limits)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        runtime_dir: Path,
+        *,
+        logs: LogStore,
+        limiter: Limiter | None = None,
+        host: str = "127.0.0.1",
+        startup_timeout: float = 60.0,
+        stop_grace: float = 10.0,
+        drain_timeout: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.dir = runtime_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.state_file = self.dir / "instances.json"
+        self.marker = str(self.dir.resolve())
+        self.logs = logs
+        self.limiter = limiter or Limiter()
+        self.host = host
+        self.startup_timeout = startup_timeout
+        self.stop_grace = stop_grace
+        self.drain_timeout = drain_timeout
+        self.clock = clock
+        self.on_change = on_change or (lambda: None)
+        self.revisions: dict[str, RevisionRuntime] = {}
+        #: instances found at start-up, waiting for their revision to be deployed again
+        self.adopted: dict[str, list[Instance]] = {}
+        self.in_flight: Callable[[str], int] = lambda instance: 0
+        self._probes: set[asyncio.Task[None]] = set()
+        self._saved = ""
+
+    # ---- revisions
+
+    def deploy(self, runtime: RevisionRuntime) -> RevisionRuntime:
+        """Start managing a revision (taking over instances adopted after a restart)."""
+        existing = self.revisions.get(runtime.id)
+        if existing is not None:
+            return existing
+        self.revisions[runtime.id] = runtime
+        for instance in self.adopted.pop(runtime.id, []):
+            runtime.instances[instance.id] = instance
+            instance.next_probe = 0.0
+        return runtime
+
+    def retire(self, revision: str) -> None:
+        """Stop every instance of a revision and forget it once they are gone."""
+        runtime = self.revisions.get(revision)
+        if runtime is not None:
+            runtime.wanted = 0
+            runtime.argv = None
+        for instance in self.adopted.pop(revision, []):
+            self._kill(instance, signal.SIGTERM)
+
+    def services(self) -> set[str]:
+        names = {r.service for r in self.revisions.values()}
+        return names | {i.service for group in self.adopted.values() for i in group}
+
+    # ---- the work loop
+
+    async def step(self) -> None:
+        now = self.clock()
+        changed = False
+        for runtime in list(self.revisions.values()):
+            changed |= self._reap(runtime, now)
+            changed |= self._check_startup(runtime, now)
+            self._schedule_probes(runtime, now)
+            changed |= await self._scale(runtime, now)
+            changed |= self._finish_stops(runtime, now)
+            if runtime.argv is None and not runtime.instances:
+                del self.revisions[runtime.id]
+                changed = True
+        if changed:
+            self._save()
+            self.on_change()
+
+    def _reap(self, runtime: RevisionRuntime, now: float) -> bool:
+        changed = False
+        for instance in list(runtime.instances.values()):
+            code = _exit_code(instance)
+            if code is None:
+                continue
+            changed = True
+            del runtime.instances[instance.id]
+            self.limiter.release(instance.id)
+            self.logs.forget(instance.id)
+            if instance.state == "stopping":
+                continue
+            note = instance.exit_note or f"exited with code {code}"
+            self._platform(instance, f"instance {instance.id} (pid {instance.pid}) {note}")
+            if not instance.ever_ready:
+                if self._port_race(runtime):
+                    self._platform(instance, "its port was taken meanwhile; retrying on another")
+                    continue
+                timed_out = instance.exit_note is not None and "not ready" in instance.exit_note
+                why = f"the instance {note}" if timed_out else f"the instance {note} before ready"
+                self._failed_start(runtime, now, why, at_once=timed_out)
+            else:
+                runtime.next_start = now  # replace at once: it was healthy before
+        return changed
+
+    def _port_race(self, runtime: RevisionRuntime) -> bool:
+        last = " ".join(self.logs.last_lines(runtime.id, 5)).lower()
+        return any(marker in last for marker in _ADDRESS_IN_USE) and runtime.failed_starts == 0
+
+    def _failed_start(
+        self, runtime: RevisionRuntime, now: float, why: str, *, at_once: bool = False
+    ) -> None:
+        runtime.failed_starts += 1
+        delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** (runtime.failed_starts - 1))
+        runtime.next_start = now + delay
+        if (runtime.failed_starts >= CRASH_LOOP_STARTS or at_once) and not runtime.failed:
+            tail = self.logs.last_lines(runtime.id, 10)
+            runtime.failed = True
+            runtime.reason = "NotReady" if at_once else "CrashLoop"
+            runtime.message = (
+                f"{why}, {runtime.failed_starts} starts in a row; last log lines:\n"
+                + "\n".join(tail)
+            )
+            log.warning("revision %s failed: %s", runtime.id, why)
+        elif not runtime.failed:
+            runtime.reason = "Deploying"
+            runtime.message = f"{why}; retrying in {delay:g}s"
+
+    def _check_startup(self, runtime: RevisionRuntime, now: float) -> bool:
+        for instance in runtime.live():
+            if instance.ever_ready or instance.exit_note:
+                continue
+            delay = runtime.revision.health_check.initial_delay_seconds
+            if now - instance.started > self.startup_timeout + delay:
+                instance.exit_note = f"was not ready {self.startup_timeout:g}s after it started"
+                self._kill(instance, signal.SIGKILL)
+        return False
+
+    def _schedule_probes(self, runtime: RevisionRuntime, now: float) -> None:
+        check = runtime.revision.health_check
+        for instance in runtime.live():
+            if instance.probing or now < instance.next_probe:
+                continue
+            if not instance.ever_ready and now - instance.started < check.initial_delay_seconds:
+                continue
+            instance.probing = True
+            task = asyncio.ensure_future(self._probe(runtime, instance))
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
+
+    async def _probe(self, runtime: RevisionRuntime, instance: Instance) -> None:
+        check = runtime.revision.health_check
+        try:
+            ok, what = await probe(
+                self.host, instance.port, check.readiness_probe, check.timeout_seconds
+            )
+            live_ok, live_what = True, ""
+            if instance.ever_ready and check.liveness_probe is not None:
+                if check.liveness_probe == check.readiness_probe:
+                    live_ok, live_what = ok, what
+                else:
+                    live_ok, live_what = await probe(
+                        self.host, instance.port, check.liveness_probe, check.timeout_seconds
+                    )
+        finally:
+            instance.probing = False
+        now = self.clock()
+        starting = not instance.ever_ready
+        instance.next_probe = now + (STARTUP_PROBE_INTERVAL if starting else check.period_seconds)
+        if instance.state not in ("starting", "ready", "unready"):
+            return
+        changed = False
+        if ok:
+            instance.ready_failures = 0
+            if instance.state != "ready":
+                instance.state = "ready"
+                if starting:
+                    instance.ever_ready = True
+                    runtime.failed_starts = 0
+                    runtime.failed = False
+                    runtime.reason, runtime.message = "Ready", None
+                    elapsed = now - instance.started
+                    self._platform(instance, f"instance {instance.id} ready after {elapsed:.2f}s")
+                changed = True
+        elif not starting:
+            instance.ready_failures += 1
+            if instance.state == "ready" and instance.ready_failures >= check.failure_threshold:
+                instance.state = "unready"
+                self._platform(instance, f"readiness probe failing ({what}): no traffic for now")
+                changed = True
+        if instance.ever_ready and check.liveness_probe is not None:
+            instance.live_failures = 0 if live_ok else instance.live_failures + 1
+            if instance.live_failures >= check.failure_threshold:
+                instance.exit_note = f"was killed: liveness probe failed ({live_what})"
+                self._platform(
+                    instance,
+                    f"liveness probe failed {instance.live_failures} times "
+                    f"({live_what}): replacing instance {instance.id}",
+                )
+                instance.state = "unready"
+                self._kill(instance, signal.SIGKILL)
+                changed = True
+        if changed:
+            self.on_change()
+
+    async def _scale(self, runtime: RevisionRuntime, now: float) -> bool:
+        live = runtime.live()
+        changed = False
+        if len(live) < runtime.wanted and runtime.argv is not None and now >= runtime.next_start:
+            for _ in range(runtime.wanted - len(live)):
+                await self._start(runtime)
+            changed = True
+        elif len(live) > runtime.wanted:
+            # stop the ones that serve least: not ready first, then the newest
+            order = sorted(live, key=lambda i: (i.state == "ready", -i.started))
+            for instance in order[: len(live) - runtime.wanted]:
+                instance.state = "draining"
+                instance.stop_deadline = now + self.drain_timeout
+                self._platform(instance, f"instance {instance.id} draining (scaling down)")
+            changed = True
+        if runtime.wanted == 0 and not runtime.failed and not runtime.instances:
+            runtime.reason = "Ready" if runtime.reason == "Ready" else runtime.reason
+        return changed
+
+    async def _start(self, runtime: RevisionRuntime) -> None:
+        assert runtime.argv is not None
+        instance_id = f"{runtime.id}-{secrets.token_hex(3)}"
+        port = free_port(self.host)
+        argv, env = runtime.argv(port)
+        env["SOS_INSTANCE"] = instance_id
+        stdout, stderr = self.logs.open(runtime.service, runtime.id, instance_id)
+        try:
+            process = await asyncio.to_thread(
+                subprocess.Popen,
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+                cwd=self.dir,
+            )
+        except OSError as exc:
+            self._failed_start(runtime, self.clock(), f"could not be started: {exc}")
+            self.logs.platform(runtime.service, runtime.id, instance_id, f"cannot start: {exc}")
+            return
+        finally:
+            stdout.close()
+            stderr.close()
+        now = self.clock()
+        instance = Instance(
+            instance_id,
+            runtime.service,
+            runtime.id,
+            process.pid,
+            port,
+            time.time(),
+            now,
+            process=process,
+            next_probe=now,
+        )
+        runtime.instances[instance_id] = instance
+        self.limiter.attach(instance_id, process.pid, runtime.limits)
+        self._platform(instance, f"started instance {instance_id} (pid {process.pid}, port {port})")
+
+    def _finish_stops(self, runtime: RevisionRuntime, now: float) -> bool:
+        changed = False
+        for instance in list(runtime.instances.values()):
+            if instance.state == "draining":
+                idle = self.in_flight(instance.id) == 0
+                if idle or (instance.stop_deadline is not None and now >= instance.stop_deadline):
+                    instance.state = "stopping"
+                    instance.stop_deadline = now + self.stop_grace
+                    self._kill(instance, signal.SIGTERM)
+                    changed = True
+            elif instance.state == "stopping" and now >= (instance.stop_deadline or now + 1):
+                self._kill(instance, signal.SIGKILL)
+                instance.stop_deadline = None
+        return changed
+
+    def _kill(self, instance: Instance, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(instance.pid, sig)
+
+    def _platform(self, instance: Instance, text: str) -> None:
+        log.info("%s", text)
+        self.logs.platform(instance.service, instance.revision, instance.id, text)
+
+    # ---- state file and adoption
+
+    def _save(self) -> None:
+        records = [
+            i.record() for runtime in self.revisions.values() for i in runtime.instances.values()
+        ] + [i.record() for group in self.adopted.values() for i in group]
+        text = json.dumps({"instances": records}, indent=1)
+        if text == self._saved:
+            return
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.state_file)
+        self._saved = text
+
+    def adopt(self) -> list[Instance]:
+        """Take back the instances a previous server left running; kill the strays."""
+        try:
+            records = json.loads(self.state_file.read_text()).get("instances", [])
+        except FileNotFoundError:
+            records = []
+        except (ValueError, OSError) as exc:
+            log.warning("ignoring unreadable %s: %s", self.state_file, exc)
+            records = []
+        adopted: list[Instance] = []
+        for record in records:
+            try:
+                pid, instance_id = int(record["pid"]), str(record["id"])
+                if _environ(pid).get("SOS_INSTANCE") != instance_id or not _alive(pid):
+                    continue
+                instance = Instance(
+                    instance_id,
+                    str(record["service"]),
+                    str(record["revision"]),
+                    pid,
+                    int(record["port"]),
+                    float(record["started_at"]),
+                    self.clock(),
+                    state="starting",
+                    ever_ready=True,
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
+            adopted.append(instance)
+            self.adopted.setdefault(instance.revision, []).append(instance)
+            self.logs.watch(instance.service, instance.revision, instance.id, from_start=False)
+            self._platform(instance, f"re-adopted instance {instance.id} (pid {pid})")
+        known = {i.pid for i in adopted}
+        for pid in _pids_with_marker(self.marker):
+            if pid not in known:
+                log.warning("killing stray instance process %d (no adoptable record)", pid)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+        self._save()
+        return adopted
+
+    async def stop_all(self, grace: float = 10.0) -> None:
+        """Stop every instance (for a server told to take its instances down with it)."""
+        everything = [i for r in self.revisions.values() for i in r.instances.values()]
+        everything += [i for group in self.adopted.values() for i in group]
+        for instance in everything:
+            instance.state = "stopping"
+            self._kill(instance, signal.SIGTERM)
+        deadline = self.clock() + grace
+        # polling: adopted processes are not our children, so there is nothing to wait on
+        while any(_exit_code(i) is None for i in everything) and self.clock() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        for instance in everything:
+            if _exit_code(instance) is None:
+                self._kill(instance, signal.SIGKILL)
+        self.revisions.clear()
+        self.adopted.clear()
+        self._save()
+
+    async def close(self) -> None:
+        for task in list(self._probes):
+            task.cancel()
+        self._save()
+
+
+def _exit_code(instance: Instance) -> int | None:
+    """The exit code of an instance that ended, else None (reaps our own children)."""
+    if instance.process is not None:
+        return instance.process.poll()
+    return None if _alive(instance.pid) else -1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
+
+
+def _environ(pid: int) -> Mapping[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def _pids_with_marker(marker: str) -> list[int]:
+    """Process-group leaders whose environment says they belong to this runtime."""
+    found = []
+    needle = f"SOS_RUNTIME={marker}".encode() + b"\0"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            raw = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        with contextlib.suppress(OSError):
+            if needle in raw + b"\0" and os.getpgid(pid) == pid and _alive(pid):
+                found.append(pid)
+    return found

@@ -1,0 +1,328 @@
+"""LocalBackend end to end with real artifacts: processes, probes, router, autoscaler."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.sos.runtime.conftest import artifact_paths, make_desired
+
+from sos.runtime.base import DesiredService, ObservedService
+from sos.runtime.local.backend import LocalBackend
+from sos.runtime.local.supervisor import Instance
+
+FAST = {"autoscaling": {"min_scale": 1, "initial_scale": 1}}
+
+
+@pytest.fixture
+async def backend_factory(
+    tmp_path: Path, hello_pyz: Path, hello_go: Path
+) -> AsyncIterator[Callable[..., Awaitable[LocalBackend]]]:
+    made: list[LocalBackend] = []
+
+    async def make(**options: object) -> LocalBackend:
+        options.setdefault("startup_timeout", 20.0)
+        backend = LocalBackend(
+            tmp_path / "data",
+            artifact_path=artifact_paths(hello_pyz, hello_go),
+            router_port=0,
+            **options,  # type: ignore[arg-type]
+        )
+        await backend.start()
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.stop_on_close = True
+        await backend.close()
+
+
+async def wait_for(
+    backend: LocalBackend,
+    name: str,
+    check: Callable[[ObservedService], bool],
+    seconds: float = 30,
+) -> ObservedService:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        observed = await backend.observe(name)
+        if observed is not None and check(observed):
+            return observed
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out; last observed: {observed}")
+        await asyncio.sleep(0.05)
+
+
+def ready(revision: str) -> Callable[[ObservedService], bool]:
+    return lambda o: revision in o.revisions and o.revisions[revision].instances.ready >= 1
+
+
+async def serving(backend: LocalBackend, artifact: Path) -> Instance:
+    """Deploy shop-00001 with one instance, wait until it serves; return the instance."""
+    await backend.apply(make_desired("shop", [(1, artifact, FAST)], {1: 100}))
+    await wait_for(backend, "shop", lambda o: o.ready)
+    (instance,) = backend.supervisor.revisions["shop-00001"].instances.values()
+    return instance
+
+
+async def exit_code(instance: Instance) -> int | None:
+    """Wait (up to 10 s) for a process this test started to end; its exit code."""
+    assert instance.process is not None
+    for _ in range(200):
+        if instance.process.poll() is not None:
+            break
+        await asyncio.sleep(0.05)
+    return instance.process.returncode
+
+
+async def get(backend: LocalBackend, host: str, path: str = "/") -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await client.get(
+            f"http://127.0.0.1:{backend.router.port}{path}", headers={"Host": host}
+        )
+
+
+async def test_python_revision_becomes_ready_and_answers_through_the_router(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    backend = await backend_factory()
+    spec = {**FAST, "env_vars": [{"id": "GREETING", "value": "hi"}]}
+    desired = make_desired("shop", [(1, hello_pyz, spec)], {1: 100})
+    await backend.apply(desired)
+    observed = await wait_for(backend, "shop", lambda o: o.ready)
+    assert observed.url == f"http://shop.localhost:{backend.router.port}"
+    assert observed.revisions["shop-00001"].instances.ready == 1
+    response = await get(backend, "shop.localhost")
+    assert response.status_code == 200
+    assert response.headers["sos-revision"] == "shop-00001"
+    env = (await get(backend, "shop.localhost", "/env")).json()
+    assert env["GREETING"] == "hi"
+    assert env["SOS_REVISION"] == "shop-00001" and env["SOS_SERVICE"] == "shop"
+    assert env["HOST"] == "127.0.0.1" and env["PORT"].isdigit()
+    await backend.apply(desired)  # idempotent: nothing new starts
+    assert len(backend.supervisor.revisions["shop-00001"].instances) == 1
+
+
+async def test_go_binary_runs_beside_python_with_a_split(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path, hello_go: Path
+) -> None:
+    backend = await backend_factory()
+    desired = make_desired(
+        "shop", [(1, hello_pyz, FAST), (2, hello_go, FAST)], {1: 70, 2: 30}, tags={2: "go"}
+    )
+    await backend.apply(desired)
+    observed = await wait_for(backend, "shop", lambda o: o.ready)
+    assert observed.tag_urls == {"go": f"http://go-shop.localhost:{backend.router.port}"}
+    seen = Counter(
+        [(await get(backend, "shop.localhost")).headers["sos-revision"] for _ in range(20)]
+    )
+    assert seen == {"shop-00001": 14, "shop-00002": 6}
+    tagged = await get(backend, "go-shop.localhost")
+    assert tagged.text == "hello from shop-00002 (go)\n"
+
+
+async def test_crashed_instance_is_replaced(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    backend = await backend_factory()
+    await backend.apply(make_desired("shop", [(1, hello_pyz, FAST)], {1: 100}))
+    await wait_for(backend, "shop", lambda o: o.ready)
+    runtime = backend.supervisor.revisions["shop-00001"]
+    (first,) = runtime.instances.values()
+    await get(backend, "shop.localhost", "/crash")
+    await wait_for(
+        backend,
+        "shop",
+        lambda o: o.ready and first.id not in runtime.instances and len(runtime.ready()) == 1,
+    )
+    (second,) = runtime.instances.values()
+    assert second.pid != first.pid
+    assert (await get(backend, "shop.localhost")).status_code == 200
+    lines = [line.text async for line in backend.logs("shop", "shop-00001", tail=50)]
+    assert any(f"instance {first.id}" in t and "exited with code 3" in t for t in lines)
+
+
+async def test_liveness_failure_kills_and_replaces_the_instance(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    backend = await backend_factory()
+    spec = {
+        **FAST,
+        "health_check": {
+            "liveness_probe": "/live",
+            "readiness_probe": "/ready",
+            "period_seconds": 0.1,
+            "failure_threshold": 2,
+        },
+    }
+    await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))
+    await wait_for(backend, "shop", lambda o: o.ready)
+    runtime = backend.supervisor.revisions["shop-00001"]
+    (first,) = runtime.instances.values()
+    await get(backend, "shop.localhost", "/sick")
+    await wait_for(backend, "shop", lambda o: first.id not in runtime.instances and o.ready)
+    lines = [line.text async for line in backend.logs("shop", tail=100)]
+    assert any("liveness probe failed" in t for t in lines)
+
+
+async def test_revision_that_crashes_at_start_is_failed_with_its_last_log_lines(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    backend = await backend_factory()
+    spec = {**FAST, "env_vars": [{"id": "HELLO_FAIL", "value": "missing DB_URL"}]}
+    await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))
+    observed = await wait_for(backend, "shop", lambda o: o.revisions["shop-00001"].failed)
+    revision = observed.revisions["shop-00001"]
+    assert not revision.ready
+    assert revision.reason == "CrashLoop"
+    assert revision.message is not None
+    assert "exited with code 2" in revision.message
+    assert "failing on purpose: missing DB_URL" in revision.message
+    assert observed.reason == "RevisionFailed"
+    response = await get(backend, "shop.localhost")
+    assert response.status_code == 503
+    assert "missing DB_URL" in response.text
+
+
+async def test_revision_that_never_gets_ready_fails_after_the_startup_timeout(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    backend = await backend_factory(startup_timeout=1.0)
+    spec = {
+        **FAST,
+        "env_vars": [{"id": "HELLO_NEVER_READY", "value": "1"}],
+        "health_check": {"readiness_probe": "/ready"},
+    }
+    await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))
+    observed = await wait_for(backend, "shop", lambda o: o.revisions["shop-00001"].failed)
+    revision = observed.revisions["shop-00001"]
+    assert revision.reason == "NotReady"
+    assert revision.message is not None and "was not ready 1s after it started" in revision.message
+
+
+async def test_scale_to_zero_then_the_activator_wakes_the_revision(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    backend = await backend_factory(autoscale_seconds=0.2)
+    spec = {"autoscaling": {"min_scale": 0, "scale_to_zero_grace_seconds": 0.5}}
+    await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))
+    await wait_for(backend, "shop", ready("shop-00001"))
+    runtime = backend.supervisor.revisions["shop-00001"]
+    scaled = await wait_for(
+        backend,
+        "shop",
+        lambda o: o.revisions["shop-00001"].instances.running == 0 and not runtime.instances,
+    )
+    assert scaled.revisions["shop-00001"].ready  # scaled to zero is still Ready
+    assert scaled.revisions["shop-00001"].instances.wanted == 0
+    response = await get(backend, "shop.localhost")  # held by the activator, then served
+    assert response.status_code == 200
+    assert response.headers["sos-revision"] == "shop-00001"
+
+
+async def test_restart_re_adopts_running_instances_without_duplicates(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    desired = make_desired("shop", [(1, hello_pyz, FAST)], {1: 100})
+    first = await backend_factory()
+    await first.apply(desired)
+    await wait_for(first, "shop", lambda o: o.ready)
+    (instance,) = first.supervisor.revisions["shop-00001"].instances.values()
+    await first.close()  # leaves the instance running
+    os.kill(instance.pid, 0)
+
+    second = await backend_factory()
+    assert await second.list_services() == ["shop"]
+    await second.apply(desired)
+    observed = await wait_for(second, "shop", lambda o: o.ready)
+    assert observed.revisions["shop-00001"].instances.running == 1
+    (again,) = second.supervisor.revisions["shop-00001"].instances.values()
+    assert (again.id, again.pid) == (instance.id, instance.pid)
+    assert (await get(second, "shop.localhost")).status_code == 200
+    state = json.loads((second.supervisor.state_file).read_text())
+    assert [r["pid"] for r in state["instances"]] == [instance.pid]
+
+
+async def test_restart_kills_stray_instances_it_cannot_adopt(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    first = await backend_factory()
+    instance = await serving(first, hello_pyz)
+    await first.close()
+    first.supervisor.state_file.write_text('{"instances": []}')  # the record is lost
+
+    await backend_factory()
+    assert await exit_code(instance) == -signal.SIGKILL
+
+
+async def test_orphans_are_listed_and_deleted(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    first = await backend_factory()
+    instance = await serving(first, hello_pyz)
+    await first.close()
+    second = await backend_factory()
+    assert await second.list_services() == ["shop"]  # known only from the state file
+    await second.delete("shop")
+    assert await exit_code(instance) is not None
+    assert await second.list_services() == []
+
+
+async def test_delete_stops_every_instance(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    backend = await backend_factory()
+    instance = await serving(backend, hello_pyz)
+    await backend.delete("shop")
+    assert await backend.observe("shop") is None
+    assert (await get(backend, "shop.localhost")).status_code == 404
+    assert await exit_code(instance) is not None
+
+
+async def test_logs_have_the_output_and_the_platform_events(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    backend = await backend_factory()
+    await backend.apply(make_desired("shop", [(1, hello_pyz, FAST)], {1: 100}))
+    await wait_for(backend, "shop", lambda o: o.ready)
+    await get(backend, "shop.localhost", "/hello-log")
+    await asyncio.sleep(0.5)
+    lines = [line async for line in backend.logs("shop", tail=100)]
+    streams = {(line.stream, line.text.split(" ")[0]) for line in lines}
+    assert ("stdout", "hello") in streams
+    assert any(line.stream == "stderr" and "/hello-log" in line.text for line in lines)
+    assert any(line.stream == "platform" and "ready after" in line.text for line in lines)
+    follow = backend.logs("shop", tail=0, follow=True)
+
+    async def until_followed() -> str:
+        async for line in follow:
+            if "/followed" in line.text:
+                return line.text
+        return ""
+
+    waiting = asyncio.ensure_future(until_followed())
+    await asyncio.sleep(0.1)
+    await get(backend, "shop.localhost", "/followed")
+    assert "GET /followed" in await asyncio.wait_for(waiting, 10)
+    await follow.aclose()
+
+
+async def test_missing_artifact_is_a_clear_failure(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    backend = await backend_factory()
+    desired = make_desired("shop", [(1, hello_pyz, FAST)], {1: 100})
+    broken = DesiredService(desired.service, desired.revisions, desired.traffic, {})
+    await backend.apply(broken)
+    observed = await wait_for(backend, "shop", lambda o: o.revisions["shop-00001"].failed)
+    revision = observed.revisions["shop-00001"]
+    assert revision.reason == "ArtifactMissing"
+    assert revision.message is not None and "sos push" in revision.message
