@@ -462,7 +462,7 @@ class Engine:
             out = op(df, **_context_for(op, ctx))
             if inspect.isawaitable(out):
                 out = await out
-            cols = _columns_from_transform(op, out, df)
+            cols = _columns_from_transform(op, out, df, view.item_type)
         if view.item_type in cols:
             raise ResultShapeError(
                 f"{op!r} tried to change the item key column {view.item_type!r}; "
@@ -653,7 +653,9 @@ def _rows_from_index(op: IndexOperator, out: Any, view: Candidates) -> Rows:
     return labels
 
 
-def _columns_from_transform(op: Operator, out: Any, df: pd.DataFrame) -> dict[str, Array | None]:
+def _columns_from_transform(
+    op: Operator, out: Any, df: pd.DataFrame, key: str
+) -> dict[str, Array | None]:
     if isinstance(out, pd.DataFrame):
         if len(out) != len(df) or not out.index.equals(df.index):
             raise ResultShapeError(
@@ -661,7 +663,10 @@ def _columns_from_transform(op: Operator, out: Any, df: pd.DataFrame) -> dict[st
                 f"transform returns the same rows (drop rows with a FilterOperator)",
                 op,
             )
-        return {str(c): as_array(out[c]) for c in out.columns if c not in df or out[c] is not df[c]}
+        cols = {str(c): as_array(out[c]) for c in out.columns}
+        if key in cols and key in df and out[key].equals(df[key]):
+            del cols[key]  # a full frame (df.assign(...)) carries the key unchanged
+        return cols
     if isinstance(out, pd.Series):
         if out.name is None:
             raise ResultShapeError(f"{op!r} returned an unnamed Series; name it", op)

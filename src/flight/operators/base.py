@@ -216,8 +216,11 @@ class Operator:
         _wrap_init(cls)
         call = cls.__call__
         cls._is_async = inspect.iscoroutinefunction(call)
-        cls._fast = bool(cls._fast_attr) and _defining_index(cls, cls._fast_attr) <= (
-            _defining_index(cls, "__call__")
+        fast_at = _defining_index(cls, cls._fast_attr) if cls._fast_attr else len(cls.__mro__)
+        cls._fast = (
+            fast_at < len(cls.__mro__)
+            and cls.__mro__[fast_at].__module__ != __name__
+            and fast_at <= _defining_index(cls, "__call__")
         )
         _inspect_context(cls)
         if abstract:
