@@ -80,6 +80,8 @@ def describe_validation(exc: pydantic.ValidationError, where: str = "") -> str:
         for part in error.get("loc", ()):
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
         msg = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+        if loc and "." not in loc and msg.startswith(f"{loc}:"):
+            loc = ""  # the message already names the field
         lines.append(f"{loc}: {msg}" if loc else msg)
     text = "; ".join(lines)
     return f"{where}: {text}" if where else text

@@ -30,14 +30,14 @@ from sos.cli._output import (
     table,
 )
 from sos.cli.services import short, traffic_rows
-from sos.models import Route, TrafficRoute
+from sos.models import Route, TrafficRoute, normalize_revision_ref
 
 __all__ = ["parse_routes"]
 
 _ROUTE = re.compile(r"^(?P<ref>[A-Za-z0-9-]+)=(?P<percent>\d{1,3})(?:@(?P<tag>[a-z0-9-]+))?$")
 
 
-def parse_routes(args: list[str], latest: str | None) -> list[Route]:
+def parse_routes(service: str, args: list[str], latest: str | None) -> list[Route]:
     """``["3=90", "2=10@old"]`` -> routes. Raises ValueError with a message for people."""
     routes = []
     for arg in args:
@@ -52,7 +52,8 @@ def parse_routes(args: list[str], latest: str | None) -> list[Route]:
             if latest is None:
                 raise ValueError("the service has no revisions yet, so 'latest' names none")
             ref = latest
-        routes.append(Route(revision=ref, percent=int(match["percent"]), tag=match["tag"]))
+        revision = normalize_revision_ref(service, ref)
+        routes.append(Route(revision=revision, percent=int(match["percent"]), tag=match["tag"]))
     return routes
 
 
@@ -74,7 +75,7 @@ def traffic(
         if routes:
             service = c.get_service(name)
             try:
-                route = TrafficRoute(routes=parse_routes(routes, service.latest_revision))
+                route = TrafficRoute(routes=parse_routes(name, routes, service.latest_revision))
             except pydantic.ValidationError as exc:
                 raise fail(describe_validation(exc), EXIT_USAGE) from None
             except ValueError as exc:

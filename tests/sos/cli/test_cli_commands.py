@@ -1,0 +1,211 @@
+"""The ``sos`` CLI against a real server: output for people, --json for scripts, errors on
+stderr, exit codes 0 / 1 (SOS error) / 2 (usage)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from sos.cli import _load_commands, app
+
+if TYPE_CHECKING:
+    from tests.sos.conftest import RunningServer
+
+_load_commands()
+
+PY_DEPLOY = """
+from sos import Artifact, Autoscaling, EnvVar, Resources, Revision, Service
+
+service = Service(name="sfix-service", team="recs", description="similar items")
+revision = Revision(
+    artifact=Artifact(name="sfix_service", version="{version}"),
+    env_vars=[EnvVar(id="LOG_LEVEL", value="info")],
+    resources=Resources(memory="{memory}", cpu="1000m"),
+    autoscaling=Autoscaling(min_scale=0, max_scale=5, target_concurrency=10),
+)
+"""
+
+YAML_CANARY = """
+service: {name: sfix-service, team: recs}
+revision:
+  artifact: {name: sfix_service, version: v2}
+traffic:
+  - {revision: latest, percent: 10, tag: canary}
+  - {revision: 1, percent: 90}
+"""
+
+
+@pytest.fixture
+def sos(server: RunningServer, tmp_path: Path) -> CliRunner:
+    return CliRunner(
+        env={
+            "SOS_URL": server.url,
+            "SOS_TOKEN": server.admin_token,
+            "SOS_CONFIG": str(tmp_path / "config.json"),
+            "COLUMNS": "200",
+        }
+    )
+
+
+def run(runner: CliRunner, *args: str, env: dict[str, str] | None = None) -> Result:
+    return runner.invoke(app, list(args), env=env)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_deploy_python_file_then_again_is_idempotent(sos: CliRunner, tmp_path: Path) -> None:
+    file = write(tmp_path, "deploy.py", PY_DEPLOY.format(version="v1", memory="2G"))
+    first = run(sos, "deploy", str(file))
+    assert first.exit_code == 0, first.output
+    assert "revision 00001 created" in first.stdout
+    assert "traffic: 00001=100" in first.stdout
+    again = run(sos, "deploy", str(file), "--json")
+    assert again.exit_code == 0
+    result = json.loads(again.stdout)
+    assert result["created"] is False and result["revision"]["id"] == "sfix-service-00001"
+    forced = run(sos, "deploy", str(file), "--force", "--json")
+    assert json.loads(forced.stdout)["revision"]["id"] == "sfix-service-00002"
+
+
+def test_deploy_yaml_with_a_canary_route(sos: CliRunner, tmp_path: Path) -> None:
+    run(sos, "deploy", str(write(tmp_path, "a.py", PY_DEPLOY.format(version="v1", memory="2G"))))
+    result = run(sos, "deploy", str(write(tmp_path, "canary.yaml", YAML_CANARY)))
+    assert result.exit_code == 0, result.output
+    assert "traffic: 00002=10@canary 00001=90" in result.stdout
+    shown = json.loads(run(sos, "traffic", "sfix-service", "--json").stdout)
+    assert [(r["revision"], r["percent"], r.get("tag")) for r in shown["routes"]] == [
+        ("sfix-service-00002", 10, "canary"),
+        ("sfix-service-00001", 90, None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("bad.py", PY_DEPLOY.format(version="v1", memory="2 GB"), "bad.py line 8"),
+        (
+            "bad2.py",
+            PY_DEPLOY.format(version="v1", memory="2 GB"),
+            "Resources: memory: '2 GB' is not",
+        ),
+        ("nosvc.py", "x = 1\n", "declares no Service"),
+        ("bad.yaml", "service: {name: s, team: t}\ncolour: red\n", "unknown key 'colour'"),
+        (
+            "bad2.yaml",
+            "service: {name: s, team: t}\nrevision: {artifact: {name: a, version: '1'},"
+            " resources: {cpu: lots}}\n",
+            "bad2.yaml: revision.resources.cpu",
+        ),
+        ("broken.yaml", "service: [\n", "broken.yaml line"),
+        ("deploy.txt", "", "Python (.py) or YAML"),
+    ],
+)
+def test_bad_deploy_files_name_the_file_and_field(
+    sos: CliRunner, tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    result = run(sos, "deploy", str(write(tmp_path, name, text)))
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert result.stderr.startswith("error:")
+    assert json.loads(run(sos, "services", "--json").stdout) == []  # nothing half-applied
+
+
+def test_traffic_rollback_history_round_trip(sos: CliRunner, tmp_path: Path) -> None:
+    file = write(tmp_path, "deploy.py", PY_DEPLOY.format(version="v1", memory="2G"))
+    run(sos, "deploy", str(file))
+    run(sos, "deploy", str(file), "--force")
+    split = run(sos, "traffic", "sfix-service", "2=90", "00001=10@old")
+    assert split.exit_code == 0, split.output
+    assert "old" in split.stdout and "90%" in split.stdout
+    rolled = run(sos, "rollback", "sfix-service")
+    assert rolled.exit_code == 0
+    assert "traffic is now 00001=100" in rolled.stdout
+    history = json.loads(run(sos, "history", "sfix-service", "--json").stdout)
+    assert history[0]["action"] == "traffic.rollback"
+    assert history[0]["actor"] == "admin"
+    assert "WHAT" in run(sos, "history", "sfix-service").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["2=90", "1=20"], "sum to 100, these sum to 110"),
+        (["two=100"], "is not a revision of 'sfix-service'"),
+        (["2:100"], "REVISION=PERCENT"),
+    ],
+)
+def test_bad_traffic_arguments_are_usage_errors(
+    sos: CliRunner, tmp_path: Path, args: list[str], message: str
+) -> None:
+    run(sos, "deploy", str(write(tmp_path, "d.py", PY_DEPLOY.format(version="v1", memory="2G"))))
+    result = run(sos, "traffic", "sfix-service", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_lists_and_shows(sos: CliRunner, tmp_path: Path) -> None:
+    run(sos, "deploy", str(write(tmp_path, "d.py", PY_DEPLOY.format(version="v1", memory="2G"))))
+    services = run(sos, "services")
+    assert "sfix-service" in services.stdout and "recs" in services.stdout
+    assert json.loads(run(sos, "services", "--json").stdout)[0]["name"] == "sfix-service"
+    shown = run(sos, "service", "show", "sfix-service")
+    assert "similar items" in shown.stdout and "ready:            yes" in shown.stdout
+    revisions = run(sos, "revisions", "sfix-service")
+    assert "00001" in revisions.stdout and "sfix_service v1" in revisions.stdout
+    revision = run(sos, "revision", "show", "sfix-service", "1")
+    assert "memory 2G, cpu 1000m" in revision.stdout and "LOG_LEVEL=info" in revision.stdout
+    missing = run(sos, "service", "show", "nope")
+    assert missing.exit_code == 1 and "does not exist" in missing.stderr
+
+
+def test_tokens_whoami_and_forbidden_writes(sos: CliRunner, server: RunningServer) -> None:
+    created = run(sos, "token", "create", "--team", "ads", "--name", "ci-ads")
+    assert created.exit_code == 0, created.output
+    secret = created.stdout.strip()
+    assert secret.startswith("sos_") and "shown only now" in created.stderr
+    listed = run(sos, "token", "list", "--json")
+    assert {t["name"] for t in json.loads(listed.stdout)} == {"admin", "ci-ads"}
+    as_ads = {"SOS_TOKEN": secret}
+    assert "ci-ads (writer, team ads)" in run(sos, "whoami", env=as_ads).stdout
+    with server.client() as admin:
+        from sos import Service
+
+        admin.apply(Service(name="recs-svc", team="recs"))
+    denied = run(sos, "service", "delete", "recs-svc", "--yes", env=as_ads)
+    assert denied.exit_code == 1
+    assert "belongs to team 'ads'" in denied.stderr
+    assert run(sos, "token", "revoke", "ci-ads").exit_code == 0
+    gone = run(sos, "whoami", env=as_ads)
+    assert gone.exit_code == 1 and "does not know this token" in gone.stderr
+
+
+def test_login_saves_url_and_token_for_later_commands(
+    sos: CliRunner, server: RunningServer
+) -> None:
+    no_env = {"SOS_URL": "", "SOS_TOKEN": ""}
+    login = run(sos, "login", server.url, "--token", server.admin_token, env=no_env)
+    assert login.exit_code == 0, login.output
+    assert "logged in" in login.stdout
+    assert "admin (admin)" in run(sos, "whoami", env=no_env).stdout
+    bad = run(sos, "login", server.url, "--token", "wrong", env=no_env)
+    assert bad.exit_code == 1
+
+
+def test_unreachable_server_is_a_clear_error(sos: CliRunner) -> None:
+    result = run(sos, "services", env={"SOS_URL": "http://127.0.0.1:9"})
+    assert result.exit_code == 1
+    assert "cannot reach the SOS server at http://127.0.0.1:9" in result.stderr
+
+
+def test_usage_errors_exit_2(sos: CliRunner) -> None:
+    assert run(sos, "traffic").exit_code == 2
+    assert run(sos, "no-such-command").exit_code == 2
