@@ -663,7 +663,7 @@ def _columns_from_transform(
                 f"transform returns the same rows (drop rows with a FilterOperator)",
                 op,
             )
-        cols = {str(c): as_array(out[c]) for c in out.columns}
+        cols: dict[str, Array | None] = {str(c): as_array(out[c]) for c in out.columns}
         if key in cols and key in df and out[key].equals(df[key]):
             del cols[key]  # a full frame (df.assign(...)) carries the key unchanged
         return cols
@@ -674,7 +674,7 @@ def _columns_from_transform(
             raise ResultShapeError(f"{op!r} returned a Series not aligned with df", op)
         return {str(out.name): as_array(out)}
     if isinstance(out, Mapping):
-        cols: dict[str, Array | None] = {}
+        cols = {}
         for name, values in out.items():
             if values is None:
                 cols[str(name)] = None

@@ -10,8 +10,8 @@ import pandas as pd
 from pydantic import Field
 
 from flight.candidates import Candidates, Rows
+from flight.operators._arrays import group_codes, rank_within_groups, stable_argsort
 from flight.operators.base import SamplerOperator, SortOperator
-from flight.operators.filters import group_codes, rank_within_groups
 
 __all__ = ["DiverseSample", "Shuffle", "Sort"]
 
@@ -26,8 +26,7 @@ class Sort(SortOperator):
     def select(self, candidates: Candidates, ctx: Mapping[str, Any]) -> Rows:
         values = candidates.column(self.by)
         if isinstance(values, np.ndarray) and values.dtype.kind in "iufb":
-            x = values.astype(np.float64, copy=False)
-            return np.argsort(-x if self.desc else x, kind="stable")
+            return stable_argsort(values.astype(np.float64, copy=False), desc=self.desc)
         ordered = pd.Series(values, copy=False).reset_index(drop=True)
         ordered = ordered.sort_values(ascending=not self.desc, kind="stable", na_position="last")
         return ordered.index.to_numpy(dtype=np.intp)
@@ -70,7 +69,7 @@ class DiverseSample(SamplerOperator):
         if self.temperature > 0:
             rng = np.random.default_rng(self.seed) if self.seed is not None else candidates.rng
             score = score / self.temperature + rng.gumbel(size=total)
-        order = np.argsort(-score, kind="stable")  # best first
+        order = stable_argsort(score, desc=True)  # best first, ties in candidate order
         ranks = rank_within_groups(group_codes(candidates.column(self.by))[order])
         cap = self.n if self.max_per_group is None else min(self.n, self.max_per_group)
         eligible = np.flatnonzero(ranks < cap)
