@@ -177,7 +177,9 @@ class RevisionStatus(_Model):
     conditions: list[Condition] = Field(default_factory=list)
     instances: Instances = Field(default_factory=Instances)
     url: str | None = Field(default=None, description="Where this revision answers directly")
-    observed_at: datetime | None = None
+    observed_at: datetime | None = Field(
+        default=None, description="When this status was last written (it is written on change)"
+    )
 
 
 class TrafficTarget(_Model):
@@ -197,7 +199,9 @@ class ServiceStatus(_Model):
     url: str | None = None
     traffic: list[TrafficTarget] = Field(default_factory=list)
     latest_ready_revision: str | None = None
-    observed_at: datetime | None = None
+    observed_at: datetime | None = Field(
+        default=None, description="When this status was last written (it is written on change)"
+    )
 
 
 # --------------------------------------------------------------------------- revision parts

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
+from pydantic import BaseModel
+
 from sos.models import (
     Condition,
     RevisionStatus,
@@ -181,6 +183,11 @@ def compute_status(
     return service_status, revisions
 
 
+def _differs(before: BaseModel, after: BaseModel) -> bool:
+    """True when a status changed in more than the time it was observed."""
+    return before.model_dump(exclude={"observed_at"}) != after.model_dump(exclude={"observed_at"})
+
+
 def _settled(desired: DesiredService, status: Mapping[str, RevisionStatus]) -> bool:
     """True when waiting longer will not change anything (all routable revisions decided)."""
     routable = desired.routable()
@@ -336,7 +343,13 @@ class Reconciler:
             error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
             log.warning("backend %s failed on service %s: %s", self.backend.name, name, error)
         service_status, revision_status = compute_status(desired, observed, error, self.clock())
-        await asyncio.to_thread(self._write_status, name, service_status, revision_status)
+        changed = {
+            rev.id: revision_status[rev.id]
+            for rev in desired.revisions
+            if rev.id in revision_status and _differs(rev.status, revision_status[rev.id])
+        }
+        if changed or _differs(desired.service.status, service_status):
+            await asyncio.to_thread(self._write_status, name, service_status, changed)
         if error is not None:
             return self._backoff(name)
         self._failures.pop(name, None)

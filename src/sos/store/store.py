@@ -11,9 +11,11 @@ Methods are synchronous (SQLAlchemy Core); async callers run them in a worker th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -99,6 +101,8 @@ def _make_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
+            # in WAL mode NORMAL is corruption-safe; a power cut may lose the last commits
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
@@ -143,6 +147,12 @@ class Store:
         self.url = normalize_database_url(url)
         self.engine = _make_engine(self.url)
         self.clock = clock
+        # SQLite has one writer at a time; queueing writers of this process on a lock is
+        # much faster than SQLite's busy-wait (other processes still wait on busy_timeout)
+        sqlite = self.engine.dialect.name == "sqlite"
+        self._write_lock: threading.Lock | contextlib.nullcontext[None] = (
+            threading.Lock() if sqlite else contextlib.nullcontext()
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -164,7 +174,7 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE)."""
-        with self.engine.connect() as conn:
+        with self._write_lock, self.engine.connect() as conn:
             conn.execution_options(sos_write=True)
             with conn.begin():
                 yield conn
