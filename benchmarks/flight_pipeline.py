@@ -139,7 +139,7 @@ async def bench(sizes: list[int], budget_s: float) -> None:
         async def flight_run() -> Any:
             return await engine.execute(PIPELINE, return_cols=["item", "score"])
 
-        async def pandas_run() -> Any:
+        async def pandas_run(data: Data = data) -> Any:
             return await pandas_version(data)
 
         got = (await flight_run()).items

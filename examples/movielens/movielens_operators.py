@@ -85,9 +85,8 @@ class MovieLens:
         movies["year"] = pd.to_numeric(year, errors="coerce").astype("Int64")
         popular = movies.sort_values(["num_ratings", "movieId"], ascending=[False, True])
         exploded = popular.assign(genre=popular["genres"].str.split("|")).explode("genre")
-        by_genre = {
-            str(g): group["movieId"].to_numpy() for g, group in exploded.groupby("genre", sort=False)
-        }
+        genres = exploded.groupby("genre", sort=False)["movieId"]
+        by_genre = {str(g): ids.to_numpy() for g, ids in genres}
         liked = ratings[ratings["rating"] >= LIKED].sort_values("timestamp", ascending=False)
         liked_genres = liked.merge(exploded[["movieId", "genre"]], on="movieId")
         user_genres = {

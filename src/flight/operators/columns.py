@@ -68,17 +68,22 @@ class WeightedScore(TransformOperator):
     """``output = sum(weight * column)`` over ``weights``; missing values count as ``fillna``.
 
     ``normalize`` rescales each column over the current candidates first: ``minmax`` to
-    [0, 1], ``rank`` to percentile ranks, ``none`` leaves values as they are.
+    [0, 1], ``rank`` to percentile ranks, ``none`` leaves values as they are. A column no
+    source produced (a source returned nothing or an optional one was skipped) counts as all
+    missing; ``strict=True`` makes that an error instead.
     """
 
     weights: Annotated[Mapping[str, float], Field(min_length=1)]
     output: str = "score"
     normalize: Literal["none", "minmax", "rank"] = "none"
     fillna: float = 0.0
+    strict: bool = False
 
     def transform(self, candidates: Candidates, ctx: Mapping[str, Any]) -> Columns:
         total = np.zeros(len(candidates), dtype=np.float64)
         for column, weight in self.weights.items():
+            if column not in candidates and not self.strict:
+                continue  # e.g. an optional source was skipped: all values missing
             x: np.ndarray[Any, Any] = candidates.numeric(column)
             if self.normalize == "minmax" and len(x):
                 lo, hi = (
@@ -90,6 +95,9 @@ class WeightedScore(TransformOperator):
             elif self.normalize == "rank":
                 x = pd.Series(x, copy=False).rank(pct=True).to_numpy()
             total += weight * np.where(np.isnan(x), self.fillna, x)
+        missing = [c for c in self.weights if c not in candidates]
+        if missing and not self.strict:
+            total += self.fillna * sum(self.weights[c] for c in missing)
         return {self.output: total}
 
 

@@ -133,6 +133,13 @@ def test_weighted_score_normalizes(df: pd.DataFrame) -> None:
     assert out["r"].tolist() == pytest.approx([1.0, 0.8, 0.6, 0.4, -1, 0.2])
 
 
+def test_weighted_score_treats_a_column_no_source_produced_as_missing(df: pd.DataFrame) -> None:
+    out = fo.WeightedScore({"score": 1.0, "similarity": 1.0}, fillna=0.5)(df)
+    assert out["score"].tolist()[:2] == pytest.approx([1.4, 1.3])
+    with pytest.raises(KeyError, match="no column 'similarity'"):
+        fo.WeightedScore({"similarity": 1.0}, strict=True)(df)
+
+
 def test_rename_renames_columns(df: pd.DataFrame) -> None:
     out = fo.Rename({"score": "relevance", "price": "score"})(df)
     assert sorted(out.columns) == ["genre", "item", "relevance", "score"]

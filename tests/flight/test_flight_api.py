@@ -1,0 +1,76 @@
+"""The public surface: what `flight` and `flight.operators` export."""
+
+from __future__ import annotations
+
+import flight
+import flight.operators as fo
+
+
+def test_flight_exports_are_pinned() -> None:
+    assert sorted(flight.__all__) == [
+        "AttributeProvider",
+        "ConfigError",
+        "Engine",
+        "ExecuteError",
+        "FlightError",
+        "Hooks",
+        "LoggingHook",
+        "OperatorError",
+        "OperatorStats",
+        "Pipeline",
+        "PipelineDefinitionError",
+        "Result",
+        "RunInfo",
+        "SourceError",
+        "SourcePolicy",
+        "TableProvider",
+        "add_hook",
+        "default_engine",
+        "get_provider",
+        "register_provider",
+        "remove_hook",
+        "set_default_engine",
+        "unregister_provider",
+    ]
+    assert all(hasattr(flight, name) for name in flight.__all__)
+
+
+def test_operator_exports_are_pinned() -> None:
+    assert sorted(fo.__all__) == sorted(
+        [
+            "UNSET",
+            "Candidates",
+            "Dedupe",
+            "DiverseSample",
+            "FilterOperator",
+            "Head",
+            "Hydrate",
+            "IndexOperator",
+            "LimitPerGroup",
+            "Match",
+            "Operator",
+            "Rename",
+            "SamplerOperator",
+            "Shuffle",
+            "Sort",
+            "SortOperator",
+            "Source",
+            "SourceOperator",
+            "SourcePolicy",
+            "Threshold",
+            "TransformOperator",
+            "WeightedScore",
+            "get_operator",
+            "operator_names",
+            "register",
+        ]
+    )
+    assert all(hasattr(fo, name) for name in fo.__all__)
+
+
+def test_error_tree_has_one_root() -> None:
+    from flight import errors
+
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.FlightError)
+    assert "FlightError" in (errors.__doc__ or "")

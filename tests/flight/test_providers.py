@@ -1,0 +1,87 @@
+"""Attribute providers: the table provider, the registry, lazy factories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flight import TableProvider, get_provider, register_provider
+from flight._interning import Interner
+from flight.errors import ProviderError
+
+MOVIES = pd.DataFrame(
+    {
+        "movieId": [10, 20, 30, 40],
+        "title": ["A", "B", "C", "D"],
+        "genre": ["x", "y", "x", "x"],
+        "year": [1990, 2000, 2010, 2020],
+    }
+)
+
+
+def test_lookup_aligns_with_ids_and_marks_unknown_missing() -> None:
+    provider = TableProvider(MOVIES, key="movieId")
+    found = provider.lookup(np.array([30, 99, 10]), ["title", "year"])
+    assert pd.Series(found["title"]).tolist()[0::2] == ["C", "A"]
+    assert pd.isna(found["title"][1]) and np.isnan(found["year"][1])
+
+
+def test_lookup_by_codes_matches_lookup_by_ids() -> None:
+    provider = TableProvider(MOVIES, key="movieId")
+    interner = Interner("movieId")
+    ids = np.array([40, 10, 77, 20])
+    codes = interner.intern(ids)
+    by_codes = provider.lookup_codes(interner, codes, ids, ["title", "genre"])
+    by_ids = provider.lookup(ids, ["title", "genre"])
+    for column in ("title", "genre"):
+        assert pd.Series(by_codes[column]).equals(pd.Series(by_ids[column]))
+    more = np.array([30, 40])  # the code cache grows with the interner
+    assert list(provider.lookup_codes(interner, interner.intern(more), more, ["year"])["year"]) == [
+        2010,
+        2020,
+    ]
+
+
+def test_repeated_strings_are_stored_as_categories() -> None:
+    provider = TableProvider(MOVIES, key="movieId")
+    assert isinstance(provider.lookup(np.array([10]), ["genre"])["genre"], pd.Categorical)
+    assert not isinstance(provider.lookup(np.array([10]), ["title"])["title"], pd.Categorical)
+
+
+def test_key_may_be_the_index_and_must_be_unique() -> None:
+    provider = TableProvider(MOVIES.set_index("movieId"))
+    assert provider.item_type == "movieId"
+    with pytest.raises(ProviderError, match="duplicate ids"):
+        TableProvider(pd.concat([MOVIES, MOVIES]), key="movieId")
+    with pytest.raises(ProviderError, match="no key column 'sku'"):
+        TableProvider(MOVIES, key="sku")
+
+
+def test_registry_clash_unless_replace() -> None:
+    register_provider("films", TableProvider(MOVIES, key="movieId"))
+    with pytest.raises(ProviderError, match="already registered as 'films'"):
+        register_provider("films", TableProvider(MOVIES, key="movieId"))
+    register_provider(
+        "films", TableProvider(MOVIES[["movieId", "year"]], key="movieId"), replace=True
+    )
+    assert get_provider("films").columns == ["year"]
+
+
+def test_factory_is_called_once_on_first_use() -> None:
+    calls: list[int] = []
+
+    def make() -> TableProvider:
+        calls.append(1)
+        return TableProvider(MOVIES, key="movieId")
+
+    register_provider("movies", make)
+    assert calls == []
+    assert get_provider("movies") is get_provider("movies")
+    assert calls == [1]
+
+
+def test_unknown_provider_lists_registered_ones() -> None:
+    register_provider("movies", TableProvider(MOVIES, key="movieId"))
+    with pytest.raises(ProviderError, match=r"no attribute provider registered as 'x'.*movies"):
+        get_provider("x")
