@@ -5,7 +5,12 @@ Service manifest (pure functions); ``KnativeBackend`` applies and observes them 
 official ``kubernetes`` client. See ``docs/sos/knative.md``.
 """
 
-from sos.runtime.knative.backend import FIELD_MANAGER, KnativeBackend, map_api_error
+from sos.runtime.knative.backend import (
+    FIELD_MANAGER,
+    KnativeBackend,
+    create_backend,
+    map_api_error,
+)
 from sos.runtime.knative.plan import ClusterState, Step, plan_apply
 from sos.runtime.knative.render import export_yaml, render_service, runtime_image
 from sos.runtime.knative.rules import check_webhook_rules
@@ -19,6 +24,7 @@ __all__ = [
     "KnativeSettings",
     "Step",
     "check_webhook_rules",
+    "create_backend",
     "export_yaml",
     "map_api_error",
     "observed_service",

@@ -19,10 +19,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from kubernetes.aio import client as k8s
@@ -41,7 +41,7 @@ from sos.runtime.knative.render import MANAGED_BY_LABEL, Manifest
 from sos.runtime.knative.settings import KnativeSettings
 from sos.runtime.knative.status import observed_service
 
-__all__ = ["FIELD_MANAGER", "KnativeBackend", "map_api_error"]
+__all__ = ["BACKEND_OPTIONS", "FIELD_MANAGER", "KnativeBackend", "create_backend", "map_api_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +180,11 @@ class KnativeBackend(Backend):
             ) from exc
         self.settings = replace(self.settings, namespace=namespace or "default")
         self._api_client = k8s.ApiClient(configuration)
+        if self.settings.artifact_url is None:
+            logger.warning(
+                "Knative backend: no artifact URL, so pods cannot download artifacts; set "
+                "SOS_KNATIVE_ARTIFACT_URL to the SOS server's address as pods reach it"
+            )
         logger.info("Knative backend: namespace %s at %s", self.namespace, configuration.host)
 
     async def close(self) -> None:
@@ -337,3 +342,37 @@ class KnativeBackend(Backend):
     async def list_services(self) -> list[str]:
         services = await self._list("services", f"{MANAGED_BY_LABEL}=sos")
         return sorted(str(svc["metadata"]["name"]) for svc in services)
+
+
+#: ``sos server --backend knative --backend-opt KEY=VALUE`` keys (env vars in settings.py)
+BACKEND_OPTIONS = (
+    "namespace",
+    "domain",
+    "image_registry",
+    "artifact_url",
+    "artifact_token_secret",
+    "kubeconfig",
+    "context",
+)
+
+
+class _HasOptions(Protocol):
+    @property
+    def options(self) -> Mapping[str, str]: ...
+
+
+def create_backend(context: _HasOptions) -> KnativeBackend:
+    """The server's factory (``sos.server.backends``): options from ``--backend-opt``, the
+    rest from the ``SOS_KNATIVE_*`` / ``SOS_IMAGE_REGISTRY`` environment variables."""
+    options = {key.replace("-", "_"): value for key, value in context.options.items()}
+    unknown = sorted(set(options) - set(BACKEND_OPTIONS))
+    if unknown:
+        raise ValidationError(
+            f"unknown Knative backend option(s) {', '.join(unknown)}: "
+            f"use {', '.join(BACKEND_OPTIONS)} (--backend-opt KEY=VALUE)"
+        )
+    try:
+        settings = KnativeSettings.from_env(None, **options)
+    except ValueError as exc:
+        raise ValidationError(f"Knative backend: {exc}") from None
+    return KnativeBackend(settings)

@@ -34,6 +34,7 @@ DEFAULT_REGISTRY = "localhost:5000/sos"
 
 _REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.:_-]*[a-z0-9])?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SECRET = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _ENV = {
     "namespace": "SOS_KNATIVE_NAMESPACE",
     "domain": "SOS_KNATIVE_DOMAIN",
@@ -69,6 +70,12 @@ class KnativeSettings:
             raise ValueError(
                 f"image registry {self.image_registry!r} must look like host[:port]/path, "
                 "e.g. registry.example.com/sos or localhost:5000/sos (lowercase, no tag)"
+            )
+        secret = self.artifact_token_secret
+        if secret is not None and (len(secret) > 253 or not _SECRET.match(secret)):
+            raise ValueError(
+                f"artifact token Secret name {secret!r} must be a DNS subdomain name: "
+                "lowercase letters, digits, '-' and '.' (like 'sos-artifact-reader')"
             )
         url = self.artifact_url
         if url is not None and not url.startswith(("http://", "https://")):

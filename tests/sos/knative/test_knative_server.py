@@ -1,0 +1,206 @@
+"""SOS with the Knative backend, end to end over real HTTP on both sides: a real SOS API
+server (its reconciler drives a KnativeBackend) and the stand-in Kubernetes API server;
+and ``sos export`` against a real SOS server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+from knative_crd import schema_errors
+from knative_samples import artifact
+from knative_standin import KnativeStandIn
+from typer.testing import CliRunner
+
+import sos.cli.export  # registers `sos export` until sos.cli lists it
+from sos.cli import _load_commands, app
+from sos.errors import NotFoundError
+from sos.models import Artifact, ArtifactMetadata, Revision, Route, Service, TrafficRoute
+from sos.runtime.knative import KnativeBackend, KnativeSettings, check_webhook_rules
+
+if TYPE_CHECKING:
+    from tests.sos.conftest import RunningServer
+
+_load_commands()
+
+VERSIONS = {"v1": "sha256:" + "1" * 64, "v2": "sha256:" + "2" * 64}
+
+
+class Catalog:
+    """The artifact resolver seam of the control plane (``sos.server.core.ArtifactResolver``),
+    standing in for the artifact store."""
+
+    def __init__(self) -> None:
+        self.known = {
+            digest: artifact(digest=digest, version=version, runtime_version="3.11")
+            for version, digest in VERSIONS.items()
+        }
+
+    def resolve(self, wanted: Artifact) -> ArtifactMetadata:
+        for meta in self.known.values():
+            if (meta.name, meta.version) == (wanted.name, wanted.version):
+                return meta
+        raise NotFoundError(f"no artifact {wanted.name}@{wanted.version}")
+
+    def metadata(self, digest: str) -> ArtifactMetadata | None:
+        return self.known.get(digest)
+
+
+def with_catalog(server: RunningServer) -> RunningServer:
+    server.state.resolver = Catalog()
+    server.state.control.resolver = server.state.resolver
+    return server
+
+
+def deploy_two_revisions(server: RunningServer) -> None:
+    with server.client() as admin:
+        admin.apply(Service(name="recs", team="ml"))
+        for version in ("v1", "v2"):
+            admin.create_revision("recs", Revision(artifact=Artifact(name="recs", version=version)))
+        admin.set_traffic(
+            "recs",
+            TrafficRoute(
+                routes=[
+                    Route(revision="recs-00002", percent=90),
+                    Route(revision="recs-00001", percent=10, tag="canary"),
+                ]
+            ),
+        )
+
+
+async def test_sos_server_runs_services_on_knative(
+    sos_server: Callable[..., RunningServer], kubeconfig: Path, standin: KnativeStandIn
+) -> None:
+    backend = KnativeBackend(
+        KnativeSettings(kubeconfig=str(kubeconfig), artifact_url="http://sos:8700"),
+        poll_interval=0.01,
+    )
+    server = with_catalog(await asyncio.to_thread(sos_server, backend=backend))
+    await asyncio.to_thread(deploy_two_revisions, server)
+
+    def wait() -> Revision:
+        with server.client() as admin:
+            return admin.wait_ready("recs", "recs-00002", timeout=30)
+
+    ready = await asyncio.to_thread(wait)
+    assert ready.status.ready
+    assert standin.revision_names("recs") == ["recs-00001", "recs-00002"]
+    ksvc = standin.service("recs")
+    assert [(t["revisionName"], t["percent"]) for t in ksvc["spec"]["traffic"]] == [
+        ("recs-00002", 90),
+        ("recs-00001", 10),
+    ]
+
+    def status() -> Service:
+        with server.client() as admin:
+            return admin.get_service("recs")
+
+    service = await asyncio.to_thread(status)
+    for _ in range(100):  # the reconciler writes status a moment after the revision is ready
+        if service.status.url:
+            break
+        await asyncio.sleep(0.05)
+        service = await asyncio.to_thread(status)
+    assert service.status.url == "http://recs.sos-test.example.com"
+    assert {t.tag: t.url for t in service.status.traffic if t.tag} == {
+        "canary": "http://canary-recs.sos-test.example.com"
+    }
+
+    def delete() -> None:
+        with server.client() as admin:
+            admin.delete_service("recs")
+
+    await asyncio.to_thread(delete)
+    for _ in range(100):
+        if not standin.services:
+            break
+        await asyncio.sleep(0.05)
+    assert standin.services == {}
+
+
+# --------------------------------------------------------------------------- sos export
+
+
+@pytest.fixture
+def sos(server: RunningServer, tmp_path: Path) -> CliRunner:
+    return CliRunner(
+        env={
+            "SOS_URL": server.url,
+            "SOS_TOKEN": server.admin_token,
+            "SOS_CONFIG": str(tmp_path / "config.json"),
+            "SOS_KNATIVE_NAMESPACE": None,
+            "SOS_IMAGE_REGISTRY": None,
+            "SOS_KNATIVE_ARTIFACT_URL": None,
+        }
+    )
+
+
+def export(runner: CliRunner, *args: str) -> Any:
+    return runner.invoke(app, ["export", *args])
+
+
+def test_export_prints_the_knative_service_as_yaml(sos: CliRunner, server: RunningServer) -> None:
+    deploy_two_revisions(with_catalog(server))
+    result = export(sos, "recs", "-n", "ml", "--artifact-url", "http://sos.sos-system:8700")
+    assert result.exit_code == 0, result.output
+    manifest = yaml.safe_load(result.stdout)
+    assert schema_errors(manifest) == [] and check_webhook_rules(manifest) == []
+    assert manifest["metadata"]["namespace"] == "ml"
+    assert manifest["spec"]["template"]["metadata"]["name"] == "recs-00002"
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "localhost:5000/sos/runtime-python:3.11"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["SOS_ARTIFACT_URL"] == (
+        f"http://sos.sos-system:8700/api/v1/artifacts/by-digest/{VERSIONS['v2']}"
+    )
+    assert [
+        (t["revisionName"], t["percent"], t.get("tag")) for t in manifest["spec"]["traffic"]
+    ] == [
+        ("recs-00002", 90, None),
+        ("recs-00001", 10, "canary"),
+    ]
+
+
+def test_export_from_scratch_prints_one_step_per_needed_revision(
+    sos: CliRunner, server: RunningServer
+) -> None:
+    deploy_two_revisions(with_catalog(server))
+    result = sos.invoke(
+        app, ["export", "recs", "--from-scratch"], env={"SOS_IMAGE_REGISTRY": "r.example/ml"}
+    )
+    assert result.exit_code == 0, result.output
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert [d["spec"]["template"]["metadata"]["name"] for d in documents] == [
+        "recs-00001",
+        "recs-00002",
+    ]
+    assert "# Step 1 of 2: creates revision recs-00001" in result.stdout
+    for document in documents:
+        assert schema_errors(document) == []
+        image = document["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image.startswith("r.example/ml/")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["recs"], 1, "has no digest"),  # no artifact store: the runtime image is unknown
+        (["nope"], 1, "'nope' does not exist"),
+        (["recs", "--image-registry", "Not A Registry"], 2, "host[:port]/path"),
+    ],
+)
+def test_export_errors_say_what_to_do(
+    sos: CliRunner, server: RunningServer, args: list[str], code: int, message: str
+) -> None:
+    with server.client() as admin:
+        admin.apply(Service(name="recs", team="ml"))
+        admin.create_revision("recs", Revision(artifact=Artifact(name="recs", version="v1")))
+    result = export(sos, *args)
+    assert result.exit_code == code
+    assert message in result.stderr
+    assert json.dumps(result.stdout) == '""'  # nothing half-printed
