@@ -209,3 +209,12 @@ def test_unreachable_server_is_a_clear_error(sos: CliRunner) -> None:
 def test_usage_errors_exit_2(sos: CliRunner) -> None:
     assert run(sos, "traffic").exit_code == 2
     assert run(sos, "no-such-command").exit_code == 2
+
+
+def test_documented_example_files_deploy(sos: CliRunner) -> None:
+    examples = Path(__file__).parents[3] / "docs" / "sos" / "examples"
+    first = run(sos, "deploy", str(examples / "sfix-service.py"))
+    assert first.exit_code == 0, first.output
+    canary = run(sos, "deploy", str(examples / "sfix-service-canary.yaml"))
+    assert canary.exit_code == 0, canary.output
+    assert "traffic: 00002=10@canary 00001=90" in canary.stdout
