@@ -51,7 +51,9 @@ class Dependency:
 
 
 def _looks_like_path(text: str) -> bool:
-    return text.startswith((".", "/", "~", "file:")) or text.endswith((".whl", ".tar.gz"))
+    if text.startswith((".", "/", "~", "file:")):
+        return True
+    return text.endswith((".whl", ".tar.gz")) and "@" not in text and "://" not in text
 
 
 def _local(text: str, base: Path) -> Path:

@@ -38,6 +38,12 @@ LOCK_FILES = ("npm-shrinkwrap.json", "package-lock.json")
 _EXACT = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 _GIT_COMMIT = re.compile(r"#[0-9a-f]{40}$")
 _NOT_FOUND = re.compile(r"Module not found: Error: Can't resolve '([^']+)'")
+_REQUIRE = re.compile(
+    r"""(?:require\s*\(\s*|import\s*\(\s*|\bfrom\s+|^\s*import\s+)['"]([^'"]+)['"]""",
+    re.MULTILINE,
+)
+_UNRESOLVED = re.compile(r'eval\("require"\)\("([^"]+)"\)')
+_SOURCE_SUFFIXES = (".js", ".cjs", ".mjs", ".ts", ".jsx", ".tsx")
 
 
 def _pinned(spec: str) -> bool:
@@ -49,6 +55,52 @@ def _pinned(spec: str) -> bool:
     if _GIT_COMMIT.search(spec):
         return True
     return bool(_EXACT.match(spec))
+
+
+def _package_of(specifier: str) -> str | None:
+    """The npm package a bare ``require`` specifier names (None for relative paths)."""
+    if specifier.startswith((".", "/")) or specifier.startswith("node:"):
+        return None
+    parts = specifier.split("/")
+    return "/".join(parts[:2]) if specifier.startswith("@") else parts[0]
+
+
+def _builtins() -> set[str]:
+    node = shutil.which("node")
+    if node is None:
+        return set()
+    import subprocess
+
+    out = subprocess.run(
+        [node, "-p", "JSON.stringify(require('module').builtinModules)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return set(json.loads(out.stdout)) if out.returncode == 0 else set()
+
+
+def undeclared_requires(root: Path, declared: set[str]) -> dict[str, str]:
+    """Packages the project's own sources require but ``dependencies`` does not declare:
+    package -> the first file that requires it."""
+    builtins = _builtins()
+    if not builtins:
+        return {}
+    missing: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if not path.is_file() or path.suffix not in _SOURCE_SUFFIXES:
+            continue
+        if any(
+            part in IGNORED_DIRS or part in ("test", "tests", "__tests__") for part in rel.parts
+        ):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for specifier in _REQUIRE.findall(text):
+            package = _package_of(specifier)
+            if package and package not in declared and package not in builtins:
+                missing.setdefault(package, rel.as_posix())
+    return missing
 
 
 def _artifact_name(name: str) -> str:
@@ -105,6 +157,18 @@ class NodeBuilder(Builder):
                     field="dependencies",
                     details={"unpinned": loose},
                 )
+        dev = data.get("devDependencies") or {}
+        missing = undeclared_requires(root, set(deps))
+        if missing:
+            package, where = next(iter(missing.items()))
+            in_dev = " (it is in devDependencies, which are not bundled)" if package in dev else ""
+            raise ProjectError(
+                f'{where} requires {package!r}, which "dependencies" does not declare'
+                f"{in_dev}: add it (`npm install --save {package}`) and build again",
+                file=manifest,
+                field="dependencies",
+                details={"missing": sorted(missing)},
+            )
         if data.get("type") == "module" or entry.endswith(".mjs"):
             raise ProjectError(
                 'ES module projects ("type": "module" or a .mjs entry) are not supported '
@@ -295,6 +359,11 @@ class NodeBuilder(Builder):
                     "dependency that reads them (or native .node modules), or inline them",
                     file=project.manifest,
                     details={"files": extra_files},
+                )
+            optional = sorted(set(_UNRESOLVED.findall(bundle.read_text(encoding="utf-8"))))
+            if optional:
+                ctx.log.write(
+                    "left out, as dependencies require them only optionally: " + ", ".join(optional)
                 )
             assert project.name and project.version
             target = ctx.workdir / f"{project.name}-{project.version}.js"

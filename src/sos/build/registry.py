@@ -22,7 +22,8 @@ __all__ = ["builder_names", "get_builder", "register_builder", "registered_build
 
 logger = logging.getLogger(__name__)
 
-_BUILTIN_MODULES = ("sos.build.python", "sos.build.node", "sos.build.go", "sos.build.jvm")
+_BUILTINS = ("python", "node", "go", "jvm")
+_BUILTIN_MODULES = tuple(f"sos.build.{name}" for name in _BUILTINS)
 _REGISTRY: dict[str, type[Builder]] = {}
 _loaded = False
 
@@ -58,7 +59,8 @@ def _load() -> None:
 def registered_builders() -> dict[str, type[Builder]]:
     """Every builder by name, built-in ones first."""
     _load()
-    return dict(_REGISTRY)
+    first = {name: _REGISTRY[name] for name in _BUILTINS if name in _REGISTRY}
+    return {**first, **{k: v for k, v in _REGISTRY.items() if k not in first}}
 
 
 def builder_names() -> list[str]:

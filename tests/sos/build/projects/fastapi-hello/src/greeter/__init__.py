@@ -1,0 +1,3 @@
+"""Greets people over HTTP."""
+
+__version__ = "0.3.1"

@@ -1,0 +1,3 @@
+module example.com/services/go-hello
+
+go 1.19

@@ -1,0 +1,1 @@
+exports.greeting = (path) => `hello from ${path}`;
