@@ -134,8 +134,16 @@ def _print_human(pipeline: Pipeline, result: Result, debug: bool) -> None:
             table.add_row(*(_cell(v) for v in row))
         console.print(table)
     if debug and result.debug is not None:
-        console.print("debug:", highlight=False)
-        console.print_json(json.dumps(result.debug, default=str))
+        console.print("debug trace (full ids with --json --debug):", highlight=False)
+        for entry in result.debug:
+            ids = entry["output_ids"]
+            shown = ", ".join(map(str, ids[:12])) + (", ..." if len(ids) > 12 else "")
+            console.print(
+                f"  {entry['role']:<7} {entry['name']} {entry['kwargs']}: "
+                f"{entry['n_input']} -> {entry['n_output']} [{shown}]",
+                highlight=False,
+                markup=False,
+            )
 
 
 def _cell(value: Any) -> str:

@@ -395,3 +395,22 @@ async def test_executions_do_not_share_state() -> None:
     p = pipe([Items([1, 2, 3, 4])], [], AddDouble(), KeepEven())
     results = await asyncio.gather(*(p.execute() for _ in range(5)))
     assert all(r.items["item"].tolist() == [2, 4] for r in results)
+
+
+async def test_repeated_id_within_a_source_keeps_its_first_row() -> None:
+    dupes = Items([1, 2, 1], column="score", values=[0.9, 0.5, 0.1])
+    result = await pipe([dupes]).execute(return_cols=["item", "score"])
+    assert result.items.to_dict("list") == {"item": [1, 2], "score": [0.9, 0.5]}
+
+
+async def test_source_without_the_key_column_is_reported() -> None:
+    class NoKey(fo.SourceOperator):
+        async def __call__(self, **ctx: Any) -> fo.Source:
+            return fo.Source(pd.DataFrame({"sku": [1]}))
+
+    result = await pipe([NoKey()]).execute()
+    assert isinstance(result.error, SourceError)
+    assert result.reason == (
+        "NoKey() returned a DataFrame without the item key column 'item' (columns: sku); "
+        "add it, or make it the index"
+    )
