@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+import pydantic
 from pydantic import BaseModel, TypeAdapter
 
 from sos.config import load_client_config
@@ -226,9 +227,15 @@ class Client:
         """Split traffic. ``route`` is a ``TrafficRoute`` or a mapping ``{3: 90, 2: 10}``.
         Set ``route.resource_version`` (from ``get_traffic``) to make it conditional."""
         if not isinstance(route, TrafficRoute):
-            route = TrafficRoute(
-                routes=[Route(revision=_ref(name, ref), percent=pct) for ref, pct in route.items()]
-            )
+            try:
+                route = TrafficRoute(
+                    routes=[
+                        Route(revision=_ref(name, ref), percent=pct) for ref, pct in route.items()
+                    ]
+                )
+            except pydantic.ValidationError as exc:
+                messages = [str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()]
+                raise ValidationError("; ".join(messages)) from None
         response = self._request(
             "PUT", f"/services/{_q(name)}/traffic", json_body=route.model_dump(mode="json")
         )

@@ -94,3 +94,10 @@ def test_names_cannot_escape_their_path_segment(admin: Client) -> None:
         admin.get_service("../tokens")
     with pytest.raises(ValidationError, match="is not a revision"):
         admin.get_revision(SVC, "../../tokens")
+
+
+def test_traffic_mapping_mistakes_are_sos_validation_errors(admin: Client) -> None:
+    admin.apply(Service(name=SVC, team="recs"))
+    admin.create_revision(SVC, Revision(artifact=Artifact(name="a", version="1")))
+    with pytest.raises(ValidationError, match="sum to 100, these sum to 90"):
+        admin.set_traffic(SVC, {1: 90})
