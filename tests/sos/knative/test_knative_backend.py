@@ -52,9 +52,24 @@ async def test_apply_twice_changes_nothing_the_second_time(
     await backend.apply(state)
     generation = standin.service("recs")["metadata"]["generation"]
     revisions = standin.revision_names("recs")
+    applies = len(standin.applies)
     await backend.apply(state)
     assert standin.service("recs")["metadata"]["generation"] == generation
     assert standin.revision_names("recs") == revisions
+    assert len(standin.applies) == applies  # nothing to change: no write at all
+
+
+async def test_traffic_changes_are_applied_exactly_including_a_removed_tag(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    await backend.apply(desired(TWO, routes=[(2, 90, None), (1, 10, "canary")]))
+    await backend.apply(desired(TWO, routes=[(2, 90, None), (1, 10, None)]))
+    assert standin.service("recs")["spec"]["traffic"] == [
+        {"revisionName": "recs-00002", "percent": 90, "latestRevision": False},
+        {"revisionName": "recs-00001", "percent": 10, "latestRevision": False},
+    ]
+    observed = await backend.observe("recs")
+    assert observed is not None and observed.tag_urls == {}
 
 
 async def test_apply_after_a_restart_with_other_settings_keeps_existing_revisions(

@@ -36,7 +36,12 @@ from sos.errors import (
     ValidationError,
 )
 from sos.runtime.base import Backend, DesiredService, ObservedService
-from sos.runtime.knative.plan import ClusterState, plan_apply, template_from_revision
+from sos.runtime.knative.plan import (
+    ClusterState,
+    is_applied,
+    plan_apply,
+    template_from_revision,
+)
 from sos.runtime.knative.render import MANAGED_BY_LABEL, Manifest
 from sos.runtime.knative.settings import KnativeSettings
 from sos.runtime.knative.status import observed_service
@@ -316,6 +321,8 @@ class KnativeBackend(Backend):
                 },
             )
             steps = plan_apply(desired, self.settings, cluster)
+            if len(steps) == 1 and is_applied(steps[0].manifest, current):
+                return  # nothing to change: spare the API server a write
             for step in steps:
                 await self._apply_manifest(step.manifest)
                 if step.wait_for is not None:

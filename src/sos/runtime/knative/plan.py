@@ -37,7 +37,7 @@ from sos.runtime.knative.render import (
 from sos.runtime.knative.rules import KNATIVE_PREFIX
 from sos.runtime.knative.settings import KnativeSettings
 
-__all__ = ["ClusterState", "Step", "plan_apply", "template_from_revision"]
+__all__ = ["ClusterState", "Step", "is_applied", "plan_apply", "template_from_revision"]
 
 _KEPT_KNATIVE_ANNOTATIONS = frozenset({"serving.knative.dev/no-gc"})
 
@@ -129,3 +129,21 @@ def plan_apply(
     ]
     steps.append(Step(render_service(desired, settings, template=template_for(str(latest.id)))))
     return steps
+
+
+def is_applied(manifest: Mapping[str, Any], current: Mapping[str, Any] | None) -> bool:
+    """Whether the cluster's Knative Service already is ``manifest`` (so applying it again
+    would change nothing): the same template and traffic, and SOS's labels in place.
+
+    Exact equality is right for both: a template is either the one the cluster holds
+    (``plan_apply`` reuses it) or a new revision; traffic targets carry no defaults."""
+    if current is None:
+        return False
+    spec, have = manifest.get("spec") or {}, current.get("spec") or {}
+    labels = (current.get("metadata") or {}).get("labels") or {}
+    wanted = (manifest.get("metadata") or {}).get("labels") or {}
+    return (
+        have.get("template") == spec.get("template")
+        and have.get("traffic") == spec.get("traffic")
+        and all(labels.get(key) == value for key, value in wanted.items())
+    )
