@@ -36,11 +36,11 @@ import kmock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "sos" / "knative"))
 
-from conftest import write_kubeconfig  # noqa: E402
-from knative_samples import desired, revision  # noqa: E402
-from knative_standin import KnativeStandIn  # noqa: E402
+from conftest import write_kubeconfig
+from knative_samples import desired, revision
+from knative_standin import KnativeStandIn
 
-from sos.runtime.knative import KnativeBackend, KnativeSettings, render_service  # noqa: E402
+from sos.runtime.knative import KnativeBackend, KnativeSettings, render_service
 
 
 class StandInThread:
@@ -48,8 +48,6 @@ class StandInThread:
 
     def __init__(self) -> None:
         self.url: Future[str] = Future()
-        self.stop = threading.Event()
-        self.requests = 0
         self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
         self.thread.start()
 
@@ -57,9 +55,14 @@ class StandInThread:
         async with kmock.KubernetesScaffold() as handler, kmock.Server(handler) as server:
             KnativeStandIn(handler)
             self.handler = handler
+            self.loop = asyncio.get_running_loop()
+            self.stopped = asyncio.Event()
             self.url.set_result(str(server.url).rstrip("/"))
-            while not self.stop.is_set():
-                await asyncio.sleep(0.05)
+            await self.stopped.wait()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.stopped.set)
+        self.thread.join(timeout=10)
 
     def count(self) -> int:
         return len(self.handler._requests)
@@ -107,7 +110,7 @@ async def main(rounds: int) -> None:
                 rows.append((label, *await _measure(rounds, standin, action)))
         finally:
             await backend.close()
-            standin.stop.set()
+            standin.stop()
 
     base_cpu = rows[0][2]
     print(f"Knative backend, {rounds} rounds each (stand-in API server in its own thread)")
