@@ -45,7 +45,7 @@ def _root(
 
 
 # Modules that register commands on ``app``; add yours here.
-_COMMAND_MODULES: list[str] = ["server", "services", "traffic", "deploy", "auth", "build"]
+_COMMAND_MODULES: list[str] = ["server", "services", "traffic", "deploy", "auth", "build", "logs"]
 
 
 def _load_commands() -> None:

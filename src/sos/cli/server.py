@@ -74,6 +74,11 @@ def server(
     backend_opt: list[str] = typer.Option(
         [], "--backend-opt", help="Backend option KEY=VALUE (repeatable)."
     ),
+    router_port: int = typer.Option(
+        None,
+        help="Port of the shared router that serves the services (local backend); "
+        "0 picks a free one [env SOS_ROUTER_PORT; 8080].",
+    ),
     resync_seconds: float = typer.Option(
         None, help="Reconcile every service this often even without changes [30]."
     ),
@@ -100,6 +105,8 @@ def server(
     if resync_seconds is not None:
         settings.resync_seconds = resync_seconds
     settings.backend_options.update(_options(backend_opt))
+    if router_port is not None:
+        settings.backend_options["router_port"] = str(router_port)
     settings.backend = settings.backend or DEFAULT_BACKEND
 
     sock = _bind(settings.host, settings.port)

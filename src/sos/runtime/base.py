@@ -22,7 +22,7 @@ Semantics shared by every backend (the same as Knative's):
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -118,6 +118,9 @@ class Backend(abc.ABC):
 
     #: registry name, used in server configuration (``--backend local``)
     name: str = ""
+    #: set by the server: a backend whose reality changes on its own (a crash, autoscaling)
+    #: calls it with the service name so that status is written without waiting for a resync
+    on_change: Callable[[str], None] | None = None
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect, adopt what is already running. Called once before the first apply."""

@@ -106,6 +106,7 @@ class ServerState:
             resync_seconds=settings.resync_seconds,
         )
         state.control.on_change = state.reconciler.notify
+        state.backend.on_change = state.reconciler.notify
         return state
 
 

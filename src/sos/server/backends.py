@@ -53,12 +53,12 @@ def fake_backend(context: BackendContext) -> Backend:
 
 BACKENDS: dict[str, str | BackendFactory] = {
     "fake": fake_backend,
-    # "local": "sos.runtime.local:create_backend",      issue 5 adds this
+    "local": "sos.runtime.local:create_backend",
     # "knative": "sos.runtime.knative:create_backend",  issue 7 adds this
 }
 
 #: what ``sos server`` runs when neither --backend nor SOS_BACKEND says
-DEFAULT_BACKEND = "fake"
+DEFAULT_BACKEND = "local"
 
 
 def register_backend(name: str, factory: str | BackendFactory) -> None:

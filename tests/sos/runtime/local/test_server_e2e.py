@@ -1,0 +1,263 @@
+"""The whole flow over real HTTP: `sos server` (local backend) as a process, the client,
+the router, the activator, crash replacement, `sos logs` and a server restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.sos.runtime.conftest import APPS, digest_of
+
+from sos.client import Client
+from sos.models import ArtifactMetadata, RevisionSpec, ServiceSpec
+
+TOKEN = "e2e-admin-token-0123456789abcdef"
+BOOT = (
+    "import sys; sys.path.insert(0, {plugins!r}); import sos.server.app as a; "
+    "a.ROUTER_MODULES.append('artifact_dir_plugin'); from sos.cli import main; "
+    "sys.argv[0] = 'sos'; main()"
+)
+
+pytestmark = pytest.mark.slow
+
+
+class ServerProcess:
+    """`sos server --backend local` in a subprocess; reads where it listens from its output."""
+
+    def __init__(self, data_dir: Path, artifacts: Path, router_port: int, **env: str) -> None:
+        self.output: list[str] = []
+        argv = [
+            sys.executable,
+            "-c",
+            BOOT.format(plugins=str(APPS / "plugins")),
+            "server",
+            "--port",
+            "0",
+            "--backend",
+            "local",
+            "--router-port",
+            str(router_port),
+            "--data-dir",
+            str(data_dir),
+        ]
+        self.process = subprocess.Popen(
+            argv,
+            env={
+                **os.environ,
+                "SOS_ADMIN_TOKEN": TOKEN,
+                "SOS_TEST_ARTIFACTS": str(artifacts),
+                **env,
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        self.url = self._wait(r"listening on (http://\S+)")
+        self.router_port = int(self._wait(r"router listening on http://127\.0\.0\.1:(\d+)"))
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    def _wait(self, pattern: str, seconds: float = 30) -> str:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for line in list(self.output):
+                found = re.search(pattern, line)
+                if found:
+                    return found.group(1)
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no {pattern!r} in server output:\n{''.join(self.output)}")
+
+    def stop(self) -> None:
+        """Ctrl-C, as a user would."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def publish(artifact: Path, name: str, language: str, into: Path) -> None:
+    digest = digest_of(artifact)
+    shutil.copy(artifact, into / digest.removeprefix("sha256:"))
+    meta = ArtifactMetadata(
+        name=name,
+        version="v1",
+        language=language,
+        runtime_version="3.11",
+        entry_point=artifact.name,
+        digest=digest,
+        size=artifact.stat().st_size,
+        created_by="test",
+        created_at=datetime.now(UTC),
+    )
+    (into / f"{name}-v1.json").write_text(meta.model_dump_json())
+
+
+def instances_of(revision: str, data_dir: Path) -> list[int]:
+    """Pids of live instances of ``revision`` started by the server using ``data_dir``."""
+    marker = f"SOS_RUNTIME={(data_dir / 'runtime').resolve()}".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            wanted = f"SOS_REVISION={revision}".encode()
+            if wanted in environ and marker in environ and ") Z" not in stat:
+                pids.append(int(entry))
+    return pids
+
+
+def until(check: Callable[[], bool], seconds: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path, hello_pyz: Path, hello_go: Path) -> Path:
+    folder = tmp_path / "artifacts"
+    folder.mkdir()
+    publish(hello_pyz, "hello-py", "python", folder)
+    publish(hello_go, "hello-go", "go", folder)
+    return folder
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
+    yield started
+    for server in started:
+        server.stop()
+        print("".join(server.output))  # shown by pytest when the test failed
+    # a failed test must not leave instances behind (a stopped server leaves them running)
+    for revision in ("shop-00001", "shop-00002", "shop-00003"):
+        for pid in instances_of(revision, tmp_path / "data"):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def test_deploy_split_scale_to_zero_crash_and_restart_over_real_http(
+    tmp_path: Path, artifacts: Path, servers: list[ServerProcess]
+) -> None:
+    data = tmp_path / "data"
+    server = ServerProcess(data, artifacts, 0)
+    servers.append(server)
+    router = f"http://127.0.0.1:{server.router_port}"
+
+    def get(host: str, path: str = "/") -> httpx.Response:
+        return httpx.get(router + path, headers={"Host": host}, timeout=30)
+
+    with Client(server.url, TOKEN) as client:
+        client.apply(ServiceSpec(name="shop", team="recs"))
+        one = {"artifact": {"name": "hello-py", "version": "v1"}, "autoscaling": {"min_scale": 1}}
+        client.create_revision("shop", RevisionSpec.model_validate(one))
+        ready = client.wait_ready("shop", 1, timeout=60)
+        assert ready.status.instances.ready == 1
+        assert (
+            client.get_service("shop").status.url == f"http://shop.localhost:{server.router_port}"
+        )
+        first = get("shop.localhost")
+        assert first.status_code == 200 and first.headers["sos-revision"] == "shop-00001"
+        assert get("localhost", "/s/shop/x").text.startswith("hello from shop-00001 path=/x")
+
+        # a Go revision beside it, then a 70/30 split
+        two = {"artifact": {"name": "hello-go", "version": "v1"}, "autoscaling": {"min_scale": 1}}
+        client.create_revision("shop", RevisionSpec.model_validate(two))
+        client.wait_ready("shop", 2, timeout=60)
+        client.set_traffic("shop", {1: 70, 2: 30})
+        until(lambda: get("shop.localhost").headers["sos-revision"] == "shop-00002", what="split")
+        seen = Counter(get("shop.localhost").headers["sos-revision"] for _ in range(20))
+        assert seen == {"shop-00001": 14, "shop-00002": 6}
+
+        # a serverless revision behind a tag: it scales to zero, the activator wakes it
+        three = {
+            "artifact": {"name": "hello-py", "version": "v1"},
+            "autoscaling": {"min_scale": 0, "scale_to_zero_grace_seconds": 1},
+        }
+        client.create_revision("shop", RevisionSpec.model_validate(three))
+        route = client.get_traffic("shop").model_dump()
+        route["routes"].append({"revision": "shop-00003", "percent": 0, "tag": "cold"})
+        client.set_traffic("shop", type(client.get_traffic("shop")).model_validate(route))
+        until(lambda: not instances_of("shop-00003", data), 60, "scale to zero")
+        until(
+            lambda: client.get_revision("shop", 3).status.instances.running == 0,
+            30,
+            "status to show zero instances",
+        )
+        assert client.get_revision("shop", 3).status.ready
+        woken = get("cold-shop.localhost")
+        assert woken.status_code == 200 and woken.headers["sos-revision"] == "shop-00003"
+
+        # a killed instance is replaced
+        (victim,) = instances_of("shop-00001", data)
+        os.killpg(victim, signal.SIGKILL)
+        until(
+            lambda: (
+                len(instances_of("shop-00001", data)) == 1
+                and victim not in instances_of("shop-00001", data)
+            ),
+            30,
+            "a replacement",
+        )
+        until(lambda: get("localhost", "/r/shop-00001/").status_code == 200, 30, "replacement")
+
+        # sos logs, as a user runs it
+        logs = subprocess.run(
+            [str(Path(sys.executable).parent / "sos"), "logs", "shop", "-r", "1", "--tail", "200"],
+            env={**os.environ, "SOS_URL": server.url, "SOS_TOKEN": TOKEN},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert logs.returncode == 0, logs.stderr
+        assert "hello shop-00001 starting" in logs.stdout
+        assert f"(pid {victim}) exited with code -9" in logs.stdout
+
+    # restart the server: running instances are re-adopted, none duplicated
+    before = {rev: instances_of(rev, data) for rev in ("shop-00001", "shop-00002")}
+    server.stop()
+    assert all(len(pids) == 1 for pids in before.values())
+    assert {rev: instances_of(rev, data) for rev in before} == before  # still running
+    again = ServerProcess(data, artifacts, server.router_port, SOS_STOP_ON_EXIT="1")
+    servers.append(again)
+    with Client(again.url, TOKEN) as client:
+        client.wait_ready("shop", 1, timeout=60)
+        assert get("localhost", "/r/shop-00002/").headers["sos-revision"] == "shop-00002"
+        time.sleep(1.5)  # a few supervisor rounds: nothing new may start
+        assert {rev: instances_of(rev, data) for rev in before} == before
+        state = json.loads((data / "runtime" / "instances.json").read_text())
+        assert sorted(r["pid"] for r in state["instances"]) == sorted(
+            p for pids in before.values() for p in pids
+        )
+    again.stop()  # with SOS_STOP_ON_EXIT=1, Ctrl-C takes the instances down too
+    until(
+        lambda: not instances_of("shop-00001", data) and not instances_of("shop-00002", data),
+        30,
+        "stop",
+    )
