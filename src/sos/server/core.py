@@ -3,15 +3,16 @@
 Routes parse and authenticate; this module decides: who may change what, how revision
 references resolve, what a valid traffic route is, how an artifact becomes a digest. Every
 write goes through the store's compare-and-swap. When the caller sent a resource version the
-write is conditional on it (a stale one is a 409); when it did not, a lost race is retried
-against the fresh state, which is what "apply" means.
+write is conditional on it (a stale one is a 409); when it did not, the write applies under
+the row lock to whatever is there then, which is what "apply" means. Authorization is
+checked again on the locked row, so a team change in between cannot slip through.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from sos.errors import ConflictError, NotFoundError, ValidationError
 from sos.models import (
@@ -28,16 +29,12 @@ from sos.models import (
 )
 from sos.runtime.base import DesiredService
 from sos.server.auth import can_write
-from sos.store import StaleWriteError, Store
+from sos.store import Store
+from sos.store.store import Check
 
 __all__ = ["ArtifactResolver", "ControlPlane"]
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-#: how often an unconditional write is retried after losing a race
-_RETRIES = 20
 
 
 class ArtifactResolver(Protocol):
@@ -73,19 +70,14 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ helpers
 
-    def _mutate(self, name: str, expected: int | None, write: Callable[[Service, int], T]) -> T:
-        for _ in range(_RETRIES):
-            service = self.store.get_service(name)
-            assert service.resource_version is not None
-            try:
-                result = write(service, service.resource_version if expected is None else expected)
-            except StaleWriteError:
-                if expected is not None:
-                    raise
-                continue
-            self.on_change(name)
-            return result
-        raise ConflictError(f"service {name!r} changes too often right now; retry in a moment")
+    @staticmethod
+    def _writer(token: Token, what: str) -> Check:
+        """The authorization check a store write runs on the locked service."""
+
+        def check(service: Service) -> None:
+            can_write(token, service.team, what.format(name=service.name))
+
+        return check
 
     def revision_ref(self, name: str, ref: str | int) -> str:
         try:
@@ -103,9 +95,14 @@ class ControlPlane:
                 details={"field": "name"},
             )
         can_write(token, spec.team, f"services of team {spec.team!r}")
-        for _ in range(_RETRIES):
+        for _ in range(3):
             try:
-                current = self.store.get_service(name)
+                service, changed = self.store.update_service(
+                    spec,
+                    expected_version=spec.resource_version,
+                    actor=token.name,
+                    check=self._writer(token, "service {name!r}"),
+                )
             except NotFoundError:
                 if spec.resource_version is not None:
                     raise ConflictError(
@@ -119,30 +116,19 @@ class ControlPlane:
                     continue  # created by someone else meanwhile: apply as an update
                 self.on_change(name)
                 return created, True
-            can_write(token, current.team, f"service {name!r}")
-            assert current.resource_version is not None
-            expected = spec.resource_version
-            try:
-                service, changed = self.store.update_service(
-                    spec,
-                    expected_version=current.resource_version if expected is None else expected,
-                    actor=token.name,
-                )
-            except StaleWriteError:
-                if expected is not None:
-                    raise
-                continue
             if changed:
                 self.on_change(name)
             return service, False
         raise ConflictError(f"service {name!r} changes too often right now; retry in a moment")
 
     def delete_service(self, token: Token, name: str, resource_version: int | None = None) -> None:
-        def write(service: Service, expected: int) -> None:
-            can_write(token, service.team, f"service {name!r}")
-            self.store.delete_service(name, expected_version=expected, actor=token.name)
-
-        self._mutate(name, resource_version, write)
+        self.store.delete_service(
+            name,
+            expected_version=resource_version,
+            actor=token.name,
+            check=self._writer(token, "service {name!r}"),
+        )
+        self.on_change(name)
 
     # ------------------------------------------------------------------ revisions
 
@@ -162,13 +148,15 @@ class ControlPlane:
             artifact = spec.artifact.model_copy(update={"digest": metadata.digest})
             spec = spec.model_copy(update={"artifact": artifact})
 
-        def write(current: Service, expected: int) -> Revision:
-            can_write(token, current.team, f"service {name!r}")
-            return self.store.create_revision(
-                name, spec, expected_version=expected, actor=token.name
-            )
-
-        return self._mutate(name, None, write)
+        revision = self.store.create_revision(
+            name,
+            spec,
+            expected_version=None,
+            actor=token.name,
+            check=self._writer(token, "service {name!r}"),
+        )
+        self.on_change(name)
+        return revision
 
     def get_revision(self, name: str, ref: str) -> Revision:
         return self.store.get_revision(name, self.revision_ref(name, ref))
@@ -215,25 +203,27 @@ class ControlPlane:
 
     def set_traffic(self, token: Token, name: str, route: TrafficRoute) -> TrafficRoute:
         normalized = self._normalize_route(name, route)
-
-        def write(service: Service, expected: int) -> Service:
-            can_write(token, service.team, f"the traffic of service {name!r}")
-            return self.store.set_traffic(
-                name, normalized, expected_version=expected, actor=token.name
-            )
-
-        service = self._mutate(name, route.resource_version, write)
+        service = self.store.set_traffic(
+            name,
+            normalized,
+            expected_version=route.resource_version,
+            actor=token.name,
+            check=self._writer(token, "the traffic of service {name!r}"),
+        )
+        self.on_change(name)
         assert service.traffic is not None
         return service.traffic
 
     def rollback(
         self, token: Token, name: str, resource_version: int | None = None
     ) -> TrafficRoute:
-        def write(service: Service, expected: int) -> Service:
-            can_write(token, service.team, f"the traffic of service {name!r}")
-            return self.store.rollback(name, expected_version=expected, actor=token.name)
-
-        service = self._mutate(name, resource_version, write)
+        service = self.store.rollback(
+            name,
+            expected_version=resource_version,
+            actor=token.name,
+            check=self._writer(token, "the traffic of service {name!r}"),
+        )
+        self.on_change(name)
         assert service.traffic is not None
         return service.traffic
 

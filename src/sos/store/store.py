@@ -1,10 +1,12 @@
 """The SQL store: the single source of truth of SOS, and the only code that speaks SQL.
 
-Every write that changes a service is a compare-and-swap on ``services.resource_version``
-(``UPDATE services ... WHERE name = ? AND resource_version = ?``), so two writers, in one
-process or many, on SQLite or PostgreSQL, can never both win against the same version: the
-loser gets ``StaleWriteError`` (a ``ConflictError``, HTTP 409). History rows are written in
-the same transaction as the change they describe.
+Every write that changes a service locks its row (``SELECT ... FOR UPDATE`` on PostgreSQL,
+``BEGIN IMMEDIATE`` on SQLite) and is a compare-and-swap on ``services.resource_version``
+(``UPDATE services ... WHERE name = ? AND resource_version = ?``). A write given a resource
+version is conditional on it: two writers, in one process or many, can never both win
+against the same version; the loser gets ``StaleWriteError`` (a ``ConflictError``, HTTP
+409). A write without one applies to whatever it finds under the lock. History rows are
+written in the same transaction as the change they describe.
 
 Methods are synchronous (SQLAlchemy Core); async callers run them in a worker thread.
 """
@@ -56,11 +58,13 @@ from sos.models import (
 from sos.runtime.base import DesiredService
 from sos.store import tables as t
 
-__all__ = ["Clock", "StaleWriteError", "Store", "hash_secret", "normalize_database_url"]
+__all__ = ["Check", "Clock", "StaleWriteError", "Store", "hash_secret", "normalize_database_url"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+#: called with the locked service inside a write; raises to veto it (e.g. PermissionDenied)
+Check = Callable[[Service], None]
 
 
 def _utcnow() -> datetime:
@@ -203,8 +207,11 @@ class Store:
 
     # ------------------------------------------------------------------ services
 
-    def _service_row(self, conn: Connection, name: str) -> Row[Any]:
-        row = conn.execute(select(t.services).where(t.services.c.name == name)).first()
+    def _service_row(self, conn: Connection, name: str, *, lock: bool = False) -> Row[Any]:
+        query = select(t.services).where(t.services.c.name == name)
+        if lock:  # PostgreSQL: hold the row until commit (SQLite: BEGIN IMMEDIATE did it)
+            query = query.with_for_update()
+        row = conn.execute(query).first()
         if row is None:
             raise NotFoundError(
                 f"service {name!r} does not exist: list services with `sos services`",
@@ -276,6 +283,16 @@ class Store:
                 f"service {spec.name!r} already exists", details={"service": spec.name}
             ) from None
 
+    def _locked(
+        self, conn: Connection, name: str, expected_version: int | None, check: Check | None
+    ) -> tuple[Row[Any], int]:
+        """Lock the service row, let ``check`` veto (authorization), and pick the version the
+        write is conditional on: the caller's, or the one just read under the lock."""
+        row = self._service_row(conn, name, lock=True)
+        if check is not None:
+            check(self._to_service(row))
+        return row, row.resource_version if expected_version is None else expected_version
+
     def _swap(
         self, conn: Connection, name: str, expected_version: int, values: dict[str, Any]
     ) -> None:
@@ -303,11 +320,16 @@ class Store:
         )
 
     def update_service(
-        self, spec: ServiceSpec, *, expected_version: int, actor: str
+        self,
+        spec: ServiceSpec,
+        *,
+        expected_version: int | None,
+        actor: str,
+        check: Check | None = None,
     ) -> tuple[Service, bool]:
         """Apply ``spec`` to an existing service; returns (service, changed)."""
         with self.write() as conn:
-            row = self._service_row(conn, spec.name)
+            row, expected_version = self._locked(conn, spec.name, expected_version, check)
             before = {"team": row.team, "description": row.description}
             after = {"team": spec.team, "description": spec.description}
             if row.resource_version != expected_version:
@@ -323,9 +345,16 @@ class Store:
             )
             return self._to_service(self._service_row(conn, spec.name)), True
 
-    def delete_service(self, name: str, *, expected_version: int, actor: str) -> None:
+    def delete_service(
+        self,
+        name: str,
+        *,
+        expected_version: int | None,
+        actor: str,
+        check: Check | None = None,
+    ) -> None:
         with self.write() as conn:
-            row = self._service_row(conn, name)
+            row, expected_version = self._locked(conn, name, expected_version, check)
             self._swap(conn, name, expected_version, {})
             conn.execute(delete(t.revisions).where(t.revisions.c.service == name))
             conn.execute(delete(t.services).where(t.services.c.name == name))
@@ -362,12 +391,13 @@ class Store:
         name: str,
         spec: RevisionSpec,
         *,
-        expected_version: int,
+        expected_version: int | None,
         actor: str,
+        check: Check | None = None,
     ) -> Revision:
         """Create the next revision of ``name``; the first one also gets 100% of traffic."""
         with self.write() as conn:
-            row = self._service_row(conn, name)
+            row, expected_version = self._locked(conn, name, expected_version, check)
             number = row.revision_counter + 1
             if number > 99999:
                 raise ConflictError(f"service {name!r} has reached 99999 revisions")
@@ -456,12 +486,13 @@ class Store:
         name: str,
         route: TrafficRoute,
         *,
-        expected_version: int,
+        expected_version: int | None,
         actor: str,
+        check: Check | None = None,
     ) -> Service:
         """Replace the traffic route; the old one becomes what a rollback returns to."""
         with self.write() as conn:
-            row = self._service_row(conn, name)
+            row, expected_version = self._locked(conn, name, expected_version, check)
             before = _load_route(row.traffic, None)
             new = _dump_route(route)
             self._swap(
@@ -478,10 +509,17 @@ class Store:
             )
             return self._to_service(self._service_row(conn, name))
 
-    def rollback(self, name: str, *, expected_version: int, actor: str) -> Service:
+    def rollback(
+        self,
+        name: str,
+        *,
+        expected_version: int | None,
+        actor: str,
+        check: Check | None = None,
+    ) -> Service:
         """Swap the current and the previous route in one step (twice goes forward again)."""
         with self.write() as conn:
-            row = self._service_row(conn, name)
+            row, expected_version = self._locked(conn, name, expected_version, check)
             if not row.previous_traffic:
                 raise ConflictError(
                     f"service {name!r} has no earlier traffic route to roll back to; "

@@ -54,7 +54,7 @@ class Catalog:
         return next((m for m in self.known.values() if m.digest == digest), None)
 
 
-router = APIRouter(prefix="/artifacts")
+router = APIRouter(prefix="/test-plugin")
 
 
 @router.get("")
@@ -112,7 +112,7 @@ def test_a_different_digest_than_the_stored_one_is_a_conflict(client: Client) ->
 
 def test_plugin_router_is_mounted_under_the_api_with_auth(client: Client) -> None:
     listed = httpx.get(
-        f"{client.url}/api/v1/artifacts", headers={"Authorization": f"Bearer {client.token}"}
+        f"{client.url}/api/v1/test-plugin", headers={"Authorization": f"Bearer {client.token}"}
     )
     assert listed.status_code == 200 and listed.json()[0]["digest"] == DIGEST
-    assert httpx.get(f"{client.url}/api/v1/artifacts").status_code == 401
+    assert httpx.get(f"{client.url}/api/v1/test-plugin").status_code == 401
