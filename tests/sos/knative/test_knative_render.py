@@ -118,7 +118,7 @@ def test_render_full_service_with_canary_tag() -> None:
                                 {
                                     "name": "SOS_ARTIFACT_URL",
                                     "value": "http://sos.sos-system.svc:8700"
-                                    f"/api/v1/artifacts/by-digest/{digest}",
+                                    f"/api/v1/blobs/{digest}",
                                 },
                             ],
                             "resources": {

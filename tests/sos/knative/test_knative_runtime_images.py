@@ -206,7 +206,7 @@ class ArtifactStore:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def url(self, digest: str) -> str:
-        return f"{self.base}/api/v1/artifacts/by-digest/{digest}"
+        return f"{self.base}/api/v1/blobs/{digest}"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -322,7 +322,7 @@ def test_python_artifact_starts_like_sos_launch_from_a_rendered_manifest(
     assert seen["env"]["GREETING"] == "hello $(USER) $$"
     hex_ = digest.removeprefix("sha256:")
     assert seen["argv"] == [str(tmp_path / "sos-artifacts" / f"{hex_}.pyz")]
-    assert [path for path, _ in store.requests] == [f"/api/v1/artifacts/by-digest/{digest}"]
+    assert [path for path, _ in store.requests] == [f"/api/v1/blobs/{digest}"]
 
 
 @pytest.mark.parametrize(
@@ -381,7 +381,7 @@ def test_every_downloader_sends_the_token(downloader: str, tmp_path: Path, entry
             }
         )
         assert "argv" in started.answer()
-        assert secured.requests == [(f"/api/v1/artifacts/by-digest/{digest}", "Bearer s3cret")]
+        assert secured.requests == [(f"/api/v1/blobs/{digest}", "Bearer s3cret")]
     finally:
         secured.close()
 

@@ -155,9 +155,7 @@ def test_export_prints_the_knative_service_as_yaml(sos: CliRunner, server: Runni
     container = manifest["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "localhost:5000/sos/runtime-python:3.11"
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["SOS_ARTIFACT_URL"] == (
-        f"http://sos.sos-system:8700/api/v1/artifacts/by-digest/{VERSIONS['v2']}"
-    )
+    assert env["SOS_ARTIFACT_URL"] == (f"http://sos.sos-system:8700/api/v1/blobs/{VERSIONS['v2']}")
     assert [
         (t["revisionName"], t["percent"], t.get("tag")) for t in manifest["spec"]["traffic"]
     ] == [

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 __all__ = ["ARTIFACT_ROUTE", "DEFAULT_REGISTRY", "KnativeSettings"]
 
 #: the SOS server route that serves an artifact's bytes by digest
-ARTIFACT_ROUTE = "/api/v1/artifacts/by-digest/{digest}"
+ARTIFACT_ROUTE = "/api/v1/blobs/{digest}"
 DEFAULT_REGISTRY = "localhost:5000/sos"
 
 _REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.:_-]*[a-z0-9])?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$")
