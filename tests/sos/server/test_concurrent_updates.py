@@ -100,3 +100,25 @@ def test_many_concurrent_traffic_changes_each_land_exactly_once(
             assert later.before == earlier.after
         service = client.get_service(SVC)
         assert service.resource_version == 1 + 3 + 24
+
+
+def test_unconditional_writes_under_contention_all_land(
+    sos_server: Callable[..., RunningServer], database_url: str
+) -> None:
+    """Without a resource version a write applies to whatever is there: never a spurious 409."""
+    server = sos_server(database_url=database_url)
+    with server.client() as admin:
+        admin.apply(Service(name=SVC, team="recs"))
+        admin.create_revision(SVC, Revision(artifact=Artifact(name="a", version="1")))
+        admin.create_revision(SVC, Revision(artifact=Artifact(name="a", version="2")))
+
+    def shift(n: int) -> None:
+        with server.client() as client:
+            client.set_traffic(SVC, {n % 2 + 1: 100})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(shift, range(40)))
+    with server.client() as client:
+        changes = [e for e in client.history(SVC, limit=1000) if e.action == "traffic.changed"]
+        assert len(changes) == 41
+        assert client.get_service(SVC).resource_version == 1 + 2 + 40
