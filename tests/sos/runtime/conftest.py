@@ -15,11 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.sos.runtime.harness import APPS, digest_of
 
 from sos.models import ArtifactMetadata, Revision, Service, TrafficRoute, revision_id
 from sos.runtime.base import DesiredService
-
-APPS = Path(__file__).parent / "apps"
 
 
 def free_port() -> int:
@@ -103,12 +102,6 @@ def start_app(hello_pyz: Path) -> Iterator[StartApp]:
 
 
 # --------------------------------------------------------------------------- desired state
-
-
-def digest_of(path: Path) -> str:
-    import hashlib
-
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def make_desired(

@@ -5,138 +5,29 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.sos.runtime.conftest import APPS, digest_of
-
-from sos.client import Client
-from sos.models import ArtifactMetadata, RevisionSpec, ServiceSpec
-
-TOKEN = "e2e-admin-token-0123456789abcdef"
-BOOT = (
-    "import sys; sys.path.insert(0, {plugins!r}); import sos.server.app as a; "
-    "a.ROUTER_MODULES.append('artifact_dir_plugin'); from sos.cli import main; "
-    "sys.argv[0] = 'sos'; main()"
+from tests.sos.runtime.harness import (
+    TOKEN,
+    ServerProcess,
+    instances_of,
+    kill_instances,
+    publish,
+    until,
 )
 
+from sos.client import Client
+from sos.models import RevisionSpec, ServiceSpec
+
 pytestmark = pytest.mark.slow
-
-
-class ServerProcess:
-    """`sos server --backend local` in a subprocess; reads where it listens from its output."""
-
-    def __init__(self, data_dir: Path, artifacts: Path, router_port: int, **env: str) -> None:
-        self.output: list[str] = []
-        argv = [
-            sys.executable,
-            "-c",
-            BOOT.format(plugins=str(APPS / "plugins")),
-            "server",
-            "--port",
-            "0",
-            "--backend",
-            "local",
-            "--router-port",
-            str(router_port),
-            "--data-dir",
-            str(data_dir),
-        ]
-        self.process = subprocess.Popen(
-            argv,
-            env={
-                **os.environ,
-                "SOS_ADMIN_TOKEN": TOKEN,
-                "SOS_TEST_ARTIFACTS": str(artifacts),
-                **env,
-            },
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-        self.url = self._wait(r"listening on (http://\S+)")
-        self.router_port = int(self._wait(r"router listening on http://127\.0\.0\.1:(\d+)"))
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-
-    def _wait(self, pattern: str, seconds: float = 30) -> str:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            for line in list(self.output):
-                found = re.search(pattern, line)
-                if found:
-                    return found.group(1)
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no {pattern!r} in server output:\n{''.join(self.output)}")
-
-    def stop(self) -> None:
-        """Ctrl-C, as a user would."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def publish(artifact: Path, name: str, language: str, into: Path) -> None:
-    digest = digest_of(artifact)
-    shutil.copy(artifact, into / digest.removeprefix("sha256:"))
-    meta = ArtifactMetadata(
-        name=name,
-        version="v1",
-        language=language,
-        runtime_version="3.11",
-        entry_point=artifact.name,
-        digest=digest,
-        size=artifact.stat().st_size,
-        created_by="test",
-        created_at=datetime.now(UTC),
-    )
-    (into / f"{name}-v1.json").write_text(meta.model_dump_json())
-
-
-def instances_of(revision: str, data_dir: Path) -> list[int]:
-    """Pids of live instances of ``revision`` started by the server using ``data_dir``."""
-    marker = f"SOS_RUNTIME={(data_dir / 'runtime').resolve()}".encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            wanted = f"SOS_REVISION={revision}".encode()
-            if wanted in environ and marker in environ and ") Z" not in stat:
-                pids.append(int(entry))
-    return pids
-
-
-def until(check: Callable[[], bool], seconds: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -156,9 +47,7 @@ def servers(tmp_path: Path) -> Iterator[list[ServerProcess]]:
         server.stop()
         print("".join(server.output))  # shown by pytest when the test failed
     # a failed test must not leave instances behind (a stopped server leaves them running)
-    for revision in ("shop-00001", "shop-00002", "shop-00003"):
-        for pid in instances_of(revision, tmp_path / "data"):
-            os.killpg(pid, signal.SIGKILL)
+    kill_instances(tmp_path / "data")
 
 
 def test_deploy_split_scale_to_zero_crash_and_restart_over_real_http(
