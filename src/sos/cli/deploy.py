@@ -40,10 +40,19 @@ from sos.cli._output import (
     handle_errors,
 )
 from sos.cli.services import short
-from sos.errors import ValidationError
-from sos.models import Revision, RevisionSpec, Route, Service, ServiceSpec, TrafficRoute
+from sos.client import Client
+from sos.errors import NotFoundError, ValidationError
+from sos.models import (
+    Revision,
+    RevisionSpec,
+    Route,
+    Service,
+    ServiceSpec,
+    TrafficRoute,
+    normalize_revision_ref,
+)
 
-__all__ = ["DeployPlan", "load_deploy_file", "same_spec"]
+__all__ = ["DeployPlan", "load_deploy_file", "plan_steps", "same_spec"]
 
 _KINDS: dict[str, tuple[type[Any], ...]] = {
     "service": (ServiceSpec,),
@@ -167,6 +176,47 @@ def same_spec(existing: Revision, wanted: RevisionSpec) -> bool:
     return bool(have == want)
 
 
+def plan_steps(c: Client, plan: DeployPlan, force: bool = False) -> list[str]:
+    """What ``sos deploy`` would do, read from the server without changing anything."""
+    name = plan.service.name
+    steps: list[str] = []
+    try:
+        current: Service | None = c.get_service(name)
+    except NotFoundError:
+        current = None
+    if current is None:
+        steps.append(f"create service {name} for team {plan.service.team}")
+    elif (current.team, current.description) != (plan.service.team, plan.service.description):
+        steps.append(f"update service {name} (team {plan.service.team})")
+    else:
+        steps.append(f"keep service {name} as it is")
+    latest = current.latest_revision if current else None
+    if plan.revision is not None:
+        newest = c.get_revision(name, latest) if latest and not force else None
+        if newest is not None and same_spec(newest, plan.revision):
+            steps.append(f"create no revision: {short(newest.id)} already has this spec")
+        else:
+            number = int(short(latest)) + 1 if latest else 1
+            latest = f"{name}-{number:05d}"
+            artifact = plan.revision.artifact
+            steps.append(
+                f"create revision {number:05d} from artifact {artifact.name} {artifact.version}"
+            )
+            if current is None or current.traffic is None:
+                steps.append(f"give revision {number:05d} all traffic (the first revision)")
+    if plan.traffic is not None:
+        route = _resolve_latest(plan.traffic, latest)
+        parts = []
+        for r in route.routes:
+            try:
+                rev = short(normalize_revision_ref(name, r.revision))
+            except ValueError as exc:
+                raise ValidationError(f"{plan.source}: traffic: {exc}") from None
+            parts.append(f"{rev}={r.percent}" + (f"@{r.tag}" if r.tag else ""))
+        steps.append(f"set traffic {' '.join(parts)}")
+    return steps
+
+
 def _resolve_latest(route: TrafficRoute, latest: str | None) -> TrafficRoute:
     routes = []
     for r in route.routes:
@@ -185,10 +235,22 @@ def deploy(
     wait: bool = typer.Option(True, help="Wait until the revision is ready."),
     timeout: float = typer.Option(300, help="Seconds to wait for readiness."),
     force: bool = typer.Option(False, help="Create a revision even if the newest is the same."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Validate the file and say what would change; change nothing."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Apply a service, create a revision and optionally set its traffic, from a file."""
     plan = load_deploy_file(file)
+    if dry_run:
+        with client() as c:
+            steps = plan_steps(c, plan, force)
+        if as_json:
+            emit_json({"file": str(file), "steps": steps})
+        else:
+            for step in steps:
+                console.print(f"would {step}")
+        return
     name = plan.service.name
     created: Revision | None = None
     reused: Revision | None = None

@@ -218,3 +218,22 @@ def test_documented_example_files_deploy(sos: CliRunner) -> None:
     canary = run(sos, "deploy", str(examples / "sfix-service-canary.yaml"))
     assert canary.exit_code == 0, canary.output
     assert "traffic: 00002=10@canary 00001=90" in canary.stdout
+
+
+def test_dry_run_says_what_would_change_and_changes_nothing(sos: CliRunner, tmp_path: Path) -> None:
+    file = write(tmp_path, "deploy.py", PY_DEPLOY.format(version="v1", memory="2G"))
+    before = run(sos, "deploy", str(file), "--dry-run")
+    assert before.exit_code == 0, before.output
+    assert before.stdout.splitlines() == [
+        "would create service sfix-service for team recs",
+        "would create revision 00001 from artifact sfix_service v1",
+        "would give revision 00001 all traffic (the first revision)",
+    ]
+    assert json.loads(run(sos, "services", "--json").stdout) == []
+    run(sos, "deploy", str(file))
+    canary = run(sos, "deploy", str(write(tmp_path, "c.yaml", YAML_CANARY)), "--dry-run", "--json")
+    assert json.loads(canary.stdout)["steps"] == [
+        "update service sfix-service (team recs)",  # the YAML has no description
+        "create revision 00002 from artifact sfix_service v2",
+        "set traffic 00002=10@canary 00001=90",
+    ]
