@@ -10,12 +10,11 @@ import sys
 import time
 import zipapp
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.sos.runtime.harness import APPS, digest_of
+from tests.sos.runtime.harness import APPS, digest_of, metadata_for
 
 from sos.models import ArtifactMetadata, Revision, Service, TrafficRoute, revision_id
 from sos.runtime.base import DesiredService
@@ -114,19 +113,10 @@ def make_desired(
     built: list[Revision] = []
     artifacts: dict[str, ArtifactMetadata] = {}
     for number, artifact, spec in revisions:
-        digest = digest_of(artifact)
         language = "go" if artifact.suffix == "" else "python"
-        artifacts[digest] = ArtifactMetadata(
-            name=artifact.stem,
-            version="v1",
-            language=language,
-            runtime_version="3.11",
-            entry_point=artifact.name,
-            digest=digest,
-            size=artifact.stat().st_size,
-            created_by="test",
-            created_at=datetime.now(UTC),
-        )
+        meta = metadata_for(artifact, artifact.stem, language)
+        digest = meta.digest
+        artifacts[digest] = meta
         data = {"artifact": {"name": artifact.stem, "version": "v1", "digest": digest}, **spec}
         revision = Revision.model_validate(
             {**data, "id": revision_id(service, number), "service": service, "number": number}

@@ -100,20 +100,25 @@ class ServerProcess:
                 self.process.wait()
 
 
-def publish(artifact: Path, name: str, language: str, into: Path) -> None:
-    digest = digest_of(artifact)
-    shutil.copy(artifact, into / digest.removeprefix("sha256:"))
-    meta = ArtifactMetadata(
+def metadata_for(artifact: Path, name: str, language: str) -> ArtifactMetadata:
+    """Artifact metadata for a file, as a build would record it."""
+    return ArtifactMetadata(
         name=name,
         version="v1",
-        language=language,
+        language=language,  # type: ignore[arg-type]
         runtime_version="3.11",
         entry_point=artifact.name,
-        digest=digest,
+        digest=digest_of(artifact),
         size=artifact.stat().st_size,
         created_by="test",
         created_at=datetime.now(UTC),
     )
+
+
+def publish(artifact: Path, name: str, language: str, into: Path) -> None:
+    """Put an artifact where ``artifact_dir_plugin`` finds it (as ``name`` version v1)."""
+    meta = metadata_for(artifact, name, language)
+    shutil.copy(artifact, into / meta.digest.removeprefix("sha256:"))
     (into / f"{name}-v1.json").write_text(meta.model_dump_json())
 
 
