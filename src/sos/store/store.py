@@ -36,10 +36,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from sos.errors import ConflictError, NotFoundError, ValidationError
+from sos.errors import ConflictError, NotFoundError, ServerUnavailableError, ValidationError
 from sos.models import (
     HistoryEntry,
     Revision,
@@ -85,6 +85,14 @@ def normalize_database_url(url: str) -> str:
     if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+def _shown(url: str) -> str:
+    """A database URL with its password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable URL)"
 
 
 def _make_engine(url: str) -> Engine:
@@ -149,7 +157,13 @@ class Store:
 
     def __init__(self, url: str, *, clock: Clock = _utcnow) -> None:
         self.url = normalize_database_url(url)
-        self.engine = _make_engine(self.url)
+        try:
+            self.engine = _make_engine(self.url)
+        except (ArgumentError, ImportError) as exc:
+            raise ValidationError(
+                f"cannot use database URL {_shown(self.url)}: {exc}; write it like "
+                "sqlite:////path/sos.db or postgresql://user:password@host:5432/sos"
+            ) from None
         self.clock = clock
         # SQLite has one writer at a time; queueing writers of this process on a lock is
         # much faster than SQLite's busy-wait (other processes still wait on busy_timeout)
@@ -164,7 +178,13 @@ class Store:
         """Bring the schema up to date (Alembic, migrations shipped inside the package)."""
         from sos.store.migrate import upgrade
 
-        upgrade(self.engine)
+        try:
+            upgrade(self.engine)
+        except (OperationalError, InterfaceError) as exc:
+            raise ServerUnavailableError(
+                f"cannot open the database {_shown(self.url)}: {str(exc.orig).strip()}; "
+                "check --database-url / SOS_DATABASE_URL and that the database server is up"
+            ) from None
 
     def close(self) -> None:
         self.engine.dispose()

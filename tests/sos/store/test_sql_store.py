@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import inspect
 
-from sos.errors import ConflictError, NotFoundError, ValidationError
+from sos.errors import ConflictError, NotFoundError, ServerUnavailableError, ValidationError
 from sos.models import (
     Artifact,
     RevisionSpec,
@@ -183,3 +183,12 @@ def test_tokens_are_found_by_secret_and_revoked_by_name(store: Store) -> None:
     assert store.token_for_secret(writer.secret) is None
     with pytest.raises(ValidationError, match="last admin"):
         store.delete_token(admin.id)
+
+
+def test_bad_database_urls_are_clear_errors_that_hide_the_password() -> None:
+    with pytest.raises(ValidationError, match="write it like sqlite:////path/sos.db"):
+        Store("nonsense")
+    down = Store("postgresql://bob:secret@127.0.0.1:1/sos")
+    with pytest.raises(ServerUnavailableError, match=r"bob:\*\*\*@127.0.0.1:1") as info:
+        down.migrate()
+    assert "secret" not in info.value.message
