@@ -186,7 +186,7 @@ def test_tokens_are_found_by_secret_and_revoked_by_name(store: Store) -> None:
 
 
 def test_bad_database_urls_are_clear_errors_that_hide_the_password() -> None:
-    with pytest.raises(ValidationError, match="write it like sqlite:////path/sos.db"):
+    with pytest.raises(ValidationError, match=r"write it like sqlite:////path/sos\.db"):
         Store("nonsense")
     down = Store("postgresql://bob:secret@127.0.0.1:1/sos")
     with pytest.raises(ServerUnavailableError, match=r"bob:\*\*\*@127.0.0.1:1") as info:
