@@ -45,7 +45,16 @@ def _root(
 
 
 # Modules that register commands on ``app``; add yours here.
-_COMMAND_MODULES: list[str] = ["server", "services", "traffic", "deploy", "auth", "build", "logs"]
+_COMMAND_MODULES: list[str] = [
+    "server",
+    "services",
+    "traffic",
+    "deploy",
+    "auth",
+    "build",
+    "logs",
+    "export",
+]
 
 
 def _load_commands() -> None:

@@ -79,6 +79,26 @@ def server(
         help="Port of the shared router that serves the services (local backend); "
         "0 picks a free one [env SOS_ROUTER_PORT; 8080].",
     ),
+    knative_namespace: str = typer.Option(
+        None,
+        help="Namespace of the Knative Services (knative backend) "
+        "[env SOS_KNATIVE_NAMESPACE; the kubeconfig context's].",
+    ),
+    knative_domain: str = typer.Option(
+        None,
+        help="The cluster's Knative domain, for URLs Knative has not reported yet "
+        "(knative backend) [env SOS_KNATIVE_DOMAIN].",
+    ),
+    image_registry: str = typer.Option(
+        None,
+        help="Registry of the curated runtime images (knative backend) "
+        "[env SOS_IMAGE_REGISTRY; localhost:5000/sos].",
+    ),
+    knative_artifact_url: str = typer.Option(
+        None,
+        help="This server's URL as pods reach it, for artifact downloads (knative backend) "
+        "[env SOS_KNATIVE_ARTIFACT_URL].",
+    ),
     resync_seconds: float = typer.Option(
         None, help="Reconcile every service this often even without changes [30]."
     ),
@@ -108,6 +128,17 @@ def server(
     if router_port is not None:
         settings.backend_options["router_port"] = str(router_port)
     settings.backend = settings.backend or DEFAULT_BACKEND
+    knative = [
+        ("--knative-namespace", "namespace", knative_namespace),
+        ("--knative-domain", "domain", knative_domain),
+        ("--image-registry", "image_registry", image_registry),
+        ("--knative-artifact-url", "artifact_url", knative_artifact_url),
+    ]
+    given = {key: value for _, key, value in knative if value is not None}
+    if given and settings.backend != "knative":
+        flags = ", ".join(flag for flag, _, value in knative if value is not None)
+        raise fail(f"{flags}: only with --backend knative", EXIT_USAGE)
+    settings.backend_options.update(given)
 
     sock = _bind(settings.host, settings.port)
     application = create_app(settings)

@@ -54,7 +54,7 @@ def fake_backend(context: BackendContext) -> Backend:
 BACKENDS: dict[str, str | BackendFactory] = {
     "fake": fake_backend,
     "local": "sos.runtime.local:create_backend",
-    # "knative": "sos.runtime.knative:create_backend",  issue 7 adds this
+    "knative": "sos.runtime.knative:create_backend",
 }
 
 #: what ``sos server`` runs when neither --backend nor SOS_BACKEND says
