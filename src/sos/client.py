@@ -11,9 +11,11 @@ Every method raises one family, ``sos.SOSError``, rebuilt from the server's JSON
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -32,6 +34,7 @@ from sos.errors import (
     error_from_payload,
 )
 from sos.models import (
+    ArtifactMetadata,
     DesiredState,
     HistoryEntry,
     LogRecord,
@@ -114,12 +117,16 @@ class Client:
         *,
         json_body: Any = None,
         params: Mapping[str, Any] | None = None,
+        content: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         try:
             response = self._http.request(
                 method,
                 API + path,
                 json=json_body,
+                content=content,
+                headers=headers,
                 params={k: v for k, v in (params or {}).items() if v is not None},
             )
         except httpx.TransportError as exc:
@@ -308,3 +315,74 @@ class Client:
     def health(self) -> dict[str, Any]:
         data: dict[str, Any] = self._request("GET", "/healthz").json()
         return data
+
+    # ------------------------------------------------------------------ artifacts
+
+    def push_artifact(
+        self, path: str | Path, *, metadata: ArtifactMetadata | None = None
+    ) -> ArtifactMetadata:
+        """Upload an artifact file (streamed). ``metadata`` defaults to the JSON that
+        ``sos build`` wrote beside it. Pushing the same bytes again is a no-op; other bytes
+        under an existing version raise ``ConflictError``."""
+        from sos.artifacts.base import CHUNK_SIZE, file_digest
+        from sos.build.api import read_metadata
+
+        file = Path(path)
+        meta = metadata or read_metadata(file)
+        digest = file_digest(file)
+        if digest != meta.digest:
+            raise ValidationError(
+                f"{file} has digest {digest} but its metadata says {meta.digest}: the file "
+                "changed after it was built; build it again"
+            )
+        encoded = base64.urlsafe_b64encode(meta.model_dump_json().encode()).decode("ascii")
+
+        def chunks() -> Iterator[bytes]:
+            with file.open("rb") as handle:
+                yield from iter(lambda: handle.read(CHUNK_SIZE), b"")
+
+        response = self._request(
+            "PUT",
+            f"/artifacts/{_q(meta.name)}/{_q(meta.version)}",
+            content=chunks(),
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(file.stat().st_size),
+                "X-SOS-Digest": digest,
+                "X-SOS-Metadata": encoded.rstrip("="),
+            },
+        )
+        return ArtifactMetadata.model_validate(response.json())
+
+    def list_artifacts(self, name: str | None = None) -> list[ArtifactMetadata]:
+        return self._list("/artifacts", ArtifactMetadata, name=name)
+
+    def get_artifact(self, name: str, version: str) -> ArtifactMetadata:
+        return self._get(f"/artifacts/{_q(name)}/{_q(version)}", ArtifactMetadata)
+
+    def download_artifact(self, digest: str, dest: str | Path) -> Path:
+        """Save the bytes of ``digest`` to ``dest``, checking them on the way."""
+        import hashlib
+
+        target = Path(dest)
+        partial = target.with_name(f".{target.name}.partial")
+        sha = hashlib.sha256()
+        try:
+            with self._http.stream("GET", f"{API}/blobs/{_q(digest)}") as response:
+                if response.is_error:
+                    response.read()
+                    raise self._error(response)
+                with partial.open("wb") as handle:
+                    for chunk in response.iter_bytes():
+                        sha.update(chunk)
+                        handle.write(chunk)
+        except httpx.TransportError as exc:
+            partial.unlink(missing_ok=True)
+            raise ServerUnavailableError(
+                f"download of {digest} from {self.url} failed: {exc}"
+            ) from None
+        if f"sha256:{sha.hexdigest()}" != digest:
+            partial.unlink(missing_ok=True)
+            raise ValidationError(f"the bytes downloaded for {digest} do not match it; try again")
+        partial.replace(target)
+        return target

@@ -573,6 +573,12 @@ class ArtifactMetadata(_Model):
     extra: dict[str, Any] = Field(
         default_factory=dict, description="Builder-specific details (app kind, ...)"
     )
+    pushed_by: str | None = Field(
+        default=None, description="The token that pushed it to the server (read-only)"
+    )
+    pushed_at: datetime | None = Field(
+        default=None, description="When it was pushed to the server (read-only)"
+    )
 
     @field_validator("digest")
     @classmethod

@@ -11,6 +11,7 @@
 from sos.artifacts.base import (
     CHUNK_SIZE,
     ArtifactStore,
+    FileUpload,
     MemoryArtifactStore,
     StoredBlob,
     Upload,
@@ -23,6 +24,7 @@ from sos.artifacts.catalog import (
     is_dirty_version,
 )
 from sos.artifacts.local import LocalArtifactStore
+from sos.artifacts.s3 import S3ArtifactStore
 from sos.artifacts.safety import (
     check_digest,
     check_filename,
@@ -34,9 +36,11 @@ from sos.artifacts.safety import (
 __all__ = [
     "CHUNK_SIZE",
     "ArtifactStore",
+    "FileUpload",
     "LocalArtifactCatalog",
     "LocalArtifactStore",
     "MemoryArtifactStore",
+    "S3ArtifactStore",
     "StoredBlob",
     "Upload",
     "check_digest",

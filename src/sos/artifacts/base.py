@@ -22,7 +22,9 @@ from __future__ import annotations
 import abc
 import hashlib
 import io
+import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from sos.errors import NotFoundError, PayloadTooLargeError, ValidationError
 __all__ = [
     "CHUNK_SIZE",
     "ArtifactStore",
+    "FileUpload",
     "MemoryArtifactStore",
     "StoredBlob",
     "Upload",
@@ -138,6 +141,30 @@ class Upload(abc.ABC):
 
     @abc.abstractmethod
     def _abort(self) -> None: ...
+
+
+class FileUpload(Upload):
+    """An upload staged in a temporary file of ``directory`` (local disk, or before it
+    is sent to an object store); subclasses implement ``_commit`` with ``self.path``."""
+
+    def __init__(self, max_size: int | None, directory: Path) -> None:
+        super().__init__(max_size)
+        fd, name = tempfile.mkstemp(prefix="upload-", dir=directory)
+        self.path = Path(name)
+        self._file = os.fdopen(fd, "wb")
+
+    def _write(self, chunk: bytes) -> None:
+        self._file.write(chunk)
+
+    def _finish(self) -> None:
+        """Flush the staged bytes to disk and close the file."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+    def _abort(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
 
 
 class ArtifactStore(abc.ABC):

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from sos.artifacts.base import ArtifactStore, StoredBlob, Upload
+from sos.artifacts.base import ArtifactStore, FileUpload, StoredBlob, Upload
 from sos.artifacts.safety import check_digest
 from sos.errors import NotFoundError
 
@@ -27,34 +26,22 @@ __all__ = ["LocalArtifactStore"]
 logger = logging.getLogger(__name__)
 
 
-class _LocalUpload(Upload):
+class _LocalUpload(FileUpload):
     def __init__(self, store: LocalArtifactStore, max_size: int | None) -> None:
-        super().__init__(max_size)
+        super().__init__(max_size, store.root / "tmp")
         self._store = store
-        fd, name = tempfile.mkstemp(prefix="upload-", dir=store.root / "tmp")
-        self._path = Path(name)
-        self._file = os.fdopen(fd, "wb")
-
-    def _write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
 
     def _commit(self, digest: str) -> StoredBlob:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        self._finish()
         target = self._store._blob_path(digest)
         if target.exists():
-            self._path.unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)
             return StoredBlob(digest, self.size, created=False)
         target.parent.mkdir(parents=True, exist_ok=True)
-        self._path.chmod(0o444)
-        os.replace(self._path, target)
+        self.path.chmod(0o444)
+        os.replace(self.path, target)
         logger.info("stored artifact blob %s (%d bytes)", digest, self.size)
         return StoredBlob(digest, self.size, created=True)
-
-    def _abort(self) -> None:
-        self._file.close()
-        self._path.unlink(missing_ok=True)
 
 
 class LocalArtifactStore(ArtifactStore):

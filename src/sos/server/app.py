@@ -39,7 +39,7 @@ API_PREFIX = "/api/v1"
 #: Modules whose ``router`` (an APIRouter, mounted under /api/v1) the app includes. A module
 #: may also define ``configure(state: ServerState) -> None``, called at start-up before the
 #: backend is created, to set ``state.resolver``, ``state.artifact_path``, ``state.extra``.
-ROUTER_MODULES: list[str] = []
+ROUTER_MODULES: list[str] = ["sos.server.artifacts"]
 
 
 @dataclass(frozen=True)

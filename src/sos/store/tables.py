@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     ForeignKey,
@@ -26,7 +27,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-__all__ = ["UTCDateTime", "history", "metadata", "revisions", "services", "tokens"]
+__all__ = [
+    "UTCDateTime",
+    "artifacts",
+    "history",
+    "metadata",
+    "revisions",
+    "services",
+    "tokens",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -121,4 +130,22 @@ tokens = Table(
     Column("secret_hash", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("created_by", String(100), nullable=True),
+)
+
+# artifacts pushed to the server (issue 4): metadata by name+version; the bytes are in the
+# ArtifactStore under ``digest``. A name+version is immutable.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    Column("digest", String(71), nullable=False, index=True),
+    Column("language", String(20), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    # the whole ArtifactMetadata as the pusher sent it (with the server's digest and size)
+    Column("meta", JSON, nullable=False),
+    # the team of the token that first pushed this name (None: an admin pushed it)
+    Column("team", String(63), nullable=True),
+    Column("pushed_by", String(100), nullable=False),
+    Column("pushed_at", UTCDateTime, nullable=False),
 )

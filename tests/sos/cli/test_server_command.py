@@ -10,13 +10,29 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from sos import Artifact, Client, Revision, Service
+from sos.artifacts import file_digest
+from sos.models import ArtifactMetadata
 
 SVC = "sfix-service"
+
+
+def push(client: Client, folder: Path, version: str) -> None:
+    """`sos server` resolves a revision's artifact in its store: push one first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"a-{version}.js"
+    path.write_text(f"// version {version}\n")
+    meta = ArtifactMetadata(
+        name="a", version=version, language="node", runtime_version="20",
+        entry_point="a.js", digest=file_digest(path), size=path.stat().st_size,
+        created_by="test", created_at=datetime.now(UTC),
+    )  # fmt: skip
+    client.push_artifact(path, metadata=meta)
 
 
 class ServerProcess:
@@ -71,6 +87,8 @@ def test_state_and_admin_token_survive_a_restart(data_dir: Path) -> None:
         token = token_file.read_text().strip()
         with Client(first.url, token) as client:
             client.apply(Service(name=SVC, team="recs", description="kept"))
+            for version in ("1", "2", "3"):
+                push(client, data_dir.parent / "artifacts", version)
             client.create_revision(SVC, Revision(artifact=Artifact(name="a", version="1")))
             client.create_revision(SVC, Revision(artifact=Artifact(name="a", version="2")))
             client.set_traffic(SVC, {2: 70, 1: 30})
