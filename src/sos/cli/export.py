@@ -20,6 +20,18 @@ from sos.runtime.knative import ClusterState, KnativeSettings, export_yaml, plan
 __all__ = ["export"]
 
 
+def _settings_comment(settings: KnativeSettings) -> str:
+    """Which cluster-side settings the manifest was rendered with (they are not the
+    server's own unless the same options or SOS_* variables are given here)."""
+    namespace = settings.namespace or "none: kubectl's current one"
+    url = settings.artifact_url or "NONE: pods cannot download the artifact"
+    return (
+        f"# namespace: {namespace} (--namespace, SOS_KNATIVE_NAMESPACE)\n"
+        f"# image registry: {settings.image_registry} (--image-registry, SOS_IMAGE_REGISTRY)\n"
+        f"# artifact URL: {url} (--artifact-url, SOS_KNATIVE_ARTIFACT_URL)\n"
+    )
+
+
 def _steps_yaml(steps: list[dict[str, object]], waits: list[str | None]) -> str:
     parts = []
     for index, (manifest, wait) in enumerate(zip(steps, waits, strict=True), start=1):
@@ -74,8 +86,9 @@ def export(
         raise fail(str(exc), EXIT_USAGE) from None
     with client() as c:
         desired = c.desired(name)
-    if not from_scratch:
-        sys.stdout.write(export_yaml(desired, settings))
-        return
-    steps = plan_apply(desired, settings, ClusterState())
-    sys.stdout.write(_steps_yaml([s.manifest for s in steps], [s.wait_for for s in steps]))
+    if from_scratch:
+        steps = plan_apply(desired, settings, ClusterState())
+        text = _steps_yaml([s.manifest for s in steps], [s.wait_for for s in steps])
+    else:
+        text = export_yaml(desired, settings)
+    sys.stdout.write(_settings_comment(settings) + text)

@@ -153,6 +153,7 @@ def test_export_prints_the_knative_service_as_yaml(sos: CliRunner, server: Runni
     assert result.exit_code == 0, result.output
     manifest = yaml.safe_load(result.stdout)
     assert schema_errors(manifest) == [] and check_webhook_rules(manifest) == []
+    assert "# image registry: localhost:5000/sos (--image-registry" in result.stdout
     assert manifest["metadata"]["namespace"] == "ml"
     assert manifest["spec"]["template"]["metadata"]["name"] == "recs-00002"
     container = manifest["spec"]["template"]["spec"]["containers"][0]
