@@ -34,6 +34,7 @@ from knative_crd import schema_errors
 
 GROUP, VERSION = "serving.knative.dev", "v1"
 SERVICES = kmock.resource(GROUP, VERSION, "services")
+PODS = kmock.resource("", "v1", "pods")
 REVISIONS = kmock.resource(GROUP, VERSION, "revisions")
 APPLY = "application/apply-patch+yaml"
 
@@ -67,6 +68,10 @@ class KnativeStandIn:
         self.applies: list[Obj] = []  # every accepted apply body, in order
         self.apply_params: list[dict[str, str]] = []
         self.failing_images: set[str] = set()
+        #: pods of ready, routable revisions (one each) and their output lines
+        self.pods: dict[tuple[str, str], Obj] = {}
+        self.pod_logs: dict[str, list[str]] = {}
+        self._clock = itertools.count(1)
         self.running = True
         self._failures: dict[tuple[str, str], kmock.KubernetesError] = {}
         self._uids = itertools.count(1)
@@ -77,6 +82,8 @@ class KnativeStandIn:
         handler[kmock.action.DELETE, SERVICES] << self._delete_service
         handler[kmock.action.LIST, REVISIONS] << self._list_revisions
         handler[kmock.action.FETCH, REVISIONS] << self._get_revision
+        handler[kmock.action.LIST, PODS] << self._list_pods
+        handler[kmock.action.FETCH, PODS, kmock.subresource("log")] << self._pod_log
 
     # ------------------------------------------------------------------ test controls
 
@@ -102,6 +109,12 @@ class KnativeStandIn:
         del self.revisions[(namespace, name)]
         for key in list(self.services):
             self._reconcile(*key)
+
+    def log(self, pod: str, text: str) -> None:
+        """The app in ``pod`` prints a line (time moves one second per line)."""
+        second = next(self._clock)
+        stamp = f"2026-01-01T00:{second // 60:02d}:{second % 60:02d}.123456789Z"
+        self.pod_logs.setdefault(pod, []).append(f"{stamp} {text}")
 
     def service(self, name: str, namespace: str = "sos-test") -> Obj:
         return self.services[(namespace, name)]
@@ -268,6 +281,26 @@ class KnativeStandIn:
         ]
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "items": items}
 
+    def _list_pods(self, request: kmock.Request) -> Obj:
+        return self._list(request, self.pods, "PodList")
+
+    def _pod_log(self, request: kmock.Request) -> str:
+        key = (request.namespace or "default", request.name or "")
+        if key not in self.pods:
+            raise kmock.KubernetesError(status=404, reason="NotFound", message="pod not found")
+        if request.params.get("container") != "user-container":
+            raise kmock.KubernetesError(status=400, reason="BadRequest", message="container?")
+        if key[1] not in self.pod_logs:
+            raise kmock.KubernetesError(
+                status=400,
+                reason="BadRequest",
+                message=f'container "user-container" in pod "{key[1]}" is waiting to start',
+            )
+        lines = self.pod_logs[key[1]]
+        if "tailLines" in request.params:
+            lines = lines[-int(request.params["tailLines"]) :]
+        return "".join(line + "\n" for line in lines)
+
     def _get_revision(self, request: kmock.Request) -> Obj:
         key = (request.namespace or "default", request.name or "")
         if key not in self.revisions:
@@ -317,6 +350,17 @@ class KnativeStandIn:
                     else 0
                 )
                 rev["status"]["actualReplicas"] = rev["status"]["desiredReplicas"] = scale
+                pod = (ns, f"{rev_name}-deployment-7d9f8")
+                if scale and pod not in self.pods:
+                    labels = {
+                        "serving.knative.dev/service": name,
+                        "serving.knative.dev/revision": rev_name,
+                    }
+                    self.pods[pod] = {
+                        "metadata": {"name": pod[1], "namespace": ns, "labels": labels}
+                    }
+                elif not scale:
+                    self.pods.pop(pod, None)
         host = f"{name}.{namespace}.{self.domain}"
         status["observedGeneration"] = service["metadata"]["generation"]
         status["url"] = f"http://{host}"

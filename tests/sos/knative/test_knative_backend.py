@@ -334,3 +334,56 @@ async def test_missing_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
 async def test_unstarted_backend_says_so() -> None:
     with pytest.raises(BackendError, match="not started"):
         await KnativeBackend(KnativeSettings()).observe("recs")
+
+
+# --------------------------------------------------------------------------- logs
+
+
+async def test_logs_show_the_tail_of_every_pod_oldest_first(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    await backend.apply(desired(TWO, routes=[(2, 50, None), (1, 50, None)]))
+    one, two = "recs-00001-deployment-7d9f8", "recs-00002-deployment-7d9f8"
+    for text in ("starting", "listening on 8080"):
+        standin.log(one, text)
+    standin.log(two, "starting")
+    standin.log(one, "GET / 200")
+    lines = [line async for line in backend.logs("recs", tail=3)]
+    assert [(line.revision, line.instance, line.text) for line in lines] == [
+        ("recs-00001", one, "listening on 8080"),
+        ("recs-00002", two, "starting"),
+        ("recs-00001", one, "GET / 200"),
+    ]
+    assert lines[0].at < lines[1].at < lines[2].at
+    only = [line.text async for line in backend.logs("recs", "recs-00002")]
+    assert only == ["starting"]
+
+
+async def test_logs_follow_yields_only_new_lines(kubeconfig: Path, standin: KnativeStandIn) -> None:
+    polls = []
+
+    async def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        standin.log("recs-00001-deployment-7d9f8", f"line {len(polls) + 1}")
+
+    knative = KnativeBackend(KnativeSettings(kubeconfig=str(kubeconfig)), sleep=sleep)
+    await knative.start()
+    try:
+        await knative.apply(desired([revision(1)]))
+        standin.log("recs-00001-deployment-7d9f8", "line 1")
+        seen = []
+        async for line in knative.logs("recs", follow=True):
+            seen.append(line.text)
+            if len(seen) == 3:
+                break
+        assert seen == ["line 1", "line 2", "line 3"]
+        assert polls == [2.0, 2.0]
+    finally:
+        await knative.close()
+
+
+async def test_logs_skip_pods_that_have_not_started(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    await backend.apply(desired([revision(1)]))  # its pod exists but printed nothing yet
+    assert [line async for line in backend.logs("recs")] == []

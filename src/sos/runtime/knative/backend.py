@@ -19,8 +19,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,7 +36,7 @@ from sos.errors import (
     SOSError,
     ValidationError,
 )
-from sos.runtime.base import Backend, DesiredService, ObservedService
+from sos.runtime.base import Backend, DesiredService, LogLine, ObservedService
 from sos.runtime.knative.plan import (
     ClusterState,
     is_applied,
@@ -54,9 +55,9 @@ GROUP, VERSION = "serving.knative.dev", "v1"
 FIELD_MANAGER = "sos"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 RBAC_HINT = (
-    "SOS's Kubernetes identity needs get, list, patch and delete on "
-    "services.serving.knative.dev and get, list on revisions.serving.knative.dev in that "
-    "namespace (docs/sos/knative.md has the Role)"
+    "SOS's Kubernetes identity needs get, list, create, patch and delete on "
+    "services.serving.knative.dev, get and list on revisions.serving.knative.dev (and on "
+    "pods and pods/log for sos logs) in that namespace (docs/sos/knative.md has the Role)"
 )
 
 
@@ -131,6 +132,7 @@ class KnativeBackend(Backend):
         revision_timeout: float = 120.0,
         poll_interval: float = 0.5,
         request_timeout: float = 30.0,
+        log_poll_interval: float = 2.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -141,6 +143,7 @@ class KnativeBackend(Backend):
         self._revision_timeout = revision_timeout
         self._poll_interval = poll_interval
         self._request_timeout = request_timeout
+        self._log_poll_interval = log_poll_interval
         self._sleep = sleep
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
@@ -199,10 +202,13 @@ class KnativeBackend(Backend):
 
     # ------------------------------------------------------------------ API calls
 
-    def _api(self) -> k8s.CustomObjectsApi:
+    def _client(self) -> k8s.ApiClient:
         if self._api_client is None:
             raise BackendError("the Knative backend is not started: call start() first")
-        return k8s.CustomObjectsApi(self._api_client)
+        return self._api_client
+
+    def _api(self) -> k8s.CustomObjectsApi:
+        return k8s.CustomObjectsApi(self._client())
 
     async def _call(
         self,
@@ -215,9 +221,15 @@ class KnativeBackend(Backend):
     ) -> Any:
         """Call ``CustomObjectsApi.<method>`` for ``plural`` of Knative Serving in the
         namespace; a 404 for the object ``missing_ok`` returns None."""
+
+        def missing(exc: k8s.ApiException) -> bool:
+            details = _status_body(exc).get("details") or {}
+            return bool(missing_ok) and exc.status == 404 and details.get("name") == missing_ok
+
         call = getattr(self._api(), method)
-        try:
-            return await call(
+        return await self._guard(
+            action,
+            call(
                 GROUP,
                 VERSION,
                 self.namespace,
@@ -225,14 +237,22 @@ class KnativeBackend(Backend):
                 *args,
                 _request_timeout=self._request_timeout,
                 **kwargs,
-            )
+            ),
+            missing=missing,
+        )
+
+    async def _guard(
+        self,
+        action: str,
+        call: Awaitable[Any],
+        *,
+        missing: Callable[[k8s.ApiException], bool] = lambda _: False,
+    ) -> Any:
+        """Await one API call; errors become SOS errors, and ``missing`` ones None."""
+        try:
+            return await call
         except k8s.ApiException as exc:
-            body = _status_body(exc)
-            if (
-                missing_ok
-                and exc.status == 404
-                and (body.get("details") or {}).get("name") == (missing_ok)
-            ):
+            if missing(exc):
                 return None
             raise map_api_error(exc, action) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -345,6 +365,72 @@ class KnativeBackend(Backend):
             missing_ok=name,
         )
         self._locks.pop(name, None)
+
+    async def logs(
+        self,
+        service: str,
+        revision: str | None = None,
+        *,
+        tail: int = 100,
+        follow: bool = False,
+    ) -> AsyncIterator[LogLine]:
+        """The app's output in the service's pods (``user-container``; Kubernetes does not
+        keep stdout and stderr apart), oldest first; with ``follow``, polled every few
+        seconds for new lines. Needs get/list on pods and get on pods/log."""
+        selector = f"serving.knative.dev/service={service}"
+        if revision:
+            selector += f",serving.knative.dev/revision={revision}"
+        last: dict[str, datetime] = {}
+        first = True
+        while True:
+            batch = await self._log_batch(service, selector, last, tail if first else None)
+            for line in batch[-tail:] if first else batch:
+                yield line
+            if not follow:
+                return
+            first = False
+            await self._sleep(self._log_poll_interval)
+
+    async def _log_batch(
+        self, service: str, selector: str, last: dict[str, datetime], tail: int | None
+    ) -> list[LogLine]:
+        core = k8s.CoreV1Api(self._client())
+        pods = await self._guard(
+            f"list the pods of {self._where(service)}",
+            core.list_namespaced_pod(
+                self.namespace, label_selector=selector, _request_timeout=self._request_timeout
+            ),
+        )
+        lines: list[LogLine] = []
+        for pod in pods.items or []:
+            metadata = pod.metadata or k8s.V1ObjectMeta()
+            name = str(metadata.name)
+            revision = str((metadata.labels or {}).get("serving.knative.dev/revision", ""))
+            text = await self._guard(
+                f"read the logs of pod {name!r}",
+                core.read_namespaced_pod_log(
+                    name,
+                    self.namespace,
+                    container="user-container",
+                    timestamps=True,
+                    tail_lines=tail,
+                    since_seconds=None if name not in last else int(self._log_poll_interval) + 10,
+                    _request_timeout=self._request_timeout,
+                ),
+                missing=lambda exc: exc.status in (400, 404),  # not started yet, or gone
+            )
+            for raw in str(text or "").splitlines():
+                stamp, _, message = raw.partition(" ")
+                try:
+                    at = datetime.fromisoformat(stamp)
+                except ValueError:
+                    continue
+                if name in last and at <= last[name]:
+                    continue
+                last[name] = at
+                lines.append(LogLine(at, service, revision, name, "stdout", message))
+        lines.sort(key=lambda line: line.at)
+        return lines
 
     async def list_services(self) -> list[str]:
         services = await self._list("services", f"{MANAGED_BY_LABEL}=sos")
