@@ -5,7 +5,8 @@ subprocess on a free port, then measures with the real ``sos.Client``:
 
 - ``GET /healthz``: the baseline, no token and no SQL (FastAPI + uvicorn alone);
 - reads: whoami (token lookup), get service, list revisions;
-- writes: set traffic (compare-and-swap + history row), create revision;
+- writes: set traffic (compare-and-swap + history row), create revision (the artifact is
+  resolved in the server's artifact store);
 - the same reads from 8 client threads at once.
 
 Prints per call: requests/s, p50 and p99 in ms, and the ratio of p50 to the baseline
@@ -25,11 +26,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
-from sos import Artifact, Client, Revision, Service
+from sos import Artifact, ArtifactMetadata, Client, Revision, Service
+from sos.artifacts import file_digest
 
 
 def start_server(data_dir: Path, database_url: str | None) -> tuple[subprocess.Popen[str], str]:
@@ -94,6 +97,16 @@ def main() -> None:
             client = Client(url, token)
             svc = "bench-service"
             client.apply(Service(name=svc, team="bench"))
+            path = Path(tmp) / "bench-1.js"  # the server resolves artifacts: push one first
+            path.write_text("// bench\n")
+            client.push_artifact(
+                path,
+                metadata=ArtifactMetadata(
+                    name="bench", version="1", language="node", runtime_version="20",
+                    entry_point="bench-1.js", digest=file_digest(path),
+                    size=path.stat().st_size, created_by="bench", created_at=datetime.now(UTC),
+                ),
+            )  # fmt: skip
             spec = Revision(artifact=Artifact(name="bench", version="1"))
             client.create_revision(svc, spec)
             client.create_revision(svc, spec)

@@ -41,6 +41,7 @@ from sqlalchemy.pool import StaticPool
 
 from sos.errors import ConflictError, NotFoundError, ServerUnavailableError, ValidationError
 from sos.models import (
+    TRUSTED_SOURCE,
     HistoryEntry,
     Revision,
     RevisionSpec,
@@ -63,6 +64,7 @@ __all__ = ["Check", "Clock", "StaleWriteError", "Store", "hash_secret", "normali
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+_TRUSTED = {TRUSTED_SOURCE: True}
 #: called with the locked service inside a write; raises to veto it (e.g. PermissionDenied)
 Check = Callable[[Service], None]
 
@@ -253,7 +255,9 @@ class Store:
             updated_at=m["updated_at"],
             traffic=_load_route(m["traffic"], m["resource_version"]),
             latest_revision=revision_id(m["name"], counter) if counter else None,
-            status=ServiceStatus.model_validate(m["status"]) if m["status"] else ServiceStatus(),
+            status=ServiceStatus.model_validate(m["status"], context=_TRUSTED)
+            if m["status"]
+            else ServiceStatus(),
         )
 
     def list_services(self, team: str | None = None) -> list[Service]:
@@ -393,7 +397,11 @@ class Store:
     @staticmethod
     def _to_revision(row: Row[Any]) -> Revision:
         m = row._mapping
-        status = RevisionStatus.model_validate(m["status"]) if m["status"] else RevisionStatus()
+        status = (
+            RevisionStatus.model_validate(m["status"], context=_TRUSTED)
+            if m["status"]
+            else RevisionStatus()
+        )
         return Revision.model_validate(
             {
                 **m["spec"],
@@ -403,7 +411,8 @@ class Store:
                 "created_at": m["created_at"],
                 "created_by": m["created_by"],
                 "status": status,
-            }
+            },
+            context=_TRUSTED,
         )
 
     def create_revision(
