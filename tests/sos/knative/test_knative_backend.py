@@ -210,6 +210,24 @@ async def test_list_services_lists_only_what_sos_manages(
     assert await backend.list_services() == ["ads", "recs"]
 
 
+async def test_list_services_sees_only_its_own_instance(
+    kubeconfig: Path, standin: KnativeStandIn
+) -> None:
+    staging = KnativeBackend(KnativeSettings(kubeconfig=str(kubeconfig), instance="staging"))
+    prod = KnativeBackend(KnativeSettings(kubeconfig=str(kubeconfig)))
+    await staging.start()
+    await prod.start()
+    try:
+        await staging.apply(desired([revision(1)]))
+        await prod.apply(desired([revision(1, service="ads")], service="ads"))
+        # each server deletes the orphans it lists: never the other server's services
+        assert await staging.list_services() == ["recs"]
+        assert await prod.list_services() == ["ads"]
+    finally:
+        await staging.close()
+        await prod.close()
+
+
 async def test_explicit_namespace_wins_over_the_kubeconfig(
     kubeconfig: Path, standin: KnativeStandIn
 ) -> None:

@@ -72,7 +72,11 @@ def test_render_full_service_with_canary_tag() -> None:
         "metadata": {
             "name": "recs",
             "namespace": "ml",
-            "labels": {"app.kubernetes.io/managed-by": "sos", "sos.dev/team": "ml"},
+            "labels": {
+                "app.kubernetes.io/managed-by": "sos",
+                "sos.dev/instance": "sos",
+                "sos.dev/team": "ml",
+            },
         },
         "spec": {
             "template": {

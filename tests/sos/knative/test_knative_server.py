@@ -215,10 +215,13 @@ async def test_sos_server_command_runs_the_knative_backend(
     kubeconfig: Path, standin: KnativeStandIn, tmp_path: Path
 ) -> None:
     # a Knative Service SOS made once, for a service its store no longer has: an orphan
-    standin.services[("ml", "gone")] = {
-        "metadata": {"name": "gone", "labels": {"app.kubernetes.io/managed-by": "sos"}},
-        "spec": {"template": {}, "traffic": []},
-    }
+    mine = {"app.kubernetes.io/managed-by": "sos", "sos.dev/instance": "sos"}
+    theirs = {"app.kubernetes.io/managed-by": "sos", "sos.dev/instance": "staging"}
+    for name, labels in (("gone", mine), ("staging-svc", theirs)):
+        standin.services[("ml", name)] = {
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"template": {}, "traffic": []},
+        }
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOS_") and k != "KUBECONFIG"}
     env["SOS_KNATIVE_KUBECONFIG"] = str(kubeconfig)
     env["SOS_ADMIN_TOKEN"] = "sos-admin-" + "x" * 32
@@ -244,6 +247,7 @@ async def test_sos_server_command_runs_the_knative_backend(
                 break
             await asyncio.sleep(0.05)
         assert ("ml", "gone") not in standin.services, output
+        assert ("ml", "staging-svc") in standin.services  # another SOS server's
     finally:
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(30):

@@ -43,7 +43,7 @@ from sos.runtime.knative.plan import (
     plan_apply,
     template_from_revision,
 )
-from sos.runtime.knative.render import MANAGED_BY_LABEL, Manifest
+from sos.runtime.knative.render import INSTANCE_LABEL, MANAGED_BY_LABEL, Manifest
 from sos.runtime.knative.settings import KnativeSettings
 from sos.runtime.knative.status import observed_service
 
@@ -433,7 +433,8 @@ class KnativeBackend(Backend):
         return lines
 
     async def list_services(self) -> list[str]:
-        services = await self._list("services", f"{MANAGED_BY_LABEL}=sos")
+        selector = f"{MANAGED_BY_LABEL}=sos,{INSTANCE_LABEL}={self.settings.instance}"
+        services = await self._list("services", selector)
         return sorted(str(svc["metadata"]["name"]) for svc in services)
 
 
@@ -446,6 +447,7 @@ BACKEND_OPTIONS = (
     "artifact_token_secret",
     "kubeconfig",
     "context",
+    "instance",
 )
 
 

@@ -35,6 +35,7 @@ from sos.runtime.knative.settings import KnativeSettings
 
 __all__ = [
     "API_VERSION",
+    "INSTANCE_LABEL",
     "MANAGED_BY_LABEL",
     "export_yaml",
     "latest_revision",
@@ -48,6 +49,7 @@ __all__ = [
 API_VERSION = "serving.knative.dev/v1"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 TEAM_LABEL = "sos.dev/team"
+INSTANCE_LABEL = "sos.dev/instance"
 ARTIFACT_ANNOTATION = "sos.dev/artifact"
 DIGEST_ANNOTATION = "sos.dev/artifact-digest"
 CONTAINER_NAME = "user-container"
@@ -308,7 +310,11 @@ def render_service(
     metadata: Manifest = {"name": service.name}
     if settings.namespace:
         metadata["namespace"] = settings.namespace
-    metadata["labels"] = {MANAGED_BY_LABEL: "sos", TEAM_LABEL: service.team}
+    metadata["labels"] = {
+        MANAGED_BY_LABEL: "sos",
+        INSTANCE_LABEL: settings.instance,
+        TEAM_LABEL: service.team,
+    }
     manifest: Manifest = {
         "apiVersion": API_VERSION,
         "kind": "Service",

@@ -17,6 +17,9 @@ Every setting has an environment variable, so that ``sos server --backend knativ
                                 token for the artifact store (optional)
     SOS_KNATIVE_KUBECONFIG      kubeconfig file (default: $KUBECONFIG or ~/.kube/config)
     SOS_KNATIVE_CONTEXT         kubeconfig context (default: the current one)
+    SOS_KNATIVE_INSTANCE        which SOS server the Knative Services belong to (label
+                                sos.dev/instance, default "sos"): a server deletes the ones
+                                of its instance that it no longer knows, never others
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ DEFAULT_REGISTRY = "localhost:5000/sos"
 _REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.:_-]*[a-z0-9])?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SECRET = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _ENV = {
     "namespace": "SOS_KNATIVE_NAMESPACE",
     "domain": "SOS_KNATIVE_DOMAIN",
@@ -43,6 +47,7 @@ _ENV = {
     "artifact_token_secret": "SOS_KNATIVE_ARTIFACT_TOKEN_SECRET",
     "kubeconfig": "SOS_KNATIVE_KUBECONFIG",
     "context": "SOS_KNATIVE_CONTEXT",
+    "instance": "SOS_KNATIVE_INSTANCE",
 }
 
 
@@ -57,8 +62,14 @@ class KnativeSettings:
     artifact_token_secret: str | None = None
     kubeconfig: str | None = None
     context: str | None = None
+    instance: str = "sos"
 
     def __post_init__(self) -> None:
+        if len(self.instance) > 63 or not _LABEL_VALUE.match(self.instance):
+            raise ValueError(
+                f"instance {self.instance!r} must be a Kubernetes label value: letters, "
+                "digits, '-', '_' and '.', at most 63 characters (like 'sos-staging')"
+            )
         if self.namespace is not None and (
             len(self.namespace) > 63 or not _NAMESPACE.match(self.namespace)
         ):
@@ -106,6 +117,7 @@ class KnativeSettings:
             artifact_token_secret=pick("artifact_token_secret"),
             kubeconfig=pick("kubeconfig"),
             context=pick("context"),
+            instance=pick("instance") or "sos",
         )
 
     def artifact_download_url(self, digest: str) -> str | None:
