@@ -42,6 +42,7 @@ class ServerProcess:
 
     def __init__(self, data_dir: Path, artifacts: Path, router_port: int, **env: str) -> None:
         self.output: list[str] = []
+        self.data_dir = data_dir
         argv = [
             sys.executable,
             "-c",
