@@ -68,6 +68,10 @@ def test_api_never_answers_5xx_and_matches_its_schema(
 ) -> None:
     if case.path.endswith("/logs"):
         case.query = {**(case.query or {}), "follow": "false"}
+    if case.headers:
+        # HTTP clients compute Content-Length themselves; a fuzzed one is a malformed HTTP
+        # message that uvicorn rightly rejects with 400 before the app sees it
+        case.headers = {k: v for k, v in case.headers.items() if k.lower() != "content-length"}
     case.call_and_validate(
         base_url=fuzzed_server.url,
         headers={"Authorization": f"Bearer {fuzzed_server.admin_token}"},
