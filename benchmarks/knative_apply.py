@@ -9,7 +9,10 @@ thread (so the SOS side's CPU time is measured apart from the stand-in's):
 - baseline: one GET of the Knative Service (one API round trip);
 - apply with nothing changed (GET + LIST, no write), observe (GET + LIST);
 - apply with a traffic change (GET + LIST + server-side apply PATCH);
-- rendering alone (pure Python) for services with 1, 20 and 100 revisions.
+- rendering alone (pure Python) for services with 1, 20 and 100 revisions;
+- the reconciler's converge loop (apply + observe every 0.25 s, 40 virtual seconds, on a
+  virtual clock) with the backend's read throttle (``min_interval`` 1 s) and without it:
+  API requests per second for one deploying service.
 
     .venv/bin/python benchmarks/knative_apply.py [--rounds 200]
 
@@ -68,6 +71,10 @@ class StandInThread:
         return len(self.handler._requests)
 
 
+def _reader(now: list[float]) -> Callable[[], float]:
+    return lambda: now[0]
+
+
 def _summary(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.99) - 1)]
@@ -96,7 +103,7 @@ async def main(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = write_kubeconfig(Path(tmp) / "kubeconfig", url)
         settings = KnativeSettings(kubeconfig=str(config), artifact_url="http://sos:8700")
-        backend = KnativeBackend(settings)
+        backend = KnativeBackend(settings, min_interval=0)
         await backend.start()
         try:
             await backend.apply(splits[0])
@@ -110,7 +117,6 @@ async def main(rounds: int) -> None:
                 rows.append((label, *await _measure(rounds, standin, action)))
         finally:
             await backend.close()
-            standin.stop()
 
     base_cpu = rows[0][2]
     print(f"Knative backend, {rounds} rounds each (stand-in API server in its own thread)")
@@ -124,6 +130,29 @@ async def main(rounds: int) -> None:
             f"{label:<32}{requests:>9.1f}{p50 * 1e3:>10.2f}{p99 * 1e3:>10.2f}"
             f"{cpu * 1e3:>9.2f}{cpu / base_cpu:>7.1f}"
         )
+    with tempfile.TemporaryDirectory() as tmp:
+        config = write_kubeconfig(Path(tmp) / "kubeconfig", url)
+        for interval in (0.0, 1.0):
+            now = [0.0]
+            loop = KnativeBackend(
+                KnativeSettings(kubeconfig=str(config), artifact_url="http://sos:8700"),
+                min_interval=interval,
+                clock=_reader(now),
+            )
+            await loop.start()
+            try:
+                before = standin.count()
+                while now[0] < 40:
+                    await loop.apply(splits[0])
+                    await loop.observe("recs")
+                    now[0] += 0.25
+                rate = (standin.count() - before) / 40
+            finally:
+                await loop.close()
+            label = f"converge loop, min_interval {interval:g}s"
+            print(f"{label:<32}{rate:>9.1f} requests per second per deploying service")
+    standin.stop()
+
     render_settings = KnativeSettings(namespace="ml")
     for count in (1, 20, 100):
         many = desired([revision(n) for n in range(1, count + 1)], routes=[(count, 100, None)])

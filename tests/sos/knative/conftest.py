@@ -59,7 +59,7 @@ async def backend(kubeconfig: Path) -> AsyncIterator[KnativeBackend]:
     settings = KnativeSettings(
         kubeconfig=str(kubeconfig), artifact_url="http://sos.sos-system.svc:8700"
     )
-    knative = KnativeBackend(settings, poll_interval=0.01, revision_timeout=2)
+    knative = KnativeBackend(settings, poll_interval=0.01, revision_timeout=2, min_interval=0)
     await knative.start()
     yield knative
     await knative.close()

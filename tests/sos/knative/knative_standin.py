@@ -66,6 +66,7 @@ class KnativeStandIn:
         self.services: dict[tuple[str, str], Obj] = {}
         self.revisions: dict[tuple[str, str], Obj] = {}
         self.applies: list[Obj] = []  # every accepted apply body, in order
+        self.reads = 0  # GETs and LISTs of Services and Revisions
         self.apply_params: list[dict[str, str]] = []
         self.failing_images: set[str] = set()
         #: pods of ready, routable revisions (one each) and their output lines
@@ -243,6 +244,7 @@ class KnativeStandIn:
         return body
 
     def _get_service(self, request: kmock.Request) -> Obj:
+        self.reads += 1
         self._raise_if_failing("get", request.name)
         key = (request.namespace or "default", request.name or "")
         if key not in self.services:
@@ -272,6 +274,7 @@ class KnativeStandIn:
         return self._list(request, self.revisions, "RevisionList")
 
     def _list(self, request: kmock.Request, store: dict[tuple[str, str], Obj], kind: str) -> Obj:
+        self.reads += kind != "PodList"
         self._raise_if_failing("list", kind)
         selector = request.params.get("labelSelector")
         items = [

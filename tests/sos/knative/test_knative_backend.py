@@ -72,6 +72,37 @@ async def test_traffic_changes_are_applied_exactly_including_a_removed_tag(
     assert observed is not None and observed.tag_urls == {}
 
 
+async def test_while_a_revision_deploys_the_cluster_is_read_at_most_once_a_second(
+    kubeconfig: Path, standin: KnativeStandIn
+) -> None:
+    now = [0.0]
+    knative = KnativeBackend(KnativeSettings(kubeconfig=str(kubeconfig)), clock=lambda: now[0])
+    await knative.start()
+    try:
+        state = desired(TWO, routes=[(2, 50, None), (1, 50, None)])
+        await knative.apply(state)
+        await knative.observe("recs")
+        reads = standin.reads
+        for _ in range(3):  # the reconciler converging every 0.25 s
+            now[0] += 0.25
+            await knative.apply(state)
+            assert (await knative.observe("recs")) is not None
+        assert standin.reads == reads  # nothing changed, nothing read again
+        now[0] += 0.25
+        await knative.apply(state)  # a second later: checked again (GET + LIST) ...
+        observed = await knative.observe("recs")  # ... and observe reuses that read
+        assert standin.reads == reads + 2
+        assert observed is not None and observed.ready
+        applies = len(standin.applies)
+        await knative.apply(desired(TWO, routes=[(2, 100, None)]))  # a change: at once
+        assert len(standin.applies) == applies + 1
+        observed = await knative.observe("recs")  # after a write: read afresh
+        assert observed is not None and observed.tag_urls == {}
+        assert standin.reads == reads + 6
+    finally:
+        await knative.close()
+
+
 async def test_apply_after_a_restart_with_other_settings_keeps_existing_revisions(
     backend: KnativeBackend, standin: KnativeStandIn, kubeconfig: Path
 ) -> None:

@@ -75,6 +75,24 @@ def _pod_namespace() -> str | None:
     return None
 
 
+def _render_key(desired: DesiredService) -> str:
+    """What rendering depends on, as text: equal keys render the same manifests (status,
+    times and resource versions, which the store updates all the time, are left out)."""
+    revisions = [[rev.id, rev.spec().model_dump(mode="json")] for rev in desired.revisions]
+    return json.dumps(
+        [
+            desired.service.name,
+            desired.service.team,
+            revisions,
+            desired.traffic.model_dump(mode="json", exclude={"resource_version"})
+            if desired.traffic
+            else None,
+            {k: v.model_dump(mode="json") for k, v in sorted(desired.artifacts.items())},
+        ],
+        sort_keys=True,
+    )
+
+
 def map_api_error(exc: k8s.ApiException, action: str) -> SOSError:
     """The SOS error for a Kubernetes API error met while doing ``action`` (e.g. 'apply
     Knative Service "recs" in namespace "ml"')."""
@@ -133,6 +151,7 @@ class KnativeBackend(Backend):
         poll_interval: float = 0.5,
         request_timeout: float = 30.0,
         log_poll_interval: float = 2.0,
+        min_interval: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -147,6 +166,11 @@ class KnativeBackend(Backend):
         self._sleep = sleep
         self._clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
+        self._min_interval = min_interval
+        #: service -> (when, what was applied): an unchanged apply within min_interval is a no-op
+        self._applied: dict[str, tuple[float, str]] = {}
+        #: service -> (when read, Knative Service or None, its Revisions)
+        self._snapshots: dict[str, tuple[float, dict[str, Any] | None, list[dict[str, Any]]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -326,12 +350,24 @@ class KnativeBackend(Backend):
     # ------------------------------------------------------------------ Backend
 
     async def apply(self, desired: DesiredService) -> None:
+        """Drive Knative towards ``desired`` (see ``plan.py``).
+
+        The reconciler calls this (and ``observe``) every fraction of a second while a
+        revision deploys; on Kubernetes that takes seconds to minutes (image pulls), so an
+        unchanged ``desired`` is checked against the cluster at most every
+        ``min_interval`` seconds, and ``observe`` reuses what that check read."""
         name = desired.service.name
         if desired.traffic is None or not desired.revisions:
             logger.debug("service %s has no revision or traffic yet: nothing to apply", name)
             return
+        key = _render_key(desired)
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
+            last = self._applied.get(name)
+            if last is not None and last[1] == key and self._clock() - last[0] < self._min_interval:
+                return
+            self._applied.pop(name, None)
+            read_at = self._clock()
             current = await self._get_service(name)
             existing = await self._revisions(name) if current is not None else []
             cluster = ClusterState(
@@ -342,21 +378,33 @@ class KnativeBackend(Backend):
             )
             steps = plan_apply(desired, self.settings, cluster)
             if len(steps) == 1 and is_applied(steps[0].manifest, current):
-                return  # nothing to change: spare the API server a write
-            for step in steps:
-                await self._apply_manifest(step.manifest)
-                if step.wait_for is not None:
-                    logger.info("recreating revision %s of %s in Knative", step.wait_for, name)
-                    await self._wait_created(name, step.wait_for)
+                # nothing to change: spare the API server a write; observe may reuse the read
+                self._snapshots[name] = (read_at, current, existing)
+            else:
+                self._snapshots.pop(name, None)
+                for step in steps:
+                    await self._apply_manifest(step.manifest)
+                    if step.wait_for is not None:
+                        logger.info("recreating revision %s of %s in Knative", step.wait_for, name)
+                        await self._wait_created(name, step.wait_for)
+            self._applied[name] = (self._clock(), key)
 
     async def observe(self, name: str) -> ObservedService | None:
-        service = await self._get_service(name)
+        snapshot = self._snapshots.get(name)
+        if snapshot is not None and self._clock() - snapshot[0] < self._min_interval:
+            _, service, revisions = snapshot
+        else:
+            read_at = self._clock()
+            service = await self._get_service(name)
+            revisions = await self._revisions(name) if service is not None else []
+            self._snapshots[name] = (read_at, service, revisions)
         if service is None:
             return None
-        revisions = await self._revisions(name)
         return observed_service(service, revisions, domain=self.settings.domain)
 
     async def delete(self, name: str) -> None:
+        self._applied.pop(name, None)
+        self._snapshots.pop(name, None)
         await self._call(
             f"delete Knative Service {self._where(name)}",
             "delete_namespaced_custom_object",
