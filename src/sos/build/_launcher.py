@@ -8,6 +8,9 @@ say how to serve (the revision's ``GunicornConfig``). WSGI apps are served by gu
 sync or threaded workers, ASGI apps by gunicorn with uvicorn workers. A ``command`` artifact
 runs its command instead (``python -m MODULE ...`` or a console script, with ``$PORT``
 and other variables expanded).
+
+``SOS_PREPARE_ONLY=1 python ARTIFACT.pyz`` unpacks the artifact into ``$SHIV_ROOT`` and
+exits: runtimes run it once per artifact and machine, before the first instance starts.
 """
 
 from __future__ import annotations
@@ -131,6 +134,10 @@ def run_command(command: str) -> None:
 
 
 def main() -> None:
+    if os.environ.get("SOS_PREPARE_ONLY", "") in ("1", "true"):
+        # shiv has unpacked the packages into $SHIV_ROOT by now: a runtime calls this once
+        # per artifact and machine so that no instance pays for it on its first start
+        return
     config = json.loads(CONFIG_FILE.read_text(encoding="utf-8"))
     if config["interface"] == "command":
         run_command(config["command"])

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -62,9 +63,34 @@ def stable_key(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def _git_files(root: Path) -> list[Path] | None:
+    """The files git would keep in ``root`` (tracked, or untracked but not ignored)."""
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        return None
+    listed = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        return None
+    names = sorted({n for n in listed.stdout.decode("utf-8", "surrogateescape").split("\0") if n})
+    return [root / n for n in names]
+
+
 def iter_source_files(root: Path, ignored_dirs: Iterable[str] = ()) -> Iterator[Path]:
-    """Files of a project in a stable order, skipping caches, VCS data and build output."""
+    """Files of a project in a stable order, skipping caches, VCS data and build output
+    (and, in a git work tree, whatever .gitignore ignores)."""
     skip = IGNORED_DIRS | set(ignored_dirs)
+    tracked = _git_files(root)
+    if tracked is not None:
+        for path in tracked:
+            rel = path.relative_to(root)
+            if any(part in skip for part in rel.parts[:-1]) or path.name.endswith(IGNORED_SUFFIXES):
+                continue
+            if path.is_file():
+                yield path
+        return
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in skip and not d.endswith(".egg-info"))
         for filename in sorted(filenames):

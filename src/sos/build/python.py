@@ -287,18 +287,22 @@ class PythonBuilder(Builder):
         present = {d.name for d in deps if d.name}
         interface: str | None = details["interface"]
         guess = interface or ("asgi" if present & _ASGI_HINTS else "wsgi")
+        strip = project.settings.strip_tests
         with ctx.step("Resolve dependencies"):
             site, hit = self._dependencies(project, ctx, python, info, guess, env)
         with ctx.step("Check the app"):
-            check = self._check(project, ctx, python, [code, site], interface or guess)
+            # the check imports exactly what will ship: the staged site-packages
+            staging = self._stage(ctx, site, code, strip)
+            check = self._check(project, ctx, python, [staging], interface or guess)
             found = check.get("interface", guess)
             if found != guess:
                 ctx.log.write(f"the app is {found.upper()}, not {guess.upper()}: resolving again")
                 site, hit = self._dependencies(project, ctx, python, info, found, env)
+                staging = self._stage(ctx, site, code, strip)
         interface = found
         with ctx.step("Package (shiv)"):
             target = ctx.workdir / f"{name}-{version}.pyz"
-            packages = self._package(project, ctx, [site, code], target, name, interface)
+            packages = self._package(project, ctx, staging, target, name, interface)
         entry = project.entry_point
         return BuiltArtifact(
             path=target,
@@ -491,11 +495,27 @@ class PythonBuilder(Builder):
         ctx.log.write(f"app check: {json.dumps(result)}")
         return result
 
+    def _stage(self, ctx: BuildContext, site: Path, code: Path, strip_tests: bool) -> Path:
+        """One site-packages tree: the dependencies (hard-linked from the cache, never
+        changed; their test suites left out unless told otherwise) under the project code."""
+        staging = ctx.workdir / "site-packages"
+        if staging.exists():
+            shutil.rmtree(staging)
+        shutil.copytree(
+            site,
+            staging,
+            copy_function=os.link,
+            symlinks=True,
+            ignore=_test_suites if strip_tests else None,
+        )
+        shutil.copytree(code, staging, copy_function=_copy_replacing, dirs_exist_ok=True)
+        return staging
+
     def _package(
         self,
         project: Project,
         ctx: BuildContext,
-        layers: list[Path],
+        staging: Path,
         target: Path,
         name: str,
         interface: str,
@@ -505,11 +525,6 @@ class PythonBuilder(Builder):
         from shiv.builder import create_archive
         from shiv.constants import BUILD_AT_TIMESTAMP_FORMAT, SOURCE_DATE_EPOCH_DEFAULT
 
-        staging = ctx.workdir / "site-packages"
-        # the cached dependencies are hard-linked, never copied or changed
-        shutil.copytree(layers[0], staging, copy_function=os.link, symlinks=True)
-        for layer in layers[1:]:
-            shutil.copytree(layer, staging, copy_function=_copy_replacing, dirs_exist_ok=True)
         shutil.copy2(_launcher.__file__, staging / "_sos_launcher.py")
         config = {
             "name": name,
@@ -542,6 +557,13 @@ class PythonBuilder(Builder):
         )
         ctx.log.write(f"packed {len(packages)} distributions into {target.name}")
         return packages
+
+
+def _test_suites(folder: str, names: list[str]) -> set[str]:
+    """Test suites inside packages (pandas/tests: 2,000 files), never imported by apps."""
+    if Path(folder, "__init__.py").exists():
+        return {n for n in names if n in ("tests", "test") and Path(folder, n).is_dir()}
+    return set()
 
 
 def _tail(trace: str, lines: int = 8) -> str:

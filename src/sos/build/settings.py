@@ -12,6 +12,7 @@ pyproject.toml).
     command = "python -m hello" # Python: or a command that serves on $PORT
     interface = "asgi"          # Python: wsgi | asgi; normally detected by importing the app
     main = "./cmd/server"       # Go package, JVM main class or Node entry file
+    strip_tests = false         # Python: keep the test suites inside dependencies
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class SosSettings(BaseModel):
     )
     import_check: bool = Field(
         default=True, description="Python: import the app at build time to check it"
+    )
+    strip_tests: bool = Field(
+        default=True,
+        description="Python: leave the test suites of dependencies (pandas/tests...) out",
     )
     #: the file these settings came from (None when the project has none)
     source: Path | None = Field(default=None, exclude=True)

@@ -155,3 +155,53 @@ def test_httpbin_from_pypi_builds_and_answers_http_with_no_network(
     )
     assert answer.status == 200
     assert answer.json()["args"] == {"probe": "sos"}
+
+
+def test_prepare_only_unpacks_once_and_exits_without_serving(
+    project, build_cache: BuildCache, catalog: LocalArtifactCatalog, tmp_path: Path
+) -> None:
+    result = build(project("flask-hello"), cache=build_cache, catalog=catalog)
+    root = tmp_path / "shiv"
+    env = {**os.environ, "SHIV_ROOT": str(root), "SOS_PREPARE_ONLY": "1", "PORT": "1"}
+    done = subprocess.run(
+        [sys.executable, str(result.path)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    unpacked = list(root.glob("*/site-packages/flask/__init__.py"))
+    assert len(unpacked) == 1
+
+
+def _local_library(root: Path) -> None:
+    lib = root / "mylib"
+    (lib / "mylib" / "tests").mkdir(parents=True)
+    (lib / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+        '[project]\nname = "mylib"\nversion = "0.1.0"\n'
+    )
+    (lib / "mylib" / "__init__.py").write_text("GREETING = 'hi'\n")
+    (lib / "mylib" / "tests" / "__init__.py").write_text("")
+    (lib / "mylib" / "tests" / "test_lib.py").write_text("def test_it():\n    pass\n")
+    (root / "requirements.txt").write_text("./mylib\n")
+    (root / "svc.py").write_text(
+        "import mylib\n\ndef app(environ, start_response):\n"
+        "    start_response('200 OK', [])\n    return [mylib.GREETING.encode()]\n"
+    )
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_test_suites_of_dependencies_are_left_out_unless_kept(
+    tmp_path: Path, build_cache: BuildCache, catalog: LocalArtifactCatalog, strip: bool
+) -> None:
+    root = tmp_path / "app"
+    root.mkdir()
+    _local_library(root)
+    keep = str(strip).lower()
+    (root / "sos.toml").write_text(
+        f'name = "lib-app"\nversion = "1.0.0"\napp = "svc:app"\nstrip_tests = {keep}\n'
+    )
+    result = build(root, cache=build_cache, catalog=catalog)
+    with zipfile.ZipFile(result.path) as archive:
+        names = set(archive.namelist())
+    assert "site-packages/mylib/__init__.py" in names
+    assert "site-packages/svc.py" in names
+    assert ("site-packages/mylib/tests/test_lib.py" in names) is not strip
