@@ -399,7 +399,8 @@ class LocalBackend(Backend):
             targets.append(RevisionTarget(rid, rid.rsplit("-", 1)[0], (), f"{reason}: {message}"))
         for gone in set(self._endpoints) - live:
             del self._endpoints[gone]
-        self.router.update(RoutingTable(self.routes.values(), targets))
+        routes = [self.routes.get(name) or ServiceRoute(name, ()) for name in self.desired]
+        self.router.update(RoutingTable(routes, targets))
         summary: dict[str, list[tuple[str, int, int, bool]]] = {}
         for rid, runtime in self.supervisor.revisions.items():
             summary.setdefault(runtime.service, []).append(

@@ -166,7 +166,10 @@ class LogStore:
         lines = []
         for raw in complete:
             text = raw.decode("utf-8", "replace").rstrip("\r")
-            line = LogLine(now, source.service, source.revision, source.instance, stream, text)
+            at = now
+            if stream == "platform":
+                at, text = _stamped(text, now)
+            line = LogLine(at, source.service, source.revision, source.instance, stream, text)
             source.tail.append(line)
             lines.append(line)
         return lines
@@ -198,3 +201,12 @@ class LogStore:
                 yield await queue.get()
         finally:
             self._followers.discard(key)
+
+
+def _stamped(text: str, default: datetime) -> tuple[datetime, str]:
+    """A platform line is ``<ISO time> <text>``: its own time, not the time it was read."""
+    stamp, _, rest = text.partition(" ")
+    try:
+        return datetime.fromisoformat(stamp), rest
+    except ValueError:
+        return default, text

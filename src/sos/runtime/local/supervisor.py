@@ -363,7 +363,7 @@ class Supervisor:
             for instance in order[: len(live) - runtime.wanted]:
                 instance.state = "draining"
                 instance.stop_deadline = now + self.drain_timeout
-                self._platform(instance, f"instance {instance.id} draining (scaling down)")
+                self._platform(instance, f"instance {instance.id} draining, then stopping")
             changed = True
         if runtime.wanted == 0 and not runtime.failed and not runtime.instances:
             runtime.reason = "Ready" if runtime.reason == "Ready" else runtime.reason

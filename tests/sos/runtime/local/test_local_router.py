@@ -263,3 +263,10 @@ async def test_metrics_count_requests_per_revision_and_tag(
         in text
     )
     assert 'sos_requests_in_flight{revision="shop-00001",service="shop",tag=""} 0.0' in text
+
+
+async def test_service_without_traffic_says_so(router: Router) -> None:
+    router.update(RoutingTable([ServiceRoute("shop", ())]))
+    response = await get(router, "shop.localhost")
+    assert response.status_code == 503
+    assert "has no traffic route yet: create a revision" in response.text
