@@ -1,0 +1,1 @@
+"""sfix: similar items (a tiny example service for SOS)."""
