@@ -186,19 +186,21 @@ def push_command(
 
 
 def _artifact_rows(items: list[ArtifactMetadata]) -> list[list[str]]:
-    return [
-        [
-            m.name,
-            m.version,
-            m.language,
-            m.runtime_version,
-            human_size(m.size),
-            m.digest[:19],
-            f"{m.created_at:%Y-%m-%d %H:%M}",
-            m.created_by,
-        ]
-        for m in items
-    ]
+    rows = []
+    for m in items:
+        when = m.pushed_at or m.created_at
+        rows.append(
+            [
+                m.name,
+                m.version,
+                f"{m.language} {m.runtime_version}",
+                human_size(m.size),
+                m.digest.removeprefix("sha256:")[:12],
+                f"{when:%Y-%m-%d %H:%M}",
+                m.pushed_by or m.created_by,
+            ]
+        )
+    return rows
 
 
 @app.command("artifacts")
@@ -221,5 +223,13 @@ def artifacts_command(
     if as_json:
         emit_json(items)
         return
-    columns = ["NAME", "VERSION", "LANGUAGE", "RUNTIME", "SIZE", "DIGEST", "CREATED", "BY"]
+    columns = [
+        "NAME",
+        "VERSION",
+        "RUNTIME",
+        "SIZE",
+        "DIGEST",
+        "PUSHED" if not local else "BUILT",
+        "BY",
+    ]
     table(None, columns, _artifact_rows(items))
