@@ -157,7 +157,10 @@ def server(
         print(f"  admin token: in {token.path}{first}")
         print(f"  use it: export SOS_URL={url} SOS_TOKEN=$(cat {token.path})")
     else:
-        print("  admin token: already created earlier (its file is gone; use `sos token`)")
+        print(
+            "  admin token: created earlier, its file is gone; to add one, restart with "
+            "SOS_ADMIN_TOKEN=<a new secret of 16+ characters>"
+        )
     sys.stdout.flush()
 
     config = uvicorn.Config(
