@@ -1,11 +1,15 @@
-"""Operators for the MovieLens example recommender, shared by every config in this folder.
+"""Operators for the MovieLens example recommender, shared by every pipeline in ``pipelines/``.
 
 The data (``movies.csv`` and ``ratings.csv`` of MovieLens "ml-latest-small") is read once per
 process from ``$MOVIELENS_DIR``, by default ``../shared/data/movielens-small`` next to the
-repository. It is not copied into the repository: its ``README.txt`` licence (research and
-non-commercial use, acknowledge GroupLens) travels with the data.
+repository. It is not copied into the repository or into a built artifact: its
+``README.txt`` licence (research and non-commercial use, acknowledge GroupLens) travels with
+the data.
 
-Sources (each returns the columns it knows, merged by ``movieId`` by the engine):
+Sources (each returns the columns it knows, merged by ``movieId`` by the engine). The work
+is in plain functions (``popular``, ``favorite_genres``, ``similar_to_recent``, ``rated``)
+that the operators wrap, so the same work can be timed without Flight
+(``benchmarks/flight_serving.py``):
 
 - ``PopularMovies(n)``: the most rated movies, with ``popularity`` (rating count, 0..1).
 - ``FavoriteGenreMovies(n, genres)``: popular movies in the user's ``genres`` favourite genres,
@@ -15,7 +19,8 @@ Sources (each returns the columns it knows, merged by ``movieId`` by the engine)
 - ``AlreadyRated()``: what the user has rated (an exclude).
 
 The ``movieId`` attribute provider serves ``title``, ``genres``, ``main_genre``, ``year``,
-``num_ratings`` and ``mean_rating`` to ``fo.Hydrate``.
+``num_ratings`` and ``mean_rating`` to ``fo.Hydrate``. All of it is in memory, so the
+sources are ``async def`` (no worker thread per call).
 """
 
 from __future__ import annotations
@@ -33,16 +38,23 @@ import flight
 import flight.operators as fo
 
 __all__ = [
+    "ATTRIBUTES",
     "AlreadyRated",
     "FavoriteGenreMovies",
     "MovieLens",
     "PopularMovies",
     "SimilarToRecent",
     "data_dir",
+    "favorite_genres",
     "load",
+    "popular",
+    "rated",
+    "similar_to_recent",
 ]
 
 LIKED = 4.0  # a rating at or above this counts as "liked"
+ATTRIBUTES = ["movieId", "title", "genres", "main_genre", "year", "num_ratings", "mean_rating"]
+_NONE = np.empty(0, dtype=np.int64)
 
 
 def data_dir() -> Path:
@@ -60,6 +72,7 @@ class MovieLens:
 
     movies: pd.DataFrame  # movieId, title, genres, main_genre, year, num_ratings, mean_rating
     popular: np.ndarray[Any, Any]  # movieIds, most rated first
+    popularity: np.ndarray[Any, Any]  # their rating counts over the largest count (0..1]
     by_genre: dict[str, np.ndarray[Any, Any]]  # genre -> movieIds, most rated first
     rated: dict[int, np.ndarray[Any, Any]]  # userId -> movieIds rated
     liked_recent: dict[int, np.ndarray[Any, Any]]  # userId -> liked movieIds, newest first
@@ -84,6 +97,7 @@ class MovieLens:
         year = movies["title"].str.extract(r"\((\d{4})\)\s*$")[0]
         movies["year"] = pd.to_numeric(year, errors="coerce").astype("Int64")
         popular = movies.sort_values(["num_ratings", "movieId"], ascending=[False, True])
+        counts = popular["num_ratings"].to_numpy()
         exploded = popular.assign(genre=popular["genres"].str.split("|")).explode("genre")
         genres = exploded.groupby("genre", sort=False)["movieId"]
         by_genre = {str(g): ids.to_numpy() for g, ids in genres}
@@ -96,6 +110,7 @@ class MovieLens:
         return cls(
             movies=movies.reset_index(drop=True),
             popular=popular["movieId"].to_numpy(),
+            popularity=counts / counts.max() if counts.max() else counts.astype(np.float64),
             by_genre=by_genre,
             rated={int(u): g.to_numpy() for u, g in ratings.groupby("userId")["movieId"]},
             liked_recent={int(u): g.to_numpy() for u, g in liked.groupby("userId")["movieId"]},
@@ -117,9 +132,57 @@ def load(directory: Path | None = None) -> MovieLens:
         return _cache[path]
 
 
-def _scaled(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    top = values.max() if len(values) else 0
-    return values / top if top else values.astype(np.float64)
+# -- the work, as plain functions ------------------------------------------------------------
+
+
+def popular(data: MovieLens, n: int) -> pd.DataFrame:
+    """The ``n`` most rated movies: movieId, popularity."""
+    return pd.DataFrame({"movieId": data.popular[:n], "popularity": data.popularity[:n]})
+
+
+def favorite_genres(data: MovieLens, user_id: int, n: int, genres: int) -> pd.DataFrame:
+    """The ``n`` most rated movies of each of the user's ``genres`` favourite genres (best
+    genre first, each movie once): movieId, genre_affinity."""
+    shares = data.user_genres.get(int(user_id))
+    if shares is None:
+        return pd.DataFrame({"movieId": _NONE, "genre_affinity": np.empty(0)})
+    top = shares.head(genres)
+    ids = [data.by_genre[str(g)][:n] for g in top.index]
+    ids_all = np.concatenate(ids)
+    affinity = np.concatenate(
+        [np.full(len(i), s) for i, s in zip(ids, top.to_numpy(), strict=True)]
+    )
+    _, first = np.unique(ids_all, return_index=True)
+    keep = np.sort(first)
+    return pd.DataFrame({"movieId": ids_all[keep], "genre_affinity": affinity[keep]})
+
+
+def similar_to_recent(data: MovieLens, user_id: int, n: int, recent: int) -> pd.DataFrame:
+    """Movies liked by people who liked the user's ``recent`` last liked movies, most
+    co-liked first: movieId, similarity (co-likes over the top count)."""
+    seeds = data.liked_recent.get(int(user_id), _NONE)[:recent]
+    empty = pd.DataFrame({"movieId": _NONE, "similarity": np.empty(0)})
+    if len(seeds) == 0:
+        return empty
+    neighbours = np.unique(np.concatenate([data.likers[int(m)] for m in seeds]))
+    neighbours = neighbours[neighbours != int(user_id)]
+    if len(neighbours) == 0:
+        return empty
+    liked = np.concatenate([data.liked_recent[int(u)] for u in neighbours])
+    ids, counts = np.unique(liked, return_counts=True)
+    keep = ~np.isin(ids, seeds)
+    ids, counts = ids[keep], counts[keep]
+    order = np.lexsort((ids, -counts))[:n]  # most co-liked first, then by id
+    top = counts[order]
+    return pd.DataFrame({"movieId": ids[order], "similarity": top / top[0] if len(top) else top})
+
+
+def rated(data: MovieLens, user_id: int) -> np.ndarray[Any, Any]:
+    """Every movie the user has rated."""
+    return data.rated.get(int(user_id), _NONE)
+
+
+# -- the operators ---------------------------------------------------------------------------
 
 
 class PopularMovies(fo.SourceOperator):
@@ -127,11 +190,8 @@ class PopularMovies(fo.SourceOperator):
 
     n: int = 300
 
-    def __call__(self, **ctx: Any) -> fo.Source:
-        data = load()
-        ids = data.popular[: self.n]
-        counts = data.movies.set_index("movieId").loc[ids, "num_ratings"].to_numpy()
-        return fo.Source(pd.DataFrame({"movieId": ids, "popularity": _scaled(counts)}))
+    async def __call__(self, **ctx: Any) -> fo.Source:
+        return fo.Source(popular(load(), self.n))
 
 
 class FavoriteGenreMovies(fo.SourceOperator):
@@ -140,17 +200,8 @@ class FavoriteGenreMovies(fo.SourceOperator):
     n: int = 300
     genres: int = 3
 
-    def __call__(self, user_id: int, **ctx: Any) -> fo.Source:
-        data = load()
-        shares = data.user_genres.get(int(user_id))
-        if shares is None:
-            return fo.Source([])
-        frames = [
-            pd.DataFrame({"movieId": data.by_genre[g][: self.n], "genre_affinity": share})
-            for g, share in shares.head(self.genres).items()
-        ]
-        found = pd.concat(frames).drop_duplicates("movieId")  # best genre first
-        return fo.Source(found)
+    async def __call__(self, user_id: int, **ctx: Any) -> fo.Source:
+        return fo.Source(favorite_genres(load(), user_id, self.n, self.genres))
 
 
 class SimilarToRecent(fo.SourceOperator):
@@ -159,35 +210,20 @@ class SimilarToRecent(fo.SourceOperator):
     n: int = 200
     recent: int = 5
 
-    def __call__(self, user_id: int, **ctx: Any) -> fo.Source:
-        data = load()
-        seeds = data.liked_recent.get(int(user_id), np.empty(0, dtype=np.int64))[: self.recent]
-        if len(seeds) == 0:
-            return fo.Source([])
-        neighbours = np.unique(np.concatenate([data.likers[int(m)] for m in seeds]))
-        neighbours = neighbours[neighbours != int(user_id)]
-        liked = [data.liked_recent[int(u)] for u in neighbours]
-        if not liked:
-            return fo.Source([])
-        counts = pd.Series(np.concatenate(liked)).value_counts()
-        counts = counts.drop(index=seeds, errors="ignore").head(self.n)
-        return fo.Source(
-            pd.DataFrame(
-                {"movieId": counts.index.to_numpy(), "similarity": _scaled(counts.to_numpy())}
-            )
-        )
+    async def __call__(self, user_id: int, **ctx: Any) -> fo.Source:
+        return fo.Source(similar_to_recent(load(), user_id, self.n, self.recent))
 
 
 class AlreadyRated(fo.SourceOperator):
     """Every movie the user has rated: use as an exclude."""
 
-    def __call__(self, user_id: int, **ctx: Any) -> fo.Source:
-        return fo.Source(load().rated.get(int(user_id), np.empty(0, dtype=np.int64)))
+    async def __call__(self, user_id: int, **ctx: Any) -> fo.Source:
+        return fo.Source(rated(load(), user_id))
 
 
-def _movie_attributes() -> flight.TableProvider:
-    columns = ["movieId", "title", "genres", "main_genre", "year", "num_ratings", "mean_rating"]
-    return flight.TableProvider(load().movies[columns], key="movieId")
+def movie_attributes() -> flight.TableProvider:
+    """The ``movieId`` attribute provider (what ``Hydrate`` reads)."""
+    return flight.TableProvider(load().movies[ATTRIBUTES], key="movieId")
 
 
-flight.register_provider("movieId", _movie_attributes, replace=True)
+flight.register_provider("movieId", movie_attributes, replace=True)

@@ -5,16 +5,25 @@
 >>> pipeline = Pipeline("recs", item_type="movieId").initialize(
 ...     includes=[PopularMovies()], excludes=[AlreadyRated()]) | fo.Sort("score", desc=True)
 >>> result = await pipeline.execute(user_id=1, return_cols=["movieId", "score"])
+
+Serve it: ``app = flight.App("recs", configs="pipelines/")`` with ``@app.endpoint("/recs")``
+functions, then ``flight serve module:app``. Observability lives in ``flight.tracing``,
+``flight.metrics`` and ``flight.logs``; ``flight.http`` is the HTTP client for sources.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from flight.deadline import Deadline, deadline, time_left
 from flight.engine import Engine, default_engine, set_default_engine
 from flight.errors import (
     ConfigError,
+    EndpointDefinitionError,
     ExecuteError,
     FlightError,
     OperatorError,
     PipelineDefinitionError,
     SourceError,
+    UnknownPipelineError,
 )
 from flight.hooks import Hooks, LoggingHook, OperatorStats, RunInfo, add_hook, remove_hook
 from flight.operators.base import SourcePolicy
@@ -28,9 +37,15 @@ from flight.providers import (
 )
 from flight.result import Result
 
+if TYPE_CHECKING:
+    from flight.serving import App
+
 __all__ = [
+    "App",
     "AttributeProvider",
     "ConfigError",
+    "Deadline",
+    "EndpointDefinitionError",
     "Engine",
     "ExecuteError",
     "FlightError",
@@ -45,11 +60,23 @@ __all__ = [
     "SourceError",
     "SourcePolicy",
     "TableProvider",
+    "UnknownPipelineError",
     "add_hook",
+    "deadline",
     "default_engine",
     "get_provider",
     "register_provider",
     "remove_hook",
     "set_default_engine",
+    "time_left",
     "unregister_provider",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the serving layer (FastAPI, uvicorn) is imported when first used, not with flight
+    if name == "App":
+        from flight.serving import App
+
+        return App
+    raise AttributeError(f"module 'flight' has no attribute {name!r}")

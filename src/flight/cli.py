@@ -4,9 +4,11 @@
   and print the per-operator log and the items.
 - ``flight validate CONFIG``: validate a config without running it.
 - ``flight operators``: list the registered operators.
+- ``flight serve MODULE:APP`` or ``flight serve --configs DIR``: serve a ``flight.App`` (or
+  a directory of pipeline configs) over HTTP on ``$PORT`` (default 8080).
 
 Exit codes: 0 ok (an empty result with a reason is ok), 1 an operator failed, 2 bad usage or
-an invalid config. More commands (``flight serve``) plug into ``app``.
+an invalid config.
 """
 
 from __future__ import annotations
@@ -170,6 +172,68 @@ def operators() -> None:
         doc = (cls.__doc__ or "").strip().splitlines()
         alias = "" if cls.__name__ == name else f" (alias of {cls.__name__})"
         typer.echo(f"{name:<18} {cls.kind:<9} {doc[0] if doc else ''}{alias}")
+
+
+@app.command()
+def serve(
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            help="The app to serve, MODULE:ATTRIBUTE (e.g. myservice.web:app) or "
+            "path/to/file.py:app.",
+            show_default=False,
+        ),
+    ] = None,
+    configs: Annotated[
+        Path | None,
+        typer.Option(
+            "--configs", help="Serve every pipeline config in this directory (reloaded on change)."
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: $HOST or 127.0.0.1].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on [default: $PORT or 8080].")
+    ] = None,
+    app_dir: Annotated[
+        Path | None, typer.Option("--app-dir", help="Import the app from this directory.")
+    ] = None,
+    budget_ms: Annotated[
+        float | None,
+        typer.Option("--budget-ms", help="Default request deadline, ms (with --configs)."),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="debug, info, warning, error [default: $FLIGHT_LOG_LEVEL or info]."),
+    ] = None,
+    tracing: Annotated[
+        str | None,
+        typer.Option(
+            help="Span exporter: otlp, console, global or none [default: $FLIGHT_TRACING]."
+        ),
+    ] = None,
+) -> None:
+    """Serve a flight.App (MODULE:APP) or a directory of pipeline configs over HTTP."""
+    from flight.serving.server import TargetError, load_target
+    from flight.serving.server import serve as run_server
+
+    if (target is None) == (configs is None):
+        raise _fail(
+            "give the app to serve (flight serve myservice.web:app) or a config directory "
+            "(flight serve --configs pipelines/), not both"
+        )
+    try:
+        if target is not None:
+            served: Any = load_target(target, app_dir)
+        else:
+            from flight.serving import App
+
+            assert configs is not None
+            served = App(configs.resolve().name or "flight", configs=configs, budget_ms=budget_ms)
+        run_server(served, host=host, port=port, log_level=log_level, tracing_exporter=tracing)
+    except (TargetError, FileNotFoundError, ValueError, FlightError) as exc:
+        raise _fail(str(exc)) from None
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ A config is one pipeline::
 
     name: movie_recs
     item_type: movieId
-    imports: [movielens_operators]        # modules that define operators (config dir first)
+    imports: [movielens_operators]        # modules that define operators (config dir first),
+                                          # or files: [../movielens_operators.py]
     defaults: {timeout: 1.0, retries: 1}  # source policy for this pipeline's sources
     includes:
       - PopularMovies: {n: 300}
@@ -200,13 +201,53 @@ def _import_modules(modules: list[str], base_dir: Path | None) -> list[str]:
     with _search_path(base_dir):
         for i, module in enumerate(modules):
             try:
-                importlib.import_module(module)
+                if _is_file_import(module):
+                    _import_file(module, base_dir)
+                else:
+                    importlib.import_module(module)
             except Exception as exc:
                 where = f" (looked in {base_dir} and sys.path)" if base_dir else ""
+                if _is_file_import(module):
+                    where = f" (relative to {base_dir})" if base_dir else ""
                 problems.append(
                     f"imports[{i}]: cannot import {module!r}{where}: {type(exc).__name__}: {exc}"
                 )
     return problems
+
+
+def _is_file_import(entry: str) -> bool:
+    return entry.endswith(".py") or "/" in entry or "\\" in entry
+
+
+def _import_file(entry: str, base_dir: Path | None) -> None:
+    """Import a ``.py`` file (relative to the config) as the module named by its stem; the
+    same file imported as a module before (``import movielens_operators``) is reused."""
+    import importlib.util
+
+    path = Path(entry).expanduser()
+    if not path.is_absolute():
+        path = (base_dir or Path.cwd()) / path
+    path = path.resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file {path}")
+    name = path.stem
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        known = getattr(loaded, "__file__", None)
+        if known is not None and Path(known).resolve() == path:
+            return
+        raise ImportError(f"a different module named {name!r} is already imported from {known}")
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    with _search_path(path.parent):
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
 
 
 def _parse_entry(entry: Any) -> tuple[str, Any, Any] | str:
@@ -295,10 +336,12 @@ def _entry(op: Operator) -> Any:
 def pipeline_to_config(pipeline: Pipeline) -> dict[str, Any]:
     """See :meth:`Pipeline.to_config`."""
     imports = list(pipeline.imports)
+    covered = {Path(i).stem if _is_file_import(i) else i for i in imports}
     for op in pipeline.operators():
         module = type(op).__module__
-        if not module.startswith("flight.") and module != "__main__" and module not in imports:
+        if not module.startswith("flight.") and module != "__main__" and module not in covered:
             imports.append(module)
+            covered.add(module)
     out: dict[str, Any] = {"name": pipeline.name, "item_type": pipeline.item_type}
     if pipeline.description:
         out["description"] = pipeline.description

@@ -31,6 +31,7 @@ from pandas.api.extensions import ExtensionArray
 
 from flight._interning import interner_for
 from flight.candidates import Array, Candidates, Rows, Table, as_array, take, take_fill
+from flight.deadline import Deadline, _deadline, _debug
 from flight.errors import (
     ExecuteError,
     FlightError,
@@ -124,12 +125,35 @@ class Engine:
         cols = self._check_call(pipeline, return_cols, ctx)
         clock = self.clock
         t0 = clock()
+        debug = debug or _debug.get()
+        deadline = _deadline.get()
         hooks = self._all_hooks()
         run = RunInfo(uuid.uuid4().hex[:16], pipeline.name, pipeline.item_type, ctx, debug)
         for h in hooks:
             _safe(h.pipeline_start, run)
-        trace: list[dict[str, Any]] | None = [] if debug else None
+        try:
+            result = await self._run(pipeline, run, cols, hooks, deadline, t0)
+        except BaseException as exc:  # cancelled (client gone, outer timeout): tell the hooks
+            for h in hooks:
+                _safe(h.pipeline_abort, run, exc)
+            raise
+        for h in hooks:
+            _safe(h.pipeline_end, run, result)
+        return result
+
+    async def _run(
+        self,
+        pipeline: Pipeline,
+        run: RunInfo,
+        cols: list[str] | None,
+        hooks: tuple[Hooks, ...],
+        deadline: Deadline | None,
+        t0: float,
+    ) -> Result:
+        ctx = run.context
+        trace: list[dict[str, Any]] | None = [] if run.debug else None
         warnings: list[str] = []
+        cut: list[str] = []
         inc_stats = [
             OperatorStats(op, "include", i, run=run) for i, op in enumerate(pipeline.includes)
         ]
@@ -143,12 +167,14 @@ class Engine:
         view: Candidates | None = None
         n_candidates = 0
 
-        outcome = await self._run_sources(pipeline, inc_stats + exc_stats, ctx, hooks, warnings)
+        outcome = await self._run_sources(
+            pipeline, inc_stats + exc_stats, ctx, hooks, warnings, _Budget(deadline, cut)
+        )
         if isinstance(outcome, SourceError):
             error, reason = outcome, str(outcome)
         else:
             if trace is not None:
-                self._trace_sources(trace, inc_stats + exc_stats, outcome)
+                self._trace_sources(trace, inc_stats + exc_stats, outcome, pipeline.item_type)
             includes = [outcome.get(i) for i in range(len(inc_stats))]
             excludes = [outcome.get(len(inc_stats) + i) for i in range(len(exc_stats))]
             try:
@@ -162,7 +188,7 @@ class Engine:
                     pipeline, view, step_stats, ctx, hooks, trace
                 )
         items, reason, error = self._items(pipeline, view, cols, reason, error)
-        result = Result(
+        return Result(
             pipeline=pipeline.name,
             item_type=pipeline.item_type,
             items=items,
@@ -173,12 +199,10 @@ class Engine:
             error=error,
             debug=trace,
             run_id=run.run_id,
-            elapsed_ms=(clock() - t0) * 1000.0,
+            elapsed_ms=(self.clock() - t0) * 1000.0,
             summary_column=_summary_column(pipeline, items),
+            cut=tuple(cut),
         )
-        for h in hooks:
-            _safe(h.pipeline_end, run, result)
-        return result
 
     def _check_call(
         self, pipeline: Pipeline, return_cols: Sequence[str] | None, ctx: Mapping[str, Any]
@@ -220,6 +244,7 @@ class Engine:
         ctx: Mapping[str, Any],
         hooks: tuple[Hooks, ...],
         warnings: list[str],
+        budget: _Budget,
     ) -> dict[int, _SourceData] | SourceError:
         results: dict[int, _SourceData] = {}
         failed: list[SourceError] = []
@@ -228,7 +253,9 @@ class Engine:
                 for i, st in enumerate(stats):
                     policy = self.policy_for(pipeline, st.operator)  # type: ignore[arg-type]
                     group.create_task(
-                        self._run_source(pipeline, i, st, policy, ctx, hooks, results, warnings)
+                        self._run_source(
+                            pipeline, i, st, policy, ctx, hooks, results, warnings, budget
+                        )
                     )
         except* _Abort as aborted:
             failed.extend(e.error for e in aborted.exceptions if isinstance(e, _Abort))
@@ -244,31 +271,47 @@ class Engine:
         hooks: tuple[Hooks, ...],
         results: dict[int, _SourceData],
         warnings: list[str],
+        budget: _Budget,
     ) -> None:
         op: SourceOperator = st.operator  # type: ignore[assignment]
         kwargs = _context_for(op, ctx)
         clock = self.clock
+        deadline = budget.deadline
         st.status = "running"
         for h in hooks:
             _safe(h.operator_start, st)
         t0 = clock()
         failure: BaseException | None = None
-        timed_out = False
+        timed_out = cut = False
         try:
             for attempt in range(policy.retries + 1):
+                delay = policy.backoff * 2 ** (attempt - 1) if attempt else 0.0
+                timeout = policy.timeout
+                by_deadline = False
+                if deadline is not None:
+                    left = deadline.remaining() - delay
+                    if left <= 0:
+                        cut = True  # no time left for (another) attempt
+                        break
+                    if timeout is None or left < timeout:
+                        timeout, by_deadline = left, True
                 if attempt:
                     st.retries += 1
-                    if policy.backoff:
-                        await asyncio.sleep(policy.backoff * 2 ** (attempt - 1))
+                    if delay:
+                        await asyncio.sleep(delay)
                 try:
-                    if policy.timeout is None:
+                    if timeout is None:
                         produced = await _call_source(op, kwargs)
                     else:
-                        async with asyncio.timeout(policy.timeout):
+                        async with asyncio.timeout(timeout):
                             produced = await _call_source(op, kwargs)
                 except TimeoutError as exc:
+                    failure = exc
+                    if by_deadline:
+                        cut = True
+                        break
                     st.timeouts += 1
-                    failure, timed_out = exc, True
+                    timed_out = True
                     continue
                 except Exception as exc:
                     failure, timed_out = exc, False
@@ -281,7 +324,10 @@ class Engine:
                 what = "items" if st.role == "include" else "items to exclude"
                 st.message = f"{op!r} returned {st.n_out} {what} in {_ms(clock() - t0)}"
                 return
-            error = _source_error(op, policy, failure, timed_out, st.retries)
+            if cut:
+                error = _cut_error(op, deadline, clock() - t0, failure)
+            else:
+                error = _source_error(op, policy, failure, timed_out, st.retries)
         except ResultShapeError as exc:
             error = SourceError(str(exc), op)
             error.__cause__ = exc
@@ -294,7 +340,11 @@ class Engine:
             if st.status in ("ok", "cancelled"):
                 for h in hooks:
                     _safe(h.operator_end, st)
-        st.status = "failed" if not policy.optional else "skipped"
+        if cut:
+            st.status = "cut"
+            budget.cut.append(repr(op))
+        else:
+            st.status = "failed" if not policy.optional else "skipped"
         st.error = error
         st.elapsed_ms = (clock() - t0) * 1000.0
         if policy.optional:
@@ -310,12 +360,17 @@ class Engine:
         raise _Abort(error)
 
     def _trace_sources(
-        self, trace: list[dict[str, Any]], stats: list[OperatorStats], data: dict[int, _SourceData]
+        self,
+        trace: list[dict[str, Any]],
+        stats: list[OperatorStats],
+        data: dict[int, _SourceData],
+        key: str,
     ) -> None:
         for i, st in enumerate(stats):
             got = data.get(i)
             out = jsonable(got.keys) if got is not None else []
-            trace.append(_trace_entry(st, [], out))
+            rows = _preview({key: got.keys, **got.columns}) if got is not None else []
+            trace.append(_trace_entry(st, [], out, rows))
 
     # -- set algebra ---------------------------------------------------------------------------
 
@@ -417,7 +472,7 @@ class Engine:
                 st.elapsed_ms = elapsed * 1000.0
                 st.message = str(error)
                 if trace is not None:
-                    trace.append(_trace_entry(st, jsonable(before.keys()), []))
+                    trace.append(_trace_entry(st, jsonable(before.keys()), [], []))
                 for h in hooks:
                     _safe(h.operator_end, st)
                 return view, str(error), error
@@ -426,7 +481,8 @@ class Engine:
             st.elapsed_ms = elapsed * 1000.0
             st.message = f"{op!r} {what} in {_ms(elapsed)}"
             if trace is not None:
-                trace.append(_trace_entry(st, jsonable(before.keys()), jsonable(view.keys())))
+                rows = _preview({c: view.column(c) for c in view.columns})
+                trace.append(_trace_entry(st, jsonable(before.keys()), jsonable(view.keys()), rows))
             for h in hooks:
                 _safe(h.operator_end, st)
             if n_out == 0:
@@ -533,6 +589,34 @@ async def _call_source(op: SourceOperator, kwargs: Mapping[str, Any]) -> Any:
     if inspect.isawaitable(out):
         out = await out
     return out
+
+
+class _Budget:
+    """The deadline of one run and the sources it cut (shared by the source tasks)."""
+
+    __slots__ = ("cut", "deadline")
+
+    def __init__(self, deadline: Deadline | None, cut: list[str]) -> None:
+        self.deadline = deadline
+        self.cut = cut
+
+
+def _cut_error(
+    op: SourceOperator, deadline: Deadline | None, elapsed: float, failure: BaseException | None
+) -> SourceError:
+    budget = f" of {deadline.seconds * 1000:.0f}ms" if deadline is not None else ""
+    before = (
+        f" (an earlier attempt failed: {_describe(failure)})"
+        if failure is not None and not isinstance(failure, TimeoutError)
+        else ""
+    )
+    error = SourceError(
+        f"{op!r} cut: the request deadline{budget} ran out after {_ms(elapsed)}{before}",
+        op,
+        timed_out=True,
+    )
+    error.__cause__ = failure
+    return error
 
 
 def _source_error(
@@ -695,7 +779,20 @@ def _columns_from_transform(
     )
 
 
-def _trace_entry(st: OperatorStats, inputs: list[Any], outputs: list[Any]) -> dict[str, Any]:
+#: rows of the candidates shown at each step of the debug trace (``items``)
+DEBUG_ROWS = 100
+
+
+def _preview(columns: Mapping[str, Array]) -> list[dict[str, Any]]:
+    """The first :data:`DEBUG_ROWS` rows of ``columns`` as JSON-ready records."""
+    values = {name: jsonable(col[:DEBUG_ROWS]) for name, col in columns.items()}
+    names = list(values)
+    return [dict(zip(names, row, strict=True)) for row in zip(*values.values(), strict=True)]
+
+
+def _trace_entry(
+    st: OperatorStats, inputs: list[Any], outputs: list[Any], rows: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "name": st.name,
         "kind": st.kind,
@@ -707,6 +804,8 @@ def _trace_entry(st: OperatorStats, inputs: list[Any], outputs: list[Any]) -> di
         "n_output": len(outputs),
         "status": st.status,
         "elapsed_ms": None if st.elapsed_ms is None else round(st.elapsed_ms, 3),
+        "message": st.message,
+        "items": rows,
     }
 
 

@@ -14,6 +14,9 @@
     ├── ConfigError                  a pipeline config failed validation (file, pipeline, field)
     ├── ExecuteError                 ``execute()`` was called wrongly (missing context, bad
     │                                ``return_cols``); raised before anything runs
+    ├── EndpointDefinitionError      a function cannot be served as an endpoint (untyped or
+    │                                reserved parameter, a path served twice)
+    ├── UnknownPipelineError         no pipeline of that name is served (suggests close ones)
     └── OperatorError                an operator failed while the pipeline ran; never raised by
         │                            ``execute()``, reported as ``result.error`` with the operator
         ├── SourceError              a source kept failing or timing out after its retries
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ColumnNotFoundError",
     "ConfigError",
+    "EndpointDefinitionError",
     "ExecuteError",
     "FlightError",
     "OperatorArgumentError",
@@ -47,6 +51,7 @@ __all__ = [
     "ResultShapeError",
     "SourceError",
     "UnknownOperatorError",
+    "UnknownPipelineError",
 ]
 
 
@@ -102,6 +107,17 @@ class ConfigError(FlightError, ValueError):
 
 class ExecuteError(FlightError, ValueError):
     """``execute()`` was called with missing context or bad options; nothing ran."""
+
+
+class EndpointDefinitionError(FlightError, TypeError):
+    """A function cannot be served as an endpoint as written."""
+
+
+class UnknownPipelineError(FlightError, KeyError):
+    """No pipeline is served under the requested name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class OperatorError(FlightError):

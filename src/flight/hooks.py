@@ -6,7 +6,7 @@ Subclass :class:`Hooks` and override what you need; register it for every pipeli
 
     pipeline_start(run)
         operator_start(stats)  ...  operator_end(stats)      # sources concurrently, then steps
-    pipeline_end(run, result)
+    pipeline_end(run, result)        # or pipeline_abort(run, exc) if the run was interrupted
 
 ``stats`` is the same :class:`OperatorStats` object at start and end (``n_out``,
 ``elapsed_ms``, ``status``, ``error``, ``retries``, ``timeouts`` are filled in at the end), so
@@ -42,7 +42,8 @@ __all__ = [
 engine_logger = logging.getLogger("flight.engine")
 
 Role = Literal["include", "exclude", "step"]
-Status = Literal["running", "ok", "failed", "skipped", "cancelled", "not_run"]
+#: ``cut``: a source the request deadline stopped (see :mod:`flight.deadline`)
+Status = Literal["running", "ok", "failed", "skipped", "cancelled", "cut", "not_run"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -124,6 +125,10 @@ class Hooks:
 
     def pipeline_end(self, run: RunInfo, result: Result) -> None:
         """After the result is built."""
+
+    def pipeline_abort(self, run: RunInfo, error: BaseException) -> None:
+        """Instead of ``pipeline_end`` when the run was interrupted (cancelled, or an error
+        escaped the engine): close whatever ``pipeline_start`` opened."""
 
 
 class LoggingHook(Hooks):

@@ -14,7 +14,7 @@ from flight.hooks import OperatorStats
 
 __all__ = ["Result", "jsonable"]
 
-RESERVED_KEYS = ("reason", "debug", "warnings")
+RESERVED_KEYS = ("reason", "debug", "warnings", "partial", "cut")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -26,7 +26,9 @@ class Result:
     operator took the candidates to zero, or which one failed). ``stats``: one
     :class:`OperatorStats` per include, exclude and step. ``warnings``: optional sources the
     pipeline continued without. ``error``: the :class:`OperatorError` when an operator
-    failed. ``debug``: the per-operator trace when ``debug=True`` was passed.
+    failed. ``debug``: the per-operator trace when ``debug=True`` was passed. ``cut``: the
+    sources the request deadline stopped (see :mod:`flight.deadline`); ``partial`` says
+    whether some source's candidates are missing from the items (cut or skipped).
     """
 
     pipeline: str
@@ -41,11 +43,20 @@ class Result:
     run_id: str = ""
     elapsed_ms: float = 0.0
     summary_column: str | None = None
+    cut: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         """True when no operator failed (an empty result can still be ok)."""
         return self.error is None
+
+    @property
+    def partial(self) -> bool:
+        """True when the run went on without some source (cut by the deadline, or an optional
+        source that failed): the items are real but may be fewer or different."""
+        return self.error is None and (
+            bool(self.cut) or any(s.status in ("skipped", "cut") for s in self.stats)
+        )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -76,11 +87,14 @@ class Result:
         return lines
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: one list per returned column (in order), plus ``reason``, ``warnings``
-        and ``debug``. numpy and pandas scalars become Python values, NaN/NA become None."""
+        """JSON-ready: one list per returned column (in order), plus ``reason``, ``warnings``,
+        ``partial``, ``cut`` and ``debug``. numpy and pandas scalars become Python values,
+        NaN/NA become None."""
         out: dict[str, Any] = {name: jsonable(self.items[name]) for name in self.items.columns}
         out["reason"] = self.reason
         out["warnings"] = list(self.warnings)
+        out["partial"] = self.partial
+        out["cut"] = list(self.cut)
         out["debug"] = self.debug
         return out
 

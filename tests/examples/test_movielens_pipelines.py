@@ -1,21 +1,16 @@
-"""The MovieLens example end to end, and the main job (`scripts/main`) as a user runs it."""
+"""The MovieLens pipelines (v1, v2, cold start) as a data scientist runs them in Python."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import asyncio
 from pathlib import Path
 
+import movielens_operators as ml
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-EXAMPLE = REPO / "examples" / "movielens"
-sys.path.insert(0, str(EXAMPLE))
+from flight import Pipeline, register_provider
 
-import movielens_operators as ml  # noqa: E402
-
-from flight import Pipeline  # noqa: E402
+PIPELINES = Path(ml.__file__).resolve().parent / "pipelines"
 
 pytestmark = pytest.mark.skipif(
     not (ml.data_dir() / "ratings.csv").is_file(),
@@ -25,46 +20,61 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(autouse=True)
 def _provider() -> None:
-    # the conftest resets providers after each test; the example registers one at import
-    from flight import register_provider
-
-    register_provider("movieId", ml._movie_attributes, replace=True)
+    register_provider("movieId", ml.movie_attributes, replace=True)
 
 
-async def test_recommendations_for_a_user_are_new_diverse_and_ranked() -> None:
-    pipeline = Pipeline.from_config(EXAMPLE / "recommend.yaml")
-    result = await pipeline.execute(user_id=1, debug=True)
+def load(name: str) -> Pipeline:
+    return Pipeline.from_config(PIPELINES / f"{name}.yaml")
+
+
+@pytest.mark.parametrize("name", ["recommend_v1", "recommend_v2"])
+async def test_recommendations_are_new_diverse_and_ranked(name: str) -> None:
+    result = await load(name).execute(user_id=1, debug=True)
     assert result.ok and result.reason is None
     items = result.items
     assert list(items.columns) == ["movieId", "title", "main_genre", "year", "score"]
     assert len(items) == 10
     rated = set(ml.load().rated[1].tolist())
     assert not rated & set(items["movieId"].tolist())  # the exclude worked
-    assert items["main_genre"].value_counts().max() <= 3  # genre-diverse
+    per_genre = 3 if name == "recommend_v1" else 2
+    assert items["main_genre"].value_counts().max() <= per_genre
     assert items["score"].is_monotonic_decreasing
     assert items["title"].notna().all()
-    assert [s.name for s in result.stats][:4] == [
-        "PopularMovies",
-        "FavoriteGenreMovies",
-        "SimilarToRecent",
-        "AlreadyRated",
-    ]
     assert all(s.status == "ok" for s in result.stats)
 
 
+async def test_v2_lists_differ_visibly_from_v1() -> None:
+    v1, v2 = load("recommend_v1"), load("recommend_v2")
+    shared = []
+    for user in (1, 2, 3, 4, 5, 6, 7, 8):
+        a, b = await asyncio.gather(v1.execute(user_id=user), v2.execute(user_id=user))
+        shared.append(len(set(a.items["movieId"]) & set(b.items["movieId"])))
+        movies = ml.load().movies.set_index("movieId")
+        # v2 goes beyond the blockbusters: every pick has 10 to 100 ratings, v1's do not
+        assert movies.loc[b.items["movieId"], "num_ratings"].between(10, 100).all()
+        assert movies.loc[a.items["movieId"], "num_ratings"].max() > 100
+    assert sum(shared) / len(shared) <= 2, shared  # at most two movies in ten in common
+
+
+async def test_v2_uses_the_similar_to_recent_source() -> None:
+    result = await load("recommend_v2").execute(user_id=1)
+    similar = next(s for s in result.stats if s.name == "SimilarToRecent")
+    assert similar.status == "ok" and similar.n_out == 300
+
+
 async def test_same_operators_serve_the_cold_start_config() -> None:
-    pipeline = Pipeline.from_config(EXAMPLE / "cold_start.yaml")
-    result = await pipeline.execute()
+    result = await load("cold_start").execute()
     assert len(result.items) == 10
     assert (result.items["mean_rating"] >= 3.8).all()
     assert result.items["main_genre"].value_counts().max() <= 2
 
 
 async def test_unknown_user_still_gets_popular_movies() -> None:
-    result = await Pipeline.from_config(EXAMPLE / "recommend.yaml").execute(user_id=999_999)
-    assert len(result.items) == 10
+    result = await load("recommend_v2").execute(user_id=999_999)
+    assert len(result.items) > 0
     stats = {s.name: s.n_out for s in result.stats}
     assert stats["FavoriteGenreMovies"] == 0 and stats["AlreadyRated"] == 0
+    assert stats["SimilarToRecent"] == 0
 
 
 def test_missing_data_dir_says_how_to_fix(tmp_path: Path) -> None:
@@ -72,21 +82,12 @@ def test_missing_data_dir_says_how_to_fix(tmp_path: Path) -> None:
         ml.load(tmp_path)
 
 
-def test_main_job_prints_recommendations_and_operator_log() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    proc = subprocess.run(
-        [str(REPO / "scripts" / "main")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=REPO,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout
-    assert "movielens_recommend per-operator log:" in out
-    assert "AlreadyRated() returned 232 items to exclude" in out  # user 1 rated 232 movies
-    assert "DiverseSample(n=10, maximize='score', by='main_genre'" in out
-    assert "Returning 10 items with mean(score)=" in out
-    assert "10 items" in out and "movieId" in out
+def test_source_functions_match_what_the_operators_return() -> None:
+    data = ml.load()
+    top = ml.popular(data, 5)
+    assert top["popularity"].iloc[0] == 1.0 and top["popularity"].is_monotonic_decreasing
+    fav = ml.favorite_genres(data, 1, 50, 3)
+    assert fav["movieId"].is_unique and fav["genre_affinity"].between(0, 1).all()
+    similar = ml.similar_to_recent(data, 1, 20, 5)
+    assert similar["similarity"].iloc[0] == 1.0 and len(similar) == 20
+    assert not set(similar["movieId"]) & set(data.liked_recent[1][:5].tolist())

@@ -193,7 +193,14 @@ async def test_empty_reason_names_filter_and_count() -> None:
         result.reason == "MatchDepartment(product_id=3) returned 0 items after filtering 53 items"
     )
     assert [s.status for s in result.stats] == ["ok", "ok", "not_run"]
-    assert result.to_dict() == {"item": [], "reason": result.reason, "warnings": [], "debug": None}
+    assert result.to_dict() == {
+        "item": [],
+        "reason": result.reason,
+        "warnings": [],
+        "partial": False,
+        "cut": [],
+        "debug": None,
+    }
 
 
 async def test_empty_reason_when_excludes_remove_everything() -> None:

@@ -8,8 +8,11 @@ import flight.operators as fo
 
 def test_flight_exports_are_pinned() -> None:
     assert sorted(flight.__all__) == [
+        "App",
         "AttributeProvider",
         "ConfigError",
+        "Deadline",
+        "EndpointDefinitionError",
         "Engine",
         "ExecuteError",
         "FlightError",
@@ -24,15 +27,25 @@ def test_flight_exports_are_pinned() -> None:
         "SourceError",
         "SourcePolicy",
         "TableProvider",
+        "UnknownPipelineError",
         "add_hook",
+        "deadline",
         "default_engine",
         "get_provider",
         "register_provider",
         "remove_hook",
         "set_default_engine",
+        "time_left",
         "unregister_provider",
     ]
     assert all(hasattr(flight, name) for name in flight.__all__)
+
+
+def test_serving_exports_are_pinned() -> None:
+    import flight.serving
+
+    assert sorted(flight.serving.__all__) == ["App", "PipelineCatalog", "PipelineEntry"]
+    assert flight.App is flight.serving.App
 
 
 def test_operator_exports_are_pinned() -> None:

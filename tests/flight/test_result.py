@@ -32,6 +32,8 @@ def test_to_dict_has_one_list_per_column_and_plain_python_values() -> None:
         "title": ["A", None],
         "reason": None,
         "warnings": [],
+        "partial": False,
+        "cut": [],
         "debug": [{"name": "X"}],
     }
     assert all(type(v) is int for v in out["item"])

@@ -1,0 +1,629 @@
+"""``flight.App``: plain Python functions and pipeline configs served over HTTP.
+
+>>> app = flight.App("recs", configs="pipelines/")        # serve every config in the folder
+>>> @app.endpoint("/recs/for_user")
+... async def for_user(user_id: int, version: Literal["v1", "v2"] = "v1") -> flight.Result:
+...     return await app.pipeline(f"recommend_{version}").execute(user_id=user_id)
+
+``flight serve module:app`` (or any ASGI server: the app *is* an ASGI application) then
+answers:
+
+==============================  ==============================================================
+``GET|POST /recs/for_user``     the endpoint: query parameters (GET) or a JSON object (POST),
+                                validated from the type hints (422 naming the parameter);
+                                ``?debug=true`` adds the debug trace; ``?budget_ms=`` or the
+                                ``X-Flight-Budget-Ms`` header set a deadline
+``GET /pipelines``              served pipelines, their versions and status
+``GET /pipelines/{name}``       one pipeline: config, context it needs, version, last error
+``POST /pipelines/{name}/execute``  run it; the JSON body is the context
+``GET /explorer/``              the debug explorer (a web page)
+``GET /healthz``, ``/readyz``   liveness; readiness (startup done, configs loaded)
+``GET /metrics``                Prometheus metrics
+``GET /docs``                   OpenAPI docs of the endpoints
+==============================  ==============================================================
+
+The ASGI application underneath (FastAPI) is ``app.asgi``: add middleware or routes there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+
+from flight import http as flight_http
+from flight import metrics as flight_metrics
+from flight import tracing
+from flight.deadline import _debug_scope, deadline
+from flight.engine import Engine
+from flight.errors import EndpointDefinitionError, ExecuteError, FlightError, UnknownPipelineError
+from flight.pipeline import Pipeline
+from flight.result import Result
+from flight.serving._params import (
+    BUDGET_HEADER,
+    Invalid,
+    Problem,
+    Signature,
+    parse_budget,
+    parse_debug,
+)
+from flight.serving._respond import error_response, json_response, respond
+from flight.serving.catalog import PipelineCatalog, PipelineEntry
+
+__all__ = ["App"]
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("flight.serving.access")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_BUILTIN_PATHS = ("/", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
+_BUILTIN_PREFIXES = ("/pipelines", "/explorer")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A parsed request, ready to run."""
+
+    run: Callable[[], Awaitable[Any]]
+    debug: bool
+    budget: float | None
+    respond: Callable[[Any], Response] = respond
+
+
+class App:
+    """An HTTP service of endpoints and pipelines (see the module docs).
+
+    ``configs``: a directory of pipeline configs to serve at ``/pipelines/{name}``, reloaded
+    when files change (``reload=False`` to load once). ``budget_ms``: the default request
+    deadline (else ``$FLIGHT_BUDGET_MS``; unset: none). ``explorer``: serve the debug
+    explorer page. ``engine``: the engine config pipelines run on (default: the default
+    engine, which ``pipeline.execute`` uses too).
+    """
+
+    def __init__(
+        self,
+        name: str = "flight",
+        *,
+        configs: str | os.PathLike[str] | None = None,
+        budget_ms: float | None = None,
+        explorer: bool = True,
+        reload: bool = True,
+        engine: Engine | None = None,
+        metrics: flight_metrics.Metrics | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self._env = os.environ if env is None else env
+        if budget_ms is None and self._env.get("FLIGHT_BUDGET_MS", "").strip():
+            try:
+                budget_ms = parse_budget(None, self._env["FLIGHT_BUDGET_MS"], None)
+            except Invalid as exc:
+                raise ValueError(f"FLIGHT_BUDGET_MS: {exc.problems[0].message}") from None
+            budget_ms = budget_ms * 1000.0 if budget_ms is not None else None
+        if budget_ms is not None and not budget_ms > 0:
+            raise ValueError(
+                f"budget_ms must be a positive number of milliseconds, got {budget_ms}"
+            )
+        self.budget_ms = budget_ms
+        self.metrics = flight_metrics.enable(metrics)
+        self.engine = engine
+        self.catalog = PipelineCatalog(configs, metrics=self.metrics)
+        self.catalog.scan()
+        self._reload = reload
+        self._explorer = explorer
+        self._startup: list[Callable[[], Any]] = []
+        self._shutdown: list[Callable[[], Any]] = []
+        self._ready = False
+        self._routes: set[tuple[str, str]] = set()
+        self._endpoints: list[dict[str, Any]] = []
+        self._asgi = FastAPI(
+            title=name,
+            lifespan=self._lifespan,
+            redoc_url=None,
+            description=f"Flight app {name!r}: endpoints, pipelines, explorer and metrics.",
+        )
+        self._add_builtin_routes()
+
+    # -- the high layer ---------------------------------------------------------------------
+
+    def endpoint(
+        self, path: str, *, methods: Sequence[str] = ("GET", "POST"), summary: str | None = None
+    ) -> Callable[[F], F]:
+        """Serve a function at ``path``. Its typed parameters come from the query string
+        (GET), a JSON object body (POST) or ``{placeholders}`` in the path; what it returns
+        becomes the response (a ``Result`` as ``result.to_dict()``)."""
+        if not path.startswith("/"):
+            raise EndpointDefinitionError(f"endpoint path {path!r} must start with '/'")
+        if path in _BUILTIN_PATHS or path.startswith(_BUILTIN_PREFIXES):
+            raise EndpointDefinitionError(
+                f"endpoint path {path!r} is taken by the app itself ({', '.join(_BUILTIN_PATHS)}"
+                f", {', '.join(p + '/...' for p in _BUILTIN_PREFIXES)}); choose another"
+            )
+        verbs = [m.upper() for m in methods]
+        unknown = [m for m in verbs if m not in ("GET", "POST")]
+        if unknown or not verbs:
+            raise EndpointDefinitionError(f"endpoint methods are GET and/or POST, got {methods!r}")
+
+        def decorate(fn: F) -> F:
+            if not callable(fn):
+                raise EndpointDefinitionError(f"@app.endpoint decorates a function, not {fn!r}")
+            signature = Signature(fn, path)
+            for verb in verbs:
+                if (verb, path) in self._routes:
+                    raise EndpointDefinitionError(f"{verb} {path} is already served")
+            doc = inspect.getdoc(fn) or ""
+            for verb in verbs:
+                self._routes.add((verb, path))
+                self._asgi.add_api_route(
+                    path,
+                    self._endpoint_handler(fn, path, signature, verb),
+                    methods=[verb],
+                    name=f"{getattr(fn, '__name__', 'endpoint')}:{verb}",
+                    summary=summary or (doc.splitlines()[0] if doc else None),
+                    description=doc or None,
+                    response_model=None,
+                    openapi_extra=signature.openapi(verb),
+                )
+            self._endpoints.append(
+                {"path": path, "methods": verbs, "parameters": signature.describe()}
+            )
+            return fn
+
+        return decorate
+
+    def serve_pipeline(self, pipeline: Pipeline) -> Pipeline:
+        """Serve a pipeline built in Python at ``/pipelines/{pipeline.name}`` (and in the
+        explorer) beside those from config."""
+        self.catalog.add(pipeline)
+        return pipeline
+
+    def pipeline(self, name: str) -> Pipeline:
+        """The version of served pipeline ``name`` running now (it changes when its config
+        file changes); raises :class:`~flight.errors.UnknownPipelineError`."""
+        return self.catalog.get(name)
+
+    def on_startup(self, fn: F) -> F:
+        """Run ``fn`` (sync: in a worker thread; or async) before the app reports ready."""
+        self._startup.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: F) -> F:
+        """Run ``fn`` when the server stops."""
+        self._shutdown.append(fn)
+        return fn
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def run(self, host: str | None = None, port: int | None = None, **options: Any) -> None:
+        """Serve with uvicorn (``HOST``/``PORT`` from the environment by default), JSON logs."""
+        from flight.serving.server import serve
+
+        serve(self, host=host, port=port, **options)
+
+    # -- the low layer ----------------------------------------------------------------------
+
+    @property
+    def asgi(self) -> FastAPI:
+        """The ASGI application underneath (FastAPI): add middleware or routes to it."""
+        return self._asgi
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._asgi(scope, receive, send)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _lifespan(self, _asgi: Any) -> AsyncIterator[None]:
+        tracing.configure_tracing_once(self._env)
+        if not logging.getLogger().handlers:
+            from flight.logs import configure_json_logging
+
+            configure_json_logging(self._env.get("FLIGHT_LOG_LEVEL", "INFO"))
+        stop = asyncio.Event()
+        watcher: asyncio.Task[None] | None = None
+        try:
+            for fn in self._startup:
+                await _call_maybe_sync(fn)
+            await asyncio.to_thread(self.catalog.scan)
+            if self._reload and self.catalog.directory is not None:
+                watcher = asyncio.create_task(self.catalog.watch(stop), name="flight-configs")
+            self._ready = True
+            logger.info(
+                "app %r ready: %d endpoints, pipelines: %s",
+                self.name,
+                len(self._endpoints),
+                ", ".join(self.catalog.names()) or "none",
+            )
+            yield
+        finally:
+            self._ready = False
+            stop.set()
+            if watcher is not None:
+                try:
+                    await asyncio.wait_for(watcher, 5.0)
+                except (TimeoutError, asyncio.CancelledError):
+                    watcher.cancel()
+            for fn in self._shutdown:
+                try:
+                    await _call_maybe_sync(fn)
+                except Exception:
+                    logger.exception("shutdown hook %r failed", fn)
+            await flight_http.aclose()
+            tracing.flush()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def _handle(
+        self, request: Request, route: str, parse: Callable[[Request], Awaitable[_Call]]
+    ) -> Response:
+        t0 = time.perf_counter()
+        method = request.method
+        attributes = {
+            "http.request.method": method,
+            "http.route": route,
+            "url.path": request.url.path,
+        }
+        with tracing.server_span(f"{method} {route}", request.headers, attributes) as span:
+            response = await self._respond(request, route, parse)
+            status = response.status_code
+            span.set("http.response.status_code", status)
+            if status >= 500:
+                span.fail(f"HTTP {status}")
+            trace_id = span.trace_id
+            if trace_id:
+                response.headers["x-trace-id"] = trace_id
+            elapsed = time.perf_counter() - t0
+            if access_logger.isEnabledFor(logging.INFO):
+                access_logger.info(
+                    "%s %s %d in %.1fms",
+                    method,
+                    request.url.path,
+                    status,
+                    elapsed * 1000.0,
+                    extra={
+                        "flight": {
+                            "route": route,
+                            "method": method,
+                            "status": status,
+                            "elapsed_ms": round(elapsed * 1000.0, 3),
+                        }
+                    },
+                )
+        self.metrics.observe_request(route, method, status, elapsed)
+        return response
+
+    async def _respond(
+        self, request: Request, route: str, parse: Callable[[Request], Awaitable[_Call]]
+    ) -> Response:
+        try:
+            call = await parse(request)
+        except Invalid as exc:
+            return _invalid(request, exc)
+        except UnknownPipelineError as exc:
+            return error_response(404, str(exc))
+        limit = None if call.budget is None else call.budget + min(1.0, max(0.05, call.budget))
+        try:
+            with deadline(call.budget), _debug_scope(call.debug):
+                async with asyncio.timeout(limit):
+                    value = await call.run()
+        except Invalid as exc:
+            return _invalid(request, exc)
+        except TimeoutError:
+            assert call.budget is not None
+            logger.warning(
+                "%s %s gave up: past its %.0fms budget", request.method, route, call.budget * 1000
+            )
+            return error_response(
+                504,
+                f"{route} did not answer within its budget of {call.budget * 1000:.0f}ms; "
+                f"sources were cut at the deadline but the rest of the work took too long",
+            )
+        except UnknownPipelineError as exc:
+            logger.exception("%s %s failed", request.method, route)
+            return error_response(500, f"{route}: {exc}")
+        except FlightError as exc:
+            logger.exception("%s %s failed", request.method, route)
+            return error_response(500, f"{route} failed: {exc}")
+        except Exception as exc:
+            logger.exception("%s %s failed", request.method, route)
+            return error_response(500, f"{route} failed: {type(exc).__name__}: {exc}")
+        try:
+            return call.respond(value)
+        except Exception as exc:
+            logger.exception("%s %s returned a value that cannot be sent", request.method, route)
+            return error_response(
+                500, f"{route} returned {type(value).__name__}, which cannot be sent as JSON: {exc}"
+            )
+
+    def _endpoint_handler(
+        self, fn: Callable[..., Any], path: str, signature: Signature, method: str
+    ) -> Callable[[Request], Awaitable[Response]]:
+        is_async = inspect.iscoroutinefunction(fn)
+
+        async def parse(request: Request) -> _Call:
+            if method == "GET":
+                raw, options = signature.from_query(request.query_params, request.path_params)
+                kwargs = signature.validate(raw, "query")
+            else:
+                body = await request.body()
+                raw, options = signature.from_body(body, request.query_params, request.path_params)
+                kwargs = signature.validate(raw, "body")
+            debug, budget = self._options(request, options)
+            if "debug" in signature.takes:
+                debug = debug or bool(kwargs["debug"])
+            if is_async:
+                return _Call(lambda: fn(**kwargs), debug, budget)
+            return _Call(lambda: asyncio.to_thread(fn, **kwargs), debug, budget)
+
+        async def handler(request: Request) -> Response:
+            return await self._handle(request, path, parse)
+
+        return handler
+
+    def _options(self, request: Request, options: Mapping[str, Any]) -> tuple[bool, float | None]:
+        debug = parse_debug(options["debug"]) if "debug" in options else False
+        budget = parse_budget(
+            request.headers.get(BUDGET_HEADER), options.get("budget_ms"), self.budget_ms
+        )
+        return debug, budget
+
+    # -- built-in routes --------------------------------------------------------------------
+
+    def _add_builtin_routes(self) -> None:
+        add = self._asgi.add_api_route
+        add("/", self._index, methods=["GET"], include_in_schema=False)
+        add("/healthz", self._healthz, methods=["GET"], tags=["flight"])
+        add("/readyz", self._readyz, methods=["GET"], tags=["flight"])
+        add("/metrics", self._metrics, methods=["GET"], tags=["flight"])
+        add("/pipelines", self._list_pipelines, methods=["GET"], tags=["pipelines"])
+        add("/pipelines/{name}", self._show_pipeline, methods=["GET"], tags=["pipelines"])
+        add(
+            "/pipelines/{name}/execute",
+            self._execute_handler,
+            methods=["POST"],
+            tags=["pipelines"],
+            openapi_extra={
+                "requestBody": {
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                    "description": 'the context, e.g. {"user_id": 1}',
+                }
+            },
+        )
+        if self._explorer:
+            assets = resources.files("flight.serving") / "explorer"
+            add("/explorer", self._explorer_redirect, methods=["GET"], include_in_schema=False)
+            add("/explorer/", self._explorer_page, methods=["GET"], include_in_schema=False)
+            self._asgi.mount(
+                "/explorer/assets",
+                StaticFiles(directory=str(Path(str(assets)))),
+                name="flight-explorer-assets",
+            )
+
+    async def _index(self, request: Request) -> Response:
+        return json_response(
+            {
+                "app": self.name,
+                "ready": self._ready,
+                "endpoints": self._endpoints,
+                "pipelines": self.catalog.names(),
+                "links": {
+                    "pipelines": "/pipelines",
+                    "explorer": "/explorer/" if self._explorer else None,
+                    "metrics": "/metrics",
+                    "docs": "/docs",
+                    "health": "/healthz",
+                    "ready": "/readyz",
+                },
+                "budget_ms": self.budget_ms,
+            }
+        )
+
+    async def _healthz(self, request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def _readyz(self, request: Request) -> Response:
+        entries = self.catalog.entries()
+        body = {
+            "status": "ready" if self._ready else "starting",
+            "pipelines": len([e for e in entries if e.pipeline is not None]),
+            "rejected": [e.name for e in entries if e.error is not None],
+        }
+        return json_response(body, 200 if self._ready else 503)
+
+    async def _metrics(self, request: Request) -> Response:
+        content, media_type = self.metrics.exposition()
+        return Response(content, media_type=media_type)
+
+    async def _list_pipelines(self, request: Request) -> Response:
+        return json_response(
+            {
+                "directory": str(self.catalog.directory) if self.catalog.directory else None,
+                "pipelines": [_entry_summary(e) for e in self.catalog.entries()],
+            }
+        )
+
+    async def _show_pipeline(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            entry = self.catalog.entry(name)
+        except UnknownPipelineError as exc:
+            return error_response(404, str(exc))
+        return json_response(_entry_detail(entry))
+
+    async def _execute_handler(self, request: Request) -> Response:
+        return await self._handle(request, "/pipelines/{name}/execute", self._parse_execute)
+
+    async def _parse_execute(self, request: Request) -> _Call:
+        name = request.path_params["name"]
+        entry = self.catalog.entry(name)
+        pipeline = entry.pipeline
+        if pipeline is None:
+            raise UnknownPipelineError(
+                f"pipeline {name!r} has no valid version to serve: {entry.error}"
+            )
+        body = await request.body()
+        try:
+            context: Any = _json_object(body)
+        except ValueError as exc:
+            raise Invalid(
+                [Problem("body", "body", str(exc))],
+                'send the context as a JSON object, e.g. {"user_id": 1}',
+            ) from None
+        query = request.query_params
+        options = {k: query[k] for k in ("debug", "budget_ms") if k in query}
+        debug, budget = self._options(request, options)
+        cols = [c for v in query.getlist("return_cols") for c in v.split(",") if c.strip()]
+        clash = sorted(k for k in ("debug", "return_cols") if k in context)
+        if clash:
+            raise Invalid(
+                [Problem(k, "body", "is an option, not context") for k in clash],
+                "pass debug and return_cols as query parameters: ?debug=true&return_cols=a,b",
+            )
+        missing = sorted(pipeline.required_context() - context.keys())
+        if missing:
+            needs = pipeline.context_users(missing)
+            raise Invalid(
+                [Problem(k, "body", f"is required by {', '.join(needs[k])}") for k in missing],
+                f"pipeline {name!r} needs context {', '.join(missing)}; send it as the JSON "
+                f'body, e.g. {{"{missing[0]}": ...}}',
+            )
+        engine = self.engine
+        version = entry.version or ""
+
+        async def run() -> Result:
+            try:
+                if engine is not None:
+                    return await engine.execute(
+                        pipeline, return_cols=cols or None, debug=debug, **context
+                    )
+                return await pipeline.execute(return_cols=cols or None, debug=debug, **context)
+            except ExecuteError as exc:
+                raise Invalid([Problem("context", "body", str(exc))]) from None
+
+        def answer(value: Any) -> Response:
+            assert isinstance(value, Result)
+            if isinstance(value.error, ExecuteError):  # return_cols the pipeline lacks
+                return error_response(
+                    422,
+                    str(value.error),
+                    problems=[
+                        {"parameter": "return_cols", "in": "query", "message": str(value.error)}
+                    ],
+                )
+            response = respond(value)
+            response.headers["x-flight-pipeline-version"] = version
+            return response
+
+        return _Call(run, debug, budget, answer)
+
+    async def _explorer_redirect(self, request: Request) -> Response:
+        return RedirectResponse(str(request.url.replace(path=request.url.path + "/")), 308)
+
+    async def _explorer_page(self, request: Request) -> Response:
+        page = (resources.files("flight.serving") / "explorer" / "index.html").read_bytes()
+        return Response(page, media_type="text/html; charset=utf-8")
+
+
+async def _call_maybe_sync(fn: Callable[[], Any]) -> None:
+    if inspect.iscoroutinefunction(fn):
+        await fn()
+        return
+    out = await asyncio.to_thread(fn)
+    if inspect.isawaitable(out):
+        await out
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    import json
+
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"must be a JSON object of context values, not {type(data).__name__}")
+    return data
+
+
+def _invalid(request: Request, exc: Invalid) -> Response:
+    body: dict[str, Any] = {
+        "error": f"invalid request to {request.method} {request.url.path}: {exc}",
+        "problems": [p.to_dict() for p in exc.problems],
+    }
+    if exc.hint:
+        body["hint"] = exc.hint
+    return json_response(body, 422)
+
+
+def _when(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _entry_summary(entry: PipelineEntry) -> dict[str, Any]:
+    p = entry.pipeline
+    return {
+        "name": entry.name,
+        "status": entry.status,
+        "serving": p is not None,
+        "source": entry.source.name if entry.source is not None else "python",
+        "version": entry.version,
+        "loaded_at": _when(entry.loaded_at),
+        "description": p.description if p is not None else "",
+        "context": sorted(p.required_context()) if p is not None else [],
+        "error": entry.error,
+    }
+
+
+def _entry_detail(entry: PipelineEntry) -> dict[str, Any]:
+    out = _entry_summary(entry)
+    p = entry.pipeline
+    out["error"] = (
+        None
+        if entry.error is None
+        else {
+            "message": entry.error,
+            "version": entry.error_version,
+            "at": _when(entry.error_at),
+            "serving_instead": entry.version,
+        }
+    )
+    if p is not None:
+        required = p.required_context()
+        optional = sorted({k for op in p.operators() for k in op._ctx_names} - required)
+        out.update(
+            item_type=p.item_type,
+            context={"required": sorted(required), "optional": optional},
+            return_cols=list(p.return_cols) if p.return_cols is not None else None,
+            operators=[
+                {"role": role, "name": op.name, "kind": op.kind, "args": op.args()}
+                for role, ops in (
+                    ("include", p.includes),
+                    ("exclude", p.excludes),
+                    ("step", p.steps),
+                )
+                for op in ops
+            ],
+            config=p.to_config(),
+        )
+    return out

@@ -1,0 +1,199 @@
+"""The pipeline engine endpoint: a directory of configs served by name, reloaded without a
+restart; a bad new version is rejected, exposed at GET /pipelines/{name}, and the last good
+version keeps serving."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from flight_test_ops import Items  # noqa: F401  (registers the operators the configs use)
+from serving_helpers import ServerThread, wait_for
+
+import flight
+import flight.operators as fo
+from flight.serving import PipelineCatalog
+
+Serve = Callable[[Any], ServerThread]
+Client = Callable[[str], httpx.Client]
+
+
+class UserAsItem(fo.SourceOperator):
+    """The user's own id as the only candidate (needs context user_id)."""
+
+    async def __call__(self, user_id: int) -> fo.Source:
+        return fo.Source([user_id])
+
+
+def config(name: str, ids: list[int], *, head: int = 10) -> str:
+    steps: list[Any] = [{"Sort": {"by": "score", "desc": True}}, {"Head": {"n": head}}]
+    return yaml.safe_dump(
+        {
+            "name": name,
+            "item_type": "item",
+            "description": f"{name} test pipeline",
+            "includes": [
+                {"Items": {"ids": ids, "column": "score", "values": [float(i) for i in ids]}}
+            ],
+            "steps": steps,
+            "return_cols": ["item", "score"],
+        }
+    )
+
+
+def write(path: Path, text: str) -> None:
+    """Replace a file the way editors do (write elsewhere, rename over it)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+@pytest.fixture
+def configs(tmp_path: Path) -> Path:
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    write(folder / "top.yaml", config("top", [1, 2, 3, 4], head=2))
+    return folder
+
+
+@pytest.fixture
+def http(configs: Path, serve: Serve, client: Client) -> httpx.Client:
+    return client(serve(flight.App("configs-test", configs=configs)).url)
+
+
+def version_of(http: httpx.Client, name: str) -> str | None:
+    r = http.get(f"/pipelines/{name}")
+    return r.json().get("version") if r.status_code == 200 else None
+
+
+def test_configs_are_listed_and_executed(http: httpx.Client) -> None:
+    listing = http.get("/pipelines").json()["pipelines"]
+    assert [(p["name"], p["status"], p["source"]) for p in listing] == [("top", "ok", "top.yaml")]
+    r = http.post("/pipelines/top/execute", json={})
+    assert r.status_code == 200
+    assert r.json()["item"] == [4, 3]
+    assert r.headers["x-flight-pipeline-version"] == listing[0]["version"]
+
+
+def test_execute_options_debug_and_return_cols(http: httpx.Client) -> None:
+    r = http.post("/pipelines/top/execute?debug=true&return_cols=item", json={})
+    body = r.json()
+    assert list(body)[:1] == ["item"] and "score" not in body
+    assert [e["name"] for e in body["debug"]] == ["Items", "Sort", "Head"]
+    r = http.post("/pipelines/top/execute?return_cols=item,nope", json={})
+    assert r.status_code == 422
+    assert "'nope'" in r.json()["error"]
+
+
+def test_context_problems_are_422(http: httpx.Client, configs: Path) -> None:
+    write(
+        configs / "mine.yaml",
+        "name: mine\nitem_type: item\nincludes: [UserAsItem]\nsteps: [{Head: {n: 1}}]\n",
+    )
+    wait_for(lambda: version_of(http, "mine"))
+    assert http.get("/pipelines/mine").json()["context"] == {
+        "required": ["user_id"],
+        "optional": [],
+    }
+    r = http.post("/pipelines/mine/execute", json={})
+    assert r.status_code == 422
+    assert r.json()["problems"] == [
+        {"parameter": "user_id", "in": "body", "message": "is required by UserAsItem()"}
+    ]
+    assert http.post("/pipelines/mine/execute", json={"user_id": 42}).json()["item"] == [42]
+    r = http.post("/pipelines/top/execute", content=b"[1]")
+    assert r.status_code == 422 and "JSON object" in r.json()["problems"][0]["message"]
+    r = http.post("/pipelines/top/execute", json={"debug": True})
+    assert r.status_code == 422 and r.json()["problems"][0]["parameter"] == "debug"
+
+
+def test_unknown_pipeline_is_404_with_suggestions(http: httpx.Client) -> None:
+    r = http.post("/pipelines/tpo/execute", json={})
+    assert r.status_code == 404
+    assert "did you mean 'top'" in r.json()["error"]
+    assert http.get("/pipelines/tpo").status_code == 404
+
+
+def test_new_changed_and_removed_files_are_picked_up(http: httpx.Client, configs: Path) -> None:
+    first = version_of(http, "top")
+    write(configs / "more.yaml", config("more", [7, 8, 9], head=1))
+    wait_for(lambda: version_of(http, "more"))
+    assert http.post("/pipelines/more/execute", json={}).json()["item"] == [9]
+
+    write(configs / "top.yaml", config("top", [1, 2, 3, 4], head=3))
+    wait_for(lambda: version_of(http, "top") not in (None, first))
+    assert http.post("/pipelines/top/execute", json={}).json()["item"] == [4, 3, 2]
+
+    (configs / "more.yaml").unlink()
+    wait_for(lambda: http.get("/pipelines/more").status_code == 404)
+    assert [p["name"] for p in http.get("/pipelines").json()["pipelines"]] == ["top"]
+
+
+def test_bad_new_version_is_rejected_and_last_good_keeps_serving(
+    http: httpx.Client, configs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = version_of(http, "top")
+    broken = config("top", [1, 2, 3, 4], head=2).replace("Head:\n    n: 2", "Head:\n    n: many")
+    assert "n: many" in broken
+    write(configs / "top.yaml", broken)
+    detail = wait_for(lambda: http.get("/pipelines/top").json()["error"])
+    assert "steps[1] (Head).n" in detail["message"] and "'many'" in detail["message"]
+    assert detail["serving_instead"] == good
+    shown = http.get("/pipelines/top").json()
+    assert shown["status"] == "rejected" and shown["serving"] and shown["version"] == good
+    # the last good version still answers
+    assert http.post("/pipelines/top/execute", json={}).json()["item"] == [4, 3]
+    assert http.get("/readyz").json()["rejected"] == ["top"]
+    assert any("rejected new version" in r.getMessage() for r in caplog.records)
+    # fixing the file clears the error
+    write(configs / "top.yaml", config("top", [1, 2, 3, 4], head=1))
+    wait_for(lambda: http.get("/pipelines/top").json()["status"] == "ok")
+    assert http.post("/pipelines/top/execute", json={}).json()["item"] == [4]
+
+
+def test_a_config_that_never_was_valid_is_shown_not_served(
+    http: httpx.Client, configs: Path
+) -> None:
+    write(configs / "typo.yaml", "name: typo\nitem_type: item\nincludes:\n  - Itemz: {ids: [1]}\n")
+    wait_for(lambda: http.get("/pipelines/typo").status_code == 200)
+    detail = http.get("/pipelines/typo").json()
+    assert detail["status"] == "invalid" and not detail["serving"]
+    assert "unknown operator" in detail["error"]["message"].lower()
+    r = http.post("/pipelines/typo/execute", json={})
+    assert r.status_code == 404 and "no valid version" in r.json()["error"]
+    write(configs / "broken.yaml", "name: [unclosed\n")
+    wait_for(lambda: http.get("/pipelines/broken").status_code == 200)
+    assert "invalid YAML" in http.get("/pipelines/broken").json()["error"]["message"]
+
+
+def test_two_files_with_one_name_reject_the_second(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(config("same", [1]))
+    (tmp_path / "b.yaml").write_text(config("same", [2]))
+    catalog = PipelineCatalog(tmp_path)
+    changes = catalog.scan()
+    assert any("already served from a.yaml" in c for c in changes)
+    entry = catalog.entry("same")
+    assert entry.source is not None and entry.source.name == "a.yaml"
+    assert entry.pipeline is not None
+
+
+def test_catalog_rescan_skips_unchanged_files(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(config("a", [1]))
+    clock = iter(range(100))
+    catalog = PipelineCatalog(tmp_path, clock=lambda: float(next(clock)))
+    assert catalog.scan() == ["loaded a from a.yaml"]
+    assert catalog.scan() == []
+    time.sleep(0.01)
+    (tmp_path / "a.yaml").write_text(config("a", [1]))  # same bytes: nothing to reload
+    assert catalog.scan() == []
+    assert catalog.entry("a").loaded_at == 0.0
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        flight.App("x", configs=tmp_path / "nope")
