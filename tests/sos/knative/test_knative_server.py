@@ -7,20 +7,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 from knative_crd import schema_errors
+from knative_pods import Started, build_python, digest_of, run_entrypoint
 from knative_samples import artifact
 from knative_standin import KnativeStandIn
 from typer.testing import CliRunner
 
 from sos.cli import _load_commands, app
+from sos.client import Client
 from sos.errors import NotFoundError, ValidationError
 from sos.models import Artifact, ArtifactMetadata, Revision, Route, Service, TrafficRoute
 from sos.runtime.knative import KnativeBackend, KnativeSettings, check_webhook_rules
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 _load_commands()
 
 VERSIONS = {"v1": "sha256:" + "1" * 64, "v2": "sha256:" + "2" * 64}
+ADMIN_TOKEN = "sos-admin-" + "x" * 32
 
 
 class Catalog:
@@ -211,6 +215,37 @@ def test_export_errors_say_what_to_do(
 # --------------------------------------------------------------------------- sos server
 
 
+async def start_sos_server(
+    kubeconfig: Path, data_dir: Path, *flags: str
+) -> tuple[asyncio.subprocess.Process, str]:
+    """``sos server --backend knative ...`` as a user starts it; returns it and its URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOS_") and k != "KUBECONFIG"}
+    env["SOS_KNATIVE_KUBECONFIG"] = str(kubeconfig)
+    env["SOS_ADMIN_TOKEN"] = ADMIN_TOKEN
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from sos.cli import main; main()", "server",
+        "--port", "0", "--data-dir", str(data_dir), "--backend", "knative", *flags,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output = ""
+    async with asyncio.timeout(60):
+        while "Application startup complete" not in output:
+            line = await process.stdout.readline()
+            if not line:
+                break
+            output += line.decode()
+    match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", output)
+    assert match and "backend: knative" in output, output
+    return process, match[1]
+
+
+async def stop_sos_server(process: asyncio.subprocess.Process) -> None:
+    process.send_signal(signal.SIGINT)
+    async with asyncio.timeout(30):
+        await process.communicate()
+
+
 async def test_sos_server_command_runs_the_knative_backend(
     kubeconfig: Path, standin: KnativeStandIn, tmp_path: Path
 ) -> None:
@@ -222,36 +257,20 @@ async def test_sos_server_command_runs_the_knative_backend(
             "metadata": {"name": name, "labels": labels},
             "spec": {"template": {}, "traffic": []},
         }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOS_") and k != "KUBECONFIG"}
-    env["SOS_KNATIVE_KUBECONFIG"] = str(kubeconfig)
-    env["SOS_ADMIN_TOKEN"] = "sos-admin-" + "x" * 32
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from sos.cli import main; main()", "server",
-        "--port", "0", "--data-dir", str(tmp_path / "data"), "--backend", "knative",
+    process, _ = await start_sos_server(
+        kubeconfig, tmp_path / "data",
         "--knative-namespace", "ml", "--image-registry", "r.example/sos",
         "--knative-artifact-url", "http://sos.sos-system:8700",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
     )  # fmt: skip
-    assert process.stdout is not None
-    output = ""
     try:
-        async with asyncio.timeout(60):
-            while "Application startup complete" not in output:
-                line = await process.stdout.readline()
-                if not line:
-                    break
-                output += line.decode()
-        assert "backend: knative" in output, output
         for _ in range(200):  # the reconciler deletes orphans it finds after a start
             if ("ml", "gone") not in standin.services:
                 break
             await asyncio.sleep(0.05)
-        assert ("ml", "gone") not in standin.services, output
+        assert ("ml", "gone") not in standin.services
         assert ("ml", "staging-svc") in standin.services  # another SOS server's
     finally:
-        process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(30):
-            await process.communicate()
+        await stop_sos_server(process)
 
 
 def test_knative_flags_need_the_knative_backend(tmp_path: Path) -> None:
@@ -279,3 +298,58 @@ def test_the_server_registry_builds_the_knative_backend_from_options(tmp_path: P
         create_backend(
             "knative", BackendContext(data_dir=tmp_path, options={"image_registry": "No Way"})
         )
+
+
+# --------------------------------------------------------------------------- the whole chain
+
+
+@pytest.fixture
+def entrypoint(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Started]]:
+    yield from run_entrypoint(tmp_path)
+
+
+async def test_push_deploy_and_the_pod_downloads_from_sos_and_starts(
+    kubeconfig: Path, standin: KnativeStandIn, tmp_path: Path, entrypoint: Any
+) -> None:
+    data = build_python(tmp_path)
+    path = tmp_path / "echo-1.0.0.pyz"
+    path.write_bytes(data)
+    meta = artifact(
+        digest=digest_of(data), name="echo", version="1.0.0", runtime_version="3.11"
+    ).model_copy(update={"size": len(data), "filename": path.name, "entry_point": "__main__"})
+    process, url = await start_sos_server(
+        kubeconfig, tmp_path / "data",
+        "--knative-namespace", "ml", "--knative-artifact-url", "http://sos.sos-system:8700",
+        "--backend-opt", "artifact_token_secret=sos-artifact-reader",
+    )  # fmt: skip
+    try:
+
+        def deploy() -> str:
+            with Client(url, ADMIN_TOKEN) as admin:
+                admin.push_artifact(path, metadata=meta)
+                admin.apply(Service(name="echo", team="web"))
+                admin.create_revision(
+                    "echo", Revision(artifact=Artifact(name="echo", version="1.0.0"))
+                )
+                admin.wait_ready("echo", 1, timeout=30)
+                return admin.create_token("knative-pods", role="reader").secret
+
+        reader = await asyncio.to_thread(deploy)
+        # what the kubelet would hand the container of revision echo-00001
+        (container,) = standin.service("echo", "ml")["spec"]["template"]["spec"]["containers"]
+        env = {}
+        for item in container["env"]:
+            if "valueFrom" in item:
+                secret = item["valueFrom"]["secretKeyRef"]
+                assert (secret["name"], secret["key"]) == ("sos-artifact-reader", "token")
+                env[item["name"]] = reader
+            else:
+                env[item["name"]] = item["value"].replace("$$", "$")
+        assert env["SOS_ARTIFACT_URL"].startswith("http://sos.sos-system:8700/api/v1/blobs/")
+        # the pod reaches the SOS server by its service name; here it is on 127.0.0.1
+        env["SOS_ARTIFACT_URL"] = env["SOS_ARTIFACT_URL"].replace("http://sos.sos-system:8700", url)
+        env["HOST"] = "127.0.0.1"
+        seen = (await asyncio.to_thread(entrypoint(env).answer))["env"]
+        assert (seen["SOS_SERVICE"], seen["SOS_REVISION"]) == ("echo", "echo-00001")
+    finally:
+        await stop_sos_server(process)
