@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
 from sos.build import _launcher, _pycheck
@@ -172,6 +173,7 @@ class PythonBuilder(Builder):
                 "pip_options": pip_options,
                 "lock_file": lock,
                 "has_backend": has_backend,
+                "requires_python": table.get("requires-python"),
             },
         )
 
@@ -243,8 +245,31 @@ class PythonBuilder(Builder):
         info["pip"] = pip.stdout.split()[1]
         return python, info
 
+    @staticmethod
+    def _check_requires_python(project: Project, info: dict[str, Any]) -> None:
+        wanted = project.details.get("requires_python")
+        if not wanted:
+            return
+        try:
+            spec = SpecifierSet(str(wanted))
+        except InvalidSpecifier:
+            raise ProjectError(
+                f"requires-python {wanted!r} is not a version specifier (like '>=3.11')",
+                file=project.manifest,
+                field="project.requires-python",
+            ) from None
+        if not spec.contains(info["full"], prereleases=True):
+            raise ProjectError(
+                f"the project requires Python {wanted} but the artifact would run on Python "
+                f"{info['full']}: build with `sos build --python /path/to/python3.X` for the "
+                "interpreter your runtime uses, or widen requires-python",
+                file=project.manifest,
+                field="project.requires-python",
+            )
+
     def cache_inputs(self, project: Project, ctx: BuildContext) -> dict[str, Any]:
         _, info = self._interpreter(ctx)
+        self._check_requires_python(project, info)
         deps: list[Dependency] = project.details["dependencies"]
         local = {
             str(d.local_path): fingerprint(d.local_path)

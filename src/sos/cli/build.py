@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -29,7 +30,8 @@ from rich.progress import (
 from sos.artifacts.catalog import LocalArtifactCatalog
 from sos.build.api import BuildResult, build, read_metadata
 from sos.cli import app
-from sos.cli._output import JsonOption, console, emit_json, handle_errors, stderr, table
+from sos.cli._output import JsonOption, console, emit_json, fail, handle_errors, stderr, table
+from sos.errors import SOSError
 from sos.models import ArtifactMetadata
 
 __all__ = ["RichProgress", "human_size"]
@@ -88,9 +90,10 @@ class RichProgress:
             self._progress.advance(self._task)
 
 
-def _summary(result: BuildResult) -> None:
+def _summary(result: BuildResult, to: Console = console) -> None:
     meta = result.metadata
     extra = meta.extra
+    console = to
     how = "reused an identical earlier build" if result.cached else "built"
     console.print(
         f"[bold green]{how}[/] {meta.name} {meta.version} "
@@ -151,8 +154,12 @@ def build_command(
     if push:
         from sos.cli._output import client
 
-        with client() as api:
-            pushed = api.push_artifact(result.path, metadata=result.metadata)
+        try:
+            with client() as api:
+                pushed = api.push_artifact(result.path, metadata=result.metadata)
+        except SOSError as exc:
+            _summary(result, to=stderr)
+            raise fail(f"built {result.path.name}, but the push failed: {exc.message}") from None
     if as_json:
         data = result.to_json()
         if pushed is not None:

@@ -289,3 +289,17 @@ def test_same_version_with_other_content_is_refused_unless_replaced(
     replaced = build(root, cache=build_cache, catalog=catalog, replace=True)
     assert catalog.require("wsgi-app", "2.0.0").digest == replaced.metadata.digest
     assert replaced.metadata.digest != first.metadata.digest
+
+
+def test_requires_python_that_the_runtime_does_not_meet_is_refused(
+    tmp_path: Path, build_cache: BuildCache, catalog: LocalArtifactCatalog
+) -> None:
+    write(
+        tmp_path,
+        pyproject(
+            '[project]\nname="a"\nversion="1"\nrequires-python=">=3.99"\ndependencies=[]\n'
+            '[tool.sos]\napp = "svc.web:app"\n'
+        ),
+    )
+    with pytest.raises(ProjectError, match=r"requires Python >=3.99.*sos build --python"):
+        build(tmp_path, cache=build_cache, catalog=catalog)

@@ -76,3 +76,13 @@ def test_push_without_metadata_explains_what_to_push(tmp_path: Path, env: dict[s
     done = sos("push", str(stray), env=env)
     assert done.returncode == 1
     assert "no metadata beside it" in done.stderr
+
+
+def test_build_push_to_an_unreachable_server_keeps_the_artifact_and_says_so(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    root = shutil.copytree(PROJECTS / "command-app", tmp_path / "command-app")
+    done = sos("build", str(root), "--push", env=env)
+    assert done.returncode == 1
+    assert "built tick-server-2.0.0.pyz, but the push failed: cannot reach" in done.stderr
+    assert (root / "dist" / "tick-server-2.0.0.pyz").is_file()
