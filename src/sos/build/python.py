@@ -35,6 +35,7 @@ from packaging.utils import canonicalize_name
 
 from sos.build import _launcher, _pycheck
 from sos.build._pyreqs import LOCK_FILES, Dependency, read_dependencies
+from sos.build._zipapp import build_deps_zip, write_zipapp
 from sos.build.base import BuildContext, Builder, BuiltArtifact, Project
 from sos.build.cache import IGNORED_DIRS, fingerprint, stable_key
 from sos.build.errors import BuildFailedError, ProjectError, ToolchainMissingError
@@ -327,7 +328,7 @@ class PythonBuilder(Builder):
         interface = found
         with ctx.step("Package (shiv)"):
             target = ctx.workdir / f"{name}-{version}.pyz"
-            packages = self._package(project, ctx, staging, target, name, interface)
+            packages = self._package(project, ctx, staging, site, code, target, name, interface)
         entry = project.entry_point
         return BuiltArtifact(
             path=target,
@@ -541,41 +542,45 @@ class PythonBuilder(Builder):
         project: Project,
         ctx: BuildContext,
         staging: Path,
+        site: Path,
+        code: Path,
         target: Path,
         name: str,
         interface: str,
     ) -> list[str]:
-        from shiv import __version__ as shiv_version
-        from shiv.bootstrap.environment import Environment
-        from shiv.builder import create_archive
-        from shiv.constants import BUILD_AT_TIMESTAMP_FORMAT, SOURCE_DATE_EPOCH_DEFAULT
-
-        shutil.copy2(_launcher.__file__, staging / "_sos_launcher.py")
+        launcher = ctx.workdir / "launcher"
+        launcher.mkdir(exist_ok=True)
+        shutil.copy2(_launcher.__file__, launcher / "_sos_launcher.py")
         config = {
             "name": name,
             "interface": interface,
             "app": project.entry_point if interface != "command" else None,
             "command": project.entry_point if interface == "command" else None,
         }
-        (staging / "_sos_launcher.json").write_text(json.dumps(config, indent=2) + "\n")
-        from datetime import UTC, datetime
+        (launcher / "_sos_launcher.json").write_text(json.dumps(config, indent=2) + "\n")
+        strip = project.settings.strip_tests
 
-        epoch = int(os.environ.get("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH_DEFAULT))
-        env = Environment(
-            built_at=datetime.fromtimestamp(epoch, UTC).strftime(BUILD_AT_TIMESTAMP_FORMAT),
-            shiv_version=shiv_version,
+        def fill(tmp: Path) -> None:
+            tree = site
+            if strip:
+                tree = tmp / "tree"
+                shutil.copytree(
+                    site, tree, copy_function=os.link, symlinks=True, ignore=_test_suites
+                )
+            build_deps_zip(tree, tmp / "deps.zip")
+            if tree != site:
+                shutil.rmtree(tree)
+
+        # dependencies are deflated once per dependency set; a build copies them as they are
+        key = stable_key("python-deps-zip", 1, site.parent.name, strip)
+        entry, hit = ctx.cache.get_or_create("python-deps-zip", key, fill)
+        ctx.log.write(("reused" if hit else "compressed") + f" the dependencies: {entry}")
+        write_zipapp(
+            target,
+            deps_zip=entry / "deps.zip",
+            code=[code, launcher],
             entry_point="_sos_launcher:main",
-            compile_pyc=False,
             extend_pythonpath=interface == "command",
-            reproducible=True,
-        )
-        create_archive(
-            [staging],
-            target=target,
-            interpreter="/usr/bin/env python3",
-            main="_bootstrap:bootstrap",
-            env=env,
-            compressed=True,
         )
         packages = sorted(
             f"{d['Name']}=={d['Version']}" for d in _dists(staging) if d["Name"] and d["Version"]
