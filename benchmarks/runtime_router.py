@@ -6,8 +6,10 @@ HAProxy) as reverse proxies in front of the same instance, measured in one run w
 For each instance kind (a Go binary, fast enough to stress the proxies, and the stdlib
 Python test app) it runs, per target, wrk with 32 connections (throughput) and with one
 connection (latency without queueing), alternating the targets over the rounds and
-keeping the median. nginx runs one worker and HAProxy one thread, like the router's one
-event loop; all keep connections to the instance alive. Goals: router throughput >= 0.8x
+keeping the median. It also reads each proxy's CPU time per request from /proc: that is
+what decides throughput, and it is less disturbed by other load on a shared machine.
+nginx runs one worker and HAProxy one thread, like the router's one event loop; all keep
+connections to the instance alive. Goals: router throughput >= 0.8x
 nginx's, p50 added over direct <= 1 ms. The machine is shared: compare ratios, not figures.
 """
 
@@ -24,6 +26,7 @@ import tempfile
 import textwrap
 import time
 import zipapp
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -145,8 +148,17 @@ def haproxy_conf(work: Path, listen: int, upstream: int) -> Path:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(port: int, connections: int, seconds: float) -> tuple[float, float, float]:
-    """Requests/s, p50 and p99 in milliseconds."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(port: int, connections: int, seconds: float) -> tuple[float, float, float, int]:
+    """Requests/s, p50 and p99 in milliseconds, and how many requests were made."""
     out = subprocess.run(
         [
             "wrk",
@@ -170,7 +182,79 @@ def wrk(port: int, connections: int, seconds: float) -> tuple[float, float, floa
 
     if re.search(r"Non-2xx|Socket errors", out):
         print(f"    warning: errors on port {port}: {out.splitlines()[-3:]}")
-    return rps, pct("50"), pct("99")
+    count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return rps, pct("50"), pct("99"), count
+
+
+def start_targets(
+    work: Path, argv: list[str], spawn: Callable[..., int]
+) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """Start the instance and the proxies in front of it: ports and pids by target."""
+    ports = {name: free_port() for name in ("direct", "router", "nginx", "haproxy")}
+    pids = {"direct": [spawn(argv, PORT=str(ports["direct"]), SOS_REVISION="hello-00001")]}
+    wait_http(ports["direct"])
+    router = [sys.executable, "-c", ROUTER, str(ports["router"]), str(ports["direct"])]
+    pids["router"] = [spawn(router, PYTHONPATH=str(ROOT / "src"))]
+    if shutil.which("nginx"):
+        conf = nginx_conf(work, ports["nginx"], ports["direct"])
+        pids["nginx"] = [spawn(["nginx", "-c", str(conf)])]
+    else:
+        del ports["nginx"]
+    if shutil.which("haproxy"):
+        conf = haproxy_conf(work, ports["haproxy"], ports["direct"])
+        pids["haproxy"] = [spawn(["haproxy", "-f", str(conf)])]
+    else:
+        del ports["haproxy"]
+    for port in ports.values():
+        wait_http(port)
+    for found in pids.values():  # nginx serves from a worker process
+        children = Path(f"/proc/{found[0]}/task/{found[0]}/children")
+        if children.exists():
+            found += [int(child) for child in children.read_text().split()]
+    return ports, pids
+
+
+def measure(
+    ports: dict[str, int], pids: dict[str, list[int]], seconds: float, rounds: int
+) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, list[float]]] = {name: {} for name in ports}
+    for round_ in range(rounds):
+        for name in list(ports) if round_ % 2 == 0 else list(reversed(ports)):
+            before = cpu_seconds(pids[name])
+            rps, p50, p99, count = wrk(ports[name], 32, seconds)
+            cpu_us = (cpu_seconds(pids[name]) - before) / count * 1e6
+            _, p50_1, _, _ = wrk(ports[name], 1, max(2.0, seconds / 2))
+            figures = {"rps": rps, "p50": p50, "p99": p99, "p50@1": p50_1, "cpu": cpu_us}
+            for key, value in figures.items():
+                results[name].setdefault(key, []).append(value)
+    return {n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()}
+
+
+def report(kind: str, med: dict[str, dict[str, float]]) -> None:
+    print(f"instance: {kind}")
+    print(
+        f"  {'target':8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p50@1conn':>10} "
+        f"{'CPU us/req':>10}"
+    )
+    for name, m in med.items():
+        print(
+            f"  {name:8} {m['rps']:10.0f} {m['p50']:8.2f} {m['p99']:8.2f} "
+            f"{m['p50@1']:10.3f} {m['cpu']:10.1f}"
+        )
+    base = med["direct"]["p50@1"]
+    for name in ("router", "nginx", "haproxy"):
+        if name in med:
+            added = med[name]["p50@1"] - base
+            print(f"  {name}: p50 added over direct (1 conn): {added:.3f} ms (goal <= 1 ms)")
+    for peer in ("nginx", "haproxy"):
+        if peer in med:
+            ratio = med["router"]["rps"] / med[peer]["rps"]
+            efficiency = med[peer]["cpu"] / med["router"]["cpu"]
+            print(
+                f"  router/{peer}: throughput {ratio:.2f}x, requests per CPU second "
+                f"{efficiency:.2f}x (goal >= 0.8x)"
+            )
+    print()
 
 
 def main() -> None:
@@ -182,77 +266,24 @@ def main() -> None:
         sys.exit("wrk is not installed (scripts/setup installs it)")
     processes: list[subprocess.Popen[bytes]] = []
 
-    def spawn(argv: list[str], **env: str) -> None:
-        processes.append(
-            subprocess.Popen(
-                argv,
-                env={**os.environ, **env},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+    def spawn(argv: list[str], **env: str) -> int:
+        process = subprocess.Popen(
+            argv,
+            env={**os.environ, "HOST": "127.0.0.1", **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
+        processes.append(process)
+        return process.pid
 
     print(f"router benchmark: wrk -t1, {args.seconds:g}s per run, median of {args.rounds} rounds")
-    print("(shared 2-core machine: figures are noisy; the ratios are what to compare)\n")
+    print("(shared 2-core machine: throughput is noisy; CPU per request much less so)\n")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         try:
             for kind, argv in build_instances(work).items():
-                ports = {name: free_port() for name in ("direct", "router", "nginx", "haproxy")}
-                spawn(argv, PORT=str(ports["direct"]), HOST="127.0.0.1", SOS_REVISION="hello-00001")
-                wait_http(ports["direct"])
-                spawn(
-                    [sys.executable, "-c", ROUTER, str(ports["router"]), str(ports["direct"])],
-                    PYTHONPATH=str(ROOT / "src"),
-                )
-                if shutil.which("nginx"):
-                    spawn(["nginx", "-c", str(nginx_conf(work, ports["nginx"], ports["direct"]))])
-                else:
-                    del ports["nginx"]
-                if shutil.which("haproxy"):
-                    conf = haproxy_conf(work, ports["haproxy"], ports["direct"])
-                    spawn(["haproxy", "-f", str(conf)])
-                else:
-                    del ports["haproxy"]
-                for port in ports.values():
-                    wait_http(port)
-                results: dict[str, dict[str, list[float]]] = {n: {} for n in ports}
-                for round_ in range(args.rounds):
-                    order = list(ports) if round_ % 2 == 0 else list(reversed(ports))
-                    for name in order:
-                        rps, p50, p99 = wrk(ports[name], 32, args.seconds)
-                        _, p50_1, _ = wrk(ports[name], 1, max(2.0, args.seconds / 2))
-                        for key, value in (
-                            ("rps", rps),
-                            ("p50", p50),
-                            ("p99", p99),
-                            ("p50@1", p50_1),
-                        ):
-                            results[name].setdefault(key, []).append(value)
-                med = {
-                    n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()
-                }
-                print(f"instance: {kind}")
-                print(f"  {'target':8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p50@1conn':>10}")
-                for name, m in med.items():
-                    print(
-                        f"  {name:8} {m['rps']:10.0f} {m['p50']:8.2f} {m['p99']:8.2f} "
-                        f"{m['p50@1']:10.3f}"
-                    )
-                base = med["direct"]["p50@1"]
-                for name in ("router", "nginx", "haproxy"):
-                    if name in med:
-                        print(
-                            f"  {name}: p50 added over direct (1 conn): "
-                            f"{med[name]['p50@1'] - base:.3f} ms"
-                        )
-                if "nginx" in med:
-                    ratio = med["router"]["rps"] / med["nginx"]["rps"]
-                    print(f"  router/nginx throughput: {ratio:.2f}x (goal >= 0.8x)")
-                if "haproxy" in med:
-                    ratio = med["router"]["rps"] / med["haproxy"]["rps"]
-                    print(f"  router/haproxy throughput: {ratio:.2f}x")
-                print()
+                ports, pids = start_targets(work, argv, spawn)
+                report(kind, measure(ports, pids, args.seconds, args.rounds))
                 for process in processes:
                     process.terminate()
                 for process in processes:

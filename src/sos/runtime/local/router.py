@@ -355,11 +355,14 @@ class Router:
 # --------------------------------------------------------------------------- connections
 
 
-@dataclass
+@dataclass(slots=True)
 class _Request:
     method: bytes
     url: bytes
-    headers: list[tuple[bytes, bytes]]
+    #: the header lines to pass on (``Name: value\r\n``, hop-by-hop ones left out)
+    head: list[bytes]
+    forwarded_for: bytes
+    proto: bytes
     body: bytes
     keep_alive: bool
     version: str
@@ -379,8 +382,11 @@ class _ClientConnection(asyncio.Protocol):
         self.upstream: _Upstream | None = None
         self.paused = False
         self.closed = False
+        self._reading_paused = False
         self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._head: list[bytes] = []
+        self._forwarded_for = b"127.0.0.1"
+        self._proto = b"http"
         self._body: list[bytes] = []
         self._body_size = 0
         self._host = b""
@@ -396,6 +402,7 @@ class _ClientConnection(asyncio.Protocol):
         self._chunked = False
         self._tries = 0
         self._payload = b""
+        self._fast = False
         self._out: list[bytes] = []
 
     # ---- asyncio.Protocol
@@ -440,7 +447,9 @@ class _ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._url = b""
-        self._headers = []
+        self._head = []
+        self._forwarded_for = b"127.0.0.1"
+        self._proto = b"http"
         self._body = []
         self._body_size = 0
         self._host = b""
@@ -453,11 +462,20 @@ class _ClientConnection(asyncio.Protocol):
         lower = name.lower()
         if lower == b"host":
             self._host = value
-            return
-        if lower == b"sos-tag":
+        elif lower == b"sos-tag":
             self._tag = value
-            return
-        self._headers.append((name, value))
+        elif lower == b"x-forwarded-for":
+            self._forwarded_for = value + b", 127.0.0.1"
+        elif lower == b"x-forwarded-proto":
+            self._proto = value  # a TLS proxy in front said so
+        elif lower == b"x-forwarded-host":
+            pass  # set from Host below
+        elif lower == b"expect":
+            # the body is read here before it goes on: let the client send it now
+            if value.lower() == b"100-continue" and self.transport is not None:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        elif lower not in _HOP_BY_HOP:
+            self._head += [name, b": ", value, b"\r\n"]
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
@@ -472,7 +490,9 @@ class _ClientConnection(asyncio.Protocol):
         request = _Request(
             method=parser.get_method(),
             url=self._url,
-            headers=self._headers,
+            head=self._head,
+            forwarded_for=self._forwarded_for,
+            proto=self._proto,
             body=b"".join(self._body),
             keep_alive=parser.should_keep_alive(),
             version=parser.get_http_version(),
@@ -482,6 +502,7 @@ class _ClientConnection(asyncio.Protocol):
         self.queue.append(request)
         if len(self.queue) > 8 and self.transport is not None:
             self.transport.pause_reading()
+            self._reading_paused = True
         if self.current is None:
             self._next()
 
@@ -490,8 +511,9 @@ class _ClientConnection(asyncio.Protocol):
     def _next(self) -> None:
         if self.closed or not self.queue:
             return
-        if self.transport is not None:
+        if self._reading_paused and self.transport is not None:
             self.transport.resume_reading()
+            self._reading_paused = False
         request = self.current = self.queue.popleft()
         router = self.router
         self._status = 0
@@ -516,6 +538,7 @@ class _ClientConnection(asyncio.Protocol):
         self._meter = router.meter(revision)
         self._meter.change(self._started, 1)
         self._payload = self._upstream_request(request, path)
+        self._fast = request.keep_alive and request.version == "1.1" and request.method != b"HEAD"
         target = router.table.revisions.get(revision)
         if target is not None and target.endpoints:
             self._send(target)
@@ -547,7 +570,7 @@ class _ClientConnection(asyncio.Protocol):
             since, upstream = idle.pop()
             if now - since < UPSTREAM_IDLE_SECONDS and upstream.usable():
                 self.upstream = upstream
-                upstream.send(self, self._payload, reused=True)
+                upstream.send(self, self._payload, reused=True, fast=self._fast)
                 return
             upstream.abandon()
         self.router.spawn(self._connect(endpoint))
@@ -569,7 +592,7 @@ class _ClientConnection(asyncio.Protocol):
             self._release_endpoint()
             return
         self.upstream = upstream
-        upstream.send(self, self._payload, reused=False)
+        upstream.send(self, self._payload, reused=False, fast=self._fast)
 
     def _retry(self) -> bool:
         """Try another (or the same) instance once, when nothing was answered yet."""
@@ -583,19 +606,11 @@ class _ClientConnection(asyncio.Protocol):
         return True
 
     def _upstream_request(self, request: _Request, path: bytes) -> bytes:
-        parts = [request.method, b" ", path, b" HTTP/1.1\r\n"]
-        forwarded_for = b"127.0.0.1"
-        for name, value in request.headers:
-            lower = name.lower()
-            if lower in _HOP_BY_HOP:
-                continue
-            if lower == b"x-forwarded-for":
-                forwarded_for = value + b", 127.0.0.1"
-                continue
-            parts += [name, b": ", value, b"\r\n"]
+        parts = [request.method, b" ", path, b" HTTP/1.1\r\n", *request.head]
         if request.host:
             parts += [b"Host: ", request.host, b"\r\nX-Forwarded-Host: ", request.host, b"\r\n"]
-        parts += [b"X-Forwarded-For: ", forwarded_for, b"\r\nX-Forwarded-Proto: http\r\n"]
+        parts += [b"X-Forwarded-For: ", request.forwarded_for, b"\r\n"]
+        parts += [b"X-Forwarded-Proto: ", request.proto, b"\r\n"]
         if request.body or request.method in (b"POST", b"PUT", b"PATCH"):
             parts += [b"Content-Length: ", str(len(request.body)).encode(), b"\r\n"]
         parts += [b"\r\n", request.body]
@@ -634,6 +649,16 @@ class _ClientConnection(asyncio.Protocol):
         parts.append(b"\r\n")
         self._out.append(b"".join(parts))
 
+    def raw_head(self, status: int) -> None:
+        """A passed-through answer starts (its status line has arrived)."""
+        self._status = status
+        self._sent_head = True
+        self._chunked = False
+
+    def raw(self, status_line: bytes, rest: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self._out += [status_line, b"Sos-Revision: ", self._revision.encode(), b"\r\n", rest]
+
     def response_body(self, chunk: bytes) -> None:
         if self.transport is None or self.closed or not chunk:
             return
@@ -649,7 +674,7 @@ class _ClientConnection(asyncio.Protocol):
             if self.transport is not None and not self.closed:
                 self.transport.writelines(out)
 
-    def response_done(self) -> None:
+    def response_done(self, *, close: bool = False) -> None:
         if self.transport is None:
             return
         if self._chunked and not self.closed:
@@ -659,10 +684,11 @@ class _ClientConnection(asyncio.Protocol):
         self._release_endpoint()
         request = self.current
         self._finish(self._status)
-        if request is not None and not request.keep_alive:
+        if close or (request is not None and not request.keep_alive):
             self.transport.close()
             return
-        self._next()
+        if self.queue:
+            self._next()
 
     def response_failed(self, reason: str, retryable: bool) -> None:
         self.upstream = None
@@ -748,7 +774,9 @@ class _Upstream(asyncio.Protocol):
     def __init__(self, endpoint: Endpoint, clock: Callable[[], float]) -> None:
         self.endpoint = endpoint
         self.clock = clock
-        self.parser = httptools.HttpResponseParser(self)
+        self._full_parser = httptools.HttpResponseParser(self)
+        self._fast_parser = httptools.HttpResponseParser(_EndOfMessage(self))
+        self.parser = self._full_parser
         self.transport: asyncio.Transport | None = None
         self.client: _ClientConnection | None = None
         self.closed = False
@@ -761,13 +789,20 @@ class _Upstream(asyncio.Protocol):
         self._chunked = False
         self._until_close = False
         self._complete = False
+        self._fast = False
+        self._first: bytes | None = None
 
     def usable(self) -> bool:
         return not self.closed and self.transport is not None and not self.transport.is_closing()
 
-    def send(self, client: _ClientConnection, payload: bytes, *, reused: bool) -> None:
+    def send(self, client: _ClientConnection, payload: bytes, *, reused: bool, fast: bool) -> None:
+        """Send one request. ``fast``: pass the answer through as the instance wrote it
+        (only ``Sos-Revision`` is added), for HTTP/1.1 keep-alive clients and not HEAD."""
         assert self.transport is not None
         self.client = client
+        self._fast = fast
+        self._first = b"" if fast else None
+        self.parser = self._fast_parser if fast else self._full_parser
         self._reused = reused
         self._got_bytes = False
         self._complete = False
@@ -796,8 +831,21 @@ class _Upstream(asyncio.Protocol):
         self._got_bytes = True
         client = self.client
         try:
+            if self._fast and client is not None:
+                if self._first is not None:
+                    data = self._first + data
+                    cut = data.find(b"\r\n")
+                    if cut < 0:
+                        self._first = data  # the status line is not complete yet
+                        return
+                    self._first = None
+                    code = data[9:12]
+                    client.raw_head(int(code) if code.isdigit() else 0)
+                    client.raw(data[: cut + 2], data[cut + 2 :])
+                else:
+                    client._out.append(data)
             self.parser.feed_data(data)
-            if client is not None:
+            if client is not None and client._out:
                 client.flush()
         except httptools.HttpParserError as exc:
             client, self.client = self.client, None
@@ -811,6 +859,11 @@ class _Upstream(asyncio.Protocol):
         self.closed = True
         client, self.client = self.client, None
         if client is None:
+            return
+        if self._fast and self._got_bytes and self._first is None:
+            # an answer delimited by the close, or cut short: either way the client must
+            # see the end of the connection too
+            client.response_done(close=True)
             return
         if self._until_close and self._headers is not None and self._got_bytes:
             client.response_done()
@@ -865,7 +918,7 @@ class _Upstream(asyncio.Protocol):
         client, self.client = self.client, None
         if fresh_parser:
             # a HEAD/204/304 answer has no body: the parser must not wait for one
-            self.parser = httptools.HttpResponseParser(self)
+            self._full_parser = self.parser = httptools.HttpResponseParser(self)
         if keep and self.usable() and len(self.endpoint.idle) < MAX_IDLE_PER_ENDPOINT:
             if self.transport is not None:
                 self.transport.resume_reading()
@@ -874,3 +927,15 @@ class _Upstream(asyncio.Protocol):
             self.abandon()
         if client is not None:
             client.response_done()
+
+
+class _EndOfMessage:
+    """The parser callbacks of a passed-through answer: only where it ends matters."""
+
+    __slots__ = ("upstream",)
+
+    def __init__(self, upstream: _Upstream) -> None:
+        self.upstream = upstream
+
+    def on_message_complete(self) -> None:
+        self.upstream.on_message_complete()
