@@ -4,7 +4,7 @@ backend and a real SQLite store."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,9 +15,11 @@ from sos.models import (
     Instances,
     Revision,
     RevisionSpec,
+    RevisionStatus,
     Route,
     Service,
     ServiceSpec,
+    ServiceStatus,
     TrafficRoute,
 )
 from sos.reconciler import Reconciler, compute_status
@@ -228,5 +230,31 @@ async def test_notify_from_another_thread_triggers_apply(tmp_path: Path) -> None
         )
         await asyncio.to_thread(reconciler.notify, SVC)
         await eventually(lambda: len(backend.applied[SVC].revisions) == 2)
+    finally:
+        await reconciler.stop()
+
+
+async def test_unchanged_status_is_not_written_again(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    writes: list[str] = []
+
+    def counting(name: str, status: ServiceStatus, revisions: Mapping[str, RevisionStatus]) -> bool:
+        writes.append(name)
+        return store.write_status(name, status, revisions)
+
+    reconciler = Reconciler(
+        FakeBackend(),
+        desired=store.desired,
+        service_names=store.service_names,
+        write_status=counting,
+    )
+    await reconciler.start()  # start-up reconciles once: the status changes from Pending
+    try:
+        assert await reconciler.reconcile(SVC) is None  # settled: next look at the resync
+        await eventually(lambda: store.get_service(SVC).status.ready)
+        before = len(writes)
+        for _ in range(3):
+            await reconciler.reconcile(SVC)
+        assert len(writes) == before
     finally:
         await reconciler.stop()
