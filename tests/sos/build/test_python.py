@@ -195,9 +195,9 @@ def test_test_suites_of_dependencies_are_left_out_unless_kept(
     root = tmp_path / "app"
     root.mkdir()
     _local_library(root)
-    keep = str(strip).lower()
+    flag = str(strip).lower()
     (root / "sos.toml").write_text(
-        f'name = "lib-app"\nversion = "1.0.0"\napp = "svc:app"\nstrip_tests = {keep}\n'
+        f'name = "lib-app"\nversion = "1.0.0"\napp = "svc:app"\nstrip_tests = {flag}\n'
     )
     result = build(root, cache=build_cache, catalog=catalog)
     with zipfile.ZipFile(result.path) as archive:
