@@ -18,13 +18,22 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from itertools import accumulate
 from pathlib import Path
 
 from sos.models import Instances
-from sos.runtime.base import Backend, DesiredService, LogLine, ObservedRevision, ObservedService
+from sos.runtime.base import (
+    Backend,
+    DesiredService,
+    LogLine,
+    ObservedRevision,
+    ObservedService,
+    RevisionMetricsSample,
+)
 from sos.runtime.local.autoscaler import Autoscaler
 from sos.runtime.local.limits import Limiter
 from sos.runtime.local.logs import LogStore
+from sos.runtime.local.metrics import BUCKETS
 from sos.runtime.local.plan import Current, Deploy, Fail, Retire, Scale, SetRoute, plan
 from sos.runtime.local.router import Endpoint, RevisionTarget, Router, RoutingTable, ServiceRoute
 from sos.runtime.local.supervisor import RevisionRuntime, Supervisor, runtime_for
@@ -233,6 +242,35 @@ class LocalBackend(Backend):
     ) -> AsyncIterator[LogLine]:
         async for line in self.log_store.read(service, revision, tail=tail, follow=follow):
             yield line
+
+    async def metrics(self, service: str) -> list[RevisionMetricsSample]:
+        """The router's request counters of each revision (summed over tags; the same
+        numbers its Prometheus ``/metrics`` shows) and the revision's instances now."""
+        desired = self.desired.get(service)
+        samples = []
+        for rid in [r.id for r in desired.revisions if r.id] if desired else []:
+            stats = [s for key, s in self.router.metrics.stats.items() if key[:2] == (service, rid)]
+            per_bucket = [sum(counts) for counts in zip(*(s.buckets for s in stats), strict=True)]
+            bounds = (*BUCKETS, float("inf"))
+            runtime = self.supervisor.revisions.get(rid)
+            samples.append(
+                RevisionMetricsSample(
+                    revision=rid,
+                    requests=sum(s.count for s in stats),
+                    errors=sum(s.errors for s in stats),
+                    latency_buckets=tuple(zip(bounds, accumulate(per_bucket), strict=False)),
+                    latency_sum_seconds=sum(s.total_seconds for s in stats),
+                    in_flight=sum(s.in_flight for s in stats),
+                    instances=Instances(
+                        wanted=runtime.wanted,
+                        running=len(runtime.live()),
+                        ready=len(runtime.ready()),
+                    )
+                    if runtime is not None
+                    else Instances(),
+                )
+            )
+        return samples
 
     # ---- planning and carrying out
 

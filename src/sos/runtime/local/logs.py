@@ -146,19 +146,24 @@ class LogStore:
         except FileNotFoundError:
             return []
         offset = source.offsets.get(stream, 0)
-        if size < offset:  # rotated or truncated under us
+        if size < offset:  # truncated under us
             offset = 0
-        if size > self.max_bytes and stream != "platform":
+        data = b""
+        if size > offset:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(min(size - offset, 4 * 2**20))
+            offset += len(data)
+        if stream != "platform" and size > self.max_bytes and offset >= size:
+            # everything is read: rotate copy-then-truncate (the instance keeps its O_APPEND
+            # descriptor and goes on at the new end; a line written during these two calls
+            # can be lost, as with logrotate's copytruncate)
             shutil.copyfile(path, path.with_name(path.name + ".1"))
             os.truncate(path, 0)
-            source.offsets[stream] = 0
-            size = 0
-        if size == offset:
+            offset = 0
+        source.offsets[stream] = offset
+        if not data:
             return []
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read(min(size - offset, 4 * 2**20))
-        source.offsets[stream] = offset + len(data)
         data = source.partial.pop(stream, b"") + data
         *complete, rest = data.split(b"\n")
         if rest:
@@ -179,26 +184,31 @@ class LogStore:
     async def read(
         self, service: str, revision: str | None, *, tail: int, follow: bool
     ) -> AsyncIterator[LogLine]:
-        await self.poll()
-        lines = sorted(
-            (
-                line
-                for s in list(self._sources.values())
-                if s.service == service and revision in (None, s.revision)
-                for line in s.tail
-            ),
-            key=lambda line: line.at,
-        )
-        for line in lines[-tail:] if tail > 0 else []:
-            yield line
-        if not follow:
-            return
         queue: asyncio.Queue[LogLine] = asyncio.Queue(maxsize=10000)
         key = (service, revision, queue)
-        self._followers.add(key)
+        if follow:  # before the first poll, so that no line falls between tail and follow
+            self._followers.add(key)
         try:
-            while True:
-                yield await queue.get()
+            await self.poll()
+            lines = sorted(
+                (
+                    line
+                    for s in list(self._sources.values())
+                    if s.service == service and revision in (None, s.revision)
+                    for line in s.tail
+                ),
+                key=lambda line: line.at,
+            )
+            # lines queued so far came from polls before the snapshot: they are in it
+            already = queue.qsize()
+            for line in lines[-tail:] if tail > 0 else []:
+                yield line
+            while follow:
+                line = await queue.get()
+                if already:
+                    already -= 1
+                    continue
+                yield line
         finally:
             self._followers.discard(key)
 

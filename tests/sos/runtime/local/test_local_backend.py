@@ -327,3 +327,22 @@ async def test_missing_artifact_is_a_clear_failure(
     revision = observed.revisions["shop-00001"]
     assert revision.reason == "ArtifactMissing"
     assert revision.message is not None and "sos push" in revision.message
+
+
+async def test_memory_limit_is_applied_to_the_instance(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    backend = await backend_factory()
+    spec = {**FAST, "resources": {"memory": "128Mi"}}
+    await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))
+    await wait_for(backend, "shop", lambda o: o.ready)
+    (instance,) = backend.supervisor.revisions["shop-00001"].instances.values()
+    assert (await get(backend, "shop.localhost", "/alloc?mb=16")).status_code == 200
+    if backend.limiter.cgroups:
+        group = backend.limiter.root / instance.id
+        assert (group / "memory.max").read_text().strip() == str(128 * 2**20)
+    else:  # RLIMIT_DATA: an allocation above the limit fails inside the app
+        limits = await asyncio.to_thread(Path(f"/proc/{instance.pid}/limits").read_text)
+        assert f"Max data size             {128 * 2**20}" in limits
+        too_much = await get(backend, "shop.localhost", "/alloc?mb=512")
+        assert too_much.status_code == 500 and too_much.text == "MemoryError\n"

@@ -2,7 +2,7 @@
 
 It honours the start contract (PORT, HOST, SOS_REVISION) and offers a few paths that
 let tests make it misbehave: ``/slow?ms=N``, ``/crash``, ``/sick`` (liveness fails from
-then on), ``/env``, ``/stream`` (a chunked answer), and echoes POST bodies.
+then on), ``/alloc?mb=N``, ``/env``, ``/stream`` (a chunked answer), and echoes POST bodies.
 The env var ``HELLO_FAIL`` makes it exit at start-up; ``HELLO_START_DELAY`` delays its
 listening socket; ``HELLO_NEVER_READY`` makes ``/ready`` answer 503 forever.
 """
@@ -55,6 +55,12 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/slow":
             time.sleep(int(query.get("ms", ["100"])[0]) / 1000)
             self._send(200, f"slow {REVISION}\n".encode())
+        elif url.path == "/alloc":
+            try:
+                block = bytearray(int(query.get("mb", ["1"])[0]) * 2**20)
+                self._send(200, f"allocated {len(block) // 2**20} MiB\n".encode())
+            except MemoryError:
+                self._send(500, b"MemoryError\n")
         elif url.path == "/env":
             self._send(200, json.dumps(dict(os.environ)).encode(), "application/json")
         elif url.path == "/stream":
