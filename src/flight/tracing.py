@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
@@ -159,7 +160,7 @@ def configure_tracing(
         elif mode == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
         else:
             provider.add_span_processor(SimpleSpanProcessor(mode))  # type: ignore[arg-type]
         label = mode if isinstance(mode, str) else "custom"

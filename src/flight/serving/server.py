@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flight import tracing
-from flight.logs import configure_json_logging
+from flight.logs import configure_json_logging, stop_json_logging
 
 __all__ = ["DEFAULT_PORT", "TargetError", "load_target", "resolve_address", "serve"]
 
@@ -115,6 +117,7 @@ def serve(
         file=sys.stderr,
         flush=True,
     )
+    _flush_logs_on_sigterm()
     uvicorn.run(
         app,
         host=chosen_host,
@@ -126,3 +129,17 @@ def serve(
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def _flush_logs_on_sigterm() -> None:
+    """uvicorn stops gracefully on SIGTERM, then re-raises it to exit with the signal's
+    status, which skips ``atexit``: write the queued log lines first."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def flush_then_exit(signum: int, _frame: Any) -> None:
+        stop_json_logging()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, flush_then_exit)

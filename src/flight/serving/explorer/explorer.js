@@ -88,7 +88,7 @@
     }
     const parts = [];
     if (info.description) parts.push(info.description);
-    parts.push(`version ${info.version || "?"} from ${info.source}`);
+    parts.push(info.source === "python" ? "defined in Python" : `version ${info.version || "?"} from ${info.source}`);
     if (info.error) {
       target.classList.add("problem");
       parts.push(
@@ -106,10 +106,14 @@
     return values;
   }
 
+  let refreshes = 0;
+
   async function refreshContext(prefill) {
+    const mine = ++refreshes;
     const names = [selectA.value];
     if (compare.checked && selectB.value) names.push(selectB.value);
     const infos = await Promise.all(names.map(detail));
+    if (mine !== refreshes) return; // a newer choice is being shown
     describe($("about-a"), infos[0]);
     describe($("about-b"), compare.checked ? infos[1] : null);
     const required = new Set();
@@ -363,7 +367,7 @@
       const pane = el("article", { class: "pane", "aria-labelledby": headingId, "data-pipeline": answer.name });
       pane.append(
         el("h2", { id: headingId }, answer.name, " ",
-          el("span", { class: "version", text: answer.version ? `version ${answer.version}` : "" })),
+          el("span", { class: "version", text: answer.version && answer.version !== "python" ? `version ${answer.version}` : "" })),
       );
       const body = answer.body || {};
       if (!answer.ok && !Array.isArray(body.debug)) {

@@ -1,0 +1,86 @@
+"""JSON-lines logs (what served apps write): one object per record, Flight's per-operator
+fields at the top level, and the trace and span ids of the code that logged."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+from flight_test_ops import Items
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import flight.operators as fo
+from flight import Pipeline, tracing
+from flight.logs import JsonLinesFormatter, configure_json_logging, stop_json_logging
+
+PIPE = Pipeline("logged", item_type="item").initialize(includes=[Items([3, 1, 2])]) | fo.Sort(
+    "item"
+)
+
+
+@pytest.fixture
+def lines() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    engine_log = logging.getLogger("flight.engine")
+    configure_json_logging("INFO", stream=stream, logger=engine_log)
+    yield stream
+    stop_json_logging()
+    engine_log.setLevel(logging.NOTSET)
+
+
+def records(stream: io.StringIO) -> list[dict[str, object]]:
+    stop_json_logging()  # flush the writer thread
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+async def test_operator_records_are_json_with_their_span_ids(lines: io.StringIO) -> None:
+    exporter = InMemorySpanExporter()
+    tracing.configure_tracing(exporter)
+    try:
+        await PIPE.execute()
+    finally:
+        tracing.shutdown_tracing()
+    got = records(lines)
+    by_operator = {r.get("operator"): r for r in got if "operator" in r}
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    for name in ("Items", "Sort"):
+        record = by_operator[name]
+        span = spans[name]
+        assert record["trace_id"] == f"{span.context.trace_id:032x}"
+        assert record["span_id"] == f"{span.context.span_id:016x}"
+        assert record["pipeline"] == "logged" and record["status"] == "ok"
+        assert record["level"] == "INFO" and record["logger"] == "flight.engine"
+    assert by_operator["Items"]["n_out"] == 3
+    assert (
+        by_operator["Sort"]["message"]
+        == "Sort(by='item', desc=False) sorted 3 items in "
+        + str(by_operator["Sort"]["message"]).rsplit(" in ", 1)[1]
+    )
+    summary = [r for r in got if r.get("event") == "summary"]
+    assert summary and summary[0]["n_items"] == 3
+    assert summary[0]["span_id"] == f"{spans['pipeline logged'].context.span_id:016x}"
+
+
+async def test_records_outside_a_trace_have_no_ids(lines: io.StringIO) -> None:
+    await PIPE.execute()
+    got = records(lines)
+    assert got and all("trace_id" not in r for r in got)
+
+
+def test_formatter_keeps_extra_fields_and_exceptions() -> None:
+    log = logging.getLogger("flight.tests.formatter")
+    try:
+        raise ValueError("bad value")
+    except ValueError:
+        record = log.makeRecord(
+            log.name, logging.ERROR, __file__, 1, "failed %s", ("x",), None, extra={"user": 7}
+        )
+        record.exc_info = sys.exc_info()
+    body = json.loads(JsonLinesFormatter().format(record))
+    assert body["message"] == "failed x" and body["user"] == 7 and body["level"] == "ERROR"
+    assert "ValueError: bad value" in body["exception"]
+    assert body["ts"].endswith("Z")
