@@ -41,6 +41,7 @@ __all__ = [
     "LogLine",
     "ObservedRevision",
     "ObservedService",
+    "RevisionMetricsSample",
 ]
 
 
@@ -113,6 +114,29 @@ class LogLine:
     text: str
 
 
+@dataclass(frozen=True)
+class RevisionMetricsSample:
+    """What a backend knows about one revision's requests and instances at one moment.
+
+    Counters are cumulative since the backend started counting (they only grow, except
+    after a restart of whatever counts); the server turns two samples into rates. The
+    latency histogram is cumulative too, in the Prometheus layout: ``(upper bound in
+    seconds, requests at or below it)`` pairs in ascending order, the last bound ``inf``.
+    """
+
+    revision: str
+    #: requests answered (any status) and requests that got no answer
+    requests: int = 0
+    #: 5xx answers plus requests that got no answer
+    errors: int = 0
+    latency_buckets: tuple[tuple[float, int], ...] = ()
+    latency_sum_seconds: float = 0.0
+    #: requests being served (or held waiting for an instance) now
+    in_flight: int = 0
+    #: wanted, running and ready instances now; None when the backend cannot tell
+    instances: Instances | None = None
+
+
 class Backend(abc.ABC):
     """What runs revisions. One instance per server process."""
 
@@ -156,3 +180,12 @@ class Backend(abc.ABC):
         ``follow``. Backends without logs yield nothing."""
         return
         yield  # pragma: no cover - makes this an async generator
+
+    async def metrics(self, service: str) -> list[RevisionMetricsSample]:
+        """Request counters and instances of every revision of ``service``, now.
+
+        Optional: the server samples it every few seconds for the web UI's charts
+        (``GET /api/v1/services/{name}/metrics``). The default reports nothing, which the
+        UI shows as "this backend reports no metrics". Must be cheap and must not block.
+        """
+        return []

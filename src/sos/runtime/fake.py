@@ -1,10 +1,17 @@
 """An in-memory backend that marks every revision ready: for tests, and for running the
-control plane on its own. Nothing is started; nothing answers HTTP."""
+control plane on its own. Nothing is started; nothing answers HTTP, so its metrics count
+no requests and report the one pretend instance of each routable revision."""
 
 from __future__ import annotations
 
 from sos.models import Instances
-from sos.runtime.base import Backend, DesiredService, ObservedRevision, ObservedService
+from sos.runtime.base import (
+    Backend,
+    DesiredService,
+    ObservedRevision,
+    ObservedService,
+    RevisionMetricsSample,
+)
 
 __all__ = ["FakeBackend"]
 
@@ -26,21 +33,15 @@ class FakeBackend(Backend):
         desired = self.applied.get(name)
         if desired is None:
             return None
-        routable = desired.routable()
         revisions = {
-            rev.id: ObservedRevision(
-                id=rev.id,
+            rid: ObservedRevision(
+                id=rid,
                 ready=True,
                 reason="Ready",
-                instances=Instances(
-                    wanted=1 if rev.id in routable else 0,
-                    running=1 if rev.id in routable else 0,
-                    ready=1 if rev.id in routable else 0,
-                ),
-                url=f"http://{rev.id}.{self.domain}",
+                instances=instances,
+                url=f"http://{rid}.{self.domain}",
             )
-            for rev in desired.revisions
-            if rev.id is not None
+            for rid, instances in _instances(desired).items()
         }
         tags = {
             route.tag: f"http://{route.tag}-{name}.{self.domain}"
@@ -64,3 +65,23 @@ class FakeBackend(Backend):
 
     async def list_services(self) -> list[str]:
         return sorted(self.applied)
+
+    async def metrics(self, service: str) -> list[RevisionMetricsSample]:
+        desired = self.applied.get(service)
+        if desired is None:
+            return []
+        return [
+            RevisionMetricsSample(revision=rid, instances=instances)
+            for rid, instances in _instances(desired).items()
+        ]
+
+
+def _instances(desired: DesiredService) -> dict[str, Instances]:
+    """One pretend instance for each routable revision, none for the others."""
+    routable = desired.routable()
+    return {
+        rev.id: Instances(wanted=n, running=n, ready=n)
+        for rev in desired.revisions
+        if rev.id is not None
+        for n in [1 if rev.id in routable else 0]
+    }

@@ -43,7 +43,6 @@ async def ready_samples(backend: LocalBackend, service: str) -> list[RevisionMet
 async def test_local_metrics_count_requests_errors_and_latency_per_revision(
     backend: LocalBackend, hello_pyz: Path
 ) -> None:
-    desired = make_desired("shop", [(1, hello_pyz, ONE), (2, hello_pyz, ONE)], {1: 50, 2: 50})
     desired = make_desired(
         "shop", [(1, hello_pyz, ONE), (2, hello_pyz, ONE)], {1: 50, 2: 50}, tags={2: "canary"}
     )
