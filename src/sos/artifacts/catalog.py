@@ -5,7 +5,8 @@ digest forever. Storing the same bytes again is a no-op; other bytes are a confl
 
 ``LocalArtifactCatalog`` is what ``sos build`` records builds in (``$SOS_HOME``, default
 ``~/.local/share/sos``): blobs in a ``LocalArtifactStore`` and one JSON metadata file per
-name+version. The server keeps the same metadata in its SQL store instead.
+name+version. The server keeps the same metadata in its SQL store instead. Locally the rule
+binds once a version is pushed; before that a rebuild replaces the earlier local build.
 """
 
 from __future__ import annotations
@@ -127,30 +128,57 @@ class LocalArtifactCatalog:
             )
         return path
 
-    def add(
-        self, path: Path, metadata: ArtifactMetadata, *, replace: bool = False
-    ) -> tuple[ArtifactMetadata, bool]:
-        """Record the artifact file ``path``. Returns the recorded metadata and whether it
-        was new. Other bytes under an existing version are a ``ConflictError`` unless
-        ``replace`` (allowed only here, for builds that were never pushed)."""
-        existing = self.get(metadata.name, metadata.version)
-        if not replace and check_immutable(
-            existing,
-            metadata.digest,
-            hint="or pass --replace to overwrite a local build that was never pushed",
-        ):
-            assert existing is not None
-            return existing, False
-        blob = self.store.put_file(path, expected_digest=metadata.digest)
+    def _write(self, metadata: ArtifactMetadata) -> None:
         target = self._meta_path(metadata.name, metadata.version)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".meta-")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(metadata.model_dump_json(indent=2))
         os.replace(tmp, target)
-        if existing is not None and existing.digest != metadata.digest:
-            still_used = any(m.digest == existing.digest for m in self.list())
-            if not still_used:
-                self.store.delete(existing.digest)
+
+    def add(
+        self, path: Path, metadata: ArtifactMetadata
+    ) -> tuple[ArtifactMetadata, bool, ArtifactMetadata | None]:
+        """Record the artifact file ``path``: returns what is recorded, whether it is new,
+        and the earlier local build it replaced, if any.
+
+        The same bytes again are a no-op. Other bytes under a version that was pushed are a
+        ``ConflictError`` (the server keeps the pushed bytes forever); a local build that
+        was never pushed is replaced, as a developer rebuilds while working.
+        """
+        existing = self.get(metadata.name, metadata.version)
+        if existing is not None and existing.pushed_at is not None:
+            where = existing.extra.get("pushed_to", "the server")
+            check_immutable(existing, metadata.digest, hint=f"it was pushed to {where}")
+        if existing is not None and existing.digest == metadata.digest:
+            return existing, False, None
+        blob = self.store.put_file(path, expected_digest=metadata.digest)
+        self._write(metadata)
+        replaced = existing
+        if replaced is not None:
+            logger.info(
+                "replaced the local build %s of %s %s (never pushed)",
+                replaced.digest,
+                metadata.name,
+                metadata.version,
+            )
+            if not any(m.digest == replaced.digest for m in self.list()):
+                self.store.delete(replaced.digest)
         logger.info("recorded %s %s (%s)", metadata.name, metadata.version, blob.digest)
-        return metadata, True
+        return metadata, True, replaced
+
+    def mark_pushed(self, pushed: ArtifactMetadata, server: str) -> None:
+        """Remember that ``pushed`` is on ``server``: its version is fixed from now on."""
+        local = self.get(pushed.name, pushed.version)
+        if local is None or local.digest != pushed.digest:
+            return
+        extra = {**local.extra, "pushed_to": server}
+        self._write(
+            local.model_copy(
+                update={
+                    "pushed_by": pushed.pushed_by,
+                    "pushed_at": pushed.pushed_at,
+                    "extra": extra,
+                }
+            )
+        )

@@ -59,6 +59,8 @@ class BuildResult:
     cached: bool
     #: False when the local catalog already held these exact bytes
     recorded: bool
+    #: the earlier local build of this version (never pushed) that this one replaced
+    replaced: ArtifactMetadata | None = None
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = self.metadata.model_dump(mode="json")
@@ -145,7 +147,6 @@ def build(
     progress: BuildProgress | None = None,
     clock: Callable[[], datetime] | None = None,
     created_by: str | None = None,
-    replace: bool = False,
     use_cache: bool = True,
 ) -> BuildResult:
     """Build the project in ``source`` into an artifact; see the module docstring."""
@@ -199,7 +200,7 @@ def build(
         if cached is None and use_cache:
             _remember(cache, key, built)
         with ctx.step(RECORD_STEP):
-            result = _record(project, built, out, catalog, clock, created_by, replace, log)
+            result = _record(project, built, out, catalog, clock, created_by, log)
         log.write(f"done: {result.path} ({result.metadata.digest})")
         return BuildResult(
             metadata=result.metadata,
@@ -208,6 +209,7 @@ def build(
             log=log.path,
             cached=cached is not None,
             recorded=result.recorded,
+            replaced=result.replaced,
         )
     except BuildFailedError as exc:
         if exc.log is None:
@@ -246,6 +248,7 @@ class _Recorded:
     path: Path
     metadata_file: Path
     recorded: bool
+    replaced: ArtifactMetadata | None
 
 
 def _record(
@@ -255,7 +258,6 @@ def _record(
     catalog: LocalArtifactCatalog,
     clock: Callable[[], datetime],
     created_by: str | None,
-    replace: bool,
     log: BuildLog,
 ) -> _Recorded:
     if is_zip(built.path):
@@ -274,7 +276,12 @@ def _record(
         filename=filename,
         extra={**built.extra, "builder": project.builder},
     )
-    recorded_meta, is_new = catalog.add(built.path, metadata, replace=replace)
+    recorded_meta, is_new, replaced = catalog.add(built.path, metadata)
+    if replaced is not None:
+        log.write(
+            f"replaced the earlier local build of {metadata.name} {metadata.version} "
+            f"({replaced.digest}, never pushed)"
+        )
     out_dir = Path(out).resolve() if out is not None else project.root / "dist"
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / filename
@@ -290,4 +297,4 @@ def _record(
         f"({recorded_meta.size} bytes, {recorded_meta.digest})"
         + ("" if is_new else " - already in the local catalog with these bytes")
     )
-    return _Recorded(recorded_meta, target, meta_file, is_new)
+    return _Recorded(recorded_meta, target, meta_file, is_new, replaced)

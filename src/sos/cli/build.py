@@ -106,6 +106,11 @@ def _summary(result: BuildResult, to: Console = console) -> None:
         + (f" ({extra['interface']})" if "interface" in extra else "")
     )
     console.print(f"  log       {result.log}")
+    if result.replaced is not None:
+        console.print(
+            f"  replaced  the earlier local build {result.replaced.digest[:19]}… of this "
+            "version (never pushed)"
+        )
     start = {
         "python": f"PORT=8000 python3 {result.path}",
         "node": f"PORT=8000 node {result.path}",
@@ -131,9 +136,6 @@ def build_command(
         None, "--python", help="The interpreter Python artifacts will run on (default: this one)."
     ),
     offline: bool = typer.Option(False, "--offline", help="Use caches only, no registries."),
-    replace: bool = typer.Option(
-        False, "--replace", help="Overwrite a local build of the same version (never pushed)."
-    ),
     no_cache: bool = typer.Option(
         False, "--no-cache", help="Build again even if the source is unchanged."
     ),
@@ -147,7 +149,6 @@ def build_command(
             python=python,
             offline=offline,
             progress=progress,
-            replace=replace,
             use_cache=not no_cache,
         )
     pushed = None
@@ -157,6 +158,7 @@ def build_command(
         try:
             with client() as api:
                 pushed = api.push_artifact(result.path, metadata=result.metadata)
+                LocalArtifactCatalog().mark_pushed(pushed, api.url)
         except SOSError as exc:
             _summary(result, to=stderr)
             raise fail(f"built {result.path.name}, but the push failed: {exc.message}") from None
@@ -183,6 +185,7 @@ def push_command(
     metadata = read_metadata(file)
     with client() as api:
         stored = api.push_artifact(file, metadata=metadata)
+        LocalArtifactCatalog().mark_pushed(stored, api.url)
     if as_json:
         emit_json(stored)
         return

@@ -41,8 +41,8 @@ def test_public_names_are_pinned() -> None:
 def test_add_records_and_lists_by_name(tmp_path: Path) -> None:
     catalog = LocalArtifactCatalog(tmp_path / "cat")
     one = artifact(tmp_path, "one", b"one")
-    recorded, new = catalog.add(one, meta(one))
-    assert new and recorded.digest == file_digest(one)
+    recorded, new, replaced = catalog.add(one, meta(one))
+    assert new and replaced is None and recorded.digest == file_digest(one)
     assert [m.version for m in catalog.list("svc")] == ["1.0.0"]
     assert catalog.path(recorded).read_bytes() == b"one"
 
@@ -51,26 +51,40 @@ def test_same_bytes_again_is_a_no_op(tmp_path: Path) -> None:
     catalog = LocalArtifactCatalog(tmp_path / "cat")
     one = artifact(tmp_path, "one", b"one")
     catalog.add(one, meta(one))
-    again, new = catalog.add(one, meta(one))
+    again, new, _ = catalog.add(one, meta(one))
     assert not new and again.digest == file_digest(one)
 
 
-def test_other_bytes_under_the_same_version_conflict(tmp_path: Path) -> None:
+def test_other_bytes_under_a_pushed_version_conflict(tmp_path: Path) -> None:
     catalog = LocalArtifactCatalog(tmp_path / "cat")
     one, two = artifact(tmp_path, "one", b"one"), artifact(tmp_path, "two", b"two")
-    catalog.add(one, meta(one))
-    with pytest.raises(ConflictError, match=r"svc 1.0.0 already exists with other content"):
+    recorded, _, _ = catalog.add(one, meta(one))
+    pushed = recorded.model_copy(update={"pushed_by": "ci", "pushed_at": datetime.now(UTC)})
+    catalog.mark_pushed(pushed, "http://sos.example:8080")
+    with pytest.raises(
+        ConflictError, match=r"svc 1.0.0 already exists with other content.*sos.example"
+    ):
         catalog.add(two, meta(two))
     assert catalog.require("svc", "1.0.0").digest == file_digest(one)
 
 
-def test_replace_overwrites_and_drops_the_orphaned_blob(tmp_path: Path) -> None:
+def test_an_unpushed_build_is_replaced_and_its_orphaned_blob_dropped(tmp_path: Path) -> None:
     catalog = LocalArtifactCatalog(tmp_path / "cat")
     one, two = artifact(tmp_path, "one", b"one"), artifact(tmp_path, "two", b"two")
     catalog.add(one, meta(one))
-    catalog.add(two, meta(two), replace=True)
+    _, new, replaced = catalog.add(two, meta(two))
+    assert new and replaced is not None and replaced.digest == file_digest(one)
     assert catalog.require("svc", "1.0.0").digest == file_digest(two)
     assert not catalog.store.exists(file_digest(one))
+
+
+def test_mark_pushed_ignores_a_digest_that_is_not_the_local_one(tmp_path: Path) -> None:
+    catalog = LocalArtifactCatalog(tmp_path / "cat")
+    one, two = artifact(tmp_path, "one", b"one"), artifact(tmp_path, "two", b"two")
+    catalog.add(one, meta(one))
+    other = meta(two).model_copy(update={"pushed_at": datetime.now(UTC), "pushed_by": "ci"})
+    catalog.mark_pushed(other, "http://sos.example:8080")
+    assert catalog.require("svc", "1.0.0").pushed_at is None
 
 
 def test_unknown_version_lists_the_known_ones(tmp_path: Path) -> None:

@@ -3,12 +3,13 @@ work (or, for what only an import can tell, before anything is recorded)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from sos.artifacts.catalog import LocalArtifactCatalog
-from sos.build import ProjectError, build, inspect_project
+from sos.build import BuildResult, ProjectError, build, inspect_project
 from sos.build.cache import BuildCache
 from sos.errors import ConflictError
 
@@ -264,31 +265,43 @@ def _stdlib_app(root: Path, version: str, greeting: str) -> Path:
     )
 
 
-def test_dirty_version_colliding_with_an_earlier_build_is_refused(
+def _pushed(catalog: LocalArtifactCatalog, built: BuildResult) -> None:
+    """What `sos push` records after the server took the artifact."""
+    server_copy = built.metadata.model_copy(
+        update={"pushed_by": "ci", "pushed_at": datetime.now(UTC)}
+    )
+    catalog.mark_pushed(server_copy, "http://sos.example:8080")
+
+
+def test_dirty_version_colliding_with_a_pushed_artifact_is_refused(
     tmp_path: Path, build_cache: BuildCache, catalog: LocalArtifactCatalog
 ) -> None:
     root = _stdlib_app(tmp_path / "app", "1.0.0+dirty", "one")
     first = build(root, cache=build_cache, catalog=catalog)
+    _pushed(catalog, first)
     _stdlib_app(root, "1.0.0+dirty", "two")
     with pytest.raises(
-        ConflictError, match=r"1.0.0\+dirty.*local \(dirty\) version.*commit"
+        ConflictError, match=r"(?s)1.0.0\+dirty.*local \(dirty\) version.*commit.*sos.example"
     ) as info:
         build(root, cache=build_cache, catalog=catalog)
     assert info.value.details["existing"] == first.metadata.digest
     assert catalog.require("wsgi-app", "1.0.0+dirty").digest == first.metadata.digest
 
 
-def test_same_version_with_other_content_is_refused_unless_replaced(
+def test_rebuilding_an_unpushed_version_replaces_it_and_says_so(
     tmp_path: Path, build_cache: BuildCache, catalog: LocalArtifactCatalog
 ) -> None:
     root = _stdlib_app(tmp_path / "app", "2.0.0", "one")
     first = build(root, cache=build_cache, catalog=catalog)
     _stdlib_app(root, "2.0.0", "two")
-    with pytest.raises(ConflictError, match=r"bump the version.*--replace"):
+    second = build(root, cache=build_cache, catalog=catalog)
+    assert second.replaced is not None and second.replaced.digest == first.metadata.digest
+    assert catalog.require("wsgi-app", "2.0.0").digest == second.metadata.digest
+    assert "replaced the earlier local build" in second.log.read_text()
+    _pushed(catalog, second)
+    _stdlib_app(root, "2.0.0", "three")
+    with pytest.raises(ConflictError, match=r"bump the version.*it was pushed to"):
         build(root, cache=build_cache, catalog=catalog)
-    replaced = build(root, cache=build_cache, catalog=catalog, replace=True)
-    assert catalog.require("wsgi-app", "2.0.0").digest == replaced.metadata.digest
-    assert replaced.metadata.digest != first.metadata.digest
 
 
 def test_requires_python_that_the_runtime_does_not_meet_is_refused(

@@ -26,6 +26,7 @@ SOS = [sys.executable, "-c", "from sos.cli import main; main()"]
 def test_readme_tour_builds_deploys_splits_and_rolls_back(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOS_")}
     env["SOS_DATA_DIR"] = str(tmp_path / "data")
+    env["SOS_HOME"] = str(tmp_path / "home")  # sos build records builds here
     env["SOS_STOP_ON_EXIT"] = "1"  # the test's instances stop with its server
     server = subprocess.Popen(
         [*SOS, "server", "--port", "0", "--router-port", "0"],

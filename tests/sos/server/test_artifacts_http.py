@@ -290,6 +290,10 @@ def test_sos_build_push_then_a_revision_runs_the_pushed_digest(
         [sos, "push", built["path"]], env=env, capture_output=True, text=True, timeout=120
     )
     assert again.returncode == 0 and "pushed flask-hello 1.0.0" in again.stdout
+    local = subprocess.run(
+        [sos, "artifacts", "--local", "--json"], env=env, capture_output=True, text=True
+    )
+    assert json.loads(local.stdout)[0]["extra"]["pushed_to"] == store_server.url
     listed = subprocess.run(
         [sos, "artifacts", "--json"], env=env, capture_output=True, text=True, timeout=60
     )
