@@ -57,6 +57,7 @@ class LocalBackend(Backend):
         router_port: int = 8080,
         domain: str = "localhost",
         activation_timeout: float = 30.0,
+        request_timeout: float = 300.0,
         startup_timeout: float = 60.0,
         stop_on_close: bool = False,
         tick_seconds: float = 0.1,
@@ -86,6 +87,7 @@ class LocalBackend(Backend):
             port=router_port,
             domain=domain,
             activation_timeout=activation_timeout,
+            request_timeout=request_timeout,
             on_cold=self._on_cold,
             clock=clock,
         )
@@ -482,6 +484,7 @@ def create_backend(context: object) -> LocalBackend:
     Options (``--backend-opt KEY=VALUE``, or environment): ``router_port``
     (``SOS_ROUTER_PORT``, 8080), ``router_host`` (``SOS_ROUTER_HOST``, 127.0.0.1),
     ``domain`` (``SOS_ROUTER_DOMAIN``, localhost), ``activation_timeout`` (30 s),
+    ``request_timeout`` (300 s),
     ``startup_timeout`` (60 s), ``stop_on_exit`` (``SOS_STOP_ON_EXIT``, false).
     """
     from sos.server.backends import BackendContext
@@ -499,6 +502,7 @@ def create_backend(context: object) -> LocalBackend:
         router_port=int(option("router_port", "SOS_ROUTER_PORT", "8080")),
         domain=option("domain", "SOS_ROUTER_DOMAIN", "localhost"),
         activation_timeout=float(option("activation_timeout", None, "30")),
+        request_timeout=float(option("request_timeout", None, "300")),
         startup_timeout=float(option("startup_timeout", None, "60")),
         stop_on_close=_flag(option("stop_on_exit", "SOS_STOP_ON_EXIT", "false")),
     )

@@ -173,10 +173,12 @@ class Router:
         port: int = 0,
         domain: str = "localhost",
         activation_timeout: float = 30.0,
+        request_timeout: float = 300.0,
         on_cold: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host = host
+        self.request_timeout = request_timeout
         self.port = port
         self.domain = domain.strip(".").lower()
         self._suffix = "." + self.domain
@@ -190,6 +192,7 @@ class Router:
         self._server: asyncio.Server | None = None
         self._connections: set[_ClientConnection] = set()
         self._tasks: set[asyncio.Future[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
 
     # ---- lifecycle
 
@@ -199,9 +202,22 @@ class Router:
             lambda: _ClientConnection(self), self.host, self.port, reuse_address=True, backlog=1024
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        self._sweeper = asyncio.create_task(self._sweep(), name="sos-router-timeouts")
         log.info("router listening on http://%s:%d (domain %s)", self.host, self.port, self.domain)
 
+    async def _sweep(self) -> None:
+        """Answer 504 for requests an instance has not answered within ``request_timeout``
+        (a sweep a few times a second costs less than a timer per request)."""
+        while True:
+            await asyncio.sleep(min(1.0, self.request_timeout / 3))
+            now = self.clock()
+            for conn in list(self._connections):
+                conn.check_timeout(now, self.request_timeout)
+
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._server is not None:
             self._server.close()
             for conn in list(self._connections):
@@ -420,6 +436,23 @@ class _ClientConnection(asyncio.Protocol):
                 upstream.abandon()
             self._finish(0 if not self._sent_head else self._status)
         self.queue.clear()
+
+    def check_timeout(self, now: float, limit: float) -> None:
+        """End the request in progress if its instance has taken longer than ``limit``."""
+        if self._endpoint is None or self.current is None or now - self._started <= limit:
+            return
+        instance = self._endpoint.instance
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.abandon()
+        self._release_endpoint()
+        if self._sent_head:
+            self.flush()
+            self._finish(self._status)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self._fail(504, f"instance {instance} did not answer within {limit:g}s")
 
     def pause_writing(self) -> None:
         self.paused = True

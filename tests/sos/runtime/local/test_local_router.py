@@ -270,3 +270,15 @@ async def test_service_without_traffic_says_so(router: Router) -> None:
     response = await get(router, "shop.localhost")
     assert response.status_code == 503
     assert "has no traffic route yet: create a revision" in response.text
+
+
+async def test_an_instance_that_does_not_answer_gets_a_504(
+    router: Router, start_app: StartApp
+) -> None:
+    router.request_timeout = 0.3
+    app = start_app("shop-00001")
+    router.update(table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    response = await get(router, "shop.localhost", "/slow?ms=3000")
+    assert response.status_code == 504
+    assert "did not answer within 0.3s" in response.text
+    assert (await get(router, "shop.localhost")).status_code == 200  # nothing stuck
