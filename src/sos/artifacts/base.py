@@ -42,6 +42,7 @@ __all__ = [
     "StoredBlob",
     "Upload",
     "file_digest",
+    "human_size",
 ]
 
 #: bytes read or written at a time when streaming
@@ -57,7 +58,8 @@ def file_digest(path: Path) -> str:
     return f"sha256:{sha.hexdigest()}"
 
 
-def _human(size: int) -> str:
+def human_size(size: int) -> str:
+    """``3.3 MiB``: a byte count as people read it."""
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
@@ -97,7 +99,7 @@ class Upload(abc.ABC):
         if self.max_size is not None and self.size > self.max_size:
             self.close()
             raise PayloadTooLargeError(
-                f"the artifact is larger than the limit of {_human(self.max_size)} "
+                f"the artifact is larger than the limit of {human_size(self.max_size)} "
                 f"({self.max_size} bytes); make it smaller, or ask the operator to raise "
                 "the server's artifact size limit (SOS_MAX_ARTIFACT_BYTES)",
                 details={"limit": self.max_size},

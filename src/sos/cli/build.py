@@ -27,6 +27,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from sos.artifacts.base import human_size
 from sos.artifacts.catalog import LocalArtifactCatalog
 from sos.build.api import BuildResult, build, read_metadata
 from sos.cli import app
@@ -34,16 +35,7 @@ from sos.cli._output import JsonOption, console, emit_json, fail, handle_errors,
 from sos.errors import SOSError
 from sos.models import ArtifactMetadata
 
-__all__ = ["RichProgress", "human_size"]
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover
+__all__ = ["RichProgress"]
 
 
 class RichProgress:
