@@ -9,7 +9,7 @@
   never into the project, with install scripts off.
 - ncc is installed once into the cache's tool directory with npm (not globally) and reused.
 - The bundle must be one file: a package that needs files at run time (assets, native
-  ``.node`` modules) is refused with their names.
+  ``.node`` modules) is refused with their names. ES module projects are bundled too.
 """
 
 from __future__ import annotations
@@ -168,14 +168,6 @@ class NodeBuilder(Builder):
                 file=manifest,
                 field="dependencies",
                 details={"missing": sorted(missing)},
-            )
-        if data.get("type") == "module" or entry.endswith(".mjs"):
-            raise ProjectError(
-                'ES module projects ("type": "module" or a .mjs entry) are not supported '
-                "yet: an artifact is started as `node ARTIFACT.js`, which Node 20 runs as "
-                "CommonJS; use CommonJS (require) for the entry point",
-                file=manifest,
-                field="type",
             )
         return Project(
             root=root,
@@ -344,14 +336,18 @@ class NodeBuilder(Builder):
                         field="dependencies",
                     ) from None
                 raise
-            bundle = out / "index.js"
+            esm = (out / "index.mjs").is_file()
+            bundle = out / ("index.mjs" if esm else "index.js")
             extra_files = sorted(
                 p.relative_to(out).as_posix()
                 for p in out.rglob("*")
-                if p.is_file() and p != bundle and not p.name.endswith((".d.ts", ".map"))
+                if p.is_file()
+                and p != bundle
+                and not p.name.endswith((".d.ts", ".map"))
+                and p.name != "package.json"
             )
             if not bundle.is_file():
-                raise BuildFailedError("ncc produced no index.js", log=ctx.log.path)
+                raise BuildFailedError("ncc produced no index.js or index.mjs", log=ctx.log.path)
             if extra_files:
                 raise ProjectError(
                     "the bundle needs files beside it at run time, which a single-file "
@@ -376,6 +372,8 @@ class NodeBuilder(Builder):
             version=project.version,
             extra={
                 "node": node_version,
+                "module": "esm" if esm else "commonjs",
+                "optional_missing": optional,
                 "bundler": f"@vercel/ncc {os.environ.get('SOS_NCC_VERSION', NCC_VERSION)}",
             },
         )

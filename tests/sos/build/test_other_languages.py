@@ -61,6 +61,16 @@ def test_http_server_from_npm_bundles_and_serves_files_with_no_network(
 
 
 @needs_node
+def test_es_module_project_bundles_into_one_file_node_runs(
+    project, build_cache: BuildCache, catalog: LocalArtifactCatalog, serve
+) -> None:
+    result = build(project("node-esm"), cache=build_cache, catalog=catalog)
+    assert result.path.name == "esm-hello-1.0.0.js"
+    answer = serve(["node", str(result.path)])
+    assert (answer.status, answer.body) == (200, "hello esm\n")
+
+
+@needs_node
 def test_node_missing_dependency_is_named(
     tmp_path: Path, build_cache: BuildCache, catalog: LocalArtifactCatalog
 ) -> None:
@@ -87,7 +97,6 @@ def test_node_missing_dependency_is_named(
             },
             r"not pinned: express@\^4.19.2.*package-lock.json",
         ),
-        ({"name": "x", "version": "1.0.0", "main": "index.js", "type": "module"}, "ES module"),
     ],
 )
 def test_node_project_mistakes_are_refused(tmp_path: Path, manifest: dict, message: str) -> None:
