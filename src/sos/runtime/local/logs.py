@@ -199,15 +199,18 @@ class LogStore:
                 ),
                 key=lambda line: line.at,
             )
-            # lines queued so far came from polls before the snapshot: they are in it
-            already = queue.qsize()
-            for line in lines[-tail:] if tail > 0 else []:
+            shown = lines[-tail:] if tail > 0 else []
+            # lines queued so far came from polls before the snapshot: skip those shown
+            # (``shown`` holds them, so their ids stay theirs while we compare)
+            already, shown_ids = queue.qsize(), {id(line) for line in shown}
+            for line in shown:
                 yield line
             while follow:
                 line = await queue.get()
                 if already:
                     already -= 1
-                    continue
+                    if id(line) in shown_ids:
+                        continue
                 yield line
         finally:
             self._followers.discard(key)
