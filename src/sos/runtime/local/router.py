@@ -532,6 +532,9 @@ class _ClientConnection(asyncio.Protocol):
             host=self._host,
             tag=self._tag,
         )
+        if self.current is None and not self.queue:
+            self._serve(request)  # the usual case: nothing waiting before it
+            return
         self.queue.append(request)
         if len(self.queue) > 8 and self.transport is not None:
             self.transport.pause_reading()
@@ -547,7 +550,10 @@ class _ClientConnection(asyncio.Protocol):
         if self._reading_paused and self.transport is not None:
             self.transport.resume_reading()
             self._reading_paused = False
-        request = self.current = self.queue.popleft()
+        self._serve(self.queue.popleft())
+
+    def _serve(self, request: _Request) -> None:
+        self.current = request
         router = self.router
         self._status = 0
         self._sent_head = False
