@@ -23,15 +23,16 @@ FAST = {"autoscaling": {"min_scale": 1, "initial_scale": 1}}
 
 @pytest.fixture
 async def backend_factory(
-    tmp_path: Path, hello_pyz: Path, hello_go: Path
+    tmp_path: Path, hello_pyz: Path
 ) -> AsyncIterator[Callable[..., Awaitable[LocalBackend]]]:
+    """``make(*more_artifacts, **options)``: a started LocalBackend on a free router port."""
     made: list[LocalBackend] = []
 
-    async def make(**options: object) -> LocalBackend:
+    async def make(*more: Path, **options: object) -> LocalBackend:
         options.setdefault("startup_timeout", 20.0)
         backend = LocalBackend(
             tmp_path / "data",
-            artifact_path=artifact_paths(hello_pyz, hello_go),
+            artifact_path=artifact_paths(hello_pyz, *more),
             router_port=0,
             **options,  # type: ignore[arg-type]
         )
@@ -114,7 +115,7 @@ async def test_python_revision_becomes_ready_and_answers_through_the_router(
 async def test_go_binary_runs_beside_python_with_a_split(
     backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path, hello_go: Path
 ) -> None:
-    backend = await backend_factory()
+    backend = await backend_factory(hello_go)
     desired = make_desired(
         "shop", [(1, hello_pyz, FAST), (2, hello_go, FAST)], {1: 70, 2: 30}, tags={2: "go"}
     )
