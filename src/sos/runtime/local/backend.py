@@ -209,6 +209,10 @@ class LocalBackend(Backend):
         if runtime.reason == "Ready" and runtime.wanted == 0:
             message = "scaled to zero; the next request starts an instance"
             return ObservedRevision(runtime.id, True, "Ready", message, instances, url)
+        if runtime.wanted == 0 and not runtime.instances and not runtime.failed_starts:
+            # initial_scale 0: nothing was started, so there is nothing to wait for
+            message = "no instance until the first request (initial_scale 0)"
+            return ObservedRevision(runtime.id, True, "Ready", message, instances, url)
         return ObservedRevision(
             runtime.id, False, "Deploying", runtime.message or "starting", instances, url
         )

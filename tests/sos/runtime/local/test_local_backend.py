@@ -347,3 +347,18 @@ async def test_memory_limit_is_applied_to_the_instance(
         assert f"Max data size             {128 * 2**20}" in limits
         too_much = await get(backend, "shop.localhost", "/alloc?mb=512")
         assert too_much.status_code == 500 and too_much.text == "MemoryError\n"
+
+
+async def test_initial_scale_zero_is_ready_at_once_and_starts_on_the_first_request(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    backend = await backend_factory()
+    spec = {"autoscaling": {"min_scale": 0, "initial_scale": 0}}
+    await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))
+    observed = await wait_for(backend, "shop", lambda o: o.ready)
+    revision = observed.revisions["shop-00001"]
+    assert revision.instances.running == 0
+    assert revision.message == "no instance until the first request (initial_scale 0)"
+    response = await get(backend, "shop.localhost")
+    assert response.status_code == 200
+    assert len(backend.supervisor.revisions["shop-00001"].ready()) == 1
