@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
+    from flight.operators.base import Operator
     from flight.result import Result
 
 __all__ = [
@@ -366,12 +367,7 @@ class TracingHook(Hooks):
     def pipeline_start(self, run: RunInfo) -> None:
         current = _state.tracer.start_span(
             f"pipeline {run.pipeline}",
-            attributes={
-                "flight.pipeline": run.pipeline,
-                "flight.item_type": run.item_type,
-                "flight.run_id": run.run_id,
-                "flight.debug": run.debug,
-            },
+            attributes={"flight.pipeline": run.pipeline, "flight.run_id": run.run_id},
         )
         token = otel_context.attach(trace.set_span_in_context(current))
         run.state[_PIPELINE] = (current, token)
@@ -385,13 +381,9 @@ class TracingHook(Hooks):
             stats.name,
             context=trace.set_span_in_context(parent),
             attributes={
-                "flight.pipeline": run.pipeline,
                 "flight.operator": stats.name,
-                "flight.kind": stats.kind,
                 "flight.role": stats.role,
-                "flight.position": stats.position,
-                "flight.args": _attribute(stats.args()),
-                "flight.n_in": stats.n_in,
+                "flight.args": _args_json(stats.operator),
             },
         )
         token = otel_context.attach(trace.set_span_in_context(current))
@@ -400,16 +392,22 @@ class TracingHook(Hooks):
     def operator_end(self, stats: OperatorStats) -> None:
         run = stats.run
         failed = stats.status in ("failed", "skipped", "cut")
-        _close(
-            run.state.pop(stats, None) if run is not None else None,
-            lambda: {
+
+        def attributes() -> dict[str, Any]:
+            out: dict[str, Any] = {
                 "flight.n_in": stats.n_in,
                 "flight.n_out": stats.n_out if stats.n_out is not None else 0,
                 "flight.status": stats.status,
-                "flight.retries": stats.retries,
-                "flight.timeouts": stats.timeouts,
-                "flight.elapsed_ms": round(stats.elapsed_ms or 0.0, 3),
-            },
+            }
+            if stats.retries:
+                out["flight.retries"] = stats.retries
+            if stats.timeouts:
+                out["flight.timeouts"] = stats.timeouts
+            return out
+
+        _close(
+            run.state.pop(stats, None) if run is not None else None,
+            attributes,
             stats.message if failed else None,
             stats.error if failed else None,
         )
@@ -419,10 +417,11 @@ class TracingHook(Hooks):
             out: dict[str, Any] = {
                 "flight.n_candidates": result.n_candidates,
                 "flight.n_items": len(result.items),
-                "flight.partial": result.partial,
-                "flight.cut": list(result.cut),
-                "flight.elapsed_ms": round(result.elapsed_ms, 3),
             }
+            if result.partial:
+                out["flight.partial"] = True
+            if result.cut:
+                out["flight.cut"] = list(result.cut)
             if result.reason is not None:
                 out["flight.reason"] = result.reason
             return out
@@ -442,6 +441,15 @@ class TracingHook(Hooks):
 
 
 _detach = otel_context.detach
+
+
+def _args_json(op: Operator) -> str:
+    """The operator's arguments as JSON, computed once per (immutable) operator."""
+    cached: str | None = op.__dict__.get("_flight_args_json")
+    if cached is None:
+        cached = str(_attribute(op.args()))
+        object.__setattr__(op, "_flight_args_json", cached)
+    return cached
 
 
 def _close(
