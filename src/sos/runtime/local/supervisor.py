@@ -126,6 +126,33 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+#: what an instance inherits from the server's environment: what programs need to run
+#: (and numeric-library settings of this machine), never the server's own secrets
+INHERITED_ENV = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "SHIV_ROOT",
+        "JAVA_HOME",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    }
+)
+INHERITED_PREFIXES = ("LC_", "OPENBLAS_", "OMP_", "MKL_")
+
+
+def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
+    return {
+        k: v for k, v in environ.items() if k in INHERITED_ENV or k.startswith(INHERITED_PREFIXES)
+    }
+
+
 def runtime_for(
     revision: Revision,
     artifact: ArtifactMetadata,
@@ -137,7 +164,7 @@ def runtime_for(
 ) -> RevisionRuntime:
     """A runtime that starts ``revision`` from the artifact file at ``path``."""
     limits = Limits.of(revision.resources.memory, revision.resources.cpu)
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SOS_", "K_"))}
+    base = inherited_env(os.environ)
     base["SOS_RUNTIME"] = marker
 
     def argv(port: int) -> tuple[list[str], dict[str, str]]:

@@ -92,8 +92,11 @@ async def get(backend: LocalBackend, host: str, path: str = "/") -> httpx.Respon
 
 
 async def test_python_revision_becomes_ready_and_answers_through_the_router(
-    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+    backend_factory: Callable[..., Awaitable[LocalBackend]],
+    hello_pyz: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("SERVER_SECRET", "not for instances")
     backend = await backend_factory()
     spec = {**FAST, "env_vars": [{"id": "GREETING", "value": "hi"}]}
     desired = make_desired("shop", [(1, hello_pyz, spec)], {1: 100})
@@ -108,6 +111,8 @@ async def test_python_revision_becomes_ready_and_answers_through_the_router(
     assert env["GREETING"] == "hi"
     assert env["SOS_REVISION"] == "shop-00001" and env["SOS_SERVICE"] == "shop"
     assert env["HOST"] == "127.0.0.1" and env["PORT"].isdigit()
+    assert "PATH" in env
+    assert "SERVER_SECRET" not in env  # the server's own environment stays with the server
     await backend.apply(desired)  # idempotent: nothing new starts
     assert len(backend.supervisor.revisions["shop-00001"].instances) == 1
 
