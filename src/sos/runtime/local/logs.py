@@ -106,6 +106,17 @@ class LogStore:
         for key in finished[: max(0, len(finished) - KEEP_FINISHED)]:
             del self._sources[key]
 
+    def stderr_tail(self, service: str, revision: str, instance: str, size: int = 2048) -> str:
+        """The end of an instance's stderr file, read now (a small read, on a rare path:
+        an instance that exited before it was ready)."""
+        path = self._paths(service, revision, instance)["stderr"]
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(max(0, path.stat().st_size - size))
+                return handle.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
     def remove_service(self, service: str) -> None:
         for key in [k for k, s in self._sources.items() if s.service == service]:
             del self._sources[key]

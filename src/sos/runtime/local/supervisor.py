@@ -267,7 +267,7 @@ class Supervisor:
             note = instance.exit_note or f"exited with code {code}"
             self._platform(instance, f"instance {instance.id} (pid {instance.pid}) {note}")
             if not instance.ever_ready:
-                if self._port_race(runtime):
+                if self._port_race(runtime, instance):
                     self._platform(instance, "its port was taken meanwhile; retrying on another")
                     continue
                 timed_out = instance.exit_note is not None and "not ready" in instance.exit_note
@@ -277,9 +277,12 @@ class Supervisor:
                 runtime.next_start = now  # replace at once: it was healthy before
         return changed
 
-    def _port_race(self, runtime: RevisionRuntime) -> bool:
-        last = " ".join(self.logs.last_lines(runtime.id, 5)).lower()
-        return any(marker in last for marker in _ADDRESS_IN_USE) and runtime.failed_starts == 0
+    def _port_race(self, runtime: RevisionRuntime, instance: Instance) -> bool:
+        """Did the instance lose its port to another process between pick and bind?"""
+        if runtime.failed_starts:
+            return False
+        last = self.logs.stderr_tail(instance.service, instance.revision, instance.id).lower()
+        return any(marker in last for marker in _ADDRESS_IN_USE)
 
     def _failed_start(
         self, runtime: RevisionRuntime, now: float, why: str, *, at_once: bool = False

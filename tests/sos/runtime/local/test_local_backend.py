@@ -367,3 +367,18 @@ async def test_initial_scale_zero_is_ready_at_once_and_starts_on_the_first_reque
     response = await get(backend, "shop.localhost")
     assert response.status_code == 200
     assert len(backend.supervisor.revisions["shop-00001"].ready()) == 1
+
+
+async def test_a_port_taken_before_the_instance_binds_it_is_retried_at_once(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path, tmp_path: Path
+) -> None:
+    backend = await backend_factory()
+    marker = tmp_path / "port-taken-once"
+    spec = {**FAST, "env_vars": [{"id": "HELLO_PORT_TAKEN_ONCE", "value": str(marker)}]}
+    await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))
+    await wait_for(backend, "shop", lambda o: o.ready)
+    assert marker.exists()  # the first start did fail
+    runtime = backend.supervisor.revisions["shop-00001"]
+    assert runtime.failed_starts == 0 and runtime.next_start == 0.0  # no backoff for it
+    lines = [line.text async for line in backend.logs("shop", tail=50)]
+    assert any("its port was taken meanwhile; retrying on another" in t for t in lines)

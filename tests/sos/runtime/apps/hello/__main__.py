@@ -3,7 +3,8 @@
 It honours the start contract (PORT, HOST, SOS_REVISION) and offers a few paths that
 let tests make it misbehave: ``/slow?ms=N``, ``/crash``, ``/sick`` (liveness fails from
 then on), ``/alloc?mb=N``, ``/env``, ``/stream`` (a chunked answer), and echoes POST bodies.
-The env var ``HELLO_FAIL`` makes it exit at start-up; ``HELLO_START_DELAY`` delays its
+The env var ``HELLO_FAIL`` makes it exit at start-up; ``HELLO_PORT_TAKEN_ONCE=FILE`` makes
+its first start fail as if its port had been taken; ``HELLO_START_DELAY`` delays its
 listening socket; ``HELLO_NEVER_READY`` makes ``/ready`` answer 503 forever.
 """
 
@@ -86,6 +87,11 @@ class Handler(BaseHTTPRequestHandler):
 
 def main() -> None:
     print(f"hello {REVISION} starting", flush=True)
+    marker = os.environ.get("HELLO_PORT_TAKEN_ONCE")
+    if marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        print("OSError: [Errno 98] Address already in use", file=sys.stderr, flush=True)
+        sys.exit(1)
     if os.environ.get("HELLO_FAIL"):
         print(f"failing on purpose: {os.environ['HELLO_FAIL']}", file=sys.stderr, flush=True)
         sys.exit(2)
