@@ -382,3 +382,30 @@ async def test_a_port_taken_before_the_instance_binds_it_is_retried_at_once(
     assert runtime.failed_starts == 0 and runtime.next_start == 0.0  # no backoff for it
     lines = [line.text async for line in backend.logs("shop", tail=50)]
     assert any("its port was taken meanwhile; retrying on another" in t for t in lines)
+
+
+async def test_concurrent_load_scales_a_revision_out(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    backend = await backend_factory(autoscale_seconds=0.2)
+    spec = {
+        "autoscaling": {
+            "min_scale": 1,
+            "max_scale": 3,
+            "target_concurrency": 1,
+            "target_utilization_percentage": 100,
+            "stable_window_seconds": 6,
+        }
+    }
+    await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))
+    await wait_for(backend, "shop", lambda o: o.ready)
+    runtime = backend.supervisor.revisions["shop-00001"]
+    load = [
+        asyncio.ensure_future(get(backend, "shop.localhost", "/slow?ms=2500")) for _ in range(6)
+    ]
+    observed = await wait_for(
+        backend, "shop", lambda o: o.revisions["shop-00001"].instances.ready >= 2, 20
+    )
+    assert observed.revisions["shop-00001"].instances.wanted <= 3  # max_scale holds
+    assert runtime.wanted >= 2
+    assert {r.status_code for r in await asyncio.gather(*load)} == {200}
