@@ -433,7 +433,8 @@ class _ClientConnection(asyncio.Protocol):
         if self.current is not None:
             upstream, self.upstream = self.upstream, None
             if upstream is not None:
-                upstream.abandon()
+                upstream.abandon()  # mid-answer: the connection cannot be reused
+            self._release_endpoint()
             self._finish(0 if not self._sent_head else self._status)
         self.queue.clear()
 

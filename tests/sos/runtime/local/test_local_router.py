@@ -282,3 +282,18 @@ async def test_an_instance_that_does_not_answer_gets_a_504(
     assert response.status_code == 504
     assert "did not answer within 0.3s" in response.text
     assert (await get(router, "shop.localhost")).status_code == 200  # nothing stuck
+
+
+async def test_a_client_that_goes_away_frees_the_instance(
+    router: Router, start_app: StartApp
+) -> None:
+    app = start_app("shop-00001")
+    router.update(table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    async with httpx.AsyncClient(headers={"Host": "shop.localhost"}, timeout=0.3) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(f"http://127.0.0.1:{router.port}/slow?ms=2000")
+    await asyncio.sleep(0.2)
+    assert router.in_flight("shop-00001-a") == 0  # a drain would not wait for it
+    text = (await get(router, "localhost", "/metrics")).text
+    assert 'sos_requests_in_flight{revision="shop-00001",service="shop",tag=""} 0.0' in text
+    assert 'sos_request_errors_total{revision="shop-00001",service="shop",tag=""} 1.0' in text
