@@ -357,14 +357,18 @@ class LocalBackend(Backend):
             limiter=self.limiter,
             host=self.router.host,
         )
+        again = action.revision in self.supervisor.known
         runtime = self.supervisor.deploy(runtime)
         adopted = len(runtime.instances)
-        # a revision that comes back after a restart keeps its adopted instances
-        runtime.wanted = max(action.instances, adopted)
+        # a revision that comes back after a restart keeps its adopted instances, and does
+        # not get its initial scale a second time (the autoscaler applies min_scale)
+        runtime.wanted = max(0 if again else action.instances, adopted)
+        if again and not adopted:
+            runtime.reason = "Ready"
         self.autoscalers[action.revision] = Autoscaler(
             revision.autoscaling, created_at=self.clock()
         )
-        if adopted:
+        if again or adopted:
             self.autoscalers[action.revision].assume(runtime.wanted)
         log.info(
             "deployed %s (%s) with %d instance(s)",

@@ -202,6 +202,9 @@ class Supervisor:
         self.clock = clock
         self.on_change = on_change or (lambda: None)
         self.revisions: dict[str, RevisionRuntime] = {}
+        #: revisions deployed before (kept in the state file): a restart does not give them
+        #: their initial scale again
+        self.known: set[str] = set()
         #: instances found at start-up, waiting for their revision to be deployed again
         self.adopted: dict[str, list[Instance]] = {}
         self.in_flight: Callable[[str], int] = lambda instance: 0
@@ -216,6 +219,7 @@ class Supervisor:
         if existing is not None:
             return existing
         self.revisions[runtime.id] = runtime
+        self.known.add(runtime.id)
         for instance in self.adopted.pop(runtime.id, []):
             runtime.instances[instance.id] = instance
             instance.next_probe = 0.0
@@ -469,7 +473,8 @@ class Supervisor:
         records = [
             i.record() for runtime in self.revisions.values() for i in runtime.instances.values()
         ] + [i.record() for group in self.adopted.values() for i in group]
-        text = json.dumps({"instances": records}, indent=1)
+        known = sorted(self.known & (set(self.revisions) | set(self.adopted)))
+        text = json.dumps({"instances": records, "revisions": known}, indent=1)
         if text == self._saved:
             return
         tmp = self.state_file.with_suffix(".tmp")
@@ -480,10 +485,12 @@ class Supervisor:
     def adopt(self) -> list[Instance]:
         """Take back the instances a previous server left running; kill the strays."""
         try:
-            records = json.loads(self.state_file.read_text()).get("instances", [])
+            state = json.loads(self.state_file.read_text())
+            records = state.get("instances", [])
+            self.known |= {str(r) for r in state.get("revisions", [])}
         except FileNotFoundError:
             records = []
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, AttributeError) as exc:
             log.warning("ignoring unreadable %s: %s", self.state_file, exc)
             records = []
         adopted: list[Instance] = []

@@ -409,3 +409,23 @@ async def test_concurrent_load_scales_a_revision_out(
     assert observed.revisions["shop-00001"].instances.wanted <= 3  # max_scale holds
     assert runtime.wanted >= 2
     assert {r.status_code for r in await asyncio.gather(*load)} == {200}
+
+
+async def test_restart_does_not_start_revisions_that_had_scaled_to_zero(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    idle = {"autoscaling": {"min_scale": 0, "scale_to_zero_grace_seconds": 0.5}}
+    desired = make_desired("shop", [(1, hello_pyz, FAST), (2, hello_pyz, idle)], {1: 100})
+    first = await backend_factory(autoscale_seconds=0.2)
+    await first.apply(desired)
+    await wait_for(first, "shop", ready("shop-00002"))  # its initial instance, once
+    await wait_for(first, "shop", lambda o: o.revisions["shop-00002"].instances.running == 0)
+    await first.close()
+
+    second = await backend_factory(autoscale_seconds=0.2)
+    await second.apply(desired)
+    await asyncio.sleep(1.5)  # several autoscaler rounds
+    observed = await wait_for(second, "shop", lambda o: o.ready)
+    assert observed.revisions["shop-00002"].instances.running == 0
+    assert observed.revisions["shop-00002"].ready
+    assert observed.revisions["shop-00001"].instances.running == 1  # re-adopted, not doubled
