@@ -148,6 +148,7 @@ def server(
     url = f"http://{shown_host}:{bound}"
     db = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
     print(f"SOS API server listening on {url}  (API docs: {url}/api/v1/docs)")
+    print(f"  web UI: {url}/ui/")
     print(f"  backend: {settings.backend}   data dir: {settings.data_dir}   database: {db}")
     token = state.admin_token
     if token is not None and token.from_env:

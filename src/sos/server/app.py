@@ -39,7 +39,7 @@ API_PREFIX = "/api/v1"
 #: Modules whose ``router`` (an APIRouter, mounted under /api/v1) the app includes. A module
 #: may also define ``configure(state: ServerState) -> None``, called at start-up before the
 #: backend is created, to set ``state.resolver``, ``state.artifact_path``, ``state.extra``.
-ROUTER_MODULES: list[str] = ["sos.server.artifacts"]
+ROUTER_MODULES: list[str] = ["sos.server.artifacts", "sos.server.metrics"]
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def create_app(
     routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """The SOS API server as an ASGI app (``uvicorn.run(create_app())``)."""
-    from sos import __version__
+    from sos import __version__, ui
     from sos.server import logs, routes, tokens
 
     plugins = [importlib.import_module(name) for name in ROUTER_MODULES]
@@ -183,4 +183,5 @@ def create_app(
             app.include_router(router, prefix=API_PREFIX)
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(ui.router)  # the web UI at /ui/ (and / redirects there)
     return app

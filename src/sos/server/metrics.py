@@ -1,0 +1,377 @@
+"""``GET /api/v1/services/{name}/metrics?window=5m``: per-revision series for the web UI.
+
+The server asks its backend for ``Backend.metrics(service)`` (cumulative request counters,
+a latency histogram, in-flight requests and instances) every few seconds and keeps the
+samples in a bounded in-memory ring per service (the last 15 minutes). A read turns
+consecutive samples into points: requests/s, errors/s, p50/p99 latency (interpolated
+within histogram buckets, like Prometheus' ``histogram_quantile``), in-flight requests
+and instances running/ready. A counter that went down (the backend restarted) counts
+from zero again, as Prometheus' ``rate`` does.
+
+Nothing is stored on disk: after a server restart the charts start empty. A backend that
+does not implement ``metrics`` (Knative: there the numbers live in the cluster's
+Prometheus) is answered with ``available: false`` and a message the UI shows.
+
+``SOS_METRICS_INTERVAL`` sets the sampling period in seconds (default 2, 0.2 to 60).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from sos.errors import ServerUnavailableError, ValidationError
+from sos.models import Instances
+from sos.runtime.base import Backend, RevisionMetricsSample
+from sos.server.auth import Principal
+from sos.server.errors import ERROR_RESPONSES
+from sos.server.routes import ServiceName
+
+__all__ = [
+    "DEFAULT_INTERVAL_SECONDS",
+    "RETENTION_SECONDS",
+    "MetricsPoint",
+    "MetricsSampler",
+    "RevisionSeries",
+    "ServiceMetrics",
+    "parse_window",
+    "quantile",
+    "router",
+]
+
+log = logging.getLogger(__name__)
+
+#: how much history the ring keeps per service
+RETENTION_SECONDS = 900.0
+DEFAULT_INTERVAL_SECONDS = 2.0
+DEFAULT_WINDOW = "5m"
+_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+# --------------------------------------------------------------------------- wire models
+
+
+class MetricsPoint(BaseModel):
+    """One sampling interval of one revision, ending at ``at``."""
+
+    at: float = Field(description="End of the interval, Unix time in seconds")
+    requests_per_second: float
+    errors_per_second: float = Field(description="5xx answers and requests without an answer")
+    p50_ms: float | None = Field(description="Median latency; null without requests")
+    p99_ms: float | None = Field(description="99th percentile latency; null without requests")
+    in_flight: int
+    instances_running: int | None = None
+    instances_ready: int | None = None
+
+
+class RevisionSeries(BaseModel):
+    revision: str
+    points: list[MetricsPoint]
+    requests: int = Field(description="Requests answered within the window")
+    errors: int = Field(description="Errors within the window")
+    p50_ms: float | None = Field(description="Median latency over the whole window")
+    p99_ms: float | None = Field(description="99th percentile latency over the whole window")
+    instances: Instances | None = Field(description="Instances at the latest sample")
+
+
+class ServiceMetrics(BaseModel):
+    """What ``GET /api/v1/services/{name}/metrics`` returns."""
+
+    service: str
+    window_seconds: float
+    interval_seconds: float = Field(description="How often the server samples the backend")
+    retention_seconds: float = Field(description="How far back the server keeps samples")
+    now: float = Field(description="The server's time, Unix seconds")
+    available: bool = Field(description="False when the backend reports no metrics")
+    message: str | None = None
+    revisions: list[RevisionSeries]
+
+
+# --------------------------------------------------------------------------- the math
+
+
+def quantile(q: float, buckets: Sequence[tuple[float, int]]) -> float | None:
+    """The ``q``-quantile (0..1) in seconds of a cumulative histogram, or None if empty.
+
+    Linear interpolation inside the bucket that holds the rank; a rank in the ``+Inf``
+    bucket gives the highest finite bound (nothing better is known)."""
+    total = buckets[-1][1] if buckets else 0
+    if total <= 0:
+        return None
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0
+    for bound, count in buckets:
+        if count >= rank and count > lower_count:
+            if math.isinf(bound):
+                return lower_bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
+                count - lower_count
+            )
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def parse_window(text: str, retention: float = RETENTION_SECONDS) -> float:
+    """``"5m"``, ``"90s"``, ``"300"`` -> seconds; a clear error for anything else."""
+    match = _WINDOW.match(text)
+    if not match:
+        raise ValidationError(
+            f"window {text!r} is not a duration: write seconds or a number with s, m or h "
+            "(300, 90s, 5m)",
+            details={"field": "window"},
+        )
+    seconds = float(match[1]) * _UNITS[match[2] or "s"]
+    if not 10 <= seconds <= retention:
+        raise ValidationError(
+            f"window {text!r} must be between 10s and {retention / 60:g}m "
+            f"(the server keeps {retention / 60:g} minutes of samples)",
+            details={"field": "window"},
+        )
+    return seconds
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every revision of one service as the backend reported it at ``at``."""
+
+    at: float
+    samples: dict[str, RevisionMetricsSample]
+
+
+def _delta(
+    now: RevisionMetricsSample, before: RevisionMetricsSample | None
+) -> tuple[int, int, list[tuple[float, int]]]:
+    """Requests, errors and the histogram between two samples (a reset counts from 0)."""
+    if before is None or now.requests < before.requests or now.errors < before.errors:
+        return now.requests, now.errors, list(now.latency_buckets)
+    bounds_match = [b for b, _ in now.latency_buckets] == [b for b, _ in before.latency_buckets]
+    if bounds_match:
+        buckets = [
+            (bound, count - old)
+            for (bound, count), (_, old) in zip(
+                now.latency_buckets, before.latency_buckets, strict=True
+            )
+        ]
+    elif before.latency_buckets:  # a histogram with other bounds: cannot subtract
+        buckets = []
+    else:
+        buckets = list(now.latency_buckets)
+    return now.requests - before.requests, now.errors - before.errors, buckets
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+@dataclass
+class _Window:
+    """Totals of one revision over the window, summed interval by interval."""
+
+    requests: int = 0
+    errors: int = 0
+    buckets: dict[float, int] = field(default_factory=dict)
+    points: list[MetricsPoint] = field(default_factory=list)
+    instances: Instances | None = None
+
+
+def series(snapshots: Sequence[Snapshot], since: float) -> list[RevisionSeries]:
+    """Points of every revision for the intervals that end after ``since``."""
+    windows: dict[str, _Window] = {}
+    for before, now in pairwise(snapshots):
+        if now.at < since:
+            continue
+        elapsed = now.at - before.at
+        if elapsed <= 0:
+            continue
+        for revision, sample in now.samples.items():
+            requests, errors, buckets = _delta(sample, before.samples.get(revision))
+            window = windows.setdefault(revision, _Window())
+            window.requests += requests
+            window.errors += errors
+            for bound, count in buckets:
+                window.buckets[bound] = window.buckets.get(bound, 0) + count
+            window.instances = sample.instances
+            window.points.append(
+                MetricsPoint(
+                    at=now.at,
+                    requests_per_second=round(requests / elapsed, 4),
+                    errors_per_second=round(errors / elapsed, 4),
+                    p50_ms=_ms(quantile(0.5, buckets)),
+                    p99_ms=_ms(quantile(0.99, buckets)),
+                    in_flight=sample.in_flight,
+                    instances_running=sample.instances.running if sample.instances else None,
+                    instances_ready=sample.instances.ready if sample.instances else None,
+                )
+            )
+    out = []
+    for revision in sorted(windows):
+        window = windows[revision]
+        histogram = sorted(window.buckets.items())
+        out.append(
+            RevisionSeries(
+                revision=revision,
+                points=window.points,
+                requests=window.requests,
+                errors=window.errors,
+                p50_ms=_ms(quantile(0.5, histogram)),
+                p99_ms=_ms(quantile(0.99, histogram)),
+                instances=window.instances,
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- the sampler
+
+
+def reports_metrics(backend: Backend) -> bool:
+    """Whether the backend implements ``Backend.metrics`` (the default reports nothing)."""
+    return type(backend).metrics is not Backend.metrics
+
+
+class MetricsSampler:
+    """Samples a backend's metrics into a bounded ring per service.
+
+    ``run()`` samples every ``interval`` seconds until cancelled; ``sample_once()`` is one
+    round (tests call it with their own ``clock``)."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        interval: float = DEFAULT_INTERVAL_SECONDS,
+        retention: float = RETENTION_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend = backend
+        self.interval = interval
+        self.retention = retention
+        self.clock = clock
+        self.available = reports_metrics(backend)
+        #: one sample more than the retention holds, so the oldest interval has a start
+        self._size = int(retention / interval) + 2
+        self.rings: dict[str, deque[Snapshot]] = {}
+
+    async def sample_once(self) -> None:
+        if not self.available:
+            return
+        names = set(await self.backend.list_services())
+        for gone in set(self.rings) - names:
+            del self.rings[gone]
+        for name in sorted(names):
+            try:
+                samples = await self.backend.metrics(name)
+            except Exception:  # one service's trouble must not stop the others
+                log.warning("metrics of service %r could not be read", name, exc_info=True)
+                continue
+            ring = self.rings.get(name)
+            if ring is None:
+                ring = self.rings[name] = deque(maxlen=self._size)
+            ring.append(Snapshot(self.clock(), {s.revision: s for s in samples}))
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sample_once()
+            except Exception:
+                log.warning("sampling metrics failed; trying again", exc_info=True)
+            await asyncio.sleep(self.interval)
+
+    def read(self, service: str, window: float) -> ServiceMetrics:
+        now = self.clock()
+        message = None
+        if not self.available:
+            message = (
+                f"the {self.backend.name or type(self.backend).__name__} backend does not "
+                "report request metrics to SOS"
+                + (
+                    "; read them from the cluster's Prometheus (Knative's queue-proxy metrics)"
+                    if self.backend.name == "knative"
+                    else ""
+                )
+            )
+        ring = list(self.rings.get(service, ()))
+        return ServiceMetrics(
+            service=service,
+            window_seconds=window,
+            interval_seconds=self.interval,
+            retention_seconds=self.retention,
+            now=now,
+            available=self.available,
+            message=message,
+            revisions=series(ring, now - window),
+        )
+
+
+def _interval_from_env() -> float:
+    text = os.environ.get("SOS_METRICS_INTERVAL", "").strip()
+    if not text:
+        return DEFAULT_INTERVAL_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.2 <= value <= 60:
+        log.warning(
+            "SOS_METRICS_INTERVAL=%r is not a number of seconds between 0.2 and 60; "
+            "sampling every %g s instead",
+            text,
+            DEFAULT_INTERVAL_SECONDS,
+        )
+        return DEFAULT_INTERVAL_SECONDS
+    return value
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: Any = app.state.sos
+    sampler = MetricsSampler(state.backend, interval=_interval_from_env())
+    state.extra["metrics"] = sampler
+    task = asyncio.create_task(sampler.run(), name="sos-metrics-sampler")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+# --------------------------------------------------------------------------- the route
+
+router = APIRouter(tags=["services"], responses=ERROR_RESPONSES, lifespan=_lifespan)
+
+
+@router.get(
+    "/services/{name}/metrics",
+    summary="Per-revision requests/s, errors/s, p50/p99 latency and instances over a window",
+)
+async def metrics(
+    request: Request,
+    token: Principal,
+    name: ServiceName,
+    window: Annotated[
+        str, Query(max_length=20, description="How far back: seconds, or 90s, 5m, 15m")
+    ] = DEFAULT_WINDOW,
+) -> ServiceMetrics:
+    state = request.app.state.sos
+    seconds = parse_window(window)
+    await run_in_threadpool(state.store.get_service, name)  # 404 for an unknown service
+    sampler: MetricsSampler | None = state.extra.get("metrics")
+    if sampler is None:
+        raise ServerUnavailableError("the server is starting: metrics are not sampled yet")
+    return sampler.read(name, seconds)

@@ -1,0 +1,210 @@
+// The SOS console: sign-in, the page shell and the hash router.
+//
+//   #/                                 services
+//   #/services/NAME                    a service: traffic and revisions
+//   #/services/NAME/metrics?revision=  live charts of a revision
+//   #/services/NAME/logs?revision=     logs tail
+//   #/services/NAME/history            who changed what, when
+
+import { api, ApiError, clearToken, getToken, setToken } from "./api.js";
+import { clear, h } from "./dom.js";
+import { servicePage } from "./service.js";
+import { servicesPage } from "./services.js";
+
+const main = document.getElementById("main");
+const who = document.getElementById("who");
+const banner = document.getElementById("banner");
+
+/** What every page gets: the signed-in token and what it may do. */
+const session = {
+  token: null, // {name, role, team}
+  canWrite(service) {
+    const t = this.token;
+    return !!t && (t.role === "admin" || (t.role === "writer" && t.team === service.team));
+  },
+  /** Why this token may not change `service` (null when it may). */
+  readOnly(service) {
+    const t = this.token;
+    if (!t || this.canWrite(service)) return null;
+    if (t.role === "reader") {
+      return `Read-only: your token “${t.name}” has the reader role, so it can see everything but change nothing. Ask an admin for a writer token of team ${service.team} to change traffic or roll back.`;
+    }
+    return `Read-only here: your token “${t.name}” belongs to team ${t.team}, and ${service.name} belongs to team ${service.team}.`;
+  },
+};
+
+let leave = () => {};
+
+function parseHash() {
+  const raw = decodeURIComponent(location.hash.replace(/^#/, "")) || "/";
+  const [path, query = ""] = raw.split("?");
+  const parts = path.split("/").filter(Boolean);
+  return { parts, params: new URLSearchParams(query) };
+}
+
+function route({ focus = true } = {}) {
+  leave();
+  leave = () => {};
+  if (!session.token) {
+    signIn();
+    return;
+  }
+  const { parts, params } = parseHash();
+  if (parts.length === 0 || (parts[0] === "services" && parts.length === 1)) {
+    document.title = "Services · SOS";
+    leave = servicesPage(main);
+  } else if (parts[0] === "services" && parts.length <= 3) {
+    const tab = parts[2] || "overview";
+    document.title = `${parts[1]} · SOS`;
+    leave = servicePage(main, session, parts[1], tab, params);
+  } else {
+    clear(
+      main,
+      h("h1", { tabindex: "-1" }, "Page not found"),
+      h(
+        "p",
+        {},
+        "There is nothing at this address. ",
+        h("a", { href: "#/" }, "Go to the services."),
+      ),
+    );
+  }
+  if (focus) main.querySelector("h1")?.focus({ preventScroll: true });
+}
+
+function renderWho() {
+  const t = session.token;
+  if (!t) {
+    clear(who);
+    clear(banner);
+    return;
+  }
+  clear(
+    who,
+    h(
+      "span",
+      { class: "who-name", title: `Signed in with token “${t.name}”` },
+      h("span", { class: "sr-only" }, "Signed in as "),
+      t.name,
+    ),
+    h("span", { class: `role role-${t.role}` }, t.team ? `${t.role} · ${t.team}` : t.role),
+    h("button", { type: "button", class: "btn btn-quiet", onclick: signOut }, "Sign out"),
+  );
+  clear(
+    banner,
+    t.role === "reader"
+      ? h(
+          "div",
+          { class: "banner" },
+          h("strong", {}, "Read-only. "),
+          `Token “${t.name}” can see every service, revision, metric and log, but traffic edits and rollbacks are turned off.`,
+        )
+      : null,
+  );
+}
+
+function signOut() {
+  clearToken();
+  session.token = null;
+  renderWho();
+  route();
+}
+
+function signIn(problem = "") {
+  document.title = "Sign in · SOS";
+  const error = h("p", { class: "form-error", role: "alert", id: "signin-error" }, problem);
+  const input = h("input", {
+    id: "token",
+    name: "token",
+    type: "password",
+    autocomplete: "off",
+    spellcheck: "false",
+    required: true,
+    "aria-describedby": "token-help signin-error",
+  });
+  const remember = h("input", { id: "remember", type: "checkbox" });
+  const submit = h("button", { type: "submit", class: "btn btn-primary" }, "Sign in");
+  const form = h(
+    "form",
+    {
+      class: "signin card",
+      novalidate: true,
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const token = input.value.trim();
+        if (!token) {
+          error.textContent = "Paste a token first.";
+          input.focus();
+          return;
+        }
+        submit.disabled = true;
+        error.textContent = "";
+        try {
+          session.token = await api("GET", "/whoami", undefined, { token });
+          setToken(token, remember.checked);
+          renderWho();
+          route();
+        } catch (err) {
+          error.textContent =
+            err instanceof ApiError && err.status === 401
+              ? "The server does not know this token (mistyped, or revoked)."
+              : err.message;
+          submit.disabled = false;
+          input.focus();
+        }
+      },
+    },
+    h("h1", { tabindex: "-1" }, "Sign in to SOS"),
+    h(
+      "p",
+      { class: "muted", id: "token-help" },
+      "Paste an SOS token. The admin token of a local server is in ",
+      h("span", { class: "mono" }, "~/.local/share/sos/admin-token"),
+      " (sos server prints where); admins make more with ",
+      h("span", { class: "mono" }, "sos token create --role reader"),
+      ".",
+    ),
+    h("label", { for: "token" }, "Token"),
+    input,
+    h(
+      "label",
+      { class: "check", for: "remember" },
+      remember,
+      " Remember me on this device (otherwise only in this tab)",
+    ),
+    error,
+    submit,
+  );
+  clear(main, form);
+  input.focus();
+}
+
+async function start() {
+  window.addEventListener("hashchange", () => route());
+  window.addEventListener("sos:unauthorized", () => {
+    if (!session.token) return;
+    clearToken();
+    session.token = null;
+    renderWho();
+    leave();
+    leave = () => {};
+    signIn("The server no longer accepts your token (revoked?). Sign in again.");
+  });
+  const token = getToken();
+  if (token) {
+    try {
+      session.token = await api("GET", "/whoami");
+    } catch (err) {
+      session.token = null;
+      renderWho();
+      signIn(
+        err.status === 401 ? "Your saved token is no longer valid. Sign in again." : err.message,
+      );
+      return;
+    }
+  }
+  renderWho();
+  route({ focus: false });
+}
+
+start();

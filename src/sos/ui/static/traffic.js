@@ -1,0 +1,454 @@
+// The traffic editor and the rollback confirmation, both modal <dialog>s.
+//
+// The editor validates as the user types (whole numbers, a sum of 100, valid and unique
+// tags) and saves the whole route in one PUT that carries the resource_version read when
+// the editor opened: if someone changed the service meanwhile the server refuses with 409
+// and the editor says who changed it, instead of overwriting their change.
+
+import { api, enc } from "./api.js";
+import { ago, cell, clear, h, revNumber, toast, trafficBar } from "./dom.js";
+
+const TAG = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+
+/**
+ * rows: [{revision, percent (text as typed), tag}] -> {total, errors: [{row, field, message}]}
+ * row is 0-based (null for the route as a whole). The same rules as the server's.
+ */
+export function validateRoutes(rows) {
+  const errors = [];
+  let total = 0;
+  let numbersOk = true;
+  if (!rows.length) errors.push({ row: null, field: "routes", message: "Add at least one route." });
+  rows.forEach((row, i) => {
+    const n = i + 1;
+    if (!row.revision) {
+      errors.push({ row: i, field: "revision", message: `Route ${n}: choose a revision.` });
+    }
+    const text = String(row.percent ?? "").trim();
+    if (text === "") {
+      numbersOk = false;
+      errors.push({
+        row: i,
+        field: "percent",
+        message: `Route ${n}: enter a percent from 0 to 100.`,
+      });
+    } else if (!/^\d+$/.test(text)) {
+      numbersOk = false;
+      const what = /^\d*[.,]\d+$/.test(text) ? "a whole number" : "a number";
+      errors.push({
+        row: i,
+        field: "percent",
+        message: `Route ${n}: percent must be ${what} from 0 to 100, not “${text}”.`,
+      });
+    } else if (Number(text) > 100) {
+      numbersOk = false;
+      errors.push({ row: i, field: "percent", message: `Route ${n}: ${text}% is more than 100%.` });
+    } else {
+      total += Number(text);
+    }
+    const tag = (row.tag || "").trim();
+    if (tag && (!TAG.test(tag) || tag.length > 63)) {
+      errors.push({
+        row: i,
+        field: "tag",
+        message: `Route ${n}: tag “${tag}” must be lowercase letters, digits and “-”, starting with a letter (like canary).`,
+      });
+    }
+  });
+  if (numbersOk && rows.length && total !== 100) {
+    errors.push({
+      row: null,
+      field: "total",
+      message: `The percents add up to ${total}%; they must add up to 100%.`,
+    });
+  }
+  const byTag = new Map();
+  rows.forEach((row, i) => {
+    const tag = (row.tag || "").trim();
+    if (tag) byTag.set(tag, [...(byTag.get(tag) || []), i]);
+  });
+  for (const [tag, at] of byTag) {
+    if (at.length > 1) {
+      errors.push({
+        row: at[1],
+        field: "tag",
+        message: `Tag “${tag}” is used by routes ${at.map((i) => i + 1).join(" and ")}; each tag must be unique.`,
+      });
+    }
+  }
+  const untagged = new Map();
+  rows.forEach((row, i) => {
+    if (row.revision && !(row.tag || "").trim()) {
+      untagged.set(row.revision, [...(untagged.get(row.revision) || []), i]);
+    }
+  });
+  for (const [revision, at] of untagged) {
+    if (at.length > 1) {
+      errors.push({
+        row: at[1],
+        field: "revision",
+        message: `Revision ${revNumber(revision)} has two untagged routes (${at.map((i) => i + 1).join(" and ")}); merge them into one.`,
+      });
+    }
+  }
+  return { total, errors };
+}
+
+function dialogShell(titleId, title, ...body) {
+  const dialog = h(
+    "dialog",
+    { class: "dialog", "aria-labelledby": titleId },
+    h("h2", { id: titleId }, title),
+    ...body,
+  );
+  dialog.addEventListener("close", () => dialog.remove());
+  document.body.append(dialog);
+  return dialog;
+}
+
+/** Who made the newest change to a service, for the "changed meanwhile" message. */
+async function lastChange(service) {
+  try {
+    const [entry] = await api("GET", `/services/${enc(service)}/history?limit=1`);
+    return entry || null;
+  } catch {
+    return null;
+  }
+}
+
+async function staleMessage(service, next) {
+  const entry = await lastChange(service);
+  const who = entry ? `by ${entry.actor} ` : "";
+  const what = entry ? ` (${entry.summary}, ${ago(entry.at)})` : "";
+  return `${service} was changed ${who}meanwhile${what}. Nothing was saved, so their change stands. ${next}`;
+}
+
+/**
+ * Open the editor. service: the Service; revisions: Revision[]; onSaved(route) after a save.
+ */
+export function openTrafficEditor({ service, revisions, onSaved }) {
+  const name = service.name;
+  let version = service.resource_version;
+  let rows = [];
+  const load = (route) => {
+    rows = (route?.routes || []).map((r) => ({
+      revision: r.revision,
+      percent: String(r.percent),
+      tag: r.tag || "",
+    }));
+  };
+  load(service.traffic);
+
+  const tbody = h("tbody");
+  const messages = h("ul", { class: "messages", id: "traffic-messages" });
+  const live = h("div", { class: "validation", "aria-live": "polite", role: "status" }, messages);
+  const conflict = h("div", { class: "conflict", role: "alert", hidden: true });
+  const preview = h("div", { class: "preview" });
+  const totalEl = h("strong", { class: "total", id: "traffic-total" });
+  const save = h("button", { type: "submit", class: "btn btn-primary" }, "Save traffic");
+  const cancel = h("button", { type: "button", class: "btn", value: "cancel" }, "Cancel");
+  const add = h("button", { type: "button", class: "btn btn-ghost" }, "+ Add route");
+
+  const options = (selected) => [
+    h("option", { value: "", selected: !selected }, "Choose a revision"),
+    ...[...revisions]
+      .reverse()
+      .map((rev) =>
+        h(
+          "option",
+          { value: rev.id, selected: rev.id === selected },
+          `${revNumber(rev.id)} · ${rev.artifact.name} ${rev.artifact.version}${rev.status?.ready ? "" : ` (${rev.status?.reason || "not ready"})`}`,
+        ),
+      ),
+  ];
+
+  /** A text box bound to row[key]; every keystroke re-validates the whole route. */
+  function input(row, key, idp, extra) {
+    return h("input", {
+      id: `${idp}-${key}`,
+      name: key,
+      type: "text",
+      autocomplete: "off",
+      value: row[key],
+      oninput: (e) => {
+        row[key] = e.target.value;
+        validate();
+      },
+      ...extra,
+    });
+  }
+
+  function renderRows() {
+    clear(
+      tbody,
+      rows.map((row, i) => {
+        const n = i + 1;
+        const idp = `route-${i}`;
+        return h(
+          "tr",
+          { "data-row": i },
+          cell(
+            "Revision",
+            h("label", { class: "sr-only", for: `${idp}-revision` }, `Revision of route ${n}`),
+            h(
+              "select",
+              {
+                id: `${idp}-revision`,
+                name: "revision",
+                onchange: (e) => {
+                  row.revision = e.target.value;
+                  validate();
+                },
+              },
+              options(row.revision),
+            ),
+          ),
+          cell(
+            "Percent",
+            h("label", { class: "sr-only", for: `${idp}-percent` }, `Percent of route ${n}`),
+            h(
+              "span",
+              { class: "percent-input" },
+              input(row, "percent", idp, { inputmode: "numeric" }),
+              h("span", { "aria-hidden": "true" }, "%"),
+            ),
+          ),
+          cell(
+            "Tag",
+            h("label", { class: "sr-only", for: `${idp}-tag` }, `Tag of route ${n} (optional)`),
+            input(row, "tag", idp, { spellcheck: "false", placeholder: "optional, e.g. canary" }),
+          ),
+          h(
+            "td",
+            { class: "row-actions" },
+            h(
+              "button",
+              {
+                type: "button",
+                class: "btn btn-icon",
+                "aria-label": `Remove route ${n}`,
+                title: "Remove this route",
+                onclick: () => {
+                  rows.splice(i, 1);
+                  renderRows();
+                  (tbody.querySelector("select") || add).focus();
+                },
+              },
+              "✕",
+            ),
+          ),
+        );
+      }),
+    );
+    validate();
+  }
+
+  function validate() {
+    const { total, errors } = validateRoutes(rows);
+    for (const el of tbody.querySelectorAll("[aria-invalid]")) {
+      el.removeAttribute("aria-invalid");
+      el.removeAttribute("aria-describedby");
+    }
+    for (const err of errors) {
+      if (err.row === null) continue;
+      const field = tbody.querySelector(`#route-${err.row}-${err.field}`);
+      if (field) {
+        field.setAttribute("aria-invalid", "true");
+        field.setAttribute("aria-describedby", "traffic-messages");
+      }
+    }
+    clear(
+      messages,
+      errors.map((e) => h("li", {}, e.message)),
+    );
+    live.classList.toggle("ok", errors.length === 0);
+    if (!errors.length)
+      messages.append(h("li", { class: "ok" }, "Valid: the percents add up to 100%."));
+    totalEl.textContent = `${total}%`;
+    totalEl.classList.toggle("bad", total !== 100);
+    const valid = rows
+      .filter((r) => /^\d+$/.test(String(r.percent).trim()))
+      .map((r) => ({
+        revision: r.revision,
+        percent: Number(r.percent),
+        tag: r.tag.trim() || null,
+      }));
+    clear(preview, trafficBar(valid, { label: "New split" }));
+    save.disabled = errors.length > 0;
+    return errors;
+  }
+
+  add.addEventListener("click", () => {
+    rows.push({ revision: "", percent: "0", tag: "" });
+    renderRows();
+    tbody.querySelector(`#route-${rows.length - 1}-revision`)?.focus();
+  });
+
+  const form = h(
+    "form",
+    { method: "dialog", class: "editor", novalidate: true },
+    h(
+      "p",
+      { class: "muted" },
+      "Whole percents that add up to 100. A tag gives a revision its own URL ",
+      h("span", { class: "mono" }, `TAG-${name}`),
+      "; a tagged route may have 0%. Saving changes the whole split at once.",
+    ),
+    h(
+      "table",
+      { class: "table editor-table" },
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          h("th", { scope: "col" }, "Revision"),
+          h("th", { scope: "col" }, "Percent"),
+          h("th", { scope: "col" }, "Tag"),
+          h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")),
+        ),
+      ),
+      tbody,
+    ),
+    h("div", { class: "editor-tools" }, add, h("span", { class: "total-line" }, "Total ", totalEl)),
+    preview,
+    live,
+    conflict,
+    h("div", { class: "dialog-actions" }, cancel, save),
+  );
+
+  const dialog = dialogShell("traffic-title", `Edit traffic of ${name}`, form);
+  cancel.addEventListener("click", () => dialog.close());
+
+  async function reload() {
+    const fresh = await api("GET", `/services/${enc(name)}`);
+    version = fresh.resource_version;
+    load(fresh.traffic);
+    conflict.hidden = true;
+    renderRows();
+    toast("Loaded the current traffic route.");
+    tbody.querySelector("input,select")?.focus();
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (validate().length) return;
+    save.disabled = true;
+    save.textContent = "Saving…";
+    conflict.hidden = true;
+    const routes = rows.map((r) => ({
+      revision: r.revision,
+      percent: Number(r.percent),
+      ...(r.tag.trim() ? { tag: r.tag.trim() } : {}),
+    }));
+    try {
+      const route = await api("PUT", `/services/${enc(name)}/traffic`, {
+        routes,
+        resource_version: version,
+      });
+      dialog.close();
+      toast(`Traffic of ${name} saved.`);
+      onSaved(route);
+    } catch (err) {
+      const text = err.stale
+        ? await staleMessage(name, "Reload to edit the current route.")
+        : err.message;
+      clear(
+        conflict,
+        h("p", {}, text),
+        err.stale
+          ? h(
+              "button",
+              { type: "button", class: "btn", onclick: () => reload() },
+              "Reload current route",
+            )
+          : null,
+      );
+      conflict.hidden = false;
+      save.textContent = "Save traffic";
+      save.disabled = false;
+    }
+  });
+
+  renderRows();
+  dialog.showModal();
+  tbody.querySelector("input[name=percent]")?.focus();
+  return dialog;
+}
+
+/**
+ * The route a rollback returns to: the `before` of the newest traffic change. Returns
+ * undefined when the last 100 changes hold no traffic change (unknown: let the server say),
+ * null when there is no earlier route.
+ */
+export async function previousRoute(name) {
+  const history = await api("GET", `/services/${enc(name)}/history?limit=100`);
+  const last = history.find(
+    (e) => e.action === "traffic.changed" || e.action === "traffic.rollback",
+  );
+  if (!last) return history.length < 100 ? null : undefined;
+  return last.before || null;
+}
+
+/** Ask before rolling back; on yes, POST the rollback conditional on resource_version. */
+export async function confirmRollback({ service, onDone }) {
+  const name = service.name;
+  let target;
+  try {
+    target = await previousRoute(name);
+  } catch {
+    target = undefined;
+  }
+  const error = h("div", { class: "conflict", role: "alert", hidden: true });
+  const yes = h("button", { type: "button", class: "btn btn-danger" }, "Roll back");
+  const no = h("button", { type: "button", class: "btn" }, "Cancel");
+  const dialog = dialogShell(
+    "rollback-title",
+    `Roll back ${name}?`,
+    h(
+      "p",
+      {},
+      "Traffic returns to the route it had before the last change, in one step. ",
+      "Rolling back again goes forward again.",
+    ),
+    h("h3", { class: "small-heading" }, "Now"),
+    trafficBar(service.traffic?.routes, { label: "Current split" }),
+    h("h3", { class: "small-heading" }, "After the rollback"),
+    target === undefined
+      ? h("p", { class: "muted" }, "The route before the last change (the server keeps it).")
+      : target
+        ? trafficBar(target.routes, { label: "Split after the rollback" })
+        : h(
+            "p",
+            { class: "muted" },
+            "There is no earlier route to go back to: traffic has not been changed since the first revision.",
+          ),
+    error,
+    h("div", { class: "dialog-actions" }, no, yes),
+  );
+  no.addEventListener("click", () => dialog.close());
+  yes.disabled = target === null;
+  yes.addEventListener("click", async () => {
+    yes.disabled = true;
+    try {
+      const route = await api(
+        "POST",
+        `/services/${enc(name)}/rollback?resource_version=${service.resource_version}`,
+      );
+      dialog.close();
+      toast(`Rolled back ${name}.`);
+      onDone(route);
+    } catch (err) {
+      const text = err.stale
+        ? await staleMessage(name, "Close this and look at the current route first.")
+        : err.message;
+      clear(error, h("p", {}, text));
+      error.hidden = false;
+      yes.disabled = false;
+    }
+  });
+  dialog.showModal();
+  no.focus();
+  return dialog;
+}

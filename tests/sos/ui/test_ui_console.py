@@ -1,0 +1,285 @@
+"""The web UI in a real headless Chromium against a real `sos server` (fake backend: these
+pages need no running revisions): sign in, services and revisions, the traffic editor and
+its validation, a stale edit, rollback with confirmation, read-only tokens, narrow windows."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from playwright.sync_api import Page, expect
+from tests.sos.conftest import RunningServer
+from tests.sos.ui.conftest import NARROW, NewPage, needs_chromium, shot, sign_in
+
+from sos.models import RevisionSpec, ServiceSpec
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
+
+DIGEST_1 = "sha256:" + "1a" * 32
+DIGEST_2 = "sha256:" + "2b" * 32
+
+
+@pytest.fixture
+def shop(sos_server: Callable[..., RunningServer]) -> RunningServer:
+    """A server with service shop (team recs) and two revisions; revision 1 has 100%."""
+    server = sos_server()
+    with server.client() as admin:
+        admin.apply(ServiceSpec(name="shop", team="recs", description="Similar items"))
+        for version, digest, note in [("1.0.0", DIGEST_1, ""), ("1.1.0", DIGEST_2, "faster")]:
+            spec = {
+                "artifact": {"name": "shop_app", "version": version, "digest": digest},
+                "description": note,
+            }
+            admin.create_revision("shop", RevisionSpec.model_validate(spec))
+        admin.wait_ready("shop", 2, timeout=30)
+    return server
+
+
+def open_service(page: Page, name: str = "shop") -> None:
+    page.get_by_role("link", name=name, exact=True).click()
+    expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
+
+
+def route_of(server: RunningServer) -> list[tuple[str, int, str | None]]:
+    with server.client() as admin:
+        return [(r.revision, r.percent, r.tag) for r in admin.get_traffic("shop").routes]
+
+
+def traffic_editor(page: Page) -> None:
+    page.get_by_role("button", name="Edit traffic").click()
+    expect(page.get_by_role("dialog", name="Edit traffic of shop")).to_be_visible()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def test_services_and_revision_history_are_shown_after_sign_in(
+    shop: RunningServer, new_page: NewPage
+) -> None:
+    page = new_page()
+    page.goto(f"{shop.url}/")  # the API port's root leads to the UI
+    expect(page).to_have_url(f"{shop.url}/ui/")
+    expect(page.get_by_role("heading", name="Sign in to SOS")).to_be_visible()
+    shot(page, "sign-in-wide")
+    page.get_by_label("Token", exact=True).fill("sos_not-a-real-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("does not know this token")
+
+    sign_in(page, shop.url, shop.admin_token)
+    row = page.locator("tr[data-service=shop]")
+    expect(row).to_contain_text("recs")
+    expect(row).to_contain_text("Ready")
+    expect(row.get_by_role("img", name=re.compile("Traffic split"))).to_have_attribute(
+        "aria-label", "Traffic split: 00001 100%"
+    )
+    expect(row).to_contain_text("http://shop.sos.invalid")
+    expect(page.locator("#who")).to_contain_text("admin")
+    shot(page, "services-wide")
+
+    open_service(page)
+    revisions = page.get_by_role("table", name="Revisions, newest first").locator("tbody tr")
+    expect(revisions).to_have_count(2)
+    newest = revisions.nth(0)
+    expect(newest).to_contain_text("00002")
+    expect(newest).to_contain_text("latest")
+    expect(newest).to_contain_text("shop_app 1.1.0")
+    expect(newest).to_contain_text("2b2b2b2b2b2b")  # the digest, shortened
+    expect(newest).to_contain_text("by admin")
+    expect(newest).to_contain_text("Ready")
+    expect(newest).to_contain_text("0%")  # a new revision gets no traffic
+    expect(revisions.nth(1)).to_contain_text("1 ready / 1 running")
+    expect(revisions.nth(1)).to_contain_text("100%")
+    changes = page.get_by_role("table", name="Recent changes")
+    expect(changes).to_contain_text("Revision created")
+    expect(changes).to_contain_text("revision 00002 created from artifact shop_app 1.1.0")
+    shot(page, "service-wide")
+
+    page.get_by_role("link", name="History").click()
+    expect(page.get_by_role("table", name="Change history").locator("tbody tr")).to_have_count(4)
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in to SOS")).to_be_visible()
+    assert page.evaluate("sessionStorage.length + localStorage.length") == 0
+
+
+def test_narrow_window_stacks_tables_and_keeps_every_fact(
+    shop: RunningServer, new_page: NewPage
+) -> None:
+    page = new_page(viewport=NARROW)
+    sign_in(page, shop.url, shop.admin_token)
+    shot(page, "services-narrow")
+    open_service(page)
+    newest = page.locator("tr[data-revision=shop-00002]")
+    expect(newest).to_contain_text("shop_app 1.1.0")
+    # no sideways scrolling: the page fits the phone's width
+    assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
+    shot(page, "service-narrow")
+    traffic_editor(page)
+    shot(page, "traffic-editor-narrow")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def test_split_edited_in_the_ui_is_what_the_api_returns(shop: RunningServer, page: Page) -> None:
+    sign_in(page, shop.url, shop.admin_token)
+    open_service(page)
+    edit = page.get_by_role("button", name="Edit traffic")
+    edit.focus()
+    page.keyboard.press("Enter")  # keyboard users open it the same way
+    dialog = page.get_by_role("dialog", name="Edit traffic of shop")
+    expect(page.get_by_label("Percent of route 1")).to_be_focused()
+    page.get_by_label("Percent of route 1").fill("50")
+    dialog.get_by_role("button", name="+ Add route").click()
+    page.get_by_label("Revision of route 2").select_option("shop-00002")
+    page.get_by_label("Percent of route 2").fill("50")
+    page.get_by_label("Tag of route 2 (optional)").fill("canary")
+    expect(dialog.get_by_role("status")).to_contain_text("Valid")
+    shot(page, "traffic-editor-wide")
+    dialog.get_by_role("button", name="Save traffic").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#toasts")).to_contain_text("Traffic of shop saved")
+
+    assert route_of(shop) == [("shop-00001", 50, None), ("shop-00002", 50, "canary")]
+    expect(
+        page.get_by_role("img", name="Current split: 00001 50% · 00002 50% @canary")
+    ).to_be_visible()
+    expect(page.get_by_role("table", name="Traffic routes")).to_contain_text("canary")
+    with shop.client() as admin:
+        change = admin.history("shop", limit=1)[0]
+    assert change.action == "traffic.changed" and change.actor == "admin"
+
+
+def test_invalid_splits_are_explained_before_saving(shop: RunningServer, page: Page) -> None:
+    sign_in(page, shop.url, shop.admin_token)
+    open_service(page)
+    traffic_editor(page)
+    dialog = page.get_by_role("dialog")
+    messages = dialog.get_by_role("status")
+    save = dialog.get_by_role("button", name="Save traffic")
+    one = page.get_by_label("Percent of route 1")
+
+    one.fill("90")
+    expect(messages).to_contain_text("The percents add up to 90%; they must add up to 100%.")
+    expect(save).to_be_disabled()
+    expect(dialog.locator(".total")).to_have_text("90%")
+
+    one.fill("12.5")
+    expect(messages).to_contain_text("percent must be a whole number from 0 to 100, not “12.5”")
+    expect(one).to_have_attribute("aria-invalid", "true")
+
+    one.fill("60")
+    dialog.get_by_role("button", name="+ Add route").click()
+    page.get_by_label("Revision of route 2").select_option("shop-00002")
+    page.get_by_label("Percent of route 2").fill("40")
+    page.get_by_label("Tag of route 1 (optional)").fill("blue")
+    page.get_by_label("Tag of route 2 (optional)").fill("blue")
+    expect(messages).to_contain_text(
+        "Tag “blue” is used by routes 1 and 2; each tag must be unique."
+    )
+    page.get_by_label("Tag of route 2 (optional)").fill("Green!")
+    expect(messages).to_contain_text("tag “Green!” must be lowercase letters")
+    expect(save).to_be_disabled()
+    shot(page, "traffic-editor-invalid")
+
+    page.get_by_label("Tag of route 2 (optional)").fill("green")
+    expect(messages).to_have_text("Valid: the percents add up to 100%.")
+    expect(one).not_to_have_attribute("aria-invalid", "true")
+    expect(save).to_be_enabled()
+    page.keyboard.press("Escape")  # cancel: nothing is sent
+    expect(dialog).to_be_hidden()
+    assert route_of(shop) == [("shop-00001", 100, None)]
+
+
+def test_stale_edit_is_reported_with_who_changed_it_and_not_overwritten(
+    shop: RunningServer, page: Page
+) -> None:
+    alice = shop.token("alice", role="writer", team="recs")
+    sign_in(page, shop.url, shop.admin_token)
+    open_service(page)
+    traffic_editor(page)
+    page.get_by_label("Percent of route 1").fill("100")
+    # meanwhile alice moves all traffic to revision 2 from her terminal
+    with shop.client(alice) as client:
+        client.set_traffic("shop", {2: 100})
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Save traffic").click()
+    conflict = dialog.get_by_role("alert")
+    expect(conflict).to_contain_text("shop was changed by alice meanwhile")
+    expect(conflict).to_contain_text("traffic 00002=100")
+    expect(conflict).to_contain_text("Nothing was saved")
+    shot(page, "traffic-editor-stale")
+    assert route_of(shop) == [("shop-00002", 100, None)]  # alice's change stands
+
+    conflict.get_by_role("button", name="Reload current route").click()
+    expect(page.get_by_label("Revision of route 1")).to_have_value("shop-00002")
+    page.get_by_label("Percent of route 1").fill("80")
+    dialog.get_by_role("button", name="+ Add route").click()
+    page.get_by_label("Revision of route 2").select_option("shop-00001")
+    page.get_by_label("Percent of route 2").fill("20")
+    dialog.get_by_role("button", name="Save traffic").click()
+    expect(dialog).to_be_hidden()
+    assert route_of(shop) == [("shop-00002", 80, None), ("shop-00001", 20, None)]
+
+
+def test_rollback_asks_first_then_restores_the_previous_route(
+    shop: RunningServer, page: Page
+) -> None:
+    with shop.client() as admin:
+        admin.set_traffic("shop", {2: 90, 1: 10})
+    sign_in(page, shop.url, shop.admin_token)
+    open_service(page)
+    page.get_by_role("button", name="Roll back…").click()
+    dialog = page.get_by_role("dialog", name="Roll back shop?")
+    expect(dialog.get_by_role("img", name="Current split: 00002 90% · 00001 10%")).to_be_visible()
+    expect(dialog.get_by_role("img", name="Split after the rollback: 00001 100%")).to_be_visible()
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()  # the safe choice
+    shot(page, "rollback-confirm")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    assert route_of(shop) == [("shop-00002", 90, None), ("shop-00001", 10, None)]
+
+    page.get_by_role("button", name="Roll back…").click()
+    page.get_by_role("dialog").get_by_role("button", name="Roll back").click()
+    expect(page.locator("#toasts")).to_contain_text("Rolled back shop")
+    assert route_of(shop) == [("shop-00001", 100, None)]
+    expect(page.get_by_role("img", name="Current split: 00001 100%")).to_be_visible()
+    expect(page.get_by_role("table", name="Recent changes")).to_contain_text("Rolled back")
+
+
+# --------------------------------------------------------------------------- read-only
+
+
+def test_reader_sees_everything_but_every_change_is_visibly_off(
+    shop: RunningServer, page: Page
+) -> None:
+    reader = shop.token("dashboards", role="reader")
+    sign_in(page, shop.url, reader)
+    expect(page.locator("#banner")).to_contain_text("Read-only.")
+    expect(page.locator("#who")).to_contain_text("reader")
+    open_service(page)
+    expect(page.locator("tr[data-revision]")).to_have_count(2)
+    note = page.locator("#ro-note")
+    expect(note).to_contain_text("has the reader role")
+    for name in ("Edit traffic", "Roll back…"):
+        button = page.get_by_role("button", name=name)
+        expect(button).to_be_disabled()
+        expect(button).to_have_attribute("aria-describedby", "ro-note")
+    shot(page, "service-read-only")
+    page.get_by_role("link", name="History").click()
+    expect(page.get_by_role("table", name="Change history")).to_contain_text("Service created")
+    page.get_by_role("link", name="Metrics").click()
+    expect(page.get_by_role("img", name=re.compile("^Instances"))).to_be_visible()
+
+
+def test_writer_of_another_team_is_told_whose_service_it_is(
+    shop: RunningServer, page: Page
+) -> None:
+    bob = shop.token("bob", role="writer", team="search")
+    sign_in(page, shop.url, bob)
+    open_service(page)
+    expect(page.locator("#ro-note")).to_contain_text(
+        "your token “bob” belongs to team search, and shop belongs to team recs"
+    )
+    expect(page.get_by_role("button", name="Edit traffic")).to_be_disabled()
