@@ -110,6 +110,7 @@
 
   async function refreshContext(prefill) {
     const mine = ++refreshes;
+    runButton.disabled = true; // until the context fields match the chosen pipelines
     const names = [selectA.value];
     if (compare.checked && selectB.value) names.push(selectB.value);
     const infos = await Promise.all(names.map(detail));
@@ -150,6 +151,7 @@
         ),
       );
     }
+    runButton.disabled = !state.pipelines.length;
   }
 
   // -- running --------------------------------------------------------------------------------
