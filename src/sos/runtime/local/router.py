@@ -419,6 +419,7 @@ class _ClientConnection(asyncio.Protocol):
         self._tries = 0
         self._payload = b""
         self._fast = False
+        self._revision_b = b""
         self._out: list[bytes] = []
 
     # ---- asyncio.Protocol
@@ -457,13 +458,13 @@ class _ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.paused = True
-        if self.upstream is not None and self.upstream.transport is not None:
-            self.upstream.transport.pause_reading()
+        if self.upstream is not None:
+            self.upstream.pause(True)
 
     def resume_writing(self) -> None:
         self.paused = False
-        if self.upstream is not None and self.upstream.transport is not None:
-            self.upstream.transport.resume_reading()
+        if self.upstream is not None:
+            self.upstream.pause(False)
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
@@ -572,6 +573,7 @@ class _ClientConnection(asyncio.Protocol):
             return
         service, revision, tag, path = found
         self._revision = revision
+        self._revision_b = revision.encode() + b"\r\n"
         self._started = router.clock()
         self._stats = router.metrics.get(service, revision, tag)
         self._stats.in_flight += 1
@@ -689,15 +691,14 @@ class _ClientConnection(asyncio.Protocol):
         parts.append(b"\r\n")
         self._out.append(b"".join(parts))
 
-    def raw_head(self, status: int) -> None:
-        """A passed-through answer starts (its status line has arrived)."""
-        self._status = status
+    def raw(self, data: bytes, cut: int) -> None:
+        """A passed-through answer starts: ``data[:cut]`` is its status line."""
+        code = data[9:12]
+        self._status = int(code) if code.isdigit() else 0
         self._sent_head = True
         self._chunked = False
-
-    def raw(self, status_line: bytes, rest: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self._out += [status_line, b"Sos-Revision: ", self._revision.encode(), b"\r\n", rest]
+        if not self.closed:
+            self._out += [data[: cut + 2], b"Sos-Revision: ", self._revision_b, data[cut + 2 :]]
 
     def response_body(self, chunk: bytes) -> None:
         if self.transport is None or self.closed or not chunk:
@@ -831,6 +832,7 @@ class _Upstream(asyncio.Protocol):
         self._complete = False
         self._fast = False
         self._first: bytes | None = None
+        self._paused = False
 
     def usable(self) -> bool:
         return not self.closed and self.transport is not None and not self.transport.is_closing()
@@ -853,8 +855,17 @@ class _Upstream(asyncio.Protocol):
         self._chunked = False
         self._until_close = False
         if client.paused:
-            self.transport.pause_reading()
+            self.pause(True)
         self.transport.write(payload)
+
+    def pause(self, paused: bool) -> None:
+        """Stop (or go on) reading the answer while the client cannot take more."""
+        if self.transport is not None and paused != self._paused:
+            self._paused = paused
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
 
     def abandon(self) -> None:
         self.client = None
@@ -879,9 +890,7 @@ class _Upstream(asyncio.Protocol):
                         self._first = data  # the status line is not complete yet
                         return
                     self._first = None
-                    code = data[9:12]
-                    client.raw_head(int(code) if code.isdigit() else 0)
-                    client.raw(data[: cut + 2], data[cut + 2 :])
+                    client.raw(data, cut)
                 else:
                     client._out.append(data)
             self.parser.feed_data(data)
@@ -959,10 +968,10 @@ class _Upstream(asyncio.Protocol):
         if fresh_parser:
             # a HEAD/204/304 answer has no body: the parser must not wait for one
             self._full_parser = self.parser = httptools.HttpResponseParser(self)
-        if keep and self.usable() and len(self.endpoint.idle) < MAX_IDLE_PER_ENDPOINT:
-            if self.transport is not None:
-                self.transport.resume_reading()
-            self.endpoint.idle.append((self.clock(), self))
+        idle = self.endpoint.idle
+        if keep and self.usable() and len(idle) < MAX_IDLE_PER_ENDPOINT:
+            self.pause(False)
+            idle.append((self.clock(), self))
         else:
             self.abandon()
         if client is not None:
