@@ -25,6 +25,7 @@ sources are ``async def`` (no worker thread per call).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ __all__ = [
     "data_dir",
     "favorite_genres",
     "load",
+    "load_async",
     "popular",
     "rated",
     "similar_to_recent",
@@ -132,6 +134,13 @@ def load(directory: Path | None = None) -> MovieLens:
         return _cache[path]
 
 
+async def load_async() -> MovieLens:
+    """:func:`load` without blocking the event loop: the first read runs in a worker thread
+    (a served app reads the data at start-up; ``flight serve --configs`` on first use)."""
+    found = _cache.get(data_dir().resolve())
+    return found if found is not None else await asyncio.to_thread(load)
+
+
 # -- the work, as plain functions ------------------------------------------------------------
 
 
@@ -191,7 +200,7 @@ class PopularMovies(fo.SourceOperator):
     n: int = 300
 
     async def __call__(self, **ctx: Any) -> fo.Source:
-        return fo.Source(popular(load(), self.n))
+        return fo.Source(popular(await load_async(), self.n))
 
 
 class FavoriteGenreMovies(fo.SourceOperator):
@@ -201,7 +210,7 @@ class FavoriteGenreMovies(fo.SourceOperator):
     genres: int = 3
 
     async def __call__(self, user_id: int, **ctx: Any) -> fo.Source:
-        return fo.Source(favorite_genres(load(), user_id, self.n, self.genres))
+        return fo.Source(favorite_genres(await load_async(), user_id, self.n, self.genres))
 
 
 class SimilarToRecent(fo.SourceOperator):
@@ -211,14 +220,14 @@ class SimilarToRecent(fo.SourceOperator):
     recent: int = 5
 
     async def __call__(self, user_id: int, **ctx: Any) -> fo.Source:
-        return fo.Source(similar_to_recent(load(), user_id, self.n, self.recent))
+        return fo.Source(similar_to_recent(await load_async(), user_id, self.n, self.recent))
 
 
 class AlreadyRated(fo.SourceOperator):
     """Every movie the user has rated: use as an exclude."""
 
     async def __call__(self, user_id: int, **ctx: Any) -> fo.Source:
-        return fo.Source(rated(load(), user_id))
+        return fo.Source(rated(await load_async(), user_id))
 
 
 def movie_attributes() -> flight.TableProvider:

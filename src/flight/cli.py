@@ -191,10 +191,10 @@ def serve(
         ),
     ] = None,
     host: Annotated[
-        str | None, typer.Option(help="Address to listen on [default: $HOST or 127.0.0.1].")
+        str | None, typer.Option(help="Address to listen on (default: $HOST, else 127.0.0.1).")
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Port to listen on [default: $PORT or 8080].")
+        int | None, typer.Option(help="Port to listen on (default: $PORT, else 8080).")
     ] = None,
     app_dir: Annotated[
         Path | None, typer.Option("--app-dir", help="Import the app from this directory.")
@@ -205,12 +205,12 @@ def serve(
     ] = None,
     log_level: Annotated[
         str | None,
-        typer.Option(help="debug, info, warning, error [default: $FLIGHT_LOG_LEVEL or info]."),
+        typer.Option(help="debug, info, warning, error (default: $FLIGHT_LOG_LEVEL, else info)."),
     ] = None,
     tracing: Annotated[
         str | None,
         typer.Option(
-            help="Span exporter: otlp, console, global or none [default: $FLIGHT_TRACING]."
+            help="Span exporter: otlp, console, global or none (default: $FLIGHT_TRACING)."
         ),
     ] = None,
 ) -> None:

@@ -604,7 +604,7 @@ class _Budget:
 def _cut_error(
     op: SourceOperator, deadline: Deadline | None, elapsed: float, failure: BaseException | None
 ) -> SourceError:
-    budget = f" of {deadline.seconds * 1000:.0f}ms" if deadline is not None else ""
+    budget = f" of {deadline.seconds * 1000:.4g}ms" if deadline is not None else ""
     before = (
         f" (an earlier attempt failed: {_describe(failure)})"
         if failure is not None and not isinstance(failure, TimeoutError)

@@ -29,7 +29,13 @@ from flight.tracing import current_ids
 
 __all__ = ["JsonLinesFormatter", "configure_json_logging", "stop_json_logging"]
 
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "flight"}
+#: record attributes that are not extra fields (uvicorn's color_message repeats the message)
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "flight",
+    "color_message",
+}
 
 
 class JsonLinesFormatter(logging.Formatter):

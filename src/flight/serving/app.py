@@ -332,7 +332,7 @@ class App:
             )
             return error_response(
                 504,
-                f"{route} did not answer within its budget of {call.budget * 1000:.0f}ms; "
+                f"{route} did not answer within its budget of {call.budget * 1000:.4g}ms; "
                 f"sources were cut at the deadline but the rest of the work took too long",
             )
         except UnknownPipelineError as exc:
