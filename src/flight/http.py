@@ -12,7 +12,8 @@ Every request made through these clients
 - carries the W3C ``traceparent`` of the operator calling it (so the service you call joins
   the same trace) and, when tracing is on, gets its own client span;
 - has its timeouts bounded by what is left of the request deadline (:mod:`flight.deadline`),
-  so a slow service cannot hold the answer past its budget.
+  so a slow service cannot hold the answer past its budget, and tells the service it calls
+  what is left (``X-Flight-Budget-Ms``: another Flight service takes it as its own budget).
 
 Use :func:`get`/:func:`post`/:func:`request` (one shared connection pool per event loop), or
 make your own :class:`AsyncClient` (or :class:`Client`, for sync sources, which run in a
@@ -33,6 +34,7 @@ from flight.deadline import time_left
 __all__ = ["AsyncClient", "Client", "aclose", "client", "get", "post", "request"]
 
 _MIN_TIMEOUT = 0.001
+BUDGET_HEADER = "X-Flight-Budget-Ms"
 
 
 def _bound_timeout(request: httpx.Request) -> None:
@@ -40,6 +42,7 @@ def _bound_timeout(request: httpx.Request) -> None:
     if left is None:
         return
     left = max(left, _MIN_TIMEOUT)
+    request.headers.setdefault(BUDGET_HEADER, f"{left * 1000:.0f}" if left >= 0.01 else "1")
     current = request.extensions.get("timeout") or {}
     request.extensions["timeout"] = {
         phase: left if current.get(phase) is None else min(current[phase], left)

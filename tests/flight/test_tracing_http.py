@@ -94,6 +94,15 @@ async def test_timeouts_are_bounded_by_the_request_deadline(remote: Recorder) ->
     assert flight.time_left() is None
 
 
+async def test_the_called_service_is_told_what_is_left_of_the_budget(remote: Recorder) -> None:
+    with deadline(5.0):
+        await flight.http.get(remote.url + "/items")
+    await flight.http.get(remote.url + "/items")
+    with_budget, without = remote.seen
+    assert 0 < int(with_budget["x-flight-budget-ms"]) <= 5000
+    assert "x-flight-budget-ms" not in without
+
+
 async def test_a_slow_service_is_cut_at_the_deadline_not_the_source_timeout(
     remote: Recorder,
 ) -> None:
