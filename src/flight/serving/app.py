@@ -319,14 +319,17 @@ class App:
         except UnknownPipelineError as exc:
             return error_response(404, str(exc))
         limit = None if call.budget is None else call.budget + min(1.0, max(0.05, call.budget))
+        hard_limit = asyncio.timeout(limit)
         try:
             with deadline(call.budget), _debug_scope(call.debug):
-                async with asyncio.timeout(limit):
+                async with hard_limit:
                     value = await call.run()
         except Invalid as exc:
             return _invalid(request, exc)
-        except TimeoutError:
-            assert call.budget is not None
+        except TimeoutError as exc:
+            if call.budget is None or not hard_limit.expired():  # the function's own timeout
+                logger.exception("%s %s failed", request.method, route)
+                return error_response(500, f"{route} failed: {type(exc).__name__}: {exc}")
             logger.warning(
                 "%s %s gave up: past its %.0fms budget", request.method, route, call.budget * 1000
             )

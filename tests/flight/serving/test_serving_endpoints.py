@@ -66,6 +66,12 @@ def make_app() -> flight.App:
     async def crash() -> dict[str, Any]:
         raise RuntimeError("the endpoint has a bug")
 
+    @app.endpoint("/gives-up")
+    async def gives_up() -> dict[str, Any]:
+        async with asyncio.timeout(0):  # the function's own timeout, not a request budget
+            await asyncio.sleep(1)
+        return {}
+
     class Summary(BaseModel):
         n: int
         names: list[str]
@@ -189,6 +195,9 @@ def test_bug_in_endpoint_is_500_with_a_message_not_a_traceback(http: httpx.Clien
     r = http.get("/crash")
     assert r.status_code == 500
     assert r.json() == {"error": "/crash failed: RuntimeError: the endpoint has a bug"}
+    for params in ({}, {"budget_ms": 5000}):
+        r = http.get("/gives-up", params=params)
+        assert r.status_code == 500 and r.json()["error"].startswith("/gives-up failed: Timeout")
 
 
 def test_pydantic_models_and_unknown_routes(http: httpx.Client) -> None:
