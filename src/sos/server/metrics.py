@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 RETENTION_SECONDS = 900.0
 DEFAULT_INTERVAL_SECONDS = 2.0
 DEFAULT_WINDOW = "5m"
+#: points per revision in one answer at most (a chart is a few hundred pixels wide)
+MAX_POINTS = 200
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -95,6 +97,9 @@ class ServiceMetrics(BaseModel):
     service: str
     window_seconds: float
     interval_seconds: float = Field(description="How often the server samples the backend")
+    step_seconds: float = Field(
+        description="The span of one point: the interval, or several merged for long windows"
+    )
     retention_seconds: float = Field(description="How far back the server keeps samples")
     now: float = Field(description="The server's time, Unix seconds")
     available: bool = Field(description="False when the backend reports no metrics")
@@ -179,61 +184,85 @@ def _ms(seconds: float | None) -> float | None:
 
 
 @dataclass
-class _Window:
-    """Totals of one revision over the window, summed interval by interval."""
+class _Counts:
+    """Requests, errors and a latency histogram summed over some intervals."""
 
     requests: int = 0
     errors: int = 0
     buckets: dict[float, int] = field(default_factory=dict)
+
+    def add(self, requests: int, errors: int, buckets: Sequence[tuple[float, int]]) -> None:
+        self.requests += requests
+        self.errors += errors
+        for bound, count in buckets:
+            self.buckets[bound] = self.buckets.get(bound, 0) + count
+
+    def quantile_ms(self, q: float) -> float | None:
+        return _ms(quantile(q, sorted(self.buckets.items())))
+
+
+@dataclass
+class _Window:
+    totals: _Counts = field(default_factory=_Counts)
     points: list[MetricsPoint] = field(default_factory=list)
     instances: Instances | None = None
 
 
-def series(snapshots: Sequence[Snapshot], since: float) -> list[RevisionSeries]:
-    """Points of every revision for the intervals that end after ``since``."""
+def series(
+    snapshots: Sequence[Snapshot],
+    since: float,
+    *,
+    revision: str | None = None,
+    max_points: int = MAX_POINTS,
+) -> tuple[list[RevisionSeries], int]:
+    """Points of every revision (or just ``revision``) for the intervals ending after
+    ``since``; returns them and how many sampling intervals each point spans.
+
+    At most ``max_points`` points per revision: consecutive intervals are merged (their
+    counts summed, so rates and quantiles stay exact for the merged span)."""
+    pairs = [(b, n) for b, n in pairwise(snapshots) if n.at >= since and n.at > b.at]
+    step = max(1, math.ceil(len(pairs) / max_points))
     windows: dict[str, _Window] = {}
-    for before, now in pairwise(snapshots):
-        if now.at < since:
-            continue
-        elapsed = now.at - before.at
-        if elapsed <= 0:
-            continue
-        for revision, sample in now.samples.items():
-            requests, errors, buckets = _delta(sample, before.samples.get(revision))
-            window = windows.setdefault(revision, _Window())
-            window.requests += requests
-            window.errors += errors
-            for bound, count in buckets:
-                window.buckets[bound] = window.buckets.get(bound, 0) + count
+    for start in range(0, len(pairs), step):
+        chunk = pairs[start : start + step]
+        elapsed = chunk[-1][1].at - chunk[0][0].at
+        counts: dict[str, _Counts] = {}
+        latest: dict[str, RevisionMetricsSample] = {}
+        for before, now in chunk:
+            for rid, sample in now.samples.items():
+                if revision is None or rid == revision:
+                    counts.setdefault(rid, _Counts()).add(*_delta(sample, before.samples.get(rid)))
+                    latest[rid] = sample
+        for rid, count in counts.items():
+            sample = latest[rid]
+            window = windows.setdefault(rid, _Window())
+            window.totals.add(count.requests, count.errors, list(count.buckets.items()))
             window.instances = sample.instances
             window.points.append(
                 MetricsPoint(
-                    at=now.at,
-                    requests_per_second=round(requests / elapsed, 4),
-                    errors_per_second=round(errors / elapsed, 4),
-                    p50_ms=_ms(quantile(0.5, buckets)),
-                    p99_ms=_ms(quantile(0.99, buckets)),
+                    at=chunk[-1][1].at,
+                    requests_per_second=round(count.requests / elapsed, 4),
+                    errors_per_second=round(count.errors / elapsed, 4),
+                    p50_ms=count.quantile_ms(0.5),
+                    p99_ms=count.quantile_ms(0.99),
                     in_flight=sample.in_flight,
                     instances_running=sample.instances.running if sample.instances else None,
                     instances_ready=sample.instances.ready if sample.instances else None,
                 )
             )
-    out = []
-    for revision in sorted(windows):
-        window = windows[revision]
-        histogram = sorted(window.buckets.items())
-        out.append(
-            RevisionSeries(
-                revision=revision,
-                points=window.points,
-                requests=window.requests,
-                errors=window.errors,
-                p50_ms=_ms(quantile(0.5, histogram)),
-                p99_ms=_ms(quantile(0.99, histogram)),
-                instances=window.instances,
-            )
+    out = [
+        RevisionSeries(
+            revision=rid,
+            points=window.points,
+            requests=window.totals.requests,
+            errors=window.totals.errors,
+            p50_ms=window.totals.quantile_ms(0.5),
+            p99_ms=window.totals.quantile_ms(0.99),
+            instances=window.instances,
         )
-    return out
+        for rid, window in sorted(windows.items())
+    ]
+    return out, step
 
 
 # --------------------------------------------------------------------------- the sampler
@@ -292,7 +321,20 @@ class MetricsSampler:
                 log.warning("sampling metrics failed; trying again", exc_info=True)
             await asyncio.sleep(self.interval)
 
-    def read(self, service: str, window: float) -> ServiceMetrics:
+    def snapshots(self, service: str) -> list[Snapshot]:
+        """A copy of the ring (taken on the event loop, where the sampler appends)."""
+        return list(self.rings.get(service, ()))
+
+    def read(
+        self,
+        service: str,
+        window: float,
+        *,
+        revision: str | None = None,
+        snapshots: Sequence[Snapshot] | None = None,
+    ) -> ServiceMetrics:
+        """The answer of the metrics API; pure given ``snapshots`` (so it may run in a
+        worker thread on a copy of the ring)."""
         now = self.clock()
         message = None
         if not self.available:
@@ -305,16 +347,18 @@ class MetricsSampler:
                     else ""
                 )
             )
-        ring = list(self.rings.get(service, ()))
+        ring = self.snapshots(service) if snapshots is None else snapshots
+        revisions, step = series(ring, now - window, revision=revision)
         return ServiceMetrics(
             service=service,
             window_seconds=window,
             interval_seconds=self.interval,
+            step_seconds=self.interval * step,
             retention_seconds=self.retention,
             now=now,
             available=self.available,
             message=message,
-            revisions=series(ring, now - window),
+            revisions=revisions,
         )
 
 
@@ -367,11 +411,23 @@ async def metrics(
     window: Annotated[
         str, Query(max_length=20, description="How far back: seconds, or 90s, 5m, 15m")
     ] = DEFAULT_WINDOW,
+    revision: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+            max_length=63,
+            description="Only this revision (number or id); default: every revision",
+        ),
+    ] = None,
 ) -> ServiceMetrics:
     state = request.app.state.sos
     seconds = parse_window(window)
     await run_in_threadpool(state.store.get_service, name)  # 404 for an unknown service
+    rev_id = None
+    if revision is not None:  # 404 for a revision the service does not have
+        rev_id = (await run_in_threadpool(state.control.get_revision, name, revision)).id
     sampler: MetricsSampler | None = state.extra.get("metrics")
     if sampler is None:
         raise ServerUnavailableError("the server is starting: metrics are not sampled yet")
-    return sampler.read(name, seconds)
+    ring = sampler.snapshots(name)  # copied here, on the loop; the math runs in a thread
+    return await run_in_threadpool(sampler.read, name, seconds, revision=rev_id, snapshots=ring)

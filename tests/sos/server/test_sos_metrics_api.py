@@ -13,7 +13,7 @@ from tests.sos.conftest import RunningServer
 
 from sos.errors import ValidationError
 from sos.models import Instances, RevisionSpec, ServiceSpec
-from sos.runtime.base import Backend, DesiredService, ObservedService, RevisionMetricsSample
+from sos.runtime.base import Backend, RevisionMetricsSample
 from sos.runtime.fake import FakeBackend
 from sos.server.metrics import MetricsSampler, Snapshot, parse_window, quantile, series
 
@@ -94,7 +94,8 @@ def test_series_turns_counters_into_rates_and_interval_quantiles() -> None:
         Snapshot(102.0, {"s-00001": sample("s-00001", 20, 2, 10, 10, 0, 0, in_flight=3)}),
         Snapshot(104.0, {"s-00001": sample("s-00001", 20, 2, 10, 10, 0, 0)}),
     ]
-    (rev,) = series(snaps, since=0)
+    (rev,), step = series(snaps, since=0)
+    assert step == 1
     first, idle = rev.points
     assert (first.at, first.requests_per_second, first.errors_per_second) == (102.0, 10.0, 1.0)
     assert first.p50_ms == pytest.approx(10.0)  # rank 10 of 20 ends the first bucket
@@ -109,7 +110,7 @@ def test_series_counts_a_counter_reset_from_zero_instead_of_negative() -> None:
         Snapshot(0.0, {"s-00001": sample("s-00001", 500, 5)}),
         Snapshot(2.0, {"s-00001": sample("s-00001", 8, 0)}),  # the backend restarted
     ]
-    (rev,) = series(snaps, since=0)
+    (rev,), _ = series(snaps, since=0)
     assert rev.points[0].requests_per_second == 4.0
     assert rev.requests == 8
 
@@ -124,7 +125,7 @@ def test_series_keeps_only_the_window_and_each_revision_apart() -> None:
             },
         ),
     ]
-    got = series(snaps, since=15)
+    got, _ = series(snaps, since=15)
     assert [r.revision for r in got] == ["s-00001", "s-00002"]
     assert [len(r.points) for r in got] == [1, 1]  # the interval ending at 10 is outside
     two = got[1]
@@ -133,26 +134,33 @@ def test_series_keeps_only_the_window_and_each_revision_apart() -> None:
     assert two.instances == Instances(wanted=2, running=2, ready=1)
 
 
+def test_long_windows_merge_intervals_without_changing_the_rates() -> None:
+    # 100 intervals of 1 s; revision 1 answers 5 requests in every odd second only
+    snaps = [
+        Snapshot(float(t), {"s-00001": sample("s-00001", 5 * (t // 2), 0, 5 * (t // 2), 0, 0, 0)})
+        for t in range(101)
+    ]
+    (rev,), step = series(snaps, since=0, max_points=10)
+    assert step == 10 and len(rev.points) == 10
+    assert {p.requests_per_second for p in rev.points} == {2.5}  # 25 requests per 10 s
+    assert [p.at for p in rev.points] == [10.0 * i for i in range(1, 11)]
+    assert rev.requests == 250 and rev.p50_ms == pytest.approx(5.0)
+    only, _ = series(snaps, since=0, revision="s-00002")
+    assert only == []
+
+
 # --------------------------------------------------------------------------- sampler
 
 
-class Scripted(Backend):
+class Scripted(FakeBackend):
     """A backend whose request counter grows by 10 per sampling round."""
 
     name = "scripted"
 
     def __init__(self) -> None:
+        super().__init__()
         self.services = ["shop"]
         self.calls = 0
-
-    async def apply(self, desired: DesiredService) -> None:
-        return None
-
-    async def observe(self, name: str) -> ObservedService | None:
-        return None
-
-    async def delete(self, name: str) -> None:
-        return None
 
     async def list_services(self) -> list[str]:
         return list(self.services)
@@ -236,6 +244,26 @@ def test_metrics_api_serves_the_fake_backends_instances_to_any_token(
         headers={"Authorization": f"Bearer {reader}"},
     )
     assert as_reader.status_code == 200 and as_reader.json()["window_seconds"] == 300
+
+
+def test_metrics_api_answers_for_one_revision_when_asked(
+    sos_server: Callable[..., RunningServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOS_METRICS_INTERVAL", "0.2")
+    server = sos_server(backend=FakeBackend())
+    spec = RevisionSpec.model_validate({"artifact": {"name": "a", "version": "1"}})
+    with server.client() as admin:
+        admin.apply(ServiceSpec(name="shop", team="recs"))
+        admin.create_revision("shop", spec)
+        admin.create_revision("shop", spec)
+    wait_for_points(server, "shop", 2)
+    url = f"{server.url}/api/v1/services/shop/metrics"
+    auth = {"Authorization": f"Bearer {server.admin_token}"}
+    two = httpx.get(url, params={"revision": "2"}, headers=auth).json()
+    assert [r["revision"] for r in two["revisions"]] == ["shop-00002"]
+    assert two["revisions"][0]["points"][-1]["instances_running"] == 0  # no traffic: none
+    missing = httpx.get(url, params={"revision": "9"}, headers=auth)
+    assert missing.status_code == 404 and "shop-00009" in missing.json()["error"]["message"]
 
 
 def test_metrics_api_refuses_no_token_unknown_services_and_bad_windows(

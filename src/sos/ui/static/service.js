@@ -459,7 +459,7 @@ export function servicePage(main, session, name, tab, params) {
     const state = h("p", { class: "muted small", role: "status" });
     const select = revisionSelect("metrics-revision", revision, {}, (picked) => {
       revision = picked;
-      draw();
+      poll();
     });
     const windowSelect = h(
       "select",
@@ -542,7 +542,7 @@ export function servicePage(main, session, name, tab, params) {
       );
       const to = data.now;
       const from = to - data.window_seconds;
-      const gap = data.interval_seconds * 2.5;
+      const gap = data.step_seconds * 2.5;
       const pts = (key) => points.map((p) => [p.at, p[key]]);
       const width = Math.max(
         260,
@@ -600,7 +600,7 @@ export function servicePage(main, session, name, tab, params) {
       try {
         data = await api(
           "GET",
-          `/services/${enc(name)}/metrics?window=${enc(windowText)}`,
+          `/services/${enc(name)}/metrics?window=${enc(windowText)}${revision ? `&revision=${enc(revision)}` : ""}`,
           undefined,
           { signal: controller.signal },
         );
