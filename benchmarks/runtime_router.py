@@ -16,9 +16,11 @@ nginx's, p50 added over direct <= 1 ms. The machine is shared: compare ratios, n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -272,6 +274,7 @@ def main() -> None:
             env={**os.environ, "HOST": "127.0.0.1", **env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # nginx's workers go with their master on the group kill
         )
         processes.append(process)
         return process.pid
@@ -291,7 +294,8 @@ def main() -> None:
                 processes.clear()
         finally:
             for process in processes:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -493,7 +493,9 @@ def create_backend(context: object) -> LocalBackend:
     (``SOS_ROUTER_PORT``, 8080), ``router_host`` (``SOS_ROUTER_HOST``, 127.0.0.1),
     ``domain`` (``SOS_ROUTER_DOMAIN``, localhost), ``activation_timeout`` (30 s),
     ``request_timeout`` (300 s),
-    ``startup_timeout`` (60 s), ``stop_on_exit`` (``SOS_STOP_ON_EXIT``, false).
+    ``startup_timeout`` (60 s), ``keep_instances`` (``SOS_KEEP_INSTANCES``, false: a server
+    that stops takes its instances down; true leaves them running for the next start to
+    re-adopt, for a server restart without downtime).
     """
     from sos.server.backends import BackendContext
 
@@ -512,5 +514,5 @@ def create_backend(context: object) -> LocalBackend:
         activation_timeout=float(option("activation_timeout", None, "30")),
         request_timeout=float(option("request_timeout", None, "300")),
         startup_timeout=float(option("startup_timeout", None, "60")),
-        stop_on_close=_flag(option("stop_on_exit", "SOS_STOP_ON_EXIT", "false")),
+        stop_on_close=not _flag(option("keep_instances", "SOS_KEEP_INSTANCES", "false")),
     )

@@ -54,7 +54,8 @@ def test_deploy_split_scale_to_zero_crash_and_restart_over_real_http(
     tmp_path: Path, artifacts: Path, servers: list[ServerProcess]
 ) -> None:
     data = tmp_path / "data"
-    server = ServerProcess(data, artifacts, 0)
+    # a server restart without downtime: this one leaves its instances running on Ctrl-C
+    server = ServerProcess(data, artifacts, 0, SOS_KEEP_INSTANCES="1")
     servers.append(server)
     router = f"http://127.0.0.1:{server.router_port}"
 
@@ -133,7 +134,7 @@ def test_deploy_split_scale_to_zero_crash_and_restart_over_real_http(
     server.stop()
     assert all(len(pids) == 1 for pids in before.values())
     assert {rev: instances_of(rev, data) for rev in before} == before  # still running
-    again = ServerProcess(data, artifacts, server.router_port, SOS_STOP_ON_EXIT="1")
+    again = ServerProcess(data, artifacts, server.router_port)
     servers.append(again)
     with Client(again.url, TOKEN) as client:
         client.wait_ready("shop", 1, timeout=60)
@@ -144,7 +145,17 @@ def test_deploy_split_scale_to_zero_crash_and_restart_over_real_http(
         assert sorted(r["pid"] for r in state["instances"]) == sorted(
             p for pids in before.values() for p in pids
         )
-    again.stop()  # with SOS_STOP_ON_EXIT=1, Ctrl-C takes the instances down too
+
+    # a server that crashes leaves its instances running too: the next one re-adopts them
+    again.process.kill()
+    again.process.wait()
+    third = ServerProcess(data, artifacts, server.router_port)
+    servers.append(third)
+    with Client(third.url, TOKEN) as client:
+        client.wait_ready("shop", 1, timeout=60)
+        assert get("shop.localhost").status_code == 200
+        assert {rev: instances_of(rev, data) for rev in before} == before
+    third.stop()  # by default, Ctrl-C takes the instances down too
     until(
         lambda: not instances_of("shop-00001", data) and not instances_of("shop-00002", data),
         30,
