@@ -135,11 +135,8 @@ def main() -> None:
         work = Path(tmp)
         artifact, what = python_artifact(work)
         print(f"python artifact: {what}")
-        folder = work / "artifacts"
-        folder.mkdir()
-        publish(artifact, "app", "python", folder)
         data = work / "data"
-        server = ServerProcess(data, folder, 0)
+        server = ServerProcess(data, 0)
         try:
             run(server, artifact, args)
         except BaseException:
@@ -154,6 +151,7 @@ def run(server: ServerProcess, artifact: Path, args: argparse.Namespace) -> None
     router = f"http://127.0.0.1:{server.router_port}"
     spec = {"artifact": {"name": "app", "version": "v1"}, "autoscaling": {"min_scale": 1}}
     with Client(server.url, TOKEN) as client:
+        publish(client, artifact, "app", "python")
         client.apply(ServiceSpec(name="shop", team="bench"))
 
         # ---- deploy time

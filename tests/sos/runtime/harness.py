@@ -1,14 +1,10 @@
-"""A real `sos server` (local backend) in a subprocess, for end-to-end tests and benchmarks.
-
-Artifacts come from a plain directory through ``apps/plugins/artifact_dir_plugin.py``
-(``publish`` puts one there), so the flow needs no artifact store on the server.
-"""
+"""A real `sos server` (local backend) in a subprocess, for end-to-end tests and benchmarks;
+``publish`` pushes artifacts to its artifact store as `sos push` does."""
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sos.client import Client
 from sos.models import ArtifactMetadata
 
 APPS = Path(__file__).parent / "apps"
@@ -30,23 +27,17 @@ def digest_of(path: Path) -> str:
 
 
 TOKEN = "e2e-admin-token-0123456789abcdef"
-BOOT = (
-    "import sys; sys.path.insert(0, {plugins!r}); import sos.server.app as a; "
-    "a.ROUTER_MODULES.append('artifact_dir_plugin'); from sos.cli import main; "
-    "sys.argv[0] = 'sos'; main()"
-)
+SOS = Path(sys.executable).parent / "sos"
 
 
 class ServerProcess:
     """`sos server --backend local` in a subprocess; reads where it listens from its output."""
 
-    def __init__(self, data_dir: Path, artifacts: Path, router_port: int, **env: str) -> None:
+    def __init__(self, data_dir: Path, router_port: int, **env: str) -> None:
         self.output: list[str] = []
         self.data_dir = data_dir
         argv = [
-            sys.executable,
-            "-c",
-            BOOT.format(plugins=str(APPS / "plugins")),
+            str(SOS),
             "server",
             "--port",
             "0",
@@ -59,12 +50,7 @@ class ServerProcess:
         ]
         self.process = subprocess.Popen(
             argv,
-            env={
-                **os.environ,
-                "SOS_ADMIN_TOKEN": TOKEN,
-                "SOS_TEST_ARTIFACTS": str(artifacts),
-                **env,
-            },
+            env={**os.environ, "SOS_ADMIN_TOKEN": TOKEN, **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -116,11 +102,9 @@ def metadata_for(artifact: Path, name: str, language: str) -> ArtifactMetadata:
     )
 
 
-def publish(artifact: Path, name: str, language: str, into: Path) -> None:
-    """Put an artifact where ``artifact_dir_plugin`` finds it (as ``name`` version v1)."""
-    meta = metadata_for(artifact, name, language)
-    shutil.copy(artifact, into / meta.digest.removeprefix("sha256:"))
-    (into / f"{name}-v1.json").write_text(meta.model_dump_json())
+def publish(client: Client, artifact: Path, name: str, language: str) -> None:
+    """Push an artifact to the server's artifact store, as ``name`` version v1."""
+    client.push_artifact(artifact, metadata=metadata_for(artifact, name, language))
 
 
 def instances_of(revision: str, data_dir: Path) -> list[int]:

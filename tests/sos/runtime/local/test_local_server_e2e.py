@@ -31,15 +31,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def artifacts(tmp_path: Path, hello_pyz: Path, hello_go: Path) -> Path:
-    folder = tmp_path / "artifacts"
-    folder.mkdir()
-    publish(hello_pyz, "hello-py", "python", folder)
-    publish(hello_go, "hello-go", "go", folder)
-    return folder
-
-
-@pytest.fixture
 def servers(tmp_path: Path) -> Iterator[list[ServerProcess]]:
     started: list[ServerProcess] = []
     yield started
@@ -51,11 +42,11 @@ def servers(tmp_path: Path) -> Iterator[list[ServerProcess]]:
 
 
 def test_deploy_split_scale_to_zero_crash_and_restart_over_real_http(
-    tmp_path: Path, artifacts: Path, servers: list[ServerProcess]
+    tmp_path: Path, hello_pyz: Path, hello_go: Path, servers: list[ServerProcess]
 ) -> None:
     data = tmp_path / "data"
     # a server restart without downtime: this one leaves its instances running on Ctrl-C
-    server = ServerProcess(data, artifacts, 0, SOS_KEEP_INSTANCES="1")
+    server = ServerProcess(data, 0, SOS_KEEP_INSTANCES="1")
     servers.append(server)
     router = f"http://127.0.0.1:{server.router_port}"
 
@@ -63,6 +54,8 @@ def test_deploy_split_scale_to_zero_crash_and_restart_over_real_http(
         return httpx.get(router + path, headers={"Host": host}, timeout=30)
 
     with Client(server.url, TOKEN) as client:
+        publish(client, hello_pyz, "hello-py", "python")  # what `sos push` does
+        publish(client, hello_go, "hello-go", "go")
         client.apply(ServiceSpec(name="shop", team="recs"))
         one = {"artifact": {"name": "hello-py", "version": "v1"}, "autoscaling": {"min_scale": 1}}
         client.create_revision("shop", RevisionSpec.model_validate(one))
@@ -134,7 +127,7 @@ def test_deploy_split_scale_to_zero_crash_and_restart_over_real_http(
     server.stop()
     assert all(len(pids) == 1 for pids in before.values())
     assert {rev: instances_of(rev, data) for rev in before} == before  # still running
-    again = ServerProcess(data, artifacts, server.router_port)
+    again = ServerProcess(data, server.router_port)
     servers.append(again)
     with Client(again.url, TOKEN) as client:
         client.wait_ready("shop", 1, timeout=60)
@@ -149,7 +142,7 @@ def test_deploy_split_scale_to_zero_crash_and_restart_over_real_http(
     # a server that crashes leaves its instances running too: the next one re-adopts them
     again.process.kill()
     again.process.wait()
-    third = ServerProcess(data, artifacts, server.router_port)
+    third = ServerProcess(data, server.router_port)
     servers.append(third)
     with Client(third.url, TOKEN) as client:
         client.wait_ready("shop", 1, timeout=60)
