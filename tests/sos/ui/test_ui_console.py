@@ -283,3 +283,36 @@ def test_writer_of_another_team_is_told_whose_service_it_is(
         "your token “bob” belongs to team search, and shop belongs to team recs"
     )
     expect(page.get_by_role("button", name="Edit traffic")).to_be_disabled()
+
+
+# --------------------------------------------------------------------------- the session
+
+
+def test_token_stays_in_the_tab_unless_remembered_and_revoking_it_signs_out(
+    shop: RunningServer, page: Page
+) -> None:
+    carol = shop.token("carol", role="writer", team="recs")
+    sign_in(page, shop.url, carol)
+    other_tab = page.context.new_page()
+    other_tab.goto(f"{shop.url}/ui/")
+    expect(other_tab.get_by_role("heading", name="Sign in to SOS")).to_be_visible()
+    other_tab.close()
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("Token", exact=True).fill(carol)
+    page.get_by_label("Remember me on this device").check()
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#who")).to_contain_text("carol")
+    other_tab = page.context.new_page()
+    other_tab.goto(f"{shop.url}/ui/#/services/shop")
+    expect(other_tab.get_by_role("heading", level=1, name="shop")).to_be_visible()
+    other_tab.close()
+
+    with shop.client() as admin:
+        admin.revoke_token("carol")
+    # the next refresh (within 5 s) finds the token gone and says so
+    expect(page.get_by_role("alert")).to_contain_text(
+        "no longer accepts your token", timeout=15_000
+    )
+    expect(page.get_by_role("heading", name="Sign in to SOS")).to_be_visible()
+    assert page.evaluate("sessionStorage.length + localStorage.length") == 0

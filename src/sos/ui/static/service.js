@@ -610,8 +610,13 @@ export function servicePage(main, session, name, tab, params) {
         if (err.name === "AbortError") return;
         state.textContent = `Could not load metrics: ${err.message}`;
       }
-      const every = Math.min(10, Math.max(2, data?.interval_seconds || 2)) * 1000;
-      timer = setTimeout(poll, every);
+      timer = setTimeout(next, Math.min(10, Math.max(2, data?.interval_seconds || 2)) * 1000);
+    }
+
+    // a hidden tab asks nothing of the server; it catches up when shown again
+    function next() {
+      if (document.hidden) timer = setTimeout(next, 1000);
+      else poll();
     }
 
     let resizeTimer = 0;
