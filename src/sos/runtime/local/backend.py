@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from itertools import accumulate
 from pathlib import Path
 
+from sos.errors import ValidationError
 from sos.models import Instances
 from sos.runtime.base import (
     Backend,
@@ -505,14 +506,27 @@ def create_backend(context: object) -> LocalBackend:
     def option(key: str, env: str | None, default: str) -> str:
         return options.get(key) or (os.environ.get(env) if env else None) or default
 
-    return LocalBackend(
+    def number(key: str, env: str | None, default: str) -> float:
+        text = option(key, env, default)
+        try:
+            value = float(text)
+        except ValueError:
+            where = f"--backend-opt {key}" + (f" / {env}" if env else "")
+            raise ValidationError(f"{where} must be a number, not {text!r}") from None
+        if value < 0 or (key == "router_port" and (value > 65535 or not value.is_integer())):
+            raise ValidationError(f"--backend-opt {key}={text} is out of range")
+        return value
+
+    backend = LocalBackend(
         context.data_dir,
         artifact_path=context.artifact_path,
         router_host=option("router_host", "SOS_ROUTER_HOST", "127.0.0.1"),
-        router_port=int(option("router_port", "SOS_ROUTER_PORT", "8080")),
+        router_port=int(number("router_port", "SOS_ROUTER_PORT", "8080")),
         domain=option("domain", "SOS_ROUTER_DOMAIN", "localhost"),
-        activation_timeout=float(option("activation_timeout", None, "30")),
-        request_timeout=float(option("request_timeout", None, "300")),
-        startup_timeout=float(option("startup_timeout", None, "60")),
+        activation_timeout=number("activation_timeout", None, "30"),
+        request_timeout=number("request_timeout", None, "300"),
+        startup_timeout=number("startup_timeout", None, "60"),
         stop_on_close=not _flag(option("keep_instances", "SOS_KEEP_INSTANCES", "false")),
     )
+    backend.router.bind()  # a port in use is an error now, not a trace at start-up
+    return backend

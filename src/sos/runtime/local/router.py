@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -36,6 +38,7 @@ from typing import Any, cast
 
 import httptools
 
+from sos.errors import BackendError
 from sos.runtime.local.metrics import ConcurrencyMeter, MetricsCollector, RequestStats, render
 
 __all__ = ["Endpoint", "RevisionTarget", "Router", "RoutingTable", "ServiceRoute", "SmoothWeighted"]
@@ -193,14 +196,39 @@ class Router:
         self._connections: set[_ClientConnection] = set()
         self._tasks: set[asyncio.Future[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
 
     # ---- lifecycle
 
+    def bind(self) -> None:
+        """Take the router's port now (before the event loop runs), so that a port in use
+        is a clear error at start-up. ``start`` binds by itself when this was not called."""
+        if self._socket is not None:
+            return
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise BackendError(
+                f"the router cannot listen on {self.host}:{self.port}: {why} (another sos "
+                "server?); choose another port with --router-port or SOS_ROUTER_PORT"
+            ) from None
+        sock.listen(1024)
+        sock.setblocking(False)
+        self._socket = sock
+        self.port = sock.getsockname()[1]
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self.bind()
+        assert self._socket is not None
         self._server = await loop.create_server(
-            lambda: _ClientConnection(self), self.host, self.port, reuse_address=True, backlog=1024
+            lambda: _ClientConnection(self), sock=self._socket, backlog=1024
         )
+        self._socket = None  # the server owns it now
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep(), name="sos-router-timeouts")
         log.info("router listening on http://%s:%d (domain %s)", self.host, self.port, self.domain)

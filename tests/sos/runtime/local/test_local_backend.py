@@ -429,3 +429,13 @@ async def test_restart_does_not_start_revisions_that_had_scaled_to_zero(
     assert observed.revisions["shop-00002"].instances.running == 0
     assert observed.revisions["shop-00002"].ready
     assert observed.revisions["shop-00001"].instances.running == 1  # re-adopted, not doubled
+
+
+def test_server_options_that_are_not_numbers_are_clear_errors(tmp_path: Path) -> None:
+    from sos.errors import ValidationError
+    from sos.runtime.local.backend import create_backend
+    from sos.server.backends import BackendContext
+
+    context = BackendContext(data_dir=tmp_path, options={"router_port": "eighty"})
+    with pytest.raises(ValidationError, match=r"router_port .* must be a number, not 'eighty'"):
+        create_backend(context)

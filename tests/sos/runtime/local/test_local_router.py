@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 from tests.sos.runtime.conftest import StartApp
 
+from sos.errors import BackendError
 from sos.runtime.local.router import (
     Endpoint,
     RevisionTarget,
@@ -297,3 +299,12 @@ async def test_a_client_that_goes_away_frees_the_instance(
     text = (await get(router, "localhost", "/metrics")).text
     assert 'sos_requests_in_flight{revision="shop-00001",service="shop",tag=""} 0.0' in text
     assert 'sos_request_errors_total{revision="shop-00001",service="shop",tag=""} 1.0' in text
+
+
+def test_a_router_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        router = Router(port=taken.getsockname()[1])
+        with pytest.raises(BackendError, match=r"the port is in use .* --router-port"):
+            router.bind()
