@@ -314,11 +314,20 @@ class MetricsSampler:
             ring.append(Snapshot(self.clock(), {s.revision: s for s in samples}))
 
     async def run(self) -> None:
+        failing = False
         while True:
             try:
                 await self.sample_once()
             except Exception:
-                log.warning("sampling metrics failed; trying again", exc_info=True)
+                # said once with the traceback, then quietly until it works again
+                (log.debug if failing else log.warning)(
+                    "sampling metrics failed; retrying every %g s", self.interval, exc_info=True
+                )
+                failing = True
+            else:
+                if failing:
+                    log.info("sampling metrics works again")
+                failing = False
             await asyncio.sleep(self.interval)
 
     def snapshots(self, service: str) -> list[Snapshot]:

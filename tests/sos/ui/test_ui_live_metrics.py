@@ -24,13 +24,16 @@ TO_REVISION_2 = 24  # 20 through the 50/50 split, 2 slow ones, /sick and a faili
 
 
 @pytest.fixture
+def hello(tmp_path: Path) -> Path:
+    """The runtime tests' small stdlib HTTP app, built into a zipapp artifact."""
+    target = tmp_path / "hello.pyz"
+    zipapp.create_archive(APPS / "hello", target, interpreter="/usr/bin/env python3")
+    return target
+
+
+@pytest.fixture
 def live(tmp_path: Path) -> Iterator[ServerProcess]:
-    artifacts = tmp_path / "artifacts"
-    artifacts.mkdir()
-    hello = tmp_path / "hello.pyz"
-    zipapp.create_archive(APPS / "hello", hello, interpreter="/usr/bin/env python3")
-    publish(hello, "hello-py", "python", artifacts)
-    server = ServerProcess(tmp_path / "data", artifacts, 0, SOS_METRICS_INTERVAL="0.5")
+    server = ServerProcess(tmp_path / "data", 0, SOS_METRICS_INTERVAL="0.5")
     try:
         yield server
     finally:
@@ -39,8 +42,9 @@ def live(tmp_path: Path) -> Iterator[ServerProcess]:
         kill_instances(tmp_path / "data")
 
 
-def deploy_and_load(server: ServerProcess) -> None:
+def deploy_and_load(server: ServerProcess, hello: Path) -> None:
     with Client(server.url, TOKEN) as client:
+        publish(client, hello, "hello-py", "python")  # what `sos push` does
         client.apply(ServiceSpec(name="shop", team="recs"))
         spec = {"artifact": {"name": "hello-py", "version": "v1"}, "autoscaling": {"min_scale": 1}}
         for number in (1, 2):
@@ -58,9 +62,9 @@ def deploy_and_load(server: ServerProcess) -> None:
 
 
 def test_charts_and_logs_show_the_requests_that_were_sent(
-    live: ServerProcess, page: Page, new_page: NewPage
+    live: ServerProcess, hello: Path, page: Page, new_page: NewPage
 ) -> None:
-    deploy_and_load(live)
+    deploy_and_load(live, hello)
     sign_in(page, live.url, TOKEN)
     page.goto(f"{live.url}/ui/#/services/shop/metrics?revision=shop-00002")
     expect(page.get_by_label("Revision")).to_have_value("shop-00002")

@@ -84,7 +84,11 @@ export function servicePage(main, session, name, tab, params) {
   let service = null;
   let revisions = [];
   let loadedKey = "";
-  const head = h("div", { class: "service-head" }, h("h1", { tabindex: "-1" }, name));
+  const head = h(
+    "div",
+    { class: "service-head" },
+    h("h1", { tabindex: "-1", id: "page-title" }, name),
+  );
   const notice = h("div");
   const body = h("div", { class: "tab-body" }, h("p", { class: "loading" }, "Loading…"));
   const nav = h(
@@ -121,7 +125,12 @@ export function servicePage(main, session, name, tab, params) {
     const s = service.status || {};
     swap(
       head,
-      h("div", { class: "title-row" }, h("h1", { tabindex: "-1" }, service.name), statusBadge(s)),
+      h(
+        "div",
+        { class: "title-row" },
+        h("h1", { tabindex: "-1", id: "page-title" }, service.name),
+        statusBadge(s),
+      ),
       h(
         "dl",
         { class: "facts" },
@@ -793,7 +802,7 @@ export function servicePage(main, session, name, tab, params) {
       }
     } catch (err) {
       if (err.status === 404) {
-        swap(head, h("h1", { tabindex: "-1" }, name));
+        swap(head, h("h1", { tabindex: "-1", id: "page-title" }, name));
         swap(
           body,
           h(
