@@ -150,6 +150,9 @@ def server(
     print(f"SOS API server listening on {url}  (API docs: {url}/api/v1/docs)")
     print(f"  web UI: {url}/ui/")
     print(f"  backend: {settings.backend}   data dir: {settings.data_dir}   database: {db}")
+    router = getattr(state.backend, "router", None)  # the local backend's shared router
+    if router is not None:
+        print(f"  services: {router.service_url('NAME')}/  (router metrics: /metrics there)")
     token = state.admin_token
     if token is not None and token.from_env:
         print("  admin token: the one in SOS_ADMIN_TOKEN")
