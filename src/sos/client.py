@@ -43,6 +43,7 @@ from sos.models import (
     Role,
     Route,
     Service,
+    ServiceMetrics,
     ServiceSpec,
     Token,
     TokenCreated,
@@ -258,6 +259,22 @@ class Client:
     def history(self, name: str, limit: int = 100, before: int | None = None) -> list[HistoryEntry]:
         """Changes to a service, newest first."""
         return self._list(f"/services/{_q(name)}/history", HistoryEntry, limit=limit, before=before)
+
+    # ------------------------------------------------------------------ metrics
+
+    def metrics(
+        self, name: str, window: str | float = "5m", revision: str | int | None = None
+    ) -> ServiceMetrics:
+        """Per-revision requests/s, errors/s, p50/p99 latency and instances over the last
+        ``window`` (seconds, or ``"90s"``, ``"5m"``, up to ``"15m"``), as the server sampled
+        them from its backend; ``revision`` (3, "00003" or an id) narrows it to one.
+        ``available`` is False (with a ``message``) when the backend reports no metrics."""
+        params: dict[str, Any] = {
+            "window": f"{window:g}" if isinstance(window, int | float) else window
+        }
+        if revision is not None:
+            params["revision"] = _ref(name, revision)
+        return self._get(f"/services/{_q(name)}/metrics", ServiceMetrics, **params)
 
     # ------------------------------------------------------------------ logs
 

@@ -43,13 +43,16 @@ __all__ = [
     "Instances",
     "Language",
     "LogRecord",
+    "MetricsPoint",
     "Resources",
     "Revision",
+    "RevisionSeries",
     "RevisionSpec",
     "RevisionStatus",
     "Role",
     "Route",
     "Service",
+    "ServiceMetrics",
     "ServiceSpec",
     "ServiceStatus",
     "Token",
@@ -619,3 +622,61 @@ class LogRecord(_Model):
     instance: str
     stream: str = Field(description="stdout, stderr or platform")
     text: str
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+class MetricsPoint(_Model):
+    """One sampling interval of one revision, ending at ``at``."""
+
+    at: float = Field(description="End of the interval, Unix time in seconds")
+    requests_per_second: float
+    errors_per_second: float = Field(description="5xx answers and requests without an answer")
+    p50_ms: float | None = Field(description="Median latency; null without requests")
+    p99_ms: float | None = Field(description="99th percentile latency; null without requests")
+    in_flight: int
+    instances_running: int | None = None
+    instances_ready: int | None = None
+
+
+class RevisionSeries(_Model):
+    """One revision's points and totals over the window."""
+
+    revision: str
+    points: list[MetricsPoint]
+    requests: int = Field(description="Requests answered within the window")
+    errors: int = Field(description="Errors within the window")
+    p50_ms: float | None = Field(description="Median latency over the whole window")
+    p99_ms: float | None = Field(description="99th percentile latency over the whole window")
+    instances: Instances | None = Field(description="Instances at the latest sample")
+
+    @property
+    def latest(self) -> MetricsPoint | None:
+        """The newest point (the current rates), or None without any."""
+        return self.points[-1] if self.points else None
+
+
+class ServiceMetrics(_Model):
+    """What ``GET /api/v1/services/{name}/metrics`` returns (``Client.metrics``)."""
+
+    service: str
+    window_seconds: float
+    interval_seconds: float = Field(description="How often the server samples the backend")
+    step_seconds: float = Field(
+        description="The span of one point: the interval, or several merged for long windows"
+    )
+    retention_seconds: float = Field(description="How far back the server keeps samples")
+    now: float = Field(description="The server's time, Unix seconds")
+    available: bool = Field(description="False when the backend reports no metrics")
+    message: str | None = None
+    revisions: list[RevisionSeries]
+
+    def revision(self, ref: str | int) -> RevisionSeries | None:
+        """The series of one revision (a number, ``"00003"`` or an id), or None without
+        samples of it in the window."""
+        try:
+            wanted = normalize_revision_ref(self.service, ref)
+        except ValueError:
+            return None
+        return next((r for r in self.revisions if r.revision == wanted), None)

@@ -7,12 +7,12 @@ import sos
 EXPECTED = {
     "Artifact", "ArtifactMetadata", "AuthenticationError", "Autoscaling", "BackendError",
     "Client", "Condition", "ConflictError", "EnvVar", "GunicornConfig", "HealthCheck",
-    "HistoryEntry", "Instances", "LogRecord", "NotFoundError", "NotReadyError",
+    "HistoryEntry", "Instances", "LogRecord", "MetricsPoint", "NotFoundError", "NotReadyError",
     "PayloadTooLargeError", "PermissionDeniedError", "Resources", "Revision",
-    "RevisionFailedError", "RevisionSpec", "RevisionStatus", "Route", "SOSError",
-    "ServerError", "ServerUnavailableError", "Service", "ServiceSpec", "ServiceStatus",
-    "Token", "TokenCreated", "TokenSpec", "TrafficRoute", "TrafficTarget", "ValidationError",
-    "__version__", "normalize_revision_ref",
+    "RevisionFailedError", "RevisionSeries", "RevisionSpec", "RevisionStatus", "Route",
+    "SOSError", "ServerError", "ServerUnavailableError", "Service", "ServiceMetrics",
+    "ServiceSpec", "ServiceStatus", "Token", "TokenCreated", "TokenSpec", "TrafficRoute",
+    "TrafficTarget", "ValidationError", "__version__", "normalize_revision_ref",
 }  # fmt: skip
 
 

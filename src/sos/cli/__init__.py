@@ -54,6 +54,7 @@ _COMMAND_MODULES: list[str] = [
     "build",
     "logs",
     "export",
+    "metrics",
 ]
 
 

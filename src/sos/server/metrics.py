@@ -8,6 +8,9 @@ within histogram buckets, like Prometheus' ``histogram_quantile``), in-flight re
 and instances running/ready. A counter that went down (the backend restarted) counts
 from zero again, as Prometheus' ``rate`` does.
 
+The answer's models (``ServiceMetrics``, ``RevisionSeries``, ``MetricsPoint``) live in
+``sos.models``, shared with ``Client.metrics`` and ``sos metrics``.
+
 Nothing is stored on disk: after a server restart the charts start empty. A backend that
 does not implement ``metrics`` (Knative: there the numbers live in the cluster's
 Prometheus) is answered with ``available: false`` and a message the UI shows.
@@ -31,11 +34,10 @@ from itertools import pairwise
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from sos.errors import ServerUnavailableError, ValidationError
-from sos.models import Instances
+from sos.models import Instances, MetricsPoint, RevisionSeries, ServiceMetrics
 from sos.runtime.base import Backend, RevisionMetricsSample
 from sos.server.auth import Principal
 from sos.server.errors import ERROR_RESPONSES
@@ -63,48 +65,6 @@ DEFAULT_WINDOW = "5m"
 MAX_POINTS = 200
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600}
-
-
-# --------------------------------------------------------------------------- wire models
-
-
-class MetricsPoint(BaseModel):
-    """One sampling interval of one revision, ending at ``at``."""
-
-    at: float = Field(description="End of the interval, Unix time in seconds")
-    requests_per_second: float
-    errors_per_second: float = Field(description="5xx answers and requests without an answer")
-    p50_ms: float | None = Field(description="Median latency; null without requests")
-    p99_ms: float | None = Field(description="99th percentile latency; null without requests")
-    in_flight: int
-    instances_running: int | None = None
-    instances_ready: int | None = None
-
-
-class RevisionSeries(BaseModel):
-    revision: str
-    points: list[MetricsPoint]
-    requests: int = Field(description="Requests answered within the window")
-    errors: int = Field(description="Errors within the window")
-    p50_ms: float | None = Field(description="Median latency over the whole window")
-    p99_ms: float | None = Field(description="99th percentile latency over the whole window")
-    instances: Instances | None = Field(description="Instances at the latest sample")
-
-
-class ServiceMetrics(BaseModel):
-    """What ``GET /api/v1/services/{name}/metrics`` returns."""
-
-    service: str
-    window_seconds: float
-    interval_seconds: float = Field(description="How often the server samples the backend")
-    step_seconds: float = Field(
-        description="The span of one point: the interval, or several merged for long windows"
-    )
-    retention_seconds: float = Field(description="How far back the server keeps samples")
-    now: float = Field(description="The server's time, Unix seconds")
-    available: bool = Field(description="False when the backend reports no metrics")
-    message: str | None = None
-    revisions: list[RevisionSeries]
 
 
 # --------------------------------------------------------------------------- the math
