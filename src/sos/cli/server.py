@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
+from typing import IO
 
 import typer
 import uvicorn
@@ -39,6 +42,36 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def _lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold ``<data dir>/server.lock`` for as long as this process runs (the kernel lets go
+    when it ends, even on SIGKILL): two servers on one data dir would both manage the same
+    instances. The file holds the pid of the server that has it."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle = (data_dir / "server.lock").open("a+", encoding="utf-8")
+    except OSError as exc:
+        raise fail(
+            f"cannot write to the data dir {data_dir} ({exc.strerror}); make it writable, "
+            "free some space, or choose another with --data-dir / SOS_DATA_DIR"
+        ) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        raise fail(
+            f"another sos server{f' (pid {holder})' if holder.isdigit() else ''} is using the "
+            f"data dir {data_dir}; stop it first, or give this one its own --data-dir",
+            EXIT_USAGE,
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -140,6 +173,7 @@ def server(
         raise fail(f"{flags}: only with --backend knative", EXIT_USAGE)
     settings.backend_options.update(given)
 
+    lock = _lock_data_dir(settings.data_dir)  # noqa: F841 - held until the process ends
     sock = _bind(settings.host, settings.port)
     application = create_app(settings)
     state = application.state.sos

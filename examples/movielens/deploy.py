@@ -1,0 +1,39 @@
+"""Deploy the MovieLens recommender with SOS: ``sos deploy examples/movielens/deploy.py``.
+
+One artifact serves either pipeline: ``MOVIELENS_VERSION`` on the revision picks v1 or v2,
+so ``MOVIELENS_VERSION=v2 sos deploy examples/movielens/deploy.py`` makes a revision of the
+same artifact that serves v2. The artifact is the one ``sos build examples/movielens --push``
+made: its name and version are read from ``pyproject.toml`` (bump the version there when the
+code changes: a pushed version never changes its bytes), or ``ARTIFACT_VERSION`` names
+another version of it.
+
+The data is not in the artifact: ``MOVIELENS_DIR`` names the folder with ``movies.csv`` and
+``ratings.csv`` (default: ``../shared/data/movielens-small`` beside the repository).
+"""
+
+import os
+import tomllib
+from pathlib import Path
+
+from sos import Artifact, Autoscaling, EnvVar, HealthCheck, Revision, Service
+
+HERE = Path(__file__).resolve().parent
+PROJECT = tomllib.loads((HERE / "pyproject.toml").read_text())["project"]
+VERSION = os.environ.get("MOVIELENS_VERSION", "v1")
+if VERSION not in ("v1", "v2"):
+    raise ValueError(f"MOVIELENS_VERSION={VERSION!r}: the example has pipelines v1 and v2")
+DATA = os.environ.get("MOVIELENS_DIR") or str(HERE.parents[2] / "shared/data/movielens-small")
+
+service = Service(name="movielens", team="recs", description="MovieLens recommender (Flight)")
+revision = Revision(
+    artifact=Artifact(
+        name=PROJECT["name"], version=os.environ.get("ARTIFACT_VERSION") or PROJECT["version"]
+    ),
+    env_vars=[
+        EnvVar(id="MOVIELENS_VERSION", value=VERSION),
+        EnvVar(id="MOVIELENS_DIR", value=str(Path(DATA).resolve())),
+    ],
+    health_check=HealthCheck(liveness_probe="/healthz", readiness_probe="/readyz"),
+    autoscaling=Autoscaling(min_scale=1, max_scale=3, target_concurrency=20),
+    description=f"pipeline {VERSION}",
+)
