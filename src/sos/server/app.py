@@ -79,6 +79,8 @@ class ServerState:
         clock: Callable[[], datetime] | None = None,
     ) -> ServerState:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # absolute: instances run in <data dir>/runtime and open their artifacts by path
+        settings.data_dir = settings.data_dir.resolve()
         if store is None:
             store = Store(settings.resolved_database_url, **({"clock": clock} if clock else {}))
         store.migrate()
