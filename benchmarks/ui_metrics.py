@@ -23,9 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
-import shutil
 import socket
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -42,6 +42,9 @@ from sos.runtime.fake import FakeBackend
 from sos.server.app import ServerState, create_app
 from sos.server.metrics import MetricsSampler
 from sos.ui import load_assets
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests._browser import launch, missing  # the tests' Chromium and its flags
 
 BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf"))
 
@@ -110,15 +113,13 @@ def serve(state: ServerState) -> tuple[uvicorn.Server, str]:
 
 
 def page_load(url: str, token: str) -> float | None:
-    if shutil.which("chromium") is None:
+    if missing() is not None:
         return None
     from playwright.sync_api import sync_playwright
 
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
     loads = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        browser = launch(p)
         for _ in range(5):
             context = browser.new_context()
             context.add_init_script(f"sessionStorage.setItem('sos.token', {token!r})")

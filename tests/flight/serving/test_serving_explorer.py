@@ -5,37 +5,22 @@ Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from serving_helpers import ServerThread
 
 import flight
 import flight.operators as fo
 from flight import Pipeline, TableProvider, register_provider
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian's chromium"),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # the browser: tests/conftest.py
 
 Serve = Callable[[Any], ServerThread]
 
@@ -87,14 +72,6 @@ def url(serve: Serve) -> str:
     app.serve_pipeline(POPULAR)
     app.serve_pipeline(TOP_RATED)
     return serve(app).url + "/explorer/"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -1,42 +1,18 @@
-"""Fixtures for the web UI tests: headless Chromium (Debian's, through Playwright), a page
-that fails the test on any JavaScript error, a signed-in session, and screenshots kept
-under ``test-artifacts/ui/``."""
+"""Fixtures for the web UI tests: pages of headless Chromium (the ``browser`` fixture of
+``tests/conftest.py``) that fail the test on any JavaScript error, signing in, and
+screenshots kept under ``test-artifacts/ui/``."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "ui"
 WIDE = {"width": 1280, "height": 900}
 NARROW = {"width": 390, "height": 844}
-
-needs_chromium = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason="needs Debian's chromium (scripts/setup installs it)"
-)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
-
 
 NewPage = Callable[..., Page]
 

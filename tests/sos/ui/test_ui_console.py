@@ -10,11 +10,11 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Page, expect
 from tests.sos.conftest import RunningServer
-from tests.sos.ui.conftest import NARROW, NewPage, needs_chromium, shot, sign_in
+from tests.sos.ui.conftest import NARROW, NewPage, shot, sign_in
 
 from sos.models import RevisionSpec, ServiceSpec
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 DIGEST_1 = "sha256:" + "1a" * 32
 DIGEST_2 = "sha256:" + "2b" * 32

@@ -13,12 +13,12 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 from tests.sos.runtime.harness import APPS, TOKEN, ServerProcess, kill_instances, publish
-from tests.sos.ui.conftest import NARROW, NewPage, needs_chromium, shot, sign_in
+from tests.sos.ui.conftest import NARROW, NewPage, shot, sign_in
 
 from sos.client import Client
 from sos.models import RevisionSpec, ServiceSpec
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_chromium]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TO_REVISION_2 = 24  # 20 through the 50/50 split, 2 slow ones, /sick and a failing /live
 
