@@ -186,10 +186,19 @@ class Client:
 
     # ------------------------------------------------------------------ revisions
 
-    def create_revision(self, name: str, revision: Revision | RevisionSpec) -> Revision:
-        """Create a new immutable revision of ``name``; returns it with its id."""
+    def create_revision(
+        self, name: str, revision: Revision | RevisionSpec, *, dry_run: bool = False
+    ) -> Revision:
+        """Create a new immutable revision of ``name``; returns it with its id. With
+        ``dry_run`` the server checks everything (is the artifact pushed?) and writes
+        nothing; ``name`` need not exist yet."""
         body = revision.spec().model_dump(mode="json")
-        response = self._request("POST", f"/services/{_q(name)}/revisions", json_body=body)
+        response = self._request(
+            "POST",
+            f"/services/{_q(name)}/revisions",
+            json_body=body,
+            params={"dry_run": "true"} if dry_run else None,
+        )
         return Revision.model_validate(response.json())
 
     def list_revisions(self, name: str) -> list[Revision]:

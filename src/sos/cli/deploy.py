@@ -41,7 +41,7 @@ from sos.cli._output import (
 )
 from sos.cli.services import short
 from sos.client import Client
-from sos.errors import NotFoundError, ValidationError
+from sos.errors import ConflictError, NotFoundError, ValidationError
 from sos.models import (
     Revision,
     RevisionSpec,
@@ -52,7 +52,7 @@ from sos.models import (
     normalize_revision_ref,
 )
 
-__all__ = ["DeployPlan", "load_deploy_file", "plan_steps", "same_spec"]
+__all__ = ["DeployPlan", "check_before_writing", "load_deploy_file", "plan_steps", "same_spec"]
 
 _KINDS: dict[str, tuple[type[Any], ...]] = {
     "service": (ServiceSpec,),
@@ -217,6 +217,46 @@ def plan_steps(c: Client, plan: DeployPlan, force: bool = False) -> list[str]:
     return steps
 
 
+def check_before_writing(c: Client, plan: DeployPlan) -> None:
+    """Ask the server, before anything is written, about everything it would refuse after
+    the service was applied (a revision it would not create, e.g. of an artifact never
+    pushed, asked as a dry run; traffic naming revisions that do not exist), so that a
+    refused deploy leaves nothing half-applied behind."""
+    name = plan.service.name
+    if plan.revision is not None:
+        try:
+            c.create_revision(name, plan.revision, dry_run=True)
+        except (NotFoundError, ConflictError, ValidationError) as exc:
+            raise type(exc)(
+                f"{plan.source}: revision: {exc.message.rstrip('.')}. Nothing was changed.",
+                details=exc.details,
+            ) from None
+    if plan.traffic is not None:
+        try:
+            existing = {r.id for r in c.list_revisions(name)}
+        except NotFoundError:
+            existing = set()
+        for index, route in enumerate(plan.traffic.routes):
+            if route.revision == "latest":
+                if plan.revision is None and not existing:
+                    raise ValidationError(
+                        f"{plan.source}: traffic[{index}] names revision 'latest' but service "
+                        f"{name!r} has none yet and the file makes none. Nothing was changed."
+                    )
+                continue
+            try:
+                wanted = normalize_revision_ref(name, route.revision)
+            except ValueError as exc:
+                raise ValidationError(f"{plan.source}: traffic[{index}]: {exc}") from None
+            if wanted not in existing:
+                raise ValidationError(
+                    f"{plan.source}: traffic[{index}]: service {name!r} has no revision "
+                    f"{short(wanted)}; list them with `sos revisions {name}`. Nothing was "
+                    "changed.",
+                    details={"field": f"traffic[{index}].revision"},
+                )
+
+
 def _resolve_latest(route: TrafficRoute, latest: str | None) -> TrafficRoute:
     routes = []
     for r in route.routes:
@@ -244,6 +284,7 @@ def deploy(
     plan = load_deploy_file(file)
     if dry_run:
         with client() as c:
+            check_before_writing(c, plan)
             steps = plan_steps(c, plan, force)
         if as_json:
             emit_json({"file": str(file), "steps": steps})
@@ -255,6 +296,7 @@ def deploy(
     created: Revision | None = None
     reused: Revision | None = None
     with client() as c:
+        check_before_writing(c, plan)
         service = c.apply(plan.service)
         if not as_json:
             console.print(f"service {name} (team {service.team}) applied")

@@ -132,9 +132,20 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ revisions
 
-    def create_revision(self, token: Token, name: str, spec: RevisionSpec) -> Revision:
-        service = self.store.get_service(name)
-        can_write(token, service.team, f"service {name!r}")
+    def create_revision(
+        self, token: Token, name: str, spec: RevisionSpec, *, dry_run: bool = False
+    ) -> Revision:
+        """Create a revision. ``dry_run`` checks everything (the artifact above all) and
+        writes nothing; the service need not exist yet (``sos deploy`` asks this before it
+        applies a new service, so that a refused deploy leaves nothing behind)."""
+        try:
+            service: Service | None = self.store.get_service(name)
+        except NotFoundError:
+            if not dry_run:
+                raise
+            service = None
+        if service is not None:
+            can_write(token, service.team, f"service {name!r}")
         spec = spec.spec()
         if self.resolver is not None:
             metadata = self.resolver.resolve(spec.artifact)
@@ -147,6 +158,8 @@ class ControlPlane:
                 )
             artifact = spec.artifact.model_copy(update={"digest": metadata.digest})
             spec = spec.model_copy(update={"artifact": artifact})
+        if dry_run:
+            return Revision.model_validate({**spec.model_dump(), "service": name})
 
         revision = self.store.create_revision(
             name,

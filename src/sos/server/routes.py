@@ -158,9 +158,22 @@ def list_revisions(request: Request, token: Principal, name: ServiceName) -> lis
     summary="Create a new immutable revision (the first one gets 100% of traffic)",
 )
 def create_revision(
-    request: Request, token: Principal, name: ServiceName, spec: RevisionSpec
+    request: Request,
+    response: Response,
+    token: Principal,
+    name: ServiceName,
+    spec: RevisionSpec,
+    dry_run: Annotated[
+        bool,
+        Query(
+            description="Check everything (the artifact above all) and write nothing: 200 "
+            "with the revision as it would be; the service need not exist yet"
+        ),
+    ] = False,
 ) -> Revision:
-    return _control(request).create_revision(token, name, spec)
+    if dry_run:
+        response.status_code = status.HTTP_200_OK
+    return _control(request).create_revision(token, name, spec, dry_run=dry_run)
 
 
 @router.get("/services/{name}/revisions/{ref}", tags=["revisions"], summary="One revision")

@@ -250,6 +250,31 @@ def test_revision_resolves_the_artifact_to_its_digest(
         assert len(api.list_revisions("recs")) == 1
 
 
+def test_revision_dry_run_resolves_the_artifact_and_writes_nothing(
+    store_server: RunningServer, tmp_path: Path
+) -> None:
+    path = make_artifact(tmp_path, "recs", "1.0.0", b"bundle")
+    with store_server.client() as api:
+        pushed = api.push_artifact(path)
+        # the service need not exist yet: `sos deploy` asks this before applying one
+        checked = api.create_revision(
+            "new-svc", RevisionSpec(artifact=Artifact(name="recs", version="1.0.0")), dry_run=True
+        )
+        assert checked.artifact.digest == pushed.digest and checked.id is None
+        with pytest.raises(NotFoundError, match=r"recs 2.0.0 is not in the artifact store"):
+            api.create_revision(
+                "new-svc",
+                RevisionSpec(artifact=Artifact(name="recs", version="2.0.0")),
+                dry_run=True,
+            )
+        assert [s.name for s in api.list_services()] == []
+        api.apply(ServiceSpec(name="new-svc", team="team-a"))
+        api.create_revision(
+            "new-svc", RevisionSpec(artifact=Artifact(name="recs", version="1.0.0")), dry_run=True
+        )
+        assert api.list_revisions("new-svc") == []
+
+
 def test_blob_download_of_an_unknown_digest_is_a_404(store_server: RunningServer) -> None:
     answer = httpx.get(
         f"{store_server.url}/api/v1/blobs/sha256:{'0' * 64}",
