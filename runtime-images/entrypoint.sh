@@ -16,9 +16,15 @@
 #   SOS_DOWNLOAD_ATTEMPTS  tries before giving up (default 3, one second apart)
 #   PORT, HOST             where the artifact listens (default 8080 and 0.0.0.0)
 #   SOS_MEMORY_BYTES       the memory limit: a JVM gets -Xmx of three quarters of it
+#   SHIV_ROOT              where a Python artifact (a shiv zipapp) unpacks its packages
+#
+# A Python artifact built by `sos build` is prepared before it starts: shiv unpacks its
+# packages into $SHIV_ROOT (SOS_PREPARE_ONLY=1 python3 ARTIFACT, as the local runtime does
+# once per artifact), so an unpack that fails is told here, not by a half-started app.
 #
 # Exit codes: 64 bad configuration, 65 digest mismatch (refused to start),
-#             69 download failed, 127 a needed program is missing from the image.
+#             69 download failed, 70 preparing a Python artifact failed,
+#             127 a needed program is missing from the image.
 set -eu
 
 say() { printf 'sos-entrypoint: %s\n' "$*" >&2; }
@@ -214,5 +220,15 @@ jvm)
     ;;
 esac
 command -v "$1" >/dev/null 2>&1 || die 127 "$1 is not installed in this image: it runs $language artifacts"
+if [ "$language" = python ] && "$1" -c '
+import json, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as archive:
+    env = json.loads(archive.read("environment.json"))
+sys.exit(0 if env.get("entry_point") == "_sos_launcher:main" else 1)' "$artifact" 2>/dev/null; then
+    say "preparing the artifact: unpacking its Python packages into ${SHIV_ROOT:-~/.shiv}"
+    SOS_PREPARE_ONLY=1 "$1" "$artifact" ||
+        die 70 "preparing the artifact failed (SOS_PREPARE_ONLY=1 $1 $artifact): see the" \
+            "lines above; check that SHIV_ROOT is writable and has space"
+fi
 say "starting ${SOS_REVISION:-the artifact} ($language) on $HOST:$PORT"
 exec "$@"

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from knative_pods import (
     ENTRYPOINT,
+    PYTHON_APP,
     Started,
     build_python,
     digest_of,
@@ -418,6 +420,67 @@ def test_a_verified_download_is_reused_after_a_restart(
     second = entrypoint(env)
     second.answer()
     assert len(store.requests) == 1
+
+
+LAUNCHER = """
+import os, runpy
+
+def main():
+    with open(os.environ["STEPS"], "a") as steps:
+        steps.write("prepare\\n" if os.environ.get("SOS_PREPARE_ONLY") else "serve\\n")
+    if os.environ.get("SOS_PREPARE_ONLY"):
+        raise SystemExit(int(os.environ.get("PREPARE_EXIT", "0")))
+    runpy.run_module("echo_app", run_name="__main__")
+"""
+
+
+def build_shiv_python(tmp: Path) -> bytes:
+    """A shiv zipapp with the SOS launcher's entry point (as `sos build` makes), whose
+    launcher notes each step in $STEPS and then serves the echo app."""
+    site = tmp / "site"
+    site.mkdir()
+    (site / "_sos_launcher.py").write_text(LAUNCHER)
+    (site / "echo_app.py").write_text(PYTHON_APP)
+    shiv = Path(sys.executable).parent / "shiv"
+    out = tmp / "app.pyz"
+    argv = [str(shiv), "--site-packages", str(site), "-e", "_sos_launcher:main"]
+    subprocess.run([*argv, "-o", str(out), "--reproducible"], check=True, timeout=120)
+    return out.read_bytes()
+
+
+def shiv_env(tmp_path: Path, store: ArtifactStore, **extra: str) -> dict[str, str]:
+    """The environment of a pod running a shiv artifact served by ``store``."""
+    data = build_shiv_python(tmp_path)
+    digest = digest_of(data)
+    store.blobs[digest] = data
+    return {
+        "SOS_ARTIFACT_DIGEST": digest,
+        "SOS_ARTIFACT_URL": store.url(digest),
+        "SOS_ARTIFACT_LANGUAGE": "python",
+        "SHIV_ROOT": str(tmp_path / "shiv"),
+        "STEPS": str(tmp_path / "steps"),
+        **extra,
+    }
+
+
+def test_python_shiv_artifact_is_prepared_before_it_starts(
+    tmp_path: Path, store: ArtifactStore, entrypoint: Any
+) -> None:
+    seen = entrypoint(shiv_env(tmp_path, store)).answer()
+    assert (tmp_path / "steps").read_text().split() == ["prepare", "serve"]
+    root = tmp_path / "shiv"
+    assert list(root.glob("*/site-packages/echo_app.py"))  # unpacked where it serves from
+    assert seen["env"]["SHIV_ROOT"] == str(root)
+    assert "SOS_PREPARE_ONLY" not in seen["env"]
+
+
+def test_python_artifact_that_cannot_be_prepared_does_not_start(
+    tmp_path: Path, store: ArtifactStore, entrypoint: Any
+) -> None:
+    code, err = refused(entrypoint(shiv_env(tmp_path, store, PREPARE_EXIT="3")))
+    assert code == 70
+    assert "preparing the artifact failed (SOS_PREPARE_ONLY=1" in err
+    assert (tmp_path / "steps").read_text().split() == ["prepare"]
 
 
 # --------------------------------------------------------------------------- Dockerfiles

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from tests.sos.runtime.harness import APPS, digest_of, metadata_for
 
+import sos.build._launcher
 from sos.models import ArtifactMetadata, Revision, Service, TrafficRoute, revision_id
 from sos.runtime.base import DesiredService
 
@@ -32,6 +34,27 @@ def hello_pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("artifacts") / "hello.pyz"
     zipapp.create_archive(APPS / "hello", target, interpreter="/usr/bin/env python3")
     return target
+
+
+def build_shiv(target: Path, launcher: str | None = None) -> Path:
+    """A shiv zipapp like `sos build` makes (the SOS launcher as its entry point) that runs
+    the stdlib test app as its command; ``launcher`` replaces the launcher's source."""
+    site = target.with_suffix(".site")
+    shutil.copytree(APPS / "hello", site / "hello_app")
+    source = Path(sos.build._launcher.__file__).read_text()
+    (site / "_sos_launcher.py").write_text(launcher or source)
+    config = {"interface": "command", "command": "python -m hello_app", "name": "hello"}
+    (site / "_sos_launcher.json").write_text(json.dumps(config))
+    shiv = Path(sys.executable).parent / "shiv"
+    argv = [str(shiv), "--site-packages", str(site), "-e", "_sos_launcher:main"]
+    subprocess.run([*argv, "-o", str(target), "--reproducible"], check=True, timeout=120)
+    return target
+
+
+@pytest.fixture(scope="session")
+def hello_shiv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test app as a shiv zipapp with the SOS launcher: prepared before it starts."""
+    return build_shiv(tmp_path_factory.mktemp("artifacts") / "hello-shiv.pyz")
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,8 @@ from itertools import accumulate
 from pathlib import Path
 
 from sos.errors import ValidationError
-from sos.models import Instances
+from sos.launch import launch_command
+from sos.models import ArtifactMetadata, Instances
 from sos.runtime.base import (
     Backend,
     DesiredService,
@@ -36,8 +37,14 @@ from sos.runtime.local.limits import Limiter
 from sos.runtime.local.logs import LogStore
 from sos.runtime.local.metrics import BUCKETS
 from sos.runtime.local.plan import Current, Deploy, Fail, Retire, Scale, SetRoute, plan
+from sos.runtime.local.prepare import Preparer
 from sos.runtime.local.router import Endpoint, RevisionTarget, Router, RoutingTable, ServiceRoute
-from sos.runtime.local.supervisor import RevisionRuntime, Supervisor, runtime_for
+from sos.runtime.local.supervisor import (
+    RevisionRuntime,
+    Supervisor,
+    inherited_env,
+    runtime_for,
+)
 
 __all__ = ["LocalBackend", "create_backend"]
 
@@ -73,6 +80,9 @@ class LocalBackend(Backend):
         self.clock = clock
         runtime_dir = data_dir / "runtime"
         self.log_store = LogStore(runtime_dir / "logs")
+        #: where Python artifacts unpack, once per artifact (see ``prepare.py``)
+        self.shiv_root = runtime_dir / "shiv"
+        self.preparer = Preparer(self.shiv_root, self.log_store)
         self.limiter = Limiter()
         self.supervisor = Supervisor(
             runtime_dir,
@@ -107,6 +117,7 @@ class LocalBackend(Backend):
         self._task: asyncio.Task[None] | None = None
         self._next_autoscale = 0.0
         self._lock = asyncio.Lock()
+        self._prepares: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle
 
@@ -131,6 +142,7 @@ class LocalBackend(Backend):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self.preparer.close()
         await self.router.close()
         if self.stop_on_close:
             await self.supervisor.stop_all()
@@ -214,9 +226,8 @@ class LocalBackend(Backend):
             # initial_scale 0: nothing was started, so there is nothing to wait for
             message = "no instance until the first request (initial_scale 0)"
             return ObservedRevision(runtime.id, True, "Ready", message, instances, url)
-        return ObservedRevision(
-            runtime.id, False, "Deploying", runtime.message or "starting", instances, url
-        )
+        why = runtime.hold or runtime.message or "starting"
+        return ObservedRevision(runtime.id, False, "Deploying", why, instances, url)
 
     async def delete(self, name: str) -> None:
         async with self._lock:
@@ -357,9 +368,16 @@ class LocalBackend(Backend):
             marker=self.supervisor.marker,
             limiter=self.limiter,
             host=self.router.host,
+            shiv_root=self.shiv_root,
         )
         again = action.revision in self.supervisor.known
         runtime = self.supervisor.deploy(runtime)
+        if artifact.language == "python":
+            # unpack once, in the background, before the first instance starts
+            runtime.hold = "preparing the artifact (unpacking its Python packages once)"
+            task = asyncio.ensure_future(self._prepare(runtime, artifact, path))
+            self._prepares.add(task)
+            task.add_done_callback(self._prepares.discard)
         adopted = len(runtime.instances)
         # a revision that comes back after a restart keeps its adopted instances, and does
         # not get its initial scale a second time (the autoscaler applies min_scale)
@@ -377,6 +395,27 @@ class LocalBackend(Backend):
             artifact.language,
             runtime.wanted,
         )
+
+    async def _prepare(
+        self, runtime: RevisionRuntime, artifact: ArtifactMetadata, path: Path
+    ) -> None:
+        problem = await self.preparer.prepare(
+            artifact.digest,
+            launch_command(artifact, path),
+            inherited_env(os.environ),
+            service=runtime.service,
+            revision=runtime.id,
+        )
+        if self.supervisor.revisions.get(runtime.id) is not runtime:
+            return  # retired meanwhile
+        if problem is None:
+            runtime.hold = None
+        else:
+            runtime.hold = problem
+            runtime.failed = True
+            runtime.reason, runtime.message = "PrepareFailed", problem
+        self._changed()
+        self._changed_service(runtime.service)
 
     # ---- autoscaling and the activator
 

@@ -103,6 +103,8 @@ class RevisionRuntime:
     failed: bool = False
     reason: str = "Deploying"
     message: str | None = None
+    #: why no instance may start yet (the artifact is being prepared), else None
+    hold: str | None = None
 
     @property
     def id(self) -> str:
@@ -138,7 +140,6 @@ INHERITED_ENV = frozenset(
         "LANGUAGE",
         "TZ",
         "TMPDIR",
-        "SHIV_ROOT",
         "JAVA_HOME",
         "SSL_CERT_FILE",
         "SSL_CERT_DIR",
@@ -161,11 +162,15 @@ def runtime_for(
     marker: str,
     limiter: Limiter,
     host: str = "127.0.0.1",
+    shiv_root: Path | None = None,
 ) -> RevisionRuntime:
-    """A runtime that starts ``revision`` from the artifact file at ``path``."""
+    """A runtime that starts ``revision`` from the artifact file at ``path``; Python
+    artifacts unpack into ``shiv_root`` (the same for every instance, so they unpack once)."""
     limits = Limits.of(revision.resources.memory, revision.resources.cpu)
     base = inherited_env(os.environ)
     base["SOS_RUNTIME"] = marker
+    if shiv_root is not None:
+        base["SHIV_ROOT"] = str(shiv_root)
 
     def argv(port: int) -> tuple[list[str], dict[str, str]]:
         command = launch_command(artifact, path, memory=revision.resources.memory)
@@ -387,7 +392,8 @@ class Supervisor:
     async def _scale(self, runtime: RevisionRuntime, now: float) -> bool:
         live = runtime.live()
         changed = False
-        if len(live) < runtime.wanted and runtime.argv is not None and now >= runtime.next_start:
+        startable = runtime.argv is not None and runtime.hold is None
+        if len(live) < runtime.wanted and startable and now >= runtime.next_start:
             for _ in range(runtime.wanted - len(live)):
                 await self._start(runtime)
             changed = True

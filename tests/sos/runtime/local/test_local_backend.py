@@ -7,63 +7,16 @@ import json
 import os
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import httpx
 import pytest
-from tests.sos.runtime.conftest import artifact_paths, make_desired
+from tests.sos.runtime.conftest import make_desired
+from tests.sos.runtime.local.conftest import FAST, get, ready, wait_for
 
-from sos.runtime.base import DesiredService, ObservedService
+from sos.runtime.base import DesiredService
 from sos.runtime.local.backend import LocalBackend
 from sos.runtime.local.supervisor import Instance
-
-FAST = {"autoscaling": {"min_scale": 1, "initial_scale": 1}}
-
-
-@pytest.fixture
-async def backend_factory(
-    tmp_path: Path, hello_pyz: Path
-) -> AsyncIterator[Callable[..., Awaitable[LocalBackend]]]:
-    """``make(*more_artifacts, **options)``: a started LocalBackend on a free router port."""
-    made: list[LocalBackend] = []
-
-    async def make(*more: Path, **options: object) -> LocalBackend:
-        options.setdefault("startup_timeout", 20.0)
-        backend = LocalBackend(
-            tmp_path / "data",
-            artifact_path=artifact_paths(hello_pyz, *more),
-            router_port=0,
-            **options,  # type: ignore[arg-type]
-        )
-        await backend.start()
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.stop_on_close = True
-        await backend.close()
-
-
-async def wait_for(
-    backend: LocalBackend,
-    name: str,
-    check: Callable[[ObservedService], bool],
-    seconds: float = 30,
-) -> ObservedService:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        observed = await backend.observe(name)
-        if observed is not None and check(observed):
-            return observed
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out; last observed: {observed}")
-        await asyncio.sleep(0.05)
-
-
-def ready(revision: str) -> Callable[[ObservedService], bool]:
-    return lambda o: revision in o.revisions and o.revisions[revision].instances.ready >= 1
 
 
 async def serving(backend: LocalBackend, artifact: Path) -> Instance:
@@ -82,13 +35,6 @@ async def exit_code(instance: Instance) -> int | None:
             break
         await asyncio.sleep(0.05)
     return instance.process.returncode
-
-
-async def get(backend: LocalBackend, host: str, path: str = "/") -> httpx.Response:
-    async with httpx.AsyncClient(timeout=30) as client:
-        return await client.get(
-            f"http://127.0.0.1:{backend.router.port}{path}", headers={"Host": host}
-        )
 
 
 async def test_python_revision_becomes_ready_and_answers_through_the_router(
