@@ -121,15 +121,23 @@ class Client:
         content: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
+        request = self._http.build_request(
+            method,
+            API + path,
+            json=json_body,
+            content=content,
+            headers=headers,
+            params={k: v for k, v in (params or {}).items() if v is not None},
+        )
         try:
-            response = self._http.request(
-                method,
-                API + path,
-                json=json_body,
-                content=content,
-                headers=headers,
-                params={k: v for k, v in (params or {}).items() if v is not None},
-            )
+            try:
+                response = self._http.send(request)
+            except httpx.RemoteProtocolError:
+                # a kept-alive connection the server closed meanwhile (it does after
+                # refusing an upload it did not read): reads are safe to send once more
+                if method not in ("GET", "HEAD"):
+                    raise
+                response = self._http.send(request)
         except httpx.TransportError as exc:
             raise ServerUnavailableError(
                 f"cannot reach the SOS server at {self.url} ({exc.__class__.__name__}: {exc}); "

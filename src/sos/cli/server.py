@@ -6,6 +6,7 @@ import errno
 import fcntl
 import logging
 import os
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import typer
 import uvicorn
 from sqlalchemy.engine import make_url
 
+from sos.artifacts.base import human_size
 from sos.cli import app
 from sos.cli._output import EXIT_USAGE, fail, handle_errors
 from sos.config import ServerSettings
@@ -22,6 +24,9 @@ from sos.server.app import create_app
 from sos.server.backends import BACKENDS, DEFAULT_BACKEND
 
 __all__ = ["server"]
+
+#: below this much free space in the data dir, `sos server` refuses to start
+MIN_FREE_BYTES = 4 * 2**20
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -67,10 +72,23 @@ def _lock_data_dir(data_dir: Path) -> IO[str]:
             f"data dir {data_dir}; stop it first, or give this one its own --data-dir",
             EXIT_USAGE,
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        free = shutil.disk_usage(data_dir).free
+    except OSError as exc:
+        raise fail(
+            f"cannot write to the data dir {data_dir} ({exc.strerror}); make it writable, "
+            "free some space, or choose another with --data-dir / SOS_DATA_DIR"
+        ) from None
+    if free < MIN_FREE_BYTES:
+        raise fail(
+            f"the data dir {data_dir} has only {human_size(free)} free; the server needs at "
+            f"least {human_size(MIN_FREE_BYTES)} for its database, artifacts and logs: free "
+            "some space, or choose another with --data-dir / SOS_DATA_DIR"
+        )
     return handle
 
 

@@ -2,12 +2,16 @@
 
 ``SOSError`` subclasses map to their status; request validation errors become a 422 that
 names the field; unknown paths and methods keep their 404/405; anything unexpected is logged
-with its traceback and answered with a 500 in the same shape (never a stack trace).
+with its traceback and answered with a 500 in the same shape (never a stack trace), except
+when the server's storage refused a write (a full disk, a read-only data dir): that is a 503
+saying so, and the transaction or upload it was part of left nothing behind.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sos.errors import (
@@ -23,11 +28,18 @@ from sos.errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
     ServerError,
+    ServerUnavailableError,
     SOSError,
     ValidationError,
 )
 
-__all__ = ["ERROR_RESPONSES", "ErrorBody", "ErrorDetail", "install_error_handlers"]
+__all__ = [
+    "ERROR_RESPONSES",
+    "ErrorBody",
+    "ErrorDetail",
+    "install_error_handlers",
+    "storage_problem",
+]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +91,34 @@ def validation_error(exc: RequestValidationError) -> ValidationError:
     return ValidationError(message or "the request is invalid", details={"errors": fields})
 
 
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+#: what SQLite and its drivers say when the file system refuses a write
+_STORAGE_MESSAGES = (
+    "database or disk is full",
+    "attempt to write a readonly database",
+    "disk i/o error",
+    "no space left on device",
+    "read-only file system",
+)
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """Why the server's storage refused a write, when that is what ``exc`` (or an exception
+    it came from) is: a full disk, a quota, a read-only file system. None otherwise."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _STORAGE_ERRNOS:
+            return os.strerror(current.errno).lower()
+        text = str(current).lower()
+        for message in _STORAGE_MESSAGES:
+            if message in text:
+                return message
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _response(error: SOSError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, AuthenticationError) else None
     return JSONResponse(error.to_payload(), status_code=error.status_code, headers=headers)
@@ -128,6 +168,26 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             error = ServerError(str(exc.detail))
         return _response(error)
+
+    async def _storage(request: Request, exc: Exception) -> JSONResponse:
+        # OSError and SQL errors land here rather than in the catch-all below (after which
+        # Starlette re-raises and the server logs a traceback): a full disk is not a bug
+        problem = storage_problem(exc)
+        if problem is None:
+            return await _unexpected(request, exc)
+        log.error(
+            "%s %s: the data dir refused a write (%s)", request.method, request.url.path, problem
+        )
+        return _response(
+            ServerUnavailableError(
+                f"the server cannot store anything right now ({problem}), so nothing was "
+                "changed; free space on the server's data dir (or make it writable) and retry",
+                details={"storage": problem},
+            )
+        )
+
+    app.add_exception_handler(OSError, _storage)
+    app.add_exception_handler(DBAPIError, _storage)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
