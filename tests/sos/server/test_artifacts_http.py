@@ -28,6 +28,7 @@ from sos.errors import (
     ValidationError,
 )
 from sos.models import Artifact, ArtifactMetadata, RevisionSpec, ServiceSpec
+from sos.runtime.fake import FakeBackend
 from sos.server import artifacts as plugin
 
 PROJECTS = Path(__file__).parents[1] / "build" / "projects"
@@ -316,19 +317,32 @@ def test_sos_build_push_then_a_revision_runs_the_pushed_digest(
     )
     assert again.returncode == 0 and "pushed flask-hello 1.0.0" in again.stdout
     local = subprocess.run(
-        [sos, "artifacts", "--local", "--json"], env=env, capture_output=True, text=True
+        [sos, "artifacts", "--local", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
+    assert local.returncode == 0, local.stderr
     assert json.loads(local.stdout)[0]["extra"]["pushed_to"] == store_server.url
     listed = subprocess.run(
-        [sos, "artifacts", "--json"], env=env, capture_output=True, text=True, timeout=60
+        [sos, "artifacts", "--json"], env=env, capture_output=True, text=True, timeout=120
     )
+    assert listed.returncode == 0, listed.stderr
     assert [a["digest"] for a in json.loads(listed.stdout)] == [built["digest"]]
     with store_server.client() as api:
         api.apply(ServiceSpec(name="hello", team="web"))
         revision = api.create_revision(
             "hello", RevisionSpec(artifact=Artifact(name="flask-hello", version="1.0.0"))
         )
-    assert revision.artifact.digest == built["digest"]
+        assert revision.artifact.digest == built["digest"]
+        # runs: the reconciler hands the backend the revision with that digest (in the
+        # background: wait for it, generously, as a loaded machine may take a while)
+        assert api.wait_ready("hello", revision.id or "", timeout=120).status.ready
+    backend = store_server.state.backend
+    assert isinstance(backend, FakeBackend)
+    (applied,) = backend.applied["hello"].revisions
+    assert (applied.id, applied.artifact.digest) == (revision.id, built["digest"])
     assert store_server.state.artifact_path is not None
     assert (
         store_server.state.artifact_path(built["digest"]).read_bytes()

@@ -66,7 +66,10 @@ def test_every_asset_the_page_loads_is_served_immutable_with_its_type(
         assert response.headers["etag"]
         if name.endswith(".js"):
             todo += re.findall(r'from "\./([\w-]+\.js)"', response.text)
-    assert {"api.js", "dom.js", "charts.js", "traffic.js", "service.js"} <= seen
+    assert {
+        "api.js", "dom.js", "charts.js", "traffic.js", "service.js", "forms.js",
+        "service_forms.js", "revision_form.js", "tokens.js",
+    } <= seen  # fmt: skip
 
 
 def test_asset_of_another_build_is_served_but_revalidated(http: httpx.Client) -> None:

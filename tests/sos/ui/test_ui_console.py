@@ -258,15 +258,24 @@ def test_reader_sees_everything_but_every_change_is_visibly_off(
     sign_in(page, shop.url, reader)
     expect(page.locator("#banner")).to_contain_text("Read-only.")
     expect(page.locator("#who")).to_contain_text("reader")
+    create = page.get_by_role("button", name="New service")
+    expect(create).to_be_disabled()
+    expect(create).to_have_attribute("aria-describedby", "ro-note")
+    expect(page.locator("#ro-note")).to_contain_text("so it cannot create services")
     open_service(page)
     expect(page.locator("tr[data-revision]")).to_have_count(2)
     note = page.locator("#ro-note")
     expect(note).to_contain_text("has the reader role")
-    for name in ("Edit traffic", "Roll back…"):
+    for name in ("Edit traffic", "Roll back…", "New revision", "Delete service…"):
         button = page.get_by_role("button", name=name)
         expect(button).to_be_disabled()
         expect(button).to_have_attribute("aria-describedby", "ro-note")
     shot(page, "service-read-only")
+    page.goto(f"{shop.url}/ui/#/services/shop/new-revision")  # typed in: still read-only
+    expect(page.get_by_role("heading", level=1, name="New revision of shop")).to_be_visible()
+    expect(page.locator("#ro-note")).to_contain_text("has the reader role")
+    expect(page.get_by_role("button", name="Create revision")).to_be_disabled()
+    page.goto(f"{shop.url}/ui/#/services/shop")
     page.get_by_role("link", name="History").click()
     expect(page.get_by_role("table", name="Change history")).to_contain_text("Service created")
     page.get_by_role("link", name="Metrics").click()
@@ -282,7 +291,8 @@ def test_writer_of_another_team_is_told_whose_service_it_is(
     expect(page.locator("#ro-note")).to_contain_text(
         "your token “bob” belongs to team search, and shop belongs to team recs"
     )
-    expect(page.get_by_role("button", name="Edit traffic")).to_be_disabled()
+    for name in ("Edit traffic", "New revision", "Delete service…"):
+        expect(page.get_by_role("button", name=name)).to_be_disabled()
 
 
 # --------------------------------------------------------------------------- the session

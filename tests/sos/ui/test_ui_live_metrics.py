@@ -1,10 +1,14 @@
 """Live charts and the logs tail with real numbers: `sos server --backend local` as a
 process runs a real (stdlib) Python artifact behind its router; the test sends a known
-number of requests and reads them back in the browser."""
+number of requests and reads them back in the browser, and the same numbers through the
+Python client (``Client.metrics``) and the CLI (``sos metrics``)."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import zipapp
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +86,23 @@ def test_charts_and_logs_show_the_requests_that_were_sent(
     errors = page.get_by_role("img", name=re.compile("^Errors per second"))
     expect(errors).not_to_have_attribute("aria-label", re.compile("peak 0,|peak 0$|peak 0\\."))
     shot(page, "metrics-wide")
+
+    # the same numbers in the other two faces
+    with Client(live.url, TOKEN) as client:
+        two = client.metrics("shop", revision=2).revision(2)
+    assert two is not None and (two.requests, two.errors) == (TO_REVISION_2, 1)
+    assert two.p99_ms is not None and 250 <= two.p99_ms <= 500
+    assert two.instances is not None and (two.instances.running, two.instances.ready) == (1, 1)
+    cli = subprocess.run(
+        [str(Path(sys.executable).parent / "sos"), "metrics", "shop", "--revision", "2"],
+        env={**os.environ, "SOS_URL": live.url, "SOS_TOKEN": TOKEN, "COLUMNS": "120"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 0, cli.stderr
+    row = next(line.split() for line in cli.stdout.splitlines() if line.startswith("00002"))
+    assert row[1] == "50%" and row[-4:] == [str(TO_REVISION_2), "1", "1", "1"], cli.stdout
 
     narrow = new_page(viewport=NARROW)
     sign_in(narrow, live.url, TOKEN)

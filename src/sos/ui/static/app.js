@@ -5,11 +5,15 @@
 //   #/services/NAME/metrics?revision=  live charts of a revision
 //   #/services/NAME/logs?revision=     logs tail
 //   #/services/NAME/history            who changed what, when
+//   #/services/NAME/new-revision       create a revision
+//   #/tokens                           tokens (admins manage them)
 
 import { api, ApiError, clearToken, getToken, setToken } from "./api.js";
 import { clear, h } from "./dom.js";
+import { revisionFormPage } from "./revision_form.js";
 import { servicePage } from "./service.js";
 import { servicesPage } from "./services.js";
+import { tokensPage } from "./tokens.js";
 
 const main = document.getElementById("main");
 const who = document.getElementById("who");
@@ -27,9 +31,21 @@ const session = {
     const t = this.token;
     if (!t || this.canWrite(service)) return null;
     if (t.role === "reader") {
-      return `Read-only: your token “${t.name}” has the reader role, so it can see everything but change nothing. Ask an admin for a writer token of team ${service.team} to change traffic or roll back.`;
+      return `Read-only: your token “${t.name}” has the reader role, so it can see everything but change nothing. Ask an admin for a writer token of team ${service.team} to create revisions, change traffic, roll back or delete.`;
     }
     return `Read-only here: your token “${t.name}” belongs to team ${t.team}, and ${service.name} belongs to team ${service.team}.`;
+  },
+  /** Why this token may not create services (null when it may). */
+  createReason() {
+    const t = this.token;
+    if (!t || t.role !== "reader") return null;
+    return `Read-only: your token “${t.name}” has the reader role, so it cannot create services. Ask an admin for a writer token of your team.`;
+  },
+  /** Why this token may not manage tokens (null for admins). */
+  adminReason() {
+    const t = this.token;
+    if (!t || t.role === "admin") return null;
+    return `Only admin tokens manage tokens. Yours, “${t.name}”, has the ${t.role} role${t.team ? ` (team ${t.team})` : ""}: ask an admin to create or revoke one.`;
   },
 };
 
@@ -50,9 +66,20 @@ function route({ focus = true } = {}) {
     return;
   }
   const { parts, params } = parseHash();
+  const section = parts[0] === "tokens" ? "tokens" : "services";
+  for (const link of document.querySelectorAll(".topnav a")) {
+    if (link.dataset.section === section) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
   if (parts.length === 0 || (parts[0] === "services" && parts.length === 1)) {
     document.title = "Services · SOS";
-    leave = servicesPage(main);
+    leave = servicesPage(main, session);
+  } else if (parts[0] === "tokens" && parts.length === 1) {
+    document.title = "Tokens · SOS";
+    leave = tokensPage(main, session);
+  } else if (parts[0] === "services" && parts[2] === "new-revision" && parts.length === 3) {
+    document.title = `New revision of ${parts[1]} · SOS`;
+    leave = revisionFormPage(main, session, parts[1]);
   } else if (parts[0] === "services" && parts.length <= 3) {
     const tab = parts[2] || "overview";
     document.title = `${parts[1]} · SOS`;
@@ -97,7 +124,7 @@ function renderWho() {
           "div",
           { class: "banner" },
           h("strong", {}, "Read-only. "),
-          `Token “${t.name}” can see every service, revision, metric and log, but traffic edits and rollbacks are turned off.`,
+          `Token “${t.name}” can see every service, revision, metric and log, but every change (services, revisions, traffic, rollbacks, tokens) is turned off.`,
         )
       : null,
   );

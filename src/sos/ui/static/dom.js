@@ -99,6 +99,19 @@ export function number(value, digits = 1) {
   return value.toFixed(digits);
 }
 
+/** 3460300 -> "3.3 MiB", as the CLI writes sizes. */
+export function bytes(value) {
+  if (value === null || value === undefined) return "—";
+  let size = value;
+  for (const unit of ["B", "KiB", "MiB", "GiB"]) {
+    if (size < 1024 || unit === "GiB") {
+      return unit === "B" ? `${Math.round(size)} B` : `${size.toFixed(1)} ${unit}`;
+    }
+    size /= 1024;
+  }
+  return `${value} B`;
+}
+
 export function ms(value) {
   if (value === null || value === undefined) return "—";
   if (value >= 1000) return `${(value / 1000).toFixed(2)} s`;
@@ -192,4 +205,30 @@ export function toast(message, tone = "ok") {
 export function cell(label, ...children) {
   const props = children[0] && children[0].constructor === Object ? children.shift() : {};
   return h("td", { ...props, "data-label": label }, h("div", { class: "cell" }, ...children));
+}
+
+/** A modal <dialog> titled `title`, removed from the page when it closes. */
+export function dialogShell(titleId, title, ...body) {
+  const dialog = h(
+    "dialog",
+    { class: "dialog", "aria-labelledby": titleId },
+    h("h2", { id: titleId }, title),
+    ...body,
+  );
+  dialog.addEventListener("close", () => dialog.remove());
+  document.body.append(dialog);
+  return dialog;
+}
+
+/** Breadcrumb navigation: links for `trail` ([[text, href], ...]), then the current page. */
+export function crumbs(trail, current) {
+  return h(
+    "nav",
+    { class: "crumbs", "aria-label": "Breadcrumb" },
+    trail.map(([text, href]) => [
+      h("a", { href }, text),
+      h("span", { "aria-hidden": "true" }, " / "),
+    ]),
+    h("span", { "aria-current": "page" }, current),
+  );
 }

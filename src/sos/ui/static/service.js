@@ -7,6 +7,7 @@ import {
   clear,
   clock,
   colorSlot,
+  crumbs,
   fullTime,
   h,
   ms,
@@ -17,6 +18,7 @@ import {
   timeEl,
   trafficBar,
 } from "./dom.js";
+import { confirmDeleteService } from "./service_forms.js";
 import { confirmRollback, openTrafficEditor } from "./traffic.js";
 
 const REFRESH_MS = 5000;
@@ -106,23 +108,12 @@ export function servicePage(main, session, name, tab, params) {
       ),
     ),
   );
-  clear(
-    main,
-    h(
-      "nav",
-      { class: "crumbs", "aria-label": "Breadcrumb" },
-      h("a", { href: "#/" }, "Services"),
-      h("span", { "aria-hidden": "true" }, " / "),
-      h("span", { "aria-current": "page" }, name),
-    ),
-    head,
-    notice,
-    nav,
-    body,
-  );
+  clear(main, crumbs([["Services", "#/"]], name), head, notice, nav, body);
 
   function renderHead() {
     const s = service.status || {};
+    const writable = session.canWrite(service);
+    const off = { disabled: !writable, "aria-describedby": writable ? null : "ro-note" };
     swap(
       head,
       h(
@@ -130,6 +121,41 @@ export function servicePage(main, session, name, tab, params) {
         { class: "title-row" },
         h("h1", { tabindex: "-1", id: "page-title" }, service.name),
         statusBadge(s),
+        h(
+          "div",
+          { class: "actions title-actions" },
+          h(
+            "button",
+            {
+              id: "delete-service",
+              type: "button",
+              class: "btn btn-quiet btn-danger-text",
+              ...off,
+              onclick: () =>
+                confirmDeleteService({
+                  service,
+                  revisions,
+                  onDeleted: () => {
+                    location.hash = "#/";
+                  },
+                }),
+            },
+            "Delete service…",
+          ),
+          h(
+            "button",
+            {
+              id: "new-revision",
+              type: "button",
+              class: "btn",
+              ...off,
+              onclick: () => {
+                location.hash = `#/services/${enc(name)}/new-revision`;
+              },
+            },
+            "New revision",
+          ),
+        ),
       ),
       h(
         "dl",
@@ -339,7 +365,7 @@ export function servicePage(main, session, name, tab, params) {
         : h(
             "p",
             { class: "empty" },
-            "No traffic yet: the first revision gets 100% when it is created (sos deploy FILE).",
+            "No traffic yet: the first revision gets 100% when it is created (New revision, or sos deploy FILE).",
           ),
     );
     swap(
@@ -371,7 +397,15 @@ export function servicePage(main, session, name, tab, params) {
               [...revisions].reverse().map((rev) => revisionRow(rev)),
             ),
           )
-        : h("p", { class: "empty" }, "No revisions yet."),
+        : h(
+            "p",
+            { class: "empty" },
+            "No revisions yet. Create the first one with New revision (from an artifact pushed with ",
+            h("span", { class: "mono" }, "sos build --push"),
+            "), or from a terminal with ",
+            h("span", { class: "mono" }, "sos deploy FILE"),
+            ".",
+          ),
     );
   }
 

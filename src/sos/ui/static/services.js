@@ -2,10 +2,11 @@
 
 import { api } from "./api.js";
 import { cell, clear, h, revNumber, statusBadge, timeEl, trafficBar } from "./dom.js";
+import { openCreateService } from "./service_forms.js";
 
 const REFRESH_MS = 5000;
 
-export function servicesPage(main) {
+export function servicesPage(main, session) {
   let services = null;
   let filter = "";
   let shown = "";
@@ -25,14 +26,39 @@ export function servicesPage(main) {
       render(true);
     },
   });
+  const why = session.createReason();
+  const create = h(
+    "button",
+    {
+      id: "new-service",
+      type: "button",
+      class: "btn btn-primary",
+      disabled: !!why,
+      "aria-describedby": why ? "ro-note" : null,
+      onclick: () =>
+        openCreateService({
+          session,
+          onCreated: (service) => {
+            location.hash = `#/services/${encodeURIComponent(service.name)}`;
+          },
+        }),
+    },
+    "New service",
+  );
   clear(
     main,
     h(
       "div",
       { class: "page-head" },
       h("div", {}, h("h1", { tabindex: "-1" }, "Services"), count),
-      h("div", { class: "filter" }, h("label", { for: "filter" }, "Filter"), search),
+      h(
+        "div",
+        { class: "page-tools" },
+        h("div", { class: "filter" }, h("label", { for: "filter" }, "Filter"), search),
+        create,
+      ),
     ),
+    why ? h("p", { class: "readonly-note", id: "ro-note" }, why) : null,
     body,
   );
 
@@ -110,7 +136,7 @@ export function servicesPage(main) {
           h(
             "p",
             {},
-            "Deploy one from a terminal: ",
+            "Create one with New service, or from a terminal: ",
             h("span", { class: "mono" }, "sos build PROJECT --push"),
             " then ",
             h("span", { class: "mono" }, "sos deploy FILE"),

@@ -6,7 +6,7 @@
 // and the editor says who changed it, instead of overwriting their change.
 
 import { api, enc } from "./api.js";
-import { ago, cell, clear, h, revNumber, toast, trafficBar } from "./dom.js";
+import { ago, cell, clear, dialogShell, h, revNumber, toast, trafficBar } from "./dom.js";
 
 const TAG = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 
@@ -94,18 +94,6 @@ export function validateRoutes(rows) {
   return { total, errors };
 }
 
-function dialogShell(titleId, title, ...body) {
-  const dialog = h(
-    "dialog",
-    { class: "dialog", "aria-labelledby": titleId },
-    h("h2", { id: titleId }, title),
-    ...body,
-  );
-  dialog.addEventListener("close", () => dialog.remove());
-  document.body.append(dialog);
-  return dialog;
-}
-
 /** Who made the newest change to a service, for the "changed meanwhile" message. */
 async function lastChange(service) {
   try {
@@ -116,11 +104,15 @@ async function lastChange(service) {
   }
 }
 
-async function staleMessage(service, next) {
+export async function staleMessage(
+  service,
+  next,
+  nothing = "Nothing was saved, so their change stands.",
+) {
   const entry = await lastChange(service);
   const who = entry ? `by ${entry.actor} ` : "";
   const what = entry ? ` (${entry.summary}, ${ago(entry.at)})` : "";
-  return `${service} was changed ${who}meanwhile${what}. Nothing was saved, so their change stands. ${next}`;
+  return `${service} was changed ${who}meanwhile${what}. ${nothing} ${next}`;
 }
 
 /**

@@ -1,0 +1,178 @@
+// Creating a service and deleting one, both modal <dialog>s.
+//
+// Create never overwrites: the API's PUT creates or updates, so the dialog first asks
+// whether the name is taken and says so instead of changing someone else's service. Delete
+// asks for the service's name typed out, and is conditional on the resource_version the
+// page showed (a service changed meanwhile is reported, not deleted).
+
+import { api, ApiError, enc } from "./api.js";
+import { clear, dialogShell, h, toast } from "./dom.js";
+import { errorReporter, errorSummary, field, textArea, textInput } from "./forms.js";
+import { staleMessage } from "./traffic.js";
+
+const DNS_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+
+/** Open "New service". session: who is signed in; onCreated(service) after it exists. */
+export function openCreateService({ session, onCreated }) {
+  const t = session.token;
+  const admin = t.role === "admin";
+  const name = field({
+    id: "service-name",
+    label: "Name",
+    path: "name",
+    control: textInput("service-name", "", { required: true, maxlength: 57 }),
+    help: "Lowercase letters, digits and “-”, starting with a letter (like sfix-service). It becomes part of the service's URL and cannot be changed.",
+  });
+  const team = field({
+    id: "service-team",
+    label: "Team",
+    path: "team",
+    control: textInput("service-team", admin ? "" : t.team, {
+      required: true,
+      readonly: !admin,
+    }),
+    help: admin
+      ? "The team whose writer tokens may change it (like recs)."
+      : `Your token “${t.name}” creates services of team ${t.team}.`,
+  });
+  const description = field({
+    id: "service-description",
+    label: "Description (optional)",
+    path: "description",
+    control: textArea("service-description", "", { maxlength: 2000 }),
+  });
+  const fields = new Map([name, team, description].map((f) => [f.path, f]));
+  const summary = errorSummary();
+  const errors = errorReporter(fields, summary);
+  const create = h("button", { type: "submit", class: "btn btn-primary" }, "Create service");
+  const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
+  const form = h(
+    "form",
+    { class: "form", novalidate: true },
+    h(
+      "p",
+      { class: "muted" },
+      "A service is a name, a team and a URL. It runs nothing until its first revision, which then gets all of its traffic.",
+    ),
+    name.el,
+    team.el,
+    description.el,
+    summary,
+    h("div", { class: "dialog-actions" }, cancel, create),
+  );
+  const dialog = dialogShell("create-service-title", "New service", form);
+  cancel.addEventListener("click", () => dialog.close());
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const spec = {
+      name: name.control.value.trim(),
+      team: team.control.value.trim(),
+      description: description.control.value.trim(),
+    };
+    if (!spec.name) return errors.local(name, "Enter a name for the service.");
+    if (!spec.team) return errors.local(team, "Enter the team that owns the service.");
+    errors.clear();
+    create.disabled = true;
+    create.textContent = "Creating…";
+    try {
+      if (DNS_LABEL.test(spec.name) && spec.name.length <= 57) {
+        const existing = await findService(spec.name);
+        if (existing) {
+          errors.local(
+            name,
+            `A service named ${spec.name} already exists (team ${existing.team}); pick another name.`,
+          );
+          return;
+        }
+      }
+      // an invalid name cannot exist: the server's answer says what is wrong with it
+      const path = DNS_LABEL.test(spec.name) ? enc(spec.name) : "invalid-name";
+      const service = await api("PUT", `/services/${path}`, spec);
+      dialog.close();
+      toast(`Service ${service.name} created. Next: its first revision.`);
+      onCreated(service);
+    } catch (err) {
+      errors.show(err, "The service was not created.");
+    } finally {
+      create.disabled = false;
+      create.textContent = "Create service";
+    }
+  });
+
+  dialog.showModal();
+  name.control.focus();
+  return dialog;
+}
+
+async function findService(name) {
+  try {
+    return await api("GET", `/services/${enc(name)}`);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return null;
+    throw err;
+  }
+}
+
+/** Ask for the name typed out, then DELETE conditional on the version the page showed. */
+export function confirmDeleteService({ service, revisions, onDeleted }) {
+  const name = service.name;
+  const typed = field({
+    id: "delete-confirm",
+    label: `Type ${name} to confirm`,
+    control: textInput("delete-confirm", "", { autocapitalize: "off" }),
+  });
+  const problem = h("div", { class: "conflict", role: "alert", hidden: true });
+  const yes = h(
+    "button",
+    { type: "submit", class: "btn btn-danger", disabled: true },
+    "Delete service",
+  );
+  const no = h("button", { type: "button", class: "btn" }, "Cancel");
+  const count = revisions.length;
+  const form = h(
+    "form",
+    { class: "form", novalidate: true },
+    h(
+      "p",
+      {},
+      `This deletes ${name}, its ${count === 1 ? "revision" : `${count} revisions`} and its traffic route, and stops its instances; its URL stops answering. `,
+      "The change history stays readable. This cannot be undone.",
+    ),
+    typed.el,
+    problem,
+    h("div", { class: "dialog-actions" }, no, yes),
+  );
+  const dialog = dialogShell("delete-title", `Delete ${name}?`, form);
+  no.addEventListener("click", () => dialog.close());
+  typed.control.addEventListener("input", () => {
+    yes.disabled = typed.control.value.trim() !== name;
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (typed.control.value.trim() !== name) return;
+    yes.disabled = true;
+    problem.hidden = true;
+    try {
+      await api("DELETE", `/services/${enc(name)}?resource_version=${service.resource_version}`);
+      dialog.close();
+      toast(`Service ${name} deleted.`);
+      onDeleted();
+    } catch (err) {
+      const text =
+        err instanceof ApiError && err.stale
+          ? await staleMessage(
+              name,
+              "Close this and look at it again first.",
+              "Nothing was deleted.",
+            )
+          : err.message;
+      clear(problem, h("p", {}, text));
+      problem.hidden = false;
+      yes.disabled = false;
+    }
+  });
+  dialog.showModal();
+  typed.control.focus();
+  return dialog;
+}

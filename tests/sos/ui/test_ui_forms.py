@@ -1,0 +1,302 @@
+"""Creating and deleting in the web UI, in headless Chromium against a real server with its
+artifact store (fake backend): a new service (and the API's own messages for bad fields),
+a new revision picked from the pushed artifacts (the server's messages next to the fields,
+as the user types and on saving), and deleting a service with its name typed out (and the
+stale case)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+from tests.sos.conftest import RunningServer
+from tests.sos.server.test_artifacts_http import make_artifact
+from tests.sos.ui.conftest import NARROW, NewPage, shot, sign_in
+
+from sos.errors import NotFoundError
+from sos.models import Artifact, Autoscaling, EnvVar, RevisionSpec, ServiceSpec
+from sos.server import artifacts as artifact_store
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture
+def store(sos_server: Callable[..., RunningServer], tmp_path: Path) -> RunningServer:
+    """A server with its artifact store, shop_app 1.0.0 and 1.1.0 pushed, and service shop
+    (team recs) with one revision of 1.0.0 (target concurrency 7, MODEL=v1)."""
+    server = sos_server()
+    artifact_store.configure(server.state)  # as `sos server` does at start-up
+    server.state.control.resolver = server.state.resolver
+    with server.client() as admin:
+        for version in ("1.0.0", "1.1.0"):
+            data = f"console.log('shop {version}')".encode()
+            admin.push_artifact(make_artifact(tmp_path, "shop_app", version, data))
+        admin.apply(ServiceSpec(name="shop", team="recs", description="Similar items"))
+        admin.create_revision(
+            "shop",
+            RevisionSpec(
+                artifact=Artifact(name="shop_app", version="1.0.0"),
+                env_vars=[EnvVar(id="MODEL", value="v1")],
+                autoscaling=Autoscaling(target_concurrency=7),
+            ),
+        )
+    return server
+
+
+def api_message(server: RunningServer, method: str, path: str, body: object) -> str:
+    """What the API itself answers to the same input (over plain HTTP)."""
+    answer = httpx.request(
+        method,
+        f"{server.url}/api/v1{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {server.admin_token}"},
+    )
+    assert answer.status_code == 422, answer.text
+    return str(answer.json()["error"]["message"])
+
+
+# --------------------------------------------------------------------------- services
+
+
+def test_new_service_is_created_and_bad_names_get_the_apis_message(
+    store: RunningServer, page: Page
+) -> None:
+    sign_in(page, store.url, store.admin_token)
+    create = page.get_by_role("button", name="New service")
+    create.focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="New service")
+    name, team = dialog.get_by_label("Name"), dialog.get_by_label("Team")
+    expect(name).to_be_focused()
+    submit = dialog.get_by_role("button", name="Create service")
+
+    submit.click()
+    expect(dialog.locator("#service-name-error")).to_have_text("Enter a name for the service.")
+
+    name.fill("Shop Two")
+    team.fill("recs")
+    submit.click()
+    said = api_message(store, "PUT", "/services/x", {"name": "Shop Two", "team": "recs"})
+    error = dialog.locator("#service-name-error")
+    expect(error).to_contain_text("service name 'Shop Two' must be a DNS-1035 label")
+    assert error.inner_text() in said  # the API's own words
+    expect(name).to_have_attribute("aria-invalid", "true")
+    expect(name).to_be_focused()
+    expect(dialog.get_by_role("alert")).to_contain_text("The service was not created.")
+    shot(page, "new-service-invalid")
+
+    name.fill("shop")  # taken: said, and the existing service is left alone
+    submit.click()
+    expect(error).to_have_text(
+        "A service named shop already exists (team recs); pick another name."
+    )
+    with store.client() as admin:
+        assert admin.get_service("shop").description == "Similar items"
+
+    name.fill("shop-two")
+    dialog.get_by_label("Description (optional)").fill("A second shop")
+    submit.click()
+    expect(page.get_by_role("heading", level=1, name="shop-two")).to_be_visible()
+    expect(page.locator("#toasts")).to_contain_text("Service shop-two created")
+    expect(page.locator("#main")).to_contain_text("No revisions yet")
+    with store.client() as admin:
+        made = admin.get_service("shop-two")
+    assert (made.team, made.description, made.created_by) == ("recs", "A second shop", "admin")
+
+
+def test_writer_creates_services_of_its_own_team(store: RunningServer, page: Page) -> None:
+    alice = store.token("alice", role="writer", team="recs")
+    sign_in(page, store.url, alice)
+    page.get_by_role("button", name="New service").click()
+    dialog = page.get_by_role("dialog", name="New service")
+    expect(dialog.get_by_label("Team")).to_have_value("recs")
+    expect(dialog.get_by_label("Team")).to_have_attribute("readonly", "")
+    expect(dialog).to_contain_text("Your token “alice” creates services of team recs.")
+    dialog.get_by_label("Name").fill("alices-shop")
+    dialog.get_by_label("Name").press("Enter")
+    expect(page.get_by_role("heading", level=1, name="alices-shop")).to_be_visible()
+    with store.client() as admin:
+        made = admin.get_service("alices-shop")
+    assert (made.team, made.created_by) == ("recs", "alice")
+
+
+# --------------------------------------------------------------------------- revisions
+
+
+def open_new_revision(page: Page) -> None:
+    page.get_by_role("link", name="shop", exact=True).click()
+    page.get_by_role("button", name="New revision").click()
+    expect(page.get_by_role("heading", level=1, name="New revision of shop")).to_be_visible()
+    expect(page.get_by_label("Version")).to_have_value("1.1.0")  # the newest pushed
+
+
+def test_new_revision_from_the_artifact_store_keeps_the_latest_settings(
+    store: RunningServer, new_page: NewPage
+) -> None:
+    page = new_page()
+    sign_in(page, store.url, store.admin_token)
+    open_new_revision(page)
+    # starts from revision 1's settings, and the schema's defaults for the rest
+    expect(page.get_by_label("Target concurrency")).to_have_value("7")
+    expect(page.get_by_label("Name of variable 1")).to_have_value("MODEL")
+    expect(page.get_by_label("Maximum instances")).to_have_value("5")
+    expect(page.locator("#autoscaling-max-scale-help")).to_contain_text("1 to 1000 · default 5")
+    expect(page.locator(".artifact-facts")).to_contain_text("node 20 · server.js")
+    shot(page, "new-revision-wide")
+
+    page.get_by_label("Value of variable 1").fill("v2")
+    page.get_by_role("button", name="+ Add variable").click()
+    expect(page.get_by_label("Name of variable 2")).to_be_focused()
+    page.get_by_label("Name of variable 2").fill("LOG_LEVEL")
+    page.get_by_label("Value of variable 2").fill("debug")
+    page.get_by_role("button", name="+ Add variable").click()  # left empty: no variable
+    page.get_by_label("Memory").fill("256Mi")
+    page.get_by_label("Maximum instances").fill("3")
+    page.get_by_label("Liveness probe path").fill("")  # off
+    page.get_by_label("Readiness probe path").fill("/healthz")
+    page.get_by_label("Worker class").select_option("gthread")
+    page.get_by_label("Threads per worker").fill("4")
+    page.get_by_text("More settings").first.click()
+    page.get_by_label("Scale-down delay (s)").fill("15")
+    page.get_by_label("Description (optional)").fill("faster model")
+    page.get_by_role("button", name="Create revision").click()
+
+    expect(page.get_by_role("heading", level=1, name="shop")).to_be_visible()
+    expect(page.locator("#toasts")).to_contain_text(
+        "Revision 00002 created. It gets no traffic until you split it"
+    )
+    expect(page.locator("tr[data-revision=shop-00002]")).to_contain_text("shop_app 1.1.0")
+    with store.client() as admin:
+        rev = admin.get_revision("shop", 2)
+        pushed = admin.get_artifact("shop_app", "1.1.0")
+        traffic = admin.get_traffic("shop")
+    assert (rev.artifact.version, rev.artifact.digest) == ("1.1.0", pushed.digest)
+    assert [(e.id, e.value) for e in rev.env_vars] == [("MODEL", "v2"), ("LOG_LEVEL", "debug")]
+    assert (rev.resources.memory, rev.resources.cpu) == ("256Mi", None)
+    assert (rev.autoscaling.max_scale, rev.autoscaling.scale_down_delay_seconds) == (3, 15)
+    assert rev.autoscaling.target_concurrency == 7  # kept from revision 1
+    assert (rev.health_check.liveness_probe, rev.health_check.readiness_probe) == (
+        None,
+        "/healthz",
+    )
+    assert (rev.gunicorn_config.worker_class, rev.gunicorn_config.thread_count) == ("gthread", 4)
+    assert (rev.description, rev.created_by) == ("faster model", "admin")
+    assert [(r.revision, r.percent) for r in traffic.routes] == [("shop-00001", 100)]
+
+    narrow = new_page(viewport=NARROW)
+    sign_in(narrow, store.url, store.admin_token)
+    open_new_revision(narrow)
+    assert narrow.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
+    shot(narrow, "new-revision-narrow")
+
+
+def test_new_revision_shows_the_servers_messages_next_to_the_fields(
+    store: RunningServer, page: Page
+) -> None:
+    sign_in(page, store.url, store.admin_token)
+    open_new_revision(page)
+    page.get_by_label("Name of variable 1").fill("1BAD")
+    page.get_by_role("button", name="+ Add variable").click()
+    page.get_by_label("Name of variable 2").fill("PORT")
+    page.get_by_label("Memory").fill("lots")
+    page.get_by_label("Minimum instances").fill("9")
+    page.get_by_label("Maximum instances").fill("2")
+    page.get_by_label("Threads per worker").fill("four")
+    # checked as the user types (the server's dry run), before anything is sent for real
+    status = page.locator("#check-status")
+    expect(status).to_have_text("Not valid yet: 5 problems, marked above.")
+    expect(page.locator("#resources-memory-error")).to_contain_text("'lots' is not a quantity")
+    expect(page.get_by_role("alert")).to_be_hidden()
+    page.get_by_role("button", name="Create revision").click()
+
+    summary = page.get_by_role("alert")
+    expect(summary).to_contain_text("The revision was not created.")
+    expect(summary).to_contain_text("The server found 5 problems")
+    expected = {
+        "#env-0-id-error": "environment variable name '1BAD' must be letters, digits and '_'",
+        "#env-1-id-error": "environment variable 'PORT' is set by the platform",
+        "#resources-memory-error": "memory: 'lots' is not a quantity",
+        "#gunicorn-config-thread-count-error": "Input should be a valid integer",
+    }
+    for where, says in expected.items():
+        expect(page.locator(where)).to_contain_text(says)
+    expect(page.locator("#autoscaling-error")).to_contain_text(
+        "min_scale (9) is above max_scale (2); lower min_scale or raise max_scale"
+    )
+    expect(page.get_by_label("Name of variable 1")).to_be_focused()  # the first problem
+    expect(page.get_by_label("Memory")).to_have_attribute("aria-invalid", "true")
+    shot(page, "new-revision-invalid")
+    # the same words as the API gives the client for the same mistakes
+    bad = {"artifact": {"name": "shop_app", "version": "1.1.0"}, "resources": {"memory": "lots"}}
+    said = api_message(store, "POST", "/services/shop/revisions", bad)
+    assert page.locator("#resources-memory-error").inner_text() in said
+    with store.client() as admin:
+        assert len(admin.list_revisions("shop")) == 1  # nothing was created
+
+    page.get_by_label("Name of variable 1").fill("MODEL")
+    page.get_by_role("button", name="Remove variable 2").click()
+    page.get_by_label("Memory").fill("1Gi")
+    page.get_by_label("Minimum instances").fill("1")
+    page.get_by_label("Threads per worker").fill("2")
+    expect(status).to_have_text("Checked by the server: ready to create.")
+    expect(page.locator(".field-error:visible")).to_have_count(0)
+    page.get_by_role("button", name="Create revision").click()
+    expect(page.locator("#toasts")).to_contain_text("Revision 00002 created")
+    with store.client() as admin:
+        assert admin.get_revision("shop", 2).resources.memory == "1Gi"
+
+
+# --------------------------------------------------------------------------- delete
+
+
+def test_deleting_a_service_needs_its_name_typed_and_keeps_its_history(
+    store: RunningServer, page: Page
+) -> None:
+    sign_in(page, store.url, store.admin_token)
+    page.get_by_role("link", name="shop", exact=True).click()
+    page.get_by_role("button", name="Delete service…").click()
+    dialog = page.get_by_role("dialog", name="Delete shop?")
+    expect(dialog).to_contain_text("its revision and its traffic route")
+    confirm = dialog.get_by_label("Type shop to confirm")
+    expect(confirm).to_be_focused()
+    delete = dialog.get_by_role("button", name="Delete service")
+    expect(delete).to_be_disabled()
+    confirm.fill("sho")
+    expect(delete).to_be_disabled()
+    confirm.fill("shop")
+    expect(delete).to_be_enabled()
+    shot(page, "delete-service-confirm")
+    confirm.press("Enter")
+
+    expect(page.get_by_role("heading", level=1, name="Services")).to_be_visible()
+    expect(page.locator("#toasts")).to_contain_text("Service shop deleted.")
+    expect(page.locator("tr[data-service=shop]")).to_have_count(0)
+    with store.client() as admin:
+        with pytest.raises(NotFoundError):
+            admin.get_service("shop")
+        assert admin.history("shop", limit=1)[0].action == "service.deleted"
+
+
+def test_deleting_a_service_changed_meanwhile_is_refused_and_says_by_whom(
+    store: RunningServer, page: Page
+) -> None:
+    alice = store.token("alice", role="writer", team="recs")
+    sign_in(page, store.url, store.admin_token)
+    page.get_by_role("link", name="shop", exact=True).click()
+    page.get_by_role("button", name="Delete service…").click()
+    dialog = page.get_by_role("dialog", name="Delete shop?")
+    dialog.get_by_label("Type shop to confirm").fill("shop")
+    with store.client(alice) as client:  # meanwhile alice deploys a revision
+        client.create_revision(
+            "shop", RevisionSpec(artifact=Artifact(name="shop_app", version="1.1.0"))
+        )
+    dialog.get_by_role("button", name="Delete service").click()
+    problem = dialog.get_by_role("alert")
+    expect(problem).to_contain_text("shop was changed by alice meanwhile")
+    expect(problem).to_contain_text(re.compile("revision 00002 created.*Nothing was deleted"))
+    with store.client() as admin:
+        assert len(admin.list_revisions("shop")) == 2
