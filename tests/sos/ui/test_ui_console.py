@@ -112,6 +112,8 @@ def test_narrow_window_stacks_tables_and_keeps_every_fact(
     open_service(page)
     newest = page.locator("tr[data-revision=shop-00002]")
     expect(newest).to_contain_text("shop_app 1.1.0")
+    page.get_by_label("Settings of revision 00002").click()
+    expect(newest).to_contain_text("target concurrency 10")
     # no sideways scrolling: the page fits the phone's width
     assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
     shot(page, "service-narrow")

@@ -124,6 +124,39 @@ def test_writer_creates_services_of_its_own_team(store: RunningServer, page: Pag
     assert (made.team, made.created_by) == ("recs", "alice")
 
 
+def test_editing_a_service_saves_and_a_stale_edit_is_refused(
+    store: RunningServer, page: Page
+) -> None:
+    alice = store.token("alice", role="writer", team="recs")
+    sign_in(page, store.url, store.admin_token)
+    page.get_by_role("link", name="shop", exact=True).click()
+    page.get_by_role("button", name="Edit…").click()
+    dialog = page.get_by_role("dialog", name="Edit shop")
+    expect(dialog.get_by_label("Name")).to_have_attribute("readonly", "")
+    description = dialog.get_by_label("Description (optional)")
+    expect(description).to_be_focused()
+    expect(description).to_have_value("Similar items")
+    description.fill("Similar items, now with images")
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator(".service-head")).to_contain_text("Similar items, now with images")
+    with store.client() as admin:
+        assert admin.get_service("shop").description == "Similar items, now with images"
+        assert admin.history("shop", limit=1)[0].action == "service.updated"
+
+    page.get_by_role("button", name="Edit…").click()
+    dialog = page.get_by_role("dialog", name="Edit shop")
+    dialog.get_by_label("Description (optional)").fill("mine")
+    with store.client(alice) as client:  # meanwhile alice gives shop a new revision
+        client.create_revision(
+            "shop", RevisionSpec(artifact=Artifact(name="shop_app", version="1.1.0"))
+        )
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(dialog.get_by_role("alert")).to_contain_text("shop was changed by alice meanwhile")
+    with store.client() as admin:
+        assert admin.get_service("shop").description == "Similar items, now with images"
+
+
 # --------------------------------------------------------------------------- revisions
 
 
@@ -186,6 +219,27 @@ def test_new_revision_from_the_artifact_store_keeps_the_latest_settings(
     assert (rev.gunicorn_config.worker_class, rev.gunicorn_config.thread_count) == ("gthread", 4)
     assert (rev.description, rev.created_by) == ("faster model", "admin")
     assert [(r.revision, r.percent) for r in traffic.routes] == [("shop-00001", 100)]
+
+    # what `sos revision show` prints, folded under each revision; and a revision from it
+    page.get_by_label("Settings of revision 00002").click()
+    settings = page.locator("tr[data-revision=shop-00002] .rev-settings dl")
+    for says in [
+        "MODEL=v2",
+        "LOG_LEVEL=debug",
+        "memory 256Mi, cpu no limit",
+        "0..3 instances, target concurrency 7 (initially 1)",
+        "liveness off, readiness /healthz",
+        "1 worker(s) x 4 thread(s), class gthread",
+    ]:
+        expect(settings).to_contain_text(says)
+    shot(page, "revision-settings")
+    page.get_by_label("Settings of revision 00001").click()
+    page.locator("tr[data-revision=shop-00001]").get_by_role(
+        "link", name="New revision from these settings"
+    ).click()
+    expect(page.locator("#main")).to_contain_text("starting from the settings of 00001 (chosen)")
+    expect(page.get_by_label("Value of variable 1")).to_have_value("v1")
+    expect(page.get_by_label("Name of variable 2")).to_have_count(0)
 
     narrow = new_page(viewport=NARROW)
     sign_in(narrow, store.url, store.admin_token)

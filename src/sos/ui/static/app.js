@@ -5,7 +5,7 @@
 //   #/services/NAME/metrics?revision=  live charts of a revision
 //   #/services/NAME/logs?revision=     logs tail
 //   #/services/NAME/history            who changed what, when
-//   #/services/NAME/new-revision       create a revision
+//   #/services/NAME/new-revision?from= create a revision (from the latest's settings)
 //   #/tokens                           tokens (admins manage them)
 
 import { api, ApiError, clearToken, getToken, setToken } from "./api.js";
@@ -79,7 +79,7 @@ function route({ focus = true } = {}) {
     leave = tokensPage(main, session);
   } else if (parts[0] === "services" && parts[2] === "new-revision" && parts.length === 3) {
     document.title = `New revision of ${parts[1]} · SOS`;
-    leave = revisionFormPage(main, session, parts[1]);
+    leave = revisionFormPage(main, session, parts[1], params);
   } else if (parts[0] === "services" && parts.length <= 3) {
     const tab = parts[2] || "overview";
     document.title = `${parts[1]} · SOS`;

@@ -120,7 +120,8 @@ function artifactsByName(list) {
   return new Map([...names].sort(([a], [b]) => a.localeCompare(b)));
 }
 
-export function revisionFormPage(main, session, name) {
+/** params: the address's query; ?from=ID starts from that revision instead of the latest. */
+export function revisionFormPage(main, session, name, params = new URLSearchParams()) {
   let alive = true;
   const body = h("div", {}, h("p", { class: "loading" }, "Loading…"));
   clear(
@@ -159,7 +160,10 @@ export function revisionFormPage(main, session, name) {
     });
 
   function render(service, revisions, artifactList, schemas) {
-    const latest = revisions[revisions.length - 1] || null;
+    const from = params.get("from");
+    const latest = revisions.find((r) => r.id === from) || revisions[revisions.length - 1] || null;
+    const which =
+      latest && latest.id === revisions[revisions.length - 1].id ? "the latest" : "chosen";
     const why = session.readOnly(service);
     const fields = new Map();
     const add = (f) => {
@@ -511,7 +515,7 @@ export function revisionFormPage(main, session, name) {
         "p",
         { class: "muted lead" },
         latest
-          ? `Revisions never change once created: this makes a new one, starting from the settings of ${revNumber(latest.id)} (the latest). It gets no traffic until you split it.`
+          ? `Revisions never change once created: this makes a new one, starting from the settings of ${revNumber(latest.id)} (${which}). It gets no traffic until you split it.`
           : "The service's first revision: it gets all of the service's traffic once it is ready.",
       ),
       form,

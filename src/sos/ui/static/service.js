@@ -18,7 +18,7 @@ import {
   timeEl,
   trafficBar,
 } from "./dom.js";
-import { confirmDeleteService } from "./service_forms.js";
+import { confirmDeleteService, openServiceDialog } from "./service_forms.js";
 import { confirmRollback, openTrafficEditor } from "./traffic.js";
 
 const REFRESH_MS = 5000;
@@ -86,6 +86,7 @@ export function servicePage(main, session, name, tab, params) {
   let service = null;
   let revisions = [];
   let loadedKey = "";
+  const opened = new Set(); // revisions whose settings are unfolded, kept across refreshes
   const head = h(
     "div",
     { class: "service-head" },
@@ -124,6 +125,17 @@ export function servicePage(main, session, name, tab, params) {
         h(
           "div",
           { class: "actions title-actions" },
+          h(
+            "button",
+            {
+              id: "edit-service",
+              type: "button",
+              class: "btn btn-quiet",
+              ...off,
+              onclick: () => openServiceDialog({ session, service, onSaved: () => refresh(true) }),
+            },
+            "Edit…",
+          ),
           h(
             "button",
             {
@@ -409,6 +421,55 @@ export function servicePage(main, session, name, tab, params) {
     );
   }
 
+  /** What `sos revision show` prints: the revision's settings, folded away. */
+  function revisionSettings(rev) {
+    const g = rev.gunicorn_config || {};
+    const a = rev.autoscaling || {};
+    const hc = rev.health_check || {};
+    const r = rev.resources || {};
+    const fact = (term, ...value) => h("div", {}, h("dt", {}, term), h("dd", {}, ...value));
+    const details = h(
+      "details",
+      { class: "rev-settings", open: opened.has(rev.id) },
+      h("summary", { "aria-label": `Settings of revision ${revNumber(rev.id)}` }, "Settings"),
+      h(
+        "dl",
+        {},
+        fact(
+          "Environment",
+          rev.env_vars?.length
+            ? rev.env_vars.map((e) => h("div", { class: "mono" }, `${e.id}=${e.value}`))
+            : "none",
+        ),
+        fact("Resources", `memory ${r.memory || "no limit"}, cpu ${r.cpu || "no limit"}`),
+        fact(
+          "Autoscaling",
+          `${a.min_scale}..${a.max_scale} instances, target concurrency ${a.target_concurrency} (initially ${a.initial_scale})`,
+        ),
+        fact(
+          "Health check",
+          `liveness ${hc.liveness_probe || "off"}, readiness ${hc.readiness_probe || "off"}`,
+        ),
+        fact(
+          "Serving",
+          `${g.worker_count} worker(s) x ${g.thread_count} thread(s), class ${g.worker_class || "auto"}, timeout ${g.timeout_seconds} s`,
+        ),
+      ),
+      session.canWrite(service)
+        ? h(
+            "a",
+            { href: `#/services/${enc(name)}/new-revision?from=${enc(rev.id)}` },
+            "New revision from these settings",
+          )
+        : null,
+    );
+    details.addEventListener("toggle", () => {
+      if (details.open) opened.add(rev.id);
+      else opened.delete(rev.id);
+    });
+    return details;
+  }
+
   function revisionRow(rev) {
     const st = rev.status || {};
     const inst = st.instances || {};
@@ -431,6 +492,7 @@ export function servicePage(main, session, name, tab, params) {
         h("strong", { class: "mono" }, revNumber(rev.id)),
         rev.id === service.latest_revision ? h("span", { class: "chip" }, "latest") : null,
         rev.description ? h("div", { class: "muted small" }, rev.description) : null,
+        revisionSettings(rev),
       ),
       cell(
         "Artifact",

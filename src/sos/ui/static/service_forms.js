@@ -1,9 +1,9 @@
-// Creating a service and deleting one, both modal <dialog>s.
+// Creating, editing and deleting a service, all modal <dialog>s.
 //
 // Create never overwrites: the API's PUT creates or updates, so the dialog first asks
-// whether the name is taken and says so instead of changing someone else's service. Delete
-// asks for the service's name typed out, and is conditional on the resource_version the
-// page showed (a service changed meanwhile is reported, not deleted).
+// whether the name is taken and says so instead of changing someone else's service. Edit
+// and delete are conditional on the resource_version the page showed (a service changed
+// meanwhile is reported, not overwritten or deleted); delete asks for the name typed out.
 
 import { api, ApiError, enc } from "./api.js";
 import { clear, dialogShell, h, toast } from "./dom.js";
@@ -12,55 +12,72 @@ import { staleMessage } from "./traffic.js";
 
 const DNS_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 
-/** Open "New service". session: who is signed in; onCreated(service) after it exists. */
-export function openCreateService({ session, onCreated }) {
+/**
+ * Open "New service", or "Edit NAME" when `service` is given (description, and the team
+ * for admins; conditional on the resource_version the page showed). onSaved(service).
+ */
+export function openServiceDialog({ session, service = null, onSaved }) {
   const t = session.token;
   const admin = t.role === "admin";
+  const editing = service !== null;
   const name = field({
     id: "service-name",
     label: "Name",
     path: "name",
-    control: textInput("service-name", "", { required: true, maxlength: 57 }),
-    help: "Lowercase letters, digits and “-”, starting with a letter (like sfix-service). It becomes part of the service's URL and cannot be changed.",
+    control: textInput("service-name", service?.name || "", {
+      required: true,
+      maxlength: 57,
+      readonly: editing,
+    }),
+    help: editing
+      ? "A service keeps its name (it is part of its URL)."
+      : "Lowercase letters, digits and “-”, starting with a letter (like sfix-service). It becomes part of the service's URL and cannot be changed.",
   });
   const team = field({
     id: "service-team",
     label: "Team",
     path: "team",
-    control: textInput("service-team", admin ? "" : t.team, {
+    control: textInput("service-team", service?.team || (admin ? "" : t.team), {
       required: true,
       readonly: !admin,
     }),
     help: admin
       ? "The team whose writer tokens may change it (like recs)."
-      : `Your token “${t.name}” creates services of team ${t.team}.`,
+      : `Your token “${t.name}” ${editing ? "changes" : "creates"} services of team ${t.team}.`,
   });
   const description = field({
     id: "service-description",
     label: "Description (optional)",
     path: "description",
-    control: textArea("service-description", "", { maxlength: 2000 }),
+    control: textArea("service-description", service?.description || "", { maxlength: 2000 }),
   });
   const fields = new Map([name, team, description].map((f) => [f.path, f]));
   const summary = errorSummary();
   const errors = errorReporter(fields, summary);
-  const create = h("button", { type: "submit", class: "btn btn-primary" }, "Create service");
+  const verb = editing ? "Save changes" : "Create service";
+  const save = h("button", { type: "submit", class: "btn btn-primary" }, verb);
   const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
   const form = h(
     "form",
     { class: "form", novalidate: true },
-    h(
-      "p",
-      { class: "muted" },
-      "A service is a name, a team and a URL. It runs nothing until its first revision, which then gets all of its traffic.",
-    ),
+    editing
+      ? null
+      : h(
+          "p",
+          { class: "muted" },
+          "A service is a name, a team and a URL. It runs nothing until its first revision, which then gets all of its traffic.",
+        ),
     name.el,
     team.el,
     description.el,
     summary,
-    h("div", { class: "dialog-actions" }, cancel, create),
+    h("div", { class: "dialog-actions" }, cancel, save),
   );
-  const dialog = dialogShell("create-service-title", "New service", form);
+  const dialog = dialogShell(
+    "service-dialog-title",
+    editing ? `Edit ${service.name}` : "New service",
+    form,
+  );
   cancel.addEventListener("click", () => dialog.close());
 
   form.addEventListener("submit", async (event) => {
@@ -72,11 +89,12 @@ export function openCreateService({ session, onCreated }) {
     };
     if (!spec.name) return errors.local(name, "Enter a name for the service.");
     if (!spec.team) return errors.local(team, "Enter the team that owns the service.");
+    if (editing) spec.resource_version = service.resource_version;
     errors.clear();
-    create.disabled = true;
-    create.textContent = "Creating…";
+    save.disabled = true;
+    save.textContent = editing ? "Saving…" : "Creating…";
     try {
-      if (DNS_LABEL.test(spec.name) && spec.name.length <= 57) {
+      if (!editing && DNS_LABEL.test(spec.name) && spec.name.length <= 57) {
         const existing = await findService(spec.name);
         if (existing) {
           errors.local(
@@ -88,20 +106,27 @@ export function openCreateService({ session, onCreated }) {
       }
       // an invalid name cannot exist: the server's answer says what is wrong with it
       const path = DNS_LABEL.test(spec.name) ? enc(spec.name) : "invalid-name";
-      const service = await api("PUT", `/services/${path}`, spec);
+      const saved = await api("PUT", `/services/${path}`, spec);
       dialog.close();
-      toast(`Service ${service.name} created. Next: its first revision.`);
-      onCreated(service);
+      toast(
+        editing
+          ? `Service ${saved.name} saved.`
+          : `Service ${saved.name} created. Next: its first revision.`,
+      );
+      onSaved(saved);
     } catch (err) {
-      errors.show(err, "The service was not created.");
+      if (err instanceof ApiError && err.stale) {
+        err.message = await staleMessage(spec.name, "Close this and look at it again first.");
+      }
+      errors.show(err, editing ? "Not saved." : "The service was not created.");
     } finally {
-      create.disabled = false;
-      create.textContent = "Create service";
+      save.disabled = false;
+      save.textContent = verb;
     }
   });
 
   dialog.showModal();
-  name.control.focus();
+  (editing ? description : name).control.focus();
   return dialog;
 }
 

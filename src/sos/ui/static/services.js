@@ -2,7 +2,7 @@
 
 import { api } from "./api.js";
 import { cell, clear, h, revNumber, statusBadge, timeEl, trafficBar } from "./dom.js";
-import { openCreateService } from "./service_forms.js";
+import { openServiceDialog } from "./service_forms.js";
 
 const REFRESH_MS = 5000;
 
@@ -36,9 +36,9 @@ export function servicesPage(main, session) {
       disabled: !!why,
       "aria-describedby": why ? "ro-note" : null,
       onclick: () =>
-        openCreateService({
+        openServiceDialog({
           session,
-          onCreated: (service) => {
+          onSaved: (service) => {
             location.hash = `#/services/${encodeURIComponent(service.name)}`;
           },
         }),
