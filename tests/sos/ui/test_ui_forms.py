@@ -59,6 +59,22 @@ def api_message(server: RunningServer, method: str, path: str, body: object) -> 
     return str(answer.json()["error"]["message"])
 
 
+def open_shop_as_admin_with_alice_around(store: RunningServer, page: Page) -> str:
+    """Sign in as admin and open shop; returns alice's token (a writer of team recs)."""
+    alice = store.token("alice", role="writer", team="recs")
+    sign_in(page, store.url, store.admin_token)
+    page.get_by_role("link", name="shop", exact=True).click()
+    return alice
+
+
+def alice_deploys(store: RunningServer, alice: str) -> None:
+    """Alice gives shop a new revision (from her terminal, while a dialog is open)."""
+    with store.client(alice) as client:
+        client.create_revision(
+            "shop", RevisionSpec(artifact=Artifact(name="shop_app", version="1.1.0"))
+        )
+
+
 # --------------------------------------------------------------------------- services
 
 
@@ -127,9 +143,7 @@ def test_writer_creates_services_of_its_own_team(store: RunningServer, page: Pag
 def test_editing_a_service_saves_and_a_stale_edit_is_refused(
     store: RunningServer, page: Page
 ) -> None:
-    alice = store.token("alice", role="writer", team="recs")
-    sign_in(page, store.url, store.admin_token)
-    page.get_by_role("link", name="shop", exact=True).click()
+    alice = open_shop_as_admin_with_alice_around(store, page)
     page.get_by_role("button", name="Edit…").click()
     dialog = page.get_by_role("dialog", name="Edit shop")
     expect(dialog.get_by_label("Name")).to_have_attribute("readonly", "")
@@ -147,10 +161,7 @@ def test_editing_a_service_saves_and_a_stale_edit_is_refused(
     page.get_by_role("button", name="Edit…").click()
     dialog = page.get_by_role("dialog", name="Edit shop")
     dialog.get_by_label("Description (optional)").fill("mine")
-    with store.client(alice) as client:  # meanwhile alice gives shop a new revision
-        client.create_revision(
-            "shop", RevisionSpec(artifact=Artifact(name="shop_app", version="1.1.0"))
-        )
+    alice_deploys(store, alice)  # meanwhile
     dialog.get_by_role("button", name="Save changes").click()
     expect(dialog.get_by_role("alert")).to_contain_text("shop was changed by alice meanwhile")
     with store.client() as admin:
@@ -338,16 +349,11 @@ def test_deleting_a_service_needs_its_name_typed_and_keeps_its_history(
 def test_deleting_a_service_changed_meanwhile_is_refused_and_says_by_whom(
     store: RunningServer, page: Page
 ) -> None:
-    alice = store.token("alice", role="writer", team="recs")
-    sign_in(page, store.url, store.admin_token)
-    page.get_by_role("link", name="shop", exact=True).click()
+    alice = open_shop_as_admin_with_alice_around(store, page)
     page.get_by_role("button", name="Delete service…").click()
     dialog = page.get_by_role("dialog", name="Delete shop?")
     dialog.get_by_label("Type shop to confirm").fill("shop")
-    with store.client(alice) as client:  # meanwhile alice deploys a revision
-        client.create_revision(
-            "shop", RevisionSpec(artifact=Artifact(name="shop_app", version="1.1.0"))
-        )
+    alice_deploys(store, alice)  # meanwhile
     dialog.get_by_role("button", name="Delete service").click()
     problem = dialog.get_by_role("alert")
     expect(problem).to_contain_text("shop was changed by alice meanwhile")
