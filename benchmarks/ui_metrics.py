@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import re
 import socket
 import statistics
 import sys
@@ -41,7 +42,7 @@ from sos.runtime.base import RevisionMetricsSample
 from sos.runtime.fake import FakeBackend
 from sos.server.app import ServerState, create_app
 from sos.server.metrics import MetricsSampler
-from sos.ui import load_assets
+from sos.ui import Asset, Assets, load_assets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests._browser import launch, missing  # the tests' Chromium and its flags
@@ -110,6 +111,27 @@ def serve(state: ServerState) -> tuple[uvicorn.Server, str]:
     while not server.started:
         time.sleep(0.01)
     return server, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def first_visit(assets: Assets) -> list[Asset]:
+    """The page, what it links, and the JavaScript modules those import statically
+    (``import("./x.js")`` loads a module on first use instead)."""
+    todo = re.findall(r'assets/[0-9a-f]+/([\w.-]+)"', assets.index.body.decode())
+    seen: dict[str, Asset] = {}
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in assets.files:
+            continue
+        seen[name] = assets.files[name]
+        if name.endswith(".js"):
+            todo += re.findall(r'from "\./([\w-]+\.js)"', seen[name].body.decode())
+    return [assets.index, *seen.values()]
+
+
+def weight(files: list[Asset]) -> str:
+    raw = sum(len(a.body) for a in files)
+    packed = sum(len(gzip.compress(a.body)) for a in files)
+    return f"{raw / 1024:.0f} KiB ({packed / 1024:.0f} KiB gzip)"
 
 
 def page_load(url: str, token: str) -> float | None:
@@ -201,11 +223,10 @@ def main() -> None:
             print(f"{name:<30}{rps:>9.0f}{p50:>9.2f}{p99:>9.2f}{p50 / baseline:>15.2f}x")
 
     assets = load_assets()
-    files = [assets.index, *assets.files.values()]
-    raw = sum(len(a.body) for a in files)
-    packed = sum(len(gzip.compress(a.body)) for a in files)
-    size = f"{raw / 1024:.0f} KiB ({packed / 1024:.0f} KiB gzip)"
-    print(f"first visit downloads {len(files)} files: {size}")
+    first = first_visit(assets)
+    later = [a for a in assets.files.values() if a not in first]
+    print(f"first visit downloads {len(first)} files: {weight(first)}")
+    print(f"loaded on first use (forms, tokens): {len(later)} files: {weight(later)}")
     median = page_load(url, token)
     if median is not None:
         print(f"navigation to a drawn services table in Chromium: {median:.0f} ms (median of 5)")

@@ -10,10 +10,8 @@
 
 import { api, ApiError, clearToken, getToken, setToken } from "./api.js";
 import { clear, h } from "./dom.js";
-import { revisionFormPage } from "./revision_form.js";
 import { servicePage } from "./service.js";
 import { servicesPage } from "./services.js";
-import { tokensPage } from "./tokens.js";
 
 const main = document.getElementById("main");
 const who = document.getElementById("who");
@@ -58,6 +56,37 @@ function parseHash() {
   return { parts, params: new URLSearchParams(query) };
 }
 
+/**
+ * A page whose module loads on first use (forms and admin pages: the first visit downloads
+ * only what the services and service pages need). Returns the page's leave().
+ */
+function lazyPage(loading, start) {
+  let stop = null;
+  let left = false;
+  clear(main, h("p", { class: "loading" }, "Loading…"));
+  loading
+    .then((module) => {
+      if (left) return;
+      stop = start(module);
+      main.querySelector("h1")?.focus({ preventScroll: true });
+    })
+    .catch((err) => {
+      if (left) return;
+      clear(
+        main,
+        h(
+          "p",
+          { class: "notice", role: "alert" },
+          `This page could not be loaded (${err.message}); reload to try again.`,
+        ),
+      );
+    });
+  return () => {
+    left = true;
+    stop?.();
+  };
+}
+
 function route({ focus = true } = {}) {
   leave();
   leave = () => {};
@@ -76,10 +105,12 @@ function route({ focus = true } = {}) {
     leave = servicesPage(main, session);
   } else if (parts[0] === "tokens" && parts.length === 1) {
     document.title = "Tokens · SOS";
-    leave = tokensPage(main, session);
+    leave = lazyPage(import("./tokens.js"), (m) => m.tokensPage(main, session));
   } else if (parts[0] === "services" && parts[2] === "new-revision" && parts.length === 3) {
     document.title = `New revision of ${parts[1]} · SOS`;
-    leave = revisionFormPage(main, session, parts[1], params);
+    leave = lazyPage(import("./revision_form.js"), (m) =>
+      m.revisionFormPage(main, session, parts[1], params),
+    );
   } else if (parts[0] === "services" && parts.length <= 3) {
     const tab = parts[2] || "overview";
     document.title = `${parts[1]} · SOS`;

@@ -18,7 +18,6 @@ import {
   timeEl,
   trafficBar,
 } from "./dom.js";
-import { confirmDeleteService, openServiceDialog } from "./service_forms.js";
 import { confirmRollback, openTrafficEditor } from "./traffic.js";
 
 const REFRESH_MS = 5000;
@@ -132,7 +131,12 @@ export function servicePage(main, session, name, tab, params) {
               type: "button",
               class: "btn btn-quiet",
               ...off,
-              onclick: () => openServiceDialog({ session, service, onSaved: () => refresh(true) }),
+              onclick: async () =>
+                (await import("./service_forms.js")).openServiceDialog({
+                  session,
+                  service,
+                  onSaved: () => refresh(true),
+                }),
             },
             "Edit…",
           ),
@@ -143,8 +147,8 @@ export function servicePage(main, session, name, tab, params) {
               type: "button",
               class: "btn btn-quiet btn-danger-text",
               ...off,
-              onclick: () =>
-                confirmDeleteService({
+              onclick: async () =>
+                (await import("./service_forms.js")).confirmDeleteService({
                   service,
                   revisions,
                   onDeleted: () => {

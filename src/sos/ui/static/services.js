@@ -2,7 +2,6 @@
 
 import { api } from "./api.js";
 import { cell, clear, h, revNumber, statusBadge, timeEl, trafficBar } from "./dom.js";
-import { openServiceDialog } from "./service_forms.js";
 
 const REFRESH_MS = 5000;
 
@@ -35,8 +34,8 @@ export function servicesPage(main, session) {
       class: "btn btn-primary",
       disabled: !!why,
       "aria-describedby": why ? "ro-note" : null,
-      onclick: () =>
-        openServiceDialog({
+      onclick: async () =>
+        (await import("./service_forms.js")).openServiceDialog({
           session,
           onSaved: (service) => {
             location.hash = `#/services/${encodeURIComponent(service.name)}`;
