@@ -269,11 +269,13 @@ class Supervisor:
                 continue
             changed = True
             del runtime.instances[instance.id]
+            # what is left of its process group: gunicorn's workers outlive a killed master
+            self._kill(instance, signal.SIGKILL)
             self.limiter.release(instance.id)
             self.logs.forget(instance.id)
             if instance.state == "stopping":
                 continue
-            note = instance.exit_note or f"exited with code {code}"
+            note = instance.exit_note or _exit_text(code)
             self._platform(instance, f"instance {instance.id} (pid {instance.pid}) {note}")
             if not instance.ever_ready:
                 if self._port_race(runtime, instance):
@@ -284,6 +286,8 @@ class Supervisor:
                 self._failed_start(runtime, now, why, at_once=timed_out)
             else:
                 runtime.next_start = now  # replace at once: it was healthy before
+                if not runtime.failed:  # what status says until the replacement is ready
+                    runtime.message = f"instance {instance.id} {note}; replacing it"
         return changed
 
     def _port_race(self, runtime: RevisionRuntime, instance: Instance) -> bool:
@@ -523,11 +527,11 @@ class Supervisor:
             self.logs.watch(instance.service, instance.revision, instance.id, from_start=False)
             self._platform(instance, f"re-adopted instance {instance.id} (pid {pid})")
         known = {i.pid for i in adopted}
-        for pid in _pids_with_marker(self.marker):
-            if pid not in known:
-                log.warning("killing stray instance process %d (no adoptable record)", pid)
+        for group in _groups_with_marker(self.marker):
+            if group not in known:
+                log.warning("killing stray instance processes of group %d (no record)", group)
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
+                    os.killpg(group, signal.SIGKILL)
         self._save()
         return adopted
 
@@ -580,9 +584,17 @@ def _environ(pid: int) -> Mapping[str, str]:
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
 
-def _pids_with_marker(marker: str) -> list[int]:
-    """Process-group leaders whose environment says they belong to this runtime."""
-    found = []
+def _exit_text(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"exited with code {code} (killed by {signal.Signals(-code).name})"
+    return f"exited with code {code}"
+
+
+def _groups_with_marker(marker: str) -> set[int]:
+    """Process groups with a live process whose environment says it belongs to this runtime
+    (an instance's group is its first process's pid, even after that process died)."""
+    found: set[int] = set()
     needle = f"SOS_RUNTIME={marker}".encode() + b"\0"
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -593,6 +605,6 @@ def _pids_with_marker(marker: str) -> list[int]:
         except OSError:
             continue
         with contextlib.suppress(OSError):
-            if needle in raw + b"\0" and os.getpgid(pid) == pid and _alive(pid):
-                found.append(pid)
+            if needle in raw + b"\0" and _alive(pid):
+                found.add(os.getpgid(pid))
     return found
