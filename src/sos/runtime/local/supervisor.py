@@ -215,6 +215,8 @@ class Supervisor:
         self.in_flight: Callable[[str], int] = lambda instance: 0
         self._probes: set[asyncio.Task[None]] = set()
         self._saved = ""
+        #: process groups of instances that ended, with when to kill what is left of them
+        self._leftovers: dict[int, float] = {}
 
     # ---- revisions
 
@@ -248,6 +250,12 @@ class Supervisor:
     async def step(self) -> None:
         now = self.clock()
         changed = False
+        for group, deadline in list(self._leftovers.items()):
+            if now >= deadline:
+                del self._leftovers[group]
+                if group in _groups_with_marker(self.marker):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(group, signal.SIGKILL)
         for runtime in list(self.revisions.values()):
             changed |= self._reap(runtime, now)
             changed |= self._check_startup(runtime, now)
@@ -269,8 +277,10 @@ class Supervisor:
                 continue
             changed = True
             del runtime.instances[instance.id]
-            # what is left of its process group: gunicorn's workers outlive a killed master
-            self._kill(instance, signal.SIGKILL)
+            # what is left of its process group (gunicorn's workers outlive a killed master)
+            # finishes what it serves (the router sends it nothing more) and goes, or is killed
+            self._kill(instance, signal.SIGTERM)
+            self._leftovers[instance.pid] = now + self.stop_grace
             self.limiter.release(instance.id)
             self.logs.forget(instance.id)
             if instance.state == "stopping":
