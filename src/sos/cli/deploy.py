@@ -146,7 +146,9 @@ def _load_yaml(path: Path) -> DeployPlan:
         try:
             return model.model_validate(value)
         except pydantic.ValidationError as exc:
-            raise ValidationError(f"{path}: {kind}.{describe_validation(exc)}") from None
+            nested = any(error.get("loc") for error in exc.errors())  # else: the whole of it
+            text = describe_validation(exc)
+            raise ValidationError(f"{path}: {kind}{'.' if nested else ': '}{text}") from None
 
     return DeployPlan(
         source=path,

@@ -80,9 +80,18 @@ def _message(error: dict[str, Any]) -> str:
     return msg
 
 
+def _line(error: dict[str, Any]) -> str:
+    loc = error.get("loc", ())
+    if error.get("type") == "json_invalid":  # loc is ("body", <character position>)
+        why = (error.get("ctx") or {}).get("error") or "it does not parse"
+        at = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+        return f"the body is not valid JSON ({why}{at}); send a JSON object"
+    return f"{_where(loc)}: {_message(error)}"
+
+
 def validation_error(exc: RequestValidationError) -> ValidationError:
     errors = list(exc.errors())
-    lines = [f"{_where(e.get('loc', ()))}: {_message(e)}" for e in errors]
+    lines = [_line(e) for e in errors]
     message = "; ".join(lines[:5]) + (f" (and {len(lines) - 5} more)" if len(lines) > 5 else "")
     fields = [
         {"field": _where(e.get("loc", ())), "message": _message(e), "type": e.get("type")}
