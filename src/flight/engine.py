@@ -703,9 +703,9 @@ def _merge_columns(
 
 def _rows_from_index(op: IndexOperator, out: Any, view: Candidates) -> Rows:
     n = len(view)
-    if (isinstance(out, pd.Series) and out.dtype == bool) or (
-        isinstance(out, np.ndarray) and out.dtype == bool
-    ):
+    if isinstance(out, pd.Series | np.ndarray) and pd.api.types.is_bool_dtype(out.dtype):
+        if isinstance(out, pd.Series) and out.hasnans:  # nullable booleans (a comparison
+            out = out.fillna(False)  # with an Int64 column): a missing value keeps no row
         mask = np.asarray(out, dtype=bool)
         if len(mask) != n:
             raise ResultShapeError(

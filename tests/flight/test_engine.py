@@ -254,6 +254,17 @@ async def test_user_filter_and_transform_see_dataframes_and_mask_works() -> None
     assert result.items["item"].tolist() == [1, 3]
 
 
+async def test_filter_returning_a_nullable_boolean_mask_keeps_its_true_rows() -> None:
+    class Since(fo.FilterOperator):  # a comparison with an Int64 column gives "boolean"
+        def __call__(self, df: pd.DataFrame, **ctx: Any) -> pd.Series:
+            year = pd.Series([1990, None, 2005], dtype="Int64", index=df.index)
+            return year >= 2000
+
+    result = await pipe([Items([1, 2, 3])], [], Since()).execute()
+    assert result.error is None, result.reason
+    assert result.items["item"].tolist() == [3]  # the missing year keeps no row
+
+
 async def test_transform_changing_rows_is_rejected() -> None:
     class Dropper(fo.TransformOperator):
         def __call__(self, df: pd.DataFrame, **ctx: Any) -> pd.DataFrame:
