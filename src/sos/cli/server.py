@@ -130,6 +130,12 @@ def server(
         help="Port of the shared router that serves the services (local backend); "
         "0 picks a free one [env SOS_ROUTER_PORT; 8080].",
     ),
+    data_path: str = typer.Option(
+        None,
+        "--router",
+        help="The router's data path (local backend): haproxy or python "
+        "[env SOS_ROUTER; haproxy when it is installed].",
+    ),
     knative_namespace: str = typer.Option(
         None,
         help="Namespace of the Knative Services (knative backend) "
@@ -178,6 +184,8 @@ def server(
     settings.backend_options.update(_options(backend_opt))
     if router_port is not None:
         settings.backend_options["router_port"] = str(router_port)
+    if data_path is not None:
+        settings.backend_options["router"] = data_path
     settings.backend = settings.backend or DEFAULT_BACKEND
     knative = [
         ("--knative-namespace", "namespace", knative_namespace),

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from itertools import accumulate
@@ -33,6 +34,7 @@ from sos.runtime.base import (
     RevisionMetricsSample,
 )
 from sos.runtime.local.autoscaler import Autoscaler
+from sos.runtime.local.haproxy import HAProxyRouter
 from sos.runtime.local.limits import Limiter
 from sos.runtime.local.logs import LogStore
 from sos.runtime.local.metrics import BUCKETS
@@ -51,6 +53,8 @@ __all__ = ["LocalBackend", "create_backend"]
 log = logging.getLogger(__name__)
 
 ArtifactPath = Callable[[str], Path]
+#: the router's data paths: HAProxy programmed at runtime, or the Python router alone
+DATA_PATHS = ("haproxy", "python")
 
 
 class LocalBackend(Backend):
@@ -68,6 +72,7 @@ class LocalBackend(Backend):
         request_timeout: float = 300.0,
         startup_timeout: float = 60.0,
         stop_on_close: bool = False,
+        data_path: str = "python",
         tick_seconds: float = 0.1,
         autoscale_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -93,7 +98,10 @@ class LocalBackend(Backend):
             clock=clock,
             on_change=self._changed,
         )
-        self.router = Router(
+        if data_path not in DATA_PATHS:
+            raise ValidationError(f"router {data_path!r} is unknown: use haproxy or python")
+        ingress = HAProxyRouter if data_path == "haproxy" else Router
+        self.router: Router | HAProxyRouter = ingress(
             host=router_host,
             port=router_port,
             domain=domain,
@@ -158,6 +166,10 @@ class LocalBackend(Backend):
             self._execute(desired)
             await self.supervisor.step()
             self._publish()
+        try:
+            await self.router.settle()  # the router routes by it when apply returns
+        except TimeoutError:
+            log.warning("the router has not taken the new routing table yet")
 
     async def observe(self, name: str) -> ObservedService | None:
         desired = self.desired.get(name)
@@ -278,7 +290,7 @@ class LocalBackend(Backend):
                     errors=sum(s.errors for s in stats),
                     latency_buckets=tuple(zip(bounds, accumulate(per_bucket), strict=False)),
                     latency_sum_seconds=sum(s.total_seconds for s in stats),
-                    in_flight=sum(s.in_flight for s in stats),
+                    in_flight=sum(s.in_flight + s.outside for s in stats),
                     instances=Instances(
                         wanted=runtime.wanted,
                         running=len(runtime.live()),
@@ -433,7 +445,7 @@ class LocalBackend(Backend):
             scaler = self.autoscalers.get(rid)
             if scaler is None or runtime.argv is None:
                 continue
-            scaler.record(now, self.router.meter(rid).take(now))
+            scaler.record(now, self.router.concurrency(rid, now))
             self._autoscale_one(rid, runtime, scaler, now)
 
     def _autoscale_one(
@@ -518,8 +530,10 @@ class LocalBackend(Backend):
             except Exception:  # the loop must outlive any one bad step
                 log.exception("local backend step failed")
             self._wake.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancellation
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick_seconds)
+                async with asyncio.timeout(self.tick_seconds):
+                    await self._wake.wait()
 
 
 def _flag(value: str | None) -> bool:
@@ -535,7 +549,8 @@ def create_backend(context: object) -> LocalBackend:
     ``request_timeout`` (300 s),
     ``startup_timeout`` (60 s), ``keep_instances`` (``SOS_KEEP_INSTANCES``, false: a server
     that stops takes its instances down; true leaves them running for the next start to
-    re-adopt, for a server restart without downtime).
+    re-adopt, for a server restart without downtime), ``router`` (``SOS_ROUTER``: the data
+    path, ``haproxy`` or ``python``; by default HAProxy when ``haproxy`` is on PATH).
     """
     from sos.server.backends import BackendContext
 
@@ -556,6 +571,14 @@ def create_backend(context: object) -> LocalBackend:
             raise ValidationError(f"--backend-opt {key}={text} is out of range")
         return value
 
+    data_path = option("router", "SOS_ROUTER", "python").strip().lower()
+    if data_path == "auto":
+        data_path = "haproxy" if shutil.which("haproxy") else "python"
+    elif data_path not in DATA_PATHS:
+        raise ValidationError(
+            f"--router / SOS_ROUTER={data_path!r} is unknown: use haproxy or python "
+            "(or auto: HAProxy when it is installed)"
+        )
     backend = LocalBackend(
         context.data_dir,
         artifact_path=context.artifact_path,
@@ -566,6 +589,7 @@ def create_backend(context: object) -> LocalBackend:
         request_timeout=number("request_timeout", None, "300"),
         startup_timeout=number("startup_timeout", None, "60"),
         stop_on_close=not _flag(option("keep_instances", "SOS_KEEP_INSTANCES", "false")),
+        data_path=data_path,
     )
     backend.router.bind()  # a port in use is an error now, not a trace at start-up
     return backend

@@ -64,13 +64,24 @@ class ConcurrencyMeter:
 class RequestStats:
     """Counters of one (service, revision, tag)."""
 
-    __slots__ = ("buckets", "codes", "count", "errors", "in_flight", "labels", "total_seconds")
+    __slots__ = (
+        "buckets",
+        "codes",
+        "count",
+        "errors",
+        "in_flight",
+        "labels",
+        "outside",
+        "total_seconds",
+    )
 
     def __init__(self, service: str, revision: str, tag: str) -> None:
         self.labels = (service, revision, tag)
         self.codes = [0, 0, 0, 0, 0]
         self.errors = 0
+        #: requests in flight in this process, and in a proxy in front of it (HAProxy)
         self.in_flight = 0
+        self.outside = 0
         self.count = 0
         self.total_seconds = 0.0
         self.buckets = [0] * (len(BUCKETS) + 1)
@@ -87,6 +98,16 @@ class RequestStats:
             self.codes[min(max(status // 100, 1), 5) - 1] += 1
         else:
             self.codes[4] += 1
+
+    def add(self, status: int, seconds: float, count: int) -> None:
+        """``count`` requests that finished elsewhere (a proxy's log) with one status and
+        duration; they were never counted in flight here."""
+        self.count += count
+        self.total_seconds += seconds * count
+        self.buckets[bisect_left(BUCKETS, seconds)] += count
+        if status >= 500 or status == 0:
+            self.errors += count
+        self.codes[min(max(status // 100, 1), 5) - 1 if status else 4] += count
 
 
 class MetricsCollector(Collector):
@@ -122,7 +143,7 @@ class MetricsCollector(Collector):
                 if value:
                     requests.add_metric([*names, code], value)
             errors.add_metric(names, stats.errors)
-            in_flight.add_metric(names, stats.in_flight)
+            in_flight.add_metric(names, stats.in_flight + stats.outside)
             cumulative, running = [], 0
             for bound, value in zip([*BUCKETS, float("inf")], stats.buckets, strict=True):
                 running += value

@@ -128,7 +128,8 @@ class Preparer:
         self._processes.add(process)
         why: str | None = None
         try:
-            code = await asyncio.wait_for(process.wait(), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                code = await process.wait()
         except TimeoutError:
             _kill(process)
             await process.wait()

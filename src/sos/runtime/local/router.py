@@ -166,6 +166,28 @@ class RoutingTable:
 # --------------------------------------------------------------------------- the router
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or a BackendError that says what to do."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise BackendError(
+            f"the router cannot listen on {host}:{port}: {why} (another sos "
+            "server?); choose another port with --router-port or SOS_ROUTER_PORT"
+        ) from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+#: (service, revision, tag) of requests an activator listener holds for one revision
+ActivatorKey = tuple[str, str, str]
+
+
 class Router:
     """The ingress server. ``start`` binds it; ``update`` swaps the routing table."""
 
@@ -197,6 +219,12 @@ class Router:
         self._tasks: set[asyncio.Future[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
+        #: the port clients use, when another proxy listens in front (URLs and messages)
+        self.public_port: int | None = None
+        #: endpoints no longer in the table that still serve requests
+        self._leaving: dict[str, Endpoint] = {}
+        #: listeners that serve one revision each (for a proxy in front: its activator)
+        self._activators: dict[ActivatorKey, asyncio.Server] = {}
 
     # ---- lifecycle
 
@@ -205,21 +233,8 @@ class Router:
         is a clear error at start-up. ``start`` binds by itself when this was not called."""
         if self._socket is not None:
             return
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as exc:
-            sock.close()
-            why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-            raise BackendError(
-                f"the router cannot listen on {self.host}:{self.port}: {why} (another sos "
-                "server?); choose another port with --router-port or SOS_ROUTER_PORT"
-            ) from None
-        sock.listen(1024)
-        sock.setblocking(False)
-        self._socket = sock
-        self.port = sock.getsockname()[1]
+        self._socket = listen_socket(self.host, self.port)
+        self.port = self._socket.getsockname()[1]
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -231,7 +246,10 @@ class Router:
         self._socket = None  # the server owns it now
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep(), name="sos-router-timeouts")
-        log.info("router listening on http://%s:%d (domain %s)", self.host, self.port, self.domain)
+        if self.public_port is None:
+            log.info(
+                "router listening on http://%s:%d (domain %s)", self.host, self.port, self.domain
+            )
 
     async def _sweep(self) -> None:
         """Answer 504 for requests an instance has not answered within ``request_timeout``
@@ -242,10 +260,35 @@ class Router:
             for conn in list(self._connections):
                 conn.check_timeout(now, self.request_timeout)
 
+    async def activator(self, key: ActivatorKey) -> int:
+        """The port of a listener whose requests all go to revision ``key[1]`` of service
+        ``key[0]`` (counted under tag ``key[2]``): held until it has a ready instance, as
+        any request here is. A proxy in front sends a revision's requests there while the
+        revision has no ready instance."""
+        server = self._activators.get(key)
+        if server is None:
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(
+                lambda: _ClientConnection(self, key), "127.0.0.1", 0, backlog=1024
+            )
+            self._activators[key] = server
+        return int(server.sockets[0].getsockname()[1])
+
+    def activators(self) -> set[ActivatorKey]:
+        return set(self._activators)
+
+    def close_activator(self, key: ActivatorKey) -> None:
+        """Stop listening for ``key`` (requests it holds still finish)."""
+        server = self._activators.pop(key, None)
+        if server is not None:
+            server.close()
+
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        for key in list(self._activators):
+            self.close_activator(key)
         if self._server is not None:
             self._server.close()
             for conn in list(self._connections):
@@ -262,9 +305,18 @@ class Router:
 
     def update(self, table: RoutingTable) -> None:
         """Swap the routing table (atomic: one assignment) and wake held requests."""
+        previous = self.table
         self.table = RoutingTable(
-            table.services.values(), table.revisions.values(), previous=self.table
+            table.services.values(), table.revisions.values(), previous=previous
         )
+        # endpoints that left the table still count their requests until those are done
+        kept = {e.instance for t in self.table.revisions.values() for e in t.endpoints}
+        for old in previous.revisions.values():
+            for endpoint in old.endpoints:
+                if endpoint.instance not in kept and endpoint.in_flight > 0:
+                    self._leaving[endpoint.instance] = endpoint
+        for instance in kept:
+            self._leaving.pop(instance, None)
         for revision, futures in list(self._waiters.items()):
             target = self.table.revisions.get(revision)
             if target is None or target.endpoints or target.unavailable:
@@ -272,6 +324,14 @@ class Router:
                     if not future.done():
                         future.set_result(None)
                 del self._waiters[revision]
+
+    async def settle(self) -> None:
+        """Wait until the last ``update`` serves requests (at once here: one assignment)."""
+
+    def concurrency(self, revision: str, now: float) -> float:
+        """Average requests in flight at ``revision`` since the previous call (the
+        autoscaler's input)."""
+        return self.meter(revision).take(now)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` as a task the router keeps a reference to until it ends."""
@@ -286,21 +346,31 @@ class Router:
         return meter
 
     def in_flight(self, instance: str) -> int:
-        """Requests an instance is serving now (to drain it before stopping it)."""
+        """Requests an instance is serving now (to drain it before stopping it), also
+        after it left the routing table."""
+        leaving = self._leaving.get(instance)
+        if leaving is not None:
+            if leaving.in_flight > 0:
+                return leaving.in_flight
+            del self._leaving[instance]
         for target in self.table.revisions.values():
             for endpoint in target.endpoints:
                 if endpoint.instance == instance:
                     return endpoint.in_flight
         return 0
 
+    @property
+    def _shown_port(self) -> int:
+        return self.public_port or self.port
+
     def service_url(self, service: str) -> str:
-        return f"http://{service}.{self.domain}:{self.port}"
+        return f"http://{service}.{self.domain}:{self._shown_port}"
 
     def tag_url(self, service: str, tag: str) -> str:
-        return f"http://{tag}-{service}.{self.domain}:{self.port}"
+        return f"http://{tag}-{service}.{self.domain}:{self._shown_port}"
 
     def revision_url(self, revision: str) -> str:
-        return f"http://{self.domain}:{self.port}/r/{revision}/"
+        return f"http://{self.domain}:{self._shown_port}/r/{revision}/"
 
     # ---- resolution (called per request)
 
@@ -358,7 +428,8 @@ class Router:
         known = ", ".join(sorted(self.table.services)) or "none yet"
         return (
             f"no service {label!r} on this router (services: {known}); reach a service at "
-            f"http://NAME.{self.domain}:{self.port}/ or http://{self.domain}:{self.port}/s/NAME/"
+            f"http://NAME.{self.domain}:{self._shown_port}/ or "
+            f"http://{self.domain}:{self._shown_port}/s/NAME/"
         )
 
     async def wait_for_endpoint(self, revision: str) -> RevisionTarget | str:
@@ -384,7 +455,8 @@ class Router:
             if self.on_cold is not None:
                 self.on_cold(revision)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(future, remaining)
+                async with asyncio.timeout(remaining):
+                    await future
 
     def own_response(self, path: bytes) -> tuple[int, bytes, bytes]:
         """The router's own endpoints: (status, content type, body)."""
@@ -417,8 +489,10 @@ class _Request:
 class _ClientConnection(asyncio.Protocol):
     """One client connection; requests on it are served one after another."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, fixed: ActivatorKey | None = None) -> None:
         self.router = router
+        #: every request on this connection goes to this (service, revision, tag)
+        self.fixed = fixed
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.queue: deque[_Request] = deque()
@@ -590,7 +664,10 @@ class _ClientConnection(asyncio.Protocol):
         self._tries = 0
         self._endpoint = None
         self._revision = ""
-        found = router.resolve(request.host, request.url, request.tag)
+        if self.fixed is not None:
+            found: tuple[str, str, str, bytes] | tuple[int, str] = (*self.fixed, request.url)
+        else:
+            found = router.resolve(request.host, request.url, request.tag)
         if len(found) == 2:
             status, message = found
             if status == 0:

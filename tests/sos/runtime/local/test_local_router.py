@@ -1,17 +1,20 @@
-"""The shared router with real instances behind it: routing, splits, tags, the activator."""
+"""The shared router with real instances behind it: routing, splits, tags, the activator.
+Every test runs on both data paths: the Python router alone, and HAProxy in front of it."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
 from tests.sos.runtime.conftest import StartApp
 
 from sos.errors import BackendError
+from sos.runtime.local.haproxy import HAProxyRouter
 from sos.runtime.local.router import (
     Endpoint,
     RevisionTarget,
@@ -21,13 +24,53 @@ from sos.runtime.local.router import (
     SmoothWeighted,
 )
 
+Ingress = Router | HAProxyRouter
+StartRouter = Callable[..., Awaitable[Ingress]]
+
+
+@pytest.fixture(params=["python", "haproxy"])
+async def start_router(request: pytest.FixtureRequest) -> AsyncIterator[StartRouter]:
+    """``start(**options)``: a started router of the data path under test."""
+    if request.param == "haproxy" and shutil.which("haproxy") is None:
+        pytest.skip("HAProxy is not installed (scripts/setup installs it)")
+    started: list[Ingress] = []
+
+    async def start(**options: float) -> Ingress:
+        options.setdefault("activation_timeout", 5)
+        kind = HAProxyRouter if request.param == "haproxy" else Router
+        router = kind(port=0, **options)
+        await router.start()
+        started.append(router)
+        return router
+
+    yield start
+    for router in started:
+        await router.close()
+
 
 @pytest.fixture
-async def router() -> AsyncIterator[Router]:
-    router = Router(port=0, activation_timeout=5)
-    await router.start()
-    yield router
-    await router.close()
+async def router(start_router: StartRouter) -> Ingress:
+    return await start_router()
+
+
+async def route(router: Ingress, routes: RoutingTable) -> None:
+    """Swap the table and wait until the data path routes by it."""
+    router.update(routes)
+    await router.settle()
+
+
+async def until(
+    check: Callable[[], bool | Awaitable[bool]], what: str, seconds: float = 15
+) -> None:
+    """Wait for what a user would see (metrics come from HAProxy's log every 100 ms)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        done = check()
+        if done if isinstance(done, bool) else await done:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 def table(
@@ -51,7 +94,7 @@ def table(
     return RoutingTable(services, revisions)
 
 
-async def get(router: Router, host: str, path: str = "/", **headers: str) -> httpx.Response:
+async def get(router: Ingress, host: str, path: str = "/", **headers: str) -> httpx.Response:
     async with httpx.AsyncClient(timeout=15) as client:
         return await client.get(
             f"http://127.0.0.1:{router.port}{path}", headers={"Host": host, **headers}
@@ -59,10 +102,10 @@ async def get(router: Router, host: str, path: str = "/", **headers: str) -> htt
 
 
 async def test_host_header_reaches_the_service_and_names_the_revision(
-    router: Router, start_app: StartApp
+    router: Ingress, start_app: StartApp
 ) -> None:
     app = start_app("shop-00001")
-    router.update(table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    await route(router, table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
     response = await get(router, f"shop.localhost:{router.port}", "/items?x=1")
     assert response.status_code == 200
     assert response.headers["sos-revision"] == "shop-00001"
@@ -70,9 +113,9 @@ async def test_host_header_reaches_the_service_and_names_the_revision(
     assert f"host=shop.localhost:{router.port}" in response.text
 
 
-async def test_path_prefix_form_strips_the_prefix(router: Router, start_app: StartApp) -> None:
+async def test_path_prefix_form_strips_the_prefix(router: Ingress, start_app: StartApp) -> None:
     app = start_app("shop-00001")
-    router.update(table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    await route(router, table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
     response = await get(router, "127.0.0.1", "/s/shop/items?x=1")
     assert "path=/items?x=1" in response.text
     assert (await get(router, "127.0.0.1", "/s/shop")).text.split()[3] == "path=/"
@@ -80,14 +123,15 @@ async def test_path_prefix_form_strips_the_prefix(router: Router, start_app: Sta
 
 
 async def test_weighted_split_is_exact_even_over_ten_requests(
-    router: Router, start_app: StartApp
+    router: Ingress, start_app: StartApp
 ) -> None:
     old, new = start_app("shop-00001"), start_app("shop-00002")
-    router.update(
+    await route(
+        router,
         table(
             {"shop": {"shop-00001": 70, "shop-00002": 30}},
             {"shop-00001": old.port, "shop-00002": new.port},
-        )
+        ),
     )
     async with httpx.AsyncClient(headers={"Host": "shop.localhost"}) as client:
         for _ in range(3):
@@ -110,15 +154,16 @@ def test_smooth_weighted_round_robin_spreads_picks() -> None:
 
 
 async def test_tag_host_and_header_reach_the_tagged_revision(
-    router: Router, start_app: StartApp
+    router: Ingress, start_app: StartApp
 ) -> None:
     old, new = start_app("shop-00001"), start_app("shop-00002")
-    router.update(
+    await route(
+        router,
         table(
             {"shop": {"shop-00001": 100, "shop-00002": 0}},
             {"shop-00001": old.port, "shop-00002": new.port},
             tags={"shop": {"canary": "shop-00002"}},
-        )
+        ),
     )
     by_host = await get(router, "canary-shop.localhost")
     assert by_host.headers["sos-revision"] == "shop-00002"
@@ -134,14 +179,15 @@ async def test_tag_host_and_header_reach_the_tagged_revision(
 
 
 async def test_revision_path_reaches_a_revision_without_traffic(
-    router: Router, start_app: StartApp
+    router: Ingress, start_app: StartApp
 ) -> None:
     old, new = start_app("shop-00001"), start_app("shop-00002")
-    router.update(
+    await route(
+        router,
         table(
             {"shop": {"shop-00001": 100, "shop-00002": 0}},
             {"shop-00001": old.port, "shop-00002": new.port},
-        )
+        ),
     )
     response = await get(router, "localhost", "/r/shop-00002/a/b")
     assert response.headers["sos-revision"] == "shop-00002"
@@ -149,8 +195,8 @@ async def test_revision_path_reaches_a_revision_without_traffic(
     assert (await get(router, "localhost", "/r/shop-00009/")).status_code == 404
 
 
-async def test_unknown_service_gets_a_404_that_says_how_to_reach_one(router: Router) -> None:
-    router.update(table({"shop": {"shop-00001": 100}}, {}))
+async def test_unknown_service_gets_a_404_that_says_how_to_reach_one(router: Ingress) -> None:
+    await route(router, table({"shop": {"shop-00001": 100}}, {}))
     response = await get(router, "nope.localhost")
     assert response.status_code == 404
     assert "no service 'nope'" in response.text
@@ -159,10 +205,10 @@ async def test_unknown_service_gets_a_404_that_says_how_to_reach_one(router: Rou
 
 
 async def test_post_bodies_streams_and_head_pass_through(
-    router: Router, start_app: StartApp
+    router: Ingress, start_app: StartApp
 ) -> None:
     app = start_app("shop-00001")
-    router.update(table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    await route(router, table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
     base = f"http://127.0.0.1:{router.port}"
     async with httpx.AsyncClient(headers={"Host": "shop.localhost"}) as client:
         echoed = await client.post(f"{base}/", content=b"x" * 100_000)
@@ -176,16 +222,19 @@ async def test_post_bodies_streams_and_head_pass_through(
 
 
 async def test_traffic_change_is_atomic_and_in_flight_requests_finish(
-    router: Router, start_app: StartApp
+    router: Ingress, start_app: StartApp
 ) -> None:
     old, new = start_app("shop-00001"), start_app("shop-00002")
     ports = {"shop-00001": old.port, "shop-00002": new.port}
-    router.update(table({"shop": {"shop-00001": 100}}, ports))
-    url = f"http://127.0.0.1:{router.port}/slow?ms=300"
-    async with httpx.AsyncClient(headers={"Host": "shop.localhost"}, timeout=15) as client:
+    await route(router, table({"shop": {"shop-00001": 100}}, ports))
+    url = f"http://127.0.0.1:{router.port}/slow?ms=1500"
+    async with httpx.AsyncClient(headers={"Host": "shop.localhost"}, timeout=30) as client:
         before = [asyncio.create_task(client.get(url)) for _ in range(20)]
-        await asyncio.sleep(0.1)  # all 20 are in flight on the old revision
-        router.update(table({"shop": {"shop-00002": 100}}, ports))
+        await until(
+            lambda: router.in_flight("shop-00001-a") >= 20,
+            "all 20 requests to be in flight on the old revision",
+        )
+        await route(router, table({"shop": {"shop-00002": 100}}, ports))
         after = [asyncio.create_task(client.get(url)) for _ in range(20)]
         done_before = await asyncio.gather(*before)
         done_after = await asyncio.gather(*after)
@@ -195,44 +244,44 @@ async def test_traffic_change_is_atomic_and_in_flight_requests_finish(
 
 
 async def test_activator_holds_requests_until_an_instance_is_ready(
-    router: Router, start_app: StartApp
+    router: Ingress, start_app: StartApp
 ) -> None:
     cold: list[str] = []
     router.on_cold = cold.append
-    router.update(table({"shop": {"shop-00001": 100}}, {}))
+    await route(router, table({"shop": {"shop-00001": 100}}, {}))
     waiting = asyncio.create_task(get(router, "shop.localhost"))
-    await asyncio.sleep(0.3)
+    await until(lambda: cold == ["shop-00001"], "the activator to ask for an instance")
     assert not waiting.done()
-    assert cold == ["shop-00001"]
     assert router.meters["shop-00001"].in_flight == 1  # held requests count as load
     app = start_app("shop-00001")
-    router.update(table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    await route(router, table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
     response = await waiting
     assert response.status_code == 200
     assert response.headers["sos-revision"] == "shop-00001"
 
 
-async def test_activator_gives_up_with_a_clear_503(router: Router) -> None:
+async def test_activator_gives_up_with_a_clear_503(router: Ingress) -> None:
     router.activation_timeout = 0.3
-    router.update(table({"shop": {"shop-00001": 100}}, {}))
+    await route(router, table({"shop": {"shop-00001": 100}}, {}))
     response = await get(router, "shop.localhost")
     assert response.status_code == 503
     assert "no ready instance after waiting 0.3s" in response.text
     assert "sos logs shop --revision shop-00001" in response.text
 
 
-async def test_failed_revision_answers_503_with_its_reason_at_once(router: Router) -> None:
-    router.update(
-        table({"shop": {"shop-00001": 100}}, {}, unavailable={"shop-00001": "crashed: exit 2"})
+async def test_failed_revision_answers_503_with_its_reason_at_once(router: Ingress) -> None:
+    await route(
+        router,
+        table({"shop": {"shop-00001": 100}}, {}, unavailable={"shop-00001": "crashed: exit 2"}),
     )
     response = await get(router, "shop.localhost")
     assert response.status_code == 503
     assert "crashed: exit 2" in response.text
 
 
-async def test_dead_instance_gives_502_not_a_hang(router: Router, start_app: StartApp) -> None:
+async def test_dead_instance_gives_502_not_a_hang(router: Ingress, start_app: StartApp) -> None:
     app = start_app("shop-00001")
-    router.update(table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    await route(router, table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
     assert (await get(router, "shop.localhost")).status_code == 200
     app.stop()
     response = await get(router, "shop.localhost")
@@ -241,21 +290,28 @@ async def test_dead_instance_gives_502_not_a_hang(router: Router, start_app: Sta
 
 
 async def test_metrics_count_requests_per_revision_and_tag(
-    router: Router, start_app: StartApp
+    router: Ingress, start_app: StartApp
 ) -> None:
     app = start_app("shop-00001")
-    router.update(
+    await route(
+        router,
         table(
             {"shop": {"shop-00001": 100}},
             {"shop-00001": app.port},
             tags={"shop": {"stable": "shop-00001"}},
-        )
+        ),
     )
     for _ in range(3):
         await get(router, "shop.localhost")
     await get(router, "stable-shop.localhost")
+    split = 'sos_requests_total{code="2xx",revision="shop-00001",service="shop",tag=""} 3.0'
+
+    async def counted() -> bool:
+        text = (await get(router, "localhost", "/metrics")).text
+        return split in text and 'tag="stable"} 1.0' in text
+
+    await until(counted, "the requests to show in /metrics")
     text = (await get(router, "localhost", "/metrics")).text
-    assert 'sos_requests_total{code="2xx",revision="shop-00001",service="shop",tag=""} 3.0' in text
     assert (
         'sos_requests_total{code="2xx",revision="shop-00001",service="shop",tag="stable"} 1.0'
         in text
@@ -267,19 +323,19 @@ async def test_metrics_count_requests_per_revision_and_tag(
     assert 'sos_requests_in_flight{revision="shop-00001",service="shop",tag=""} 0.0' in text
 
 
-async def test_service_without_traffic_says_so(router: Router) -> None:
-    router.update(RoutingTable([ServiceRoute("shop", ())]))
+async def test_service_without_traffic_says_so(router: Ingress) -> None:
+    await route(router, RoutingTable([ServiceRoute("shop", ())]))
     response = await get(router, "shop.localhost")
     assert response.status_code == 503
     assert "has no traffic route yet: create a revision" in response.text
 
 
 async def test_an_instance_that_does_not_answer_gets_a_504(
-    router: Router, start_app: StartApp
+    start_router: StartRouter, start_app: StartApp
 ) -> None:
-    router.request_timeout = 0.3
+    router = await start_router(request_timeout=0.3)
     app = start_app("shop-00001")
-    router.update(table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    await route(router, table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
     response = await get(router, "shop.localhost", "/slow?ms=3000")
     assert response.status_code == 504
     assert "did not answer within 0.3s" in response.text
@@ -287,24 +343,47 @@ async def test_an_instance_that_does_not_answer_gets_a_504(
 
 
 async def test_a_client_that_goes_away_frees_the_instance(
-    router: Router, start_app: StartApp
+    router: Ingress, start_app: StartApp
 ) -> None:
     app = start_app("shop-00001")
-    router.update(table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    await route(router, table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
     async with httpx.AsyncClient(headers={"Host": "shop.localhost"}, timeout=0.3) as client:
         with pytest.raises(httpx.ReadTimeout):
             await client.get(f"http://127.0.0.1:{router.port}/slow?ms=2000")
-    await asyncio.sleep(0.2)
-    assert router.in_flight("shop-00001-a") == 0  # a drain would not wait for it
-    text = (await get(router, "localhost", "/metrics")).text
-    assert 'sos_requests_in_flight{revision="shop-00001",service="shop",tag=""} 0.0' in text
-    assert 'sos_request_errors_total{revision="shop-00001",service="shop",tag=""} 1.0' in text
+
+    async def freed() -> bool:
+        text = (await get(router, "localhost", "/metrics")).text
+        idle = 'sos_requests_in_flight{revision="shop-00001",service="shop",tag=""} 0.0'
+        return (
+            idle in text and 'errors_total{revision="shop-00001",service="shop",tag=""} 1.0' in text
+        )
+
+    await until(freed, "the request to end as an error, well before the instance answers")
+    # taken out of the table, the instance has nothing in flight: a drain does not wait
+    await route(router, table({"shop": {"shop-00001": 100}}, {}))
+    await until(lambda: router.in_flight("shop-00001-a") == 0, "the instance to be idle")
 
 
-def test_a_router_port_in_use_is_a_clear_error() -> None:
+async def test_an_instance_left_out_is_busy_until_its_requests_finish(
+    router: Ingress, start_app: StartApp
+) -> None:
+    app = start_app("shop-00001")
+    await route(router, table({"shop": {"shop-00001": 100}}, {"shop-00001": app.port}))
+    slow = asyncio.ensure_future(get(router, "shop.localhost", "/slow?ms=1500"))
+    await until(lambda: router.in_flight("shop-00001-a") > 0, "the request to start")
+    await route(router, table({"shop": {"shop-00001": 100}}, {}))  # draining: out of the table
+    assert router.in_flight("shop-00001-a") > 0  # stopping it now would fail the request
+    assert (await slow).status_code == 200
+    await until(lambda: router.in_flight("shop-00001-a") == 0, "the instance to be idle")
+
+
+@pytest.mark.parametrize("kind", [Router, HAProxyRouter])
+def test_a_router_port_in_use_is_a_clear_error(kind: type[Ingress]) -> None:
+    if kind is HAProxyRouter and shutil.which("haproxy") is None:
+        pytest.skip("HAProxy is not installed (scripts/setup installs it)")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        router = Router(port=taken.getsockname()[1])
+        router = kind(port=taken.getsockname()[1])
         with pytest.raises(BackendError, match=r"the port is in use .* --router-port"):
             router.bind()
