@@ -1,5 +1,6 @@
-"""Router overhead: the SOS router against the instance directly and against nginx (and
-HAProxy) as reverse proxies in front of the same instance, measured in one run with wrk.
+"""Router overhead: the SOS router, on both data paths (the Python router alone, and HAProxy
+programmed by it), against the instance directly and against nginx and HAProxy as plain
+reverse proxies (static configurations) in front of the same instance, in one run with wrk.
 
     .venv/bin/python benchmarks/runtime_router.py [--seconds 5] [--rounds 2]
 
@@ -7,7 +8,8 @@ For each instance kind (a Go binary, fast enough to stress the proxies, and the 
 Python test app) it runs, per target, wrk with 32 connections (throughput) and with one
 connection (latency without queueing), alternating the targets over the rounds and
 keeping the median. It also reads each proxy's CPU time per request from /proc: that is
-what decides throughput, and it is less disturbed by other load on a shared machine.
+what decides throughput, and it is less disturbed by other load on a shared machine (for
+sos-haproxy: HAProxy's and the Python process's, which reads HAProxy's request log).
 nginx runs one worker and HAProxy one thread, like the router's one event loop; all keep
 connections to the instance alive. Goals: router throughput >= 0.8x
 nginx's, p50 added over direct <= 1 ms. The machine is shared: compare ratios, not figures.
@@ -39,21 +41,27 @@ APPS = ROOT / "tests" / "sos" / "runtime" / "apps"
 ROUTER = textwrap.dedent(
     """
     import asyncio, sys, uvloop
+    from sos.runtime.local.haproxy import HAProxyRouter
     from sos.runtime.local.router import (
         Endpoint, RevisionTarget, Router, RoutingTable, ServiceRoute,
     )
 
     async def main() -> None:
-        router = Router(port=int(sys.argv[1]))
+        kind = HAProxyRouter if sys.argv[3] == "haproxy" else Router
+        router = kind(port=int(sys.argv[1]))
         await router.start()
         endpoint = Endpoint("i1", "hello-00001", int(sys.argv[2]))
         target = RevisionTarget("hello-00001", "hello", (endpoint,))
         router.update(RoutingTable([ServiceRoute("hello", (("hello-00001", 100),))], [target]))
+        await router.settle()
         await asyncio.Event().wait()
 
     uvloop.run(main())
     """
 )
+#: the targets measured: the instance alone, the SOS router on each data path, and plain
+#: nginx and HAProxy reverse proxies (static configurations) in front of the same instance
+TARGETS = ("direct", "sos-python", "sos-haproxy", "nginx", "haproxy")
 
 
 def free_port() -> int:
@@ -192,11 +200,16 @@ def start_targets(
     work: Path, argv: list[str], spawn: Callable[..., int]
 ) -> tuple[dict[str, int], dict[str, list[int]]]:
     """Start the instance and the proxies in front of it: ports and pids by target."""
-    ports = {name: free_port() for name in ("direct", "router", "nginx", "haproxy")}
+    ports = {name: free_port() for name in TARGETS}
     pids = {"direct": [spawn(argv, PORT=str(ports["direct"]), SOS_REVISION="hello-00001")]}
     wait_http(ports["direct"])
-    router = [sys.executable, "-c", ROUTER, str(ports["router"]), str(ports["direct"])]
-    pids["router"] = [spawn(router, PYTHONPATH=str(ROOT / "src"))]
+    for path in ("python", "haproxy"):
+        name = f"sos-{path}"
+        if path == "haproxy" and not shutil.which("haproxy"):
+            del ports[name]
+            continue
+        router = [sys.executable, "-c", ROUTER, str(ports[name]), str(ports["direct"]), path]
+        pids[name] = [spawn(router, PYTHONPATH=str(ROOT / "src"))]
     if shutil.which("nginx"):
         conf = nginx_conf(work, ports["nginx"], ports["direct"])
         pids["nginx"] = [spawn(["nginx", "-c", str(conf)])]
@@ -209,7 +222,7 @@ def start_targets(
         del ports["haproxy"]
     for port in ports.values():
         wait_http(port)
-    for found in pids.values():  # nginx serves from a worker process
+    for found in pids.values():  # nginx serves from a worker, the SOS router from HAProxy
         children = Path(f"/proc/{found[0]}/task/{found[0]}/children")
         if children.exists():
             found += [int(child) for child in children.read_text().split()]
@@ -235,27 +248,28 @@ def measure(
 def report(kind: str, med: dict[str, dict[str, float]]) -> None:
     print(f"instance: {kind}")
     print(
-        f"  {'target':8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p50@1conn':>10} "
+        f"  {'target':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p50@1conn':>10} "
         f"{'CPU us/req':>10}"
     )
     for name, m in med.items():
         print(
-            f"  {name:8} {m['rps']:10.0f} {m['p50']:8.2f} {m['p99']:8.2f} "
+            f"  {name:12} {m['rps']:10.0f} {m['p50']:8.2f} {m['p99']:8.2f} "
             f"{m['p50@1']:10.3f} {m['cpu']:10.1f}"
         )
     base = med["direct"]["p50@1"]
-    for name in ("router", "nginx", "haproxy"):
+    for name in TARGETS[1:]:
         if name in med:
             added = med[name]["p50@1"] - base
             print(f"  {name}: p50 added over direct (1 conn): {added:.3f} ms (goal <= 1 ms)")
-    for peer in ("nginx", "haproxy"):
-        if peer in med:
-            ratio = med["router"]["rps"] / med[peer]["rps"]
-            efficiency = med[peer]["cpu"] / med["router"]["cpu"]
-            print(
-                f"  router/{peer}: throughput {ratio:.2f}x, requests per CPU second "
-                f"{efficiency:.2f}x (goal >= 0.8x)"
-            )
+    for ours in ("sos-python", "sos-haproxy"):
+        for peer in ("nginx", "haproxy"):
+            if ours in med and peer in med:
+                ratio = med[ours]["rps"] / med[peer]["rps"]
+                efficiency = med[peer]["cpu"] / med[ours]["cpu"]
+                print(
+                    f"  {ours}/{peer}: throughput {ratio:.2f}x, requests per CPU second "
+                    f"{efficiency:.2f}x (goal >= 0.8x)"
+                )
     print()
 
 

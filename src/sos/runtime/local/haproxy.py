@@ -692,7 +692,8 @@ class HAProxyRouter:
             name = free[wanted[servers]].pop(0)
             for server in servers:
                 await self._command(
-                    f"add server {name}/{server.name} {server.address} weight {server.weight}",
+                    f"add server {name}/{server.name} {server.address} weight {server.weight} "
+                    "pool-max-conn -1 pool-purge-delay 5s",
                     expect="New server registered",
                 )
                 await self._command(f"set server {name}/{server.name} state ready")
@@ -910,7 +911,11 @@ class HAProxyRouter:
                 cut = data.rfind(b"\n") + 1
                 rest = data[cut:]
                 self._count(data[:cut])
-                await asyncio.sleep(LOG_PERIOD)  # read in batches: one wake-up per 100 ms
+                # read in batches: the lines wait in the socket meanwhile (one read per
+                # 100 ms instead of one per few lines)
+                writer.transport.pause_reading()  # type: ignore[attr-defined]
+                await asyncio.sleep(LOG_PERIOD)
+                writer.transport.resume_reading()  # type: ignore[attr-defined]
         finally:
             writer.close()
 
