@@ -566,7 +566,8 @@ def main(argv: Sequence[str]) -> int:
             title="[bold]Flight + SOS: the main job",
             title_align="left",
             border_style="cyan",
-        )
+        ),
+        soft_wrap=False,
     )
     data = data_location()
     if not (data / "ratings.csv").is_file():
