@@ -166,10 +166,7 @@ class LocalBackend(Backend):
             self._execute(desired)
             await self.supervisor.step()
             self._publish()
-        try:
-            await self.router.settle()  # the router routes by it when apply returns
-        except TimeoutError:
-            log.warning("the router has not taken the new routing table yet")
+        await self._settle()  # the router routes by it when apply returns
 
     async def observe(self, name: str) -> ObservedService | None:
         desired = self.desired.get(name)
@@ -258,6 +255,7 @@ class LocalBackend(Backend):
                 self.problems.pop(rid, None)
             self._publish()
         self._wake.set()
+        await self._settle()
 
     async def list_services(self) -> list[str]:
         return sorted(set(self.desired) | self.supervisor.services())
@@ -301,6 +299,12 @@ class LocalBackend(Backend):
                 )
             )
         return samples
+
+    async def _settle(self) -> None:
+        try:
+            await self.router.settle()
+        except TimeoutError:
+            log.warning("the router has not taken the new routing table yet")
 
     # ---- planning and carrying out
 
@@ -571,7 +575,7 @@ def create_backend(context: object) -> LocalBackend:
             raise ValidationError(f"--backend-opt {key}={text} is out of range")
         return value
 
-    data_path = option("router", "SOS_ROUTER", "python").strip().lower()
+    data_path = option("router", "SOS_ROUTER", "auto").strip().lower()
     if data_path == "auto":
         data_path = "haproxy" if shutil.which("haproxy") else "python"
     elif data_path not in DATA_PATHS:

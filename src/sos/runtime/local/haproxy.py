@@ -241,6 +241,9 @@ def render_config(
         "  timeout tunnel 1h",
         "  option forwardfor",
         "  option abortonclose",
+        # a reload leaves clients' idle keep-alive connections open: the next request on
+        # one is answered (Connection: close) instead of finding the connection closed
+        "  option idle-close-on-response",
         "  retries 2",
         "  option redispatch 1",
         "  retry-on conn-failure empty-response",
@@ -802,6 +805,10 @@ class HAProxyRouter:
             busy = bool(self._old) or any(s.unmapped_at is not None for s in self._slots.values())
             await asyncio.sleep(STATS_FAST if busy or self._unmapped else STATS_SLOW)
             self._old = [p for p in self._old if p.process.returncode is None]
+            current = self._current
+            if current is not None and current.process.returncode is not None:
+                self._wake.set()  # HAProxy died: the sync starts it again
+                continue
             try:
                 async with self._lock:
                     await self._read_stats()
@@ -956,8 +963,8 @@ async def _relay(process: asyncio.subprocess.Process) -> list[str]:
     async for raw in process.stdout:
         line = raw.decode("utf-8", "replace").rstrip()
         lines = [*lines[-20:], line]
-        # " CLI : " lines echo what the router did through the runtime API
-        if ("[ALERT]" in line or "[WARNING]" in line) and " CLI : " not in line:
+        ours = " CLI : " in line or "stopped (cumulated conns" in line  # reloads, API calls
+        if ("[ALERT]" in line or "[WARNING]" in line) and not ours:
             log.warning("haproxy: %s", line)
         else:
             log.debug("haproxy: %s", line)

@@ -4,6 +4,7 @@ waiting for what the backend observes (never for a fixed time)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -15,6 +16,14 @@ from sos.runtime.base import ObservedService
 from sos.runtime.local.backend import LocalBackend
 
 FAST = {"autoscaling": {"min_scale": 1, "initial_scale": 1}}
+
+
+@pytest.fixture(params=["python", "haproxy"])
+def data_path(request: pytest.FixtureRequest) -> str:
+    """The router's data path under test (``LocalBackend(data_path=...)``)."""
+    if request.param == "haproxy" and shutil.which("haproxy") is None:
+        pytest.skip("HAProxy is not installed (scripts/setup installs it)")
+    return str(request.param)
 
 
 @pytest.fixture

@@ -41,9 +41,10 @@ async def test_python_revision_becomes_ready_and_answers_through_the_router(
     backend_factory: Callable[..., Awaitable[LocalBackend]],
     hello_pyz: Path,
     monkeypatch: pytest.MonkeyPatch,
+    data_path: str,
 ) -> None:
     monkeypatch.setenv("SERVER_SECRET", "not for instances")
-    backend = await backend_factory()
+    backend = await backend_factory(data_path=data_path)
     spec = {**FAST, "env_vars": [{"id": "GREETING", "value": "hi"}]}
     desired = make_desired("shop", [(1, hello_pyz, spec)], {1: 100})
     await backend.apply(desired)
@@ -64,9 +65,12 @@ async def test_python_revision_becomes_ready_and_answers_through_the_router(
 
 
 async def test_go_binary_runs_beside_python_with_a_split(
-    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path, hello_go: Path
+    backend_factory: Callable[..., Awaitable[LocalBackend]],
+    hello_pyz: Path,
+    hello_go: Path,
+    data_path: str,
 ) -> None:
-    backend = await backend_factory(hello_go)
+    backend = await backend_factory(hello_go, data_path=data_path)
     desired = make_desired(
         "shop", [(1, hello_pyz, FAST), (2, hello_go, FAST)], {1: 70, 2: 30}, tags={2: "go"}
     )
@@ -161,9 +165,9 @@ async def test_revision_that_never_gets_ready_fails_after_the_startup_timeout(
 
 
 async def test_scale_to_zero_then_the_activator_wakes_the_revision(
-    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path, data_path: str
 ) -> None:
-    backend = await backend_factory(autoscale_seconds=0.2)
+    backend = await backend_factory(autoscale_seconds=0.2, data_path=data_path)
     spec = {"autoscaling": {"min_scale": 0, "scale_to_zero_grace_seconds": 0.5}}
     await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))
     await wait_for(backend, "shop", ready("shop-00001"))
@@ -229,9 +233,9 @@ async def test_orphans_are_listed_and_deleted(
 
 
 async def test_delete_stops_every_instance(
-    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path, data_path: str
 ) -> None:
-    backend = await backend_factory()
+    backend = await backend_factory(data_path=data_path)
     instance = await serving(backend, hello_pyz)
     await backend.delete("shop")
     assert await backend.observe("shop") is None
@@ -246,8 +250,11 @@ async def test_logs_have_the_output_and_the_platform_events(
     await backend.apply(make_desired("shop", [(1, hello_pyz, FAST)], {1: 100}))
     await wait_for(backend, "shop", lambda o: o.ready)
     await get(backend, "shop.localhost", "/hello-log")
-    await asyncio.sleep(0.5)
-    lines = [line async for line in backend.logs("shop", tail=100)]
+    for _ in range(300):  # the app writes its access line just after it answers
+        lines = [line async for line in backend.logs("shop", tail=100)]
+        if any("/hello-log" in line.text for line in lines):
+            break
+        await asyncio.sleep(0.05)
     streams = {(line.stream, line.text.split(" ")[0]) for line in lines}
     assert ("stdout", "hello") in streams
     assert any(line.stream == "stderr" and "/hello-log" in line.text for line in lines)
@@ -262,7 +269,7 @@ async def test_logs_have_the_output_and_the_platform_events(
         return ""
 
     waiting = asyncio.ensure_future(until_followed())
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # the follower is registered: it sees every line from now on
     await get(backend, "shop.localhost", "/followed")
     assert "GET /followed" in await asyncio.wait_for(waiting, 10)
     await follow.aclose()
@@ -331,9 +338,9 @@ async def test_a_port_taken_before_the_instance_binds_it_is_retried_at_once(
 
 
 async def test_concurrent_load_scales_a_revision_out(
-    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path, data_path: str
 ) -> None:
-    backend = await backend_factory(autoscale_seconds=0.2)
+    backend = await backend_factory(autoscale_seconds=0.2, data_path=data_path)
     spec = {
         "autoscaling": {
             "min_scale": 1,

@@ -1,5 +1,5 @@
 """The whole flow over real HTTP: `sos server` (local backend) as a process, the client,
-the router, the activator, crash replacement, `sos logs` and a server restart."""
+the router (each data path), the activator, crash replacement, `sos logs` and restarts."""
 
 from __future__ import annotations
 
@@ -42,8 +42,14 @@ def servers(tmp_path: Path) -> Iterator[list[ServerProcess]]:
 
 
 def test_deploy_split_scale_to_zero_crash_and_restart_over_real_http(
-    tmp_path: Path, hello_pyz: Path, hello_go: Path, servers: list[ServerProcess]
+    tmp_path: Path,
+    hello_pyz: Path,
+    hello_go: Path,
+    servers: list[ServerProcess],
+    data_path: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("SOS_ROUTER", data_path)  # every server below uses this data path
     data = tmp_path / "data"
     # a server restart without downtime: this one leaves its instances running on Ctrl-C
     server = ServerProcess(data, 0, SOS_KEEP_INSTANCES="1")
@@ -80,19 +86,27 @@ def test_deploy_split_scale_to_zero_crash_and_restart_over_real_http(
         # a serverless revision behind a tag: it scales to zero, the activator wakes it
         three = {
             "artifact": {"name": "hello-py", "version": "v1"},
-            "autoscaling": {"min_scale": 0, "scale_to_zero_grace_seconds": 1},
+            # at zero 6 s after its last request (the shortest stable window)
+            "autoscaling": {
+                "min_scale": 0,
+                "stable_window_seconds": 6,
+                "scale_to_zero_grace_seconds": 1,
+            },
         }
         client.create_revision("shop", RevisionSpec.model_validate(three))
+        client.wait_ready("shop", 3, timeout=60)  # its initial instance answered
+        assert len(instances_of("shop-00003", data)) == 1
         route = client.get_traffic("shop").model_dump()
         route["routes"].append({"revision": "shop-00003", "percent": 0, "tag": "cold"})
         client.set_traffic("shop", type(client.get_traffic("shop")).model_validate(route))
         until(lambda: not instances_of("shop-00003", data), 60, "scale to zero")
-        until(
-            lambda: client.get_revision("shop", 3).status.instances.running == 0,
-            30,
-            "status to show zero instances",
-        )
-        assert client.get_revision("shop", 3).status.ready
+
+        def at_zero() -> bool:
+            status = client.get_revision("shop", 3).status
+            return status.instances.running == 0 and status.instances.wanted == 0
+
+        until(at_zero, 30, "status to show zero instances")
+        assert client.get_revision("shop", 3).status.ready  # scaled to zero is still Ready
         woken = get("cold-shop.localhost")
         assert woken.status_code == 200 and woken.headers["sos-revision"] == "shop-00003"
 
