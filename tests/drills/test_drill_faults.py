@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from tests.drills.conftest import SERVICE, SFIX, Built, Platform, cli
 from tests.drills.harness import (
@@ -160,6 +161,11 @@ def test_server_killed_in_the_middle_of_a_deploy(sfix_server: Running, sos_home:
         until(lambda: len(client.list_revisions("sfix-service")) == 2, 60, "revision 2")
     server.kill9()  # revision 2 exists; its instance is starting; traffic may not be set
     down = time.monotonic()
+    try:  # does anything still route while the server is down?
+        routed = httpx.get(f"{server.router}/similar/1", headers={"Host": SFIX_HOST}, timeout=2)
+        while_down = f"answered {routed.status_code} while it was down"
+    except httpx.HTTPError as exc:
+        while_down = f"refused while it was down ({type(exc).__name__})"
     out, _ = deploy.communicate(timeout=120)
     assert deploy.returncode == 1 and "cannot reach the SOS server" in out, out
     server, took = _restart(server)
@@ -194,9 +200,8 @@ def test_server_killed_in_the_middle_of_a_deploy(sfix_server: Running, sos_home:
     report(
         "faults: kill -9 of sos server in the middle of a deploy",
         f"killed once revision 2 existed; `sos deploy` said: {out.strip().splitlines()[-1]}",
-        f"restarted and ready in {took:.1f}s ({lost:.1f}s of routing "
-        f"lost: the router lives in the server); revisions {revisions}, traffic then "
-        f"{sorted(traffic)}",
+        f"restarted and ready in {took:.1f}s ({lost:.1f}s after the kill; the router "
+        f"{while_down}); revisions {revisions}, traffic then {sorted(traffic)}",
         f"revision 1 re-adopted (pids {sorted(p for ps in adopted.values() for p in ps)} "
         "unchanged); one instance per revision",
         "the deploy run again made no revision, set the split; 100 requests: 90/10 exactly",
