@@ -10,7 +10,7 @@
   several hundred requests/s (goal: 0 failed requests).
 
     .venv/bin/python benchmarks/runtime_lifecycle.py [--rounds 3] [--load-seconds 25]
-        [--only flask|movielens]
+        [--only flask|movielens] [--router haproxy|python]
 
 Two Python artifacts, built with ``sos build``: the flask-hello fixture project (a small
 Flask app, ~1 MB) and the MovieLens example (``examples/movielens``: Flight, pandas and
@@ -184,13 +184,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--load-seconds", type=float, default=25)
     parser.add_argument("--only", choices=["flask", "movielens"])
+    parser.add_argument(
+        "--router", choices=["haproxy", "python"], help="the data path (default: sos server's)"
+    )
     args = parser.parse_args()
     print("local runtime lifecycle (shared 2-core machine: figures are noisy)")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         found = subjects(work, args.only)
         data = work / "data"
-        server = ServerProcess(data, 0)
+        server = ServerProcess(data, 0, **({"SOS_ROUTER": args.router} if args.router else {}))
+        print(f"router data path: {args.router or 'the default'}")
         try:
             with Client(server.url, TOKEN) as client:
                 for subject in found:

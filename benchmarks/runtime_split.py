@@ -1,6 +1,7 @@
 """Split accuracy of the router: 10,000 requests at 70/30 over two real instances.
 
     .venv/bin/python benchmarks/runtime_split.py [--requests 10000] [--concurrency 16]
+        [--router python|haproxy|both]
 
 Counts the ``Sos-Revision`` header of every answer (16 concurrent keep-alive clients) and
 prints each revision's share overall, over the first 100 answers, and over 10 requests
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import tempfile
 import time
@@ -28,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.sos.runtime.conftest import App  # noqa: E402
 
+from sos.runtime.local.haproxy import HAProxyRouter  # noqa: E402
 from sos.runtime.local.router import (  # noqa: E402
     Endpoint,
     RevisionTarget,
@@ -39,9 +42,9 @@ from sos.runtime.local.router import (  # noqa: E402
 SPLIT = {"shop-00001": 70, "shop-00002": 30}
 
 
-async def run(requests: int, concurrency: int, artifact: Path) -> None:
+async def run(requests: int, concurrency: int, artifact: Path, data_path: str) -> None:
     apps = {revision: App(artifact, revision) for revision in SPLIT}
-    router = Router(port=0)
+    router = HAProxyRouter(port=0) if data_path == "haproxy" else Router(port=0)
     await router.start()
     router.update(
         RoutingTable(
@@ -52,6 +55,7 @@ async def run(requests: int, concurrency: int, artifact: Path) -> None:
             ],
         )
     )
+    await router.settle()
     order: list[str] = []
     url = f"http://127.0.0.1:{router.port}/"
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -72,7 +76,10 @@ async def run(requests: int, concurrency: int, artifact: Path) -> None:
         await router.close()
         for app in apps.values():
             app.stop()
-    print(f"{len(order)} requests in {elapsed:.1f}s ({len(order) / elapsed:.0f} req/s)")
+    print(
+        f"data path {data_path}: {len(order)} requests in {elapsed:.1f}s "
+        f"({len(order) / elapsed:.0f} req/s)"
+    )
     worst = 0.0
     windows = (("10 one by one", low), ("first 100", order[:100]), ("all", order))
     for label, window in windows:
@@ -90,11 +97,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--router", choices=["python", "haproxy", "both"], default="both")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(tmp) / "hello.pyz"
         zipapp.create_archive(ROOT / "tests" / "sos" / "runtime" / "apps" / "hello", artifact)
-        uvloop.run(run(args.requests, args.concurrency, artifact))
+        for data_path in ("python", "haproxy") if args.router == "both" else (args.router,):
+            if data_path == "haproxy" and not shutil.which("haproxy"):
+                print("data path haproxy: skipped (HAProxy is not installed)")
+                continue
+            uvloop.run(run(args.requests, args.concurrency, artifact, data_path))
 
 
 if __name__ == "__main__":

@@ -243,6 +243,35 @@ async def test_traffic_change_is_atomic_and_in_flight_requests_finish(
     assert {r.headers["sos-revision"] for r in done_after} == {"shop-00002"}
 
 
+async def test_traffic_shifts_under_load_fail_no_request(
+    router: Ingress, start_app: StartApp
+) -> None:
+    old, new = start_app("shop-00001"), start_app("shop-00002")
+    ports = {"shop-00001": old.port, "shop-00002": new.port}
+    await route(router, table({"shop": {"shop-00001": 100}}, ports))
+    stop = asyncio.Event()
+    answers: Counter[str] = Counter()
+
+    async def load() -> None:
+        async with httpx.AsyncClient(headers={"Host": "shop.localhost"}, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    response = await client.get(f"http://127.0.0.1:{router.port}/slow?ms=20")
+                    answers[f"{response.status_code} {response.headers.get('sos-revision')}"] += 1
+                except httpx.TransportError as exc:
+                    answers[type(exc).__name__] += 1
+
+    clients = [asyncio.ensure_future(load()) for _ in range(4)]
+    splits = [{"shop-00001": 50, "shop-00002": 50}, {"shop-00002": 100}, {"shop-00001": 100}]
+    for i in range(9):
+        await route(router, table({"shop": splits[i % 3]}, ports))
+        wanted = sum(answers.values()) + 8
+        await until(lambda w=wanted: sum(answers.values()) >= w, "requests after the shift")
+    stop.set()
+    await asyncio.gather(*clients)
+    assert set(answers) == {"200 shop-00001", "200 shop-00002"}, answers
+
+
 async def test_activator_holds_requests_until_an_instance_is_ready(
     router: Ingress, start_app: StartApp
 ) -> None:
