@@ -219,9 +219,11 @@ class LocalBackend(Backend):
         )
 
     def _observe_revision(self, runtime: RevisionRuntime, url: str) -> ObservedRevision:
-        instances = Instances(
-            wanted=runtime.wanted, running=len(runtime.live()), ready=len(runtime.ready())
-        )
+        # ready: in the router's table too, so that Ready means requests reach it
+        target = self.router.table.revisions.get(runtime.id)
+        routed = {e.instance for e in target.endpoints} if target else set()
+        ready = sum(1 for i in runtime.ready() if i.id in routed)
+        instances = Instances(wanted=runtime.wanted, running=len(runtime.live()), ready=ready)
         if runtime.failed:
             return ObservedRevision(
                 runtime.id, False, runtime.reason, runtime.message, instances, url, failed=True

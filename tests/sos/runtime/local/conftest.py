@@ -61,6 +61,8 @@ async def wait_for(
     while True:
         observed = await backend.observe(name)
         if observed is not None and check(observed):
+            # and the router routes by what was observed (HAProxy takes a moment more)
+            await backend.router.settle()
             return observed
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out; last observed: {observed}")

@@ -36,6 +36,7 @@ async def ready_samples(backend: LocalBackend, service: str) -> list[RevisionMet
     for _ in range(400):
         samples = await backend.metrics(service)
         if samples and all(s.instances and s.instances.ready for s in samples):
+            await backend.router.settle()  # HAProxy routes by the ready instances too
             return samples
         await asyncio.sleep(0.05)
     raise AssertionError(f"revisions of {service} did not become ready: {samples}")
