@@ -8,12 +8,9 @@ from pathlib import Path
 
 import kmock
 import pytest
-import yaml
-from knative_standin import KnativeStandIn
+from knative_standin import KnativeStandIn, write_kubeconfig
 
 from sos.runtime.knative import KnativeBackend, KnativeSettings
-
-NAMESPACE = "sos-test"
 
 
 @pytest.fixture
@@ -26,27 +23,6 @@ async def cluster() -> AsyncIterator[tuple[KnativeStandIn, str]]:
 @pytest.fixture
 def standin(cluster: tuple[KnativeStandIn, str]) -> KnativeStandIn:
     return cluster[0]
-
-
-def write_kubeconfig(path: Path, server: str, namespace: str = NAMESPACE) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "test",
-                "clusters": [{"name": "standin", "cluster": {"server": server}}],
-                "users": [{"name": "sos", "user": {"token": "test-token"}}],
-                "contexts": [
-                    {
-                        "name": "test",
-                        "context": {"cluster": "standin", "user": "sos", "namespace": namespace},
-                    }
-                ],
-            }
-        )
-    )
-    return path
 
 
 @pytest.fixture

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import copy
 import itertools
+from pathlib import Path
 from typing import Any
 
 import kmock
+import yaml
 from knative_crd import schema_errors
 
 GROUP, VERSION = "serving.knative.dev", "v1"
@@ -427,3 +429,28 @@ class KnativeStandIn:
                 "desiredReplicas": 0,
             },
         }
+
+
+NAMESPACE = "sos-test"
+
+
+def write_kubeconfig(path: Path, server: str, namespace: str = NAMESPACE) -> Path:
+    """A kubeconfig whose current context is the stand-in at ``server``, in ``namespace``."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "test",
+                "clusters": [{"name": "standin", "cluster": {"server": server}}],
+                "users": [{"name": "sos", "user": {"token": "test-token"}}],
+                "contexts": [
+                    {
+                        "name": "test",
+                        "context": {"cluster": "standin", "user": "sos", "namespace": namespace},
+                    }
+                ],
+            }
+        )
+    )
+    return path

@@ -7,9 +7,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import NAMESPACE, write_kubeconfig
 from knative_samples import artifact, desired, revision
-from knative_standin import KnativeStandIn
+from knative_standin import NAMESPACE, KnativeStandIn, write_kubeconfig
 
 from sos.errors import BackendError, ConflictError, PermissionDeniedError, ValidationError
 from sos.runtime.knative import KnativeBackend, KnativeSettings
