@@ -467,7 +467,8 @@ class ServiceSpec(_Model):
         le=MAX_VERSION,
         description="Bumped by the server on every change to the service or its traffic. "
         "Send back the value you read to make a write conditional: if someone else changed "
-        "the service meanwhile the write fails with 409 instead of losing their change",
+        "the service meanwhile the write fails with 409 instead of losing their change. Send 0 "
+        "to create a service only if it does not exist yet (409 if it does)",
     )
 
 

@@ -30,7 +30,7 @@ from sos.models import (
 from sos.runtime.base import DesiredService
 from sos.server.auth import can_write
 from sos.store import Store
-from sos.store.store import Check
+from sos.store.store import Check, StaleWriteError
 
 __all__ = ["ArtifactResolver", "ControlPlane"]
 
@@ -95,6 +95,12 @@ class ControlPlane:
                 details={"field": "name"},
             )
         can_write(token, spec.team, f"services of team {spec.team!r}")
+        create_only = spec.resource_version == 0  # a service that does not exist is at 0
+        exists = ConflictError(
+            f"service {name!r} already exists; pick another name, or read it and send its "
+            "resource_version to change it",
+            details={"service": name},
+        )
         for _ in range(3):
             try:
                 service, changed = self.store.update_service(
@@ -103,8 +109,12 @@ class ControlPlane:
                     actor=token.name,
                     check=self._writer(token, "service {name!r}"),
                 )
+            except StaleWriteError:
+                if create_only:
+                    raise exists from None
+                raise
             except NotFoundError:
-                if spec.resource_version is not None:
+                if spec.resource_version:
                     raise ConflictError(
                         f"service {name!r} no longer exists (the write was based on "
                         f"resource_version {spec.resource_version}); re-read and retry",
@@ -113,6 +123,8 @@ class ControlPlane:
                 try:
                     created = self.store.create_service(spec, actor=token.name)
                 except ConflictError:
+                    if create_only:
+                        raise exists from None
                     continue  # created by someone else meanwhile: apply as an update
                 self.on_change(name)
                 return created, True

@@ -130,6 +130,15 @@ def test_apply_updates_and_bumps_resource_version_only_on_change(admin: Client) 
     assert admin.get_service(SVC).description == "now described"
 
 
+def test_resource_version_zero_creates_only_and_never_overwrites(admin: Client) -> None:
+    created = admin.apply(Service(name=SVC, team="recs", description="first", resource_version=0))
+    assert created.description == "first"
+    with pytest.raises(ConflictError, match=f"service '{SVC}' already exists; pick another"):
+        admin.apply(Service(name=SVC, team="recs", description="second", resource_version=0))
+    assert admin.get_service(SVC).description == "first"
+    assert [e.action for e in admin.history(SVC)].count("service.updated") == 0
+
+
 def test_stale_resource_version_is_a_conflict_and_changes_nothing(admin: Client) -> None:
     read = admin.apply(Service(name=SVC, team="recs"))
     admin.apply(Service(name=SVC, team="recs", description="someone else"))

@@ -89,7 +89,8 @@ export function openServiceDialog({ session, service = null, onSaved }) {
     };
     if (!spec.name) return errors.local(name, "Enter a name for the service.");
     if (!spec.team) return errors.local(team, "Enter the team that owns the service.");
-    if (editing) spec.resource_version = service.resource_version;
+    // create only: 0 means the service must not exist yet (the server answers 409 if it does)
+    spec.resource_version = editing ? service.resource_version : 0;
     errors.clear();
     save.disabled = true;
     save.textContent = editing ? "Saving…" : "Creating…";
