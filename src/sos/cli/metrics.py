@@ -152,8 +152,7 @@ def metrics(
         None, "--count", min=1, help="With --watch: stop after this many refreshes."
     ),
 ) -> None:
-    """Show a service's live numbers per revision: requests/s, p50/p99 latency, errors/s,
-    instances running/ready (what the web UI charts)."""
+    """Show a service's live numbers per revision (requests/s, p50/p99, errors, instances)."""
     with client() as c:
         data, service = _fetch(c, name, window, revision)
         if not watch:
