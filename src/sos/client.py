@@ -248,9 +248,17 @@ class Client:
     def get_traffic(self, name: str) -> TrafficRoute:
         return self._get(f"/services/{_q(name)}/traffic", TrafficRoute)
 
-    def set_traffic(self, name: str, route: TrafficRoute | Mapping[str | int, int]) -> TrafficRoute:
+    def set_traffic(
+        self,
+        name: str,
+        route: TrafficRoute | Mapping[str | int, int],
+        *,
+        force: bool = False,
+    ) -> TrafficRoute:
         """Split traffic. ``route`` is a ``TrafficRoute`` or a mapping ``{3: 90, 2: 10}``.
-        Set ``route.resource_version`` (from ``get_traffic``) to make it conditional."""
+        Set ``route.resource_version`` (from ``get_traffic``) to make it conditional.
+        A route that gives a failed revision more traffic is refused (``ConflictError``)
+        unless ``force`` is true."""
         if not isinstance(route, TrafficRoute):
             try:
                 route = TrafficRoute(
@@ -262,7 +270,10 @@ class Client:
                 messages = [str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()]
                 raise ValidationError("; ".join(messages)) from None
         response = self._request(
-            "PUT", f"/services/{_q(name)}/traffic", json_body=route.model_dump(mode="json")
+            "PUT",
+            f"/services/{_q(name)}/traffic",
+            json_body=route.model_dump(mode="json"),
+            params={"force": "true"} if force else None,
         )
         return TrafficRoute.model_validate(response.json())
 

@@ -62,6 +62,7 @@ __all__ = [
     "TrafficTarget",
     "normalize_revision_ref",
     "revision_id",
+    "summary_line",
 ]
 
 # --------------------------------------------------------------------------- names
@@ -171,6 +172,17 @@ class Instances(_Model):
     wanted: int = 0
     running: int = 0
     ready: int = 0
+
+
+def summary_line(text: str | None) -> str:
+    """The first line of a status message, without the log lines quoted after it.
+
+    ``"the instance exited with code 1 before ready, 5 starts in a row; last log lines:\n..."``
+    -> ``"the instance exited with code 1 before ready, 5 starts in a row"``: what to show
+    where logs do not belong (a service's callers, a one-line error).
+    """
+    first = (text or "").strip().split("\n", 1)[0]
+    return first.split("; last log lines", 1)[0].rstrip(" :;,")
 
 
 class RevisionStatus(_Model):

@@ -64,12 +64,18 @@ def traffic(
     routes: list[str] = typer.Argument(
         None, help="REVISION=PERCENT[@TAG] ...; none shows the current split."
     ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Move traffic even to a failed revision (its share of requests gets 503s).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Show or set how a service's traffic is split between revisions.
 
     Set it with REVISION=PERCENT[@TAG] arguments that sum to 100, e.g.
     `sos traffic sfix-service 3=90 2=10` or `sos traffic sfix-service 4=10@canary 3=90`.
+    A failed revision gets no more traffic unless you add --force.
     """
     with client() as c:
         if routes:
@@ -80,7 +86,7 @@ def traffic(
                 raise fail(describe_validation(exc), EXIT_USAGE) from None
             except ValueError as exc:
                 raise fail(str(exc), EXIT_USAGE) from None
-            c.set_traffic(name, route)
+            c.set_traffic(name, route, force=force)
         service = c.get_service(name)
     if as_json:
         emit_json(service.traffic)

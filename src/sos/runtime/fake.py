@@ -1,6 +1,7 @@
-"""An in-memory backend that marks every revision ready: for tests, and for running the
-control plane on its own. Nothing is started; nothing answers HTTP, so its metrics count
-no requests and report the one pretend instance of each routable revision."""
+"""An in-memory backend that marks every revision ready (or failed, when a test says so with
+``fail``): for tests, and for running the control plane on its own. Nothing is started;
+nothing answers HTTP, so its metrics count no requests and report the one pretend instance
+of each routable revision."""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ class FakeBackend(Backend):
         self.applied: dict[str, DesiredService] = {}
         #: every apply call in order, so tests can see what the reconciler asked for
         self.calls: list[tuple[str, str]] = []
+        #: revision id -> (reason, message) of revisions that observe as failed
+        self.failing: dict[str, tuple[str, str]] = {}
+
+    def fail(self, revision: str, reason: str = "CrashLoop", message: str = "") -> None:
+        """Make ``revision`` observe as failed from now on (a crash loop, say)."""
+        self.failing[revision] = (reason, message)
+        if self.on_change is not None:
+            self.on_change(revision.rsplit("-", 1)[0])
 
     async def apply(self, desired: DesiredService) -> None:
         self.applied[desired.service.name] = desired
@@ -40,6 +49,16 @@ class FakeBackend(Backend):
                 reason="Ready",
                 instances=instances,
                 url=f"http://{rid}.{self.domain}",
+            )
+            if rid not in self.failing
+            else ObservedRevision(
+                id=rid,
+                ready=False,
+                reason=self.failing[rid][0],
+                message=self.failing[rid][1] or None,
+                instances=instances,
+                url=f"http://{rid}.{self.domain}",
+                failed=True,
             )
             for rid, instances in _instances(desired).items()
         }

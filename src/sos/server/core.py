@@ -26,6 +26,7 @@ from sos.models import (
     Token,
     TrafficRoute,
     normalize_revision_ref,
+    summary_line,
 )
 from sos.runtime.base import DesiredService
 from sos.server.auth import can_write
@@ -226,8 +227,43 @@ class ControlPlane:
             )
         return service.traffic
 
-    def set_traffic(self, token: Token, name: str, route: TrafficRoute) -> TrafficRoute:
+    def _refuse_failed(self, name: str, route: TrafficRoute) -> None:
+        """Refuse to give a failed revision more traffic than it has now (Knative routes
+        only to ready revisions): every request it got would be a 503."""
+        current: dict[str, int] = {}
+        service = self.store.get_service(name)
+        for r in service.traffic.routes if service.traffic else []:
+            current[r.revision] = current.get(r.revision, 0) + r.percent
+        wanted: dict[str, int] = {}
+        for r in route.routes:
+            wanted[r.revision] = wanted.get(r.revision, 0) + r.percent
+        more = {rev for rev, pct in wanted.items() if pct > current.get(rev, 0)}
+        if not more:
+            return
+        for revision in self.store.list_revisions(name):
+            if revision.id not in more or not revision.status.failed:
+                continue
+            status = revision.status
+            why = summary_line(status.message) or "no message"
+            raise ConflictError(
+                f"revision {revision.id} failed ({status.reason}: {why}); giving it "
+                f"{wanted[revision.id]}% of the traffic of {name!r} would answer those requests "
+                f"with 503. See why with `sos logs {name} --revision {revision.number}`, fix it "
+                "and deploy a new revision, or force the change (`sos traffic ... --force`, "
+                "force=true)",
+                details={
+                    "revision": revision.id,
+                    "reason": status.reason,
+                    "message": why,
+                },
+            )
+
+    def set_traffic(
+        self, token: Token, name: str, route: TrafficRoute, *, force: bool = False
+    ) -> TrafficRoute:
         normalized = self._normalize_route(name, route)
+        if not force:
+            self._refuse_failed(name, normalized)
         service = self.store.set_traffic(
             name,
             normalized,

@@ -197,9 +197,19 @@ def get_traffic(request: Request, token: Principal, name: ServiceName) -> Traffi
     summary="Split traffic between revisions (send resource_version to make it conditional)",
 )
 def set_traffic(
-    request: Request, token: Principal, name: ServiceName, route: TrafficRoute
+    request: Request,
+    token: Principal,
+    name: ServiceName,
+    route: TrafficRoute,
+    force: Annotated[
+        bool,
+        Query(
+            description="Move traffic even to a failed revision (409 otherwise): its share "
+            "of requests gets 503s until it is replaced"
+        ),
+    ] = False,
 ) -> TrafficRoute:
-    return _control(request).set_traffic(token, name, route)
+    return _control(request).set_traffic(token, name, route, force=force)
 
 
 @router.post(

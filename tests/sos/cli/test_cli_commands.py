@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from sos.cli import _load_commands, app
+from sos.runtime.fake import FakeBackend
 
 if TYPE_CHECKING:
     from tests.sos.conftest import RunningServer
@@ -133,6 +135,33 @@ def test_traffic_rollback_history_round_trip(sos: CliRunner, tmp_path: Path) -> 
     assert history[0]["action"] == "traffic.rollback"
     assert history[0]["actor"] == "admin"
     assert "WHAT" in run(sos, "history", "sfix-service").stdout
+
+
+def test_traffic_to_a_failed_revision_needs_force(
+    sos: CliRunner, server: RunningServer, tmp_path: Path
+) -> None:
+    backend = server.state.backend
+    assert isinstance(backend, FakeBackend)
+    runner = sos
+    file = write(tmp_path, "deploy.py", PY_DEPLOY.format(version="v1", memory="2G"))
+    run(runner, "deploy", str(file))
+    run(runner, "deploy", str(file), "--force")
+    backend.fail("sfix-service-00002", "CrashLoop", "the instance exited with code 1")
+    with server.client() as client:
+        deadline = time.monotonic() + 10
+        while not client.get_revision("sfix-service", 2).status.failed:
+            assert time.monotonic() < deadline, "the failure never reached status"
+            time.sleep(0.05)
+
+    refused = run(runner, "traffic", "sfix-service", "latest=100")
+    assert refused.exit_code == 1
+    assert "revision sfix-service-00002 failed (CrashLoop" in refused.stderr
+    assert "sos logs sfix-service --revision 2" in refused.stderr
+    assert "00001" in run(runner, "traffic", "sfix-service").stdout  # traffic did not move
+
+    forced = run(runner, "traffic", "sfix-service", "latest=100", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "00002" in forced.stdout and "100%" in forced.stdout
 
 
 @pytest.mark.parametrize(

@@ -174,6 +174,51 @@ def test_traffic_to_unknown_revisions_is_rejected(
         admin.set_traffic(SVC, routes)
 
 
+def test_traffic_to_a_failed_revision_is_refused_unless_forced(
+    server: RunningServer, admin: Client
+) -> None:
+    backend = server.state.backend
+    assert isinstance(backend, FakeBackend)
+    admin.apply(Service(name=SVC, team="recs"))
+    good = admin.create_revision(SVC, revision())
+    bad = admin.create_revision(SVC, revision("v2"))
+    # a revision that was just created (not ready yet) may get traffic at once
+    admin.set_traffic(SVC, {2: 10, 1: 90})
+    backend.fail(
+        bad.id,
+        "CrashLoop",
+        "the instance exited with code 1 before ready, 5 starts in a row; last log lines:\n"
+        "[2026-01-01] [123] Booting worker with pid: 123",
+    )
+    wait_for(lambda: admin.get_revision(SVC, 2).status.failed)
+
+    with pytest.raises(ConflictError) as refused:
+        admin.set_traffic(SVC, {2: 100})
+    message = refused.value.message
+    assert f"revision {bad.id} failed" in message
+    assert "CrashLoop: the instance exited with code 1 before ready" in message
+    assert f"`sos logs {SVC} --revision 2`" in message and "--force" in message
+    assert "Booting worker" not in message
+    assert refused.value.details["revision"] == bad.id
+    assert [r.revision for r in admin.get_traffic(SVC).routes] == [bad.id, good.id]
+
+    # less traffic for the failed revision, or none, is always allowed
+    admin.set_traffic(SVC, {2: 5, 1: 95})
+    assert admin.set_traffic(SVC, {1: 100}).routes == [Route(revision=good.id, percent=100)]
+    # a tag without a share reaches it for debugging
+    admin.set_traffic(
+        SVC,
+        TrafficRoute(
+            routes=[Route(revision="1", percent=100), Route(revision="2", percent=0, tag="x")]
+        ),
+    )
+    # force moves it anyway; rollback is the emergency path and is not checked
+    forced = admin.set_traffic(SVC, {2: 100}, force=True)
+    assert forced.routes == [Route(revision=bad.id, percent=100)]
+    admin.set_traffic(SVC, {1: 100})
+    assert admin.rollback(SVC).routes == [Route(revision=bad.id, percent=100)]
+
+
 def test_bad_json_bodies_get_422_naming_the_field(server: RunningServer) -> None:
     headers = {"Authorization": f"Bearer {server.admin_token}"}
     bad = httpx.put(
