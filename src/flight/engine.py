@@ -132,7 +132,9 @@ class Engine:
         for h in hooks:
             _safe(h.pipeline_start, run)
         try:
-            result = await self._run(pipeline, run, cols, hooks, deadline, t0)
+            result = await self._run(
+                pipeline, run, cols, hooks, deadline, t0, caller_cols=return_cols is not None
+            )
         except BaseException as exc:  # cancelled (client gone, outer timeout): tell the hooks
             for h in hooks:
                 _safe(h.pipeline_abort, run, exc)
@@ -149,6 +151,8 @@ class Engine:
         hooks: tuple[Hooks, ...],
         deadline: Deadline | None,
         t0: float,
+        *,
+        caller_cols: bool = False,
     ) -> Result:
         ctx = run.context
         trace: list[dict[str, Any]] | None = [] if run.debug else None
@@ -187,7 +191,7 @@ class Engine:
                 view, reason, error = await self._run_steps(
                     pipeline, view, step_stats, ctx, hooks, trace
                 )
-        items, reason, error = self._items(pipeline, view, cols, reason, error)
+        items, reason, error = self._items(pipeline, view, cols, reason, error, caller_cols)
         return Result(
             pipeline=pipeline.name,
             item_type=pipeline.item_type,
@@ -538,6 +542,7 @@ class Engine:
         cols: list[str] | None,
         reason: str | None,
         error: FlightError | None,
+        caller_cols: bool,
     ) -> tuple[pd.DataFrame, str | None, FlightError | None]:
         if view is None:
             names = cols if cols is not None else [pipeline.item_type]
@@ -545,18 +550,25 @@ class Engine:
         available = view.columns
         names = cols if cols is not None else available
         missing = [c for c in names if c not in view]
-        if missing:
-            problem = ExecuteError(
-                f"return_cols asks for {', '.join(map(repr, missing))}, which no include or step "
-                f"produced; the candidates have: {', '.join(available)}"
-            )
-            return pd.DataFrame({c: [] for c in names}), reason or str(problem), error or problem
-        if reason is not None:
+        if reason is not None:  # empty (or failed) before the end: the steps that would
+            # have produced the missing columns did not run, so they are present and empty
             return (
-                pd.DataFrame({c: view.column(c)[:0] for c in names}),
+                pd.DataFrame({c: view.column(c)[:0] if c in view else [] for c in names}),
                 reason,
                 error,
             )
+        if missing:
+            asks = f"return_cols asks for {', '.join(map(repr, missing))}, which no include or step"
+            have = f"the candidates have: {', '.join(available)}"
+            problem: FlightError
+            if caller_cols:  # the caller's mistake
+                problem = ExecuteError(f"{asks} of pipeline {pipeline.name!r} produced; {have}")
+            else:  # the pipeline's own return_cols: its definition is wrong
+                problem = PipelineDefinitionError(
+                    f"pipeline {pipeline.name!r}: its {asks} produced; {have}. Fix the "
+                    f"pipeline's return_cols or add a step that sets the column"
+                )
+            return pd.DataFrame({c: [] for c in names}), str(problem), problem
         return pd.DataFrame({c: view.column(c) for c in names}, copy=False), None, None
 
 

@@ -14,7 +14,7 @@ from flight_test_ops import AddDouble, Items, KeepEven, Never, SyncItems
 
 import flight.operators as fo
 from flight import Engine, ExecuteError, Hooks, OperatorStats, Pipeline, RunInfo, SourcePolicy
-from flight.errors import OperatorError, ResultShapeError, SourceError
+from flight.errors import OperatorError, PipelineDefinitionError, ResultShapeError, SourceError
 from flight.result import Result
 
 
@@ -306,6 +306,31 @@ async def test_return_cols_in_order_and_unknown_column_reported() -> None:
     result = await p.execute(return_cols=["item", "nope"])
     assert isinstance(result.error, ExecuteError)
     assert "return_cols asks for 'nope'" in (result.reason or "")
+    own = p.with_options(return_cols=["item", "nope"])  # the pipeline's own return_cols
+    result = await own.execute()
+    assert isinstance(result.error, PipelineDefinitionError)
+    assert "pipeline 't': its return_cols asks for 'nope'" in (result.reason or "")
+
+
+async def test_empty_candidates_are_not_an_error_even_when_return_cols_come_from_steps() -> None:
+    # the source returns no items, so AddDouble (which sets `double`) never runs
+    p = pipe([Items([], column="s", values=[])], [], AddDouble()).with_options(
+        return_cols=["item", "double", "s"]
+    )
+    result = await p.execute()
+    assert result.error is None
+    assert result.reason == "no candidates: Items(ids=[], column='s', values=[]) returned 0 items"
+    assert list(result.items.columns) == ["item", "double", "s"] and len(result.items) == 0
+    body = result.to_dict()
+    assert body["double"] == [] and body["reason"] == result.reason
+    # the same when a step empties the candidates before the one that sets the column
+    p = pipe([Items([1, 3])], [], KeepEven(), AddDouble()).with_options(
+        return_cols=["item", "double"]
+    )
+    result = await p.execute()
+    assert result.error is None and result.reason is not None
+    assert "KeepEven() returned 0 items" in result.reason
+    assert list(result.items.columns) == ["item", "double"]
     with pytest.raises(ExecuteError, match="clash"):
         await p.execute(return_cols=["reason"])
 

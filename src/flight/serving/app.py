@@ -522,7 +522,7 @@ class App:
 
         def answer(value: Any) -> Response:
             assert isinstance(value, Result)
-            if isinstance(value.error, ExecuteError):  # return_cols the pipeline lacks
+            if isinstance(value.error, ExecuteError):  # ?return_cols asks for a missing column
                 return error_response(
                     422,
                     str(value.error),

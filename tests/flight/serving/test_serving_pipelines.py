@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from flight_test_ops import Items  # noqa: F401  (registers the operators the configs use)
+from flight_test_ops import AddDouble, Items  # noqa: F401  (registers the operators the configs use)
 from serving_helpers import ServerThread, wait_for
 
 import flight
@@ -71,6 +71,15 @@ def version_of(http: httpx.Client, name: str) -> str | None:
     return r.json().get("version") if r.status_code == 200 else None
 
 
+def serve_config(
+    http: httpx.Client, configs: Path, name: str, include: str, steps: str, cols: str
+) -> None:
+    """Add a one-include config and wait until it serves."""
+    text = f"name: {name}\nitem_type: item\nincludes: [{include}]\nsteps: {steps}\n"
+    write(configs / f"{name}.yaml", text + f"return_cols: {cols}\n")
+    wait_for(lambda: version_of(http, name))
+
+
 def test_configs_are_listed_and_executed(http: httpx.Client) -> None:
     listing = http.get("/pipelines").json()["pipelines"]
     assert [(p["name"], p["status"], p["source"]) for p in listing] == [("top", "ok", "top.yaml")]
@@ -88,6 +97,33 @@ def test_execute_options_debug_and_return_cols(http: httpx.Client) -> None:
     r = http.post("/pipelines/top/execute?return_cols=item,nope", json={})
     assert r.status_code == 422
     assert "'nope'" in r.json()["error"]
+    assert r.json()["problems"][0]["parameter"] == "return_cols"
+    assert r.json()["problems"][0]["in"] == "query"
+
+
+def test_empty_candidates_answer_200_with_the_return_cols_and_the_reason(
+    http: httpx.Client, configs: Path
+) -> None:
+    # no candidates: AddDouble, which sets `double`, never runs; the answer is empty, not a 422
+    serve_config(http, configs, "none", "{Items: {ids: []}}", "[AddDouble]", "[item, double]")
+    r = http.post("/pipelines/none/execute", json={})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["item"] == [] and body["double"] == []
+    assert body["reason"].startswith("no candidates: Items(ids=[]")
+    assert body["reason"].endswith("returned 0 items")
+
+
+def test_return_cols_the_pipeline_never_produces_is_the_pipelines_error(
+    http: httpx.Client, configs: Path
+) -> None:
+    serve_config(http, configs, "typo", "{Items: {ids: [1]}}", "[]", "[item, titel]")
+    r = http.post("/pipelines/typo/execute", json={})
+    assert r.status_code == 500  # the pipeline's config is wrong, not the request
+    error = r.json()["error"]
+    assert error["type"] == "PipelineDefinitionError"
+    assert "pipeline 'typo': its return_cols asks for 'titel'" in error["message"]
+    assert "problems" not in r.json()
 
 
 def test_context_problems_are_422(http: httpx.Client, configs: Path) -> None:
