@@ -148,8 +148,9 @@ class Preparer:
         tail = self.logs.stderr_tail(service, revision, name).strip().splitlines()[-10:]
         self.logs.platform(service, revision, name, why)
         log.warning("%s: %s", revision, why)
-        message = f"{why} (SOS_PREPARE_ONLY=1 {' '.join(argv)})"
-        return message + ("; last log lines:\n" + "\n".join(tail) if tail else "")
+        # the first line says what failed; the command and the log lines are for the owners
+        message = f"{why}\nit ran: SOS_PREPARE_ONLY=1 {' '.join(argv)}"
+        return message + ("\nlast log lines:\n" + "\n".join(tail) if tail else "")
 
     async def close(self) -> None:
         """Stop prepares in progress (a server that stops)."""

@@ -39,6 +39,7 @@ from typing import Any, cast
 import httptools
 
 from sos.errors import BackendError
+from sos.models import summary_line
 from sos.runtime.local.metrics import ConcurrencyMeter, MetricsCollector, RequestStats, render
 
 __all__ = ["Endpoint", "RevisionTarget", "Router", "RoutingTable", "ServiceRoute", "SmoothWeighted"]
@@ -125,6 +126,20 @@ class RevisionTarget:
     service: str
     endpoints: tuple[Endpoint, ...] = ()
     unavailable: str | None = None
+
+
+def _for_callers(target: RevisionTarget, revision: str) -> str:
+    """Why ``revision`` cannot answer, as its service's callers may read it: one line,
+    never the instance's log lines (pids, ports, paths), which stay in ``sos logs``."""
+    why = summary_line(target.unavailable)
+    if why.endswith("is being removed"):
+        return why
+    number = revision.rsplit("-", 1)[-1]
+    ref = str(int(number)) if number.isdigit() else revision
+    return (
+        f"service {target.service!r} is unavailable: its revision {revision} failed ({why}); "
+        f"its owners can run `sos logs {target.service} --revision {ref}`"
+    )
 
 
 @dataclass(frozen=True)
@@ -442,7 +457,7 @@ class Router:
             if target.endpoints:
                 return target
             if target.unavailable:
-                return target.unavailable
+                return _for_callers(target, revision)
             remaining = deadline - self.clock()
             if remaining <= 0:
                 return (

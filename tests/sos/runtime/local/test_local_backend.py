@@ -143,9 +143,15 @@ async def test_revision_that_crashes_at_start_is_failed_with_its_last_log_lines(
     assert "exited with code 2" in revision.message
     assert "failing on purpose: missing DB_URL" in revision.message
     assert observed.reason == "RevisionFailed"
+    # callers get one line that says what failed; the log lines are for its owners
     response = await get(backend, "shop.localhost")
     assert response.status_code == 503
-    assert "missing DB_URL" in response.text
+    assert response.text.startswith(
+        "service 'shop' is unavailable: its revision shop-00001 failed (the instance exited "
+        "with code 2 before ready"
+    )
+    assert "`sos logs shop --revision 1`" in response.text
+    assert "missing DB_URL" not in response.text and response.text.count("\n") == 1
 
 
 async def test_revision_that_never_gets_ready_fails_after_the_startup_timeout(

@@ -299,13 +299,19 @@ async def test_activator_gives_up_with_a_clear_503(router: Ingress) -> None:
 
 
 async def test_failed_revision_answers_503_with_its_reason_at_once(router: Ingress) -> None:
-    await route(
-        router,
-        table({"shop": {"shop-00001": 100}}, {}, unavailable={"shop-00001": "crashed: exit 2"}),
+    why = (
+        "the instance exited with code 2 before ready, 5 starts in a row; last log lines:\n"
+        "[INFO] Listening at: http://127.0.0.1:41234 (pid 4711)\n"
+        "FileNotFoundError: /home/ana/data/ratings.csv"
     )
+    await route(router, table({"shop": {"shop-00001": 100}}, {}, unavailable={"shop-00001": why}))
     response = await get(router, "shop.localhost")
     assert response.status_code == 503
-    assert "crashed: exit 2" in response.text
+    assert response.text == (
+        "service 'shop' is unavailable: its revision shop-00001 failed (the instance exited "
+        "with code 2 before ready, 5 starts in a row); its owners can run "
+        "`sos logs shop --revision 1`\n"
+    )
 
 
 async def test_dead_instance_gives_502_not_a_hang(router: Ingress, start_app: StartApp) -> None:
