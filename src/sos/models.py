@@ -182,7 +182,9 @@ def summary_line(text: str | None) -> str:
     where logs do not belong (a service's callers, a one-line error).
     """
     first = (text or "").strip().split("\n", 1)[0]
-    return first.split("; last log lines", 1)[0].rstrip(" :;,")
+    for quoted in ("; last log lines", "; its last error"):
+        first = first.split(quoted, 1)[0]
+    return first.rstrip(" :;,")
 
 
 class RevisionStatus(_Model):

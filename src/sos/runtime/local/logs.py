@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,12 +24,16 @@ from typing import IO
 
 from sos.runtime.base import LogLine
 
-__all__ = ["LogStore"]
+__all__ = ["LogStore", "error_block"]
 
 STREAMS = ("stdout", "stderr", "platform")
 #: finished instances per revision whose last lines stay readable
 KEEP_FINISHED = 5
 _SUFFIX = {"stdout": ".out.log", "stderr": ".err.log", "platform": ".sos.log"}
+#: at most this many lines of an instance's last error are quoted in a failed status
+ERROR_LINES = 15
+_TRACEBACK = "Traceback (most recent call last):"
+_ERROR = re.compile(r"[A-Za-z]*(?:Error|Exception)\b|\bFATAL\b")
 
 
 @dataclass
@@ -129,6 +134,22 @@ class LogStore:
         )
         return [f"[{line.stream}] {line.text}" for line in lines[-count:]]
 
+    def last_error(self, revision: str, limit: int = ERROR_LINES) -> list[str]:
+        """The lines that explain why ``revision`` failed: the last traceback (or, without
+        one, the last lines naming an Error, Exception or FATAL) in its instances' output,
+        at most ``limit`` lines; [] when there is none."""
+        found: tuple[datetime, list[LogLine]] | None = None
+        for source in self._sources.values():
+            if source.revision != revision:
+                continue
+            for stream in ("stderr", "stdout"):
+                block = error_block([line for line in source.tail if line.stream == stream])
+                if block and (found is None or block[-1].at >= found[0]):
+                    found = (block[-1].at, block)
+        if found is None:
+            return []
+        return [f"[{line.stream}] {line.text}" for line in _bounded(found[1], limit)]
+
     # ---- polling (called periodically; the file work runs in a thread)
 
     async def poll(self) -> None:
@@ -225,6 +246,33 @@ class LogStore:
                 yield line
         finally:
             self._followers.discard(key)
+
+
+def error_block(lines: Sequence[LogLine]) -> list[LogLine]:
+    """The last traceback in ``lines`` (from ``Traceback (most recent call last):`` to the
+    exception line), or else the last run of lines naming an Error, Exception or FATAL."""
+    starts = [i for i, line in enumerate(lines) if line.text.startswith(_TRACEBACK)]
+    if starts:
+        block = [lines[starts[-1]]]
+        for line in lines[starts[-1] + 1 :]:
+            block.append(line)
+            if line.text and not line.text[0].isspace():
+                break  # the exception line ends it
+        return block
+    hits = [i for i, line in enumerate(lines) if _ERROR.search(line.text)]
+    if not hits:
+        return []
+    first = hits[-1]
+    while first - 1 in hits:
+        first -= 1
+    return list(lines[first : hits[-1] + 1])
+
+
+def _bounded(block: list[LogLine], limit: int) -> list[LogLine]:
+    """A long block keeps its first line and its end (where the exception is)."""
+    if len(block) <= limit:
+        return block
+    return [block[0], *block[len(block) - limit + 1 :]]
 
 
 def _stamped(text: str, default: datetime) -> tuple[datetime, str]:

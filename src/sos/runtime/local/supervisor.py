@@ -314,12 +314,14 @@ class Supervisor:
         delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** (runtime.failed_starts - 1))
         runtime.next_start = now + delay
         if (runtime.failed_starts >= CRASH_LOOP_STARTS or at_once) and not runtime.failed:
-            tail = self.logs.last_lines(runtime.id, 10)
+            # quote what explains the failure (a traceback) rather than the last boot lines
+            error = self.logs.last_error(runtime.id)
+            quoted = "its last error" if error else "last log lines"
+            lines = error or self.logs.last_lines(runtime.id, 10)
             runtime.failed = True
             runtime.reason = "NotReady" if at_once else "CrashLoop"
             runtime.message = (
-                f"{why}, {runtime.failed_starts} starts in a row; last log lines:\n"
-                + "\n".join(tail)
+                f"{why}, {runtime.failed_starts} starts in a row; {quoted}:\n" + "\n".join(lines)
             )
             log.warning("revision %s failed: %s", runtime.id, why)
         elif not runtime.failed:

@@ -154,6 +154,26 @@ async def test_revision_that_crashes_at_start_is_failed_with_its_last_log_lines(
     assert "missing DB_URL" not in response.text and response.text.count("\n") == 1
 
 
+async def test_a_failed_revision_quotes_its_traceback_not_the_noise_after_it(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    backend = await backend_factory()
+    why = "MovieLens file ratings.csv not found; set MOVIELENS_DIR"
+    spec = {**FAST, "env_vars": [{"id": "HELLO_RAISE", "value": why}]}
+    await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))
+    observed = await wait_for(backend, "shop", lambda o: o.revisions["shop-00001"].failed)
+    message = observed.revisions["shop-00001"].message
+    assert message is not None
+    first, *quoted = message.splitlines()
+    assert first.endswith("starts in a row; its last error:")
+    assert quoted[0] == "[stderr] Traceback (most recent call last):"
+    assert quoted[-1] == f"[stderr] FileNotFoundError: {why}"
+    assert not any("exiting (pid" in line for line in quoted)
+    response = await get(backend, "shop.localhost")  # callers see none of it
+    assert response.status_code == 503 and "FileNotFoundError" not in response.text
+    assert "failed (the instance exited with code 3 before ready" in response.text
+
+
 async def test_revision_that_never_gets_ready_fails_after_the_startup_timeout(
     backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
 ) -> None:

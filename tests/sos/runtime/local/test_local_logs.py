@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sos.runtime.local.logs import LogStore
+import pytest
+
+from sos.runtime.base import LogLine
+from sos.runtime.local.logs import LogStore, error_block
 
 
 async def test_lines_are_read_back_per_stream(tmp_path: Path) -> None:
@@ -58,3 +62,60 @@ async def test_followers_get_new_lines_of_their_revision_only(tmp_path: Path) ->
     line = await asyncio.wait_for(waiting, 5)
     assert (line.revision, line.text) == ("shop-00002", "from two")
     await follow.aclose()
+
+
+GUNICORN_BOOT = [
+    "[INFO] Starting gunicorn 23.0.0",
+    "[INFO] Listening at: http://127.0.0.1:41234 (4711)",
+    "[INFO] Booting worker with pid: 4712",
+]
+TRACEBACK = [
+    "Traceback (most recent call last):",
+    '  File "/srv/app.py", line 3, in <module>',
+    "    load()",
+    "FileNotFoundError: MovieLens file ratings.csv not found; set MOVIELENS_DIR",
+]
+
+
+@pytest.mark.parametrize(
+    ("texts", "wanted"),
+    [
+        # the traceback, not the boot noise and shutdown lines after it
+        (
+            [*GUNICORN_BOOT, "[ERROR] Exception in worker process", *TRACEBACK, *GUNICORN_BOOT],
+            TRACEBACK,
+        ),
+        # the last of two tracebacks
+        (
+            [*TRACEBACK, "ok", TRACEBACK[0], "ValueError: bad port"],
+            [TRACEBACK[0], "ValueError: bad port"],
+        ),
+        # no traceback: the last run of lines naming an error
+        (
+            ["boot", "KeyError: 'DB_URL'", "FATAL: cannot start", "[INFO] bye"],
+            ["KeyError: 'DB_URL'", "FATAL: cannot start"],
+        ),
+        # gunicorn's own [ERROR] level is not an error message; nothing explains it
+        (["[ERROR] Worker (pid:3) exited with code 3", *GUNICORN_BOOT], []),
+    ],
+)
+def test_error_block_finds_the_lines_that_explain_a_failure(
+    texts: list[str], wanted: list[str]
+) -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    lines = [LogLine(at, "shop", "shop-00001", "shop-00001-a", "stderr", t) for t in texts]
+    assert [line.text for line in error_block(lines)] == wanted
+
+
+async def test_last_error_is_bounded_and_keeps_the_exception(tmp_path: Path) -> None:
+    store = LogStore(tmp_path)
+    out, err = store.open("shop", "shop-00001", "shop-00001-a")
+    frames = [f'  File "/srv/m{i}.py", line {i}, in f{i}' for i in range(40)]
+    err.write("\n".join([TRACEBACK[0], *frames, TRACEBACK[-1], *GUNICORN_BOOT, ""]).encode())
+    out.close()
+    err.close()
+    await store.poll()
+    quoted = store.last_error("shop-00001")
+    assert len(quoted) == 15
+    assert quoted[0] == f"[stderr] {TRACEBACK[0]}" and quoted[-1] == f"[stderr] {TRACEBACK[-1]}"
+    assert store.last_error("shop-00002") == []

@@ -3,9 +3,10 @@
 It honours the start contract (PORT, HOST, SOS_REVISION) and offers a few paths that
 let tests make it misbehave: ``/slow?ms=N``, ``/crash``, ``/sick`` (liveness fails from
 then on), ``/alloc?mb=N``, ``/env``, ``/stream`` (a chunked answer), and echoes POST bodies.
-The env var ``HELLO_FAIL`` makes it exit at start-up; ``HELLO_PORT_TAKEN_ONCE=FILE`` makes
-its first start fail as if its port had been taken; ``HELLO_START_DELAY`` delays its
-listening socket; ``HELLO_NEVER_READY`` makes ``/ready`` answer 503 forever.
+The env var ``HELLO_FAIL`` makes it exit at start-up (``HELLO_RAISE``: with a traceback
+and noise after it); ``HELLO_PORT_TAKEN_ONCE=FILE`` makes its first start fail as if its
+port had been taken; ``HELLO_START_DELAY`` delays its listening socket;
+``HELLO_NEVER_READY`` makes ``/ready`` answer 503 forever.
 """
 
 import json
@@ -13,6 +14,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -92,6 +94,14 @@ def main() -> None:
         open(marker, "w").close()
         print("OSError: [Errno 98] Address already in use", file=sys.stderr, flush=True)
         sys.exit(1)
+    if os.environ.get("HELLO_RAISE"):  # a traceback, then boot noise (as gunicorn prints)
+        try:
+            raise FileNotFoundError(os.environ["HELLO_RAISE"])
+        except FileNotFoundError:
+            traceback.print_exc()
+        for i in range(12):
+            print(f"[INFO] worker {i} exiting (pid: {os.getpid()})", file=sys.stderr)
+        sys.exit(3)
     if os.environ.get("HELLO_FAIL"):
         print(f"failing on purpose: {os.environ['HELLO_FAIL']}", file=sys.stderr, flush=True)
         sys.exit(2)
