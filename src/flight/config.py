@@ -7,6 +7,7 @@ A config is one pipeline::
     imports: [movielens_operators]        # modules that define operators (config dir first),
                                           # or files: [../movielens_operators.py]
     defaults: {timeout: 1.0, retries: 1}  # source policy for this pipeline's sources
+    context: {user_id: int}               # the context execute() takes (checked first)
     includes:
       - PopularMovies: {n: 300}
       - op: SimilarToRecent               # the long form, for a per-source policy
@@ -41,6 +42,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from flight._context import ContextField, context_fields, field_config
 from flight.errors import ConfigError, FlightError, OperatorArgumentError
 from flight.operators.base import (
     POLICY_FIELDS,
@@ -65,6 +67,7 @@ class PipelineConfig(BaseModel):
     description: str = ""
     imports: list[str] = []
     defaults: _PolicyOverrides | None = None
+    context: dict[str, Any] | None = None
     includes: list[Any] = Field(min_length=1)
     excludes: list[Any] = []
     steps: list[Any] = []
@@ -125,7 +128,11 @@ def pipeline_from_config(
     except pydantic.ValidationError as exc:
         cfg = None
         problems.extend(_top_level_problem(e) for e in exc.errors())
+    context: tuple[ContextField, ...] | None = None
     if cfg is not None:
+        if cfg.context is not None:
+            context, context_problems = context_fields(cfg.context)
+            problems.extend(context_problems)
         problems.extend(_import_modules(cfg.imports, base_dir))
     ops: dict[str, list[Operator]] = {"includes": [], "excludes": [], "steps": []}
     if not any(p.startswith("imports") for p in problems):
@@ -160,6 +167,7 @@ def pipeline_from_config(
                 cfg.defaults.model_dump(exclude_unset=True) if cfg.defaults is not None else None
             ),
             imports=cfg.imports,
+            context=context,
         )
     except FlightError as exc:
         raise ConfigError(f"{where}: {label}: {exc}", [str(exc)]) from None
@@ -350,6 +358,8 @@ def pipeline_to_config(pipeline: Pipeline) -> dict[str, Any]:
     defaults = {k: v for k, v in pipeline.source_defaults.items() if k in POLICY_FIELDS}
     if defaults:
         out["defaults"] = defaults
+    if pipeline.context is not None:
+        out["context"] = {f.name: field_config(f) for f in pipeline.context}
     out["includes"] = [_entry(op) for op in pipeline.includes]
     if pipeline.excludes:
         out["excludes"] = [_entry(op) for op in pipeline.excludes]

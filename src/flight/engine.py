@@ -122,7 +122,7 @@ class Engine:
         """Run ``pipeline`` with context ``ctx``. Raises only :class:`ExecuteError` (bad call,
         nothing ran) or :class:`PipelineDefinitionError`; operator failures are reported in
         the result."""
-        cols = self._check_call(pipeline, return_cols, ctx)
+        cols, ctx = self._check_call(pipeline, return_cols, ctx)
         clock = self.clock
         t0 = clock()
         debug = debug or _debug.get()
@@ -209,8 +209,8 @@ class Engine:
         )
 
     def _check_call(
-        self, pipeline: Pipeline, return_cols: Sequence[str] | None, ctx: Mapping[str, Any]
-    ) -> list[str] | None:
+        self, pipeline: Pipeline, return_cols: Sequence[str] | None, ctx: dict[str, Any]
+    ) -> tuple[list[str] | None, dict[str, Any]]:
         if not pipeline.includes:
             raise PipelineDefinitionError(
                 f"pipeline {pipeline.name!r} has no includes; call "
@@ -229,6 +229,8 @@ class Engine:
                     f"pipeline {pipeline.name!r}: return_cols {clash} clash with the result's "
                     f"own keys {list(RESERVED_KEYS)}; rename the column with fo.Rename"
                 )
+        if pipeline.context is not None:  # declared: checked, converted, defaults filled in
+            ctx = pipeline.check_context(ctx)
         missing = pipeline.required_context() - ctx.keys()
         if missing:
             needs = pipeline.context_users(missing)
@@ -237,7 +239,7 @@ class Engine:
                 + "; ".join(f"{k!r} (for {', '.join(needs[k])})" for k in sorted(missing))
                 + f". Pass it to execute(), e.g. execute({sorted(missing)[0]}=...)"
             )
-        return list(cols) if cols is not None else None
+        return (list(cols) if cols is not None else None), ctx
 
     # -- sources ----------------------------------------------------------------------------
 

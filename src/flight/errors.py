@@ -30,7 +30,7 @@ result, so a bad request never takes a server down with a bare traceback.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flight.operators.base import Operator
@@ -106,7 +106,13 @@ class ConfigError(FlightError, ValueError):
 
 
 class ExecuteError(FlightError, ValueError):
-    """``execute()`` was called with missing context or bad options; nothing ran."""
+    """``execute()`` was called with missing context or bad options; nothing ran.
+    ``problems`` lists ``(context key, message, input)`` for a context that failed the
+    pipeline's declaration."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[tuple[str, str, Any]] = problems or []
 
 
 class EndpointDefinitionError(FlightError, TypeError):

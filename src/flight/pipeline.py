@@ -8,7 +8,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flight.errors import PipelineDefinitionError
+from flight._context import ContextField, check_context, context_fields
+from flight.errors import ExecuteError, PipelineDefinitionError
 from flight.operators.base import POLICY_FIELDS, Operator, SourceOperator
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class Pipeline:
     description: str
     _defaults: tuple[tuple[str, Any], ...]
     imports: tuple[str, ...]
+    context: tuple[ContextField, ...] | None
 
     def __init__(
         self,
@@ -53,6 +55,7 @@ class Pipeline:
         description: str = "",
         source_defaults: Mapping[str, Any] | None = None,
         imports: Iterable[str] = (),
+        context: Mapping[str, Any] | Iterable[ContextField] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise PipelineDefinitionError(f"a pipeline needs a name, got {name!r}")
@@ -77,6 +80,19 @@ class Pipeline:
         set_("description", description)
         set_("_defaults", tuple(sorted(defaults.items())))
         set_("imports", tuple(imports))
+        set_("context", _declared(name, context))
+        if self.context is not None:
+            declared = {f.name for f in self.context}
+            undeclared = {k: v for k, v in self._required.items() if k not in declared}
+            if undeclared:
+                raise PipelineDefinitionError(
+                    f"pipeline {name!r}: "
+                    + "; ".join(
+                        f"{', '.join(v)} needs context {k!r}" for k, v in undeclared.items()
+                    )
+                    + f", which its context does not declare; add it, e.g. "
+                    f"context: {{{next(iter(undeclared))}: int}}"
+                )
 
     def _replace(self, **changes: Any) -> Pipeline:
         fields: dict[str, Any] = {
@@ -89,6 +105,7 @@ class Pipeline:
             "description": self.description,
             "source_defaults": self.source_defaults,
             "imports": self.imports,
+            "context": self.context,
         }
         fields.update(changes)
         name = fields.pop("name")
@@ -115,7 +132,7 @@ class Pipeline:
 
     def with_options(self, **changes: Any) -> Pipeline:
         """A copy with other ``name``, ``return_cols``, ``description`` or ``source_defaults``."""
-        allowed = {"name", "item_type", "return_cols", "description", "source_defaults"}
+        allowed = {"name", "item_type", "return_cols", "description", "source_defaults", "context"}
         unknown = sorted(set(changes) - allowed)
         if unknown:
             raise PipelineDefinitionError(f"with_options: unknown options {unknown}")
@@ -133,11 +150,35 @@ class Pipeline:
         return needs
 
     def required_context(self) -> frozenset[str]:
-        """Context keys some operator's ``__call__`` requires."""
+        """Context keys a call must give: those declared without a default when the pipeline
+        declares its context, else those some operator's ``__call__`` requires."""
+        if self.context is not None:
+            return frozenset(f.name for f in self.context if f.required)
         return frozenset(self._required)
 
     def context_users(self, keys: Iterable[str]) -> dict[str, list[str]]:
-        return {k: self._required.get(k, []) for k in keys}
+        return {k: self._required.get(k) or ["the pipeline's context"] for k in keys}
+
+    def check_context(self, ctx: Mapping[str, Any]) -> dict[str, Any]:
+        """``ctx`` validated against the declared context: converted to the declared types,
+        defaults filled in. Raises :class:`ExecuteError` listing each key missing or of the
+        wrong type (``error.problems``: ``(key, message, input)``). Without a declaration,
+        ``ctx`` as it is."""
+        if self.context is None:
+            return dict(ctx)
+        checked, problems = check_context(self.context, ctx)
+        if problems:
+            takes = ", ".join(f.describe() for f in self.context)
+            raise ExecuteError(
+                f"pipeline {self.name!r}: context "
+                + "; ".join(
+                    f"{k!r}: {m}" + (f" (got {v!r})" if v is not None else "")
+                    for k, m, v in problems
+                )
+                + f". It takes: {takes}",
+                problems,
+            )
+        return checked
 
     async def execute(
         self, *, return_cols: Sequence[str] | None = None, debug: bool = False, **ctx: Any
@@ -175,6 +216,24 @@ class Pipeline:
             )
         parts.extend(f" | {op!r}" for op in self.steps)
         return "".join(parts)
+
+
+def _declared(
+    name: str, context: Mapping[str, Any] | Iterable[ContextField] | None
+) -> tuple[ContextField, ...] | None:
+    if context is None:
+        return None
+    if isinstance(context, Mapping):
+        fields, problems = context_fields(context)
+        if problems:
+            raise PipelineDefinitionError(f"pipeline {name!r}: " + "; ".join(problems))
+        return fields
+    out = tuple(context)
+    if not all(isinstance(f, ContextField) for f in out):
+        raise PipelineDefinitionError(
+            f"pipeline {name!r}: context maps each key to its type, e.g. {{'user_id': 'int'}}"
+        )
+    return out
 
 
 def _sources(name: str, role: str, ops: Iterable[SourceOperator]) -> tuple[SourceOperator, ...]:

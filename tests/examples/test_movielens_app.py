@@ -54,6 +54,15 @@ def test_bad_requests_name_the_parameter(http: httpx.Client) -> None:
     assert "v1" in problems["version"] and "v2" in problems["version"]
 
 
+def test_pipeline_context_is_validated_before_anything_runs(http: httpx.Client) -> None:
+    r = http.post("/pipelines/recommend_v1/execute", json={"user_id": "abc"})
+    assert r.status_code == 422  # the caller's mistake, not a failing source (503)
+    assert [(p["parameter"], p["in"]) for p in r.json()["problems"]] == [("user_id", "body")]
+    assert http.get("/pipelines/recommend_v1").json()["context"]["declared"] == {
+        "user_id": {"type": "int", "required": True}
+    }
+
+
 def test_popular_movies_for_visitors(http: httpx.Client) -> None:
     body = http.get("/recs/popular").json()
     assert len(body["title"]) == 10 and min(body["mean_rating"]) >= 3.8

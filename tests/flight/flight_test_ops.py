@@ -53,3 +53,10 @@ class AddDouble(fo.TransformOperator):
 
     def __call__(self, df: pd.DataFrame, **ctx: Any) -> pd.DataFrame:
         return df.assign(double=df["item"] * 2)
+
+
+class UserItems(fo.SourceOperator):
+    """Items ``user_id`` .. ``user_id + n - 1`` (needs context ``user_id``; ``n`` optional)."""
+
+    async def __call__(self, user_id: int, n: int = 1, **ctx: Any) -> fo.Source:
+        return fo.Source(list(range(user_id, user_id + n)))

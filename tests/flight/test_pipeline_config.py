@@ -11,7 +11,7 @@ import yaml
 from flight_test_ops import Items, KeepEven
 
 import flight.operators as fo
-from flight import ConfigError, Pipeline
+from flight import ConfigError, ExecuteError, Pipeline
 from flight.config import dump_config
 
 CONFIG: dict[str, Any] = {
@@ -64,6 +64,51 @@ def test_file_round_trip(tmp_path: Path, suffix: str) -> None:
     loaded = json.loads(path.read_text()) if suffix == ".json" else yaml.safe_load(path.read_text())
     assert loaded == CONFIG
     assert Pipeline.from_config(path) == pipeline
+
+
+DECLARED: dict[str, Any] = {
+    "name": "mine",
+    "item_type": "item",
+    "imports": ["flight_test_ops"],
+    "context": {
+        "user_id": "int",
+        "n": {"type": "int", "default": 2},
+        "tags": {"type": "list[str]", "default": ["a"]},
+    },
+    "includes": [{"UserItems": {}}],
+}
+
+
+async def test_declared_context_round_trips_converts_and_fills_defaults() -> None:
+    pipeline = Pipeline.from_config(DECLARED)
+    assert pipeline.to_config() == DECLARED
+    assert Pipeline.from_config(pipeline.to_config()) == pipeline
+    result = await pipeline.execute(user_id="7")  # "7" is an int; n defaults to 2
+    assert result.items["item"].tolist() == [7, 8]
+    assert (await pipeline.execute(user_id=7, n=3)).items["item"].tolist() == [7, 8, 9]
+
+
+async def test_declared_context_rejects_a_wrong_type_before_anything_runs() -> None:
+    pipeline = Pipeline.from_config(DECLARED)
+    with pytest.raises(ExecuteError) as info:
+        await pipeline.execute(user_id="abc", tags="x")
+    assert str(info.value).startswith(
+        "pipeline 'mine': context 'user_id': Input should be a valid integer"
+    )
+    assert "It takes: user_id (int, required), n (int, default 2)" in str(info.value)
+    assert [(k, v) for k, _, v in info.value.problems] == [("user_id", "abc"), ("tags", "x")]
+    with pytest.raises(ExecuteError, match="context 'user_id': is required"):
+        await pipeline.execute()
+
+
+def test_config_context_problems_are_reported() -> None:
+    error = errors_for(
+        {**DECLARED, "context": {"user_id": "integer", "n": {"type": "int", "default": "ten"}}}
+    )
+    assert "context.user_id: unknown type 'integer'; use one of int, float, str" in str(error)
+    assert "context.n.default: Input should be a valid integer" in str(error)
+    error = errors_for({**DECLARED, "context": {"n": "int"}})
+    assert "UserItems() needs context 'user_id', which its context does not declare" in str(error)
 
 
 def test_python_pipeline_to_config_lists_operator_modules_as_imports() -> None:

@@ -48,6 +48,7 @@ from starlette.types import Receive, Scope, Send
 from flight import http as flight_http
 from flight import metrics as flight_metrics
 from flight import tracing
+from flight._context import field_config
 from flight.deadline import _debug_scope, deadline
 from flight.engine import Engine
 from flight.errors import EndpointDefinitionError, ExecuteError, FlightError, UnknownPipelineError
@@ -499,6 +500,15 @@ class App:
                 [Problem(k, "body", "is an option, not context") for k in clash],
                 "pass debug and return_cols as query parameters: ?debug=true&return_cols=a,b",
             )
+        if pipeline.context is not None:
+            try:
+                context = pipeline.check_context(context)
+            except ExecuteError as exc:
+                raise Invalid(
+                    [Problem(k, "body", m, v) for k, m, v in exc.problems],
+                    f"pipeline {name!r} takes: "
+                    + ", ".join(f.describe() for f in pipeline.context),
+                ) from None
         missing = sorted(pipeline.required_context() - context.keys())
         if missing:
             needs = pipeline.context_users(missing)
@@ -613,10 +623,19 @@ def _entry_detail(entry: PipelineEntry) -> dict[str, Any]:
     )
     if p is not None:
         required = p.required_context()
-        optional = sorted({k for op in p.operators() for k in op._ctx_names} - required)
+        used = {k for op in p.operators() for k in op._ctx_names}
+        declared = {f.name: f for f in p.context or ()}
+        optional = sorted((used | declared.keys()) - required)
+        context: dict[str, Any] = {"required": sorted(required), "optional": optional}
+        if p.context is not None:  # the declaration: each key's type and default
+            context["declared"] = {
+                f.name: {"type": f.type, "required": f.required}
+                | ({} if f.required else {"default": field_config(f)["default"]})
+                for f in p.context
+            }
         out.update(
             item_type=p.item_type,
-            context={"required": sorted(required), "optional": optional},
+            context=context,
             return_cols=list(p.return_cols) if p.return_cols is not None else None,
             operators=[
                 {"role": role, "name": op.name, "kind": op.kind, "args": op.args()}

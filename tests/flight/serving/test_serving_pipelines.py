@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from flight_test_ops import AddDouble, Items  # noqa: F401  (registers the operators the configs use)
+from flight_test_ops import AddDouble, Items, UserItems  # noqa: F401  (registers the operators the configs use)
 from serving_helpers import ServerThread, wait_for
 
 import flight
@@ -146,6 +146,32 @@ def test_context_problems_are_422(http: httpx.Client, configs: Path) -> None:
     assert r.status_code == 422 and "JSON object" in r.json()["problems"][0]["message"]
     r = http.post("/pipelines/top/execute", json={"debug": True})
     assert r.status_code == 422 and r.json()["problems"][0]["parameter"] == "debug"
+
+
+def test_declared_context_is_checked_before_running_and_shown(
+    http: httpx.Client, configs: Path
+) -> None:
+    write(
+        configs / "typed.yaml",
+        "name: typed\nitem_type: item\ncontext: {user_id: int, n: {type: int, default: 2}}\n"
+        "includes: [UserItems]\n",
+    )
+    wait_for(lambda: version_of(http, "typed"))
+    assert http.get("/pipelines/typed").json()["context"] == {
+        "required": ["user_id"],
+        "optional": ["n"],
+        "declared": {
+            "user_id": {"type": "int", "required": True},
+            "n": {"type": "int", "required": False, "default": 2},
+        },
+    }
+    r = http.post("/pipelines/typed/execute", json={"user_id": "abc"})
+    assert r.status_code == 422  # the caller's input, not a failing source (503)
+    (problem,) = r.json()["problems"]
+    assert problem["parameter"] == "user_id" and problem["in"] == "body"
+    assert problem["input"] == "abc" and "valid integer" in problem["message"]
+    assert r.json()["hint"] == "pipeline 'typed' takes: user_id (int, required), n (int, default 2)"
+    assert http.post("/pipelines/typed/execute", json={"user_id": "5"}).json()["item"] == [5, 6]
 
 
 def test_unknown_pipeline_is_404_with_suggestions(http: httpx.Client) -> None:

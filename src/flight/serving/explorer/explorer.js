@@ -119,10 +119,12 @@
     describe($("about-b"), compare.checked ? infos[1] : null);
     const required = new Set();
     const optional = new Set();
+    const declared = {}; // key -> {type, default} from the pipelines' context declarations
     for (const info of infos) {
       if (!info || !info.context) continue;
       for (const key of info.context.required || []) required.add(key);
       for (const key of info.context.optional || []) optional.add(key);
+      for (const [key, spec] of Object.entries(info.context.declared || {})) declared[key] ??= spec;
     }
     for (const key of required) optional.delete(key);
     const keep = { ...currentValues(), ...(prefill || {}) };
@@ -134,11 +136,13 @@
     for (const key of keys) {
       const id = `ctx-${key}`;
       const need = required.has(key);
+      const spec = declared[key];
+      const hint = `(${need ? "required" : "optional"}${spec ? `, ${spec.type}` : ""})`;
       fieldsBox.append(
         el(
           "div",
           { class: "field" },
-          el("label", { for: id }, key, " ", el("span", { class: "hint", text: need ? "(required)" : "(optional)" })),
+          el("label", { for: id }, key, " ", el("span", { class: "hint", text: hint })),
           el("input", {
             id,
             name: key,
@@ -146,6 +150,7 @@
             required: need,
             "aria-required": need ? "true" : null,
             autocomplete: "off",
+            placeholder: spec && "default" in spec ? JSON.stringify(spec.default) : null,
             value: keep[key] ?? "",
           }),
         ),
