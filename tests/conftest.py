@@ -2,11 +2,19 @@
 
 - ``browser``: headless Chromium (``tests/_browser.py``), one per test module. Tests marked
   ``browser`` are skipped, with the reason, on a machine without Chromium.
+- every session ends by stopping the HAProxy processes of SOS routers it started and left
+  behind (a killed ``sos server`` leaves its HAProxy serving, by design), and says so.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
@@ -28,3 +36,41 @@ def browser() -> Iterator[Browser]:
         chromium = launch(playwright)
         yield chromium
         chromium.close()
+
+
+#: every process this test session starts inherits it: how its leftovers are recognised
+SESSION_MARKER = f"SOS_TEST_SESSION={os.getpid()}-{time.time_ns()}"
+
+
+def _sos_haproxies() -> set[int]:
+    """Live HAProxy processes of SOS routers started by this test session (they carry its
+    marker in their environment), zombies left out."""
+    marker = SESSION_MARKER.encode()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            if os.path.basename(argv[0]) != b"haproxy":
+                continue
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if marker in environ and state not in ("Z", "X"):
+            found.add(int(entry))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_haproxy_left_behind() -> Iterator[None]:
+    name, value = SESSION_MARKER.split("=")
+    os.environ[name] = value
+    yield
+    left = _sos_haproxies()
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if left:
+        warnings.warn(f"stopped {len(left)} HAProxy process(es) left by the tests", stacklevel=1)

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from sos import Client
+from sos.runtime.local.haproxy import adoptable
 
 SOS = str(Path(sys.executable).parent / "sos")
 TOKEN = "drill-admin-token-0123456789abcdef"
@@ -137,7 +138,12 @@ def instances_of(data_dir: Path, revision: str) -> dict[str, set[int]]:
 
 
 def kill_runtime(data_dir: Path) -> None:
-    """Kill whatever a (killed) server of ``data_dir`` left running."""
+    """Kill whatever a (killed) server of ``data_dir`` left running: its instances, and the
+    HAProxy that went on serving them."""
+    router = adoptable(data_dir / "runtime" / "router")
+    if router is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(router[0], signal.SIGKILL)
     for pids in instances(data_dir).values():
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from sos.client import Client
 from sos.models import ArtifactMetadata
+from sos.runtime.local.haproxy import adoptable
 
 APPS = Path(__file__).parent / "apps"
 
@@ -125,7 +127,12 @@ def instances_of(revision: str, data_dir: Path) -> list[int]:
 
 
 def kill_instances(data_dir: Path) -> int:
-    """Kill every instance a server with ``data_dir`` left running; how many there were."""
+    """Kill every instance a server with ``data_dir`` left running, and the HAProxy it left
+    serving (a killed server's data path lives on); how many instances there were."""
+    router = adoptable(data_dir / "runtime" / "router")
+    if router is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(router[0], signal.SIGKILL)
     marker = f"SOS_RUNTIME={(data_dir / 'runtime').resolve()}".encode()
     killed = 0
     for entry in os.listdir("/proc"):

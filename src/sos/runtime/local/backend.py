@@ -110,6 +110,10 @@ class LocalBackend(Backend):
             on_cold=self._on_cold,
             clock=clock,
         )
+        if isinstance(self.router, HAProxyRouter):
+            # HAProxy outlives a server that dies and is adopted by the next one (its pid
+            # file is in the data dir); a clean stop stops it unless instances are kept
+            self.router.state_dir = runtime_dir / "router"
         self.supervisor.in_flight = self.router.in_flight
         self.desired: dict[str, DesiredService] = {}
         self.routes: dict[str, ServiceRoute] = {}
@@ -151,6 +155,8 @@ class LocalBackend(Backend):
                 await self._task
             self._task = None
         await self.preparer.close()
+        if isinstance(self.router, HAProxyRouter):  # kept serving with the instances
+            self.router.keep_on_close = not self.stop_on_close
         await self.router.close()
         if self.stop_on_close:
             await self.supervisor.stop_all()

@@ -42,12 +42,14 @@ import contextlib
 import csv
 import ctypes
 import io
+import json
 import logging
 import math
 import os
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -81,6 +83,12 @@ STATS_SLOW = 0.5
 SLOT_GRACE = 1.0
 #: how long ``settle`` waits for HAProxy to have a table
 SETTLE_TIMEOUT = 30.0
+#: a restarted server replaces the HAProxy it adopts once its table covers what that one
+#: routes, or after this long (instances re-adopted, services applied again)
+HANDOVER_TIMEOUT = 20.0
+HANDOVER_POLL = 0.25
+#: the file in the state directory that names the running HAProxy (pid and directory)
+STATE_FILE = "haproxy.json"
 SPLIT, REVISION = "r", "l"  # slot kinds: roundrobin (splits), leastconn (one revision)
 
 
@@ -204,6 +212,7 @@ def _address(host: str, port: int) -> str:
 def render_config(
     *,
     socket_path: Path,
+    down_map: Path,
     listen_fd: int,
     python_port: int,
     map_file: Path,
@@ -213,13 +222,17 @@ def render_config(
 ) -> str:
     """HAProxy's configuration: one frontend on the inherited listening socket, the
     Python router as the default backend, and the slot backends (``r*`` roundrobin, for
-    splits; ``l*`` leastconn, for one revision) with the servers they hold now."""
+    splits; ``l*`` leastconn, for one revision) with the servers they hold now.
+
+    ``down_map`` names the Python router's servers (``python``, activators ``_a*``): a
+    refused connection to one means the server is down, and the 503 says so."""
     timeout = max(1, round(request_timeout * 1000))
     mapping = f"map({map_file})"
     lines = [
         "global",
         f"  nbthread {threads}",
-        f"  stats socket {socket_path} mode 600 level admin",
+        # expose-fd: a restarted server takes the listening socket from this process
+        f"  stats socket {socket_path} mode 600 level admin expose-fd listeners",
         "  stats timeout 24h",
         f"  hard-stop-after {max(60, round(request_timeout) + 10)}s",
         "  log ring@sos local0",
@@ -250,7 +263,7 @@ def render_config(
         '  http-error status 502 content-type "text/plain; charset=utf-8" lf-string '
         '"instance %[srv_name] closed the connection or answered bad HTTP"',
         '  http-error status 503 content-type "text/plain; charset=utf-8" lf-string '
-        '"instance %[srv_name] refused the connection"',
+        f'"%[srv_name,map_reg({down_map},instance)] %[srv_name] refused the connection"',
         '  http-error status 504 content-type "text/plain; charset=utf-8" lf-string '
         f'"instance %[srv_name] did not answer within {request_timeout:g}s"',
         "frontend sos",
@@ -286,7 +299,8 @@ def render_config(
         "  http-after-response set-header Sos-Revision %[var(txn.rev)] "
         "if { var(txn.rev) -m found }",
         "  http-after-response set-status 502 "
-        "if { status 503 } { srv_name -m found } !{ var(txn.app) -m found }",
+        "if { status 503 } { srv_name -m found } !{ var(txn.app) -m found } "
+        f"!{{ srv_name,map_reg({down_map}) -m found }}",
         "  use_backend %[var(txn.route),field(1,/)] if { var(txn.route) -m found }",
         "  default_backend python",
         "backend python",
@@ -301,6 +315,13 @@ def render_config(
         ]
         lines += [f"  server {s.name} {s.address} weight {s.weight}" for s in servers]
     return "\n".join(lines) + "\n"
+
+
+#: the start of HAProxy's 503 when the Python router (the server) refuses a connection
+DOWN_TEXT = (
+    "sos server (the control plane) is down and is being restarted; retry shortly. "
+    "Services with running instances still answer;"
+)
 
 
 def _map_text(entries: Mapping[str, str]) -> str:
@@ -321,9 +342,111 @@ class _Slot:
 
 @dataclass
 class _Process:
-    process: asyncio.subprocess.Process
+    """A HAProxy process: one this server started (``popen``), or one it adopted."""
+
+    pid: int
+    popen: subprocess.Popen[bytes] | None = None
     #: instances this process may still send requests to (for a process being replaced)
     instances: frozenset[str] = frozenset()
+
+    @property
+    def running(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return _alive(self.pid)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM (HAProxy's hard stop), SIGKILL after ``grace`` seconds."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+            for _ in range(round(grace / 0.02)):
+                if not self.running:
+                    return
+                await asyncio.sleep(0.02)
+
+
+def _rebind_after(pid: int, host: str, port: int, timeout: float = 10.0) -> socket.socket:
+    """Soft-stop HAProxy ``pid`` (SIGUSR1: it closes its listeners and finishes what it
+    serves) and bind ``host:port`` once it is free (SIGTERM after ``timeout`` seconds)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return listen_socket(host, port)
+        except BackendError:
+            if time.monotonic() > deadline + timeout:
+                raise
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+            time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] not in (["Z"], ["X"])
+
+
+def adoptable(state_dir: Path) -> tuple[int, Path, int] | None:
+    """The HAProxy a server of this state directory left serving, as (pid, its runtime
+    directory), if it still runs. Its pid file names it; ``/proc/PID/cmdline`` must run
+    HAProxy with the configuration of that directory: a pid that is gone, or reused by
+    another process (another data dir's HAProxy too), is ignored."""
+    path = state_dir / STATE_FILE
+    try:
+        record = json.loads(path.read_text())
+        pid, folder, fd = int(record["pid"]), Path(record["dir"]), int(record["fd"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring %s, which is not a HAProxy pid file: %s", path, exc)
+        return None
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        argv = []
+    ours = (
+        _alive(pid)
+        and "haproxy" in os.path.basename(argv[0].decode("utf-8", "replace"))
+        and str(folder / "haproxy.cfg").encode() in argv
+    )
+    if not ours:
+        log.info("%s names pid %d, which is not this data dir's HAProxy: ignored", path, pid)
+        return None
+    return pid, folder, fd
+
+
+def _take_listener(pid: int, fd: int, host: str, port: int) -> socket.socket | None:
+    """A copy of the listening socket HAProxy ``pid`` serves on (its descriptor ``fd``),
+    taken with pidfd_getfd(2), if it listens on ``host:port`` (port 0: any): the same
+    socket, so no connection waiting in it is lost. (HAProxy's own ``_getsocks`` does not
+    hand over a socket it inherited.)"""
+    pidfd = os.pidfd_open(pid)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        got = libc.syscall(438, pidfd, fd, 0)  # SYS_pidfd_getfd
+        if got < 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error))
+    finally:
+        os.close(pidfd)
+    sock = socket.socket(fileno=got)
+    try:
+        address = sock.getsockname()
+        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    except OSError:
+        listening, address = 0, ("", 0)
+    if listening and address[0] == host and port in (0, address[1]):
+        sock.setblocking(False)
+        return sock
+    sock.close()
+    return None
 
 
 class HAProxyRouter:
@@ -344,6 +467,8 @@ class HAProxyRouter:
         haproxy: str | None = None,
         threads: int = 1,
         slots: int = INITIAL_SLOTS,
+        state_dir: Path | None = None,
+        keep_on_close: bool = False,
     ) -> None:
         found = haproxy or shutil.which("haproxy")
         if found is None:
@@ -367,7 +492,17 @@ class HAProxyRouter:
         self.request_timeout = request_timeout
         self.clock = clock
         self.threads = threads
+        #: where the pid file goes (None: HAProxy dies with this process, nothing to adopt)
+        self.state_dir = state_dir
+        #: a clean ``close`` leaves HAProxy serving for the next server to adopt
+        self.keep_on_close = keep_on_close
         self._pool = slots
+        #: the HAProxy a previous server left serving, until a new one replaces it
+        self._adopted: _Process | None = None
+        self._adopted_dir: Path | None = None
+        #: what the adopted one routes: map keys, and revisions with instances in its map
+        self._cover: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        self._handover_at = 0.0
         self._socket: socket.socket | None = None
         self._dir: Path | None = None
         self._current: _Process | None = None
@@ -438,18 +573,57 @@ class HAProxyRouter:
     # ---- lifecycle
 
     def bind(self) -> None:
-        """Take the router's port now: a port in use is a clear error at start-up."""
-        if self._socket is None:
-            self._socket = listen_socket(self.host, self.port)
-            self.port = self._socket.getsockname()[1]
+        """Take the router's port now: a port in use is a clear error at start-up. The
+        HAProxy a previous server of the same state directory left serving is adopted:
+        its listening socket is taken over (it keeps serving until ``start``'s HAProxy
+        replaces it)."""
+        if self._socket is not None:
+            return
+        found = adoptable(self.state_dir) if self.state_dir is not None else None
+        if found is not None:
+            pid, folder, fd = found
+            try:
+                taken = _take_listener(pid, fd, self.host, self.port)
+            except OSError as exc:
+                # e.g. EPERM where ptrace is restricted (Yama ptrace_scope >= 1, not root):
+                # no seamless handover, the router port is refused for a moment instead
+                log.warning(
+                    "cannot take over the listening socket of HAProxy (pid %d) left by the "
+                    "previous server (%s): stopping it and binding the router port anew; "
+                    "connections are refused until the new HAProxy runs",
+                    pid,
+                    exc,
+                )
+                self._old.append(_Process(pid))
+                self._socket = _rebind_after(pid, self.host, self.port)
+                self.port = self._socket.getsockname()[1]
+                return
+            self._adopted, self._adopted_dir = _Process(pid), folder
+            if taken is not None:
+                self._socket = taken
+                self.port = taken.getsockname()[1]
+                log.info("adopting HAProxy (pid %d), which serves %s:%d", pid, self.host, self.port)
+                return
+            log.info("HAProxy (pid %d) serves another address; it stops once ours runs", pid)
+        self._socket = listen_socket(self.host, self.port)
+        self.port = self._socket.getsockname()[1]
 
     async def start(self) -> None:
         self.bind()
         self.python.public_port = self.port
         await self.python.start()
-        self._dir = Path(tempfile.mkdtemp(prefix="sos-haproxy-"))
-        (self._dir / "routes.map").write_text("")
-        self._current = await self._launch({})
+        if self._adopted is not None and self._adopted_dir is not None:
+            # the adopted HAProxy serves on until the new table covers what it routes
+            self._dir = self._adopted_dir
+            with contextlib.suppress(OSError, HAProxyError):
+                await self._inspect_adopted(self._adopted)
+            self._handover_at = self.clock() + HANDOVER_TIMEOUT
+            (self._dir / "down.map").write_text(_down_map())
+        else:
+            self._dir = Path(tempfile.mkdtemp(prefix="sos-haproxy-"))
+            (self._dir / "routes.map").write_text("")
+            (self._dir / "down.map").write_text(_down_map())
+            self._current = await self._launch({})
         self._tasks = [
             asyncio.create_task(self._sync(), name="sos-haproxy-sync"),
             asyncio.create_task(self._read_log(), name="sos-haproxy-log"),
@@ -464,32 +638,83 @@ class HAProxyRouter:
         )
 
     async def close(self) -> None:
+        """Stop HAProxy (every process of ours), or with ``keep_on_close`` leave it
+        serving for the next server of this state directory to adopt."""
         self._closing = True
-        for task in self._tasks:
+        for task in [*self._tasks, *self._relays]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._relays]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
-        for proc in [p for p in (self._current, *self._old) if p is not None]:
-            with contextlib.suppress(ProcessLookupError):
-                proc.process.terminate()
-        for proc in [p for p in (self._current, *self._old) if p is not None]:
-            try:
-                async with asyncio.timeout(5):
-                    await proc.process.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.process.kill()
-                await proc.process.wait()
-        self._current, self._old = None, []
+        keep = self.keep_on_close and self.state_dir is not None
+        procs = [p for p in (self._current, self._adopted, *self._old) if p is not None]
+        if keep:
+            log.info("HAProxy keeps serving (pid %s) for the next server", self._serving_pid())
+        else:
+            await asyncio.gather(*(proc.stop() for proc in procs))
+            if self.state_dir is not None:
+                (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+        self._current, self._adopted, self._old = None, None, []
         await self.python.close()
         if self._socket is not None:
             self._socket.close()
             self._socket = None
-        if self._dir is not None:
+        if self._dir is not None and not keep:
             shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
+        self._dir = None
+
+    def _serving_pid(self) -> int | None:
+        serving = self._current or self._adopted
+        return serving.pid if serving is not None else None
+
+    async def _inspect_adopted(self, adopted: _Process) -> None:
+        """Read what the adopted HAProxy routes (map keys, and the revisions of instances
+        in mapped slots): it is replaced once the new table routes them all."""
+        assert self._dir is not None
+        entries: dict[str, str] = {}
+        for line in (await self._cli(f"show map {self._dir / 'routes.map'}")).splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                entries[parts[1]] = parts[2]
+        mapped = {value.split("/")[0] for key, value in entries.items() if not key.endswith("!")}
+        instances, needed = set(), set()
+        for line in (await self._cli("show servers state")).splitlines():
+            parts = line.split()
+            if len(parts) > 3 and parts[0].isdigit():
+                revision = entries.get(parts[3] + "!")
+                if revision is not None:
+                    instances.add(parts[3])
+                    if parts[1] in mapped:
+                        needed.add(revision)
+        adopted.instances = frozenset(instances)
+        keys = frozenset(key for key in entries if not key.endswith("!"))
+        self._cover = (keys, frozenset(needed))
+
+    def _covered(self) -> bool:
+        """Whether the table routes all the adopted HAProxy routes, to ready instances."""
+        keys, revisions = self._cover
+        table = self.python.table
+        planned = {route.key for route in plan_routes(table, self.domain)}
+        ready = {rid for rid, target in table.revisions.items() if target.endpoints}
+        return keys <= planned and revisions <= ready
+
+    def _write_state(self, pid: int) -> None:
+        if self.state_dir is None or self._dir is None:
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / STATE_FILE
+        assert self._socket is not None
+        record = {
+            "pid": pid,
+            "dir": str(self._dir),
+            "fd": self._socket.fileno(),
+            "host": self.host,
+            "port": self.port,
+        }
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(record) + "\n")
+        os.replace(temporary, path)
 
     # ---- routing state
 
@@ -542,6 +767,7 @@ class HAProxyRouter:
         assert self._dir is not None
         text = render_config(
             socket_path=self._dir / "admin.sock",
+            down_map=self._dir / "down.map",
             listen_fd=listen_fd,
             python_port=self.python.port,
             map_file=self._dir / "routes.map",
@@ -555,7 +781,9 @@ class HAProxyRouter:
 
     async def _launch(self, slots: Mapping[str, Sequence[Server]], *, replace: int = 0) -> _Process:
         """Start HAProxy with ``slots`` (at least the pool size of each kind); with
-        ``replace``, the new process takes over from that pid (a seamless reload)."""
+        ``replace``, or a HAProxy adopted from a previous server, the new process takes
+        over from that pid (a seamless reload: ``-sf``, the old one finishes its requests
+        and exits)."""
         assert self._socket is not None and self._dir is not None
         full = dict(slots)
         for kind in (SPLIT, REVISION):
@@ -565,31 +793,37 @@ class HAProxyRouter:
         fd = self._socket.fileno()
         config = self._config(full, fd)
         argv = [self.haproxy, "-db", "-f", str(config)]
-        if replace:
-            argv += ["-sf", str(replace)]
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+        adopted = self._adopted if self._adopted is not None and self._adopted.running else None
+        if replace or adopted is not None:
+            argv += ["-sf", str(replace or (adopted.pid if adopted else 0))]
+        # a plain Popen: asyncio's transport would kill a HAProxy left serving on exit
+        popen = await asyncio.to_thread(
+            subprocess.Popen,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             pass_fds=(fd,),
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent if self.state_dir is None else _detach,
         )
-        output = asyncio.create_task(_relay(process))
+        process = _Process(popen.pid, popen)
+        assert popen.stdout is not None
+        reader = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
+        output = asyncio.create_task(_relay(reader))
         self._relays.add(output)
         output.add_done_callback(self._relays.discard)
         deadline = self.clock() + 15
         while True:
             try:
                 info = await self._cli("show info")
-                if f"Pid: {process.pid}\n" in info:
+                if f"Pid: {popen.pid}\n" in info:
                     break
             except (OSError, HAProxyError):
                 pass
-            if process.returncode is not None or self.clock() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+            if not process.running or self.clock() > deadline:
+                await process.stop(grace=0)
                 lines = await output
                 raise HAProxyError(
                     "HAProxy did not start: " + (" ".join(lines[-5:]) or "no output")
@@ -597,7 +831,16 @@ class HAProxyRouter:
             await asyncio.sleep(0.02)
         self._slots = {name: _Slot(name, tuple(servers)) for name, servers in full.items()}
         self._by_group = {s.servers: name for name, s in self._slots.items() if s.servers}
-        return _Process(process)
+        if self._adopted is not None:
+            log.info(
+                "HAProxy (pid %d) took over from pid %d, which finishes its requests and exits",
+                popen.pid,
+                self._adopted.pid,
+            )
+            self._old.append(self._adopted)
+            self._adopted = None
+        self._write_state(popen.pid)
+        return process
 
     async def _reload(
         self, slots: Mapping[str, Sequence[Server]], entries: Mapping[str, str]
@@ -607,7 +850,7 @@ class HAProxyRouter:
         (self._dir / "routes.map").write_text(_map_text(entries))
         old = self._current
         old.instances = frozenset(s.name for slot in self._slots.values() for s in slot.servers)
-        self._current = await self._launch(slots, replace=old.process.pid)
+        self._current = await self._launch(slots, replace=old.pid)
         self._entries = dict(entries)
         self._old.append(old)
         log.info("HAProxy reloaded with %d slots of each kind", self._pool)
@@ -636,11 +879,17 @@ class HAProxyRouter:
 
     async def _sync(self) -> None:
         while True:
-            await self._wake.wait()
+            # asyncio.timeout, not wait_for (Python 3.11 can lose a cancellation)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HANDOVER_POLL if self._adopted else None):
+                    await self._wake.wait()
             self._wake.clear()
             version = self._version
             try:
                 async with self._lock:
+                    handover = self._adopted is not None and self._adopted.running
+                    if handover and not self._covered() and self.clock() < self._handover_at:
+                        continue  # the adopted HAProxy serves the last table meanwhile
                     await self._ensure_running()
                     await self._apply()
             except asyncio.CancelledError:
@@ -778,10 +1027,11 @@ class HAProxyRouter:
 
     async def _ensure_running(self) -> None:
         current = self._current
-        if current is not None and current.process.returncode is None:
+        if current is not None and current.running:
             return
         if current is not None:
-            log.error("HAProxy exited with code %s; starting it again", current.process.returncode)
+            code = current.popen.returncode if current.popen is not None else None
+            log.error("HAProxy exited with code %s; starting it again", code)
         await self._resync()
 
     async def _resync(self) -> None:
@@ -791,7 +1041,7 @@ class HAProxyRouter:
         slots, entries = self._layout(resolved)
         (self._dir / "routes.map").write_text(_map_text(entries))
         current = self._current
-        if current is not None and current.process.returncode is None:
+        if current is not None and current.running:
             await self._reload(slots, entries)
         else:
             self._current = await self._launch(slots)
@@ -804,9 +1054,9 @@ class HAProxyRouter:
         while True:
             busy = bool(self._old) or any(s.unmapped_at is not None for s in self._slots.values())
             await asyncio.sleep(STATS_FAST if busy or self._unmapped else STATS_SLOW)
-            self._old = [p for p in self._old if p.process.returncode is None]
+            self._old = [p for p in self._old if p.running]
             current = self._current
-            if current is not None and current.process.returncode is not None:
+            if current is not None and not current.running:
                 self._wake.set()  # HAProxy died: the sync starts it again
                 continue
             try:
@@ -949,18 +1199,31 @@ class HAProxyRouter:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """HAProxy ends with the server that started it (PR_SET_PDEATHSIG), so a server that
-    is killed does not leave the router port taken."""
+    """HAProxy without a state directory ends with the process that started it
+    (PR_SET_PDEATHSIG): nothing could adopt it."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
     os.setpgrp()
 
 
-async def _relay(process: asyncio.subprocess.Process) -> list[str]:
+def _detach() -> None:  # pragma: no cover - runs in the child
+    """HAProxy outlives a server that dies (the next one adopts it): its own process
+    group (a Ctrl-C of the server's terminal is the server's to handle), and writes to its
+    output pipe after the server is gone fail instead of killing it (SIGPIPE ignored)."""
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    os.setpgrp()
+
+
+def _down_map() -> str:
+    """The map that names the Python router's servers in HAProxy (their refused
+    connections mean the server is down) with the start of the 503's text."""
+    return "".join(f"{pattern} {DOWN_TEXT}\n" for pattern in ("^python$", "^_a[0-9]+$"))
+
+
+async def _relay(stream: asyncio.StreamReader) -> list[str]:
     """Log HAProxy's own output (alerts and warnings); the lines, when it ends."""
     lines: list[str] = []
-    assert process.stdout is not None
-    async for raw in process.stdout:
+    async for raw in stream:
         line = raw.decode("utf-8", "replace").rstrip()
         lines = [*lines[-20:], line]
         ours = " CLI : " in line or "stopped (cumulated conns" in line  # reloads, API calls

@@ -126,6 +126,7 @@ def test_configuration_is_valid_for_haproxy(tmp_path: Path) -> None:
     listening = listen_socket("127.0.0.1", 0)  # HAProxy takes the server's socket
     text = render_config(
         socket_path=tmp_path / "admin.sock",
+        down_map=tmp_path / "down.map",
         listen_fd=listening.fileno(),
         python_port=9000,
         map_file=tmp_path / "routes.map",
@@ -137,6 +138,7 @@ def test_configuration_is_valid_for_haproxy(tmp_path: Path) -> None:
         },
     )
     (tmp_path / "haproxy.cfg").write_text(text)
+    (tmp_path / "down.map").write_text("^python$ the server is down\n")
     check = subprocess.run(
         ["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")],
         capture_output=True,
@@ -226,7 +228,7 @@ async def test_haproxy_that_dies_is_started_again_and_nothing_is_refused(
     await small_router.settle()
     dead = small_router._current
     assert dead is not None
-    os.kill(dead.process.pid, signal.SIGKILL)
+    os.kill(dead.pid, signal.SIGKILL)
     # the listening socket belongs to the server: a request waits for the new HAProxy
     async with httpx.AsyncClient(headers={"Host": "shop.localhost"}, timeout=30) as client:
         response = await client.get(f"http://127.0.0.1:{small_router.port}/")
