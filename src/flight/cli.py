@@ -16,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from flight.errors import FlightError
@@ -38,6 +41,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # not rich markup, which eats "[...]" in help text
 )
 
 ConfigArg = Annotated[
@@ -124,8 +128,11 @@ def run(
 
 
 def _print_human(pipeline: Pipeline, result: Result, debug: bool) -> None:
-    console = Console(soft_wrap=True)
-    console.print(f"[bold]{pipeline.name}[/bold] per-operator log:", highlight=False)
+    # no rich markup: item values and names may hold "[...]" that must print as written
+    console = Console(soft_wrap=True, markup=False)
+    console.print(
+        f"[bold]{escape(pipeline.name)}[/bold] per-operator log:", highlight=False, markup=True
+    )
     for line in result.log_lines():
         console.print(f"  {line}", highlight=False, markup=False)
     if len(result.items):
@@ -233,6 +240,9 @@ def serve(
             served = App(configs.resolve().name or "flight", configs=configs, budget_ms=budget_ms)
         run_server(served, host=host, port=port, log_level=log_level, tracing_exporter=tracing)
     except (TargetError, FileNotFoundError, ValueError, FlightError) as exc:
+        level = (log_level or os.environ.get("FLIGHT_LOG_LEVEL") or "").lower()
+        if level == "debug" and exc.__cause__ is not None:  # the import's own traceback
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         raise _fail(str(exc)) from None
 
 

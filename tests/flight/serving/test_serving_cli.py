@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -77,6 +78,10 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "hello_app.py").write_text(APP)
     (tmp_path / "pipelines").mkdir()
     (tmp_path / "pipelines" / "listed.yaml").write_text(CONFIG)
+    (tmp_path / "sub").mkdir()  # an app importing its sibling module, as examples/movielens
+    (tmp_path / "sub" / "sub_ops.py").write_text("import flight\n")
+    (tmp_path / "sub" / "sub_app.py").write_text("import sub_ops\napp = sub_ops.flight.App('s')\n")
+    (tmp_path / "broken_app.py").write_text("import flight\nraise RuntimeError('no data')\n")
     return tmp_path
 
 
@@ -131,6 +136,22 @@ def test_serve_file_path_target(run: type[Served]) -> None:
         (["serve", "hello_app:missing"], "has no attribute 'missing'"),
         (["serve", "hello_app"], "is not MODULE:ATTRIBUTE"),
         (["serve", "--configs", "no_such_dir"], "does not exist"),
+        (
+            ["serve", "sub.sub_app:app"],
+            "sub.sub_app: importing it failed: No module named 'sub_ops' (the module's folder "
+            "is not on the path: use the file path sub/sub_app.py:app, or run from its folder)",
+        ),
+        (["serve", "broken_app:app"], "broken_app: importing it failed: RuntimeError: no data"),
+        (
+            ["serve", "hello_app.py:Hello"],
+            "Hello in hello_app.py is not a flight.App or an ASGI application (it is a class); "
+            "serve hello_app.py:app",
+        ),
+        (
+            ["serve", "pipelines"],
+            "is a folder, not an app: serve the pipeline configs in it "
+            "with `flight serve --configs pipelines`",
+        ),
     ],
 )
 def test_usage_errors_say_what_to_do(project: Path, args: list[str], message: str) -> None:
@@ -139,6 +160,28 @@ def test_usage_errors_say_what_to_do(project: Path, args: list[str], message: st
     )
     assert proc.returncode == 2
     assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_import_traceback_only_at_debug_log_level(project: Path) -> None:
+    argv = [FLIGHT, "serve", "broken_app:app", "--log-level", "debug"]
+    proc = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" in proc.stderr and "RuntimeError: no data" in proc.stderr
+
+
+def test_port_in_use_is_one_clear_line(project: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = [FLIGHT, "serve", "hello_app:app", "--port", str(port)]
+        proc = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"error: cannot listen on 127.0.0.1:{port}: the port is in use; stop what listens "
+        f"there, or pick another port with --port or $PORT\n"
+    )
 
 
 def test_address_comes_from_arguments_then_environment() -> None:
