@@ -20,6 +20,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # help is Markdown, not rich markup, which ate "[env SOS_PORT; 8700]" and "[tool.sos]"
+    rich_markup_mode="markdown",
 )
 
 

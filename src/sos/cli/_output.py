@@ -18,6 +18,7 @@ import pydantic
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sos.client import Client
@@ -41,8 +42,10 @@ __all__ = [
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
-console = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False)
+# no rich markup: messages, names and log lines hold "[...]" that must print as written
+# (the few styled lines pass markup=True and escape what they interpolate)
+console = Console(highlight=False, soft_wrap=True, markup=False)
+stderr = Console(stderr=True, highlight=False, markup=False)
 
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
 
@@ -55,7 +58,7 @@ def client() -> Client:
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
-    stderr.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    stderr.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -23,7 +23,9 @@ from sos.models import ROLES, Role
 
 __all__ = ["token_app"]
 
-token_app = typer.Typer(help="Manage API tokens (admins only).", no_args_is_help=True)
+token_app = typer.Typer(
+    help="Manage API tokens (admins only).", no_args_is_help=True, rich_markup_mode="markdown"
+)
 app.add_typer(token_app, name="token")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -44,11 +45,11 @@ class RichProgress:
     def __init__(self) -> None:
         self._progress = Progress(
             SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("[dim]{task.fields[tail]}"),
+            TextColumn("{task.fields[tail]}", style="dim", markup=False),
             console=stderr,
             transient=True,
         )
@@ -77,7 +78,9 @@ class RichProgress:
     def end(self, step: str, detail: str = "") -> None:
         took = time.monotonic() - self._started.get(step, time.monotonic())
         note = f" ({detail})" if detail else ""
-        self._progress.console.print(f"[green]✓[/] {step}{note} [dim]{took:.1f}s[/]")
+        self._progress.console.print(
+            f"[green]✓[/] {escape(step + note)} [dim]{took:.1f}s[/]", markup=True
+        )
         if self._task is not None:
             self._progress.advance(self._task)
 
@@ -88,8 +91,12 @@ def _summary(result: BuildResult, to: Console = console) -> None:
     console = to
     how = "reused an identical earlier build" if result.cached else "built"
     console.print(
-        f"[bold green]{how}[/] {meta.name} {meta.version} "
-        f"({meta.language} {meta.runtime_version}, {human_size(meta.size)})"
+        f"[bold green]{how}[/] "
+        + escape(
+            f"{meta.name} {meta.version} "
+            f"({meta.language} {meta.runtime_version}, {human_size(meta.size)})"
+        ),
+        markup=True,
     )
     console.print(f"  artifact  {result.path}")
     console.print(f"  digest    {meta.digest}")
@@ -162,7 +169,10 @@ def build_command(
         return
     _summary(result)
     if pushed is not None:
-        console.print(f"[bold green]pushed[/] {pushed.name} {pushed.version} ({pushed.digest})")
+        console.print(
+            "[bold green]pushed[/] " + escape(f"{pushed.name} {pushed.version} ({pushed.digest})"),
+            markup=True,
+        )
 
 
 @app.command("push")
@@ -182,8 +192,9 @@ def push_command(
         emit_json(stored)
         return
     console.print(
-        f"[bold green]pushed[/] {stored.name} {stored.version} "
-        f"({human_size(stored.size)}, {stored.digest})"
+        "[bold green]pushed[/] "
+        + escape(f"{stored.name} {stored.version} ({human_size(stored.size)}, {stored.digest})"),
+        markup=True,
     )
 
 

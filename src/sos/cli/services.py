@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from sos.cli import app
 from sos.cli._output import JsonOption, age, client, console, emit_json, handle_errors, table
@@ -10,8 +11,12 @@ from sos.models import Revision, Service
 
 __all__ = ["revision_app", "service_app"]
 
-service_app = typer.Typer(help="Show or delete one service.", no_args_is_help=True)
-revision_app = typer.Typer(help="Show one revision.", no_args_is_help=True)
+service_app = typer.Typer(
+    help="Show or delete one service.", no_args_is_help=True, rich_markup_mode="markdown"
+)
+revision_app = typer.Typer(
+    help="Show one revision.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 app.add_typer(service_app, name="service")
 app.add_typer(revision_app, name="revision")
 
@@ -86,7 +91,7 @@ def show_service(name: str, as_json: bool = JsonOption) -> None:
         emit_json(service)
         return
     status = service.status
-    console.print(f"[bold]{service.name}[/]  team {service.team}", markup=True)
+    console.print(f"[bold]{escape(service.name)}[/]  team {escape(service.team)}", markup=True)
     if service.description:
         console.print(service.description)
     console.print(f"ready:            {ready_text(status.ready, status.reason)}")
@@ -158,7 +163,10 @@ def list_revisions(name: str, as_json: bool = JsonOption) -> None:
 
 def print_revision(revision: Revision) -> None:
     status = revision.status
-    console.print(f"[bold]{revision.id}[/]  (service {revision.service})", markup=True)
+    console.print(
+        f"[bold]{escape(str(revision.id))}[/]  (service {escape(str(revision.service))})",
+        markup=True,
+    )
     console.print(f"ready:      {ready_text(status.ready, status.reason)}")
     if status.message:
         console.print(f"message:    {status.message}")

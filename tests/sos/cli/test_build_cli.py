@@ -64,6 +64,16 @@ def test_build_of_a_broken_project_exits_1_with_the_reason_and_no_traceback(
     assert "Traceback" not in done.stderr
 
 
+def test_build_without_an_entry_point_shows_the_toml_to_add(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1"\n')
+    done = sos("build", env=env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "tell SOS what to serve, in pyproject.toml:" in done.stderr
+    assert "    [tool.sos]\n" in done.stderr  # printed as written, not eaten as markup
+
+
 def test_build_of_a_missing_directory_says_so(tmp_path: Path, env: dict[str, str]) -> None:
     done = sos("build", str(tmp_path / "nope"), env=env)
     assert done.returncode == 1

@@ -235,6 +235,22 @@ def test_unreachable_server_is_a_clear_error(sos: CliRunner) -> None:
     assert "cannot reach the SOS server at http://127.0.0.1:9" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["server"], "Port to listen on; 0 picks a free one [env SOS_PORT; 8700]."),
+        (["traffic"], "REVISION=PERCENT[@TAG] ...; none shows the current split."),
+    ],
+)
+def test_help_shows_square_brackets_as_written(
+    sos: CliRunner, command: list[str], shown: str
+) -> None:
+    result = run(sos, *command, "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert shown in text
+
+
 def test_usage_errors_exit_2(sos: CliRunner) -> None:
     assert run(sos, "traffic").exit_code == 2
     assert run(sos, "no-such-command").exit_code == 2
