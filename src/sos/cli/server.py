@@ -212,7 +212,10 @@ def server(
     print(f"  backend: {settings.backend}   data dir: {settings.data_dir}   database: {db}")
     router = getattr(state.backend, "router", None)  # the local backend's shared router
     if router is not None:
-        print(f"  services: {router.service_url('NAME')}/  (router metrics: /metrics there)")
+        # bound already (a busy port is an error before this); the URLs the router hands
+        # out know its port only once it runs, so name the bound one here
+        services = f"http://NAME.{router.domain}:{router.port}/"
+        print(f"  services: {services}  (router metrics: /metrics there)")
     token = state.admin_token
     if token is not None and token.from_env:
         print("  admin token: the one in SOS_ADMIN_TOKEN")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -116,6 +118,22 @@ def test_state_and_admin_token_survive_a_restart(data_dir: Path) -> None:
             assert created.id == f"{SVC}-00003"
     finally:
         second.stop()
+
+
+@pytest.mark.parametrize("router", ["python", "haproxy"])
+def test_banner_names_the_router_port_services_answer_on(tmp_path: Path, router: str) -> None:
+    if router == "haproxy" and shutil.which("haproxy") is None:
+        pytest.skip("HAProxy is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ServerProcess(
+        tmp_path / "data", "--backend", "local", "--router", router, "--router-port", str(port)
+    )
+    try:
+        assert f"services: http://NAME.localhost:{port}/ " in server.output
+    finally:
+        server.stop()
 
 
 def test_busy_port_is_a_clear_usage_error(tmp_path: Path) -> None:
