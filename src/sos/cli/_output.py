@@ -63,7 +63,8 @@ def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn SOS errors into ``error: ...`` on stderr and exit code 1."""
+    """Turn SOS errors into ``error: ...`` on stderr and exit code 1, and a model built
+    from bad options (pydantic refuses it) into ``error: ...`` and exit code 2."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -71,6 +72,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except SOSError as exc:
             raise fail(exc.message) from None
+        except pydantic.ValidationError as exc:
+            raise fail(describe_validation(exc), EXIT_USAGE) from None
 
     return wrapper
 

@@ -217,6 +217,15 @@ def test_tokens_whoami_and_forbidden_writes(sos: CliRunner, server: RunningServe
     assert gone.exit_code == 1 and "does not know this token" in gone.stderr
 
 
+def test_a_writer_token_without_a_team_is_one_line_not_a_traceback(sos: CliRunner) -> None:
+    result = run(sos, "token", "create", "--role", "writer", "--name", "nt")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: a writer token needs a team: add --team NAME (team=...)"
+    )
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_login_saves_url_and_token_for_later_commands(
     sos: CliRunner, server: RunningServer
 ) -> None:
