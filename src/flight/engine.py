@@ -48,6 +48,7 @@ from flight.operators.base import (
     SourceOperator,
     SourcePolicy,
     TransformOperator,
+    _step_warnings,
 )
 from flight.result import RESERVED_KEYS, Result, jsonable
 
@@ -189,7 +190,7 @@ class Engine:
                 n_candidates = len(view)
             if reason is None and view is not None:
                 view, reason, error = await self._run_steps(
-                    pipeline, view, step_stats, ctx, hooks, trace
+                    pipeline, view, step_stats, ctx, hooks, trace, warnings
                 )
         items, reason, error = self._items(pipeline, view, cols, reason, error, caller_cols)
         return Result(
@@ -439,6 +440,7 @@ class Engine:
         ctx: Mapping[str, Any],
         hooks: tuple[Hooks, ...],
         trace: list[dict[str, Any]] | None,
+        warnings: list[str],
     ) -> tuple[Candidates, str | None, FlightError | None]:
         clock = self.clock
         for st in stats:
@@ -448,6 +450,8 @@ class Engine:
             for h in hooks:
                 _safe(h.operator_start, st)
             before = view
+            notes: list[str] = []
+            token = _step_warnings.set(notes)
             t0 = clock()
             try:
                 if isinstance(op, IndexOperator):
@@ -482,10 +486,16 @@ class Engine:
                 for h in hooks:
                     _safe(h.operator_end, st)
                 return view, str(error), error
+            finally:
+                _step_warnings.reset(token)
             st.n_out = n_out
             st.status = "ok"
             st.elapsed_ms = elapsed * 1000.0
             st.message = f"{op!r} {what} in {_ms(elapsed)}"
+            if notes:  # fo.warn() from the step: on its record, its line and the result
+                st.warnings = tuple(notes)
+                st.message += "; warning: " + "; ".join(notes)
+                warnings.extend(f"{op!r}: {n}" for n in notes)
             if trace is not None:
                 rows = _preview({c: view.column(c) for c in view.columns})
                 trace.append(_trace_entry(st, jsonable(before.keys()), jsonable(view.keys()), rows))

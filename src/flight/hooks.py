@@ -75,6 +75,8 @@ class OperatorStats:
     retries: int = 0
     timeouts: int = 0
     columns_added: tuple[str, ...] = ()
+    #: what the operator reported with ``fo.warn()`` in this run
+    warnings: tuple[str, ...] = ()
     run: RunInfo | None = dataclasses.field(default=None, repr=False)
 
     @property
@@ -108,6 +110,7 @@ class OperatorStats:
             "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
             "retries": self.retries,
             "timeouts": self.timeouts,
+            "warnings": list(self.warnings),
         }
 
 
@@ -144,7 +147,7 @@ class LoggingHook(Hooks):
 
     def operator_end(self, stats: OperatorStats) -> None:
         failed = stats.status == "failed"
-        level = logging.WARNING if failed else logging.INFO
+        level = logging.WARNING if failed or stats.warnings else logging.INFO
         if not self.logger.isEnabledFor(level):
             return
         run = stats.run

@@ -457,3 +457,27 @@ async def test_source_without_the_key_column_is_reported() -> None:
         "NoKey() returned a DataFrame without the item key column 'item' (columns: sku); "
         "add it, or make it the index"
     )
+
+
+async def test_weighted_score_on_a_missing_column_warns_naming_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="flight.engine")
+    typo = fo.WeightedScore({"score": 1.0, "scroe": 0.5})
+    p = pipe([Items([1, 2], column="score", values=[0.5, 0.25])], [], typo)
+    result = await p.execute(debug=True)
+    assert result.items["score"].tolist() == [0.5, 0.25]  # counted as 0, as before
+    (warning,) = result.warnings
+    assert warning.startswith(f"{typo!r}: weights name 'scroe', which the candidates lack")
+    assert "did you mean 'score'?" in warning
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert record.flight["operator"] == "WeightedScore"  # type: ignore[attr-defined]
+    assert "'scroe'" in record.flight["warnings"][0]  # type: ignore[attr-defined]
+    assert "warning: weights name 'scroe'" in record.getMessage()
+    assert "'scroe'" in (result.debug or [])[-1]["message"]
+    assert any("'scroe'" in line for line in result.log_lines())
+    # spelled right: no warning
+    result = await pipe(
+        [Items([1], column="score", values=[0.5])], [], fo.WeightedScore({"score": 1.0})
+    ).execute()
+    assert result.warnings == ()

@@ -76,6 +76,7 @@ def test_operator_exports_are_pinned() -> None:
             "get_operator",
             "operator_names",
             "register",
+            "warn",
         ]
     )
     assert all(hasattr(fo, name) for name in fo.__all__)

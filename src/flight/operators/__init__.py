@@ -20,6 +20,7 @@ from flight.operators.base import (
     SourceOperator,
     SourcePolicy,
     TransformOperator,
+    warn,
 )
 from flight.operators.columns import Hydrate, Rename, WeightedScore
 from flight.operators.filters import Dedupe, Head, LimitPerGroup, Match, Threshold
@@ -52,4 +53,5 @@ __all__ = [
     "get_operator",
     "operator_names",
     "register",
+    "warn",
 ]

@@ -19,8 +19,10 @@ Defining a subclass registers it under its class name; ``abstract=True`` opts ou
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import inspect
+import logging
 import types
 import typing
 from collections.abc import Awaitable, Mapping, Sequence
@@ -48,7 +50,27 @@ __all__ = [
     "SourcePolicy",
     "TransformOperator",
     "TransformResult",
+    "warn",
 ]
+
+_logger = logging.getLogger("flight.engine")
+#: the warnings of the step running now (set by the engine around each step)
+_step_warnings: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "flight_step_warnings", default=None
+)
+
+
+def warn(message: str) -> None:
+    """Report something a user should know about this run of a step (a column that is not
+    there, a value out of range) without failing it. The engine adds it to the step's log
+    record (a WARNING, with ``warnings`` in its fields), its line in ``flight run``, the
+    debug trace and ``result.warnings``. Called outside a step, it is logged on
+    ``flight.engine``."""
+    notes = _step_warnings.get()
+    if notes is None:
+        _logger.warning("%s", message)
+    elif message not in notes:
+        notes.append(message)
 
 
 class _Unset:

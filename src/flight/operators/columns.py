@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Annotated, Any, Literal
@@ -12,7 +13,7 @@ from pydantic import Field
 
 from flight.candidates import Array, Candidates, as_array
 from flight.errors import ProviderError, ResultShapeError
-from flight.operators.base import TransformOperator
+from flight.operators.base import TransformOperator, warn
 from flight.providers import get_provider
 
 __all__ = ["Hydrate", "Rename", "WeightedScore"]
@@ -70,7 +71,8 @@ class WeightedScore(TransformOperator):
     ``normalize`` rescales each column over the current candidates first: ``minmax`` to
     [0, 1], ``rank`` to percentile ranks, ``none`` leaves values as they are. A column no
     source produced (a source returned nothing or an optional one was skipped) counts as all
-    missing; ``strict=True`` makes that an error instead.
+    missing, with a warning naming it (in the log, ``flight run`` and ``result.warnings``);
+    ``strict=True`` makes that an error instead.
     """
 
     weights: Annotated[Mapping[str, float], Field(min_length=1)]
@@ -98,6 +100,14 @@ class WeightedScore(TransformOperator):
         missing = [c for c in self.weights if c not in candidates]
         if missing and not self.strict:
             total += self.fillna * sum(self.weights[c] for c in missing)
+            have = [c for c in candidates.columns if c != candidates.item_type]
+            close = [m for c in missing for m in difflib.get_close_matches(c, have, 1)]
+            hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+            warn(
+                f"weights name {', '.join(map(repr, missing))}, which the candidates lack "
+                f"(they have: {', '.join(have) or 'no columns'}); counted as {self.fillna:g} "
+                f"(fillna). {hint}Fix the name, or set strict=True to make it an error"
+            )
         return {self.output: total}
 
 
