@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
 import typer
 from rich.markup import escape
 
@@ -30,20 +33,36 @@ def ready_text(ready: bool, reason: str | None) -> str:
     return "yes" if ready else f"no ({reason or 'Pending'})"
 
 
+def tag_url(service: Service, tag: str) -> str | None:
+    """The URL that reaches ``tag`` of ``service``: what status says, or, when status has
+    not caught up with a traffic change yet, the service URL with ``TAG-`` before its name
+    (the rule of every backend: ``http://canary-svc.DOMAIN:PORT``)."""
+    for target in service.status.traffic:
+        if target.tag == tag and target.url:
+            return target.url
+    url = urlsplit(service.status.url or "")
+    host = url.hostname or ""
+    if not host.startswith(f"{service.name}."):
+        return None
+    return urlunsplit(url._replace(netloc=f"{tag}-{url.netloc}"))
+
+
 def traffic_rows(service: Service) -> list[list[str]]:
-    observed = {(t.revision, t.tag): t for t in service.status.traffic}
     rows = []
     for route in service.traffic.routes if service.traffic else []:
-        target = observed.get((route.revision, route.tag))
-        rows.append(
-            [
-                short(route.revision),
-                f"{route.percent}%",
-                route.tag or "",
-                (target.url if target and target.url else "") or "",
-            ]
-        )
+        url = tag_url(service, route.tag) if route.tag else None
+        rows.append([short(route.revision), f"{route.percent}%", route.tag or "", url or ""])
     return rows
+
+
+def traffic_json(service: Service) -> dict[str, Any] | None:
+    """``sos traffic --json``: the route, each tagged route with its URL."""
+    if service.traffic is None:
+        return None
+    data = service.traffic.model_dump(mode="json")
+    for route, shown in zip(service.traffic.routes, data["routes"], strict=True):
+        shown["url"] = tag_url(service, route.tag) if route.tag else None
+    return data
 
 
 @app.command("services")

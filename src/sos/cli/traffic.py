@@ -29,7 +29,7 @@ from sos.cli._output import (
     handle_errors,
     table,
 )
-from sos.cli.services import short, traffic_rows
+from sos.cli.services import short, traffic_json, traffic_rows
 from sos.models import Route, TrafficRoute, normalize_revision_ref
 
 __all__ = ["parse_routes"]
@@ -89,7 +89,7 @@ def traffic(
             c.set_traffic(name, route, force=force)
         service = c.get_service(name)
     if as_json:
-        emit_json(service.traffic)
+        emit_json(traffic_json(service))
         return
     if service.traffic is None:
         console.print(f"Service {name} has no traffic yet: its first revision will get all of it.")

@@ -3,6 +3,7 @@ stderr, exit codes 0 / 1 (SOS error) / 2 (usage)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import textwrap
 import time
@@ -13,6 +14,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from sos.cli import _load_commands, app
+from sos.runtime.base import ObservedService
 from sos.runtime.fake import FakeBackend
 
 if TYPE_CHECKING:
@@ -162,6 +164,31 @@ def test_traffic_to_a_failed_revision_needs_force(
     forced = run(runner, "traffic", "sfix-service", "latest=100", "--force")
     assert forced.exit_code == 0, forced.output
     assert "00002" in forced.stdout and "100%" in forced.stdout
+
+
+def test_traffic_shows_tag_urls_before_status_catches_up(
+    sos: CliRunner, server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = server.state.backend
+    assert isinstance(backend, FakeBackend)
+    file = write(tmp_path, "deploy.py", PY_DEPLOY.format(version="v1", memory="2G"))
+    run(sos, "deploy", str(file))
+    run(sos, "deploy", str(file), "--force")
+    observe = backend.observe
+
+    async def no_tag_urls_yet(name: str) -> ObservedService | None:
+        observed = await observe(name)
+        return None if observed is None else dataclasses.replace(observed, tag_urls={})
+
+    monkeypatch.setattr(backend, "observe", no_tag_urls_yet)  # status lags behind
+    split = run(sos, "traffic", "sfix-service", "1=90", "2=10@canary")
+    assert split.exit_code == 0, split.output
+    assert "http://canary-sfix-service.sos.invalid" in split.stdout
+    shown = json.loads(run(sos, "traffic", "sfix-service", "--json").stdout)
+    assert [(r["tag"], r["url"]) for r in shown["routes"]] == [
+        (None, None),
+        ("canary", "http://canary-sfix-service.sos.invalid"),
+    ]
 
 
 @pytest.mark.parametrize(
