@@ -29,6 +29,7 @@ field.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import os
@@ -129,11 +130,14 @@ def pipeline_from_config(
         cfg = None
         problems.extend(_top_level_problem(e) for e in exc.errors())
     context: tuple[ContextField, ...] | None = None
-    if cfg is not None:
-        if cfg.context is not None:
-            context, context_problems = context_fields(cfg.context)
-            problems.extend(context_problems)
-        problems.extend(_import_modules(cfg.imports, base_dir))
+    if cfg is not None and cfg.context is not None:
+        context, context_problems = context_fields(cfg.context)
+        problems.extend(context_problems)
+    imports = data.get("imports", [])
+    if isinstance(imports, list) and all(isinstance(i, str) for i in imports):
+        # imported even when another top-level key is wrong, so that the operators they
+        # define are not reported as unknown as well
+        problems.extend(_import_modules(imports, base_dir))
     ops: dict[str, list[Operator]] = {"includes": [], "excludes": [], "steps": []}
     if not any(p.startswith("imports") for p in problems):
         for role in ops:
@@ -176,8 +180,10 @@ def pipeline_from_config(
 def _top_level_problem(err: Mapping[str, Any]) -> str:
     loc = list(err.get("loc", ()))
     if err.get("type") == "extra_forbidden":
-        known = ", ".join(PipelineConfig.model_fields)
-        return f"{_loc(loc)}: unknown key (known keys: {known})"
+        known = list(PipelineConfig.model_fields)
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1) if loc else []
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{_loc(loc)}: unknown key{hint} (known keys: {', '.join(known)})"
     if loc and loc[0] in ("includes", "excludes", "steps") and len(loc) > 1:
         return ""
     return _describe_error({**err, "loc": (_loc(loc),)}) if loc else _describe_error(err)

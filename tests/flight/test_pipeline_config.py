@@ -161,7 +161,42 @@ def test_config_unknown_argument_is_rejected() -> None:
 
 def test_config_unknown_top_level_key_is_rejected() -> None:
     error = errors_for({**CONFIG, "stepz": []})
-    assert "pipeline 'recs': stepz: unknown key (known keys: name, item_type" in str(error)
+    assert "pipeline 'recs': stepz: unknown key; did you mean 'steps'? (known keys: name" in str(
+        error
+    )
+
+
+def test_config_key_typo_is_the_only_problem_reported(tmp_path: Path) -> None:
+    # the operators come from a module the config imports: the typo must not make them unknown
+    (tmp_path / "typo_ops.py").write_text(
+        "import flight.operators as fo\n\n"
+        "class TypoSource(fo.SourceOperator):\n"
+        "    async def __call__(self, **ctx):\n"
+        "        return fo.Source([1])\n"
+    )
+    config = {
+        "name": "typo",
+        "item_type": "item",
+        "imports": ["typo_ops.py"],
+        "includes": [{"TypoSource": {}}],
+        "step": [{"Head": {"n": 1}}],
+    }
+    error = errors_for(config, tmp_path)
+    assert str(error) == (
+        f"{tmp_path / 'bad.yaml'}: pipeline 'typo': step: unknown key; did you mean 'steps'? "
+        f"(known keys: {', '.join(config_keys())})"
+    )
+
+
+def config_keys() -> list[str]:
+    from flight.config import PipelineConfig
+
+    return list(PipelineConfig.model_fields)
+
+
+def test_unknown_operator_without_a_close_name_reads_as_sentences() -> None:
+    error = errors_for(with_step({"Zzyzx": {}}))
+    assert "steps[0]: unknown operator 'Zzyzx'. Define or import it first" in str(error)
 
 
 def test_config_source_among_steps_and_filter_among_includes_are_rejected() -> None:

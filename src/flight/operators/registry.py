@@ -127,8 +127,8 @@ def get_operator(name: str) -> type[Operator]:
             else ""
         )
         raise UnknownOperatorError(
-            f"unknown operator {name!r}{hint} Define or import it first, or install the package "
-            f"that provides it.{broken}"
+            f"unknown operator {name!r}{hint or '.'} Define or import it first, or install the "
+            f"package that provides it.{broken}"
         )
 
 
