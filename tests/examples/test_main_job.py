@@ -97,20 +97,27 @@ def test_main_job_deploys_two_revisions_splits_traffic_and_runs_again(tmp_path: 
     assert second.stdout is not None
     reader = threading.Thread(target=lambda: lines.extend(second.stdout or []), daemon=True)
     reader.start()
-    deadline = time.monotonic() + 600
-    while not any("Serving until Ctrl-C" in line for line in lines):
-        assert second.poll() is None, "".join(lines)[-4000:]
-        assert time.monotonic() < deadline, "".join(lines)[-4000:]
-        time.sleep(0.2)
-    running = _instances(data_dir)
-    assert running, "the revisions run while the main job serves"
-    token = (data_dir / "admin-token").read_text().strip()
-    url = re.search(r"API (http://127\.0\.0\.1:\d+)", "".join(lines))
-    assert url is not None
-    with Client(url.group(1), token) as client:
-        assert [r.number for r in client.list_revisions("movielens")] == [1, 2]
-    second.send_signal(signal.SIGINT)
-    assert second.wait(60) == 0
+    try:
+        deadline = time.monotonic() + 600
+        while not any("Serving until Ctrl-C" in line for line in lines):
+            assert second.poll() is None, "".join(lines)[-4000:]
+            assert time.monotonic() < deadline, "".join(lines)[-4000:]
+            time.sleep(0.2)
+        running = _instances(data_dir)
+        assert running, "the revisions run while the main job serves"
+        token = (data_dir / "admin-token").read_text().strip()
+        url = re.search(r"API (http://127\.0\.0\.1:\d+)", "".join(lines))
+        assert url is not None
+        with Client(url.group(1), token) as client:
+            assert [r.number for r in client.list_revisions("movielens")] == [1, 2]
+    finally:  # Ctrl-C, also when an assertion failed: a failed test leaves no server behind
+        second.send_signal(signal.SIGINT)
+        try:
+            code = second.wait(60)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            code = second.wait()
+    assert code == 0
     reader.join(10)
     out = "".join(lines)
     assert "picked up the last run: service movielens with 2 revisions" in out
