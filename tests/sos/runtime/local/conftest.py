@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from tests.sos.runtime.conftest import artifact_paths
+from tests.sos.runtime.harness import ServerProcess, kill_instances
 
 from sos.runtime.base import ObservedService
 from sos.runtime.local.backend import LocalBackend
@@ -78,3 +79,16 @@ async def get(backend: LocalBackend, host: str, path: str = "/") -> httpx.Respon
         return await client.get(
             f"http://127.0.0.1:{backend.router.port}{path}", headers={"Host": host}
         )
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[list[ServerProcess]]:
+    """`sos server` processes a test starts on ``tmp_path / "data"``: stopped (Ctrl-C) at the
+    end, their output shown when the test failed, and what a killed one left running (its
+    instances, its HAProxy) killed, so a failed test leaves nothing behind."""
+    started: list[ServerProcess] = []
+    yield started
+    for server in started:
+        server.stop()
+        print("".join(server.output))  # shown by pytest when the test failed
+    kill_instances(tmp_path / "data")

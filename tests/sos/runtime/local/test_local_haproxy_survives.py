@@ -10,15 +10,13 @@ import errno
 import json
 import os
 import shutil
-import signal
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.sos.runtime.harness import TOKEN, ServerProcess, kill_instances, publish, until
+from tests.sos.runtime.harness import TOKEN, ServerProcess, publish, until
 
 from sos.client import Client
 from sos.models import RevisionSpec, ServiceSpec
@@ -48,20 +46,6 @@ def haproxies(data: Path) -> list[int]:
         if config in argv and state != "Z":
             found.append(int(entry))
     return found
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.stop()
-        print("".join(server.output))
-    data = tmp_path / "data"
-    if (data / "runtime" / "router" / STATE_FILE).exists():
-        for pid in haproxies(data):  # a failed test must not leave its HAProxy behind
-            os.kill(pid, signal.SIGKILL)
-    kill_instances(data)
 
 
 def deploy(server: ServerProcess, hello_pyz: Path) -> None:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +18,6 @@ from tests.sos.runtime.harness import (
     TOKEN,
     ServerProcess,
     instances_of,
-    kill_instances,
     publish,
     until,
 )
@@ -28,17 +26,6 @@ from sos.client import Client
 from sos.models import RevisionSpec, ServiceSpec
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.stop()
-        print("".join(server.output))  # shown by pytest when the test failed
-    # a failed test must not leave instances behind (a stopped server leaves them running)
-    kill_instances(tmp_path / "data")
 
 
 def test_deploy_split_scale_to_zero_crash_and_restart_over_real_http(
