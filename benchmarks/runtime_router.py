@@ -223,8 +223,8 @@ def start_targets(
     for port in ports.values():
         wait_http(port)
     for found in pids.values():  # nginx serves from a worker, the SOS router from HAProxy
-        children = Path(f"/proc/{found[0]}/task/{found[0]}/children")
-        if children.exists():
+        # children of every thread: the SOS router starts HAProxy from a worker thread
+        for children in Path(f"/proc/{found[0]}/task").glob("*/children"):
             found += [int(child) for child in children.read_text().split()]
     return ports, pids
 
