@@ -7,9 +7,10 @@ Client side (``sos.Client``, the CLI), first match wins:
 2. ``SOS_URL`` and ``SOS_TOKEN``;
 3. the config file written by ``sos login URL --token T`` (``SOS_CONFIG``, default
    ``$XDG_CONFIG_HOME/sos/config.json`` = ``~/.config/sos/config.json``, mode 0600);
-4. ``http://127.0.0.1:8700`` and, for that local default only, the admin token that a local
-   ``sos server`` wrote under its data dir (so ``sos server`` + ``sos services`` just works
-   for the person who started the server).
+4. ``http://127.0.0.1:8700`` (the port from ``SOS_PORT`` when set, as ``sos server`` reads
+   it) and, for that local default only, the admin token that a local ``sos server`` wrote
+   under its data dir (``SOS_DATA_DIR``), so ``sos server`` + ``sos services`` just works for
+   the person who started the server, with the same environment.
 
 Server side (``sos server``): ``SOS_HOST``, ``SOS_PORT`` (8700), ``SOS_DATA_DIR``
 (``$XDG_DATA_HOME/sos`` = ``~/.local/share/sos``), ``SOS_DATABASE_URL`` (default SQLite file
@@ -108,9 +109,15 @@ def load_client_config(
         if token is None and stored.get("token") and url == stored.get("url"):
             token = stored["token"]
             sources.append(str(path))
+    # the local server as `sos server` would start here: SOS_PORT and SOS_DATA_DIR count
+    port = int(env["SOS_PORT"]) if env.get("SOS_PORT", "").isdigit() else DEFAULT_PORT
+    port = port or DEFAULT_PORT  # 0: a free port, which only the server knows
+    local = (f"http://127.0.0.1:{port}", f"http://localhost:{port}")
     if url is None:
-        url = DEFAULT_URL
-    if token is None and url.rstrip("/") in (DEFAULT_URL, f"http://localhost:{DEFAULT_PORT}"):
+        url = local[0]
+        if port != DEFAULT_PORT:
+            sources.append("SOS_PORT")
+    if token is None and url.rstrip("/") in local:
         token_file = default_data_dir(env) / ADMIN_TOKEN_FILE
         try:
             token = token_file.read_text().strip() or None

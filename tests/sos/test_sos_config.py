@@ -35,6 +35,25 @@ def test_local_default_uses_the_local_servers_admin_token(tmp_path: Path) -> Non
     assert (config.url, config.token) == ("http://127.0.0.1:8700", "local-admin")
 
 
+def test_local_default_follows_the_servers_sos_port_and_data_dir(tmp_path: Path) -> None:
+    """`SOS_PORT=8765 SOS_DATA_DIR=d sos server` and `sos services` in the same environment
+    find each other: the port and the admin token the server wrote."""
+    env = {
+        "SOS_CONFIG": str(tmp_path / "none.json"),
+        "SOS_DATA_DIR": str(tmp_path),
+        "SOS_PORT": "8765",
+    }
+    (tmp_path / "admin-token").write_text("local-admin\n")
+    config = load_client_config(environ=env)
+    assert (config.url, config.token) == ("http://127.0.0.1:8765", "local-admin")
+    assert "SOS_PORT" in config.source
+    # SOS_PORT=0 (a free port: only the server knows which) falls back to the default
+    assert load_client_config(environ={**env, "SOS_PORT": "0"}).url == "http://127.0.0.1:8700"
+    # the admin token never goes to another address
+    other = load_client_config(environ={**env, "SOS_URL": "http://127.0.0.1:9999"})
+    assert other.token is None
+
+
 def test_server_settings_from_env(tmp_path: Path) -> None:
     settings = ServerSettings.from_env(
         {"SOS_PORT": "9000", "SOS_DATA_DIR": str(tmp_path), "SOS_BACKEND": "fake"}
