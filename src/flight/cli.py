@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import traceback
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,6 +44,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",  # not rich markup, which eats "[...]" in help text
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"flight {metadata.version('flight-sos')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Flight: real-time recommendation pipelines from small operators."""
+
 
 ConfigArg = Annotated[
     Path, typer.Argument(help="Pipeline config, YAML or JSON.", show_default=False)

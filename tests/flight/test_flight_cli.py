@@ -115,3 +115,11 @@ def test_parse_context_reads_yaml_scalars() -> None:
         "ids": [1, 2],
         "x": "",
     }
+
+
+def test_version_names_the_installed_distribution() -> None:
+    from importlib import metadata
+
+    proc = flight_cli("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"flight {metadata.version('flight-sos')}"
