@@ -109,6 +109,8 @@ def load_client_config(
         if token is None and stored.get("token") and url == stored.get("url"):
             token = stored["token"]
             sources.append(str(path))
+    if url is not None and "://" not in url:  # 127.0.0.1:8700, as people type it (and curl)
+        url = f"http://{url}"
     # the local server as `sos server` would start here: SOS_PORT and SOS_DATA_DIR count
     port = int(env["SOS_PORT"]) if env.get("SOS_PORT", "").isdigit() else DEFAULT_PORT
     port = port or DEFAULT_PORT  # 0: a free port, which only the server knows

@@ -60,3 +60,15 @@ def test_server_settings_from_env(tmp_path: Path) -> None:
     )
     assert (settings.port, settings.data_dir, settings.backend) == (9000, tmp_path, "fake")
     assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'sos.db'}"
+
+
+def test_a_url_without_a_scheme_is_http(tmp_path: Path) -> None:
+    env = {"SOS_CONFIG": str(tmp_path / "none.json"), "SOS_URL": "127.0.0.1:8765/"}
+    assert load_client_config(environ=env).url == "http://127.0.0.1:8765"
+    # the local server's admin token goes to it however its address is written
+    (tmp_path / "admin-token").write_text("local-admin\n")
+    local = {**env, "SOS_DATA_DIR": str(tmp_path), "SOS_URL": "127.0.0.1:8700"}
+    assert load_client_config(environ=local).token == "local-admin"
+    assert load_client_config("https://sos.example.com", environ=env).url == (
+        "https://sos.example.com"
+    )
