@@ -20,6 +20,8 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 from tests._browser import launch, missing
 
+from sos.runtime.local import procs
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     reason = missing()
@@ -45,21 +47,19 @@ SESSION_MARKER = f"SOS_TEST_SESSION={os.getpid()}-{time.time_ns()}"
 def _sos_haproxies() -> set[int]:
     """Live HAProxy processes of SOS routers started by this test session (they carry its
     marker in their environment), zombies left out."""
-    marker = SESSION_MARKER.encode()
+    name, value = SESSION_MARKER.split("=")
     found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            if os.path.basename(argv[0]) != b"haproxy":
-                continue
-            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
+        except OSError:
             continue
-        if marker in environ and state not in ("Z", "X"):
-            found.add(int(entry))
+        pid = int(entry)
+        haproxy = os.path.basename(argv[0]) == b"haproxy"
+        if haproxy and procs.environ(pid).get(name) == value and procs.alive(pid):
+            found.add(pid)
     return found
 
 

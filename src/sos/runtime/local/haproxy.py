@@ -60,6 +60,7 @@ from pathlib import Path
 
 from sos.errors import BackendError
 from sos.runtime.local.metrics import ConcurrencyMeter, MetricsCollector
+from sos.runtime.local.procs import alive
 from sos.runtime.local.router import (
     ActivatorKey,
     Router,
@@ -353,7 +354,7 @@ class _Process:
     def running(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is None
-        return _alive(self.pid)
+        return alive(self.pid)
 
     async def stop(self, grace: float = 5.0) -> None:
         """SIGTERM (HAProxy's hard stop), SIGKILL after ``grace`` seconds."""
@@ -384,15 +385,6 @@ def _rebind_after(pid: int, host: str, port: int, timeout: float = 10.0) -> sock
             time.sleep(0.02)
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[:1] not in (["Z"], ["X"])
-
-
 def adoptable(state_dir: Path) -> tuple[int, Path, int] | None:
     """The HAProxy a server of this state directory left serving, as (pid, its runtime
     directory), if it still runs. Its pid file names it; ``/proc/PID/cmdline`` must run
@@ -412,7 +404,7 @@ def adoptable(state_dir: Path) -> tuple[int, Path, int] | None:
     except OSError:
         argv = []
     ours = (
-        _alive(pid)
+        alive(pid)
         and "haproxy" in os.path.basename(argv[0].decode("utf-8", "replace"))
         and str(folder / "haproxy.cfg").encode() in argv
     )

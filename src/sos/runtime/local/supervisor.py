@@ -43,6 +43,7 @@ from pathlib import Path
 
 from sos.launch import launch_command, launch_env
 from sos.models import ArtifactMetadata, Revision
+from sos.runtime.local import procs
 from sos.runtime.local.limits import Limiter, Limits
 from sos.runtime.local.logs import LogStore
 from sos.runtime.local.probes import probe
@@ -519,7 +520,7 @@ class Supervisor:
         for record in records:
             try:
                 pid, instance_id = int(record["pid"]), str(record["id"])
-                if _environ(pid).get("SOS_INSTANCE") != instance_id or not _alive(pid):
+                if procs.environ(pid).get("SOS_INSTANCE") != instance_id or not procs.alive(pid):
                     continue
                 instance = Instance(
                     instance_id,
@@ -575,25 +576,7 @@ def _exit_code(instance: Instance) -> int | None:
     """The exit code of an instance that ended, else None (reaps our own children)."""
     if instance.process is not None:
         return instance.process.poll()
-    return None if _alive(instance.pid) else -1
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
-
-
-def _environ(pid: int) -> Mapping[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+    return None if procs.alive(instance.pid) else -1
 
 
 def _exit_text(code: int) -> str:
@@ -617,6 +600,6 @@ def _groups_with_marker(marker: str) -> set[int]:
         except OSError:
             continue
         with contextlib.suppress(OSError):
-            if needle in raw + b"\0" and _alive(pid):
+            if needle in raw + b"\0" and procs.alive(pid):
                 found.add(os.getpgid(pid))
     return found

@@ -21,7 +21,8 @@ from tests.sos.runtime.harness import TOKEN, ServerProcess, publish, until
 from sos.client import Client
 from sos.models import RevisionSpec, ServiceSpec
 from sos.runtime.local import haproxy as haproxy_module
-from sos.runtime.local.haproxy import STATE_FILE, HAProxyRouter, _alive, adoptable
+from sos.runtime.local.haproxy import STATE_FILE, HAProxyRouter, adoptable
+from sos.runtime.local.procs import alive
 
 pytestmark = [
     pytest.mark.slow,
@@ -40,10 +41,9 @@ def haproxies(data: Path) -> list[int]:
             continue
         try:
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if config in argv and state != "Z":
+        if config in argv and alive(int(entry)):
             found.append(int(entry))
     return found
 
@@ -139,7 +139,7 @@ def test_killed_server_leaves_haproxy_serving_and_the_next_one_adopts_it(
         until(lambda: 'revision="shop-00002"' in httpx.get(metrics).text, 10, "the count")
     last = haproxies(data)
     again.stop()  # Ctrl-C: HAProxy stops with the instances
-    assert not any(_alive(pid) for pid in last)
+    assert not any(alive(pid) for pid in last)
     assert not (data / "runtime" / "router" / STATE_FILE).exists()
 
 
@@ -224,7 +224,7 @@ async def test_without_the_socket_handover_the_old_haproxy_stops_and_the_port_is
         try:
             assert second.port == port
             deadline = asyncio.get_running_loop().time() + 15
-            while _alive(old):
+            while alive(old):
                 assert asyncio.get_running_loop().time() < deadline, "the old HAProxy runs on"
                 await asyncio.sleep(0.05)
             health = await http.get(f"http://127.0.0.1:{port}/healthz")
@@ -233,4 +233,4 @@ async def test_without_the_socket_handover_the_old_haproxy_stops_and_the_port_is
             assert now is not None and now[0] != old
         finally:
             await second.close()
-    assert adoptable(state) is None and not _alive(now[0])
+    assert adoptable(state) is None and not alive(now[0])
