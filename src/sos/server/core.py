@@ -97,11 +97,6 @@ class ControlPlane:
             )
         can_write(token, spec.team, f"services of team {spec.team!r}")
         create_only = spec.resource_version == 0  # a service that does not exist is at 0
-        exists = ConflictError(
-            f"service {name!r} already exists; pick another name, or read it and send its "
-            "resource_version to change it",
-            details={"service": name},
-        )
         for _ in range(3):
             try:
                 service, changed = self.store.update_service(
@@ -112,7 +107,7 @@ class ControlPlane:
                 )
             except StaleWriteError:
                 if create_only:
-                    raise exists from None
+                    raise _already_exists(name) from None
                 raise
             except NotFoundError:
                 if spec.resource_version:
@@ -125,7 +120,7 @@ class ControlPlane:
                     created = self.store.create_service(spec, actor=token.name)
                 except ConflictError:
                     if create_only:
-                        raise exists from None
+                        raise _already_exists(name) from None
                     continue  # created by someone else meanwhile: apply as an update
                 self.on_change(name)
                 return created, True
@@ -308,3 +303,12 @@ class ControlPlane:
             traffic=desired.traffic,
             artifacts=artifacts,
         )
+
+
+def _already_exists(name: str) -> ConflictError:
+    """The answer to a create-only write (resource_version 0) of a service that exists."""
+    return ConflictError(
+        f"service {name!r} already exists; pick another name, or read it and send its "
+        "resource_version to change it",
+        details={"service": name},
+    )
