@@ -39,10 +39,10 @@ import kmock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "sos" / "knative"))
 
-from conftest import write_kubeconfig
 from knative_samples import desired, revision
 from knative_standin import KnativeStandIn
 
+from conftest import write_kubeconfig
 from sos.runtime.knative import KnativeBackend, KnativeSettings, render_service
 
 
