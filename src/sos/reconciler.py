@@ -223,6 +223,7 @@ class Reconciler:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
         self._failures: dict[str, int] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -327,7 +328,16 @@ class Reconciler:
     # ------------------------------------------------------------------ one service
 
     async def reconcile(self, name: str) -> float | None:
-        """Reconcile one service now; returns when to look again (None: at the next resync)."""
+        """Reconcile one service now; returns when to look again (None: at the next resync).
+
+        Reconciles of one service never overlap (the loop's and a direct call's): each reads
+        the status the previous one wrote, so an unchanged status is not written twice.
+        """
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            return await self._reconcile(name)
+
+    async def _reconcile(self, name: str) -> float | None:
         desired = await asyncio.to_thread(self._desired, name)
         if desired is None:
             log.info("service %s is gone from the store; deleting it from the backend", name)
