@@ -25,9 +25,9 @@ sources are ``async def`` (no worker thread per call).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,15 +83,13 @@ class MovieLens:
 
     @classmethod
     def read(cls, directory: Path) -> MovieLens:
-        movies_csv, ratings_csv = directory / "movies.csv", directory / "ratings.csv"
-        for path in (movies_csv, ratings_csv):
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"MovieLens file {path} not found; set MOVIELENS_DIR to the folder holding "
-                    f"movies.csv and ratings.csv (ml-latest-small)"
-                )
-        movies = pd.read_csv(movies_csv, dtype={"movieId": np.int64})
-        ratings = pd.read_csv(ratings_csv, dtype={"userId": np.int64, "movieId": np.int64})
+        """Everything from the files in ``directory`` (``movies.csv``, ``ratings.csv``)."""
+        return cls.build(read_movies(directory), read_ratings(directory))
+
+    @classmethod
+    def build(cls, movies: pd.DataFrame, ratings: pd.DataFrame) -> MovieLens:
+        """Index the catalogue and the ratings (every statistic comes from ``ratings``, so
+        under ``flight eval`` it comes from the training split only)."""
         stats = ratings.groupby("movieId")["rating"].agg(num_ratings="count", mean_rating="mean")
         movies = movies.join(stats, on="movieId")
         movies["num_ratings"] = movies["num_ratings"].fillna(0).astype(np.int64)
@@ -121,24 +119,59 @@ class MovieLens:
         )
 
 
+def _csv(directory: Path, name: str) -> Path:
+    path = directory / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"MovieLens file {path} not found; set MOVIELENS_DIR to the folder holding "
+            f"movies.csv and ratings.csv (ml-latest-small)"
+        )
+    return path
+
+
+def read_movies(directory: Path) -> pd.DataFrame:
+    return pd.read_csv(_csv(directory, "movies.csv"), dtype={"movieId": np.int64})
+
+
+def read_ratings(directory: Path) -> pd.DataFrame:
+    return pd.read_csv(
+        _csv(directory, "ratings.csv"), dtype={"userId": np.int64, "movieId": np.int64}
+    )
+
+
+# The ratings are the example's interaction data set: every operator reads them through
+# Flight (``flight.derived``), so ``flight eval`` can swap in the training split.
+flight.register_interactions("ratings", lambda: read_ratings(data_dir()), replace=True)
+
 _lock = threading.Lock()
-_cache: dict[Path, MovieLens] = {}
+_movies: dict[Path, pd.DataFrame] = {}
+
+
+def _catalogue() -> pd.DataFrame:
+    path = data_dir().resolve()
+    with _lock:
+        if path not in _movies:
+            _movies[path] = read_movies(path)
+        return _movies[path]
+
+
+def _build(ratings: pd.DataFrame) -> MovieLens:
+    return MovieLens.build(_catalogue(), ratings)
 
 
 def load(directory: Path | None = None) -> MovieLens:
-    """The data set, read once per process and directory (thread-safe)."""
-    path = (directory or data_dir()).resolve()
-    with _lock:
-        if path not in _cache:
-            _cache[path] = MovieLens.read(path)
-        return _cache[path]
+    """The data set: the catalogue and the current view of the ``ratings`` interactions
+    (all of them when serving, the training split under ``flight eval``), built once per
+    view. With ``directory``, everything is read from there instead (not cached)."""
+    if directory is not None:
+        return MovieLens.read(directory.resolve())
+    return flight.derived("ratings", _build)
 
 
 async def load_async() -> MovieLens:
-    """:func:`load` without blocking the event loop: the first read runs in a worker thread
-    (a served app reads the data at start-up; ``flight serve --configs`` on first use)."""
-    found = _cache.get(data_dir().resolve())
-    return found if found is not None else await asyncio.to_thread(load)
+    """:func:`load` without blocking the event loop: the first build runs in a worker thread
+    (a served app builds it at start-up; ``flight serve --configs`` on first use)."""
+    return await flight.aderived("ratings", _build)
 
 
 # -- the work, as plain functions ------------------------------------------------------------
@@ -230,9 +263,27 @@ class AlreadyRated(fo.SourceOperator):
         return fo.Source(rated(await load_async(), user_id))
 
 
-def movie_attributes() -> flight.TableProvider:
+def _attribute_table(ratings: pd.DataFrame) -> flight.TableProvider:
+    return flight.TableProvider(_build(ratings).movies[ATTRIBUTES], key="movieId")
+
+
+class MovieAttributes(flight.AttributeProvider):
+    """The ``movieId`` attributes. ``num_ratings`` and ``mean_rating`` come from the current
+    view of the ratings, so under ``flight eval`` they are training-split figures too."""
+
+    item_type = "movieId"
+
+    @property
+    def columns(self) -> list[str]:
+        return ATTRIBUTES[1:]
+
+    def lookup(self, ids: Any, columns: Sequence[str]) -> dict[str, Any]:
+        return flight.derived("ratings", _attribute_table).lookup(ids, columns)
+
+
+def movie_attributes() -> flight.AttributeProvider:
     """The ``movieId`` attribute provider (what ``Hydrate`` reads)."""
-    return flight.TableProvider(load().movies[ATTRIBUTES], key="movieId")
+    return MovieAttributes()
 
 
 flight.register_provider("movieId", movie_attributes, replace=True)

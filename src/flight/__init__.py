@@ -13,6 +13,13 @@ functions, then ``flight serve module:app``. Observability lives in ``flight.tra
 
 from typing import TYPE_CHECKING, Any
 
+from flight.data import (
+    aderived,
+    derived,
+    interactions,
+    register_interactions,
+    unregister_interactions,
+)
 from flight.deadline import Deadline, deadline, time_left
 from flight.engine import Engine, default_engine, set_default_engine
 from flight.errors import (
@@ -62,13 +69,18 @@ __all__ = [
     "TableProvider",
     "UnknownPipelineError",
     "add_hook",
+    "aderived",
     "deadline",
     "default_engine",
+    "derived",
     "get_provider",
+    "interactions",
+    "register_interactions",
     "register_provider",
     "remove_hook",
     "set_default_engine",
     "time_left",
+    "unregister_interactions",
     "unregister_provider",
 ]
 

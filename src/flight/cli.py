@@ -4,6 +4,8 @@
   and print the per-operator log and the items.
 - ``flight validate CONFIG``: validate a config without running it.
 - ``flight operators``: list the registered operators.
+- ``flight eval CONFIG... --interactions FILE``: evaluate configs offline (hold out each
+  user's last interactions, score the top k, compare against the first config).
 - ``flight serve MODULE:APP`` or ``flight serve --configs DIR``: serve a ``flight.App`` (or
   a directory of pipeline configs) over HTTP on ``$PORT`` (default 8080).
 
@@ -261,6 +263,15 @@ def serve(
         if level == "debug" and exc.__cause__ is not None:  # the import's own traceback
             traceback.print_exception(exc.__cause__, file=sys.stderr)
         raise _fail(str(exc)) from None
+
+
+def _register_eval() -> None:
+    from flight.evaluation.cli import eval_command
+
+    app.command("eval")(eval_command)
+
+
+_register_eval()
 
 
 def main() -> None:

@@ -29,13 +29,18 @@ def test_flight_exports_are_pinned() -> None:
         "TableProvider",
         "UnknownPipelineError",
         "add_hook",
+        "aderived",
         "deadline",
         "default_engine",
+        "derived",
         "get_provider",
+        "interactions",
+        "register_interactions",
         "register_provider",
         "remove_hook",
         "set_default_engine",
         "time_left",
+        "unregister_interactions",
         "unregister_provider",
     ]
     assert all(hasattr(flight, name) for name in flight.__all__)
