@@ -102,6 +102,16 @@ def subjects(work: Path, only: str | None) -> list[Subject]:
         if not (MOVIELENS_DATA / "ratings.csv").exists():
             print(f"movielens: skipped (no data in {MOVIELENS_DATA}; set MOVIELENS_DIR)")
             return found
+        subprocess.run(  # pipeline v3's model, which the build packs (as the main job does)
+            [
+                sys.executable,
+                str(ROOT / "examples" / "movielens" / "movielens_model.py"),
+                "--if-missing",
+            ],
+            env={**os.environ, "MOVIELENS_DIR": str(MOVIELENS_DATA)},
+            check=True,
+            capture_output=True,
+        )
         path, why = sos_build(ROOT / "examples" / "movielens", work)
         if path is None:
             print(f"movielens: skipped (sos build failed: {why})")

@@ -236,6 +236,10 @@ def build_and_push(server: Server, client: Client) -> str:
     revisions from it."""
     project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
     name, version = str(project["name"]), str(project["version"])
+    trainer = EXAMPLE / "movielens_model.py"
+    if not (EXAMPLE / "models" / "als" / "model.json").is_file():  # pipeline v3's model
+        command(["python", rel(trainer)])
+        subprocess.run([sys.executable, str(trainer)], cwd=REPO, env=server.env, check=True)
     run(server, ["sos", "build", rel(EXAMPLE)])
     artifact = EXAMPLE / "dist" / f"{name}-{version}.pyz"
     built = read_metadata(artifact)

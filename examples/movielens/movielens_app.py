@@ -1,7 +1,8 @@
 """The MovieLens recommender as a service: ``flight serve movielens_app:app``.
 
 - ``GET /recs/for_user?user_id=1`` (or ``POST`` ``{"user_id": 1}``): ten movies for a user,
-  from pipeline ``recommend_v1`` or, with ``version=v2``, ``recommend_v2``. The default
+  from pipeline ``recommend_v1`` or, with ``version=v2`` or ``v3``, ``recommend_v2`` or
+  ``recommend_v3`` (a learned model: ``models/als``, see ``movielens_model.py``). The default
   version is ``$MOVIELENS_VERSION`` (v1), so two SOS revisions of the same artifact can
   serve v1 and v2 and split traffic between them.
 - ``GET /recs/popular``: ten well-rated popular movies for visitors without history.
@@ -27,7 +28,7 @@ import flight
 __all__ = ["app"]
 
 HERE = Path(__file__).resolve().parent
-VERSIONS = ("v1", "v2")
+VERSIONS = ("v1", "v2", "v3")
 DEFAULT_VERSION = os.environ.get("MOVIELENS_VERSION", "v1").strip() or "v1"
 if DEFAULT_VERSION not in VERSIONS:
     raise ValueError(f"MOVIELENS_VERSION={DEFAULT_VERSION!r}: use one of {', '.join(VERSIONS)}")
@@ -44,7 +45,7 @@ def load_data() -> None:
 @app.endpoint("/recs/for_user")
 async def for_user(
     user_id: Annotated[int, Field(ge=1, description="a MovieLens userId")],
-    version: Literal["v1", "v2"] | None = None,
+    version: Literal["v1", "v2", "v3"] | None = None,
 ) -> flight.Result:
     """Ten movies for a MovieLens user: not rated by them yet, genre-diverse, best first."""
     pipeline = app.pipeline(f"recommend_{version or DEFAULT_VERSION}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,19 @@ def build(tmp_path_factory: pytest.TempPathFactory, sos_home: Path) -> Callable[
 def movielens(build: Callable[[Path], Built]) -> Built:
     if not (movielens_data() / "ratings.csv").is_file():
         pytest.skip(f"MovieLens data not found in {movielens_data()} (set MOVIELENS_DIR)")
+    train_model_if_missing()
     return build(MOVIELENS)
+
+
+def train_model_if_missing() -> None:
+    """Pipeline v3's model, which `sos build` packs (``models/``), as the main job does."""
+    subprocess.run(
+        [sys.executable, str(MOVIELENS / "movielens_model.py"), "--if-missing"],
+        env={**os.environ, "MOVIELENS_DIR": str(movielens_data())},
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="session")

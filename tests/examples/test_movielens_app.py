@@ -74,6 +74,7 @@ def test_pipelines_are_served_from_the_configs_folder(http: httpx.Client) -> Non
         ("cold_start", "ok"),
         ("recommend_v1", "ok"),
         ("recommend_v2", "ok"),
+        ("recommend_v3", "ok"),
     ]
     detail = http.get("/pipelines/recommend_v2").json()
     assert detail["context"]["required"] == ["user_id"]

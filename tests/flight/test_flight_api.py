@@ -66,6 +66,7 @@ def test_operator_exports_are_pinned() -> None:
             "IndexOperator",
             "LimitPerGroup",
             "Match",
+            "ModelScore",
             "Operator",
             "Rename",
             "SamplerOperator",

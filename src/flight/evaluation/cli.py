@@ -157,10 +157,22 @@ def eval_command(
     paths = write_outputs(evaluation, out)
     shown = Console()
     _print_table(shown if shown.is_terminal else Console(width=200), evaluation)
+    failed = [run for run in evaluation.runs if run.errors]
+    for run in failed:
+        message = run.errors.most_common(1)[0][0]
+        console.print(
+            f"[red]error:[/] pipeline {run.name} failed for {sum(run.errors.values())} of "
+            f"{len(split.users)} users (its figures count those as empty lists); most often: "
+            f"{message}",
+            markup=True,
+            highlight=False,
+        )
     console.print(
         f"{len(split.users)} users x {len(pipelines)} pipelines in "
         f"{time.perf_counter() - started:.1f} s; wrote " + ", ".join(str(p) for p in paths.values())
     )
+    if failed:
+        raise typer.Exit(1)
 
 
 def _print_table(console: Console, evaluation: Any) -> None:

@@ -165,7 +165,7 @@ async def evaluate(
                 run.lists[user] = items[:k]
                 run.latency_ms.append(result.elapsed_ms)
                 if result.error is not None:
-                    run.errors[type(result.error).__name__ + ": " + str(result.error)[:200]] += 1
+                    run.errors[type(result.error).__name__ + ": " + str(result.error)[:600]] += 1
                 elif not items:
                     run.empty_reasons[result.reason or "no items"] += 1
                 if progress is not None:

@@ -24,6 +24,7 @@ from flight.operators.base import (
 )
 from flight.operators.columns import Hydrate, Rename, WeightedScore
 from flight.operators.filters import Dedupe, Head, LimitPerGroup, Match, Threshold
+from flight.operators.model import ModelScore
 from flight.operators.ordering import DiverseSample, Shuffle, Sort
 from flight.operators.registry import get_operator, operator_names, register
 
@@ -38,6 +39,7 @@ __all__ = [
     "IndexOperator",
     "LimitPerGroup",
     "Match",
+    "ModelScore",
     "Operator",
     "Rename",
     "SamplerOperator",
