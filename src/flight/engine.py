@@ -35,6 +35,7 @@ from flight.deadline import Deadline, _deadline, _debug
 from flight.errors import (
     ExecuteError,
     FlightError,
+    ItemTypeMismatchError,
     OperatorError,
     PipelineDefinitionError,
     ResultShapeError,
@@ -389,6 +390,7 @@ class Engine:
         excludes: list[_SourceData | None],
     ) -> tuple[Candidates, str | None]:
         key = pipeline.item_type
+        _check_id_types(pipeline, includes, excludes)
         interner = interner_for(key)
         present = [d for d in includes if d is not None]
         codes = [interner.intern(d.keys) for d in present]
@@ -859,3 +861,53 @@ def set_default_engine(engine: Engine) -> None:
     """Make ``engine`` the one ``pipeline.execute`` uses (inject clock, rng, hooks, policy)."""
     global _default
     _default = engine
+
+
+def _id_family(keys: Any) -> tuple[str, Any] | None:
+    """What kind of ids a source returned ("number", "string", "bool"), with an example;
+    None for an empty source (it agrees with anything)."""
+    values = np.asarray(keys)
+    if len(values) == 0:
+        return None
+    kind = values.dtype.kind
+    sample = values[0]
+    if kind == "O":
+        sample = next((v for v in values if v is not None), None)
+        if isinstance(sample, bool | np.bool_):
+            kind = "b"
+        elif isinstance(sample, int | float | np.number):
+            kind = "i"
+        elif isinstance(sample, str):
+            kind = "U"
+    family = {"i": "number", "u": "number", "f": "number", "b": "bool", "U": "string"}
+    plain = sample.item() if isinstance(sample, np.generic) else sample
+    return family.get(kind, f"{values.dtype}"), plain
+
+
+def _check_id_types(
+    pipeline: Pipeline, includes: list[_SourceData | None], excludes: list[_SourceData | None]
+) -> None:
+    """Refuse sources whose item ids are of different types: ``1`` and ``"1"`` never match,
+    so the union would hold both, a merge would not line up and an exclude would not
+    exclude: a silently wrong answer."""
+    seen: list[tuple[Any, str, Any]] = []
+    ops = [*pipeline.includes, *pipeline.excludes]
+    for op, data in zip(ops, [*includes, *excludes], strict=True):
+        if data is None:
+            continue
+        found = _id_family(data.keys)
+        if found is not None:
+            seen.append((op, *found))
+    families = {family for _, family, _ in seen}
+    if len(families) <= 1:
+        return
+    first = seen[0]
+    other = next(s for s in seen if s[1] != first[1])
+    raise ItemTypeMismatchError(
+        f"sources disagree on the type of {pipeline.item_type!r} ids: {first[0]!r} returned "
+        f"{first[1]} ids (e.g. {first[2]!r}) and {other[0]!r} returned {other[1]} ids (e.g. "
+        f"{other[2]!r}); ids of different types never match, so the union, the merge and the "
+        f"excludes would be wrong. Make every source return one type (convert in the source, "
+        f"e.g. .astype(int) or .astype(str))",
+        other[0],
+    )

@@ -146,3 +146,8 @@ class SourceError(OperatorError):
 
 class ResultShapeError(OperatorError):
     """An operator returned a value of the wrong shape for its kind."""
+
+
+class ItemTypeMismatchError(ResultShapeError):
+    """Sources returned item ids of different types (numbers and strings): they would never
+    match each other, so the union, the merge and the excludes would be silently wrong."""

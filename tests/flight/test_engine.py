@@ -481,3 +481,46 @@ async def test_weighted_score_on_a_missing_column_warns_naming_it(
         [Items([1], column="score", values=[0.5])], [], fo.WeightedScore({"score": 1.0})
     ).execute()
     assert result.warnings == ()
+
+
+class _AnyIds(fo.SourceOperator):
+    """Returns exactly the ids it is given (any type)."""
+
+    ids: list[int | str]
+
+    async def __call__(self, **ctx: Any) -> fo.Source:
+        return fo.Source(list(self.ids))
+
+
+async def test_sources_that_disagree_on_id_types_are_refused_not_silently_merged() -> None:
+    """[1, 2, 3] and ["2", "3", "4"] with 3 excluded once gave [1, 2, '2', '3', '4']:
+    duplicates and an excluded item. Now the run fails and says which sources and types."""
+    from flight.errors import ItemTypeMismatchError
+
+    mixed = Pipeline(
+        "mixed",
+        item_type="item",
+        includes=[_AnyIds(ids=[1, 2, 3]), _AnyIds(ids=["2", "3", "4"])],
+        excludes=[_AnyIds(ids=[3])],
+    )
+    result = await mixed.execute()
+    assert isinstance(result.error, ItemTypeMismatchError) and len(result.items) == 0
+    message = str(result.error)
+    assert "returned number ids (e.g. 1)" in message and "returned string ids (e.g. '2')" in message
+    assert ".astype(int)" in message
+    # an exclude of the wrong type would exclude nothing: refused too
+    wrong_exclude = Pipeline(
+        "wrong_exclude",
+        item_type="item",
+        includes=[_AnyIds(ids=[1, 2, 3])],
+        excludes=[_AnyIds(ids=["3"])],
+    )
+    assert isinstance((await wrong_exclude.execute()).error, ItemTypeMismatchError)
+    # one type everywhere works, and an empty source agrees with anything
+    same = Pipeline(
+        "same",
+        item_type="item",
+        includes=[_AnyIds(ids=["1", "2", "3"]), _AnyIds(ids=["2", "3", "4"]), _AnyIds(ids=[])],
+        excludes=[_AnyIds(ids=["3"])],
+    )
+    assert (await same.execute()).items["item"].tolist() == ["1", "2", "4"]
