@@ -13,6 +13,7 @@ Status follows the Kubernetes habit: ``ready`` and ``reason`` for people, plus
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -83,7 +84,7 @@ def _dns_label(what: str, max_len: int = 63) -> Any:
     def check(value: str) -> str:
         if len(value) > max_len:
             raise ValueError(f"{what} {value!r} is {len(value)} characters long; at most {max_len}")
-        if not DNS_1035.match(value):
+        if not DNS_1035.fullmatch(value):
             raise ValueError(
                 f"{what} {value!r} must be a DNS-1035 label: lowercase letters, digits and '-', "
                 "starting with a letter and ending with a letter or digit (like 'sfix-service')"
@@ -114,7 +115,7 @@ def normalize_revision_ref(service: str, ref: str | int) -> str:
         number = int(text)
         if 1 <= number <= 99999:
             return revision_id(service, number)
-    match = REVISION_ID.match(text)
+    match = REVISION_ID.fullmatch(text)
     if match and match["service"] == service:
         return text
     if match:
@@ -244,7 +245,7 @@ class Artifact(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not ARTIFACT_NAME.match(value) or ".." in value:
+        if not ARTIFACT_NAME.fullmatch(value) or ".." in value:
             raise ValueError(
                 f"artifact name {value!r} may hold letters, digits, '.', '_' and '-' "
                 "(no '/', no '..'), starting with a letter or digit, at most 100 characters"
@@ -254,7 +255,7 @@ class Artifact(_Model):
     @field_validator("version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not ARTIFACT_VERSION.match(value) or ".." in value:
+        if not ARTIFACT_VERSION.fullmatch(value) or ".." in value:
             raise ValueError(
                 f"artifact version {value!r} may hold letters, digits, '.', '_', '+' and '-' "
                 "(no '/', no '..'), at most 64 characters, like v0.0.16 or 1.2.3"
@@ -264,7 +265,7 @@ class Artifact(_Model):
     @field_validator("digest")
     @classmethod
     def _digest(cls, value: str | None) -> str | None:
-        if value is not None and not DIGEST.match(value):
+        if value is not None and not DIGEST.fullmatch(value):
             raise ValueError(f"digest {value!r} must look like sha256:<64 lowercase hex digits>")
         return value
 
@@ -276,7 +277,7 @@ class EnvVar(_Model):
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
-        if not ENV_NAME.match(value):
+        if not ENV_NAME.fullmatch(value):
             raise ValueError(
                 f"environment variable name {value!r} must be letters, digits and '_', "
                 "not starting with a digit"
@@ -338,6 +339,14 @@ class HealthCheck(_Model):
     period_seconds: float = Field(default=1, gt=0, le=3600)
     timeout_seconds: float = Field(default=1, gt=0, le=3600)
     failure_threshold: int = Field(default=3, ge=1, le=100)
+    startup_timeout_seconds: float = Field(
+        default=60,
+        gt=0,
+        le=3600,
+        description="How long a new instance has to pass its readiness probe (after "
+        "initial_delay_seconds), like a Kubernetes startup probe: past it the revision is "
+        "Failed; it also bounds how long a request waits for an instance starting from zero",
+    )
 
 
 class GunicornConfig(_Model):
@@ -427,6 +436,10 @@ class Revision(RevisionSpec):
 # --------------------------------------------------------------------------- traffic
 
 
+#: routes (and so tags) of one service's traffic: a split over more is no split anyone means
+MAX_ROUTES = 100
+
+
 class Route(_Model):
     """A share of a service's traffic for one revision, optionally reachable by a tag."""
 
@@ -445,7 +458,7 @@ class Route(_Model):
 class TrafficRoute(_Model):
     """How a service's traffic is split. Percents are whole numbers that sum to 100."""
 
-    routes: list[Route] = Field(min_length=1)
+    routes: list[Route] = Field(min_length=1, max_length=MAX_ROUTES)
     resource_version: int | None = Field(
         default=None,
         ge=0,
@@ -459,8 +472,8 @@ class TrafficRoute(_Model):
         total = sum(route.percent for route in self.routes)
         if total != 100:
             raise ValueError(f"traffic percents must sum to 100, these sum to {total}")
-        tags = [route.tag for route in self.routes if route.tag]
-        duplicates = sorted({tag for tag in tags if tags.count(tag) > 1})
+        counts = Counter(route.tag for route in self.routes if route.tag)
+        duplicates = sorted(tag for tag, n in counts.items() if n > 1)
         if duplicates:
             raise ValueError(f"tag {duplicates[0]!r} is used by more than one route")
         return self
@@ -561,7 +574,7 @@ class TokenSpec(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not TOKEN_NAME.match(value):
+        if not TOKEN_NAME.fullmatch(value):
             raise ValueError(
                 f"token name {value!r} may hold letters, digits, '.', '_', '@' and '-', "
                 "starting with a letter or digit, at most 100 characters"
@@ -608,7 +621,7 @@ class ArtifactMetadata(_Model):
     @field_validator("digest")
     @classmethod
     def _digest(cls, value: str) -> str:
-        if not DIGEST.match(value):
+        if not DIGEST.fullmatch(value):
             raise ValueError(f"digest {value!r} must look like sha256:<64 lowercase hex digits>")
         return value
 

@@ -103,3 +103,29 @@ def test_revision_refs_are_readable(ref: str | int) -> None:
 def test_bad_revision_refs_say_how_to_write_one(ref: str | int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         normalize_revision_ref("svc", ref)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Service(name="shop\n", team="recs"),
+        lambda: Service(name="shop", team="recs\n"),
+        lambda: Route(revision="1", percent=100, tag="canary\n"),
+        lambda: Artifact(name="app\n", version="1.0.0"),
+        lambda: Artifact(name="app", version="1.0.0\n"),
+        lambda: EnvVar(id="DB\n", value="x"),
+    ],
+)
+def test_names_with_a_trailing_newline_are_refused(make: Any) -> None:
+    """Patterns are anchored at both ends (fullmatch): ``$`` alone lets "canary\\n" through,
+    and such a tag broke HAProxy's map updates for every tenant."""
+    with pytest.raises(pydantic.ValidationError):
+        make()
+
+
+def test_a_route_list_is_bounded_and_checked_in_linear_time() -> None:
+    many = [Route(revision=str(i), percent=0, tag=f"t{i}") for i in range(1, 101)]
+    many[0] = Route(revision="1", percent=100, tag="t1")
+    assert len(TrafficRoute(routes=many).routes) == 100
+    with pytest.raises(pydantic.ValidationError, match="at most 100"):
+        TrafficRoute(routes=[*many, Route(revision="101", percent=0)])

@@ -192,7 +192,7 @@ class PythonBuilder(Builder):
                 raise ProjectError("command is empty", file=where, field="tool.sos.command")
             return "command", settings.command
         if settings.app:
-            if not _APP.match(settings.app):
+            if not _APP.fullmatch(settings.app):
                 raise ProjectError(
                     f"app {settings.app!r} must look like 'package.module:app' (or "
                     "'package.module:create_app()' for a factory)",

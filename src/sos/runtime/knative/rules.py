@@ -47,7 +47,7 @@ def parse_duration(text: str) -> float | None:
 
 
 def _dns_label(value: Any, where: str) -> Problems:
-    if not isinstance(value, str) or len(value) > 63 or not DNS_1035.match(value):
+    if not isinstance(value, str) or len(value) > 63 or not DNS_1035.fullmatch(value):
         return [f"{where}: {value!r} is not a DNS-1035 label (a-z, 0-9, '-', at most 63)"]
     return []
 

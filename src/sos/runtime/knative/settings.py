@@ -65,25 +65,25 @@ class KnativeSettings:
     instance: str = "sos"
 
     def __post_init__(self) -> None:
-        if len(self.instance) > 63 or not _LABEL_VALUE.match(self.instance):
+        if len(self.instance) > 63 or not _LABEL_VALUE.fullmatch(self.instance):
             raise ValueError(
                 f"instance {self.instance!r} must be a Kubernetes label value: letters, "
                 "digits, '-', '_' and '.', at most 63 characters (like 'sos-staging')"
             )
         if self.namespace is not None and (
-            len(self.namespace) > 63 or not _NAMESPACE.match(self.namespace)
+            len(self.namespace) > 63 or not _NAMESPACE.fullmatch(self.namespace)
         ):
             raise ValueError(
                 f"Knative namespace {self.namespace!r} must be a DNS label: lowercase letters, "
                 "digits and '-', at most 63 characters (like 'sos-services')"
             )
-        if not _REGISTRY.match(self.image_registry.rstrip("/")):
+        if not _REGISTRY.fullmatch(self.image_registry.rstrip("/")):
             raise ValueError(
                 f"image registry {self.image_registry!r} must look like host[:port]/path, "
                 "e.g. registry.example.com/sos or localhost:5000/sos (lowercase, no tag)"
             )
         secret = self.artifact_token_secret
-        if secret is not None and (len(secret) > 253 or not _SECRET.match(secret)):
+        if secret is not None and (len(secret) > 253 or not _SECRET.fullmatch(secret)):
             raise ValueError(
                 f"artifact token Secret name {secret!r} must be a DNS subdomain name: "
                 "lowercase letters, digits, '-' and '.' (like 'sos-artifact-reader')"
