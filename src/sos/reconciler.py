@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -89,6 +90,16 @@ def compute_status(
                 )
             continue  # keep the last known status when the backend could not be asked
         active = obs.instances.ready > 0
+        if before.failed and not obs.failed and not active:
+            # a failure is remembered (across restarts and scale-to-zero) until an instance
+            # of the revision serves again: it never turns back into "Ready" by itself
+            obs = dataclasses.replace(
+                obs,
+                ready=False,
+                failed=True,
+                reason=before.reason or "Failed",
+                message=before.message,
+            )
         revisions[revision.id] = RevisionStatus(
             ready=obs.ready,
             reason=obs.reason,

@@ -258,3 +258,32 @@ async def test_unchanged_status_is_not_written_again(tmp_path: Path) -> None:
         assert len(writes) == before
     finally:
         await reconciler.stop()
+
+
+def test_a_failure_is_remembered_until_an_instance_serves_again() -> None:
+    """After a restart (or at zero instances) the backend no longer knows a revision had
+    failed: its stored failure stands until an instance of it is ready again."""
+    failed_before = desired((1, 100))
+    stored = RevisionStatus(failed=True, reason="CrashLoop", message="exited with code 3")
+    failed_before = DesiredService(
+        service=failed_before.service,
+        revisions=(rev(1).model_copy(update={"status": stored}), rev(2)),
+        traffic=failed_before.traffic,
+    )
+    at_zero = ObservedService(
+        name=SVC,
+        ready=True,
+        reason="Ready",
+        revisions={
+            f"{SVC}-00001": ObservedRevision(
+                f"{SVC}-00001", True, "Ready", "scaled to zero", Instances(wanted=0)
+            )
+        },
+    )
+    _, revisions = compute_status(failed_before, at_zero, None, NOW)
+    one = revisions[f"{SVC}-00001"]
+    assert one.failed and not one.ready and one.reason == "CrashLoop"
+    assert one.message == "exited with code 3"
+    serving = observed(True, True)
+    _, revisions = compute_status(failed_before, serving, None, NOW)
+    assert revisions[f"{SVC}-00001"].ready and not revisions[f"{SVC}-00001"].failed

@@ -96,6 +96,7 @@ def test_render_full_service_with_canary_tag() -> None:
                         "autoscaling.knative.dev/panic-threshold-percentage": "200",
                         "autoscaling.knative.dev/scale-down-delay": "0s",
                         "serving.knative.dev/no-gc": "true",
+                        "serving.knative.dev/progress-deadline": "60s",
                         "sos.dev/artifact": "recs@v1",
                         "sos.dev/artifact-digest": digest,
                     },

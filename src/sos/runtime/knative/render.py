@@ -63,7 +63,7 @@ def revision_number(revision: Revision) -> int:
     """The ``n`` of ``{service}-{n:05d}``."""
     if revision.number is not None:
         return revision.number
-    match = REVISION_ID.match(revision.id or "")
+    match = REVISION_ID.fullmatch(revision.id or "")
     if match is None:
         raise ValidationError(f"revision id {revision.id!r} is not of the form service-00001")
     return int(match["number"])
@@ -227,6 +227,9 @@ def render_revision_template(
 
     annotations = _autoscaling_annotations(revision)
     annotations["serving.knative.dev/no-gc"] = "true"  # SOS revisions stay deployable
+    # the start-up budget: Knative fails a revision that is not ready within it
+    budget = check.startup_timeout_seconds + check.initial_delay_seconds
+    annotations["serving.knative.dev/progress-deadline"] = f"{math.ceil(budget)}s"
     annotations[ARTIFACT_ANNOTATION] = f"{artifact.name}@{artifact.version}"
     annotations[DIGEST_ANNOTATION] = digest
 

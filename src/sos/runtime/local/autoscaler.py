@@ -86,7 +86,10 @@ class Autoscaler:
         values = [value for at, value in self._samples if at > now - window]
         return sum(values) / len(values) if values else 0.0
 
-    def decide(self, now: float, *, ready: int, routable: bool) -> Decision:
+    def decide(self, now: float, *, ready: int, routable: bool, starting: bool = False) -> Decision:
+        """How many instances now. ``starting``: the revision has never been ready and has
+        not failed, so it is not scaled down until it is ready or fails its start-up
+        budget (a revision is never scaled to zero into "Ready" before it served)."""
         spec = self.spec
         target = spec.target_concurrency * spec.target_utilization_percentage / 100
         panic_window = spec.stable_window_seconds * spec.panic_window_percentage / 100
@@ -133,6 +136,8 @@ class Autoscaler:
             wanted, reason = low, f"min_scale {low}"
         if wanted > spec.max_scale:
             wanted, reason = spec.max_scale, f"{reason}; max_scale {spec.max_scale}"
+        if starting and wanted < self._current:
+            wanted, reason = self._current, "not scaled down while its first instance starts"
         if wanted == 0:
             reason = "scaled to zero: no requests" if routable else "no traffic"
         self._current = wanted

@@ -70,7 +70,6 @@ class LocalBackend(Backend):
         domain: str = "localhost",
         activation_timeout: float = 30.0,
         request_timeout: float = 300.0,
-        startup_timeout: float = 60.0,
         stop_on_close: bool = False,
         data_path: str = "python",
         tick_seconds: float = 0.1,
@@ -94,7 +93,6 @@ class LocalBackend(Backend):
             logs=self.log_store,
             limiter=self.limiter,
             host=router_host,
-            startup_timeout=startup_timeout,
             clock=clock,
             on_change=self._changed,
         )
@@ -236,10 +234,11 @@ class LocalBackend(Backend):
             )
         if instances.ready:
             return ObservedRevision(runtime.id, True, "Ready", None, instances, url)
-        if runtime.reason == "Ready" and runtime.wanted == 0:
+        at_zero = runtime.wanted == 0 and not runtime.live()
+        if at_zero and runtime.ever_ready:  # it has served before: Ready at zero instances
             message = "scaled to zero; the next request starts an instance"
             return ObservedRevision(runtime.id, True, "Ready", message, instances, url)
-        if runtime.wanted == 0 and not runtime.instances and not runtime.failed_starts:
+        if at_zero and not runtime.starts and not runtime.failed_starts:
             # initial_scale 0: nothing was started, so there is nothing to wait for
             message = "no instance until the first request (initial_scale 0)"
             return ObservedRevision(runtime.id, True, "Ready", message, instances, url)
@@ -264,6 +263,12 @@ class LocalBackend(Backend):
             self._publish()
         self._wake.set()
         await self._settle()
+        # its logs go with it: a new service of the same name (maybe another team's)
+        # starts with none of them
+        async with self._lock:
+            if name not in self.desired:
+                self.supervisor.purged.add(name)
+                self.log_store.remove_service(name)
 
     async def list_services(self) -> list[str]:
         return sorted(set(self.desired) | self.supervisor.services())
@@ -466,8 +471,9 @@ class LocalBackend(Backend):
         desired = self.desired.get(runtime.service)
         if desired is None:
             return
+        starting = not runtime.ever_ready and not runtime.failed and runtime.starts > 0
         decision = scaler.decide(
-            now, ready=len(runtime.ready()), routable=rid in desired.routable()
+            now, ready=len(runtime.ready()), routable=rid in desired.routable(), starting=starting
         )
         if decision.wanted != runtime.wanted:
             log.info(
@@ -506,7 +512,9 @@ class LocalBackend(Backend):
             why = runtime.message if runtime.failed and not endpoints else None
             if why is None and runtime.argv is None:
                 why = f"revision {rid} is being removed"
-            targets.append(RevisionTarget(rid, runtime.service, tuple(endpoints), why))
+            check = runtime.revision.health_check
+            hold = check.startup_timeout_seconds + check.initial_delay_seconds
+            targets.append(RevisionTarget(rid, runtime.service, tuple(endpoints), why, hold))
         for rid, (reason, message) in self.problems.items():
             targets.append(RevisionTarget(rid, rid.rsplit("-", 1)[0], (), f"{reason}: {message}"))
         for gone in set(self._endpoints) - live:
@@ -552,14 +560,26 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+LOCAL_OPTIONS = frozenset(
+    {
+        "router_port",
+        "router_host",
+        "domain",
+        "activation_timeout",
+        "request_timeout",
+        "keep_instances",
+        "router",
+    }
+)
+
+
 def create_backend(context: object) -> LocalBackend:
     """The factory the server's backend registry calls (``--backend local``).
 
     Options (``--backend-opt KEY=VALUE``, or environment): ``router_port``
     (``SOS_ROUTER_PORT``, 8080), ``router_host`` (``SOS_ROUTER_HOST``, 127.0.0.1),
     ``domain`` (``SOS_ROUTER_DOMAIN``, localhost), ``activation_timeout`` (30 s),
-    ``request_timeout`` (300 s),
-    ``startup_timeout`` (60 s), ``keep_instances`` (``SOS_KEEP_INSTANCES``, false: a server
+    ``request_timeout`` (300 s), ``keep_instances`` (``SOS_KEEP_INSTANCES``, false: a server
     that stops takes its instances down; true leaves them running for the next start to
     re-adopt, for a server restart without downtime), ``router`` (``SOS_ROUTER``: the data
     path, ``haproxy`` or ``python``; by default HAProxy when ``haproxy`` is on PATH).
@@ -568,6 +588,17 @@ def create_backend(context: object) -> LocalBackend:
 
     assert isinstance(context, BackendContext)
     options = dict(context.options)
+    unknown = sorted(set(options) - LOCAL_OPTIONS)
+    if unknown:
+        hint = (
+            " (a revision's start-up budget is its health_check.startup_timeout_seconds)"
+            if "startup_timeout" in unknown
+            else ""
+        )
+        raise ValidationError(
+            f"--backend-opt {', '.join(unknown)}: the local backend has no such option{hint}; "
+            f"it has {', '.join(sorted(LOCAL_OPTIONS))}"
+        )
 
     def option(key: str, env: str | None, default: str) -> str:
         return options.get(key) or (os.environ.get(env) if env else None) or default
@@ -599,7 +630,6 @@ def create_backend(context: object) -> LocalBackend:
         domain=option("domain", "SOS_ROUTER_DOMAIN", "localhost"),
         activation_timeout=number("activation_timeout", None, "30"),
         request_timeout=number("request_timeout", None, "300"),
-        startup_timeout=number("startup_timeout", None, "60"),
         stop_on_close=not _flag(option("keep_instances", "SOS_KEEP_INSTANCES", "false")),
         data_path=data_path,
     )

@@ -126,6 +126,9 @@ class RevisionTarget:
     service: str
     endpoints: tuple[Endpoint, ...] = ()
     unavailable: str | None = None
+    #: how long the activator holds a request for it (its start-up budget); None: the
+    #: router's ``activation_timeout``
+    hold_seconds: float | None = None
 
 
 def _for_callers(target: RevisionTarget, revision: str) -> str:
@@ -440,16 +443,19 @@ class Router:
         return service, chosen, tag, path
 
     def _unknown(self, label: str) -> str:
-        known = ", ".join(sorted(self.table.services)) or "none yet"
+        # names nothing that runs here: the router answers anyone, and the list of every
+        # team's services is not theirs to read (the API lists what a token may see)
         return (
-            f"no service {label!r} on this router (services: {known}); reach a service at "
+            f"no service {label!r} on this router; reach a service at "
             f"http://NAME.{self.domain}:{self._shown_port}/ or "
             f"http://{self.domain}:{self._shown_port}/s/NAME/"
         )
 
     async def wait_for_endpoint(self, revision: str) -> RevisionTarget | str:
         """The activator: hold until ``revision`` has a ready instance, or say why not."""
-        deadline = self.clock() + self.activation_timeout
+        first = self.table.revisions.get(revision)
+        hold = max(self.activation_timeout, (first.hold_seconds or 0.0) if first else 0.0)
+        deadline = self.clock() + hold
         while True:
             target = self.table.revisions.get(revision)
             if target is None:
@@ -462,7 +468,7 @@ class Router:
             if remaining <= 0:
                 return (
                     f"revision {revision!r} has no ready instance after waiting "
-                    f"{self.activation_timeout:g}s (it is starting from zero or failing; "
+                    f"{hold:g}s (it is starting from zero or failing; "
                     f"see `sos logs {target.service} --revision {revision}`)"
                 )
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -106,6 +106,15 @@ class RevisionRuntime:
     message: str | None = None
     #: why no instance may start yet (the artifact is being prepared), else None
     hold: str | None = None
+    #: some instance of it passed its readiness probe (kept across restarts): only then
+    #: may it be "Ready" at zero instances
+    ever_ready: bool = False
+    #: instances started (a revision never started, initial_scale 0, has nothing to wait for)
+    starts: int = 0
+    #: the last readiness probe of a starting instance, for people: what, and how often
+    probe_note: str | None = None
+    probe_failures: int = 0
+    probe_logged: float = -1e9
 
     @property
     def id(self) -> str:
@@ -211,6 +220,11 @@ class Supervisor:
         #: revisions deployed before (kept in the state file): a restart does not give them
         #: their initial scale again
         self.known: set[str] = set()
+        #: revisions that have had a ready instance (kept in the state file): only these
+        #: may be "Ready" at zero instances after a restart
+        self.served: set[str] = set()
+        #: deleted services whose logs were removed (their draining instances log no more)
+        self.purged: set[str] = set()
         #: instances found at start-up, waiting for their revision to be deployed again
         self.adopted: dict[str, list[Instance]] = {}
         self.in_flight: Callable[[str], int] = lambda instance: 0
@@ -224,13 +238,25 @@ class Supervisor:
     def deploy(self, runtime: RevisionRuntime) -> RevisionRuntime:
         """Start managing a revision (taking over instances adopted after a restart)."""
         existing = self.revisions.get(runtime.id)
-        if existing is not None:
+        if existing is not None and existing.argv is not None:
             return existing
+        if existing is not None:
+            # a retired revision of the same id (its service was deleted and the name
+            # reused, maybe by another team): its last instances go now, and the new one
+            # starts clean, with none of its state
+            for instance in existing.instances.values():
+                instance.state = "stopping"
+                self._kill(instance, signal.SIGKILL)
+                self._leftovers[instance.pid] = self.clock()
+                self.limiter.release(instance.id)
+                self.logs.forget(instance.id)
+        self.purged.discard(runtime.service)
         self.revisions[runtime.id] = runtime
         self.known.add(runtime.id)
         for instance in self.adopted.pop(runtime.id, []):
             runtime.instances[instance.id] = instance
             instance.next_probe = 0.0
+        runtime.ever_ready = runtime.id in self.served or bool(runtime.instances)
         return runtime
 
     def retire(self, revision: str) -> None:
@@ -241,6 +267,9 @@ class Supervisor:
             runtime.argv = None
         for instance in self.adopted.pop(revision, []):
             self._kill(instance, signal.SIGTERM)
+        # a revision of the same id later (a deleted service's name reused) starts clean
+        self.known.discard(revision)
+        self.served.discard(revision)
 
     def services(self) -> set[str]:
         names = {r.service for r in self.revisions.values()}
@@ -316,8 +345,8 @@ class Supervisor:
         runtime.next_start = now + delay
         if (runtime.failed_starts >= CRASH_LOOP_STARTS or at_once) and not runtime.failed:
             # quote what explains the failure (a traceback) rather than the last boot lines
-            error = self.logs.last_error(runtime.id)
-            quoted = "its last error" if error else "last log lines"
+            error = None if at_once else self.logs.last_error(runtime.id)
+            quoted = "its last error" if error else "its last log lines"
             lines = error or self.logs.last_lines(runtime.id, 10)
             runtime.failed = True
             runtime.reason = "NotReady" if at_once else "CrashLoop"
@@ -330,12 +359,16 @@ class Supervisor:
             runtime.message = f"{why}; retrying in {delay:g}s"
 
     def _check_startup(self, runtime: RevisionRuntime, now: float) -> bool:
+        check = runtime.revision.health_check
+        budget = check.startup_timeout_seconds
         for instance in runtime.live():
             if instance.ever_ready or instance.exit_note:
                 continue
-            delay = runtime.revision.health_check.initial_delay_seconds
-            if now - instance.started > self.startup_timeout + delay:
-                instance.exit_note = f"was not ready {self.startup_timeout:g}s after it started"
+            if now - instance.started > budget + check.initial_delay_seconds:
+                probe = f" (readiness probe: {runtime.probe_note})" if runtime.probe_note else ""
+                instance.exit_note = (
+                    f"was not ready {budget:g}s after it started, its start-up budget{probe}"
+                )
                 self._kill(instance, signal.SIGKILL)
         return False
 
@@ -373,17 +406,22 @@ class Supervisor:
         if instance.state not in ("starting", "ready", "unready"):
             return
         changed = False
+        if starting and not ok:
+            changed |= self._starting_probe_failed(runtime, instance, what, now)
         if ok:
             instance.ready_failures = 0
             if instance.state != "ready":
                 instance.state = "ready"
                 if starting:
                     instance.ever_ready = True
+                    runtime.ever_ready = True
                     runtime.failed_starts = 0
+                    runtime.probe_failures, runtime.probe_note = 0, None
                     runtime.failed = False
                     runtime.reason, runtime.message = "Ready", None
                     elapsed = now - instance.started
                     self._platform(instance, f"instance {instance.id} ready after {elapsed:.2f}s")
+                    self._save()  # that it served survives a restart
                 changed = True
         elif not starting:
             instance.ready_failures += 1
@@ -405,6 +443,33 @@ class Supervisor:
                 changed = True
         if changed:
             self.on_change()
+
+    def _starting_probe_failed(
+        self, runtime: RevisionRuntime, instance: Instance, what: str, now: float
+    ) -> bool:
+        """A starting instance failed its readiness probe: say so in status (the revision's
+        reason while it deploys) and, when the answer changes or every 5 s, in the logs."""
+        check = runtime.revision.health_check
+        runtime.probe_failures += 1
+        changed_answer = what != runtime.probe_note
+        runtime.probe_note = what
+        waited = now - instance.started
+        budget = check.startup_timeout_seconds + check.initial_delay_seconds
+        if not runtime.failed:
+            runtime.reason = "Deploying"
+            runtime.message = (
+                f"waiting for the readiness probe of instance {instance.id}: {what} "
+                f"({runtime.probe_failures} attempts, {waited:.0f}s of its {budget:g}s "
+                "start-up budget)"
+            )
+        if changed_answer or now - runtime.probe_logged >= 5.0:
+            runtime.probe_logged = now
+            self._platform(
+                instance,
+                f"readiness probe failed: {what} ({waited:.1f}s after start, attempt "
+                f"{runtime.probe_failures}; the start-up budget is {budget:g}s)",
+            )
+        return changed_answer
 
     async def _scale(self, runtime: RevisionRuntime, now: float) -> bool:
         live = runtime.live()
@@ -428,6 +493,7 @@ class Supervisor:
 
     async def _start(self, runtime: RevisionRuntime) -> None:
         assert runtime.argv is not None
+        runtime.starts += 1
         instance_id = f"{runtime.id}-{secrets.token_hex(3)}"
         port = free_port(self.host)
         argv, env = runtime.argv(port)
@@ -488,6 +554,9 @@ class Supervisor:
 
     def _platform(self, instance: Instance, text: str) -> None:
         log.info("%s", text)
+        runtime = self.revisions.get(instance.revision)
+        if runtime is not None and runtime.argv is None and runtime.service in self.purged:
+            return  # its service was deleted with its logs: nothing more goes there
         self.logs.platform(instance.service, instance.revision, instance.id, text)
 
     # ---- state file and adoption
@@ -496,8 +565,13 @@ class Supervisor:
         records = [
             i.record() for runtime in self.revisions.values() for i in runtime.instances.values()
         ] + [i.record() for group in self.adopted.values() for i in group]
-        known = sorted(self.known & (set(self.revisions) | set(self.adopted)))
-        text = json.dumps({"instances": records, "revisions": known}, indent=1)
+        here = set(self.revisions) | set(self.adopted)
+        self.served |= {
+            rid for rid, rt in self.revisions.items() if rt.ever_ready and rt.argv is not None
+        }
+        known = sorted(self.known & here)
+        served = sorted(self.served & here)
+        text = json.dumps({"instances": records, "revisions": known, "served": served}, indent=1)
         if text == self._saved:
             return
         tmp = self.state_file.with_suffix(".tmp")
@@ -511,6 +585,7 @@ class Supervisor:
             state = json.loads(self.state_file.read_text())
             records = state.get("instances", [])
             self.known |= {str(r) for r in state.get("revisions", [])}
+            self.served |= {str(r) for r in state.get("served", [])}
         except FileNotFoundError:
             records = []
         except (ValueError, OSError, AttributeError) as exc:

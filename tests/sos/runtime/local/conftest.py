@@ -35,7 +35,6 @@ async def backend_factory(
     made: list[LocalBackend] = []
 
     async def make(*more: Path, **options: object) -> LocalBackend:
-        options.setdefault("startup_timeout", 20.0)
         backend = LocalBackend(
             tmp_path / "data",
             artifact_path=artifact_paths(hello_pyz, *more),

@@ -177,17 +177,18 @@ async def test_a_failed_revision_quotes_its_traceback_not_the_noise_after_it(
 async def test_revision_that_never_gets_ready_fails_after_the_startup_timeout(
     backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
 ) -> None:
-    backend = await backend_factory(startup_timeout=1.0)
+    backend = await backend_factory()
     spec = {
         **FAST,
         "env_vars": [{"id": "HELLO_NEVER_READY", "value": "1"}],
-        "health_check": {"readiness_probe": "/ready"},
+        "health_check": {"readiness_probe": "/ready", "startup_timeout_seconds": 1},
     }
     await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))
     observed = await wait_for(backend, "shop", lambda o: o.revisions["shop-00001"].failed)
     revision = observed.revisions["shop-00001"]
     assert revision.reason == "NotReady"
     assert revision.message is not None and "was not ready 1s after it started" in revision.message
+    assert "readiness probe: GET /ready -> HTTP 503" in revision.message
 
 
 async def test_scale_to_zero_then_the_activator_wakes_the_revision(

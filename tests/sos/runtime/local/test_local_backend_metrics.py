@@ -23,7 +23,6 @@ async def backend(tmp_path: Path, hello_pyz: Path, data_path: str) -> AsyncItera
         tmp_path / "data",
         artifact_path=artifact_paths(hello_pyz),
         router_port=0,
-        startup_timeout=20.0,
         stop_on_close=True,
         data_path=data_path,
     )
