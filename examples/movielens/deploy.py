@@ -20,8 +20,8 @@ from sos import Artifact, Autoscaling, EnvVar, HealthCheck, Revision, Service
 HERE = Path(__file__).resolve().parent
 PROJECT = tomllib.loads((HERE / "pyproject.toml").read_text())["project"]
 VERSION = os.environ.get("MOVIELENS_VERSION", "v1")
-if VERSION not in ("v1", "v2"):
-    raise ValueError(f"MOVIELENS_VERSION={VERSION!r}: the example has pipelines v1 and v2")
+if VERSION not in ("v1", "v2", "v3"):
+    raise ValueError(f"MOVIELENS_VERSION={VERSION!r}: the example has pipelines v1, v2 and v3")
 DATA = os.environ.get("MOVIELENS_DIR") or str(HERE.parents[2] / "shared/data/movielens-small")
 
 service = Service(name="movielens", team="recs", description="MovieLens recommender (Flight)")
@@ -32,6 +32,9 @@ revision = Revision(
     env_vars=[
         EnvVar(id="MOVIELENS_VERSION", value=VERSION),
         EnvVar(id="MOVIELENS_DIR", value=str(Path(DATA).resolve())),
+        # a demo: the explorer and ?debug=true for anyone (they list every candidate id);
+        # leave it out for a public service, or give FLIGHT_DEBUG_TOKEN to your team only
+        EnvVar(id="FLIGHT_DEBUG", value="1"),
     ],
     health_check=HealthCheck(liveness_probe="/healthz", readiness_probe="/readyz"),
     autoscaling=Autoscaling(min_scale=1, max_scale=3, target_concurrency=20),

@@ -239,6 +239,14 @@ def serve(
             help="Span exporter: otlp, console, global or none (default: $FLIGHT_TRACING)."
         ),
     ] = None,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Give ?debug=true traces (every candidate id) to any caller, and serve the "
+            "explorer (sets FLIGHT_DEBUG=1). Off by default.",
+        ),
+    ] = False,
 ) -> None:
     """Serve a flight.App (MODULE:APP) or a directory of pipeline configs over HTTP."""
     from flight.serving.server import TargetError, load_target
@@ -249,6 +257,8 @@ def serve(
             "give the app to serve (flight serve myservice.web:app) or a config directory "
             "(flight serve --configs pipelines/), not both"
         )
+    if debug:
+        os.environ["FLIGHT_DEBUG"] = "1"  # read by every flight.App, also the target's
     try:
         if target is not None:
             served: Any = load_target(target, app_dir)

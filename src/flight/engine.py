@@ -376,9 +376,9 @@ class Engine:
     ) -> None:
         for i, st in enumerate(stats):
             got = data.get(i)
-            out = jsonable(got.keys) if got is not None else []
+            keys = got.keys if got is not None else _EMPTY
             rows = _preview({key: got.keys, **got.columns}) if got is not None else []
-            trace.append(_trace_entry(st, [], out, rows))
+            trace.append(_trace_entry(st, _EMPTY, keys, rows))
 
     # -- set algebra ---------------------------------------------------------------------------
 
@@ -484,7 +484,7 @@ class Engine:
                 st.elapsed_ms = elapsed * 1000.0
                 st.message = str(error)
                 if trace is not None:
-                    trace.append(_trace_entry(st, jsonable(before.keys()), [], []))
+                    trace.append(_trace_entry(st, before.keys(), _EMPTY, []))
                 for h in hooks:
                     _safe(h.operator_end, st)
                 return view, str(error), error
@@ -500,7 +500,7 @@ class Engine:
                 warnings.extend(f"{op!r}: {n}" for n in notes)
             if trace is not None:
                 rows = _preview({c: view.column(c) for c in view.columns})
-                trace.append(_trace_entry(st, jsonable(before.keys()), jsonable(view.keys()), rows))
+                trace.append(_trace_entry(st, before.keys(), view.keys(), rows))
             for h in hooks:
                 _safe(h.operator_end, st)
             if n_out == 0:
@@ -816,18 +816,24 @@ def _preview(columns: Mapping[str, Array]) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in zip(*values.values(), strict=True)]
 
 
+#: ids listed per step in a debug trace (the counts are always exact): a trace of 500k
+#: candidates stays a few tens of kB, not 14 MB
+DEBUG_IDS = 1000
+
+
 def _trace_entry(
-    st: OperatorStats, inputs: list[Any], outputs: list[Any], rows: list[dict[str, Any]]
+    st: OperatorStats, inputs: Any, outputs: Any, rows: list[dict[str, Any]]
 ) -> dict[str, Any]:
     return {
         "name": st.name,
         "kind": st.kind,
         "role": st.role,
         "kwargs": st.args(),
-        "input_ids": inputs,
-        "output_ids": outputs,
+        "input_ids": jsonable(inputs[:DEBUG_IDS]),
+        "output_ids": jsonable(outputs[:DEBUG_IDS]),
         "n_input": len(inputs),
         "n_output": len(outputs),
+        "ids_truncated": len(inputs) > DEBUG_IDS or len(outputs) > DEBUG_IDS,
         "status": st.status,
         "elapsed_ms": None if st.elapsed_ms is None else round(st.elapsed_ms, 3),
         "message": st.message,

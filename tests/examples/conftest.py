@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,3 +11,16 @@ REPO = Path(__file__).resolve().parents[2]
 MOVIELENS = REPO / "examples" / "movielens"
 sys.path.insert(0, str(MOVIELENS))
 sys.path.insert(0, str(REPO / "tests" / "flight" / "serving"))  # serving_helpers
+
+# The example app, as `flight serve --debug movielens_app:app` serves it (the explorer and
+# ?debug=true are tested here): FLIGHT_DEBUG is read when the app is built, at import, and
+# put back afterwards so that no other test runs with it.
+_saved = os.environ.get("FLIGHT_DEBUG")
+os.environ["FLIGHT_DEBUG"] = "1"
+try:
+    import movielens_app  # noqa: F401
+finally:
+    if _saved is None:
+        del os.environ["FLIGHT_DEBUG"]
+    else:
+        os.environ["FLIGHT_DEBUG"] = _saved

@@ -31,6 +31,7 @@ import asyncio
 import inspect
 import logging
 import os
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -86,13 +87,26 @@ class _Call:
     respond: Callable[[Any], Response] = respond
 
 
+DEBUG_TOKEN_HEADER = "Flight-Debug-Token"
+
+
+class DebugRefused(Exception):
+    """A caller asked for debug output on a service that does not give it to them."""
+
+
+def _truthy(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
 class App:
     """An HTTP service of endpoints and pipelines (see the module docs).
 
     ``configs``: a directory of pipeline configs to serve at ``/pipelines/{name}``, reloaded
     when files change (``reload=False`` to load once). ``budget_ms``: the default request
-    deadline (else ``$FLIGHT_BUDGET_MS``; unset: none). ``explorer``: serve the debug
-    explorer page. ``engine``: the engine config pipelines run on (default: the default
+    deadline (else ``$FLIGHT_BUDGET_MS``; unset: none). ``debug``: give ``?debug=true``
+    traces to any caller (default ``$FLIGHT_DEBUG``, off: then only callers sending
+    ``$FLIGHT_DEBUG_TOKEN`` in the ``Flight-Debug-Token`` header get them, others a 403).
+    ``explorer``: serve the debug explorer page (default: when ``debug`` is on). ``engine``: the engine config pipelines run on (default: the default
     engine, which ``pipeline.execute`` uses too).
     """
 
@@ -102,7 +116,8 @@ class App:
         *,
         configs: str | os.PathLike[str] | None = None,
         budget_ms: float | None = None,
-        explorer: bool = True,
+        debug: bool | None = None,
+        explorer: bool | None = None,
         reload: bool = True,
         engine: Engine | None = None,
         metrics: flight_metrics.Metrics | None = None,
@@ -126,7 +141,18 @@ class App:
         self.catalog = PipelineCatalog(configs, metrics=self.metrics)
         self.catalog.scan()
         self._reload = reload
-        self._explorer = explorer
+        #: debug traces (every candidate id, internal columns) only when asked for at start:
+        #: App(debug=True), FLIGHT_DEBUG=1 or `flight serve --debug`; else a caller needs
+        #: the FLIGHT_DEBUG_TOKEN value in the Flight-Debug-Token header
+        self.debug = _truthy(self._env.get("FLIGHT_DEBUG", "")) if debug is None else debug
+        self._debug_token = self._env.get("FLIGHT_DEBUG_TOKEN", "").strip() or None
+        if explorer and not self.debug:
+            raise ValueError(
+                "the explorer runs pipelines with debug output, which is off: turn it on with "
+                "App(debug=True), FLIGHT_DEBUG=1 or `flight serve --debug` (only where "
+                "callers may see every candidate id and internal column)"
+            )
+        self._explorer = self.debug if explorer is None else explorer
         self._startup: list[Callable[[], Any]] = []
         self._shutdown: list[Callable[[], Any]] = []
         self._ready = False
@@ -317,6 +343,8 @@ class App:
             call = await parse(request)
         except Invalid as exc:
             return _invalid(request, exc)
+        except DebugRefused as exc:
+            return error_response(403, str(exc))
         except UnknownPipelineError as exc:
             return error_response(404, str(exc))
         limit = None if call.budget is None else call.budget + min(1.0, max(0.05, call.budget))
@@ -371,6 +399,8 @@ class App:
                 kwargs = signature.validate(raw, "body")
             debug, budget = self._options(request, options)
             if "debug" in signature.takes:
+                if kwargs["debug"] and not debug:
+                    self._check_debug(request)
                 debug = debug or bool(kwargs["debug"])
             if is_async:
                 return _Call(lambda: fn(**kwargs), debug, budget)
@@ -383,10 +413,26 @@ class App:
 
     def _options(self, request: Request, options: Mapping[str, Any]) -> tuple[bool, float | None]:
         debug = parse_debug(options["debug"]) if "debug" in options else False
+        if debug:
+            self._check_debug(request)
         budget = parse_budget(
             request.headers.get(BUDGET_HEADER), options.get("budget_ms"), self.budget_ms
         )
         return debug, budget
+
+    def _check_debug(self, request: Request) -> None:
+        if self.debug:
+            return
+        given = request.headers.get(DEBUG_TOKEN_HEADER)
+        if self._debug_token is not None and given is not None:
+            if secrets.compare_digest(given.encode(), self._debug_token.encode()):
+                return
+        raise DebugRefused(
+            "debug output is off on this service (it lists every candidate id and internal "
+            f"column): send the {DEBUG_TOKEN_HEADER} header with the value of FLIGHT_DEBUG_TOKEN, "
+            "or run the service with FLIGHT_DEBUG=1 (App(debug=True), flight serve --debug) "
+            "where every caller may see that"
+        )
 
     # -- built-in routes --------------------------------------------------------------------
 

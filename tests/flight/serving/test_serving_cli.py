@@ -101,7 +101,7 @@ def run(project: Path) -> Iterator[type[Served]]:
 
 
 def test_serve_module_app_on_port_from_environment(run: type[Served]) -> None:
-    served = run([FLIGHT, "serve", "hello_app:app"], env={"PORT": "0"})  # type: ignore[call-arg]
+    served = run([FLIGHT, "serve", "hello_app:app", "--debug"], env={"PORT": "0"})  # type: ignore[call-arg]
     r = httpx.get(served.url() + "/hello", params={"user_id": 41, "debug": "true"})
     assert r.status_code == 200 and r.json()["item"] == [41, 42]
     assert r.json()["debug"][0]["name"] == "Hello"
@@ -115,7 +115,7 @@ def test_serve_module_app_on_port_from_environment(run: type[Served]) -> None:
 
 
 def test_serve_configs_directory_with_port_option(run: type[Served], project: Path) -> None:
-    served = run([FLIGHT, "serve", "--configs", "pipelines", "--port", "0"])  # type: ignore[call-arg]
+    served = run([FLIGHT, "serve", "--configs", "pipelines", "--port", "0", "--debug"])  # type: ignore[call-arg]
     url = served.url()
     listing = httpx.get(url + "/pipelines").json()["pipelines"]
     assert [p["name"] for p in listing] == ["listed"]

@@ -33,7 +33,7 @@ class ServingBoom(fo.TransformOperator):
 
 
 def make_app() -> flight.App:
-    app = flight.App("endpoints-test")
+    app = flight.App("endpoints-test", debug=True)
 
     @app.endpoint("/recs")
     async def recs(

@@ -68,7 +68,7 @@ TOP_RATED = Pipeline("top_rated", item_type="item", description="Best rated film
 @pytest.fixture
 def url(serve: Serve) -> str:
     register_provider(TableProvider(CATALOGUE, key="item"), replace=True)
-    app = flight.App("explorer-test")
+    app = flight.App("explorer-test", debug=True)
     app.serve_pipeline(POPULAR)
     app.serve_pipeline(TOP_RATED)
     return serve(app).url + "/explorer/"

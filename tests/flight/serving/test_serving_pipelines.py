@@ -63,7 +63,7 @@ def configs(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def http(configs: Path, serve: Serve, client: Client) -> httpx.Client:
-    return client(serve(flight.App("configs-test", configs=configs)).url)
+    return client(serve(flight.App("configs-test", configs=configs, debug=True)).url)
 
 
 def version_of(http: httpx.Client, name: str) -> str | None:

@@ -1,0 +1,67 @@
+"""Debug output is off unless the service was started with it (a public endpoint must not
+hand every candidate id and internal column to any caller), with a token for the team."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from flight_test_ops import Items
+from serving_helpers import ServerThread
+
+import flight
+from flight import Pipeline
+
+Serve = Callable[[Any], ServerThread]
+
+
+def make_app(**options: Any) -> flight.App:
+    app = flight.App("debug-test", **options)
+    pipeline = Pipeline("listed", item_type="item", includes=[Items(ids=list(range(5000)))])
+    app.serve_pipeline(pipeline)
+
+    @app.endpoint("/recs")
+    async def recs() -> flight.Result:
+        return await pipeline.execute()
+
+    return app
+
+
+def test_debug_is_refused_by_default_and_the_answer_says_how_to_turn_it_on(serve: Serve) -> None:
+    url = serve(make_app(env={})).url
+    for answer in (
+        httpx.get(f"{url}/recs", params={"debug": "true"}),
+        httpx.post(f"{url}/pipelines/listed/execute", params={"debug": "true"}, json={}),
+    ):
+        assert answer.status_code == 403, answer.text
+        assert "FLIGHT_DEBUG=1" in answer.json()["error"]
+        assert "Flight-Debug-Token" in answer.json()["error"]
+    plain = httpx.get(f"{url}/recs")
+    assert plain.status_code == 200 and plain.json()["debug"] is None
+    assert httpx.get(f"{url}/explorer/").status_code == 404  # no explorer without debug
+
+
+def test_a_debug_token_opens_it_for_those_who_have_it(serve: Serve) -> None:
+    url = serve(make_app(env={"FLIGHT_DEBUG_TOKEN": "s3cret"})).url
+    wrong = httpx.get(f"{url}/recs", params={"debug": "true"}, headers={"Flight-Debug-Token": "x"})
+    assert wrong.status_code == 403
+    right = httpx.get(
+        f"{url}/recs", params={"debug": "true"}, headers={"Flight-Debug-Token": "s3cret"}
+    )
+    assert right.status_code == 200
+    trace = right.json()["debug"][0]
+    assert trace["n_output"] == 5000 and len(trace["output_ids"]) == 1000  # ids capped
+    assert trace["ids_truncated"] is True
+
+
+def test_debug_on_for_everyone_when_started_with_it(serve: Serve) -> None:
+    url = serve(make_app(env={"FLIGHT_DEBUG": "1"})).url
+    assert httpx.get(f"{url}/recs", params={"debug": "true"}).status_code == 200
+    assert httpx.get(f"{url}/explorer/").status_code == 200
+
+
+def test_an_explorer_without_debug_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="explorer runs pipelines with debug output"):
+        flight.App("x", explorer=True, env={})
