@@ -16,6 +16,7 @@ through unchanged (two pipelines compared on one context receive the same keys).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -147,4 +148,10 @@ def check_context(
             out[field.name] = _adapter(field.type).validate_python(value)
         except pydantic.ValidationError as exc:
             problems.append((field.name, _message(exc), value))
+    names = [field.name for field in fields]
+    for key in ctx:
+        if key not in names:  # a typo ("clinet_id") would otherwise pass silently
+            close = difflib.get_close_matches(key, names, 1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append((key, f"is not in the declared context{hint}", ctx[key]))
     return out, problems

@@ -178,6 +178,9 @@ class Engine:
         )
         if isinstance(outcome, SourceError):
             error, reason = outcome, str(outcome)
+            if trace is not None:  # the explorer needs the funnel most when a source failed
+                self._trace_sources(trace, inc_stats + exc_stats, {}, pipeline.item_type)
+                trace.extend(_trace_entry(st, _EMPTY, _EMPTY, []) for st in step_stats)
         else:
             if trace is not None:
                 self._trace_sources(trace, inc_stats + exc_stats, outcome, pipeline.item_type)
@@ -582,6 +585,14 @@ class Engine:
                     f"pipeline {pipeline.name!r}: its {asks} produced; {have}. Fix the "
                     f"pipeline's return_cols or add a step that sets the column"
                 )
+            return pd.DataFrame({c: [] for c in names}), str(problem), problem
+        clash = [c for c in names if c in RESERVED_KEYS]
+        if clash:  # it would be overwritten by the result's own key in every answer
+            problem = PipelineDefinitionError(
+                f"pipeline {pipeline.name!r} returns the column(s) {', '.join(map(repr, clash))}, "
+                f"which the result's own keys {list(RESERVED_KEYS)} would overwrite in answers; "
+                f"rename it (fo.Rename) or leave it out of return_cols"
+            )
             return pd.DataFrame({c: [] for c in names}), str(problem), problem
         return pd.DataFrame({c: view.column(c) for c in names}, copy=False), None, None
 

@@ -524,3 +524,34 @@ async def test_sources_that_disagree_on_id_types_are_refused_not_silently_merged
         excludes=[_AnyIds(ids=["3"])],
     )
     assert (await same.execute()).items["item"].tolist() == ["1", "2", "4"]
+
+
+async def test_a_data_column_named_like_a_result_key_is_an_error_not_overwritten() -> None:
+    class WithReason(fo.SourceOperator):
+        async def __call__(self, **ctx: Any) -> fo.Source:
+            return fo.Source(pd.DataFrame({"item": [1, 2], "reason": ["new", "popular"]}))
+
+    result = await Pipeline("why", item_type="item", includes=[WithReason()]).execute()
+    assert isinstance(result.error, PipelineDefinitionError)
+    assert "'reason'" in str(result.error) and "fo.Rename" in str(result.error)
+    renamed = Pipeline("why", item_type="item", includes=[WithReason()]) | fo.Rename(
+        columns={"reason": "why"}
+    )
+    assert (await renamed.execute()).items["why"].tolist() == ["new", "popular"]
+
+
+async def test_the_debug_trace_is_full_when_a_required_source_fails() -> None:
+    class Broken(fo.SourceOperator):
+        async def __call__(self, **ctx: Any) -> fo.Source:
+            raise RuntimeError("feature store down")
+
+    pipeline = Pipeline(
+        "broken", item_type="item", includes=[Items(ids=[1, 2]), Broken()]
+    ) | fo.Head(n=1)
+    result = await pipeline.execute(debug=True)
+    assert result.error is not None and result.debug is not None
+    by_name = {entry["name"]: entry for entry in result.debug}
+    assert set(by_name) == {"Items", "Broken", "Head"}
+    assert by_name["Broken"]["status"] == "failed"
+    assert "feature store down" in by_name["Broken"]["message"]
+    assert by_name["Head"]["status"] == "not_run"

@@ -101,6 +101,15 @@ async def test_declared_context_rejects_a_wrong_type_before_anything_runs() -> N
         await pipeline.execute()
 
 
+async def test_a_context_key_the_pipeline_does_not_declare_is_refused() -> None:
+    """A typo would otherwise pass silently: execute(m=5) against a declared n."""
+    pipeline = Pipeline.from_config(DECLARED)
+    with pytest.raises(ExecuteError, match=r"'m': is not in the declared context.*takes: user_id"):
+        await pipeline.execute(user_id=7, m=5)
+    with pytest.raises(ExecuteError, match=r"'usr_id': .*; did you mean 'user_id'\?"):
+        await pipeline.execute(user_id=7, usr_id=8)
+
+
 def test_config_context_problems_are_reported() -> None:
     error = errors_for(
         {**DECLARED, "context": {"user_id": "integer", "n": {"type": "int", "default": "ten"}}}
