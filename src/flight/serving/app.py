@@ -106,8 +106,9 @@ class App:
     deadline (else ``$FLIGHT_BUDGET_MS``; unset: none). ``debug``: give ``?debug=true``
     traces to any caller (default ``$FLIGHT_DEBUG``, off: then only callers sending
     ``$FLIGHT_DEBUG_TOKEN`` in the ``Flight-Debug-Token`` header get them, others a 403).
-    ``explorer``: serve the debug explorer page (default: when ``debug`` is on). ``engine``: the engine config pipelines run on (default: the default
-    engine, which ``pipeline.execute`` uses too).
+    ``explorer``: serve the debug explorer page (default: when ``debug`` is on).
+    ``engine``: the engine config pipelines run on (default: the default engine, which
+    ``pipeline.execute`` uses too).
     """
 
     def __init__(
@@ -424,9 +425,13 @@ class App:
         if self.debug:
             return
         given = request.headers.get(DEBUG_TOKEN_HEADER)
-        if self._debug_token is not None and given is not None:
-            if secrets.compare_digest(given.encode(), self._debug_token.encode()):
-                return
+        token = self._debug_token
+        if (
+            token is not None
+            and given is not None
+            and secrets.compare_digest(given.encode(), token.encode())
+        ):
+            return
         raise DebugRefused(
             "debug output is off on this service (it lists every candidate id and internal "
             f"column): send the {DEBUG_TOKEN_HEADER} header with the value of FLIGHT_DEBUG_TOKEN, "
