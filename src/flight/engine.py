@@ -18,11 +18,15 @@ source policy or observers.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -619,13 +623,50 @@ def _context_for(op: Operator, ctx: Mapping[str, Any]) -> Mapping[str, Any]:
     return {k: ctx[k] for k in op._ctx_names if k in ctx}
 
 
+#: worker threads per sync source class: a source that hangs (a blocking client without a
+#: timeout) can only ever hold its own class's threads, never another source's
+SOURCE_THREADS = 8
+_pools: dict[type, tuple[ThreadPoolExecutor, list[int]]] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool_for(cls: type) -> tuple[ThreadPoolExecutor, list[int]]:
+    with _pools_lock:
+        found = _pools.get(cls)
+        if found is None:
+            threads = int(getattr(cls, "threads", SOURCE_THREADS))
+            pool = ThreadPoolExecutor(threads, thread_name_prefix=f"flight-{cls.__name__}")
+            found = _pools[cls] = (pool, [0])
+        return found
+
+
 async def _call_source(op: SourceOperator, kwargs: Mapping[str, Any]) -> Any:
     if op._is_async:
         return await op(**kwargs)  # type: ignore[misc]
-    out = await asyncio.to_thread(op, **kwargs)
+    pool, busy = _pool_for(type(op))
+    if busy[0] >= pool._max_workers:
+        # every thread is still inside an earlier call (past its timeout, or slow): a new
+        # call would only queue behind them, so fail now and let the policy decide
+        raise RuntimeError(
+            f"all {pool._max_workers} threads of {type(op).__name__} are still busy with "
+            f"earlier calls (a call that blocks without a timeout keeps its thread); give "
+            f"its client a timeout, or raise its `threads`"
+        )
+    with _pools_lock:
+        busy[0] += 1
+    context = contextvars.copy_context()
+    # counted until the thread is really done (a timed-out call's thread runs on)
+    work = pool.submit(context.run, functools.partial(op, **kwargs))
+    work.add_done_callback(lambda _: _release(busy))
+    out = await asyncio.wrap_future(work)
     if inspect.isawaitable(out):
         out = await out
     return out
+
+
+def _release(busy: list[int]) -> None:
+    with _pools_lock:
+        busy[0] -= 1
 
 
 class _Budget:

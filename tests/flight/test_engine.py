@@ -555,3 +555,31 @@ async def test_the_debug_trace_is_full_when_a_required_source_fails() -> None:
     assert by_name["Broken"]["status"] == "failed"
     assert "feature store down" in by_name["Broken"]["message"]
     assert by_name["Head"]["status"] == "not_run"
+
+
+async def test_a_hanging_sync_source_never_starves_another_sources_threads() -> None:
+    """Once, the timeout did not stop the worker thread and every sync source shared one
+    small pool: after a few requests to a hanging optional source, a healthy required
+    source timed out too. Each source class now has its own threads."""
+    import threading
+
+    from flight import engine as engine_module
+
+    release = threading.Event()
+
+    class HangsForever(fo.SourceOperator):
+        def __call__(self, **ctx: Any) -> fo.Source:
+            release.wait(30)  # a blocking client without a timeout
+            return fo.Source([99])
+
+    hang = HangsForever().with_policy(timeout=0.05, retries=0, optional=True)
+    pipeline = Pipeline("starved", item_type="item", includes=[SyncItems(ids=[1, 2]), hang])
+    try:
+        for _ in range(3 * engine_module.SOURCE_THREADS):
+            result = await pipeline.execute()
+            assert result.ok and result.items["item"].tolist() == [1, 2], result.reason
+            assert result.warnings  # the hanging source was skipped, and it says so
+        last = result.warnings[0]
+        assert "still busy" in last or "timed out" in last or "did not answer" in last
+    finally:
+        release.set()
