@@ -1,4 +1,5 @@
-"""Interning item ids to dense integer codes, stable for the life of the process.
+"""Interning item ids to dense integer codes: per pipeline run (:meth:`Interner.for_run`,
+what the engine uses), or stable for the life of the process (:func:`interner_for`).
 
 Set algebra and merges by key become array indexing once every id has a small integer
 code: a union is a mark in a boolean array, a merge is a gather. Small non-negative integer
@@ -35,6 +36,26 @@ class Interner:
         self._index: pd.Index | None = None  # hash mode
         self._ids: np.ndarray[Any, Any] = np.empty(1024, dtype=np.int64)
         self.size = 0
+
+    @classmethod
+    def for_run(cls, item_type: str, arrays: list[Array]) -> tuple[Interner, list[Rows]]:
+        """Codes for the ids of one pipeline run only (``pd.factorize``: first-seen order),
+        with each array's codes. Its cost is that of the run's ids, whatever ids earlier
+        runs saw (a process-wide interner grew with every id ever seen, and one large id
+        made every later run slower)."""
+        self = cls.__new__(cls)
+        self.item_type = item_type
+        self.max_size = 1 << 62
+        self._lock = threading.Lock()
+        self._table = None
+        lengths = [len(a) for a in arrays]
+        joined = np.concatenate([np.asarray(a) for a in arrays]) if arrays else np.empty(0)
+        codes, uniques = pd.factorize(joined, sort=False, use_na_sentinel=False)
+        self._ids = np.asarray(uniques)
+        self._index = pd.Index(self._ids, copy=False)
+        self.size = len(self._ids)
+        parts = np.split(codes.astype(np.intp, copy=False), np.cumsum(lengths)[:-1])
+        return self, list(parts)
 
     def __repr__(self) -> str:
         mode = "direct" if self._table is not None else "hash"

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
-from flight._interning import interner_for
+from flight._interning import Interner
 from flight.candidates import Array, Candidates, Rows, Table, as_array, take, take_fill
 from flight.deadline import Deadline, _deadline, _debug
 from flight.errors import (
@@ -398,9 +398,8 @@ class Engine:
     ) -> tuple[Candidates, str | None]:
         key = pipeline.item_type
         _check_id_types(pipeline, includes, excludes)
-        interner = interner_for(key)
         present = [d for d in includes if d is not None]
-        codes = [interner.intern(d.keys) for d in present]
+        interner, codes = Interner.for_run(key, [d.keys for d in present])
         size = interner.size
         allc = codes[0] if len(codes) == 1 else np.concatenate(codes) if codes else _EMPTY
         n_all = len(allc)
