@@ -521,9 +521,7 @@ class Engine:
             local = op.select(view, ctx)
             return view.select(np.asarray(local, dtype=np.intp))
         df = view.frame()
-        out: Any = op(df, **_context_for(op, ctx))
-        if inspect.isawaitable(out):
-            out = await out
+        out: Any = await _call_step(op, df, ctx)
         rows = _rows_from_index(op, out, view)
         return Candidates(view.table, rows)
 
@@ -539,9 +537,7 @@ class Engine:
             cols: dict[str, Array | None] = dict(out)
         else:
             df = view.frame()
-            out = op(df, **_context_for(op, ctx))
-            if inspect.isawaitable(out):
-                out = await out
+            out = await _call_step(op, df, ctx)
             cols = _columns_from_transform(op, out, df, view.item_type)
         if view.item_type in cols:
             raise ResultShapeError(
@@ -620,6 +616,19 @@ def _context_for(op: Operator, ctx: Mapping[str, Any]) -> Mapping[str, Any]:
     if op._ctx_any:
         return ctx
     return {k: ctx[k] for k in op._ctx_names if k in ctx}
+
+
+async def _call_step(op: Operator, df: pd.DataFrame, ctx: Mapping[str, Any]) -> Any:
+    """A user's step (the pandas path): a plain ``def`` runs in a worker thread, so that a
+    CPU-heavy step (scoring 50k candidates) never stalls the event loop: health checks and
+    other requests go on, and a request past its budget is answered 504 on time."""
+    if op._is_async:
+        out = op(df, **_context_for(op, ctx))
+    else:
+        out = await asyncio.to_thread(op, df, **_context_for(op, ctx))
+    if inspect.isawaitable(out):
+        out = await out
+    return out
 
 
 #: worker threads per sync source class: a source that hangs (a blocking client without a

@@ -65,3 +65,41 @@ def test_debug_on_for_everyone_when_started_with_it(serve: Serve) -> None:
 def test_an_explorer_without_debug_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="explorer runs pipelines with debug output"):
         flight.App("x", explorer=True, env={})
+
+
+def test_a_slow_step_blocks_neither_health_checks_nor_the_budget(serve: Serve) -> None:
+    """A CPU-heavy scoring step once ran on the event loop: /healthz waited for it, and a
+    request with a 200 ms budget got a 200 after the whole step."""
+    import threading
+    import time
+
+    import flight.operators as fo
+
+    class SlowScore(fo.TransformOperator):
+        def __call__(self, df: Any, **ctx: Any) -> Any:
+            time.sleep(1.5)  # stands for heavy scoring (numpy releases the GIL the same way)
+            return df.assign(score=1.0)
+
+    app = flight.App("slow", env={})
+    app.serve_pipeline(
+        Pipeline("slow", item_type="item", includes=[Items(ids=[1, 2, 3])]) | SlowScore()
+    )
+    url = serve(app).url
+    finished: dict[str, int] = {}
+
+    def slow_request() -> None:
+        finished["slow"] = httpx.post(
+            f"{url}/pipelines/slow/execute", json={}, timeout=30
+        ).status_code
+
+    worker = threading.Thread(target=slow_request)
+    worker.start()
+    time.sleep(0.3)  # the step is running now
+    assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
+    assert worker.is_alive()  # health answered while the step was still working
+    worker.join()
+    assert finished["slow"] == 200
+    late = httpx.post(
+        f"{url}/pipelines/slow/execute", params={"budget_ms": 200}, json={}, timeout=30
+    )
+    assert late.status_code == 504, late.text
