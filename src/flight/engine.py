@@ -196,6 +196,8 @@ class Engine:
                 error, reason = exc, str(exc)
             if view is not None:
                 n_candidates = len(view)
+                for h in hooks:
+                    _safe(h.initialized, run, n_candidates)
             if reason is None and view is not None:
                 view, reason, error = await self._run_steps(
                     pipeline, view, step_stats, ctx, hooks, trace, warnings

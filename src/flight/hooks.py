@@ -126,12 +126,21 @@ class Hooks:
     def operator_end(self, stats: OperatorStats) -> None:
         """After an operator finished, failed, or was skipped."""
 
+    def initialized(self, run: RunInfo, n_candidates: int) -> None:
+        """After the sources: the union of the includes minus the excludes has
+        ``n_candidates`` items, before any step."""
+
     def pipeline_end(self, run: RunInfo, result: Result) -> None:
         """After the result is built."""
 
     def pipeline_abort(self, run: RunInfo, error: BaseException) -> None:
         """Instead of ``pipeline_end`` when the run was interrupted (cancelled, or an error
         escaped the engine): close whatever ``pipeline_start`` opened."""
+
+
+def initialized_line(n_candidates: int) -> str:
+    """The log line between the sources and the steps (the design's own wording)."""
+    return f"After initialization, {n_candidates} items remain"
 
 
 class LoggingHook(Hooks):
@@ -156,6 +165,16 @@ class LoggingHook(Hooks):
             fields["pipeline"] = run.pipeline
             fields["run_id"] = run.run_id
         self.logger.log(level, "%s", stats.message, extra={"flight": fields})
+
+    def initialized(self, run: RunInfo, n_candidates: int) -> None:
+        if self.logger.isEnabledFor(logging.INFO):
+            fields = {
+                "pipeline": run.pipeline,
+                "run_id": run.run_id,
+                "event": "initialized",
+                "n_candidates": n_candidates,
+            }
+            self.logger.info("%s", initialized_line(n_candidates), extra={"flight": fields})
 
     def pipeline_end(self, run: RunInfo, result: Result) -> None:
         level = logging.INFO if result.error is None else logging.WARNING

@@ -81,7 +81,12 @@ class Result:
 
     def log_lines(self) -> list[str]:
         """The per-operator log for people, one line per operator, then the summary."""
-        lines = [s.message for s in self.stats if s.message]
+        from flight.hooks import initialized_line
+
+        lines = [s.message for s in self.stats if s.message and s.role != "step"]
+        if self.error is None or any(s.role == "step" and s.message for s in self.stats):
+            lines.append(initialized_line(self.n_candidates))
+        lines.extend(s.message for s in self.stats if s.message and s.role == "step")
         lines.extend(f"warning: {w}" for w in self.warnings)
         lines.append(self.summary())
         return lines

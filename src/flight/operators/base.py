@@ -18,11 +18,13 @@ Defining a subclass registers it under its class name; ``abstract=True`` opts ou
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import contextvars
 import dataclasses
 import inspect
 import logging
+import textwrap
 import types
 import typing
 from collections.abc import Awaitable, Mapping, Sequence
@@ -252,6 +254,7 @@ class Operator:
             raise OperatorDefinitionError(
                 f"{cls.__qualname__} must define __call__ (see the {cls.kind} operator docs)"
             )
+        _check_no_request_state(cls)
         with contextlib.suppress(NameError):  # a name defined later: checked on first use
             _resolve_field_types(cls)
         register_class(cls, cls.__name__)
@@ -352,6 +355,37 @@ def _resolve_field_types(cls: type[Operator]) -> dict[str, Any]:
         found[name] = tp
     cls._field_types = found
     return found
+
+
+def _check_no_request_state(cls: type[Operator]) -> None:
+    """Refuse, when the class is defined, a ``__call__`` that sets ``self.x``: an operator is
+    config shared by every request, concurrent ones included, so such state would leak from
+    one request to another (and the frozen operator would raise at request time)."""
+    call = cls.__dict__.get("__call__")
+    if call is None:
+        return
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(call)))
+    except (OSError, TypeError, SyntaxError):
+        return  # no source to read (defined in a REPL or by exec): checked at request time
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        for target in targets:
+            if (
+                isinstance(target, ast.Attribute)
+                and isinstance(target.value, ast.Name)
+                and target.value.id == "self"
+            ):
+                raise OperatorDefinitionError(
+                    f"{cls.__qualname__}.__call__ sets self.{target.attr}: an operator is "
+                    f"config shared by every request (concurrent ones too), so it cannot "
+                    f"hold per-request state; keep the value in a local variable "
+                    f"({target.attr} = ...) or add it as a column"
+                )
 
 
 def _wrap_init(cls: type[Operator]) -> None:

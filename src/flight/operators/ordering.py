@@ -45,6 +45,7 @@ class Shuffle(SamplerOperator):
 class DiverseSample(SamplerOperator):
     """Picks ``n`` items that score high on ``maximize`` while spreading over ``by``.
 
+    Without ``by`` it is the best ``n`` (with ``temperature``, a sample leaning to the best).
     Items are taken round-robin across the groups of ``by``: first the best item of every
     group (best groups first), then the second best of each, and so on; ``max_per_group``
     caps any one group. With ``temperature > 0`` scores are perturbed before ranking
@@ -55,7 +56,7 @@ class DiverseSample(SamplerOperator):
 
     n: Annotated[int, Field(ge=0)]
     maximize: str
-    by: str
+    by: str | None = None
     max_per_group: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0)] = 0.0
     seed: int | None = None
@@ -70,6 +71,8 @@ class DiverseSample(SamplerOperator):
             rng = np.random.default_rng(self.seed) if self.seed is not None else candidates.rng
             score = score / self.temperature + rng.gumbel(size=total)
         order = stable_argsort(score, desc=True)  # best first, ties in candidate order
+        if self.by is None:  # no groups: the best n (explored with temperature > 0)
+            return order[: self.n]
         ranks = rank_within_groups(group_codes(candidates.column(self.by))[order])
         cap = self.n if self.max_per_group is None else min(self.n, self.max_per_group)
         eligible = np.flatnonzero(ranks < cap)
