@@ -6,6 +6,8 @@
 - ``flight operators``: list the registered operators.
 - ``flight eval CONFIG... --interactions FILE``: evaluate configs offline (hold out each
   user's last interactions, score the top k, compare against the first config).
+- ``flight replay LOG --against CONFIG...``: rerun logged requests (``flight serve
+  --request-log``) through configs and compare with what was served.
 - ``flight serve MODULE:APP`` or ``flight serve --configs DIR``: serve a ``flight.App`` (or
   a directory of pipeline configs) over HTTP on ``$PORT`` (default 8080).
 
@@ -239,6 +241,18 @@ def serve(
             help="Span exporter: otlp, console, global or none (default: $FLIGHT_TRACING)."
         ),
     ] = None,
+    request_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--request-log",
+            help="Append a sample of pipeline runs (context, items, latency) to this JSON-lines "
+            "file, for `flight replay` (sets FLIGHT_REQUEST_LOG). Off by default.",
+        ),
+    ] = None,
+    request_log_rate: Annotated[
+        float | None,
+        typer.Option("--request-log-rate", help="Share of runs logged, 0 to 1 (default 1)."),
+    ] = None,
     debug: Annotated[
         bool,
         typer.Option(
@@ -259,6 +273,10 @@ def serve(
         )
     if debug:
         os.environ["FLIGHT_DEBUG"] = "1"  # read by every flight.App, also the target's
+    if request_log is not None:
+        os.environ["FLIGHT_REQUEST_LOG"] = str(request_log.resolve())
+    if request_log_rate is not None:
+        os.environ["FLIGHT_REQUEST_LOG_RATE"] = str(request_log_rate)
     try:
         if target is not None:
             served: Any = load_target(target, app_dir)
@@ -276,9 +294,10 @@ def serve(
 
 
 def _register_eval() -> None:
-    from flight.evaluation.cli import eval_command
+    from flight.evaluation.cli import eval_command, replay_command
 
     app.command("eval")(eval_command)
+    app.command("replay")(replay_command)
 
 
 _register_eval()

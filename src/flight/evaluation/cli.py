@@ -206,3 +206,78 @@ def _print_table(console: Console, evaluation: Any) -> None:
         f"▲/▼: better/worse than {evaluation.baseline} (95% paired bootstrap interval "
         "excludes 0); ≈: no real difference. Intervals in metrics.json and report.html."
     )
+
+
+def replay_command(
+    log: Annotated[
+        Path, typer.Argument(help="A request log (flight serve --request-log).", show_default=False)
+    ],
+    against: Annotated[
+        list[Path],
+        typer.Option(
+            "--against", help="Config to rerun the requests with (repeatable).", show_default=False
+        ),
+    ],
+    k: Annotated[int, typer.Option("--k", help="List length compared.")] = 10,
+    pipeline_name: Annotated[
+        str | None, typer.Option("--pipeline", help="Only the requests this pipeline served.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="At most this many requests.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory for the outputs.")] = Path(
+        "replay-out"
+    ),
+) -> None:
+    """Rerun the requests of a request log through configs and compare their lists with
+    what was served: overlap, rank-biased overlap, top item changed, empty results, latency."""
+    from flight.evaluation.replay import read_log, replay, write_replay
+    from flight.evaluation.split import EvalInputError
+    from flight.pipeline import Pipeline
+
+    if k < 1:
+        raise _fail(f"--k must be at least 1, got {k}")
+    try:
+        records = read_log(log, pipeline=pipeline_name, limit=limit)
+    except EvalInputError as exc:
+        raise _fail(str(exc)) from None
+    pipelines: list[tuple[str, Pipeline]] = []
+    for path in against:
+        try:
+            loaded = Pipeline.from_config(path)
+        except (FlightError, FileNotFoundError) as exc:
+            raise _fail(str(exc)) from None
+        pipelines.append((loaded.name if loaded.name not in dict(pipelines) else str(path), loaded))
+    result = asyncio.run(replay(records, pipelines, k=k))
+    paths = write_replay(result, out)
+    from flight.evaluation.metrics import Interval
+
+    shown = Console()
+    console = shown if shown.is_terminal else Console(width=200)
+    table = Table(
+        title=f"flight replay: {result.requests} requests, top {k} against what was served"
+    )
+    keys = [f"overlap@{k}", f"rbo@{k}", "top1_changed", "empty_rate"]
+    table.add_column("config")
+    for key in keys:
+        table.add_column(key, justify="right")
+    table.add_column("p50/p99 ms", justify="right")
+    table.add_column("errors", justify="right")
+    for name, figures in result.figures.items():
+        cells = [
+            f"{figures[key].value:.4f}" if isinstance(figures[key], Interval) else str(figures[key])
+            for key in keys
+        ]
+        latency = f"{figures['latency_p50_ms']:.1f}/{figures['latency_p99_ms']:.1f}"
+        table.add_row(name, *cells, latency, str(figures["errors"]))
+    console.print(table)
+    Console(stderr=True).print(
+        f"served p50 latency {result.served_latency_p50_ms} ms; wrote "
+        + ", ".join(map(str, paths.values()))
+    )
+    if any(figures["errors"] for figures in result.figures.values()):
+        first = next(f for f in result.figures.values() if f["errors"])
+        typer.echo(
+            f"error: some reruns failed, e.g. {next(iter(first['error_examples']))}", err=True
+        )
+        raise typer.Exit(1)

@@ -53,6 +53,7 @@ from flight._context import field_config
 from flight.deadline import _debug_scope, deadline
 from flight.engine import Engine
 from flight.errors import EndpointDefinitionError, ExecuteError, FlightError, UnknownPipelineError
+from flight.hooks import add_hook
 from flight.pipeline import Pipeline
 from flight.result import Result
 from flight.serving._params import (
@@ -65,6 +66,7 @@ from flight.serving._params import (
 )
 from flight.serving._respond import error_response, json_response, respond
 from flight.serving.catalog import PipelineCatalog, PipelineEntry
+from flight.serving.request_log import RequestLog
 
 __all__ = ["App"]
 
@@ -119,6 +121,8 @@ class App:
         budget_ms: float | None = None,
         debug: bool | None = None,
         explorer: bool | None = None,
+        request_log: str | os.PathLike[str] | None = None,
+        request_log_rate: float | None = None,
         reload: bool = True,
         engine: Engine | None = None,
         metrics: flight_metrics.Metrics | None = None,
@@ -154,6 +158,7 @@ class App:
                 "callers may see every candidate id and internal column)"
             )
         self._explorer = self.debug if explorer is None else explorer
+        self.request_log = self._request_log(request_log, request_log_rate)
         self._startup: list[Callable[[], Any]] = []
         self._shutdown: list[Callable[[], Any]] = []
         self._ready = False
@@ -420,6 +425,31 @@ class App:
             request.headers.get(BUDGET_HEADER), options.get("budget_ms"), self.budget_ms
         )
         return debug, budget
+
+    def _request_log(
+        self, path: str | os.PathLike[str] | None, rate: float | None
+    ) -> RequestLog | None:
+        """Sampled pipeline runs to a JSON-lines file for ``flight replay`` (off by default:
+        ``request_log=`` or ``$FLIGHT_REQUEST_LOG``, rate ``$FLIGHT_REQUEST_LOG_RATE``)."""
+        path = path or self._env.get("FLIGHT_REQUEST_LOG", "").strip() or None
+        if path is None:
+            return None
+        if rate is None:
+            text = self._env.get("FLIGHT_REQUEST_LOG_RATE", "").strip() or "1"
+            try:
+                rate = float(text)
+            except ValueError:
+                raise ValueError(f"FLIGHT_REQUEST_LOG_RATE={text!r} is not a number") from None
+
+        def version_of(name: str) -> str | None:
+            try:
+                return self.catalog.entry(name).version
+            except UnknownPipelineError:  # a pipeline built in Python, not a served config
+                return None
+
+        log = RequestLog(path, rate, version_of=version_of)
+        add_hook(log)
+        return log
 
     def _check_debug(self, request: Request) -> None:
         if self.debug:
