@@ -343,6 +343,7 @@ class PythonBuilder(Builder):
                 "platform": info["platform"],
                 "packages": packages,
                 "dependencies_cached": hit,
+                **({"models": models} if (models := _models(code)) else {}),
             },
         )
 
@@ -625,3 +626,23 @@ def _find_dist(site: Path, name: str | None) -> dict[str, str] | None:
             if canonicalize_name(dist["Name"]) == wanted:
                 return dist
     return dists[0] if len(dists) == 1 else None
+
+
+def _models(code: Path) -> dict[str, dict[str, str]]:
+    """Trained models packed with the code: every ``model.json`` that names a version and a
+    digest (as ``flight.models.save_model`` writes them), by directory, so that a revision
+    says which model it serves (``sos revision show``) and a rollback names the model it
+    brings back."""
+    found: dict[str, dict[str, str]] = {}
+    for card in sorted(code.rglob("model.json")):
+        try:
+            meta = json.loads(card.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(meta, dict) or not {"version", "digest"} <= meta.keys():
+            continue
+        where = card.parent.relative_to(code).as_posix()
+        found[where] = {
+            key: str(meta[key]) for key in ("name", "version", "digest", "library") if key in meta
+        }
+    return found

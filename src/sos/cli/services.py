@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from sos.cli import app
 from sos.cli._output import JsonOption, age, client, console, emit_json, handle_errors, table
+from sos.errors import SOSError
 from sos.models import Revision, Service
 
 __all__ = ["revision_app", "service_app"]
@@ -225,7 +226,17 @@ def show_revision(name: str, ref: str, as_json: bool = JsonOption) -> None:
     """Show one revision: REF is its number (3 or 00003) or id (NAME-00003)."""
     with client() as c:
         revision = c.get_revision(name, ref)
-    if as_json:
-        emit_json(revision)
-        return
-    print_revision(revision)
+        if as_json:
+            emit_json(revision)
+            return
+        print_revision(revision)
+        try:
+            built = c.get_artifact(revision.artifact.name, revision.artifact.version)
+        except SOSError:
+            return  # the artifact is gone from the store: the revision says what it was
+    for where, model in (built.extra.get("models") or {}).items():
+        console.print(
+            f"model:      {model.get('name', where)} {model.get('version', '?')} "
+            f"({where}; {model.get('library', 'unknown library')})",
+            highlight=False,
+        )

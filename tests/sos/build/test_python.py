@@ -205,3 +205,31 @@ def test_test_suites_of_dependencies_are_left_out_unless_kept(
     assert "site-packages/mylib/__init__.py" in names
     assert "site-packages/svc.py" in names
     assert ("site-packages/mylib/tests/test_lib.py" in names) is not strip
+
+
+def test_a_packed_model_is_named_in_the_artifact_metadata(
+    project, build_cache: BuildCache, catalog: LocalArtifactCatalog
+) -> None:
+    """A revision says which model it serves: a ``model.json`` with a version and a digest
+    (as flight.models writes it) packed with the code is recorded, by directory."""
+    import json
+
+    root = project("command-app")
+    card = root / "tick" / "models" / "als" / "model.json"
+    card.parent.mkdir(parents=True)
+    card.write_text(
+        json.dumps(
+            {"name": "als", "version": "20261204T010000Z-a8e9bdfe", "digest": "a8e9" * 16,
+             "library": "implicit 0.7.3", "params": {"factors": 64}}
+        )
+    )  # fmt: skip
+    (root / "tick" / "models" / "notes.json").write_text("{}")  # not a model card
+    result = build(root, cache=build_cache, catalog=catalog)
+    assert result.metadata.extra["models"] == {
+        "tick/models/als": {
+            "name": "als",
+            "version": "20261204T010000Z-a8e9bdfe",
+            "digest": "a8e9" * 16,
+            "library": "implicit 0.7.3",
+        }
+    }
