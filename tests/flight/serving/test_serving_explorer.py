@@ -208,3 +208,34 @@ def test_a_failing_run_shows_the_error(page: Page, url: str) -> None:
     pane = page.locator("article.pane")
     expect(pane).to_have_count(1)
     expect(pane).to_contain_text("HTTP")
+
+
+def test_a_logged_request_is_replayed_and_a_missing_item_explained(page: Page, url: str) -> None:
+    """Paste a line of the request log: the explorer reruns it, shows what was served then,
+    and says which step removed an item the user expected."""
+    page.goto(url)
+    expect(page.locator("#pipeline-a option")).to_have_count(2)
+    page.get_by_text("Replay a logged request").click()
+    logged = (
+        '{"pipeline": "top_rated", "version": "abc123", "context": {"user_id": 7}, "items": [5, 9]}'
+    )
+    page.get_by_label("A line of the request log").fill(logged)
+    page.get_by_role("button", name="Load and run it").click()
+    expect(page.get_by_role("status")).to_contain_text("Ran top_rated")
+    expect(page.locator("[data-served]")).to_contain_text("Served then (version abc123): 5, 9")
+    why = page.get_by_label("Why is this item not in the answer?")
+    why.fill("7")  # user 7 has seen film 7: the exclude removed it
+    page.get_by_role("button", name="Explain").click()
+    expect(page.locator("#why-answer")).to_contain_text("excluded by Seen")
+    rating_of_1 = float(CATALOGUE.loc[CATALOGUE["item"] == 1, "rating"].iloc[0])
+    assert rating_of_1 < 3.0  # film 1 is below the threshold
+    why.fill("1")
+    page.get_by_role("button", name="Explain").click()
+    expect(page.locator("#why-answer")).to_contain_text("removed by Threshold")
+    why.fill("999")
+    page.get_by_role("button", name="Explain").click()
+    expect(page.locator("#why-answer")).to_contain_text("no source returned it")
+    page.get_by_label("A line of the request log").fill("not json")
+    page.get_by_role("button", name="Load and run it").click()
+    expect(page.locator("#form-error")).to_contain_text("not JSON")
+    shot(page, "replay-why")

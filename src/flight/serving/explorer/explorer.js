@@ -20,7 +20,7 @@
     return node;
   };
 
-  const state = { pipelines: [], details: new Map() };
+  const state = { pipelines: [], details: new Map(), answers: null, logged: null };
   const form = $("run-form");
   const selectA = $("pipeline-a");
   const selectB = $("pipeline-b");
@@ -229,6 +229,69 @@
     history.replaceState(null, "", `?${query}`);
   }
 
+  // -- a logged request, and "why is item X not here?" -----------------------------------------
+
+  async function loadLogged() {
+    showError("");
+    let record;
+    try {
+      record = JSON.parse($("logged").value);
+    } catch (err) {
+      showError(`That line is not JSON: ${err.message}`);
+      return;
+    }
+    if (!record || typeof record !== "object" || typeof record.pipeline !== "string"
+        || !record.context || typeof record.context !== "object") {
+      showError("A request log line has a \"pipeline\" and a \"context\" object.");
+      return;
+    }
+    const served = state.pipelines.filter((p) => p.serving).map((p) => p.name);
+    if (!served.includes(record.pipeline)) {
+      showError(`Pipeline ${record.pipeline} is not served here (served: ${served.join(", ")}).`);
+      return;
+    }
+    state.logged = record;
+    selectA.value = record.pipeline;
+    compare.checked = false;
+    $("field-b").hidden = true;
+    const prefill = {};
+    for (const [key, value] of Object.entries(record.context)) {
+      prefill[key] = typeof value === "string" ? value : JSON.stringify(value);
+    }
+    await refreshContext(prefill);
+    await run();
+  }
+
+  function explain(itemText) {
+    const answer = state.answers && state.answers[0];
+    if (!answer || !answer.body || !Array.isArray(answer.body.debug)) {
+      return "Run a pipeline first: the explanation reads its debug trace.";
+    }
+    const trace = answer.body.debug;
+    const has = (ids) => (ids || []).some((id) => String(id) === itemText);
+    const sources = trace.filter((s) => s.role === "include");
+    const excludes = trace.filter((s) => s.role === "exclude");
+    const steps = trace.filter((s) => s.role === "step");
+    const cut = (s) => s.ids_truncated ? " (the trace lists only the first ids of that step, so this is a guess)" : "";
+    const from = sources.filter((s) => has(s.output_ids));
+    if (!from.length) {
+      const partial = sources.some((s) => s.ids_truncated);
+      return `Item ${itemText}: no source returned it` + (partial ? " (among the ids the trace lists)." : ".");
+    }
+    const names = from.map((s) => s.name).join(", ");
+    const excluded = excludes.find((s) => has(s.output_ids));
+    if (excluded) return `Item ${itemText}: returned by ${names}, then excluded by ${excluded.name}.`;
+    for (const step of steps) {
+      if (has(step.input_ids) && !has(step.output_ids)) {
+        return `Item ${itemText}: returned by ${names}, then removed by ${step.name}` +
+          (step.message ? ` (${step.message})` : "") + cut(step) + ".";
+      }
+    }
+    const last = steps.length ? steps[steps.length - 1] : null;
+    if (!last || has(last.output_ids)) return `Item ${itemText} is in the answer (returned by ${names}).`;
+    return `Item ${itemText}: returned by ${names}; the trace does not say where it went${cut(last)}.`;
+  }
+
   async function run(event) {
     if (event) event.preventDefault();
     showError("");
@@ -247,6 +310,8 @@
     statusLine.textContent = `Running ${names.join(" and ")}…`;
     try {
       const answers = await Promise.all(names.map((n) => execute(n, context, budget)));
+      state.answers = answers;
+      if (state.logged && state.logged.pipeline !== selectA.value) state.logged = null;
       render(answers);
       const failed = answers.filter((a) => !a.ok).length;
       statusLine.textContent =
@@ -396,6 +461,13 @@
       if (body.reason) pane.append(el("p", { class: "reason", text: `Why: ${body.reason}` }));
       for (const warning of body.warnings || []) pane.append(el("p", { class: "reason", text: `Warning: ${warning}` }));
       if (answer.traceId) pane.append(el("p", { class: "hint", text: `trace id ${answer.traceId}` }));
+      if (i === 0 && state.logged && Array.isArray(state.logged.items)) {
+        const servedIds = state.logged.items.map(String);
+        const still = servedIds.filter((id) => final.ids.has(id)).length;
+        pane.append(el("p", { class: "served", "data-served": "true" },
+          `Served then${state.logged.version ? ` (version ${state.logged.version})` : ""}: ` +
+          `${servedIds.join(", ") || "nothing"}; ${still} of ${servedIds.length} are in this answer.`));
+      }
       pane.append(el("h3", { text: "Funnel" }));
       pane.append(funnel(answer, body.debug || [], (info && info.item_type) || final.key));
       pane.append(el("h3", { text: "Answer" }));
@@ -443,5 +515,13 @@
     refreshContext();
   });
   form.addEventListener("submit", run);
+  $("load-logged").addEventListener("click", () => {
+    loadLogged().catch((err) => showError(`Could not load it: ${err.message}`));
+  });
+  $("why-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const item = $("why-item").value.trim();
+    $("why-answer").textContent = item ? explain(item) : "Enter an item id.";
+  });
   start().catch((err) => showError(`The explorer could not start: ${err.message}`));
 })();
