@@ -184,12 +184,22 @@ def _cell(value: Any) -> str:
 
 @app.command()
 def validate(config: ConfigArg) -> None:
-    """Validate a pipeline config (every operator and argument) without running it."""
+    """Validate a pipeline config (every operator and argument, and with a `schema:` every
+    step's columns); with a `canary:` context, run it once on it as hot reload would."""
+    from flight.serving.catalog import run_canary
+
     pipeline = _load(config)
+    checked = " (columns checked against its schema)" if pipeline.schema is not None else ""
     typer.echo(
         f"{config}: pipeline {pipeline.name!r} is valid: {len(pipeline.includes)} includes, "
-        f"{len(pipeline.excludes)} excludes, {len(pipeline.steps)} steps"
+        f"{len(pipeline.excludes)} excludes, {len(pipeline.steps)} steps{checked}"
     )
+    if pipeline.canary is not None:
+        try:
+            n = run_canary(pipeline, str(config))
+        except FlightError as exc:
+            raise _fail(str(exc), 1) from None
+        typer.echo(f"canary run with {dict(pipeline.canary)}: {n} items")
 
 
 @app.command()

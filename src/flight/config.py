@@ -69,6 +69,11 @@ class PipelineConfig(BaseModel):
     imports: list[str] = []
     defaults: _PolicyOverrides | None = None
     context: dict[str, Any] | None = None
+    #: the columns the sources provide (name -> dtype): steps are checked against it
+    columns_schema: dict[str, str] | None = Field(default=None, alias="schema")
+    #: a sample context: a new version of the config runs on it before it replaces the
+    #: serving one (hot reload), and `flight validate` runs it too
+    canary: dict[str, Any] | None = None
     includes: list[Any] = Field(min_length=1)
     excludes: list[Any] = []
     steps: list[Any] = []
@@ -159,7 +164,7 @@ def pipeline_from_config(
         )
     assert cfg is not None
     try:
-        return Pipeline(
+        pipeline = Pipeline(
             cfg.name,
             cfg.item_type,
             includes=ops["includes"],  # type: ignore[arg-type]
@@ -172,9 +177,26 @@ def pipeline_from_config(
             ),
             imports=cfg.imports,
             context=context,
+            schema=cfg.columns_schema,
+            canary=cfg.canary,
         )
     except FlightError as exc:
         raise ConfigError(f"{where}: {label}: {exc}", [str(exc)]) from None
+    if cfg.columns_schema is not None:
+        from flight._columns import column_problems
+
+        found = column_problems(
+            cfg.item_type, cfg.columns_schema, pipeline.steps, pipeline.return_cols
+        )
+        if found:
+            header = f"{where}: {label}: "
+            if len(found) == 1:
+                raise ConfigError(header + found[0], found)
+            raise ConfigError(
+                header + f"{len(found)} problems:\n" + "\n".join(f"  - {p}" for p in found),
+                found,
+            )
+    return pipeline
 
 
 def _top_level_problem(err: Mapping[str, Any]) -> str:
@@ -366,6 +388,10 @@ def pipeline_to_config(pipeline: Pipeline) -> dict[str, Any]:
         out["defaults"] = defaults
     if pipeline.context is not None:
         out["context"] = {f.name: field_config(f) for f in pipeline.context}
+    if pipeline.schema is not None:
+        out["schema"] = dict(pipeline.schema)
+    if pipeline.canary is not None:
+        out["canary"] = dict(pipeline.canary)
     out["includes"] = [_entry(op) for op in pipeline.includes]
     if pipeline.excludes:
         out["excludes"] = [_entry(op) for op in pipeline.excludes]

@@ -40,8 +40,12 @@ class Pipeline:
     return_cols: tuple[str, ...] | None
     description: str
     _defaults: tuple[tuple[str, Any], ...]
-    imports: tuple[str, ...]
+    #: where the operators come from, not what the pipeline is: not compared, so that
+    #: ``from_config(p.to_config()) == p`` also for operators of a user's module
+    imports: tuple[str, ...] = dataclasses.field(compare=False)
     context: tuple[ContextField, ...] | None
+    schema: tuple[tuple[str, str], ...] | None
+    canary: tuple[tuple[str, Any], ...] | None
 
     def __init__(
         self,
@@ -56,6 +60,8 @@ class Pipeline:
         source_defaults: Mapping[str, Any] | None = None,
         imports: Iterable[str] = (),
         context: Mapping[str, Any] | Iterable[ContextField] | None = None,
+        schema: Mapping[str, str] | None = None,
+        canary: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise PipelineDefinitionError(f"a pipeline needs a name, got {name!r}")
@@ -81,6 +87,8 @@ class Pipeline:
         set_("_defaults", tuple(sorted(defaults.items())))
         set_("imports", tuple(imports))
         set_("context", _declared(name, context))
+        set_("schema", None if schema is None else tuple(dict(schema).items()))
+        set_("canary", None if canary is None else tuple(dict(canary).items()))
         if self.context is not None:
             declared = {f.name for f in self.context}
             undeclared = {k: v for k, v in self._required.items() if k not in declared}
@@ -106,6 +114,8 @@ class Pipeline:
             "source_defaults": self.source_defaults,
             "imports": self.imports,
             "context": self.context,
+            "schema": None if self.schema is None else dict(self.schema),
+            "canary": None if self.canary is None else dict(self.canary),
         }
         fields.update(changes)
         name = fields.pop("name")

@@ -267,3 +267,18 @@ def test_bad_config_never_half_runs() -> None:
     with pytest.raises(ConfigError):
         Pipeline.from_config(config)
     assert CALLS == []
+
+
+@pytest.mark.parametrize(
+    ("policy", "problem"),
+    [
+        ({"timeout": -1}, "greater than 0"),
+        ({"timeout": 0}, "greater than 0"),
+        ({"retries": 1000}, "less than or equal to 10"),
+        ({"backoff": -0.5}, "greater than or equal to 0"),
+    ],
+)
+def test_impossible_source_policies_are_refused(policy: dict[str, Any], problem: str) -> None:
+    bad = {**DECLARED, "defaults": policy}
+    with pytest.raises(ConfigError, match=problem):
+        Pipeline.from_config(bad)

@@ -508,9 +508,11 @@ class SourceOperator(Operator, abstract=True):
 
 class _PolicyOverrides(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    timeout: float | None = None
-    retries: int = pydantic.Field(default=0, ge=0)
-    backoff: float = pydantic.Field(default=0.0, ge=0)
+    #: a timeout is positive and at most an hour; retries at most 10 (each one is another
+    #: full attempt inside the request's budget)
+    timeout: float | None = pydantic.Field(default=None, gt=0, le=3600)
+    retries: int = pydantic.Field(default=0, ge=0, le=10)
+    backoff: float = pydantic.Field(default=0.0, ge=0, le=60)
     optional: bool = False
 
 

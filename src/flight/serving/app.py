@@ -674,6 +674,10 @@ def _when(seconds: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
+def _file_name(path: Path | None) -> str | None:
+    return None if path is None else path.name
+
+
 def _entry_summary(entry: PipelineEntry) -> dict[str, Any]:
     p = entry.pipeline
     return {
@@ -700,6 +704,7 @@ def _entry_detail(entry: PipelineEntry) -> dict[str, Any]:
             "version": entry.error_version,
             "at": _when(entry.error_at),
             "serving_instead": entry.version,
+            "file": _file_name(entry.error_source or entry.source),
         }
     )
     if p is not None:

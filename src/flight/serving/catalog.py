@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,9 @@ class PipelineEntry:
     error: str | None = None  # why the newest version of the file was rejected
     error_version: str | None = None
     error_at: float | None = None
+    #: the file whose rejection ``error`` is about, when not ``source`` (a second file
+    #: declaring the same name): shown here, at GET /pipelines/{name}, not only in the logs
+    error_source: Path | None = None
 
     @property
     def status(self) -> str:
@@ -171,6 +175,12 @@ class PipelineCatalog:
                 del entries[state.name]
                 changes.append(f"removed {state.name} ({path.name} was deleted)")
                 logger.info("stopped serving pipeline %r: %s was removed", state.name, path)
+            for name, entry in list(entries.items()):
+                if entry.error_source == path:  # the duplicate that was refused is gone
+                    entries[name] = dataclasses.replace(
+                        entry, error=None, error_version=None, error_at=None, error_source=None
+                    )
+                    changes.append(f"{path.name} no longer competes for {name}")
         for path in found:
             change = self._load_file(path, entries)
             if change:
@@ -203,6 +213,8 @@ class PipelineCatalog:
                     f"{path.name}: pipeline {name!r} is already served "
                     f"{f'from {holder.name}' if holder else 'from Python'}; give it another name"
                 )
+            if pipeline.canary is not None:
+                run_canary(pipeline, path.name)
         except Exception as exc:  # a config that fails in any way is rejected, never served
             target = previous or _declared_name(data, path)
             message = str(exc) if isinstance(exc, FlightError) else f"{path.name}: {exc!r}"
@@ -212,9 +224,13 @@ class PipelineCatalog:
                 entries[target] = PipelineEntry(
                     target, None, path, error=message, error_version=digest, error_at=now
                 )
-            elif current.source == path:
+            else:
                 entries[target] = dataclasses.replace(
-                    current, error=message, error_version=digest, error_at=now
+                    current,
+                    error=message,
+                    error_version=digest,
+                    error_at=now,
+                    error_source=None if current.source == path else path,
                 )
             self._count("rejected")
             logger.warning(
@@ -277,6 +293,33 @@ class PipelineCatalog:
                 await asyncio.to_thread(self.scan)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
+
+
+CANARY_SECONDS = 30.0
+
+
+def run_canary(pipeline: Pipeline, where: str) -> int:
+    """Run ``pipeline`` on its declared ``canary`` context (in a thread of its own, with its
+    own event loop, whatever thread calls it); raise :class:`ConfigError` when the run
+    fails, so that a version that would fail every request never replaces a good one.
+    Returns the number of items (an empty answer is not a failure)."""
+    context = dict(pipeline.canary or ())
+    pool = ThreadPoolExecutor(1, thread_name_prefix="flight-canary")
+    try:
+        result = pool.submit(asyncio.run, pipeline.execute(**context)).result(
+            timeout=CANARY_SECONDS
+        )
+    except FlightError as exc:
+        raise ConfigError(f"{where}: the canary run with {context} failed: {exc}") from None
+    except TimeoutError:
+        raise ConfigError(
+            f"{where}: the canary run with {context} took longer than {CANARY_SECONDS:g}s"
+        ) from None
+    finally:
+        pool.shutdown(wait=False)
+    if result.error is not None:
+        raise ConfigError(f"{where}: the canary run with {context} failed: {result.error}")
+    return len(result.items)
 
 
 def _owned(entries: dict[str, PipelineEntry], name: str, path: Path) -> bool:

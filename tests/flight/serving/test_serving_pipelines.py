@@ -242,6 +242,13 @@ def test_two_files_with_one_name_reject_the_second(tmp_path: Path) -> None:
     entry = catalog.entry("same")
     assert entry.source is not None and entry.source.name == "a.yaml"
     assert entry.pipeline is not None
+    # shown where people look (GET /pipelines/same), not only in the logs
+    assert entry.status == "rejected" and entry.error is not None
+    assert "already served from a.yaml" in entry.error
+    assert entry.error_source is not None and entry.error_source.name == "b.yaml"
+    (tmp_path / "b.yaml").unlink()  # the competing file gone: nothing to report any more
+    catalog.scan()
+    assert catalog.entry("same").status == "ok"
 
 
 def test_catalog_rescan_skips_unchanged_files(tmp_path: Path) -> None:
@@ -259,3 +266,77 @@ def test_catalog_rescan_skips_unchanged_files(tmp_path: Path) -> None:
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         flight.App("x", configs=tmp_path / "nope")
+
+
+def checked_config(name: str, *, sort_by: str, schema: bool, canary: bool) -> str:
+    body: dict[str, Any] = {
+        "name": name,
+        "item_type": "item",
+        "imports": ["flight_test_ops"],
+        "includes": [{"Items": {"ids": [1, 2, 3], "column": "score", "values": [1.0, 3.0, 2.0]}}],
+        "steps": [
+            {"WeightedScore": {"weights": {"score": 1.0}, "output": "total"}},
+            {"Sort": {"by": sort_by, "desc": True}},
+        ],
+    }
+    if schema:
+        body["schema"] = {"score": "float"}
+    if canary:
+        body["canary"] = {}
+    return yaml.safe_dump(body)
+
+
+def test_a_schema_catches_a_misspelt_column_before_anything_serves(tmp_path: Path) -> None:
+    from flight import ConfigError, Pipeline
+
+    good = yaml.safe_load(checked_config("ok", sort_by="total", schema=True, canary=False))
+    assert Pipeline.from_config(good).schema == (("score", "float"),)
+    assert Pipeline.from_config(Pipeline.from_config(good).to_config()) == Pipeline.from_config(
+        good
+    )
+    typo = yaml.safe_load(checked_config("typo", sort_by="scroe", schema=True, canary=False))
+    with pytest.raises(ConfigError, match=r"column 'scroe' is neither in the schema.*'score'\?"):
+        Pipeline.from_config(typo)
+    # without a schema it cannot be told before running: the canary is what catches it
+    assert Pipeline.from_config(
+        yaml.safe_load(checked_config("typo", sort_by="scroe", schema=False, canary=False))
+    )
+
+
+def test_hot_reload_runs_the_canary_and_keeps_the_good_version(
+    configs: Path, http: httpx.Client
+) -> None:
+    """Once, `Sort: {by: scroe}` passed validation, replaced the good version and made every
+    request a 500. With a canary context the new version runs once first, and is refused."""
+    write(
+        configs / "checked.yaml",
+        checked_config("checked", sort_by="total", schema=False, canary=True),
+    )
+    wait_for(lambda: http.get("/pipelines/checked").status_code == 200)
+    good = http.get("/pipelines/checked").json()["version"]
+    write(
+        configs / "checked.yaml",
+        checked_config("checked", sort_by="scroe", schema=False, canary=True),
+    )
+    wait_for(lambda: http.get("/pipelines/checked").json()["status"] == "rejected")
+    detail = http.get("/pipelines/checked").json()
+    assert "the canary run with {} failed" in detail["error"]["message"]
+    assert "scroe" in detail["error"]["message"]
+    assert detail["version"] == good  # the last good version keeps serving
+    answer = http.post("/pipelines/checked/execute", json={})
+    assert answer.status_code == 200 and answer.json()["item"] == [2, 3, 1]
+
+
+def test_flight_validate_runs_the_canary(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(checked_config("bad", sort_by="scroe", schema=False, canary=True))
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", "from flight.cli import main; main()", "validate", str(bad)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**__import__("os").environ, **env},
+    )  # fmt: skip
+    assert done.returncode == 1 and "the canary run with {} failed" in done.stderr
