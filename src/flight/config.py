@@ -34,6 +34,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -153,6 +154,8 @@ def pipeline_from_config(
                 op = _build_entry(role, i, entry, problems)
                 if op is not None:
                     ops[role].append(op)
+        if any("unknown operator" in p for p in problems):
+            problems.extend(_changed_since_import(imports, base_dir))
     label = f"pipeline {name!r}" if name else "pipeline"
     if problems:
         header = f"{where}: {label}: "
@@ -241,6 +244,8 @@ def _import_modules(modules: list[str], base_dir: Path | None) -> list[str]:
                     _import_file(module, base_dir)
                 else:
                     importlib.import_module(module)
+                name = Path(module).stem if _is_file_import(module) else module
+                _seen_at.setdefault(name, time.time())
             except Exception as exc:
                 where = f" (looked in {base_dir} and sys.path)" if base_dir else ""
                 if _is_file_import(module):
@@ -249,6 +254,30 @@ def _import_modules(modules: list[str], base_dir: Path | None) -> list[str]:
                     f"imports[{i}]: cannot import {module!r}{where}: {type(exc).__name__}: {exc}"
                 )
     return problems
+
+
+#: when this process first saw each module a config imports (already imported, or imported)
+_seen_at: dict[str, float] = {}
+
+
+def _changed_since_import(imports: Any, base_dir: Path | None) -> list[str]:
+    """An operator added to a module this process imported before is not in it until the
+    process restarts: say so, rather than only "unknown operator"."""
+    notes = []
+    for entry in imports if isinstance(imports, list) else []:
+        name = Path(entry).stem if _is_file_import(str(entry)) else str(entry)
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        seen = _seen_at.get(name)
+        if path is None or seen is None:
+            continue
+        with suppress(OSError):
+            if Path(path).stat().st_mtime > seen:
+                notes.append(
+                    f"imports: {Path(path).name} changed after this process imported it, and a "
+                    f"module is imported once per process: restart it to load new operators"
+                )
+    return notes
 
 
 def _is_file_import(entry: str) -> bool:

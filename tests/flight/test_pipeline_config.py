@@ -282,3 +282,31 @@ def test_impossible_source_policies_are_refused(policy: dict[str, Any], problem:
     bad = {**DECLARED, "defaults": policy}
     with pytest.raises(ConfigError, match=problem):
         Pipeline.from_config(bad)
+
+
+def test_an_operator_added_to_an_imported_module_says_restart(tmp_path: Path) -> None:
+    import os
+    import time
+
+    module = tmp_path / "late_ops_module.py"
+    module.write_text(
+        "import flight.operators as fo\n\n"
+        "class LateA(fo.SourceOperator):\n"
+        "    async def __call__(self, **ctx):\n"
+        "        return fo.Source([1])\n"
+    )
+    first = {
+        "name": "a",
+        "item_type": "item",
+        "imports": [str(module)],
+        "includes": [{"LateA": {}}],
+    }
+    assert Pipeline.from_config(first).name == "a"
+    module.write_text(module.read_text().replace("LateA", "LateB"))
+    later = time.time() + 5
+    os.utime(module, (later, later))
+    second = {**first, "includes": [{"LateB": {}}]}
+    with pytest.raises(ConfigError, match=r"unknown operator 'LateB'") as info:
+        Pipeline.from_config(second)
+    assert "late_ops_module.py changed after this process imported it" in str(info.value)
+    assert "restart it" in str(info.value)
