@@ -271,6 +271,16 @@ def serve(
             "explorer (sets FLIGHT_DEBUG=1). Off by default.",
         ),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Worker processes sharing the port (each loads the app): CPU-heavy pipelines "
+            "use more than one core.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve a flight.App (MODULE:APP) or a directory of pipeline configs over HTTP."""
     from flight.serving.server import TargetError, load_target
@@ -295,7 +305,18 @@ def serve(
 
             assert configs is not None
             served = App(configs.resolve().name or "flight", configs=configs, budget_ms=budget_ms)
-        run_server(served, host=host, port=port, log_level=log_level, tracing_exporter=tracing)
+        if workers > 1:  # each worker process builds the app again, as checked here
+            from flight.serving._worker import describe
+
+            os.environ.update(describe(target, app_dir, configs, budget_ms))
+        run_server(
+            served,
+            host=host,
+            port=port,
+            log_level=log_level,
+            tracing_exporter=tracing,
+            workers=workers,
+        )
     except (TargetError, FileNotFoundError, ValueError, FlightError) as exc:
         level = (log_level or os.environ.get("FLIGHT_LOG_LEVEL") or "").lower()
         if level == "debug" and exc.__cause__ is not None:  # the import's own traceback

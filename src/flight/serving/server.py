@@ -192,8 +192,12 @@ def serve(
     port: int | None = None,
     log_level: str | None = None,
     tracing_exporter: str | None = None,
+    workers: int = 1,
 ) -> None:
-    """Serve ``app`` (a ``flight.App`` or any ASGI app) until interrupted."""
+    """Serve ``app`` (a ``flight.App`` or any ASGI app) until interrupted. With ``workers``
+    > 1, that many processes share the port, each building the app again from the
+    ``FLIGHT_SERVE_*`` environment that ``flight serve --workers`` sets (see
+    :mod:`flight.serving._worker`)."""
     import uvicorn
 
     chosen_host, chosen_port = resolve_address(host, port)
@@ -213,8 +217,15 @@ def serve(
         flush=True,
     )
     _flush_logs_on_sigterm()
+    if workers > 1:
+        os.environ["FLIGHT_LOG_LEVEL"] = level
+        if tracing_exporter:
+            os.environ["FLIGHT_TRACING"] = tracing_exporter
+        print(f"flight: {workers} worker processes", file=sys.stderr, flush=True)
     uvicorn.run(
-        app,
+        app if workers == 1 else "flight.serving._worker:make_app",
+        factory=workers > 1,
+        workers=workers if workers > 1 else None,
         host=chosen_host,
         port=chosen_port,
         log_config=None,

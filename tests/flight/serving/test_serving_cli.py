@@ -197,3 +197,30 @@ def test_load_target_finds_apps_by_module_or_file(project: Path) -> None:
     assert app.name == "cli-test"
     with pytest.raises(TargetError, match="no such file"):
         load_target("missing.py:app", project)
+
+
+def test_serve_with_workers_spreads_requests_over_processes(
+    run: type[Served], project: Path
+) -> None:
+    """`--workers 2`: two processes share the port (a CPU-heavy pipeline can use two cores),
+    each serving the same app."""
+    (project / "pid_app.py").write_text(
+        "import os\nimport flight\napp = flight.App('pids')\n\n"
+        "@app.endpoint('/pid')\nasync def pid() -> dict:\n    return {'pid': os.getpid()}\n"
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    served = run([FLIGHT, "serve", "pid_app:app", "--workers", "2", "--port", str(port)])  # type: ignore[call-arg]
+    url = f"http://127.0.0.1:{port}"
+    pids: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(pids) < 2 and time.monotonic() < deadline:
+        try:
+            with httpx.Client(timeout=5) as http:  # a new connection each time
+                pids.add(http.get(url + "/pid").json()["pid"])
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    assert len(pids) == 2, "".join(served.lines[-20:])
+    assert served.proc.pid not in pids  # the parent only supervises
+    assert any("2 worker processes" in line for line in served.lines)
