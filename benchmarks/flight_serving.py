@@ -204,6 +204,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--users", type=int, default=200, help="requests rotate over users 1..N")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes of both servers (with more than 1, only hand-written vs flight)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (scripts/setup installs it: apt-get install wrk)")
@@ -237,11 +243,18 @@ def main() -> None:
                 "uvloop",
                 "--http",
                 "httptools",
+                "--workers",
+                str(args.workers),
             ],
             REPO / "benchmarks",
             {"PYTHONPATH": python_path},
         ),
-        Server("flight", [str(BIN / "flight"), "serve", "movielens_app:app"], EXAMPLE, flight_env),
+        Server(
+            "flight",
+            [str(BIN / "flight"), "serve", "movielens_app:app", "--workers", str(args.workers)],
+            EXAMPLE,
+            flight_env,
+        ),
         Server(
             "flight+logs",
             [str(BIN / "flight"), "serve", "movielens_app:app"],
@@ -265,6 +278,8 @@ def main() -> None:
             {"FLIGHT_TRACING": "none", "FLIGHT_LOG_LEVEL": "warning"},
         ),
     ]
+    if args.workers > 1:  # the two that answer the question; the variants are for 1 worker
+        servers = servers[:2]
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(LUA % {"users": args.users})
     results: dict[str, list[Figures]] = {s.name: [] for s in servers}
@@ -295,12 +310,19 @@ def main() -> None:
             s.stop()
         script.unlink(missing_ok=True)
     base = statistics.mean(f.rps for f in results["hand-written"])
-    print(f"\n{'server':<20} {'mean req/s':>10} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8}")
+    cores = min(args.workers, os.cpu_count() or 1)
+    print(
+        f"\n{'server':<20} {'mean req/s':>10} {'per core':>9} {'ratio':>6} {'p50 ms':>8} "
+        f"{'p99 ms':>8}   ({args.workers} worker(s), {cores} core(s) busy)"
+    )
     for name, figures in results.items():
         rps = statistics.mean(f.rps for f in figures)
         p50 = statistics.median(f.p50_ms for f in figures)
         p99 = statistics.median(f.p99_ms for f in figures)
-        print(f"{name:<20} {rps:>10.1f} {rps / base:>6.2f} {p50:>8.2f} {p99:>8.2f}")
+        print(
+            f"{name:<20} {rps:>10.1f} {rps / cores:>9.1f} {rps / base:>6.2f} {p50:>8.2f} "
+            f"{p99:>8.2f}"
+        )
     ratio = statistics.mean(f.rps for f in results["flight"]) / base
     print(f"\nflight (tracing + metrics on) / hand-written throughput: {ratio:.2f} (goal >= 0.90)")
     print(

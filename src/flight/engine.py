@@ -401,7 +401,10 @@ class Engine:
         key = pipeline.item_type
         _check_id_types(pipeline, includes, excludes)
         present = [d for d in includes if d is not None]
-        interner, codes = Interner.for_run(key, [d.keys for d in present])
+        ex = [d for d in excludes if d is not None]
+        # one factorize over includes and excludes: the excludes' codes come with it
+        interner, coded = Interner.for_run(key, [d.keys for d in present + ex])
+        codes, ex_coded = coded[: len(present)], coded[len(present) :]
         size = interner.size
         allc = codes[0] if len(codes) == 1 else np.concatenate(codes) if codes else _EMPTY
         n_all = len(allc)
@@ -410,12 +413,10 @@ class Engine:
         first[allc[::-1]] = positions[::-1]
         keep = first[allc] == positions
         n_union = int(np.count_nonzero(keep))
-        ex = [d for d in excludes if d is not None]
         if ex:
             excluded = np.zeros(size, dtype=bool)
-            for d in ex:
-                ex_codes = interner.lookup(d.keys)
-                excluded[ex_codes[ex_codes >= 0]] = True
+            for ex_codes in ex_coded:
+                excluded[ex_codes] = True
             keep &= ~excluded[allc]
         base_codes = allc[keep]
         n = len(base_codes)
