@@ -45,6 +45,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from flight._context import ContextField, context_fields, field_config
+from flight._limits import MAX_CONFIG_BYTES, TooDeep, TooManyAliases, load_json, load_yaml
 from flight.errors import ConfigError, FlightError, OperatorArgumentError
 from flight.operators.base import (
     POLICY_FIELDS,
@@ -92,13 +93,21 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Parse a YAML or JSON file into a dict, with file:line in any syntax error."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{p}: a config of {size} bytes is above the limit of {MAX_CONFIG_BYTES} bytes; "
+                f"a pipeline config is a few kB"
+            )
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such config file") from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config: {exc.strerror or exc}") from None
     try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = load_json(text) if p.suffix.lower() == ".json" else load_yaml(text)
+    except (TooManyAliases, TooDeep) as exc:
+        raise ConfigError(f"{p}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{p}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
     except yaml.YAMLError as exc:

@@ -10,7 +10,6 @@ the parameter and where it came from.
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import re
 import types
@@ -22,6 +21,7 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
+from flight._limits import load_json
 from flight.errors import EndpointDefinitionError
 
 __all__ = ["RESERVED", "Invalid", "Problem", "Signature", "parse_budget", "parse_debug"]
@@ -167,7 +167,7 @@ class Signature:
             data: Any = {}
         else:
             try:
-                data = json.loads(body)
+                data = load_json(body)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise Invalid(
                     [Problem("body", "body", f"is not valid JSON: {exc}")],

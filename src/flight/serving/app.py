@@ -50,6 +50,7 @@ from flight import http as flight_http
 from flight import metrics as flight_metrics
 from flight import tracing
 from flight._context import field_config
+from flight._limits import load_json
 from flight.deadline import _debug_scope, deadline
 from flight.engine import Engine
 from flight.errors import EndpointDefinitionError, ExecuteError, FlightError, UnknownPipelineError
@@ -90,6 +91,12 @@ class _Call:
 
 
 DEBUG_TOKEN_HEADER = "Flight-Debug-Token"
+#: request bodies above this are refused (413) before they are read whole
+MAX_BODY_BYTES = 1 << 20
+
+
+class BodyTooLarge(Exception):
+    """A request body above the app's ``max_body_bytes`` (answered 413, never read whole)."""
 
 
 class DebugRefused(Exception):
@@ -159,6 +166,8 @@ class App:
             )
         self._explorer = self.debug if explorer is None else explorer
         self.request_log = self._request_log(request_log, request_log_rate)
+        cap = self._env.get("FLIGHT_MAX_BODY_BYTES", "").strip()
+        self.max_body_bytes = int(cap) if cap.isdigit() else MAX_BODY_BYTES
         self._startup: list[Callable[[], Any]] = []
         self._shutdown: list[Callable[[], Any]] = []
         self._ready = False
@@ -351,6 +360,8 @@ class App:
             return _invalid(request, exc)
         except DebugRefused as exc:
             return error_response(403, str(exc))
+        except BodyTooLarge as exc:
+            return error_response(413, str(exc))
         except UnknownPipelineError as exc:
             return error_response(404, str(exc))
         limit = None if call.budget is None else call.budget + min(1.0, max(0.05, call.budget))
@@ -400,7 +411,7 @@ class App:
                 raw, options = signature.from_query(request.query_params, request.path_params)
                 kwargs = signature.validate(raw, "query")
             else:
-                body = await request.body()
+                body = await self._body(request)
                 raw, options = signature.from_body(body, request.query_params, request.path_params)
                 kwargs = signature.validate(raw, "body")
             debug, budget = self._options(request, options)
@@ -450,6 +461,28 @@ class App:
         log = RequestLog(path, rate, version_of=version_of)
         add_hook(log)
         return log
+
+    async def _body(self, request: Request) -> bytes:
+        """The request body, read up to ``max_body_bytes`` (``$FLIGHT_MAX_BODY_BYTES``, 1 MiB):
+        a larger one is refused by its Content-Length, or as soon as it passes the limit."""
+        limit = self.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge(
+                f"the body is {declared} bytes, above this service's limit of {limit} bytes "
+                f"(FLIGHT_MAX_BODY_BYTES); a context is a small JSON object"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(
+                    f"the body is above this service's limit of {limit} bytes "
+                    f"(FLIGHT_MAX_BODY_BYTES); a context is a small JSON object"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _check_debug(self, request: Request) -> None:
         if self.debug:
@@ -563,7 +596,7 @@ class App:
             raise UnknownPipelineError(
                 f"pipeline {name!r} has no valid version to serve: {entry.error}"
             )
-        body = await request.body()
+        body = await self._body(request)
         try:
             context: Any = _json_object(body)
         except ValueError as exc:
@@ -645,12 +678,10 @@ async def _call_maybe_sync(fn: Callable[[], Any]) -> None:
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
-    import json
-
     if not body.strip():
         return {}
     try:
-        data = json.loads(body)
+        data = load_json(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"is not valid JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from flight._limits import MAX_CONFIG_BYTES, load_yaml
 from flight.errors import (
     ConfigError,
     FlightError,
@@ -330,8 +331,8 @@ def _owned(entries: dict[str, PipelineEntry], name: str, path: Path) -> bool:
 def _declared_name(data: bytes, path: Path) -> str:
     """The ``name`` a (possibly invalid) config declares, or the file's stem."""
     try:
-        parsed: Any = yaml.safe_load(data)  # JSON is YAML too
-    except yaml.YAMLError:
+        parsed: Any = load_yaml(data[:MAX_CONFIG_BYTES])  # JSON is YAML too
+    except (yaml.YAMLError, ValueError):
         return path.stem
     name = parsed.get("name") if isinstance(parsed, dict) else None
     return name if isinstance(name, str) and name.strip() else path.stem

@@ -103,3 +103,37 @@ def test_a_slow_step_blocks_neither_health_checks_nor_the_budget(serve: Serve) -
         f"{url}/pipelines/slow/execute", params={"budget_ms": 200}, json={}, timeout=30
     )
     assert late.status_code == 504, late.text
+
+
+def test_bodies_and_configs_are_bounded(serve: Serve, tmp_path: Any) -> None:
+    """A 100k-deep JSON body got a 500, and a YAML alias bomb in a config folder took the
+    server to 4.6 GB: both are refused with a clear 4xx / config error now."""
+    from flight import ConfigError
+    from flight.config import load_config_file
+
+    app = make_app(env={"FLIGHT_MAX_BODY_BYTES": "65536"})
+    url = serve(app).url
+    deep = b"[" * 100_000 + b"]" * 100_000
+    answer = httpx.post(
+        f"{url}/pipelines/listed/execute",
+        content=b'{"a": ' + deep[:60_000] + b"}",
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 422 and "nested too deeply" in answer.text
+    big = httpx.post(f"{url}/pipelines/listed/execute", content=b"x" * 100_000)
+    assert big.status_code == 413 and "FLIGHT_MAX_BODY_BYTES" in big.json()["error"]
+    assert httpx.post(f"{url}/pipelines/listed/execute", json={}).status_code == 200
+
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["name: bomb", "item_type: item", 'a: &a ["lol","lol","lol","lol","lol","lol"]']
+    prev = "a"
+    for level in "bcdefghi":
+        lines.append(f"{level}: &{level} [{', '.join(['*' + prev] * 9)}]")
+        prev = level
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"aliases .*expand to more than"):
+        load_config_file(bomb)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("name: huge\n# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(ConfigError, match="above the limit"):
+        load_config_file(huge)
