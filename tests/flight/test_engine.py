@@ -583,3 +583,17 @@ async def test_a_hanging_sync_source_never_starves_another_sources_threads() -> 
         assert "still busy" in last or "timed out" in last or "did not answer" in last
     finally:
         release.set()
+
+
+async def test_no_per_process_state_grows_with_the_ids_seen() -> None:
+    """Per-request cost once grew with every id the process had seen (a process-wide
+    interner). Ids are now coded per run: nothing is kept between runs."""
+    from flight import _interning
+
+    pipeline = Pipeline("fresh", item_type="item", includes=[_AnyIds(ids=[0])])
+    for start in range(0, 50_000, 5_000):
+        ids = list(range(10**9 + start, 10**9 + start + 5_000))
+        result = await Pipeline("fresh", item_type="item", includes=[_AnyIds(ids=ids)]).execute()
+        assert len(result.items) == 5_000
+    assert (await pipeline.execute()).items["item"].tolist() == [0]
+    assert _interning._interners == {}  # no process-wide interner was filled

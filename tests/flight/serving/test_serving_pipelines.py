@@ -327,6 +327,18 @@ def test_hot_reload_runs_the_canary_and_keeps_the_good_version(
     assert answer.status_code == 200 and answer.json()["item"] == [2, 3, 1]
 
 
+def test_a_context_key_the_config_does_not_declare_is_a_422(
+    configs: Path, http: httpx.Client
+) -> None:
+    body = yaml.safe_load(checked_config("typed", sort_by="total", schema=False, canary=False))
+    body["context"] = {"client_id": "int"}
+    write(configs / "typed.yaml", yaml.safe_dump(body))
+    wait_for(lambda: http.get("/pipelines/typed").status_code == 200)
+    answer = http.post("/pipelines/typed/execute", json={"clinet_id": 8})
+    assert answer.status_code == 422, answer.text
+    assert "clinet_id" in answer.text and "did you mean 'client_id'" in answer.text
+
+
 def test_flight_validate_runs_the_canary(tmp_path: Path) -> None:
     import subprocess
     import sys
