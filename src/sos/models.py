@@ -271,8 +271,12 @@ class Artifact(_Model):
 
 
 class EnvVar(_Model):
-    id: str = Field(description="Variable name, e.g. LOG_LEVEL")
-    value: str = ""
+    id: str = Field(description="Variable name, e.g. LOG_LEVEL", max_length=256)
+    value: str = Field(
+        default="",
+        max_length=32768,
+        description="At most 32 KiB: configuration, not data (put files in the artifact)",
+    )
 
     @field_validator("id")
     @classmethod
@@ -400,7 +404,7 @@ class RevisionSpec(_Model):
     """What a user asks for in a revision. Immutable once created."""
 
     artifact: Artifact
-    env_vars: list[EnvVar] = Field(default_factory=list)
+    env_vars: list[EnvVar] = Field(default_factory=list, max_length=200)
     resources: Resources = Field(default_factory=Resources)
     health_check: HealthCheck = Field(default_factory=HealthCheck)
     gunicorn_config: GunicornConfig = Field(default_factory=GunicornConfig)

@@ -28,6 +28,7 @@ from sos.runtime.base import Backend
 from sos.server.backends import DEFAULT_BACKEND, ArtifactPath, BackendContext, create_backend
 from sos.server.core import ArtifactResolver, ControlPlane
 from sos.server.errors import install_error_handlers
+from sos.server.guard import RequestGuard, max_request_bytes
 from sos.store import Store
 
 __all__ = ["API_PREFIX", "ROUTER_MODULES", "AdminToken", "ServerState", "create_app"]
@@ -186,4 +187,10 @@ def create_app(
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(ui.router)  # the web UI at /ui/ (and / redirects there)
+    # outermost: no body is read before its token is checked, and none is unbounded
+    app.add_middleware(
+        RequestGuard,
+        token_ok=lambda secret: state.store.token_for_secret(secret) is not None,
+        max_bytes=max_request_bytes(),
+    )
     return app

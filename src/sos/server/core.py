@@ -118,7 +118,9 @@ class ControlPlane:
                     ) from None
                 try:
                     created = self.store.create_service(spec, actor=token.name)
-                except ConflictError:
+                except ConflictError as exc:
+                    if (exc.details or {}).get("taken_by"):
+                        raise  # the name is another service's tag address: not a race
                     if create_only:
                         raise _already_exists(name) from None
                     continue  # created by someone else meanwhile: apply as an update

@@ -143,6 +143,17 @@ def _load_route(data: Any, resource_version: int | None) -> TrafficRoute | None:
     return TrafficRoute.model_validate({**data, "resource_version": resource_version})
 
 
+def _tags(data: Any) -> set[str]:
+    """The tags of a stored route (JSON), without validating it."""
+    if not isinstance(data, dict):
+        return set()
+    return {str(r["tag"]) for r in data.get("routes", []) if isinstance(r, dict) and r.get("tag")}
+
+
+def _route_tags(route: TrafficRoute | None) -> set[str]:
+    return {r.tag for r in route.routes if r.tag} if route is not None else set()
+
+
 def route_summary(route: TrafficRoute | None) -> str:
     """``00003=90 00002=10@old``: a route as people read it."""
     if route is None:
@@ -279,6 +290,7 @@ class Store:
         now = self.clock()
         try:
             with self.write() as conn:
+                self._refuse_name_of_a_tag_host(conn, spec.name)
                 conn.execute(
                     insert(t.services).values(
                         name=spec.name,
@@ -306,6 +318,45 @@ class Store:
             raise ConflictError(
                 f"service {spec.name!r} already exists", details={"service": spec.name}
             ) from None
+
+    # ---- hostnames belong to their service's team: {tag}-{service} never names a service
+
+    def _refuse_name_of_a_tag_host(self, conn: Connection, name: str) -> None:
+        """A new service may not be named like another service's tag address: with tag
+        ``canary`` on service ``victim``, a service ``canary-victim`` would take its host."""
+        for i, char in enumerate(name):
+            if char != "-":
+                continue
+            tag, owner = name[:i], name[i + 1 :]
+            row = conn.execute(
+                select(
+                    t.services.c.team, t.services.c.traffic, t.services.c.previous_traffic
+                ).where(t.services.c.name == owner)
+            ).first()
+            if row is None:
+                continue
+            tags = _tags(row.traffic) | _tags(row.previous_traffic)
+            if tag in tags:
+                raise ConflictError(
+                    f"service name {name!r} is the address of tag {tag!r} of service {owner!r} "
+                    f"(team {row.team}): {name}.<domain> already routes there; pick another name",
+                    details={"service": name, "taken_by": owner, "tag": tag},
+                )
+
+    def _refuse_tags_naming_a_service(
+        self, conn: Connection, name: str, routes: list[TrafficRoute | None]
+    ) -> None:
+        """A tag may not give this service the address of an existing service."""
+        tags = set().union(*(_route_tags(r) for r in routes))
+        for tag in sorted(tags):
+            host = f"{tag}-{name}"
+            row = conn.execute(select(t.services.c.team).where(t.services.c.name == host)).first()
+            if row is not None:
+                raise ConflictError(
+                    f"tag {tag!r} would give service {name!r} the address {host}, which is "
+                    f"service {host!r} (team {row.team}); pick another tag",
+                    details={"service": name, "tag": tag, "taken_by": host},
+                )
 
     def _locked(
         self, conn: Connection, name: str, expected_version: int | None, check: Check | None
@@ -522,6 +573,7 @@ class Store:
         """Replace the traffic route; the old one becomes what a rollback returns to."""
         with self.write() as conn:
             row, expected_version = self._locked(conn, name, expected_version, check)
+            self._refuse_tags_naming_a_service(conn, name, [route])
             before = _load_route(row.traffic, None)
             new = _dump_route(route)
             self._swap(
@@ -555,6 +607,9 @@ class Store:
                     f"set one with `sos traffic {name} REVISION=PERCENT ...`",
                     details={"service": name},
                 )
+            self._refuse_tags_naming_a_service(
+                conn, name, [_load_route(row.previous_traffic, None)]
+            )
             self._swap(
                 conn,
                 name,

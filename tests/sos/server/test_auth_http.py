@@ -4,7 +4,7 @@ read-only token, admins only for tokens, hashed storage."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -124,3 +124,75 @@ def test_admin_token_from_env_is_accepted(sos_server: Callable[..., RunningServe
     with Client(server.url, env_token) as client:
         assert client.whoami().role == "admin"
     assert not (server.state.settings.data_dir / "admin-token").exists()
+
+
+def _raw_post(url: str, head: bytes, body_chunks: list[bytes]) -> tuple[int, bytes]:
+    """A POST over a raw socket, body sent chunk by chunk (stops once the server answers)."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=30) as sock:
+        sock.sendall(head)
+        try:
+            for chunk in body_chunks:
+                sock.sendall(chunk)
+        except OSError:
+            pass  # the server answered and closed before the rest: what we want to see
+        data = b""
+        while b"\r\n\r\n" not in data:
+            got = sock.recv(65536)
+            if not got:
+                break
+            data += got
+    status = int(data.split(b" ", 2)[1]) if data else 0
+    return status, data
+
+
+def test_a_body_is_not_read_before_the_token_is_checked(server: RunningServer) -> None:
+    """A 300 MiB JSON body to an unauthenticated request was once read and parsed before the
+    401. Now the answer comes from the headers alone: the body is never sent here."""
+    declared = 300 * 2**20
+    head = (
+        f"POST /api/v1/services/x/revisions HTTP/1.1\r\nHost: sos\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    ).encode()
+    status, answer = _raw_post(server.url, head, [])
+    assert status == 401 and b"no token" in answer
+    bad = head.replace(b"Host: sos\r\n", b"Host: sos\r\nAuthorization: Bearer nope\r\n")
+    status, answer = _raw_post(server.url, bad, [])
+    assert status == 401 and b"does not know this token" in answer
+
+
+def test_api_bodies_are_capped_even_for_admins(server: RunningServer) -> None:
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    big = httpx.put(
+        f"{server.url}/api/v1/services/capped",
+        content=b"{" + b" " * (2 * 2**20) + b"}",
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert big.status_code == 413
+    assert "SOS_MAX_REQUEST_BYTES" in big.json()["error"]["message"]
+
+    def chunks() -> Any:  # no Content-Length: chunked, cut off once past the cap
+        for _ in range(40):
+            yield b" " * 65536
+
+    chunked = httpx.put(
+        f"{server.url}/api/v1/services/capped",
+        content=chunks(),
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert chunked.status_code == 413
+    small = httpx.put(
+        f"{server.url}/api/v1/services/capped",
+        json={"name": "capped", "team": "recs"},
+        headers=headers,
+    )
+    assert small.status_code in (200, 201), small.text
+    huge_env = Revision(artifact=Artifact(name="a", version="1")).model_dump(mode="json")
+    huge_env["env_vars"] = [{"id": "BLOB", "value": "x" * 40_000}]
+    refused = httpx.post(
+        f"{server.url}/api/v1/services/capped/revisions", json=huge_env, headers=headers
+    )
+    assert refused.status_code == 422 and "32768" in refused.text

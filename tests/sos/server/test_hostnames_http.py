@@ -1,0 +1,47 @@
+"""Hostnames belong to their service's team: a service may not be named like another
+service's tag address ({tag}-{service}), and a tag may not give a service the address of an
+existing one, whichever comes first, over real HTTP, with the conflict named."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from sos import Artifact, ConflictError, Revision, Service
+
+if TYPE_CHECKING:
+    from tests.sos.conftest import RunningServer
+
+REV = Revision(artifact=Artifact(name="a", version="1"))
+
+
+def test_a_service_named_like_another_teams_tag_address_is_refused(
+    server: RunningServer,
+) -> None:
+    with server.client(server.token("b-writer", team="team-b")) as victim:
+        victim.apply(Service(name="victim", team="team-b"))
+        victim.create_revision("victim", REV)
+        victim.create_revision("victim", REV)
+        victim.set_traffic("victim", {1: 100})
+        route = victim.get_traffic("victim").model_dump()
+        route["routes"].append({"revision": "victim-00002", "percent": 0, "tag": "canary"})
+        victim.set_traffic("victim", type(victim.get_traffic("victim")).model_validate(route))
+    with server.client(server.token("a-writer", team="team-a")) as attacker:
+        with pytest.raises(ConflictError, match=r"address of tag 'canary' of service 'victim'"):
+            attacker.apply(Service(name="canary-victim", team="team-a"))
+        assert "canary-victim" not in [s.name for s in attacker.list_services()]
+        attacker.apply(Service(name="stable-victim", team="team-a"))  # no such tag
+
+
+def test_a_tag_naming_an_existing_service_is_refused(server: RunningServer) -> None:
+    with server.client() as admin:
+        admin.apply(Service(name="canary-shop", team="team-a"))
+        admin.apply(Service(name="shop", team="team-b"))
+        admin.create_revision("shop", REV)
+        admin.set_traffic("shop", {1: 100})
+        route = admin.get_traffic("shop").model_dump()
+        route["routes"][0]["tag"] = "canary"
+        with pytest.raises(ConflictError, match=r"tag 'canary' would give service 'shop'"):
+            admin.set_traffic("shop", type(admin.get_traffic("shop")).model_validate(route))
+        assert all(r.tag is None for r in admin.get_traffic("shop").routes)  # unchanged
