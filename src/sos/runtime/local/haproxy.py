@@ -249,7 +249,7 @@ def render_config(
         '  log-format "%[var(txn.route)] %s %ST %Ta %tsc"',
         "  timeout connect 5s",
         f"  timeout client {timeout}ms",
-        f"  timeout http-request {timeout}ms",
+        "  timeout http-request 10s",  # a request's headers arrive in 10 s or it is cut off
         f"  timeout http-keep-alive {timeout}ms",
         f"  timeout server {timeout}ms",
         "  timeout tunnel 1h",

@@ -51,6 +51,12 @@ log = logging.getLogger(__name__)
 UPSTREAM_IDLE_SECONDS = 1.0
 MAX_IDLE_PER_ENDPOINT = 64
 MAX_REQUEST_BODY = 64 * 2**20
+#: the request line and headers together: above it, 431 (nginx's default is 8-32 KiB)
+MAX_REQUEST_HEAD = 64 * 2**10
+#: a request's head must arrive within this once it started (a slow client is cut off: 408)
+HEADER_TIMEOUT = 10.0
+#: a keep-alive connection without a request for this long is closed
+IDLE_TIMEOUT = 75.0
 _HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -277,6 +283,7 @@ class Router:
             now = self.clock()
             for conn in list(self._connections):
                 conn.check_timeout(now, self.request_timeout)
+                conn.check_idle(now)
 
     async def activator(self, key: ActivatorKey) -> int:
         """The port of a listener whose requests all go to revision ``key[1]`` of service
@@ -544,6 +551,12 @@ class _ClientConnection(asyncio.Protocol):
         self._fast = False
         self._revision_b = b""
         self._out: list[bytes] = []
+        self._head_size = 0
+        self._head_bytes = 0
+        self._head_too_large = False
+        self._in_head = False
+        self._head_started = 0.0
+        self._last_active = router.clock()
 
     # ---- asyncio.Protocol
 
@@ -579,6 +592,18 @@ class _ClientConnection(asyncio.Protocol):
             return
         self._fail(504, f"instance {instance} did not answer within {limit:g}s")
 
+    def check_idle(self, now: float) -> None:
+        """Close a connection whose request head takes longer than :data:`HEADER_TIMEOUT`
+        (408) or that has sent nothing for :data:`IDLE_TIMEOUT` between requests."""
+        if self.closed or self.current is not None or self.queue:
+            return
+        if self._in_head and now - self._head_started > HEADER_TIMEOUT:
+            self._error_and_close(
+                408, f"the request's headers did not arrive within {HEADER_TIMEOUT:g}s"
+            )
+        elif not self._in_head and now - self._last_active > IDLE_TIMEOUT:
+            self.close()
+
     def pause_writing(self) -> None:
         self.paused = True
         if self.upstream is not None:
@@ -594,16 +619,37 @@ class _ClientConnection(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        self._last_active = self.router.clock()
+        if not self._in_head and self.current is None and not self.queue:
+            self._in_head, self._head_started = True, self._last_active
+            self._head_bytes = 0
+        if self._in_head:  # counted before the parser buffers a huge header in memory
+            end = data.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else end
+            if self._head_bytes > MAX_REQUEST_HEAD:
+                self._error_and_close(
+                    431,
+                    f"the request line and headers are above {MAX_REQUEST_HEAD // 1024} KiB",
+                )
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._error_and_close(501, "protocol upgrades (WebSocket) are not supported yet")
         except httptools.HttpParserError as exc:
-            self._error_and_close(400, f"malformed HTTP request: {exc}")
+            if self._head_too_large:
+                self._error_and_close(
+                    431,
+                    f"the request line and headers are above {MAX_REQUEST_HEAD // 1024} KiB",
+                )
+            else:
+                self._error_and_close(400, f"malformed HTTP request: {exc}")
 
     # ---- httptools callbacks
 
     def on_message_begin(self) -> None:
+        self._head_size = 0
+        self._in_head, self._head_started = True, self.router.clock()
         self._url = b""
         self._head = []
         self._forwarded_for = b"127.0.0.1"
@@ -615,8 +661,19 @@ class _ClientConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._count_head(len(url))
+
+    def _count_head(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > MAX_REQUEST_HEAD:
+            self._head_too_large = True
+            raise httptools.HttpParserError("request head too large")
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
         lower = name.lower()
         if lower == b"host":
             self._host = value

@@ -422,3 +422,45 @@ def test_a_router_port_in_use_is_a_clear_error(kind: type[Ingress]) -> None:
         router = kind(port=taken.getsockname()[1])
         with pytest.raises(BackendError, match=r"the port is in use .* --router-port"):
             router.bind()
+
+
+async def _raw(port: int, data: bytes, read_timeout: float = 30.0) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(65536), read_timeout)
+    except (ConnectionError, OSError):
+        return b""
+    finally:
+        writer.close()
+
+
+async def test_huge_headers_are_refused_and_not_buffered(router: Ingress) -> None:
+    """4 connections x 128 MiB of headers once grew the server (also the control plane) by
+    500 MiB. A head above the limit is answered 431 (HAProxy: 400) and the connection ends."""
+    await route(router, table({"shop": {"shop-00001": 100}}, {}))
+    huge = b"GET / HTTP/1.1\r\nHost: shop.localhost\r\nX-Big: " + b"a" * (2 * 2**20) + b"\r\n\r\n"
+    answer = await _raw(router.port, huge)
+    if isinstance(router, HAProxyRouter):  # its buffer is 16 KiB: "400 Bad request"
+        assert answer.startswith(b"HTTP/1.1 400") or answer == b""
+    else:
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    ok = await _raw(router.port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert ok.startswith(b"HTTP/1.1 200")  # and it still serves
+
+
+async def test_a_request_whose_headers_never_finish_is_cut_off(start_router: StartRouter) -> None:
+    router = await start_router()
+    if isinstance(router, HAProxyRouter):
+        pytest.skip("HAProxy's own `timeout http-request 10s` does this (in its config)")
+    import sos.runtime.local.router as router_module
+
+    await route(router, table({"shop": {"shop-00001": 100}}, {}))
+    old = router_module.HEADER_TIMEOUT
+    router_module.HEADER_TIMEOUT = 0.5
+    try:
+        answer = await _raw(router.port, b"GET / HTTP/1.1\r\nHost: shop.loc", read_timeout=10)
+    finally:
+        router_module.HEADER_TIMEOUT = old
+    assert answer.startswith(b"HTTP/1.1 408")
