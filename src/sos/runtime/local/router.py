@@ -32,7 +32,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -458,8 +458,11 @@ class Router:
             f"http://{self.domain}:{self._shown_port}/s/NAME/"
         )
 
-    async def wait_for_endpoint(self, revision: str) -> RevisionTarget | str:
-        """The activator: hold until ``revision`` has a ready instance, or say why not."""
+    async def wait_for_endpoint(
+        self, revision: str, exclude: frozenset[str] = frozenset()
+    ) -> RevisionTarget | str:
+        """The activator: hold until ``revision`` has a ready instance (other than the
+        ``exclude``d ones, which refused a connection), or say why not."""
         first = self.table.revisions.get(revision)
         hold = max(self.activation_timeout, (first.hold_seconds or 0.0) if first else 0.0)
         deadline = self.clock() + hold
@@ -467,8 +470,13 @@ class Router:
             target = self.table.revisions.get(revision)
             if target is None:
                 return f"revision {revision!r} is no longer deployed"
-            if target.endpoints:
-                return target
+            usable = tuple(e for e in target.endpoints if e.instance not in exclude)
+            if usable:
+                return (
+                    target
+                    if len(usable) == len(target.endpoints)
+                    else replace(target, endpoints=usable)
+                )
             if target.unavailable:
                 return _for_callers(target, revision)
             remaining = deadline - self.clock()
@@ -547,6 +555,7 @@ class _ClientConnection(asyncio.Protocol):
         self._sent_head = False
         self._chunked = False
         self._tries = 0
+        self._refused: set[str] = set()
         self._payload = b""
         self._fast = False
         self._revision_b = b""
@@ -740,6 +749,7 @@ class _ClientConnection(asyncio.Protocol):
         self._status = 0
         self._sent_head = False
         self._tries = 0
+        self._refused = set()
         self._endpoint = None
         self._revision = ""
         if self.fixed is not None:
@@ -771,7 +781,7 @@ class _ClientConnection(asyncio.Protocol):
             self.router.spawn(self._activate(revision))
 
     async def _activate(self, revision: str) -> None:
-        target = await self.router.wait_for_endpoint(revision)
+        target = await self.router.wait_for_endpoint(revision, frozenset(self._refused))
         if self.closed:
             return
         if isinstance(target, str):
@@ -808,6 +818,7 @@ class _ClientConnection(asyncio.Protocol):
             )
         except OSError as exc:
             self._release_endpoint()
+            self._refused.add(endpoint.instance)  # nothing was sent: safe to send elsewhere
             if self._retry():
                 return
             self._fail(502, f"instance {endpoint.instance} refused the connection: {exc}")
@@ -820,14 +831,20 @@ class _ClientConnection(asyncio.Protocol):
         upstream.send(self, self._payload, reused=False, fast=self._fast)
 
     def _retry(self) -> bool:
-        """Try another (or the same) instance once, when nothing was answered yet."""
+        """When nothing was answered yet: send the request to another ready instance, or,
+        when every one refused it (an instance killed before the supervisor noticed), hold
+        it through the activator until a new instance is ready (as HAProxy's retries do)."""
         request = self.current
-        if request is None or self.closed or self._sent_head or self._tries > 2:
+        if request is None or self.closed or self._sent_head or self._tries > 4:
             return False
         target = self.router.table.revisions.get(self._revision)
-        if target is None or not target.endpoints:
+        if target is None:
             return False
-        self._send(target)
+        usable = tuple(e for e in target.endpoints if e.instance not in self._refused)
+        if usable:
+            self._send(replace(target, endpoints=usable))
+        else:
+            self.router.spawn(self._activate(self._revision))
         return True
 
     def _upstream_request(self, request: _Request, path: bytes) -> bytes:

@@ -464,3 +464,36 @@ async def test_a_request_whose_headers_never_finish_is_cut_off(start_router: Sta
     finally:
         router_module.HEADER_TIMEOUT = old
     assert answer.startswith(b"HTTP/1.1 408")
+
+
+async def test_a_killed_instance_is_retried_elsewhere_or_held_not_failed(
+    start_router: StartRouter, start_app: StartApp
+) -> None:
+    """The Python router sent new requests to a killed instance's port (8 failures where
+    HAProxy had 0). Nothing was sent on a refused connection, so the request goes to another
+    ready instance, or waits in the activator for the replacement."""
+    router = await start_router()
+    if isinstance(router, HAProxyRouter):
+        pytest.skip("HAProxy retries refused connections itself (retry-on conn-failure)")
+    app = start_app("shop-00001")
+    with socket.socket() as sock:  # a port nothing listens on: the killed instance's
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    service = ServiceRoute("shop", (("shop-00001", 100),), {})
+
+    def only(*endpoints: Endpoint) -> RoutingTable:
+        return RoutingTable([service], [RevisionTarget("shop-00001", "shop", endpoints)])
+
+    live = Endpoint("shop-00001-live", "shop-00001", app.port)
+    gone = Endpoint("shop-00001-gone", "shop-00001", dead)
+    await route(router, only(gone, live))
+    answers = [await get(router, "shop.localhost") for _ in range(6)]
+    assert [a.status_code for a in answers] == [200] * 6  # the dead one is skipped
+
+    await route(router, only(gone))  # the replacement is not ready yet
+    pending = asyncio.ensure_future(get(router, "shop.localhost"))
+    await asyncio.sleep(0.5)
+    assert not pending.done()  # held, not failed
+    await route(router, only(live))  # the replacement is ready
+    answer = await pending
+    assert answer.status_code == 200 and answer.headers["sos-revision"] == "shop-00001"
