@@ -785,6 +785,8 @@ class _ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         if isinstance(target, str):
+            if self._refused:
+                target += f"; instance {', '.join(sorted(self._refused))} refused the connection"
             self._fail(503, target)
         else:
             self._send(target)
