@@ -166,14 +166,7 @@ def pipeline_from_config(
         if any("unknown operator" in p for p in problems):
             problems.extend(_changed_since_import(imports, base_dir))
     label = f"pipeline {name!r}" if name else "pipeline"
-    if problems:
-        header = f"{where}: {label}: "
-        if len(problems) == 1:
-            raise ConfigError(header + problems[0], problems)
-        raise ConfigError(
-            header + f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems),
-            problems,
-        )
+    _raise_problems(f"{where}: {label}: ", problems)
     assert cfg is not None
     try:
         pipeline = Pipeline(
@@ -200,15 +193,19 @@ def pipeline_from_config(
         found = column_problems(
             cfg.item_type, cfg.columns_schema, pipeline.steps, pipeline.return_cols
         )
-        if found:
-            header = f"{where}: {label}: "
-            if len(found) == 1:
-                raise ConfigError(header + found[0], found)
-            raise ConfigError(
-                header + f"{len(found)} problems:\n" + "\n".join(f"  - {p}" for p in found),
-                found,
-            )
+        _raise_problems(f"{where}: {label}: ", found)
     return pipeline
+
+
+def _raise_problems(header: str, problems: list[str]) -> None:
+    """One :class:`ConfigError` listing every problem (none: nothing to raise)."""
+    if len(problems) == 1:
+        raise ConfigError(header + problems[0], problems)
+    if problems:
+        raise ConfigError(
+            header + f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems),
+            problems,
+        )
 
 
 def _top_level_problem(err: Mapping[str, Any]) -> str:

@@ -34,6 +34,8 @@ __all__ = [
     "bootstrap_mean",
     "bootstrap_paired",
     "coverage",
+    "flat_figures",
+    "json_number",
     "list_metrics",
 ]
 
@@ -116,6 +118,25 @@ class Interval:
 
     def to_dict(self) -> dict[str, float]:
         return {"value": self.value, "low": self.low, "high": self.high}
+
+
+def flat_figures(figures: Mapping[str, Any]) -> dict[str, Any]:
+    """Figures for JSON: each :class:`Interval` as its value, and every interval under
+    ``intervals`` as ``{"value", "low", "high"}`` (NaN as null)."""
+    flat: dict[str, Any] = {}
+    intervals: dict[str, Any] = {}
+    for key, value in figures.items():
+        if isinstance(value, Interval):
+            flat[key] = json_number(value.value)
+            intervals[key] = {k: json_number(v) for k, v in value.to_dict().items()}
+        else:
+            flat[key] = value
+    flat["intervals"] = intervals
+    return flat
+
+
+def json_number(value: float) -> float | None:
+    return None if math.isnan(value) else round(float(value), 6)
 
 
 def _resamples(n: int, rounds: int, seed: int) -> np.ndarray[Any, Any]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from flight.evaluation.metrics import Interval, bootstrap_mean
+from flight.evaluation.metrics import Interval, bootstrap_mean, flat_figures
 from flight.evaluation.split import EvalInputError
 from flight.pipeline import Pipeline
 
@@ -126,24 +125,11 @@ async def replay(
     return Replay(k, len(records), figures, round(float(np.percentile(served_latency, 50)), 3))
 
 
-def _num(value: float) -> float | None:
-    return None if math.isnan(value) else round(float(value), 6)
-
-
 def to_json(result: Replay) -> dict[str, Any]:
     out: dict[str, Any] = {"_settings": {"k": result.k, "requests": result.requests}}
     out["_served"] = {"latency_p50_ms": result.served_latency_p50_ms}
     for name, figures in result.figures.items():
-        flat: dict[str, Any] = {}
-        intervals: dict[str, Any] = {}
-        for key, value in figures.items():
-            if isinstance(value, Interval):
-                flat[key] = _num(value.value)
-                intervals[key] = {k: _num(v) for k, v in value.to_dict().items()}
-            else:
-                flat[key] = value
-        flat["intervals"] = intervals
-        out[name] = flat
+        out[name] = flat_figures(figures)
     return out
 
 

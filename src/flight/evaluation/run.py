@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +17,8 @@ from flight.evaluation.metrics import (
     bootstrap_mean,
     bootstrap_paired,
     coverage,
+    flat_figures,
+    json_number,
     list_metrics,
 )
 from flight.evaluation.split import EvalInputError, Split
@@ -89,29 +90,17 @@ class Evaluation:
         interval as ``{"value", "low", "high"}`` under ``intervals``, and the comparisons."""
         out: dict[str, Any] = {}
         for name, figures in self.metrics.items():
-            flat: dict[str, Any] = {}
-            intervals: dict[str, Any] = {}
-            for key, value in figures.items():
-                if isinstance(value, Interval):
-                    flat[key] = _num(value.value)
-                    intervals[key] = {k: _num(v) for k, v in value.to_dict().items()}
-                else:
-                    flat[key] = value
-            flat["intervals"] = intervals
+            flat = flat_figures(figures)
             if name in self.compared:
                 flat[f"vs_{self.baseline}"] = {
                     key: {
-                        **{k: _num(v) for k, v in iv.to_dict().items()},
+                        **{k: json_number(v) for k, v in iv.to_dict().items()},
                         "real": iv.excludes_zero(),
                     }
                     for key, iv in self.compared[name].items()
                 }
             out[name] = flat
         return out
-
-
-def _num(value: float) -> float | None:
-    return None if math.isnan(value) else round(float(value), 6)
 
 
 async def evaluate(
