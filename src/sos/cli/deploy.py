@@ -343,9 +343,21 @@ def deploy(
         and service.traffic
         and created.id not in {r.revision for r in service.traffic.routes}
     ):
-        console.print(
-            f"revision {short(created.id)} gets no traffic yet; move some with "
-            f"`sos traffic {name} {int(short(created.id))}=10 ...`"
-        )
+        number = int(short(created.id))
+        with client() as c:
+            failed = {r.id for r in c.list_revisions(name) if r.status.failed}
+        routed = [r for r in service.traffic.routes if r.percent > 0]
+        if routed and all(r.revision in failed for r in routed):
+            # what has traffic failed: a canary share would leave most requests failing
+            console.print(
+                f"revision {short(created.id)} gets no traffic yet, and every revision that "
+                f"has traffic failed; give it all with `sos traffic {name} {number}=100`"
+            )
+        else:
+            keep = " ".join(f"{int(short(r.revision))}={r.percent * 9 // 10}" for r in routed[:1])
+            console.print(
+                f"revision {short(created.id)} gets no traffic yet; move some with "
+                f"`sos traffic {name} {number}=10 {keep} ...` (or {number}=100 for all of it)"
+            )
     if service.status.url:
         console.print(f"url: {service.status.url}")

@@ -318,3 +318,28 @@ def test_dry_run_says_what_would_change_and_changes_nothing(sos: CliRunner, tmp_
         "create revision 00002 from artifact sfix_service v2",
         "set traffic 00002=10@canary 00001=90",
     ]
+
+
+def test_the_hint_for_a_new_revision_fits_what_has_traffic(
+    sos: CliRunner, server: RunningServer, tmp_path: Path
+) -> None:
+    """The hint once suggested `2=10` also when the only routed revision had failed, where
+    what the user needs is all of the traffic on the fixed one."""
+    backend = server.state.backend
+    assert isinstance(backend, FakeBackend)
+    file = write(tmp_path, "deploy.py", PY_DEPLOY.format(version="v1", memory="2G"))
+    run(sos, "deploy", str(file))
+    healthy = run(sos, "deploy", str(file), "--force")
+    assert "move some with `sos traffic sfix-service 2=10 1=90 ...`" in healthy.stdout
+    backend.fail("sfix-service-00001", "CrashLoop", "the instance exited with code 1")
+    with server.client() as client:
+        deadline = time.monotonic() + 10
+        while not client.get_revision("sfix-service", 1).status.failed:
+            assert time.monotonic() < deadline, "the failure never reached status"
+            time.sleep(0.05)
+    fixed = run(sos, "deploy", str(file), "--force")
+    assert fixed.exit_code == 0, fixed.output
+    assert "every revision that has traffic failed" in fixed.stdout
+    assert "`sos traffic sfix-service 3=100`" in fixed.stdout
+    moved = run(sos, "traffic", "sfix-service", "3=100")  # no --force: 3 is healthy
+    assert moved.exit_code == 0, moved.output
