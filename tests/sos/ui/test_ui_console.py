@@ -328,3 +328,32 @@ def test_token_stays_in_the_tab_unless_remembered_and_revoking_it_signs_out(
     )
     expect(page.get_by_role("heading", name="Sign in to SOS")).to_be_visible()
     assert page.evaluate("sessionStorage.length + localStorage.length") == 0
+
+
+def test_a_long_failure_message_keeps_the_table_layout(shop: RunningServer, page: Page) -> None:
+    """One long failure message once widened the status column to 1,100 px and pushed
+    traffic and URL off screen. It is one line now, with the whole text on hover."""
+    from sos.runtime.fake import FakeBackend
+
+    backend = shop.state.backend
+    assert isinstance(backend, FakeBackend)
+    message = "Traceback (most recent call last): " + "x" * 1500
+    backend.fail("shop-00001", "CrashLoop", message)
+    with shop.client() as admin:
+        for _ in range(200):
+            if admin.get_revision("shop", 1).status.failed:
+                break
+            page.wait_for_timeout(50)
+    sign_in(page, shop.url, shop.admin_token)
+    row = page.locator("tr[data-service=shop]")
+    line = row.locator(".status-line")
+    expect(line).to_be_visible()
+    assert message[:40] in (line.get_attribute("title") or "")
+    status_width = line.bounding_box()["width"]  # type: ignore[index]
+    viewport = page.viewport_size["width"]  # type: ignore[index]
+    assert status_width < viewport / 3
+    url_cell = row.get_by_role("link", name=re.compile("shop"))
+    expect(url_cell.first).to_be_visible()
+    traffic = row.get_by_role("img", name=re.compile("Traffic split"))
+    box = traffic.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= viewport  # still on screen

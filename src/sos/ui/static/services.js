@@ -80,7 +80,13 @@ export function servicesPage(main, session) {
         "Status",
         statusBadge(service.status),
         !service.status?.ready && service.status?.message
-          ? h("div", { class: "muted small" }, service.status.message)
+          ? h(
+              "div",
+              // one line in the table (a long failure once pushed traffic and URL off
+              // screen); the whole text on hover and on the service's page
+              { class: "muted small status-line", title: service.status.message },
+              service.status.message,
+            )
           : null,
       ),
       cell(
