@@ -17,6 +17,7 @@ from typing import Any
 
 from flight.errors import FlightError
 from flight.operators.base import Operator
+from flight.operators.model import ModelScore
 from flight.providers import get_provider
 
 __all__ = ["column_problems", "columns_read", "columns_written"]
@@ -57,8 +58,8 @@ def columns_written(op: Operator) -> list[str] | None:
     args = op.args()
     if op.kind != "transform":
         return []
-    if not type(op).__module__.startswith(_BUILTIN) and not hasattr(op, "score"):
-        return None
+    if not type(op).__module__.startswith(_BUILTIN) and not isinstance(op, ModelScore):
+        return None  # a user's transform (a ModelScore subclass says what it writes)
     if name == "Hydrate":
         return _names(args.get("columns"))
     if name == "Rename":

@@ -637,47 +637,59 @@ async def _call_step(op: Operator, df: pd.DataFrame, ctx: Mapping[str, Any]) -> 
 #: worker threads per sync source class: a source that hangs (a blocking client without a
 #: timeout) can only ever hold its own class's threads, never another source's
 SOURCE_THREADS = 8
-_pools: dict[type, tuple[ThreadPoolExecutor, list[int]]] = {}
+
+
+class _SourceThreads:
+    """The threads of one sync source class, and how many of them are inside a call (until
+    the call really returns: a timed-out call's thread runs on)."""
+
+    def __init__(self, cls: type) -> None:
+        self.limit = int(getattr(cls, "threads", SOURCE_THREADS))
+        self.pool = ThreadPoolExecutor(self.limit, thread_name_prefix=f"flight-{cls.__name__}")
+        self.busy = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        with self._lock:
+            self.busy += 1
+
+    def release(self, _: object = None) -> None:
+        with self._lock:
+            self.busy -= 1
+
+
+_pools: dict[type, _SourceThreads] = {}
 _pools_lock = threading.Lock()
 
 
-def _pool_for(cls: type) -> tuple[ThreadPoolExecutor, list[int]]:
+def _threads_for(cls: type) -> _SourceThreads:
     with _pools_lock:
         found = _pools.get(cls)
         if found is None:
-            threads = int(getattr(cls, "threads", SOURCE_THREADS))
-            pool = ThreadPoolExecutor(threads, thread_name_prefix=f"flight-{cls.__name__}")
-            found = _pools[cls] = (pool, [0])
+            found = _pools[cls] = _SourceThreads(cls)
         return found
 
 
 async def _call_source(op: SourceOperator, kwargs: Mapping[str, Any]) -> Any:
     if op._is_async:
         return await op(**kwargs)  # type: ignore[misc]
-    pool, busy = _pool_for(type(op))
-    if busy[0] >= pool._max_workers:
+    threads = _threads_for(type(op))
+    if threads.busy >= threads.limit:
         # every thread is still inside an earlier call (past its timeout, or slow): a new
         # call would only queue behind them, so fail now and let the policy decide
         raise RuntimeError(
-            f"all {pool._max_workers} threads of {type(op).__name__} are still busy with "
+            f"all {threads.limit} threads of {type(op).__name__} are still busy with "
             f"earlier calls (a call that blocks without a timeout keeps its thread); give "
             f"its client a timeout, or raise its `threads`"
         )
-    with _pools_lock:
-        busy[0] += 1
+    threads.take()  # on the event loop, right after the check: no other call in between
     context = contextvars.copy_context()
-    # counted until the thread is really done (a timed-out call's thread runs on)
-    work = pool.submit(context.run, functools.partial(op, **kwargs))
-    work.add_done_callback(lambda _: _release(busy))
+    work = threads.pool.submit(context.run, functools.partial(op, **kwargs))
+    work.add_done_callback(threads.release)
     out = await asyncio.wrap_future(work)
     if inspect.isawaitable(out):
         out = await out
     return out
-
-
-def _release(busy: list[int]) -> None:
-    with _pools_lock:
-        busy[0] -= 1
 
 
 class _Budget:

@@ -14,13 +14,31 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flight.errors import FlightError
+from flight.pipeline import Pipeline
 
 __all__ = ["eval_command"]
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
+    """The ``flight`` command's usage error (exit 2); imported when used, since
+    :mod:`flight.cli` imports this module."""
+    from flight.cli import _fail as usage_error
+
+    return usage_error(message)
+
+
+def _load_all(paths: list[Path]) -> list[Pipeline]:
+    """Every config, each loaded as ``flight run`` loads one (exit 2 naming the problem)."""
+    from flight.cli import _load
+
+    return [_load(path) for path in paths]
+
+
+def _stdout() -> Console:
+    """Standard output: the terminal as it is, or a wide console when piped, so that the
+    tables keep their columns in a log or a file."""
+    shown = Console()
+    return shown if shown.is_terminal else Console(width=200)
 
 
 def eval_command(
@@ -86,7 +104,6 @@ def eval_command(
     pipeline for every user on the rest, score the top k, compare against the first."""
     from flight.cli import parse_context
     from flight.evaluation import EvalInputError, evaluate, split_by_time, write_outputs
-    from flight.pipeline import Pipeline
 
     console = Console(stderr=True)
     extra = parse_context(context or [])
@@ -98,13 +115,7 @@ def eval_command(
         raise _fail(
             "flight eval draws its report with matplotlib: pip install 'flight-sos[eval]'"
         ) from None
-    pipelines: list[tuple[str, Pipeline]] = []
-    for path in configs:
-        try:
-            pipeline = Pipeline.from_config(path)
-        except (FlightError, FileNotFoundError) as exc:
-            raise _fail(str(exc)) from None
-        pipelines.append((pipeline.name, pipeline))
+    pipelines = [(pipeline.name, pipeline) for pipeline in _load_all(configs)]
     started = time.perf_counter()
     try:
         frame = pd.read_csv(interactions)
@@ -155,8 +166,7 @@ def eval_command(
         except FlightError as exc:
             raise _fail(str(exc)) from None
     paths = write_outputs(evaluation, out)
-    shown = Console()
-    _print_table(shown if shown.is_terminal else Console(width=200), evaluation)
+    _print_table(_stdout(), evaluation)
     failed = [run for run in evaluation.runs if run.errors]
     for run in failed:
         message = run.errors.most_common(1)[0][0]
@@ -233,7 +243,6 @@ def replay_command(
     what was served: overlap, rank-biased overlap, top item changed, empty results, latency."""
     from flight.evaluation.replay import read_log, replay, write_replay
     from flight.evaluation.split import EvalInputError
-    from flight.pipeline import Pipeline
 
     if k < 1:
         raise _fail(f"--k must be at least 1, got {k}")
@@ -242,18 +251,13 @@ def replay_command(
     except EvalInputError as exc:
         raise _fail(str(exc)) from None
     pipelines: list[tuple[str, Pipeline]] = []
-    for path in against:
-        try:
-            loaded = Pipeline.from_config(path)
-        except (FlightError, FileNotFoundError) as exc:
-            raise _fail(str(exc)) from None
+    for path, loaded in zip(against, _load_all(against), strict=True):
         pipelines.append((loaded.name if loaded.name not in dict(pipelines) else str(path), loaded))
     result = asyncio.run(replay(records, pipelines, k=k))
     paths = write_replay(result, out)
     from flight.evaluation.metrics import Interval
 
-    shown = Console()
-    console = shown if shown.is_terminal else Console(width=200)
+    console = _stdout()
     table = Table(
         title=f"flight replay: {result.requests} requests, top {k} against what was served"
     )

@@ -139,6 +139,16 @@ def test_traffic_rollback_history_round_trip(sos: CliRunner, tmp_path: Path) -> 
     assert "WHAT" in run(sos, "history", "sfix-service").stdout
 
 
+def crash_loop(server: RunningServer, backend: FakeBackend, number: int) -> None:
+    """Make revision ``number`` of sfix-service fail, and wait until its status says so."""
+    backend.fail(f"sfix-service-{number:05d}", "CrashLoop", "the instance exited with code 1")
+    with server.client() as client:
+        deadline = time.monotonic() + 10
+        while not client.get_revision("sfix-service", number).status.failed:
+            assert time.monotonic() < deadline, "the failure never reached status"
+            time.sleep(0.05)
+
+
 def test_traffic_to_a_failed_revision_needs_force(
     sos: CliRunner, server: RunningServer, tmp_path: Path
 ) -> None:
@@ -148,12 +158,7 @@ def test_traffic_to_a_failed_revision_needs_force(
     file = write(tmp_path, "deploy.py", PY_DEPLOY.format(version="v1", memory="2G"))
     run(runner, "deploy", str(file))
     run(runner, "deploy", str(file), "--force")
-    backend.fail("sfix-service-00002", "CrashLoop", "the instance exited with code 1")
-    with server.client() as client:
-        deadline = time.monotonic() + 10
-        while not client.get_revision("sfix-service", 2).status.failed:
-            assert time.monotonic() < deadline, "the failure never reached status"
-            time.sleep(0.05)
+    crash_loop(server, backend, 2)
 
     refused = run(runner, "traffic", "sfix-service", "latest=100")
     assert refused.exit_code == 1
@@ -331,12 +336,7 @@ def test_the_hint_for_a_new_revision_fits_what_has_traffic(
     run(sos, "deploy", str(file))
     healthy = run(sos, "deploy", str(file), "--force")
     assert "move some with `sos traffic sfix-service 2=10 1=90 ...`" in healthy.stdout
-    backend.fail("sfix-service-00001", "CrashLoop", "the instance exited with code 1")
-    with server.client() as client:
-        deadline = time.monotonic() + 10
-        while not client.get_revision("sfix-service", 1).status.failed:
-            assert time.monotonic() < deadline, "the failure never reached status"
-            time.sleep(0.05)
+    crash_loop(server, backend, 1)
     fixed = run(sos, "deploy", str(file), "--force")
     assert fixed.exit_code == 0, fixed.output
     assert "every revision that has traffic failed" in fixed.stdout
