@@ -403,7 +403,9 @@ _REVISION_SPEC = st.fixed_dictionaries(
             st.fixed_dictionaries(
                 {
                     "id": _ENV_NAMES,
-                    "value": st.text(st.characters(exclude_characters="\x00"), max_size=20),
+                    "value": st.text(
+                        st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20
+                    ),
                 }
             ),
             max_size=4,
