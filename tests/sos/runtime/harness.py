@@ -110,9 +110,10 @@ def publish(client: Client, artifact: Path, name: str, language: str) -> None:
 
 
 def instances_of(revision: str, data_dir: Path) -> list[int]:
-    """Pids of live instances of ``revision`` started by the server using ``data_dir``."""
+    """Live instances of ``revision`` started by the server using ``data_dir``: the process
+    group of each (an instance is its sandbox and the app in it, or more processes)."""
     marker = f"SOS_RUNTIME={(data_dir / 'runtime').resolve()}".encode()
-    pids = []
+    groups: set[int] = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -122,8 +123,8 @@ def instances_of(revision: str, data_dir: Path) -> list[int]:
                 continue
             wanted = f"SOS_REVISION={revision}".encode()
             if wanted in environ and marker in environ and ") Z" not in stat:
-                pids.append(int(entry))
-    return pids
+                groups.add(int(stat[stat.rindex(")") + 2 :].split()[2]))
+    return sorted(groups)
 
 
 def kill_instances(data_dir: Path) -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 from sos.errors import ValidationError
 from sos.launch import launch_command
 from sos.models import ArtifactMetadata, Instances
+from sos.quantity import memory_bytes
 from sos.runtime.base import (
     Backend,
     DesiredService,
@@ -39,8 +40,15 @@ from sos.runtime.local.limits import Limiter
 from sos.runtime.local.logs import LogStore
 from sos.runtime.local.metrics import BUCKETS
 from sos.runtime.local.plan import Current, Deploy, Fail, Retire, Scale, SetRoute, plan
-from sos.runtime.local.prepare import Preparer
+from sos.runtime.local.prepare import Preparer, Step
 from sos.runtime.local.router import Endpoint, RevisionTarget, Router, RoutingTable, ServiceRoute
+from sos.runtime.local.sandbox import (
+    DEFAULT_PROCESSES,
+    DEFAULT_TMP_BYTES,
+    SANDBOXES,
+    Sandbox,
+    sandbox_problem,
+)
 from sos.runtime.local.supervisor import (
     RevisionRuntime,
     Supervisor,
@@ -72,6 +80,9 @@ class LocalBackend(Backend):
         request_timeout: float = 300.0,
         stop_on_close: bool = False,
         data_path: str = "python",
+        sandbox: str = "bubblewrap",
+        sandbox_tmp_bytes: int = DEFAULT_TMP_BYTES,
+        sandbox_processes: int = DEFAULT_PROCESSES,
         tick_seconds: float = 0.1,
         autoscale_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -84,9 +95,11 @@ class LocalBackend(Backend):
         self.clock = clock
         runtime_dir = data_dir / "runtime"
         self.log_store = LogStore(runtime_dir / "logs")
-        #: where Python artifacts unpack, once per artifact (see ``prepare.py``)
-        self.shiv_root = runtime_dir / "shiv"
-        self.preparer = Preparer(self.shiv_root, self.log_store)
+        #: how instances are isolated, and the clean runtime they run on (``sandbox.py``)
+        self.sandbox = Sandbox(
+            runtime_dir, sandbox, tmp_bytes=sandbox_tmp_bytes, processes=sandbox_processes
+        )
+        self.preparer = Preparer(self.log_store)
         self.limiter = Limiter()
         self.supervisor = Supervisor(
             runtime_dir,
@@ -134,15 +147,17 @@ class LocalBackend(Backend):
     async def start(self) -> None:
         if self._task is not None:
             return
+        await asyncio.to_thread(self.sandbox.start)
         await self.router.start()
         adopted = await asyncio.to_thread(self.supervisor.adopt)
         if adopted:
             log.info("re-adopted %d running instance(s)", len(adopted))
         log.info(
-            "local backend: router on http://%s:%d, limits via %s",
+            "local backend: router on http://%s:%d, limits via %s; instances %s",
             self.router.host,
             self.router.port,
             self.limiter.mechanism,
+            self.sandbox.describe(),
         )
         self._task = asyncio.create_task(self._loop(), name="sos-local-backend")
 
@@ -269,6 +284,7 @@ class LocalBackend(Backend):
             if name not in self.desired:
                 self.supervisor.purged.add(name)
                 self.log_store.remove_service(name)
+                await asyncio.to_thread(self.sandbox.forget, name)
 
     async def list_services(self) -> list[str]:
         return sorted(set(self.desired) | self.supervisor.services())
@@ -386,6 +402,16 @@ class LocalBackend(Backend):
                     problem = f"artifact file {path} for {digest} does not exist"
                 elif artifact.language == "go" and not os.access(path, os.X_OK):
                     path.chmod(path.stat().st_mode | 0o111)
+        python = self.sandbox.python.version
+        if problem is None and artifact.language == "python" and artifact.runtime_version != python:
+            problem = (
+                f"artifact {artifact.name} {artifact.version} was built for Python "
+                f"{artifact.runtime_version}, and this runtime runs Python {python}: build it "
+                f"with Python {python} (sos build on a Python {python} machine)"
+            )
+            self.problems[action.revision] = ("RuntimeMismatch", problem)
+            self._dirty = True
+            return
         if problem is not None or path is None:
             self.problems[action.revision] = ("ArtifactMissing", problem or "no artifact path")
             self._dirty = True
@@ -396,8 +422,8 @@ class LocalBackend(Backend):
             path,
             marker=self.supervisor.marker,
             limiter=self.limiter,
+            sandbox=self.sandbox,
             host=self.router.host,
-            shiv_root=self.shiv_root,
         )
         again = action.revision in self.supervisor.known
         runtime = self.supervisor.deploy(runtime)
@@ -428,11 +454,31 @@ class LocalBackend(Backend):
     async def _prepare(
         self, runtime: RevisionRuntime, artifact: ArtifactMetadata, path: Path
     ) -> None:
+        sandbox, service = self.sandbox, runtime.service
+        python = sandbox.python_executable()
+        inside = sandbox.artifact_path(path)
+        env = inherited_env(os.environ)
+
+        def steps(unpacked: Path) -> list[Step]:
+            # unpack, then compile what was unpacked (instances cannot write the bytecode
+            # cache into their read-only packages); both as the service, in its sandbox
+            site = sandbox.unpacked_path(service, unpacked) / "site-packages"
+            commands = [
+                launch_command(artifact, inside, python=python),
+                [python, "-m", "compileall", "-q", "-j", "0", str(site)],
+            ]
+            placed = [
+                sandbox.wrap(service, argv, env, path, language="python", preparing=True)
+                for argv in commands
+            ]
+            return [(p.argv, p.env, " ".join(c)) for p, c in zip(placed, commands, strict=True)]
+
         problem = await self.preparer.prepare(
             artifact.digest,
-            launch_command(artifact, path),
-            inherited_env(os.environ),
-            service=runtime.service,
+            steps,
+            artifact=path,
+            shiv_root=sandbox.shiv_root(service),
+            service=service,
             revision=runtime.id,
         )
         if self.supervisor.revisions.get(runtime.id) is not runtime:
@@ -569,6 +615,9 @@ LOCAL_OPTIONS = frozenset(
         "request_timeout",
         "keep_instances",
         "router",
+        "sandbox",
+        "sandbox_tmp",
+        "sandbox_processes",
     }
 )
 
@@ -582,7 +631,10 @@ def create_backend(context: object) -> LocalBackend:
     ``request_timeout`` (300 s), ``keep_instances`` (``SOS_KEEP_INSTANCES``, false: a server
     that stops takes its instances down; true leaves them running for the next start to
     re-adopt, for a server restart without downtime), ``router`` (``SOS_ROUTER``: the data
-    path, ``haproxy`` or ``python``; by default HAProxy when ``haproxy`` is on PATH).
+    path, ``haproxy`` or ``python``; by default HAProxy when ``haproxy`` is on PATH),
+    ``sandbox`` (``SOS_SANDBOX``: ``bubblewrap``, the default, or ``none`` for a single
+    tenant; see ``sandbox.py``), ``sandbox_tmp`` (``/tmp`` and home of each instance, 256Mi)
+    and ``sandbox_processes`` (per service, 512).
     """
     from sos.server.backends import BackendContext
 
@@ -622,6 +674,32 @@ def create_backend(context: object) -> LocalBackend:
             f"--router / SOS_ROUTER={data_path!r} is unknown: use haproxy or python "
             "(or auto: HAProxy when it is installed)"
         )
+    sandbox = option("sandbox", "SOS_SANDBOX", "bubblewrap").strip().lower()
+    if sandbox not in SANDBOXES:
+        raise ValidationError(
+            f"--backend-opt sandbox / SOS_SANDBOX={sandbox!r} is unknown: use bubblewrap "
+            "(each service in a sandbox of its own) or none (single tenant, no isolation)"
+        )
+    if sandbox == "bubblewrap":
+        problem = sandbox_problem()
+        if problem is not None:
+            raise ValidationError(
+                f"instances cannot be sandboxed here: {problem}. Install bubblewrap and run "
+                "the server as root (scripts/setup does both on Debian), or, if every team "
+                "that deploys here is trusted, start it with --backend-opt sandbox=none "
+                "(SOS_SANDBOX=none): every instance then runs as the server's own user and "
+                "can read its data dir"
+            )
+    tmp_text = option("sandbox_tmp", None, "256Mi")
+    try:
+        tmp_bytes = memory_bytes(tmp_text)
+    except ValueError as exc:
+        raise ValidationError(f"--backend-opt sandbox_tmp={tmp_text}: {exc}") from None
+    processes = number("sandbox_processes", None, str(DEFAULT_PROCESSES))
+    if processes < 16 or not processes.is_integer():
+        raise ValidationError(
+            f"--backend-opt sandbox_processes={processes:g} must be a whole number of 16 or more"
+        )
     backend = LocalBackend(
         context.data_dir,
         artifact_path=context.artifact_path,
@@ -632,6 +710,9 @@ def create_backend(context: object) -> LocalBackend:
         request_timeout=number("request_timeout", None, "300"),
         stop_on_close=not _flag(option("keep_instances", "SOS_KEEP_INSTANCES", "false")),
         data_path=data_path,
+        sandbox=sandbox,
+        sandbox_tmp_bytes=tmp_bytes,
+        sandbox_processes=int(processes),
     )
     backend.router.bind()  # a port in use is an error now, not a trace at start-up
     return backend

@@ -2,13 +2,14 @@
 
 A Python artifact built by ``sos build`` is a shiv zipapp: on its very first start shiv
 unpacks the packages inside into ``$SHIV_ROOT`` (seconds for a pandas service), and every
-later start reuses them. The local runtime therefore gives every instance the same
-``SHIV_ROOT`` (``<data dir>/runtime/shiv``), keeps the artifact's file name (the store
-names files by digest) and runs ``SOS_PREPARE_ONLY=1 python3 ARTIFACT`` once per digest
+later start reuses them. The local runtime therefore gives every instance of a service the
+same ``SHIV_ROOT`` (one per service, see ``sandbox.py``: read-only to its instances, written
+only here, in the service's sandbox), keeps the artifact's file name (the store names files
+by digest) and runs ``SOS_PREPARE_ONLY=1 python3 ARTIFACT`` once per service and digest
 when a revision is first deployed, in the background, before its first instance starts.
 No instance pays for unpacking, and two instances starting together never race on it.
-(The first instance of an artifact still writes the bytecode cache of what it imports,
-next to the unpacked packages, about 2 s for a pandas service; later instances reuse it.)
+The same step then compiles the unpacked packages to bytecode (``compileall``, all cores),
+since instances cannot write the bytecode cache into their read-only packages.
 
 Only artifacts whose shiv entry point is the SOS launcher are prepared (other zipapps do
 not know ``SOS_PREPARE_ONLY`` and would start serving instead of exiting). An artifact
@@ -37,6 +38,9 @@ from sos.runtime.local.logs import LogStore
 __all__ = ["PREPARE_TIMEOUT", "Preparer", "unpack_dir"]
 
 log = logging.getLogger(__name__)
+
+#: one command of a prepare: its argv, its environment, and how people see it
+Step = tuple[list[str], dict[str, str], str]
 
 #: the shiv entry point of artifacts built by ``sos build`` (it honours SOS_PREPARE_ONLY)
 SOS_LAUNCHER = "_sos_launcher:main"
@@ -67,54 +71,85 @@ class Preparer:
 
     def __init__(
         self,
-        shiv_root: Path,
         logs: LogStore,
         *,
         timeout: float = PREPARE_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.shiv_root = shiv_root
         self.logs = logs
         self.timeout = timeout
         self.clock = clock
-        self._tasks: dict[str, asyncio.Future[str | None]] = {}
+        self._tasks: dict[tuple[Path, str], asyncio.Future[str | None]] = {}
         self._processes: set[asyncio.subprocess.Process] = set()
 
     async def prepare(
         self,
         digest: str,
-        argv: list[str],
-        env: Mapping[str, str],
+        steps: Callable[[Path], list[Step]],
         *,
+        artifact: Path,
+        shiv_root: Path,
         service: str,
         revision: str,
     ) -> str | None:
-        """Prepare the artifact started by ``argv`` (its path last); None when it is ready
-        to start, else what went wrong (with the last lines of its output).
+        """Prepare the artifact stored at ``artifact`` for a service whose packages unpack
+        into ``shiv_root``: ``steps(unpacked)`` are the commands to run (unpack, then
+        compile), given where they unpack: argv, environment, and how people see it. None
+        when it is ready to start, else what went wrong (with the last lines of its output).
 
-        Concurrent calls for one digest share one run; a failed run is tried again by the
-        next call (a new revision of the same artifact)."""
-        task = self._tasks.get(digest)
+        Concurrent calls for one service and digest share one run; a failed run is tried
+        again by the next call (a new revision of the same artifact)."""
+        key = (shiv_root, digest)
+        task = self._tasks.get(key)
         if task is None or (task.done() and (task.cancelled() or task.result() is not None)):
-            task = asyncio.ensure_future(self._run(argv, env, service, revision))
-            self._tasks[digest] = task
+            task = asyncio.ensure_future(self._run(steps, artifact, shiv_root, service, revision))
+            self._tasks[key] = task
         return await asyncio.shield(task)
 
     async def _run(
-        self, argv: list[str], env: Mapping[str, str], service: str, revision: str
+        self,
+        steps: Callable[[Path], list[Step]],
+        path: Path,
+        shiv_root: Path,
+        service: str,
+        revision: str,
     ) -> str | None:
-        path = Path(argv[-1])
-        target = await asyncio.to_thread(unpack_dir, path, self.shiv_root)
+        target = await asyncio.to_thread(unpack_dir, path, shiv_root)
         if target is None or (target / "site-packages").is_dir():
             return None  # not a SOS-built shiv zipapp, or unpacked before
         name = f"{revision}-prepare"
         self.logs.platform(service, revision, name, f"preparing {path.name}: unpacking once")
-        stdout, stderr = self.logs.open(service, revision, name)
         started = self.clock()
+        why: str | None = None
+        shown = ""
+        try:
+            for argv, env, command in steps(target):
+                why = await self._step(argv, {**env, **PREPARE_ENV}, service, revision, name)
+                if why is not None:
+                    shown = command
+                    break
+        finally:
+            self.logs.forget(name)
+        elapsed = self.clock() - started
+        if why is None:
+            self.logs.platform(service, revision, name, f"prepared in {elapsed:.2f}s")
+            log.info("%s: artifact %s prepared in %.2fs", revision, path.name, elapsed)
+            return None
+        tail = self.logs.stderr_tail(service, revision, name).strip().splitlines()[-10:]
+        self.logs.platform(service, revision, name, why)
+        log.warning("%s: %s", revision, why)
+        # the first line says what failed; the command and the log lines are for the owners
+        message = f"{why}\nit ran: {shown}"
+        return message + ("\nlast log lines:\n" + "\n".join(tail) if tail else "")
+
+    async def _step(
+        self, argv: list[str], env: Mapping[str, str], service: str, revision: str, name: str
+    ) -> str | None:
+        stdout, stderr = self.logs.open(service, revision, name)
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
-                env={**env, **PREPARE_ENV, "SHIV_ROOT": str(self.shiv_root)},
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
@@ -126,31 +161,16 @@ class Preparer:
             stdout.close()
             stderr.close()
         self._processes.add(process)
-        why: str | None = None
         try:
             async with asyncio.timeout(self.timeout):
                 code = await process.wait()
         except TimeoutError:
             _kill(process)
             await process.wait()
-            why = f"preparing the artifact took more than {self.timeout:g}s"
-        else:
-            if code != 0:
-                why = f"preparing the artifact exited with code {code}"
+            return f"preparing the artifact took more than {self.timeout:g}s"
         finally:
             self._processes.discard(process)
-            self.logs.forget(name)
-        elapsed = self.clock() - started
-        if why is None:
-            self.logs.platform(service, revision, name, f"prepared in {elapsed:.2f}s")
-            log.info("%s: artifact %s prepared in %.2fs", revision, path.name, elapsed)
-            return None
-        tail = self.logs.stderr_tail(service, revision, name).strip().splitlines()[-10:]
-        self.logs.platform(service, revision, name, why)
-        log.warning("%s: %s", revision, why)
-        # the first line says what failed; the command and the log lines are for the owners
-        message = f"{why}\nit ran: SOS_PREPARE_ONLY=1 {' '.join(argv)}"
-        return message + ("\nlast log lines:\n" + "\n".join(tail) if tail else "")
+        return None if code == 0 else f"preparing the artifact exited with code {code}"
 
     async def close(self) -> None:
         """Stop prepares in progress (a server that stops)."""

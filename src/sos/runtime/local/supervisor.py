@@ -47,6 +47,7 @@ from sos.runtime.local import procs
 from sos.runtime.local.limits import Limiter, Limits
 from sos.runtime.local.logs import LogStore
 from sos.runtime.local.probes import probe
+from sos.runtime.local.sandbox import Sandbox
 
 __all__ = ["CRASH_LOOP_STARTS", "Instance", "RevisionRuntime", "Supervisor"]
 
@@ -171,21 +172,26 @@ def runtime_for(
     *,
     marker: str,
     limiter: Limiter,
+    sandbox: Sandbox,
     host: str = "127.0.0.1",
-    shiv_root: Path | None = None,
 ) -> RevisionRuntime:
-    """A runtime that starts ``revision`` from the artifact file at ``path``; Python
-    artifacts unpack into ``shiv_root`` (the same for every instance, so they unpack once)."""
+    """A runtime that starts ``revision`` from the artifact file at ``path``, in ``sandbox``
+    (Python artifacts on its clean interpreter, unpacked once per service)."""
     limits = Limits.of(revision.resources.memory, revision.resources.cpu)
     base = inherited_env(os.environ)
     base["SOS_RUNTIME"] = marker
-    if shiv_root is not None:
-        base["SHIV_ROOT"] = str(shiv_root)
+    service = revision.service or ""
+    command = launch_command(
+        artifact,
+        sandbox.artifact_path(path),
+        memory=revision.resources.memory,
+        python=sandbox.python_executable(),
+    )
 
     def argv(port: int) -> tuple[list[str], dict[str, str]]:
-        command = launch_command(artifact, path, memory=revision.resources.memory)
         env = launch_env(revision, port=port, host=host, base=base)
-        return limiter.wrap(command, limits, artifact.language), env
+        placed = sandbox.wrap(service, command, env, path, language=artifact.language)
+        return limiter.wrap(placed.argv, limits, artifact.language), placed.env
 
     return RevisionRuntime(revision, argv, artifact.language, limits)
 

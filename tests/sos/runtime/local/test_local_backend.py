@@ -352,7 +352,8 @@ async def test_initial_scale_zero_is_ready_at_once_and_starts_on_the_first_reque
 async def test_a_port_taken_before_the_instance_binds_it_is_retried_at_once(
     backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path, tmp_path: Path
 ) -> None:
-    backend = await backend_factory()
+    # the app fails its first start through a file of the test's (no sandbox, to see it)
+    backend = await backend_factory(sandbox="none")
     marker = tmp_path / "port-taken-once"
     spec = {**FAST, "env_vars": [{"id": "HELLO_PORT_TAKEN_ONCE", "value": str(marker)}]}
     await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))

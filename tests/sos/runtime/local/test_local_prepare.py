@@ -1,5 +1,6 @@
-"""Python artifacts are prepared (shiv unpacks them) once per digest, in the background,
-before their first instance starts; a failed prepare is a clear revision failure."""
+"""Python artifacts are prepared (shiv unpacks them, then they are compiled) once per
+service and digest, in the background, before their first instance starts; a failed
+prepare is a clear revision failure."""
 
 from __future__ import annotations
 
@@ -31,12 +32,14 @@ async def test_two_revisions_of_one_artifact_are_prepared_once_before_they_start
     await backend.apply(desired)
     await wait_for(backend, "shop", lambda o: o.ready)
 
-    # one unpacked copy, where every instance looks for it
-    unpacked = unpack_dir(hello_shiv, backend.shiv_root)
+    # one unpacked copy, compiled, where every instance of the service looks for it
+    root = backend.sandbox.shiv_root("shop")
+    unpacked = unpack_dir(hello_shiv, root)
     assert unpacked is not None and (unpacked / "site-packages" / "hello_app").is_dir()
-    assert [p.name for p in backend.shiv_root.iterdir() if p.is_dir()] == [unpacked.name]
+    assert list((unpacked / "site-packages" / "hello_app" / "__pycache__").glob("*.pyc"))
+    assert [p.name for p in root.iterdir() if p.is_dir()] == [unpacked.name]
     env = (await get(backend, "shop.localhost", "/env")).json()
-    assert env["SHIV_ROOT"] == str(backend.shiv_root)
+    assert env["SHIV_ROOT"] == "/home/sos/.shiv"  # the service's own copy, read-only to it
 
     lines = [line async for line in backend.logs("shop", tail=200)]
     prepared = [line for line in lines if "prepared in" in line.text]
@@ -56,12 +59,22 @@ async def test_an_artifact_unpacked_before_a_restart_is_not_prepared_again(
     await first.close()
 
     second = await backend_factory(hello_shiv)  # the same data dir
+    await second.apply(
+        make_desired("shop", [(1, hello_shiv, FAST), (2, hello_shiv, FAST)], {2: 100})
+    )
+    await wait_for(second, "shop", lambda o: o.ready)
+    lines = [line.text async for line in second.logs("shop", "shop-00002", tail=100)]
+    assert any(text.startswith("started instance") for text in lines)
+    assert not any("prepar" in text for text in lines)
+    assert (await get(second, "shop.localhost")).status_code == 200
+
+    # another service never shares the copy of the first (it could not write into it,
+    # and must not be able to change what the first one runs): it prepares its own
     await second.apply(make_desired("cart", [(1, hello_shiv, FAST)], {1: 100}))
     await wait_for(second, "cart", lambda o: o.ready)
     lines = [line.text async for line in second.logs("cart", tail=100)]
-    assert any(text.startswith("started instance") for text in lines)
-    assert not any("prepar" in text for text in lines)
-    assert (await get(second, "cart.localhost")).status_code == 200
+    assert any("prepared in" in text for text in lines)
+    assert second.sandbox.shiv_root("cart") != second.sandbox.shiv_root("shop")
 
 
 async def test_a_plain_zipapp_is_not_prepared(
