@@ -7,8 +7,9 @@ made: its name and version are read from ``pyproject.toml`` (bump the version th
 code changes: a pushed version never changes its bytes), or ``ARTIFACT_VERSION`` names
 another version of it.
 
-The data is not in the artifact: ``MOVIELENS_DIR`` names the folder with ``movies.csv`` and
-``ratings.csv`` (default: ``../shared/data/movielens-small`` beside the repository).
+The data and the model travel in the artifact (``data/`` and ``models/``, made by
+``python examples/movielens/movielens_model.py`` before ``sos build``): an instance runs in a
+sandbox that sees no path of the machine, as it would in a container.
 """
 
 import os
@@ -22,7 +23,6 @@ PROJECT = tomllib.loads((HERE / "pyproject.toml").read_text())["project"]
 VERSION = os.environ.get("MOVIELENS_VERSION", "v1")
 if VERSION not in ("v1", "v2", "v3"):
     raise ValueError(f"MOVIELENS_VERSION={VERSION!r}: the example has pipelines v1, v2 and v3")
-DATA = os.environ.get("MOVIELENS_DIR") or str(HERE.parents[2] / "shared/data/movielens-small")
 
 service = Service(name="movielens", team="recs", description="MovieLens recommender (Flight)")
 revision = Revision(
@@ -31,7 +31,6 @@ revision = Revision(
     ),
     env_vars=[
         EnvVar(id="MOVIELENS_VERSION", value=VERSION),
-        EnvVar(id="MOVIELENS_DIR", value=str(Path(DATA).resolve())),
         # a demo: the explorer and ?debug=true for anyone (they list every candidate id);
         # leave it out for a public service, or give FLIGHT_DEBUG_TOKEN to your team only
         EnvVar(id="FLIGHT_DEBUG", value="1"),

@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         "--if-missing", action="store_true", help="do nothing when --out already holds a model"
     )
     args = parser.parse_args(argv)
+    # the data goes into the artifact with the model (an instance reads no host path)
+    print(f"data packed into {ml.pack_data()}")
     if args.if_missing and (args.out / "model.json").is_file():
         print(f"model already in {args.out}")
         return 0

@@ -26,6 +26,7 @@ sources are ``async def`` (no worker thread per call).
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,13 +60,44 @@ ATTRIBUTES = ["movieId", "title", "genres", "main_genre", "year", "num_ratings",
 _NONE = np.empty(0, dtype=np.int64)
 
 
+#: the copy of the data that ``sos build`` packs into the artifact (``pack_data`` makes it)
+PACKED = Path(__file__).resolve().parent / "data"
+#: what is packed: the two files the operators read, and the data set's README (its licence
+#: asks that it stays with every copy)
+PACKED_FILES = ("movies.csv", "ratings.csv", "README.txt")
+
+
 def data_dir() -> Path:
-    """``$MOVIELENS_DIR``, or ``../shared/data/movielens-small`` beside the repository."""
+    """``$MOVIELENS_DIR``; else the copy packed beside this file (in the artifact: a
+    deployed instance sees no path of the machine it was built on); else
+    ``../shared/data/movielens-small`` beside the repository."""
     env = os.environ.get("MOVIELENS_DIR")
     if env:
         return Path(env)
+    if (PACKED / "ratings.csv").is_file():
+        return PACKED
     repo = Path(__file__).resolve().parents[2]
     return (repo / ".." / "shared" / "data" / "movielens-small").resolve()
+
+
+def pack_data(source: Path | None = None) -> Path:
+    """Copy the data set from ``source`` (``data_dir()``) into ``data/`` beside this file,
+    which ``sos build`` packs into the artifact, so that a revision serves the data it was
+    built with. Files already there with the same size are kept."""
+    source = source or data_dir()
+    if source.resolve() == PACKED:
+        return PACKED
+    PACKED.mkdir(exist_ok=True)
+    for name in PACKED_FILES:
+        origin, copy = source / name, PACKED / name
+        if not origin.is_file():
+            raise FileNotFoundError(
+                f"MovieLens file {origin} not found; set MOVIELENS_DIR to the folder holding "
+                "movies.csv, ratings.csv and README.txt (ml-latest-small)"
+            )
+        if not copy.is_file() or copy.stat().st_size != origin.stat().st_size:
+            shutil.copyfile(origin, copy)
+    return PACKED
 
 
 @dataclass(frozen=True)

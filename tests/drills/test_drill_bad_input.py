@@ -22,7 +22,15 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.drills.conftest import MOVIELENS, REPO, SERVICE, Built, Platform, cli, movielens_data
-from tests.drills.harness import SOS, TOKEN, SosServer, report, served_split, until
+from tests.drills.harness import (
+    SOS,
+    TOKEN,
+    SosServer,
+    kill_runtime,
+    report,
+    served_split,
+    until,
+)
 
 from sos import (
     Artifact,
@@ -139,7 +147,7 @@ def test_malformed_deploy_files_are_refused_and_change_nothing(
 
 
 def test_configs_with_unknown_operators_are_refused_and_the_last_good_one_serves(
-    platform: Platform, movielens: Built, tmp_path: Path
+    movielens: Built, tmp_path: Path
 ) -> None:
     bad = tmp_path / "bad.yaml"
     operators = MOVIELENS / "movielens_operators.py"
@@ -161,7 +169,27 @@ def test_configs_with_unknown_operators_are_refused_and_the_last_good_one_serves
 
     # a revision whose configs folder holds a config with an unknown operator: it becomes
     # ready, serves the good configs, and says what is wrong with the bad one; then a good
-    # config is broken while serving: the last good version keeps serving
+    # config is broken while serving: the last good version keeps serving. The folder is
+    # the developer's, edited in place: a single-tenant server (sandbox=none), the only
+    # kind whose instances see a folder of the machine
+    server = SosServer(tmp_path / "data", SOS_SANDBOX="none")
+    try:
+        with server.client() as client:
+            client.push_artifact(movielens[0], metadata=movielens[1])
+        said_here = _configs_drill(server, movielens, tmp_path, bad, operators)
+    finally:
+        server.stop()
+        kill_runtime(server.data_dir)
+    report(
+        "bad input: pipeline configs with unknown operators (single-tenant server)",
+        f"flight validate: {said.splitlines()[-1]}",
+        *said_here,
+    )
+
+
+def _configs_drill(
+    server: SosServer, movielens: Built, tmp_path: Path, bad: Path, operators: Path
+) -> list[str]:
     configs = tmp_path / "pipelines"
     configs.mkdir()
     for source in (MOVIELENS / "pipelines").glob("*.yaml"):
@@ -171,7 +199,7 @@ def test_configs_with_unknown_operators_are_refused_and_the_last_good_one_serves
         bad.read_text().replace(f"[{operators}]", "[movielens_operators]")
     )
     name = "movielens-configs"
-    with platform.server.client() as client:
+    with server.client() as client:
         client.apply(Service(name=name, team="recs"))
         revision = client.create_revision(
             name,
@@ -187,7 +215,7 @@ def test_configs_with_unknown_operators_are_refused_and_the_last_good_one_serves
         assert revision.id is not None
         client.wait_ready(name, revision.id, timeout=180)
     host = {"Host": f"{name}.localhost"}
-    with httpx.Client(base_url=platform.server.router, headers=host, timeout=30) as http:
+    with httpx.Client(base_url=server.router, headers=host, timeout=30) as http:
         shown = http.get("/pipelines/bad").json()
         assert shown["status"] == "invalid", shown
         assert "PopularMovie" in json.dumps(shown["error"]), shown
@@ -206,17 +234,13 @@ def test_configs_with_unknown_operators_are_refused_and_the_last_good_one_serves
         assert served.status_code == 200 and len(served.json()["movieId"]) == 10, served.text
         missing = http.get("/recs/for_user", params={"user_id": "one"})
         assert missing.status_code == 422, missing.text
-    with platform.server.client() as client:
-        client.delete_service(name)
-    report(
-        "bad input: pipeline configs with unknown operators",
-        f"flight validate: {said.splitlines()[-1]}",
+    return [
         f"a deployed revision with it in its configs: ready; /pipelines/bad: invalid "
         f"({json.dumps(shown['error'])[:140]}...); execute: 404",
         f"a config broken while serving: rejected ({json.dumps(rejected.get('error'))[:120]}"
         "...); the last good v1 kept answering 200 with 10 movies",
         f"user_id=one: 422 {missing.json().get('error', '')[:100]}",
-    )
+    ]
 
 
 # --------------------------------------------------------------------------- artifacts

@@ -54,8 +54,8 @@ def _routes(route: TrafficRoute | None) -> set[tuple[str, int, str | None]]:
 
 
 def _leader(pids: set[int]) -> int:
-    """The instance's own process (its process group's leader), as `ps` shows it."""
-    return next(pid for pid in pids if os.getpgid(pid) == pid)
+    """The instance's own process (the app, not its sandbox), as `ps` shows it."""
+    return min(pid for pid in pids if Path(f"/proc/{pid}/comm").read_text().strip() != "bwrap")
 
 
 # --------------------------------------------------------------------------- instance

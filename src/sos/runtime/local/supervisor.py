@@ -661,9 +661,12 @@ def _exit_code(instance: Instance) -> int | None:
 
 
 def _exit_text(code: int) -> str:
-    if code < 0:
+    # a signal's death is -N from a process we started, 128+N through the sandbox (bwrap
+    # reports its app's exit as a shell does)
+    signum = -code if code < 0 else code - 128 if 128 < code < 128 + 65 else None
+    if signum is not None:
         with contextlib.suppress(ValueError):
-            return f"exited with code {code} (killed by {signal.Signals(-code).name})"
+            return f"exited with code {code} (killed by {signal.Signals(signum).name})"
     return f"exited with code {code}"
 
 

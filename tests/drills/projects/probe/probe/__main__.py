@@ -1,0 +1,183 @@
+"""A deployed app that attacks the platform it runs on, from inside its instance.
+
+``GET /`` answers ``probe``; ``GET /attack`` tries what a hostile tenant would (paths of the
+server it knows from ``PROBE_DATA_DIR``, the server's data dir) and answers, per attack,
+what it got: ``{"attack": ..., "held": bool, "saw": ...}``. Standard library only.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import json
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+Result = dict[str, object]
+
+
+def attempt(name: str, action: Callable[[], str]) -> Result:
+    """Run one attack: it broke through when ``action`` returns, held when it raised."""
+    try:
+        saw = action()
+    except Exception as exc:  # the platform held: say how
+        return {"attack": name, "held": True, "saw": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"attack": name, "held": False, "saw": saw[:2000]}
+
+
+def status_field(name: str) -> str:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    return "?"
+
+
+def must(condition: bool, saw: str) -> str:
+    """Held unless ``condition``: then the attack got ``saw``."""
+    if not condition:
+        raise PermissionError(saw)
+    return saw
+
+
+def read_environs() -> str:
+    """Every other service's environment this process can read from /proc."""
+    own = f"SOS_SERVICE={os.environ.get('SOS_SERVICE')}\0"
+    pids = [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) != os.getpid()]
+    others = []
+    for pid in pids:
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace") + "\0"
+        except OSError:
+            continue
+        if "SOS_SERVICE=" in env and own not in env:
+            others.append(env)
+    if not others:
+        raise PermissionError(f"{len(pids) + 1} processes in sight, none of another service")
+    return " | ".join(others)
+
+
+def fill_tmp() -> str:
+    """Write 300 MiB into /tmp: the platform's disk must not be there to fill."""
+    chunk = b"x" * 2**20
+    written = 0
+    with open("/tmp/filler", "wb") as handle:
+        try:
+            for _ in range(300):
+                handle.write(chunk)
+                handle.flush()
+                written += 1
+        except OSError as exc:
+            os.unlink("/tmp/filler")
+            if exc.errno == errno.ENOSPC:
+                raise OSError(f"no space left after {written} MiB") from None
+            raise
+    os.unlink("/tmp/filler")
+    return f"wrote {written} MiB"
+
+
+def many_threads() -> str:
+    """Start up to 2000 threads (a fork bomb's little sister); all are released after."""
+    release = threading.Event()
+    started = 0
+    threading.stack_size(64 * 1024)
+    threads = []
+    try:
+        for _ in range(2000):
+            thread = threading.Thread(target=release.wait, daemon=True)
+            thread.start()
+            threads.append(thread)
+            started += 1
+    except RuntimeError as exc:
+        raise RuntimeError(f"stopped after {started} threads: {exc}") from None
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
+    return f"started {started} threads"
+
+
+def write_system() -> str:
+    target = Path(f"/usr/lib/sos-probe-{os.getpid()}")
+    target.write_text("x")
+    target.unlink()  # it broke through: leave the machine as it was
+    return f"wrote {target}"
+
+
+def admin_socket(path: str) -> str:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(path)
+        sock.sendall(b"show servers state\n")
+        return sock.recv(4096).decode(errors="replace")
+
+
+def attacks() -> list[Result]:
+    data = Path(os.environ.get("PROBE_DATA_DIR", "/nonexistent"))
+    victim_logs = data / "runtime" / "logs" / os.environ.get("PROBE_VICTIM", "victim")
+    return [
+        attempt("run as root", lambda: must(os.getuid() == 0, f"uid {os.getuid()}")),
+        attempt(
+            "hold a capability",
+            lambda: must(int(status_field("CapEff"), 16) != 0, status_field("CapEff")),
+        ),
+        attempt(
+            "gain privileges (setuid programs)",
+            lambda: must(status_field("NoNewPrivs") != "1", status_field("NoNewPrivs")),
+        ),
+        attempt("read the admin token", lambda: (data / "admin-token").read_text()),
+        attempt("read the database", lambda: (data / "sos.db").read_bytes()[:100].hex()),
+        attempt("list the data dir", lambda: " ".join(os.listdir(data))),
+        attempt("read another team's environment in /proc", read_environs),
+        attempt(
+            "write a fake traceback into another team's logs",
+            lambda: f"wrote {(victim_logs / 'injected.log').write_text('Traceback: fake')} bytes",
+        ),
+        attempt(
+            "reach HAProxy's admin socket",
+            lambda: admin_socket(os.environ.get("PROBE_ADMIN_SOCKET", str(data / "admin.sock"))),
+        ),
+        attempt("write into the system", write_system),
+        attempt("fill the disk through /tmp (300 MiB)", fill_tmp),
+        attempt("start 2000 threads", many_threads),
+        attempt(
+            "import the server's packages (not declared by this app)",
+            lambda: ", ".join(
+                f"{name} from {importlib.import_module(name).__file__}"
+                for name in ("fastapi", "sos", "pydantic")
+            ),
+        ),
+    ]
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path == "/attack":
+            body = json.dumps(
+                {
+                    "uid": os.getuid(),
+                    "python": sys.executable,
+                    "path": sys.path,
+                    "results": attacks(),
+                }
+            ).encode()
+        else:
+            body = b"probe\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def main() -> None:
+    host = os.environ.get("HOST", "127.0.0.1")
+    ThreadingHTTPServer((host, int(os.environ["PORT"])), Handler).serve_forever()
+
+
+main()

@@ -1,0 +1,85 @@
+"""Drill: a hostile tenant. Team A deploys an app that attacks the platform from inside its
+instance; team B runs a victim with a database password in its environment. Every attack
+must be refused, and the victim's password must appear in nothing team A can see."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from tests.drills.conftest import REPO, Built
+from tests.drills.harness import SosServer, kill_runtime, report
+
+from sos import Artifact, Client, EnvVar, Revision, Service
+from sos.runtime.local.haproxy import adoptable
+
+PROBE = REPO / "tests" / "drills" / "projects" / "probe"
+
+
+def deploy(client: Client, name: str, team: str, built: Built, env: dict[str, str]) -> None:
+    _, meta = built
+    client.apply(Service(name=name, team=team))
+    revision = client.create_revision(
+        name,
+        Revision(
+            artifact=Artifact(name=meta.name, version=meta.version, digest=meta.digest),
+            env_vars=[EnvVar(id=key, value=value) for key, value in env.items()],
+        ),
+    )
+    assert revision.number is not None
+    client.set_traffic(name, {revision.number: 100})
+    client.wait_ready(name, revision.number, timeout=120)
+
+
+def test_a_tenant_cannot_reach_the_platform_or_another_tenant_from_its_instance(
+    tmp_path: Path, build: Callable[[Path], Built]
+) -> None:
+    probe = build(PROBE)
+    password = "pw-" + secrets.token_hex(12)
+    server = SosServer(tmp_path / "data")
+    try:
+        with server.client() as admin:
+            team_a = admin.create_token("attacker", team="a").secret
+            team_b = admin.create_token("victim", team="b").secret
+            admin.push_artifact(probe[0], metadata=probe[1])  # the same app for both teams
+        with server.client(team_b) as victim:
+            deploy(victim, "victim", "b", probe, {"DB_PASSWORD": password})
+        data = str(server.data_dir.resolve())
+        env = {"PROBE_DATA_DIR": data, "PROBE_VICTIM": "victim"}
+        haproxy = adoptable(server.data_dir / "runtime" / "router")
+        if haproxy is not None:  # the data path is HAProxy: its admin socket, where it is
+            env["PROBE_ADMIN_SOCKET"] = str(haproxy[1] / "admin.sock")
+        with server.client(team_a) as attacker:
+            deploy(attacker, "attacker", "a", probe, env)
+        answer = httpx.get(
+            f"{server.router}/attack", headers={"Host": "attacker.localhost"}, timeout=120
+        )
+        assert answer.status_code == 200, answer.text
+        found = answer.json()
+        results = found["results"]
+        lines = [
+            f"{'held' if r['held'] else 'BROKE THROUGH'}: {r['attack']}: {r['saw'][:140]}"
+            for r in results
+        ]
+        report(
+            "tenants: team A's app attacks from inside its instance "
+            f"(uid {found['uid']}, {found['python']})",
+            *lines,
+        )
+        broken = [r for r in results if not r["held"]]
+        assert not broken, json.dumps(broken, indent=1)
+        assert password not in answer.text
+        assert len(results) == 13
+        assert found["uid"] != 0 and found["python"] == "/sos/python/bin/python3"
+        assert not any("site-packages" in p and "/sos/" not in p for p in found["path"])
+        # the victim still serves, and its logs carry nothing written by the attacker
+        victim = httpx.get(server.router, headers={"Host": "victim.localhost"}, timeout=30)
+        assert victim.status_code == 200 and victim.text == "probe\n"
+        logs = server.data_dir / "runtime" / "logs" / "victim"
+        assert not list(logs.rglob("injected*"))
+    finally:
+        server.stop()
+        kill_runtime(server.data_dir)
