@@ -277,6 +277,11 @@ class EnvVar(_Model):
         max_length=32768,
         description="At most 32 KiB: configuration, not data (put files in the artifact)",
     )
+    redacted: bool = Field(
+        default=False,
+        description="Read-only: the value is hidden from the token that read it (only the "
+        "owning team and admins see values); such a variable cannot be sent back",
+    )
 
     @field_validator("id")
     @classmethod

@@ -213,7 +213,8 @@ def print_revision(revision: Revision) -> None:
         f"{a.target_concurrency:g}"
     )
     for env in revision.env_vars:
-        console.print(f"env:        {env.id}={env.value}")
+        value = "(hidden: only its team and admins see values)" if env.redacted else env.value
+        console.print(f"env:        {env.id}={value}", markup=False)
     if revision.created_at:
         console.print(
             f"created:    {revision.created_at:%Y-%m-%d %H:%M:%S} by {revision.created_by}"

@@ -157,6 +157,13 @@ class ControlPlane:
         if service is not None:
             can_write(token, service.team, f"service {name!r}")
         spec = spec.spec()
+        hidden = [var.id for var in spec.env_vars if var.redacted]
+        if hidden:
+            raise ValidationError(
+                f"environment variable(s) {', '.join(hidden)} came back redacted (their values "
+                "were hidden from the token that read them): send the real values",
+                details={"field": "env_vars", "redacted": hidden},
+            )
         if self.resolver is not None:
             metadata = self.resolver.resolve(spec.artifact)
             if spec.artifact.digest is not None and spec.artifact.digest != metadata.digest:

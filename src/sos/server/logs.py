@@ -20,6 +20,7 @@ from sos.server.auth import Principal
 from sos.server.core import ControlPlane
 from sos.server.errors import ERROR_RESPONSES
 from sos.server.routes import ServiceName
+from sos.server.visibility import can_read
 
 __all__ = ["router"]
 
@@ -49,7 +50,8 @@ async def logs(
 ) -> StreamingResponse:
     control: ControlPlane = request.app.state.sos.control
     backend: Backend = request.app.state.sos.backend
-    await run_in_threadpool(control.store.get_service, name)
+    service = await run_in_threadpool(control.store.get_service, name)
+    can_read(token, service.team, f"the logs of service {name!r}")
     rev_id = None
     if revision is not None:
         rev_id = (await run_in_threadpool(control.get_revision, name, revision)).id

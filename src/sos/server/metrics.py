@@ -42,6 +42,7 @@ from sos.runtime.base import Backend, RevisionMetricsSample
 from sos.server.auth import Principal
 from sos.server.errors import ERROR_RESPONSES
 from sos.server.routes import ServiceName
+from sos.server.visibility import can_read
 
 __all__ = [
     "DEFAULT_INTERVAL_SECONDS",
@@ -391,7 +392,8 @@ async def metrics(
 ) -> ServiceMetrics:
     state = request.app.state.sos
     seconds = parse_window(window)
-    await run_in_threadpool(state.store.get_service, name)  # 404 for an unknown service
+    service = await run_in_threadpool(state.store.get_service, name)  # 404 when unknown
+    can_read(token, service.team, f"the metrics of service {name!r}")
     rev_id = None
     if revision is not None:  # 404 for a revision the service does not have
         rev_id = (await run_in_threadpool(state.control.get_revision, name, revision)).id

@@ -25,6 +25,7 @@ from sos.models import (
 from sos.server.auth import Principal
 from sos.server.core import ControlPlane
 from sos.server.errors import ERROR_RESPONSES
+from sos.server.visibility import redact_history, redact_revision, sees_values
 from sos.store import Store
 
 __all__ = ["ServiceName", "router"]
@@ -138,7 +139,18 @@ def desired_state(request: Request, token: Principal, name: ServiceName) -> Desi
     desired = _control(request).desired(name)
     if desired is None:
         raise NotFoundError(f"service {name!r} does not exist", details={"service": name})
-    return desired.to_state()
+    state = desired.to_state()
+    if sees_values(token, state.service.team):
+        return state
+    return state.model_copy(update={"revisions": [redact_revision(r) for r in state.revisions]})
+
+
+def _team_of(request: Request, name: str) -> str | None:
+    """The team of service ``name``; None when it does not exist (any more)."""
+    try:
+        return _store(request).get_service(name).team
+    except NotFoundError:
+        return None
 
 
 # --------------------------------------------------------------------------- revisions
@@ -148,7 +160,10 @@ def desired_state(request: Request, token: Principal, name: ServiceName) -> Desi
     "/services/{name}/revisions", tags=["revisions"], summary="List revisions, oldest first"
 )
 def list_revisions(request: Request, token: Principal, name: ServiceName) -> list[Revision]:
-    return _store(request).list_revisions(name)
+    revisions = _store(request).list_revisions(name)
+    if sees_values(token, _team_of(request, name)):
+        return revisions
+    return [redact_revision(r) for r in revisions]
 
 
 @router.post(
@@ -180,7 +195,8 @@ def create_revision(
 def get_revision(
     request: Request, token: Principal, name: ServiceName, ref: RevisionRef
 ) -> Revision:
-    return _control(request).get_revision(name, ref)
+    revision = _control(request).get_revision(name, ref)
+    return revision if sees_values(token, _team_of(request, name)) else redact_revision(revision)
 
 
 # --------------------------------------------------------------------------- traffic
@@ -240,4 +256,7 @@ def history(
         int | None, Query(ge=1, le=MAX_VERSION, description="Page back: ids below this")
     ] = None,
 ) -> list[HistoryEntry]:
-    return _store(request).history(name, limit=limit, before=before)
+    entries = _store(request).history(name, limit=limit, before=before)
+    if sees_values(token, _team_of(request, name)):
+        return entries
+    return [redact_history(entry) for entry in entries]

@@ -13,6 +13,7 @@ from sos import (
     Artifact,
     AuthenticationError,
     Client,
+    EnvVar,
     PermissionDeniedError,
     Revision,
     Service,
@@ -196,3 +197,53 @@ def test_api_bodies_are_capped_even_for_admins(server: RunningServer) -> None:
         f"{server.url}/api/v1/services/capped/revisions", json=huge_env, headers=headers
     )
     assert refused.status_code == 422 and "32768" in refused.text
+
+
+def test_env_values_logs_and_metrics_are_for_the_owning_team_and_admins(
+    server: RunningServer, admin: Client
+) -> None:
+    secret_rev = Revision(
+        artifact=Artifact(name="a", version="1"),
+        env_vars=[EnvVar(id="DB_PASSWORD", value="hunter2"), EnvVar(id="LOG_LEVEL", value="info")],
+    )
+    with server.client(server.token("ci-recs", team="recs")) as recs:
+        recs.apply(Service(name=SVC, team="recs"))
+        recs.create_revision(SVC, secret_rev)
+        own = recs.get_revision(SVC, 1).env_vars
+        assert [(v.value, v.redacted) for v in own] == [("hunter2", False), ("info", False)]
+        assert list(recs.logs(SVC, tail=10)) is not None  # its own logs: allowed
+    assert admin.get_revision(SVC, 1).env_vars[0].value == "hunter2"
+    others = {
+        "a writer of another team": server.token("ci-ads", team="ads"),
+        "a reader of no team": server.token("dashboard", role="reader"),
+    }
+    for who, token in others.items():
+        with server.client(token) as other:
+            seen = [
+                other.get_revision(SVC, 1).env_vars,
+                other.list_revisions(SVC)[0].env_vars,
+                other.desired(SVC).revisions[0].env_vars,
+            ]
+            for env in seen:
+                # the names show (a value exists), never the values
+                assert [(v.id, v.value, v.redacted) for v in env] == [
+                    ("DB_PASSWORD", "", True),
+                    ("LOG_LEVEL", "", True),
+                ], who
+            raw = httpx.get(
+                f"{server.url}/api/v1/services/{SVC}/history",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert raw.status_code == 200 and "hunter2" not in raw.text, who
+            with pytest.raises(PermissionDeniedError, match="only that team's tokens and admins"):
+                list(other.logs(SVC, tail=10))
+            with pytest.raises(PermissionDeniedError, match="metrics"):
+                other.metrics(SVC)
+    # a hidden value sent back (a copy of what another team saw) is refused, not deployed
+    with server.client(server.token("ci-recs-2", team="recs")) as recs:
+        copied = Revision(
+            artifact=Artifact(name="a", version="1"),
+            env_vars=[EnvVar(id="DB_PASSWORD", value="", redacted=True)],
+        )
+        with pytest.raises(ValidationError, match="DB_PASSWORD came back redacted"):
+            recs.create_revision(SVC, copied)

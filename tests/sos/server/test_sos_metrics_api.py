@@ -222,7 +222,7 @@ def wait_for_points(server: RunningServer, name: str, n: int) -> dict[str, objec
         time.sleep(0.1)
 
 
-def test_metrics_api_serves_the_fake_backends_instances_to_any_token(
+def test_metrics_api_serves_the_fake_backends_instances_to_the_services_team(
     sos_server: Callable[..., RunningServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SOS_METRICS_INTERVAL", "0.2")
@@ -232,7 +232,8 @@ def test_metrics_api_serves_the_fake_backends_instances_to_any_token(
         admin.create_revision(
             "shop", RevisionSpec.model_validate({"artifact": {"name": "a", "version": "1"}})
         )
-    reader = server.token("dashboards", role="reader")
+    reader = server.token("dashboards", role="reader", team="recs")
+    stranger = server.token("other-dashboards", role="reader")
     body = wait_for_points(server, "shop", 2)
     assert body["available"] is True and body["interval_seconds"] == 0.2
     (rev,) = body["revisions"]
@@ -244,6 +245,11 @@ def test_metrics_api_serves_the_fake_backends_instances_to_any_token(
         headers={"Authorization": f"Bearer {reader}"},
     )
     assert as_reader.status_code == 200 and as_reader.json()["window_seconds"] == 300
+    as_stranger = httpx.get(
+        f"{server.url}/api/v1/services/shop/metrics",
+        headers={"Authorization": f"Bearer {stranger}"},
+    )
+    assert as_stranger.status_code == 403  # a reader of no team: not its metrics
 
 
 def test_metrics_api_answers_for_one_revision_when_asked(

@@ -256,7 +256,7 @@ def test_rollback_asks_first_then_restores_the_previous_route(
 def test_reader_sees_everything_but_every_change_is_visibly_off(
     shop: RunningServer, page: Page
 ) -> None:
-    reader = shop.token("dashboards", role="reader")
+    reader = shop.token("dashboards", role="reader", team="recs")
     sign_in(page, shop.url, reader)
     expect(page.locator("#banner")).to_contain_text("Read-only.")
     expect(page.locator("#who")).to_contain_text("reader")

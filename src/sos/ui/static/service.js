@@ -442,7 +442,9 @@ export function servicePage(main, session, name, tab, params) {
         fact(
           "Environment",
           rev.env_vars?.length
-            ? rev.env_vars.map((e) => h("div", { class: "mono" }, `${e.id}=${e.value}`))
+            ? rev.env_vars.map((e) =>
+                h("div", { class: "mono" }, e.redacted ? `${e.id}=(hidden: not your team's)` : `${e.id}=${e.value}`),
+              )
             : "none",
         ),
         fact("Resources", `memory ${r.memory || "no limit"}, cpu ${r.cpu || "no limit"}`),

@@ -1,0 +1,54 @@
+"""Who may read what of a service: everyone sees that it exists and how it is set up; only
+its own team's tokens (writers and readers) and admins see the values of its environment,
+its logs and its metrics. Other tokens see each variable's name with its value hidden
+(``EnvVar.redacted``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sos.errors import PermissionDeniedError
+from sos.models import HistoryEntry, Revision, Token
+
+__all__ = ["can_read", "redact_history", "redact_revision", "sees_values"]
+
+
+def sees_values(token: Token, team: str | None) -> bool:
+    """Whether ``token`` may read the values of a service of ``team`` (None: the service is
+    gone, and only admins read what it had)."""
+    return token.role == "admin" or (team is not None and token.team == team)
+
+
+def can_read(token: Token, team: str, what: str) -> None:
+    """Raise unless ``token`` may read ``what`` (logs, metrics) of a service of ``team``."""
+    if sees_values(token, team):
+        return
+    whose = f"team {token.team!r}" if token.team else "no team"
+    raise PermissionDeniedError(
+        f"token {token.name!r} ({whose}) cannot read {what}, which belong to team {team!r}: "
+        "only that team's tokens and admins can",
+        details={"role": token.role, "team": token.team, "owner": team},
+    )
+
+
+def redact_revision(revision: Revision) -> Revision:
+    """``revision`` with every environment value hidden."""
+    if not revision.env_vars:
+        return revision
+    hidden = [var.model_copy(update={"value": "", "redacted": True}) for var in revision.env_vars]
+    return revision.model_copy(update={"env_vars": hidden})
+
+
+def _hide(document: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not document or not isinstance(document.get("env_vars"), list):
+        return document
+    hidden = [
+        {**var, "value": "", "redacted": True} if isinstance(var, dict) else var
+        for var in document["env_vars"]
+    ]
+    return {**document, "env_vars": hidden}
+
+
+def redact_history(entry: HistoryEntry) -> HistoryEntry:
+    """``entry`` with the environment values in what it recorded hidden."""
+    return entry.model_copy(update={"before": _hide(entry.before), "after": _hide(entry.after)})
