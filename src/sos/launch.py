@@ -31,10 +31,18 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from sos.models import ArtifactMetadata, Revision
+from sos.errors import ValidationError
+from sos.models import ArtifactMetadata, GunicornConfig, Revision, RevisionSpec
 from sos.quantity import memory_bytes
 
-__all__ = ["ARTIFACT_SUFFIX", "launch_command", "launch_env"]
+__all__ = [
+    "ARTIFACT_SUFFIX",
+    "check_options",
+    "container_concurrency",
+    "launch_command",
+    "launch_env",
+    "worker_class",
+]
 
 #: the file name suffix of each language's artifact
 ARTIFACT_SUFFIX: Mapping[str, str] = {"python": ".pyz", "node": ".js", "go": "", "jvm": ".jar"}
@@ -91,3 +99,76 @@ def launch_env(
     if revision.resources.memory:
         env["SOS_MEMORY_BYTES"] = str(memory_bytes(revision.resources.memory))
     return env
+
+
+def _interface(artifact: ArtifactMetadata) -> str | None:
+    """``wsgi``, ``asgi`` or ``command`` for a Python artifact built by ``sos build``."""
+    value = artifact.extra.get("interface")
+    return value if isinstance(value, str) else None
+
+
+def worker_class(revision: RevisionSpec, artifact: ArtifactMetadata) -> str | None:
+    """The gunicorn worker class that serves ``revision`` (None: gunicorn does not)."""
+    interface = _interface(artifact)
+    if artifact.language != "python" or interface == "command":
+        return None  # (a Python artifact of unknown interface: gunicorn, as it always was)
+    config = revision.gunicorn_config
+    if config.worker_class is not None:
+        return config.worker_class
+    if interface == "asgi":
+        return "uvicorn"
+    return "gthread" if config.thread_count > 1 else "sync"
+
+
+def container_concurrency(revision: RevisionSpec, artifact: ArtifactMetadata) -> int:
+    """Requests one instance serves at once, as Knative's ``containerConcurrency`` (0: no
+    hard limit). Sync and gthread workers serve workers x threads; gevent and uvicorn
+    workers are asynchronous (thousands of requests each), and other artifacts serve what
+    they can: none of those gets a hard limit, the autoscaler's target still applies."""
+    if worker_class(revision, artifact) in ("sync", "gthread"):
+        return revision.gunicorn_config.concurrency
+    return 0
+
+
+def check_options(revision: RevisionSpec, artifact: ArtifactMetadata) -> None:
+    """Refuse options that cannot apply to ``artifact`` (422, saying why and what to use),
+    rather than accept them and crash-loop, or show them as if they were applied."""
+    config = revision.gunicorn_config
+    interface = _interface(artifact)
+    what = f"artifact {artifact.name} {artifact.version}"
+    served_by_gunicorn = artifact.language == "python" and interface != "command"
+    if not served_by_gunicorn:
+        if config != GunicornConfig():
+            kind = (
+                f"a {artifact.language} artifact"
+                if artifact.language != "python"
+                else ("a Python artifact that runs its own command")
+            )
+            raise ValidationError(
+                f"gunicorn_config does not apply to {what}: it is {kind}, not a WSGI or ASGI "
+                "app served by gunicorn; drop gunicorn_config (the artifact itself decides "
+                "how many requests it serves at once)",
+                details={"field": "gunicorn_config", "language": artifact.language},
+            )
+        return
+    chosen = config.worker_class
+    effective = worker_class(revision, artifact)
+    if interface == "asgi" and chosen not in (None, "uvicorn"):
+        raise ValidationError(
+            f"gunicorn_config.worker_class {chosen!r} cannot serve {what}: it is an ASGI app, "
+            "which only uvicorn workers serve; drop worker_class or use 'uvicorn'",
+            details={"field": "gunicorn_config.worker_class", "interface": interface},
+        )
+    if interface == "wsgi" and chosen == "uvicorn":
+        raise ValidationError(
+            f"gunicorn_config.worker_class 'uvicorn' cannot serve {what}: it is a WSGI app; "
+            "drop worker_class, or use 'sync', 'gthread' or 'gevent'",
+            details={"field": "gunicorn_config.worker_class", "interface": interface},
+        )
+    if effective in ("uvicorn", "gevent") and config.thread_count > 1:
+        raise ValidationError(
+            f"gunicorn_config.thread_count {config.thread_count} does not apply to "
+            f"{effective} workers (each serves many requests on one thread); drop "
+            "thread_count or raise worker_count",
+            details={"field": "gunicorn_config.thread_count", "worker_class": effective},
+        )

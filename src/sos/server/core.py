@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from sos.errors import ConflictError, NotFoundError, ValidationError
+from sos.launch import check_options
 from sos.models import (
     Artifact,
     ArtifactMetadata,
@@ -173,6 +174,7 @@ class ControlPlane:
                     "drop the digest or push the artifact you meant",
                     details={"field": "artifact.digest"},
                 )
+            check_options(spec, metadata)
             artifact = spec.artifact.model_copy(update={"digest": metadata.digest})
             spec = spec.model_copy(update={"artifact": artifact})
         if dry_run:

@@ -348,3 +348,23 @@ def test_sos_build_push_then_a_revision_runs_the_pushed_digest(
         store_server.state.artifact_path(built["digest"]).read_bytes()
         == Path(built["path"]).read_bytes()
     )
+
+
+def test_a_revision_whose_options_cannot_apply_to_its_artifact_is_a_422(
+    store_server: RunningServer, tmp_path: Path
+) -> None:
+    path = make_artifact(tmp_path, "web", "1.0.0", b"console.log('hi')\n")
+    with store_server.client() as api:
+        api.push_artifact(path)
+        api.apply(ServiceSpec(name="web", team="recs"))
+        refused = RevisionSpec.model_validate(
+            {
+                "artifact": {"name": "web", "version": "1.0.0"},
+                "gunicorn_config": {"worker_count": 4},
+            }
+        )
+        with pytest.raises(ValidationError, match="gunicorn_config does not apply") as caught:
+            api.create_revision("web", refused)
+        assert caught.value.details.get("field") == "gunicorn_config"
+        assert api.list_revisions("web") == []  # nothing was created
+        api.create_revision("web", RevisionSpec(artifact=Artifact(name="web", version="1.0.0")))

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from sos.errors import ValidationError
-from sos.launch import launch_env
+from sos.launch import container_concurrency, launch_env
 from sos.models import REVISION_ID, ArtifactMetadata, HealthCheck, Revision, normalize_revision_ref
 from sos.runtime.base import DesiredService
 from sos.runtime.knative.rules import MAX_CONTAINER_CONCURRENCY, check_webhook_rules
@@ -234,20 +234,17 @@ def render_revision_template(
     annotations[DIGEST_ANNOTATION] = digest
 
     spec: Manifest = {}
-    if artifact.language == "python":
-        # gunicorn serves workers x threads requests at once; Knative queues the rest
-        concurrency = revision.gunicorn_config.concurrency
-        if concurrency > MAX_CONTAINER_CONCURRENCY:
-            raise ValidationError(
-                f"revision {revision.id}: gunicorn worker_count x thread_count is "
-                f"{concurrency}, Knative allows at most {MAX_CONTAINER_CONCURRENCY} requests "
-                "at once per instance: lower thread_count (more instances scale out instead)"
-            )
-        spec["containerConcurrency"] = concurrency
-    else:
-        # other runtimes serve as many requests as they can: no hard limit, the autoscaler
-        # still aims at the target concurrency
-        spec["containerConcurrency"] = 0
+    # sync and gthread workers serve workers x threads requests at once and Knative queues
+    # the rest; asynchronous workers (gevent, uvicorn) and other runtimes get no hard limit
+    # (0), the autoscaler's target still applies
+    concurrency = container_concurrency(revision, artifact)
+    if concurrency > MAX_CONTAINER_CONCURRENCY:
+        raise ValidationError(
+            f"revision {revision.id}: gunicorn worker_count x thread_count is "
+            f"{concurrency}, Knative allows at most {MAX_CONTAINER_CONCURRENCY} requests "
+            "at once per instance: lower thread_count (more instances scale out instead)"
+        )
+    spec["containerConcurrency"] = concurrency
     spec["containers"] = [container]
 
     return {
