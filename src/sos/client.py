@@ -42,6 +42,7 @@ from sos.models import (
     RevisionSpec,
     Role,
     Route,
+    ServerInfo,
     Service,
     ServiceMetrics,
     ServiceSpec,
@@ -341,6 +342,10 @@ class Client:
 
     def whoami(self) -> Token:
         return self._get("/whoami", Token)
+
+    def server_info(self) -> ServerInfo:
+        """The server's version, backend, and how it keeps teams' code apart."""
+        return self._get("/server", ServerInfo)
 
     def create_token(
         self, name: str, *, role: Role = "writer", team: str | None = None

@@ -650,6 +650,14 @@ class DesiredState(_Model):
     )
 
 
+class ServerInfo(_Model):
+    """What ``GET /api/v1/server`` says about the server."""
+
+    version: str
+    backend: str = Field(description="local, knative, ...")
+    isolation: str = Field(description="How the code of different teams is kept apart")
+
+
 class LogRecord(_Model):
     """One log line of a service, as ``GET /api/v1/services/{name}/logs`` streams it (NDJSON)."""
 

@@ -175,6 +175,7 @@ def test_configs_with_unknown_operators_are_refused_and_the_last_good_one_serves
     server = SosServer(tmp_path / "data", SOS_SANDBOX="none")
     try:
         with server.client() as client:
+            assert client.server_info().isolation.startswith("NOT sandboxed")
             client.push_artifact(movielens[0], metadata=movielens[1])
         said_here = _configs_drill(server, movielens, tmp_path, bad, operators)
     finally:

@@ -42,6 +42,9 @@ def test_a_tenant_cannot_reach_the_platform_or_another_tenant_from_its_instance(
     server = SosServer(tmp_path / "data")
     try:
         with server.client() as admin:
+            isolation = admin.server_info().isolation
+            assert isolation.startswith("sandboxed by bubblewrap: a uid per service"), isolation
+            assert "instances sandboxed by bubblewrap" in server.output  # said at start too
             team_a = admin.create_token("attacker", team="a").secret
             team_b = admin.create_token("victim", team="b").secret
             admin.push_artifact(probe[0], metadata=probe[1])  # the same app for both teams

@@ -52,11 +52,15 @@ def whoami(as_json: bool = JsonOption) -> None:
     with client() as c:
         me = c.whoami()
         url = c.url
+        server = c.server_info()
     if as_json:
         emit_json(me)
         return
     team = f", team {me.team}" if me.team else ""
     console.print(f"{me.name} ({me.role}{team}) on {url}")
+    console.print(
+        f"server {server.version}, {server.backend} backend: {server.isolation}", markup=False
+    )
 
 
 def _role(value: str) -> Role:

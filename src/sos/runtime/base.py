@@ -142,6 +142,9 @@ class Backend(abc.ABC):
 
     #: registry name, used in server configuration (``--backend local``)
     name: str = ""
+    #: how the code of different teams is kept apart, for people (``sos server`` prints it
+    #: at start, ``GET /api/v1/server`` and ``sos whoami`` show it)
+    isolation: str = "not stated by this backend"
     #: set by the server: a backend whose reality changes on its own (a crash, autoscaling)
     #: calls it with the service name so that status is written without waiting for a resync
     on_change: Callable[[str], None] | None = None

@@ -17,11 +17,13 @@ from sos.models import (
     HistoryEntry,
     Revision,
     RevisionSpec,
+    ServerInfo,
     Service,
     ServiceSpec,
     Token,
     TrafficRoute,
 )
+from sos.runtime.base import Backend
 from sos.server.auth import Principal
 from sos.server.core import ControlPlane
 from sos.server.errors import ERROR_RESPONSES
@@ -73,6 +75,14 @@ def healthz() -> dict[str, str]:
     from sos import __version__
 
     return {"status": "ok", "version": __version__}
+
+
+@router.get("/server", tags=["server"], summary="This server: version, backend, isolation")
+def server_info(request: Request, token: Principal) -> ServerInfo:
+    from sos import __version__
+
+    backend: Backend = request.app.state.sos.backend
+    return ServerInfo(version=__version__, backend=backend.name, isolation=backend.isolation)
 
 
 @router.get("/whoami", tags=["auth"], summary="The calling token: name, role, team")

@@ -140,6 +140,10 @@ class KnativeBackend(Backend):
     """Runs SOS revisions as Knative Revisions of one Knative Service per SOS service."""
 
     name = "knative"
+    isolation = (
+        "each instance is a pod of the cluster, as the cluster isolates pods (runs as a "
+        "non-root user with no privilege escalation and the runtime default seccomp profile)"
+    )
 
     def __init__(
         self,

@@ -100,6 +100,7 @@ class LocalBackend(Backend):
             runtime_dir, sandbox, tmp_bytes=sandbox_tmp_bytes, processes=sandbox_processes
         )
         self.preparer = Preparer(self.log_store)
+        self.isolation = self.sandbox.describe()
         self.limiter = Limiter()
         self.supervisor = Supervisor(
             runtime_dir,
