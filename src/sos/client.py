@@ -42,6 +42,7 @@ from sos.models import (
     RevisionSpec,
     Role,
     Route,
+    Secret,
     ServerInfo,
     Service,
     ServiceMetrics,
@@ -342,6 +343,23 @@ class Client:
 
     def whoami(self) -> Token:
         return self._get("/whoami", Token)
+
+    # ------------------------------------------------------------------ secrets
+
+    def set_secret(self, name: str, value: str, *, team: str) -> Secret:
+        """Create or rotate a secret of ``team``; its value is never returned."""
+        response = self._request(
+            "PUT", f"/teams/{_q(team)}/secrets/{_q(name)}", json_body={"value": value}
+        )
+        return Secret.model_validate(response.json())
+
+    def list_secrets(self, team: str) -> list[Secret]:
+        """``team``'s secrets: names and versions, never values."""
+        return self._list(f"/teams/{_q(team)}/secrets", Secret)
+
+    def delete_secret(self, name: str, *, team: str) -> None:
+        """Delete a secret that no serving revision uses."""
+        self._request("DELETE", f"/teams/{_q(team)}/secrets/{_q(name)}")
 
     def server_info(self) -> ServerInfo:
         """The server's version, backend, and how it keeps teams' code apart."""

@@ -162,6 +162,8 @@ class ServerSettings:
     database_url: str | None = None
     backend: str | None = None
     admin_token: str | None = None
+    #: the key that seals secrets (32 bytes, base64); default: ``secret-key`` in the data dir
+    secret_key: str | None = None
     #: how often every service is reconciled even when nothing changed
     resync_seconds: float = 30.0
     #: options for the chosen backend (``--backend-opt key=value``)
@@ -177,6 +179,7 @@ class ServerSettings:
             database_url=env.get("SOS_DATABASE_URL") or None,
             backend=env.get("SOS_BACKEND") or None,
             admin_token=env.get("SOS_ADMIN_TOKEN") or None,
+            secret_key=env.get("SOS_SECRET_KEY") or None,
             resync_seconds=float(_int(env, "SOS_RESYNC_SECONDS", 30)),
         )
 

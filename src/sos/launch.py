@@ -78,11 +78,22 @@ def launch_env(
     port: int,
     host: str = "127.0.0.1",
     base: Mapping[str, str] | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of an instance of ``revision`` listening on ``host:port``."""
+    """The environment of an instance of ``revision`` listening on ``host:port``, with the
+    values of the secrets it uses from ``secrets`` (None: leave them out, for a caller that
+    references them instead, as Kubernetes does)."""
     env = dict(base or {})
     for var in revision.env_vars:
-        env[var.id] = var.value
+        if var.secret is None:
+            env[var.id] = var.value
+        elif secrets is not None:
+            if var.secret not in secrets:
+                raise ValidationError(
+                    f"secret {var.secret!r} (for {var.id}) does not exist (any more): set it "
+                    f"again with `sos secret set {var.secret} --team TEAM`"
+                )
+            env[var.id] = secrets[var.secret]
     gunicorn = revision.gunicorn_config
     env.update(
         {

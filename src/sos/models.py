@@ -277,11 +277,36 @@ class EnvVar(_Model):
         max_length=32768,
         description="At most 32 KiB: configuration, not data (put files in the artifact)",
     )
+    secret: str | None = Field(
+        default=None,
+        max_length=63,
+        description="Take the value from this secret of the service's team (`sos secret set`): "
+        "write-only, encrypted at rest, seen only by the instances; value stays empty",
+    )
     redacted: bool = Field(
         default=False,
         description="Read-only: the value is hidden from the token that read it (only the "
         "owning team and admins see values); such a variable cannot be sent back",
     )
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        if value is not None and not DNS_1035.fullmatch(value):
+            raise ValueError(
+                f"secret name {value!r} must be lowercase letters, digits and '-', starting "
+                "with a letter (e.g. db-password)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _value_or_secret(self) -> EnvVar:
+        if self.secret is not None and self.value:
+            raise ValueError(
+                f"environment variable {self.id!r} has both a value and a secret: set value or "
+                "secret, not both"
+            )
+        return self
 
     @field_validator("id")
     @classmethod
@@ -648,6 +673,24 @@ class DesiredState(_Model):
     artifacts: dict[str, ArtifactMetadata] = Field(
         default_factory=dict, description="Artifact metadata by digest, when the server knows it"
     )
+
+
+class SecretValue(_Model):
+    """The body of ``PUT /api/v1/teams/{team}/secrets/{name}``."""
+
+    value: str = Field(min_length=1, max_length=65536, description="Write-only; at most 64 KiB")
+
+
+class Secret(_Model):
+    """A team's secret as the API shows it: never its value."""
+
+    name: str
+    team: str
+    version: int = Field(description="1 when created, one more at each rotation")
+    created_at: datetime
+    created_by: str | None = None
+    updated_at: datetime
+    updated_by: str | None = None
 
 
 class ServerInfo(_Model):

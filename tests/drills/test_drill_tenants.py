@@ -13,20 +13,28 @@ import httpx
 from tests.drills.conftest import REPO, Built
 from tests.drills.harness import SosServer, kill_runtime, report
 
-from sos import Artifact, Client, EnvVar, Revision, Service
+from sos import Artifact, Client, EnvVar, PermissionDeniedError, Revision, Service
 from sos.runtime.local.haproxy import adoptable
 
 PROBE = REPO / "tests" / "drills" / "projects" / "probe"
 
 
-def deploy(client: Client, name: str, team: str, built: Built, env: dict[str, str]) -> None:
+def deploy(
+    client: Client,
+    name: str,
+    team: str,
+    built: Built,
+    env: dict[str, str],
+    secrets: dict[str, str] | None = None,
+) -> None:
     _, meta = built
     client.apply(Service(name=name, team=team))
     revision = client.create_revision(
         name,
         Revision(
             artifact=Artifact(name=meta.name, version=meta.version, digest=meta.digest),
-            env_vars=[EnvVar(id=key, value=value) for key, value in env.items()],
+            env_vars=[EnvVar(id=key, value=value) for key, value in env.items()]
+            + [EnvVar(id=key, secret=secret) for key, secret in (secrets or {}).items()],
         ),
     )
     assert revision.number is not None
@@ -49,7 +57,8 @@ def test_a_tenant_cannot_reach_the_platform_or_another_tenant_from_its_instance(
             team_b = admin.create_token("victim", team="b").secret
             admin.push_artifact(probe[0], metadata=probe[1])  # the same app for both teams
         with server.client(team_b) as victim:
-            deploy(victim, "victim", "b", probe, {"DB_PASSWORD": password})
+            victim.set_secret("db-password", password, team="b")
+            deploy(victim, "victim", "b", probe, {}, secrets={"DB_PASSWORD": "db-password"})
         data = str(server.data_dir.resolve())
         env = {"PROBE_DATA_DIR": data, "PROBE_VICTIM": "victim"}
         haproxy = adoptable(server.data_dir / "runtime" / "router")
@@ -57,6 +66,31 @@ def test_a_tenant_cannot_reach_the_platform_or_another_tenant_from_its_instance(
             env["PROBE_ADMIN_SOCKET"] = str(haproxy[1] / "admin.sock")
         with server.client(team_a) as attacker:
             deploy(attacker, "attacker", "a", probe, env)
+        # through the API, team A learns that the victim has a secret, never its value
+        api = []
+        with server.client(team_a) as attacker:
+            seen = attacker.get_revision("victim", 1).env_vars
+            api.append(f"the victim's revision: {[(v.id, v.value, v.secret) for v in seen]}")
+            for what, read in (
+                ("list team b's secrets", lambda: attacker.list_secrets("b")),
+                (
+                    "rotate team b's secret",
+                    lambda: attacker.set_secret("db-password", "x", team="b"),
+                ),
+                ("read the victim's logs", lambda: list(attacker.logs("victim", tail=10))),
+            ):
+                try:
+                    read()
+                except PermissionDeniedError as exc:
+                    api.append(f"held: {what}: {str(exc)[:100]}")
+                else:
+                    api.append(f"BROKE THROUGH: {what}")
+        report("tenants: team A reads team B's service through the API", *api)
+        assert not [line for line in api if line.startswith("BROKE")], api
+        assert password not in " ".join(api)
+        # the victim's instance got its password
+        env = httpx.get(server.router + "/env", headers={"Host": "victim.localhost"}, timeout=30)
+        assert env.status_code == 200 and env.json().get("DB_PASSWORD") == password
         answer = httpx.get(
             f"{server.router}/attack", headers={"Host": "attacker.localhost"}, timeout=120
         )

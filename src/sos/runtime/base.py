@@ -54,6 +54,13 @@ class DesiredService:
     traffic: TrafficRoute | None
     #: artifact metadata by digest, for every revision above
     artifacts: Mapping[str, ArtifactMetadata] = field(default_factory=dict)
+    #: the plain values of the secrets the revisions use (``EnvVar.secret``), for the
+    #: instances only: never in ``to_state`` (the API), never in a repr (logs)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def secrets_used(self) -> set[str]:
+        """Names of the secrets the revisions above use."""
+        return {var.secret for r in self.revisions for var in r.env_vars if var.secret}
 
     def routable(self) -> set[str]:
         """Ids of revisions that receive traffic or carry a tag."""

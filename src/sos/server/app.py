@@ -30,6 +30,7 @@ from sos.server.core import ArtifactResolver, ControlPlane
 from sos.server.errors import install_error_handlers
 from sos.server.guard import RequestGuard, max_request_bytes
 from sos.store import Store
+from sos.store.secrets import SecretTable, load_key
 
 __all__ = ["API_PREFIX", "ROUTER_MODULES", "AdminToken", "ServerState", "create_app"]
 
@@ -65,6 +66,8 @@ class ServerState:
     resolver: ArtifactResolver | None = None
     artifact_path: ArtifactPath | None = None
     artifact_store: object | None = None
+    #: a team's secrets, sealed with the server's key (``sos.store.secrets``)
+    secrets: SecretTable | None = None
     #: room for plug-ins to keep their objects (e.g. ``extra["artifacts"]``)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -87,6 +90,8 @@ class ServerState:
         store.migrate()
         state = cls(settings=settings, store=store, control=ControlPlane(store), resolver=resolver)
         state.admin_token = ensure_admin_token(store, settings)
+        state.secrets = SecretTable(store, load_key(settings.data_dir, settings.secret_key))
+        state.control.secrets = state.secrets
         for plugin in plugins:
             configure = getattr(plugin, "configure", None)
             if configure is not None:
@@ -149,7 +154,7 @@ def create_app(
 ) -> FastAPI:
     """The SOS API server as an ASGI app (``uvicorn.run(create_app())``)."""
     from sos import __version__, ui
-    from sos.server import logs, routes, tokens
+    from sos.server import logs, routes, secrets, tokens
 
     plugins = [importlib.import_module(name) for name in ROUTER_MODULES]
     if state is None:
@@ -180,6 +185,7 @@ def create_app(
     app.include_router(routes.router, prefix=API_PREFIX)
     app.include_router(logs.router, prefix=API_PREFIX)
     app.include_router(tokens.router, prefix=API_PREFIX)
+    app.include_router(secrets.router, prefix=API_PREFIX)
     for plugin in plugins:
         router = getattr(plugin, "router", None)
         if router is not None:

@@ -32,6 +32,7 @@ from sos.models import (
 from sos.runtime.base import DesiredService
 from sos.server.auth import can_write
 from sos.store import Store
+from sos.store.secrets import SecretTable
 from sos.store.store import Check, StaleWriteError
 
 __all__ = ["ArtifactResolver", "ControlPlane"]
@@ -69,6 +70,9 @@ class ControlPlane:
         self.resolver = resolver
         #: called with a service name after every change (the reconciler listens)
         self.on_change = on_change
+        #: a team's secrets (the server sets it): checked when a revision uses one, and
+        #: their values handed to the backend with the desired state
+        self.secrets: SecretTable | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -158,6 +162,17 @@ class ControlPlane:
         if service is not None:
             can_write(token, service.team, f"service {name!r}")
         spec = spec.spec()
+        used = {var.secret for var in spec.env_vars if var.secret}
+        if used and service is not None:
+            missing = self.secrets.missing(service.team, used) if self.secrets else sorted(used)
+            if missing:
+                raise ValidationError(
+                    f"team {service.team!r} has no secret {missing[0]!r}"
+                    + (f" (nor {', '.join(map(repr, missing[1:]))})" if missing[1:] else "")
+                    + f": create it with `sos secret set {missing[0]} --team {service.team}` "
+                    "(the value on standard input), or fix the name",
+                    details={"field": "env_vars", "missing_secrets": missing},
+                )
         hidden = [var.id for var in spec.env_vars if var.redacted]
         if hidden:
             raise ValidationError(
@@ -297,15 +312,17 @@ class ControlPlane:
     # ------------------------------------------------------------------ desired state
 
     def desired(self, name: str) -> DesiredService | None:
-        """The desired state of ``name`` with artifact metadata when a resolver knows it."""
+        """The desired state of ``name``: with artifact metadata when a resolver knows it,
+        and the values of the secrets its revisions use (for the backend only)."""
         desired = self.store.desired(name)
-        if desired is None or self.resolver is None:
-            return desired
-        artifacts: dict[str, ArtifactMetadata] = {}
-        for revision in desired.revisions:
+        if desired is None:
+            return None
+        artifacts: dict[str, ArtifactMetadata] = dict(desired.artifacts)
+        resolver = self.resolver
+        for revision in desired.revisions if resolver is not None else ():
             digest = revision.artifact.digest
-            if digest and digest not in artifacts:
-                metadata = self.resolver.metadata(digest)
+            if digest and digest not in artifacts and resolver is not None:
+                metadata = resolver.metadata(digest)
                 if metadata is not None:
                     artifacts[digest] = metadata
         return DesiredService(
@@ -313,7 +330,38 @@ class ControlPlane:
             revisions=desired.revisions,
             traffic=desired.traffic,
             artifacts=artifacts,
+            secrets=self._secret_values(desired),
         )
+
+    def _secret_values(self, desired: DesiredService) -> dict[str, str]:
+        used = desired.secrets_used()
+        if not used or self.secrets is None:
+            return {}
+        return self.secrets.values(desired.service.team, used)
+
+    def secret_users(self, team: str, secret: str) -> list[str]:
+        """Revisions of ``team``'s services that use ``secret`` and serve traffic or carry
+        a tag (deleting it would break them)."""
+        users: list[str] = []
+        for service in self.store.list_services(team):
+            desired = self.store.desired(service.name)
+            if desired is None:
+                continue
+            routed = desired.routable()
+            users += [
+                r.id
+                for r in desired.revisions
+                if r.id in routed and any(var.secret == secret for var in r.env_vars)
+            ]
+        return sorted(users)
+
+    def secret_changed(self, team: str, secret: str) -> None:
+        """A secret was rotated: the services that use it are applied again, so that
+        instances started from now on get the new value."""
+        for service in self.store.list_services(team):
+            desired = self.store.desired(service.name)
+            if desired is not None and secret in desired.secrets_used():
+                self.on_change(service.name)
 
 
 def _already_exists(name: str) -> ConflictError:

@@ -35,7 +35,10 @@ def redact_revision(revision: Revision) -> Revision:
     """``revision`` with every environment value hidden."""
     if not revision.env_vars:
         return revision
-    hidden = [var.model_copy(update={"value": "", "redacted": True}) for var in revision.env_vars]
+    hidden = [
+        var if var.secret else var.model_copy(update={"value": "", "redacted": True})
+        for var in revision.env_vars
+    ]
     return revision.model_copy(update={"env_vars": hidden})
 
 
@@ -43,7 +46,9 @@ def _hide(document: dict[str, Any] | None) -> dict[str, Any] | None:
     if not document or not isinstance(document.get("env_vars"), list):
         return document
     hidden = [
-        {**var, "value": "", "redacted": True} if isinstance(var, dict) else var
+        {**var, "value": "", "redacted": True}
+        if isinstance(var, dict) and not var.get("secret")
+        else var
         for var in document["env_vars"]
     ]
     return {**document, "env_vars": hidden}

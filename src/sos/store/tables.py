@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -33,6 +34,7 @@ __all__ = [
     "history",
     "metadata",
     "revisions",
+    "secrets",
     "services",
     "tokens",
 ]
@@ -148,4 +150,20 @@ artifacts = Table(
     Column("team", String(63), nullable=True),
     Column("pushed_by", String(100), nullable=False),
     Column("pushed_at", UTCDateTime, nullable=False),
+)
+
+
+# a team's secrets (migration 0003): the value sealed with the server's key (AES-GCM, team and
+# name bound in), never in plain text (``sos.store.secrets``)
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("team", String(63), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(100), nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_by", String(100), nullable=True),
 )

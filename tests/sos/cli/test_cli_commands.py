@@ -343,3 +343,25 @@ def test_the_hint_for_a_new_revision_fits_what_has_traffic(
     assert "`sos traffic sfix-service 3=100`" in fixed.stdout
     moved = run(sos, "traffic", "sfix-service", "3=100")  # no --force: 3 is healthy
     assert moved.exit_code == 0, moved.output
+
+
+def test_secrets_from_standard_input_never_echoed(sos: CliRunner, server: RunningServer) -> None:
+    created = sos.invoke(app, ["secret", "set", "db-password", "--team", "recs"], input="s3cr3t\n")
+    assert created.exit_code == 0, created.output
+    assert "secret db-password of team recs created" in created.stdout
+    assert "s3cr3t" not in created.output
+    rotated = sos.invoke(app, ["secret", "set", "db-password", "--team", "recs"], input="n3w")
+    assert "rotated (version 2)" in rotated.stdout
+    listed = run(sos, "secret", "list", "--team", "recs")
+    assert "db-password" in listed.stdout and "s3cr3t" not in listed.stdout
+    as_json = json.loads(run(sos, "secret", "list", "--team", "recs", "--json").stdout)
+    assert [(s["name"], s["version"]) for s in as_json] == [("db-password", 2)]
+    assert server.state.secrets is not None
+    # the value without the newline `echo` adds
+    assert server.state.secrets.values("recs", ["db-password"]) == {"db-password": "n3w"}
+    empty = sos.invoke(app, ["secret", "set", "other", "--team", "recs"], input="")
+    assert empty.exit_code == 1 and "no value for secret 'other'" in empty.output
+    deleted = run(sos, "secret", "delete", "db-password", "--team", "recs")
+    assert deleted.exit_code == 0 and "deleted secret db-password" in deleted.stdout
+    missing = run(sos, "secret", "delete", "db-password", "--team", "recs")
+    assert missing.exit_code == 1 and "team 'recs' has no secret 'db-password'" in missing.output

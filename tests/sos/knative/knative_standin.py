@@ -37,6 +37,7 @@ from knative_crd import schema_errors
 GROUP, VERSION = "serving.knative.dev", "v1"
 SERVICES = kmock.resource(GROUP, VERSION, "services")
 PODS = kmock.resource("", "v1", "pods")
+SECRETS = kmock.resource("", "v1", "secrets")
 REVISIONS = kmock.resource(GROUP, VERSION, "revisions")
 APPLY = "application/apply-patch+yaml"
 
@@ -74,12 +75,15 @@ class KnativeStandIn:
         #: pods of ready, routable revisions (one each) and their output lines
         self.pods: dict[tuple[str, str], Obj] = {}
         self.pod_logs: dict[str, list[str]] = {}
+        #: Secrets applied (server-side apply), by namespace and name
+        self.secrets: dict[tuple[str, str], Obj] = {}
         self._clock = itertools.count(1)
         self.running = True
         self._failures: dict[tuple[str, str], kmock.KubernetesError] = {}
         self._uids = itertools.count(1)
         self._versions = itertools.count(1)
         handler[kmock.action.UPDATE, SERVICES] << self._apply
+        handler[kmock.action.UPDATE, SECRETS] << self._apply_secret
         handler[kmock.action.FETCH, SERVICES] << self._get_service
         handler[kmock.action.LIST, SERVICES] << self._list_services
         handler[kmock.action.DELETE, SERVICES] << self._delete_service
@@ -186,6 +190,15 @@ class KnativeStandIn:
         return problems
 
     # ------------------------------------------------------------------ handlers
+
+    def _apply_secret(self, request: kmock.Request) -> Obj:
+        if request.headers.get("Content-Type") != APPLY or not request.params.get("fieldManager"):
+            raise kmock.KubernetesError(
+                status=400, reason="BadRequest", message="expected server-side apply"
+            )
+        body = copy.deepcopy(request.data)
+        self.secrets[(request.namespace or "default", request.name or "")] = body
+        return body
 
     def _apply(self, request: kmock.Request) -> Obj:
         namespace, name = request.namespace or "default", request.name or ""

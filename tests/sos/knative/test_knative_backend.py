@@ -3,6 +3,9 @@ observe, delete, restarts, recreating lost revisions, and errors as SOS errors."
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import json
 import socket
 from pathlib import Path
 
@@ -435,3 +438,26 @@ async def test_logs_skip_pods_that_have_not_started(
 ) -> None:
     await backend.apply(desired([revision(1)]))  # its pod exists but printed nothing yet
     assert [line async for line in backend.logs("recs")] == []
+
+
+async def test_a_secret_becomes_a_kubernetes_secret_referenced_never_inlined(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    uses = revision(1, env_vars=[{"id": "DB_PASSWORD", "secret": "db-password"}])
+    wanted = dataclasses.replace(desired([uses]), secrets={"db-password": "hunter2"})
+    await backend.apply(wanted)
+    (name, stored), *_ = standin.secrets.items()
+    assert name == (NAMESPACE, f"sos-{wanted.service.team}-db-password")
+    assert base64.b64decode(stored["data"]["value"]) == b"hunter2"
+    template = standin.service("recs")["spec"]["template"]["spec"]
+    assert template["automountServiceAccountToken"] is False
+    (container,) = template["containers"]
+    (env,) = [e for e in container["env"] if e["name"] == "DB_PASSWORD"]
+    assert env == {
+        "name": "DB_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": name[1], "key": "value"}},
+    }
+    assert "hunter2" not in json.dumps(standin.service("recs"))
+    # a rotation is applied again, to the Secret only
+    await backend.apply(dataclasses.replace(wanted, secrets={"db-password": "rotated"}))
+    assert base64.b64decode(standin.secrets[name]["data"]["value"]) == b"rotated"

@@ -103,6 +103,7 @@ def test_render_full_service_with_canary_tag() -> None:
                 },
                 "spec": {
                     "containerConcurrency": 8,
+                    "automountServiceAccountToken": False,
                     "containers": [
                         {
                             "name": "user-container",

@@ -6,7 +6,9 @@ stale case)."""
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from tests.sos.server.test_artifacts_http import make_artifact
 from tests.sos.ui.conftest import NARROW, NewPage, shot, sign_in
 
 from sos.errors import NotFoundError
-from sos.models import Artifact, Autoscaling, EnvVar, RevisionSpec, ServiceSpec
+from sos.models import Artifact, ArtifactMetadata, Autoscaling, EnvVar, RevisionSpec, ServiceSpec
 from sos.server import artifacts as artifact_store
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -26,15 +28,33 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture
 def store(sos_server: Callable[..., RunningServer], tmp_path: Path) -> RunningServer:
-    """A server with its artifact store, shop_app 1.0.0 and 1.1.0 pushed, and service shop
-    (team recs) with one revision of 1.0.0 (target concurrency 7, MODEL=v1)."""
+    """A server with its artifact store, shop_app 1.0.0 (a Node app) and 1.1.0 (a Python WSGI
+    app) pushed, and service shop (team recs) with one revision of 1.0.0 (target
+    concurrency 7, MODEL=v1)."""
     server = sos_server()
     artifact_store.configure(server.state)  # as `sos server` does at start-up
     server.state.control.resolver = server.state.resolver
     with server.client() as admin:
         for version in ("1.0.0", "1.1.0"):
             data = f"console.log('shop {version}')".encode()
-            admin.push_artifact(make_artifact(tmp_path, "shop_app", version, data))
+            if version == "1.1.0":
+                zipped = io.BytesIO()
+                with zipfile.ZipFile(zipped, "w") as archive:
+                    archive.writestr("__main__.py", "print('shop 1.1.0')\n")
+                data = zipped.getvalue()
+            path = make_artifact(tmp_path, "shop_app", version, data)
+            if version == "1.1.0":  # rewritten as a Python web app, served by gunicorn
+                meta = path.with_name(path.name + ".json")
+                python = ArtifactMetadata.model_validate_json(meta.read_text()).model_copy(
+                    update={
+                        "language": "python",
+                        "runtime_version": "3.11",
+                        "entry_point": "shop.web:app",
+                        "extra": {"interface": "wsgi"},
+                    }
+                )
+                meta.write_text(python.model_dump_json())
+            admin.push_artifact(path)
         admin.apply(ServiceSpec(name="shop", team="recs", description="Similar items"))
         admin.create_revision(
             "shop",
@@ -189,7 +209,15 @@ def test_new_revision_from_the_artifact_store_keeps_the_latest_settings(
     expect(page.get_by_label("Name of variable 1")).to_have_value("MODEL")
     expect(page.get_by_label("Maximum instances")).to_have_value("5")
     expect(page.locator("#autoscaling-max-scale-help")).to_contain_text("1 to 1000 · default 5")
+    expect(page.locator(".artifact-facts")).to_contain_text("python 3.11 · shop.web:app")
+    serving = page.get_by_role("heading", name="Serving (Python apps)")
+    expect(serving).to_be_visible()
+    # a Node artifact is not served by gunicorn: its settings are not offered (nor sent)
+    page.get_by_label("Version").select_option("1.0.0")
     expect(page.locator(".artifact-facts")).to_contain_text("node 20 · server.js")
+    expect(serving).to_be_hidden()
+    page.get_by_label("Version").select_option("1.1.0")
+    expect(serving).to_be_visible()
     shot(page, "new-revision-wide")
 
     page.get_by_label("Value of variable 1").fill("v2")
@@ -360,3 +388,39 @@ def test_deleting_a_service_changed_meanwhile_is_refused_and_says_by_whom(
     expect(problem).to_contain_text(re.compile("revision 00002 created.*Nothing was deleted"))
     with store.client() as admin:
         assert len(admin.list_revisions("shop")) == 2
+
+
+def test_a_secret_variable_stays_a_secret_reference_through_the_form(
+    store: RunningServer, page: Page
+) -> None:
+    with store.client() as admin:
+        admin.set_secret("db-password", "hunter2", team="recs")
+        admin.create_revision(
+            "shop",
+            RevisionSpec(
+                artifact=Artifact(name="shop_app", version="1.1.0"),
+                env_vars=[EnvVar(id="DB_PASSWORD", secret="db-password")],
+            ),
+        )
+    sign_in(page, store.url, store.admin_token)
+    page.get_by_role("link", name="shop", exact=True).click()
+    page.get_by_label("Settings of revision 00002").click()
+    settings = page.locator("tr[data-revision=shop-00002] .rev-settings dl")
+    expect(settings).to_contain_text("DB_PASSWORD from secret db-password")
+    page.get_by_role("button", name="New revision").click()
+    secret = page.get_by_label("Secret of variable 1 (its name; sos secret set)")
+    expect(secret).to_have_value("db-password")
+    page.get_by_role("button", name="+ Add secret").click()
+    page.get_by_label("Name of variable 2").fill("API_KEY")
+    page.get_by_label("Secret of variable 2 (its name; sos secret set)").fill("api-key")
+    page.get_by_role("button", name="Create revision").click()
+    # a secret the team does not have is the server's 422, next to the field
+    expect(page.get_by_role("alert")).to_contain_text("The revision was not created")
+    expect(page.locator("#env-error")).to_contain_text("team 'recs' has no secret 'api-key'")
+    page.get_by_role("button", name="Remove variable 2").click()
+    page.get_by_role("button", name="Create revision").click()
+    expect(page.locator("#toasts")).to_contain_text("Revision 00003 created")
+    with store.client() as admin:
+        env = admin.get_revision("shop", 3).env_vars
+    assert [(v.id, v.value, v.secret) for v in env] == [("DB_PASSWORD", "", "db-password")]
+    assert "hunter2" not in page.content()

@@ -15,6 +15,7 @@ anything else (and an unreachable API server) -> ``BackendError``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -43,7 +44,12 @@ from sos.runtime.knative.plan import (
     plan_apply,
     template_from_revision,
 )
-from sos.runtime.knative.render import INSTANCE_LABEL, MANAGED_BY_LABEL, Manifest
+from sos.runtime.knative.render import (
+    INSTANCE_LABEL,
+    MANAGED_BY_LABEL,
+    Manifest,
+    render_secret,
+)
 from sos.runtime.knative.settings import KnativeSettings
 from sos.runtime.knative.status import observed_service
 
@@ -88,6 +94,8 @@ def _render_key(desired: DesiredService) -> str:
             if desired.traffic
             else None,
             {k: v.model_dump(mode="json") for k, v in sorted(desired.artifacts.items())},
+            # a rotated secret is applied again (its digest only: keys are kept in memory)
+            {k: hashlib.sha256(v.encode()).hexdigest() for k, v in desired.secrets.items()},
         ],
         sort_keys=True,
     )
@@ -331,6 +339,23 @@ class KnativeBackend(Backend):
             _content_type="application/apply-patch+yaml",
         )
 
+    async def _apply_secret(self, manifest: Manifest) -> None:
+        """Create or update a Secret of the namespace (server-side apply, like services)."""
+        name = manifest["metadata"]["name"]
+        core = k8s.CoreV1Api(self._client())
+        await self._guard(
+            f"apply Secret {self._where(name)}",
+            core.patch_namespaced_secret(
+                name,
+                self.namespace,
+                manifest,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+                _request_timeout=self._request_timeout,
+            ),
+        )
+
     async def _wait_created(self, name: str, revision: str) -> None:
         """Wait until Knative has created Revision ``revision`` (or time out clearly)."""
         deadline = self._clock() + self._revision_timeout
@@ -380,6 +405,8 @@ class KnativeBackend(Backend):
                     rev["metadata"]["name"]: template_from_revision(rev) for rev in existing
                 },
             )
+            for secret, value in sorted(desired.secrets.items()):
+                await self._apply_secret(render_secret(desired.service.team, secret, value))
             steps = plan_apply(desired, self.settings, cluster)
             if len(steps) == 1 and is_applied(steps[0].manifest, current):
                 # nothing to change: spare the API server a write; observe may reuse the read

@@ -19,6 +19,7 @@ A revision's template carries:
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from collections.abc import Mapping
@@ -190,6 +191,20 @@ def render_revision_template(
     if url is not None:
         env["SOS_ARTIFACT_URL"] = url
     env_list: list[Manifest] = [{"name": k, "value": _k8s_escape(v)} for k, v in env.items()]
+    # secrets are referenced, never inlined: the value lives in a Secret of the namespace
+    env_list += [
+        {
+            "name": var.id,
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": secret_object_name(service.team, var.secret),
+                    "key": "value",
+                }
+            },
+        }
+        for var in revision.env_vars
+        if var.secret
+    ]
     if settings.artifact_token_secret:
         env_list.append(
             {
@@ -246,6 +261,8 @@ def render_revision_template(
         )
     spec["containerConcurrency"] = concurrency
     spec["containers"] = [container]
+    # an app has no business with the Kubernetes API: no service account token in its pod
+    spec["automountServiceAccountToken"] = False
 
     return {
         "metadata": {
@@ -254,6 +271,26 @@ def render_revision_template(
             "annotations": annotations,
         },
         "spec": spec,
+    }
+
+
+def secret_object_name(team: str, secret: str) -> str:
+    """The Kubernetes Secret that holds ``team``'s secret ``secret``."""
+    return f"sos-{team}-{secret}"
+
+
+def render_secret(team: str, secret: str, value: str) -> Manifest:
+    """The Kubernetes Secret object of ``team``'s secret ``secret`` (a pure function; its
+    single key ``value`` is what revisions reference with ``secretKeyRef``)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": secret_object_name(team, secret),
+            "labels": {MANAGED_BY_LABEL: "sos", TEAM_LABEL: team},
+        },
+        "type": "Opaque",
+        "data": {"value": base64.b64encode(value.encode()).decode()},
     }
 
 

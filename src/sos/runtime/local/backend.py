@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from itertools import accumulate
 from pathlib import Path
 
@@ -417,6 +417,19 @@ class LocalBackend(Backend):
             self.problems[action.revision] = ("ArtifactMissing", problem or "no artifact path")
             self._dirty = True
             return
+        missing = sorted(
+            {var.secret for var in revision.env_vars if var.secret} - set(desired.secrets)
+        )
+        if missing:
+            self.problems[action.revision] = (
+                "SecretMissing",
+                f"secret {', '.join(map(repr, missing))} of team {desired.service.team!r} does "
+                f"not exist (any more): set it with `sos secret set {missing[0]} --team "
+                f"{desired.service.team}`, or create a revision that does not use it",
+            )
+            self._dirty = True
+            return
+        service = desired.service.name
         runtime = runtime_for(
             revision,
             artifact,
@@ -425,6 +438,7 @@ class LocalBackend(Backend):
             limiter=self.limiter,
             sandbox=self.sandbox,
             host=self.router.host,
+            secrets=lambda: self._secrets_of(service),
         )
         again = action.revision in self.supervisor.known
         runtime = self.supervisor.deploy(runtime)
@@ -451,6 +465,12 @@ class LocalBackend(Backend):
             artifact.language,
             runtime.wanted,
         )
+
+    def _secrets_of(self, service: str) -> Mapping[str, str]:
+        """The secrets of ``service`` as last applied: an instance started after a rotation
+        gets the new value (as a Kubernetes pod started after it does)."""
+        desired = self.desired.get(service)
+        return desired.secrets if desired is not None else {}
 
     async def _prepare(
         self, runtime: RevisionRuntime, artifact: ArtifactMetadata, path: Path

@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sos.errors import ValidationError
 from sos.launch import launch_command, launch_env
 from sos.models import ArtifactMetadata, Revision
 from sos.runtime.local import procs
@@ -174,9 +175,11 @@ def runtime_for(
     limiter: Limiter,
     sandbox: Sandbox,
     host: str = "127.0.0.1",
+    secrets: Callable[[], Mapping[str, str]] = dict,
 ) -> RevisionRuntime:
     """A runtime that starts ``revision`` from the artifact file at ``path``, in ``sandbox``
-    (Python artifacts on its clean interpreter, unpacked once per service)."""
+    (Python artifacts on its clean interpreter, unpacked once per service), with the values
+    of the secrets it uses as ``secrets()`` gives them when each instance starts."""
     limits = Limits.of(revision.resources.memory, revision.resources.cpu)
     base = inherited_env(os.environ)
     base["SOS_RUNTIME"] = marker
@@ -189,7 +192,7 @@ def runtime_for(
     )
 
     def argv(port: int) -> tuple[list[str], dict[str, str]]:
-        env = launch_env(revision, port=port, host=host, base=base)
+        env = launch_env(revision, port=port, host=host, base=base, secrets=secrets())
         placed = sandbox.wrap(service, command, env, path, language=artifact.language)
         return limiter.wrap(placed.argv, limits, artifact.language), placed.env
 
@@ -502,7 +505,11 @@ class Supervisor:
         runtime.starts += 1
         instance_id = f"{runtime.id}-{secrets.token_hex(3)}"
         port = free_port(self.host)
-        argv, env = runtime.argv(port)
+        try:
+            argv, env = runtime.argv(port)
+        except ValidationError as exc:  # e.g. a secret it uses was deleted meanwhile
+            self._failed_start(runtime, self.clock(), f"could not be started: {exc}")
+            return
         env["SOS_INSTANCE"] = instance_id
         stdout, stderr = self.logs.open(runtime.service, runtime.id, instance_id)
         try:

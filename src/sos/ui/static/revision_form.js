@@ -65,7 +65,9 @@ const SECTIONS = [
     key: "gunicorn_config",
     schema: "GunicornConfig",
     title: "Serving (Python apps)",
-    intro: "How gunicorn serves a Python artifact; other languages ignore these.",
+    intro: "How gunicorn serves a Python web app (WSGI or ASGI).",
+    // shown only for an artifact gunicorn serves: the server refuses these for others
+    appliesTo: (meta) => !meta || (meta.language === "python" && meta.extra?.interface !== "command"),
     fields: [
       ["worker_count", "Worker processes"],
       ["thread_count", "Threads per worker"],
@@ -192,6 +194,8 @@ export function revisionFormPage(main, session, name, params = new URLSearchPara
       control: h("select", { id: "artifact-version", name: "artifact-version" }),
     });
     const facts = h("p", { class: "muted small artifact-facts", "aria-live": "polite" });
+    /** each section's card, to hide the ones that cannot apply to the chosen artifact */
+    const sectionCardOf = new Map();
     function versions() {
       const list = byName.get(artifactName.control.value) || [];
       clear(
@@ -206,9 +210,15 @@ export function revisionFormPage(main, session, name, params = new URLSearchPara
       );
       describe();
     }
-    function describe() {
+    function selected() {
       const list = byName.get(artifactName.control.value) || [];
-      const meta = list.find((m) => m.version === artifactVersion.control.value);
+      return list.find((m) => m.version === artifactVersion.control.value);
+    }
+    function describe() {
+      const meta = selected();
+      for (const [section, card] of sectionCardOf) {
+        card.hidden = Boolean(section.appliesTo && !section.appliesTo(meta));
+      }
       clear(
         facts,
         meta
@@ -244,7 +254,10 @@ export function revisionFormPage(main, session, name, params = new URLSearchPara
     );
 
     // ---------------------------------------------------------------- environment
-    const envRows = (latest?.env_vars || []).map((e) => ({ id: e.id, value: e.value }));
+    // a row is a value, or a reference to a secret of the team (secret: its name)
+    const envRows = (latest?.env_vars || []).map((e) =>
+      e.secret ? { id: e.id, secret: e.secret } : { id: e.id, value: e.value },
+    );
     const envBody = h("div", { class: "env-rows" });
     const envError = h("p", { class: "field-error", id: "env-error", hidden: true });
     const envAdd = h("button", { type: "button", class: "btn btn-ghost" }, "+ Add variable");
@@ -271,11 +284,13 @@ export function revisionFormPage(main, session, name, params = new URLSearchPara
           }),
           className: "env-name",
         });
+        const isSecret = row.secret !== undefined;
         const value = field({
           id: `env-${i}-value`,
-          label: `Value of variable ${n}`,
-          control: textInput(`env-${i}-value`, row.value, {
-            oninput: (e) => (row.value = e.target.value),
+          label: isSecret ? `Secret of variable ${n} (its name; sos secret set)` : `Value of variable ${n}`,
+          control: textInput(`env-${i}-value`, isSecret ? row.secret : row.value, {
+            placeholder: isSecret ? "e.g. db-password" : "",
+            oninput: (e) => (isSecret ? (row.secret = e.target.value) : (row.value = e.target.value)),
           }),
           className: "env-value",
         });
@@ -308,6 +323,12 @@ export function revisionFormPage(main, session, name, params = new URLSearchPara
       renderEnv();
       envBody.querySelector(`#env-${envRows.length - 1}-id`)?.focus();
     });
+    const secretAdd = h("button", { type: "button", class: "btn btn-ghost" }, "+ Add secret");
+    secretAdd.addEventListener("click", () => {
+      envRows.push({ id: "", secret: "" });
+      renderEnv();
+      envBody.querySelector(`#env-${envRows.length - 1}-id`)?.focus();
+    });
     renderEnv();
     const envCard = h(
       "section",
@@ -316,7 +337,7 @@ export function revisionFormPage(main, session, name, params = new URLSearchPara
         "div",
         { class: "card-head" },
         h("h2", { id: "env-heading" }, "Environment variables"),
-        envAdd,
+        h("div", {}, envAdd, secretAdd),
       ),
       envBody,
       envError,
@@ -366,7 +387,7 @@ export function revisionFormPage(main, session, name, params = new URLSearchPara
         },
       };
       fields.set(section.key, sectionField);
-      return h(
+      const card = h(
         "section",
         { class: "card", "aria-labelledby": `${section.key}-heading` },
         h("h2", { id: `${section.key}-heading` }, section.title),
@@ -375,7 +396,10 @@ export function revisionFormPage(main, session, name, params = new URLSearchPara
         error,
         more,
       );
+      sectionCardOf.set(section, card);
+      return card;
     });
+    describe(); // hide what cannot apply to the artifact chosen first
 
     const description = field({
       id: "revision-description",
@@ -426,7 +450,10 @@ export function revisionFormPage(main, session, name, params = new URLSearchPara
     function collect() {
       const out = {};
       for (const section of SECTIONS) out[section.key] = { ...(latest?.[section.key] || {}) };
+      const meta = selected();
       for (const { section, key, f, opts, prop } of settings) {
+        const applies = SECTIONS.find((x) => x.key === section)?.appliesTo;
+        if (applies && !applies(meta)) continue;
         const raw = f.control.value.trim();
         if (raw === "") {
           if (opts.off || opts.choices || prop.default === null) out[section][key] = null;
@@ -443,13 +470,20 @@ export function revisionFormPage(main, session, name, params = new URLSearchPara
       all.set("env_vars", envSection);
       out.env_vars = [];
       for (const { key, value, row } of envFields) {
-        if (!row.id.trim() && !row.value) continue; // an empty row is no variable
+        const isSecret = row.secret !== undefined;
+        if (!row.id.trim() && !(isSecret ? row.secret : row.value)) continue; // an empty row
         const i = out.env_vars.length;
         all.set(`env_vars[${i}].id`, key);
-        all.set(`env_vars[${i}].value`, value);
-        out.env_vars.push({ id: row.id.trim(), value: row.value });
+        all.set(`env_vars[${i}].${isSecret ? "secret" : "value"}`, value);
+        out.env_vars.push(
+          isSecret ? { id: row.id.trim(), secret: row.secret.trim() } : { id: row.id.trim(), value: row.value },
+        );
       }
       out.description = description.control.value.trim();
+      for (const section of SECTIONS) {
+        // what cannot apply to this artifact is not sent (the server would refuse it)
+        if (section.appliesTo && !section.appliesTo(meta)) delete out[section.key];
+      }
       return { payload: out, errors: errorReporter(all, summary) };
     }
 

@@ -443,7 +443,15 @@ export function servicePage(main, session, name, tab, params) {
           "Environment",
           rev.env_vars?.length
             ? rev.env_vars.map((e) =>
-                h("div", { class: "mono" }, e.redacted ? `${e.id}=(hidden: not your team's)` : `${e.id}=${e.value}`),
+                h(
+                  "div",
+                  { class: "mono" },
+                  e.secret
+                    ? `${e.id} from secret ${e.secret}`
+                    : e.redacted
+                      ? `${e.id}=(hidden: not your team's)`
+                      : `${e.id}=${e.value}`,
+                ),
               )
             : "none",
         ),

@@ -155,7 +155,9 @@ def attacks() -> list[Result]:
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        if self.path == "/attack":
+        if self.path == "/env":
+            body = json.dumps(dict(os.environ)).encode()
+        elif self.path == "/attack":
             body = json.dumps(
                 {
                     "uid": os.getuid(),

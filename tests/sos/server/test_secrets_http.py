@@ -1,0 +1,116 @@
+"""Secrets over real HTTP: per team, write-only, encrypted at rest, used by revisions as
+environment variables, refused when missing, never shown to anyone."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httpx
+import pydantic
+import pytest
+
+from sos import (
+    Artifact,
+    Client,
+    ConflictError,
+    EnvVar,
+    NotFoundError,
+    PermissionDeniedError,
+    Revision,
+    Service,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from tests.sos.conftest import RunningServer
+
+SVC = "shop"
+PASSWORD = "correct horse battery staple"
+
+
+def uses(secret: str) -> Revision:
+    return Revision(
+        artifact=Artifact(name="a", version="1"),
+        env_vars=[EnvVar(id="DB_PASSWORD", secret=secret), EnvVar(id="MODE", value="prod")],
+    )
+
+
+def test_a_secret_round_trip_is_write_only_and_encrypted_at_rest(
+    server: RunningServer, admin: Client
+) -> None:
+    with server.client(server.token("ci-recs", team="recs")) as recs:
+        created = recs.set_secret("db-password", PASSWORD, team="recs")
+        assert (created.name, created.team, created.version) == ("db-password", "recs", 1)
+        rotated = recs.set_secret("db-password", PASSWORD + "!", team="recs")
+        assert rotated.version == 2 and rotated.updated_by == "ci-recs"
+        listed = recs.list_secrets("recs")
+        assert [(s.name, s.version) for s in listed] == [("db-password", 2)]
+        recs.apply(Service(name=SVC, team="recs"))
+        recs.create_revision(SVC, uses("db-password"))
+        env = recs.get_revision(SVC, 1).env_vars
+        assert [(v.id, v.value, v.secret) for v in env] == [
+            ("DB_PASSWORD", "", "db-password"),
+            ("MODE", "prod", None),
+        ]
+    # no answer of the API carries the value, to anyone
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    for path in (
+        "/teams/recs/secrets",
+        f"/services/{SVC}/revisions",
+        f"/services/{SVC}/desired",
+        f"/services/{SVC}/history",
+    ):
+        answer = httpx.get(f"{server.url}/api/v1{path}", headers=headers)
+        assert answer.status_code == 200 and PASSWORD not in answer.text, path
+    # at rest: sealed, not the plain value
+    with server.state.store.read() as conn:
+        sealed = conn.exec_driver_sql("SELECT sealed FROM secrets").scalars().all()
+    assert len(sealed) == 1 and PASSWORD.encode() not in sealed[0]
+    # only the backend gets the value, for the instances
+    desired = server.state.control.desired(SVC)
+    assert desired is not None and desired.secrets == {"db-password": PASSWORD + "!"}
+    assert PASSWORD not in repr(desired)
+
+
+def test_a_revision_using_a_missing_secret_is_a_422(server: RunningServer) -> None:
+    with server.client(server.token("ci-recs", team="recs")) as recs:
+        recs.apply(Service(name=SVC, team="recs"))
+        with pytest.raises(ValidationError, match="no secret 'db-pasword'") as caught:
+            recs.create_revision(SVC, uses("db-pasword"))
+        assert "sos secret set db-pasword --team recs" in str(caught.value)
+        assert recs.list_revisions(SVC) == []
+        with pytest.raises(pydantic.ValidationError, match="value or secret"):
+            EnvVar(id="X", value="inline", secret="db-password")
+
+
+def test_secrets_belong_to_their_team(server: RunningServer, admin: Client) -> None:
+    admin.set_secret("db-password", PASSWORD, team="recs")
+    with server.client(server.token("ci-ads", team="ads")) as ads:
+        with pytest.raises(PermissionDeniedError):
+            ads.list_secrets("recs")
+        with pytest.raises(PermissionDeniedError):
+            ads.set_secret("db-password", "mine now", team="recs")
+        with pytest.raises(PermissionDeniedError):
+            ads.delete_secret("db-password", team="recs")
+        # a team's revision cannot reach another team's secret of the same name
+        ads.apply(Service(name="ads-svc", team="ads"))
+        with pytest.raises(ValidationError, match="team 'ads' has no secret 'db-password'"):
+            ads.create_revision("ads-svc", uses("db-password"))
+    with server.client(server.token("viewer", role="reader", team="recs")) as reader:
+        assert [s.name for s in reader.list_secrets("recs")] == ["db-password"]
+        with pytest.raises(PermissionDeniedError, match="read-only"):
+            reader.set_secret("db-password", "x", team="recs")
+
+
+def test_a_secret_in_use_is_not_deleted(server: RunningServer, admin: Client) -> None:
+    admin.set_secret("db-password", PASSWORD, team="recs")
+    admin.apply(Service(name=SVC, team="recs"))
+    admin.create_revision(SVC, uses("db-password"))  # the first revision gets all traffic
+    with pytest.raises(ConflictError, match="used by shop-00001"):
+        admin.delete_secret("db-password", team="recs")
+    admin.create_revision(SVC, Revision(artifact=Artifact(name="a", version="1")))
+    admin.set_traffic(SVC, {2: 100})
+    admin.delete_secret("db-password", team="recs")
+    assert admin.list_secrets("recs") == []
+    with pytest.raises(NotFoundError):
+        admin.delete_secret("db-password", team="recs")
