@@ -15,6 +15,7 @@ import base64
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -366,10 +367,17 @@ class Client:
         return self._get("/server", ServerInfo)
 
     def create_token(
-        self, name: str, *, role: Role = "writer", team: str | None = None
+        self,
+        name: str,
+        *,
+        role: Role = "writer",
+        team: str | None = None,
+        expires_in: timedelta | None = None,
     ) -> TokenCreated:
-        """Create a token (admins only); the returned ``secret`` is shown only this once."""
-        spec = TokenSpec(name=name, role=role, team=team)
+        """Create a token (admins only); the returned ``secret`` is shown only this once.
+        With ``expires_in`` it stops working that long after it is created."""
+        seconds = int(expires_in.total_seconds()) if expires_in is not None else None
+        spec = TokenSpec(name=name, role=role, team=team, expires_in_seconds=seconds)
         response = self._request("POST", "/tokens", json_body=spec.model_dump(mode="json"))
         return TokenCreated.model_validate(response.json())
 

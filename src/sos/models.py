@@ -585,6 +585,10 @@ class Token(_Model):
     team: str | None = Field(default=None, description="The team a writer may change")
     created_at: datetime
     created_by: str | None = None
+    expires_at: datetime | None = Field(default=None, description="None: it never expires")
+    last_used_at: datetime | None = Field(
+        default=None, description="When it last authenticated a request (to the minute)"
+    )
 
 
 class TokenCreated(Token):
@@ -603,6 +607,12 @@ class TokenSpec(_Model):
     role: Role = "writer"
     team: TeamName | None = Field(
         default=None, description="Required for writers: the one team whose services it changes"
+    )
+    expires_in_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=10 * 366 * 86400,
+        description="It stops working this long after it is created (None: never)",
     )
 
     @field_validator("name")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import secrets
+from datetime import UTC, datetime, timedelta
 
 import typer
 
@@ -19,7 +21,7 @@ from sos.cli._output import (
 )
 from sos.client import Client
 from sos.config import save_client_config
-from sos.models import ROLES, Role
+from sos.models import ROLES, Role, Token
 
 __all__ = ["token_app"]
 
@@ -70,23 +72,44 @@ def _role(value: str) -> Role:
     raise typer.BadParameter(f"choose one of {', '.join(ROLES)}")
 
 
+_EXPIRY = re.compile(r"(\d+)([hd])")
+
+
+def _expiry(value: str | None) -> timedelta | None:
+    """``30d`` or ``12h``: how long a new token works; None: for ever."""
+    if value is None:
+        return None
+    match = _EXPIRY.fullmatch(value.strip())
+    if match is None:
+        raise typer.BadParameter(f"{value!r} is not a duration: write hours or days (12h, 30d)")
+    amount = int(match[1])
+    return timedelta(hours=amount) if match[2] == "h" else timedelta(days=amount)
+
+
 @token_app.command("create")
 @handle_errors
 def create_token(
     team: str = typer.Option(None, help="The team a writer may change (needed for writers)."),
     role: str = typer.Option("writer", help="admin, writer or reader.", callback=_role),
     name: str = typer.Option(None, help="Who uses it, e.g. ci-recs [TEAM-ROLE-random]."),
+    expires: str = typer.Option(
+        None, help="It stops working after this long, in hours or days: 12h, 30d [never]."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Create a token. Its secret is shown once: store it somewhere safe."""
     name = name or f"{team or role}-{role}-{secrets.token_hex(2)}"
+    lifetime = _expiry(expires)
     with client() as c:
-        created = c.create_token(name, role=_role(role), team=team)
+        created = c.create_token(name, role=_role(role), team=team, expires_in=lifetime)
     if as_json:
         emit_json(created)
         return
     team_text = f" for team {created.team}" if created.team else ""
-    stderr.print(f"created {created.role} token {created.name!r}{team_text} (id {created.id});")
+    until = f", valid until {created.expires_at:%Y-%m-%d %H:%M} UTC" if created.expires_at else ""
+    stderr.print(
+        f"created {created.role} token {created.name!r}{team_text} (id {created.id}{until});"
+    )
     stderr.print("its secret, shown only now:")
     print(created.secret)
 
@@ -100,11 +123,37 @@ def list_tokens(as_json: bool = JsonOption) -> None:
     if as_json:
         emit_json(tokens)
         return
+    now = datetime.now(UTC)
+
+    def expiry(token: Token) -> str:
+        if token.expires_at is None:
+            return "never"
+        if token.expires_at <= now:
+            return "EXPIRED"
+        return f"in {_span(token.expires_at - now)}"
+
     table(
         None,
-        ["ID", "NAME", "ROLE", "TEAM", "CREATED BY", "AGE"],
-        ([t.id, t.name, t.role, t.team, t.created_by, age(t.created_at)] for t in tokens),
+        ["ID", "NAME", "ROLE", "TEAM", "CREATED BY", "AGE", "EXPIRES", "LAST USED"],
+        (
+            [
+                t.id,
+                t.name,
+                t.role,
+                t.team,
+                t.created_by,
+                age(t.created_at),
+                expiry(t),
+                age(t.last_used_at) if t.last_used_at else "never",
+            ]
+            for t in tokens
+        ),
     )
+
+
+def _span(delta: timedelta) -> str:
+    days, hours = delta.days, delta.seconds // 3600
+    return f"{days}d {hours}h" if days else f"{hours}h {delta.seconds % 3600 // 60}m"
 
 
 @token_app.command("revoke")

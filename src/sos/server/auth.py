@@ -33,12 +33,19 @@ def current_token(
             "no token: send `Authorization: Bearer <token>` (set SOS_TOKEN or run "
             "`sos login URL --token TOKEN`)"
         )
-    token: Token | None = request.app.state.sos.store.token_for_secret(credentials.credentials)
+    store = request.app.state.sos.store
+    token: Token | None = store.token_for_secret(credentials.credentials)
     if token is None:
         raise AuthenticationError(
             "the server does not know this token (mistyped, or revoked): ask an admin for a "
             "token with `sos token create`"
         )
+    if token.expires_at is not None and store.clock() >= token.expires_at:
+        raise AuthenticationError(
+            f"token {token.name!r} expired at {token.expires_at:%Y-%m-%d %H:%M} UTC: ask an "
+            "admin for a new one (`sos token create --expires ...`)"
+        )
+    store.token_used(token)
     return token
 
 

@@ -20,7 +20,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -71,6 +71,10 @@ Check = Callable[[Service], None]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+#: how stale a token's ``last_used_at`` may be before a request writes it again
+LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
 def hash_secret(secret: str) -> str:
@@ -709,6 +713,8 @@ class Store:
             team=m["team"],
             created_at=m["created_at"],
             created_by=m["created_by"],
+            expires_at=m["expires_at"],
+            last_used_at=m["last_used_at"],
         )
 
     def create_token(
@@ -717,6 +723,7 @@ class Store:
         """Store a new token (hashed) and return it with its secret, the only time it is shown."""
         secret = secret or "sos_" + secrets.token_urlsafe(32)
         token_id = secrets.token_hex(6)
+        now = self.clock()
         try:
             with self.write() as conn:
                 conn.execute(
@@ -726,8 +733,11 @@ class Store:
                         role=spec.role,
                         team=spec.team,
                         secret_hash=hash_secret(secret),
-                        created_at=self.clock(),
+                        created_at=now,
                         created_by=actor,
+                        expires_at=now + timedelta(seconds=spec.expires_in_seconds)
+                        if spec.expires_in_seconds
+                        else None,
                     )
                 )
                 row = conn.execute(select(t.tokens).where(t.tokens.c.id == token_id)).one()
@@ -745,6 +755,15 @@ class Store:
                 select(t.tokens).where(t.tokens.c.secret_hash == hash_secret(secret))
             ).first()
             return self._to_token(row) if row else None
+
+    def token_used(self, token: Token) -> None:
+        """Record that ``token`` authenticated a request, at most once a minute (a write per
+        request would cost every read a transaction)."""
+        now = self.clock()
+        if token.last_used_at is not None and now - token.last_used_at < LAST_USED_GRANULARITY:
+            return
+        with self.write() as conn:
+            conn.execute(update(t.tokens).where(t.tokens.c.id == token.id).values(last_used_at=now))
 
     def list_tokens(self) -> list[Token]:
         with self.read() as conn:

@@ -132,6 +132,9 @@ tokens = Table(
     Column("secret_hash", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("created_by", String(100), nullable=True),
+    # migration 0004: an optional expiry, and when it was last used (to the minute)
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("last_used_at", UTCDateTime, nullable=True),
 )
 
 # artifacts pushed to the server (issue 4): metadata by name+version; the bytes are in the

@@ -365,3 +365,20 @@ def test_secrets_from_standard_input_never_echoed(sos: CliRunner, server: Runnin
     assert deleted.exit_code == 0 and "deleted secret db-password" in deleted.stdout
     missing = run(sos, "secret", "delete", "db-password", "--team", "recs")
     assert missing.exit_code == 1 and "team 'recs' has no secret 'db-password'" in missing.output
+
+
+def test_token_with_an_expiry_and_the_list_says_when_each_was_last_used(sos: CliRunner) -> None:
+    created = run(sos, "token", "create", "--team", "ads", "--name", "ci-30d", "--expires", "30d")
+    assert created.exit_code == 0, created.output
+    assert "valid until" in created.stderr
+    listed = run(sos, "token", "list")
+    cells = [
+        c.strip() for c in next(x for x in listed.stdout.splitlines() if "ci-30d" in x).split("│")
+    ]
+    assert cells[-3:-1] == ["in 29d 23h", "never"]  # expires in 30 days; not used yet
+    admin = [
+        c.strip() for c in next(x for x in listed.stdout.splitlines() if " admin " in x).split("│")
+    ]
+    assert admin[-3] == "never" and admin[-2] != "never"  # no expiry; used just now
+    bad = run(sos, "token", "create", "--team", "ads", "--expires", "soon")
+    assert bad.exit_code == 2 and "'soon' is not a duration" in bad.output

@@ -4,9 +4,11 @@ read-only token, admins only for tokens, hashed storage."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pydantic
 import pytest
 
 from sos import (
@@ -247,3 +249,27 @@ def test_env_values_logs_and_metrics_are_for_the_owning_team_and_admins(
         )
         with pytest.raises(ValidationError, match="DB_PASSWORD came back redacted"):
             recs.create_revision(SVC, copied)
+
+
+def test_tokens_expire_and_say_when_they_were_last_used(
+    server: RunningServer, admin: Client
+) -> None:
+    created = admin.create_token("ci-temp", team="recs", expires_in=timedelta(hours=1))
+    assert created.expires_at is not None
+    assert timedelta(minutes=59) < created.expires_at - created.created_at <= timedelta(hours=1)
+    listed = {t.name: t for t in admin.list_tokens()}
+    assert listed["ci-temp"].last_used_at is None  # never used yet
+    with server.client(created.secret) as temp:
+        assert temp.whoami().name == "ci-temp"
+        used = {t.name: t for t in admin.list_tokens()}["ci-temp"].last_used_at
+        assert used is not None
+        store = server.state.store
+        real = store.clock
+        store.clock = lambda: real() + timedelta(hours=2)  # two hours later
+        try:
+            with pytest.raises(AuthenticationError, match="token 'ci-temp' expired at"):
+                temp.whoami()
+        finally:
+            store.clock = real
+    with pytest.raises(pydantic.ValidationError):
+        TokenSpec(name="too-short", team="recs", expires_in_seconds=5)
