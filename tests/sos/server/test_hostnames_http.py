@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
 from sos import Artifact, ConflictError, Revision, Service
@@ -45,3 +46,27 @@ def test_a_tag_naming_an_existing_service_is_refused(server: RunningServer) -> N
         with pytest.raises(ConflictError, match=r"tag 'canary' would give service 'shop'"):
             admin.set_traffic("shop", type(admin.get_traffic("shop")).model_validate(route))
         assert all(r.tag is None for r in admin.get_traffic("shop").routes)  # unchanged
+
+
+@pytest.mark.parametrize("count", [101, 30_000])
+def test_a_reader_sending_thousands_of_tags_is_refused_without_the_work(
+    server: RunningServer, count: int
+) -> None:
+    with server.client() as admin:
+        admin.apply(Service(name="shop", team="team-a"))
+        admin.create_revision("shop", REV)
+    reader = server.token("dashboards", role="reader")
+    routes = [{"revision": "shop-00001", "percent": 0, "tag": f"t{i}"} for i in range(count)]
+    routes[0]["percent"] = 100
+    answer = httpx.put(
+        f"{server.url}/api/v1/services/shop/traffic",
+        json={"routes": routes},
+        headers={"Authorization": f"Bearer {reader}"},
+        timeout=60,
+    )
+    # 30k tags are over the body cap (413, never parsed); 101 parse and fail the bound (422)
+    assert answer.status_code == (413 if count > 1000 else 422), answer.text[:300]
+    if count <= 1000:
+        assert "at most 100" in answer.text
+    with server.client() as admin:  # nothing changed, and the API answers at once
+        assert [r.tag for r in admin.get_traffic("shop").routes] == [None]

@@ -46,6 +46,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -325,8 +326,26 @@ DOWN_TEXT = (
 )
 
 
+#: what a key or value of the routing map may hold: host names, paths, slot, service, tag
+#: and instance names; never a space or a line break, which would split an entry in two
+MAP_TOKEN = re.compile(r"[A-Za-z0-9._:/!@%+-]{1,253}")
+
+
+def safe_entries(entries: Mapping[str, str]) -> dict[str, str]:
+    """``entries`` without any that HAProxy could misread (each one logged): a bad entry
+    is never sent, so it cannot break another tenant's routes (names are checked long
+    before they get here; this is the last line)."""
+    safe: dict[str, str] = {}
+    for key, value in entries.items():
+        if MAP_TOKEN.fullmatch(key) and MAP_TOKEN.fullmatch(value):
+            safe[key] = value
+        else:
+            log.error("HAProxy: routing entry %r -> %r is not safe to send; left out", key, value)
+    return safe
+
+
 def _map_text(entries: Mapping[str, str]) -> str:
-    return "".join(f"{key} {value}\n" for key, value in sorted(entries.items()))
+    return "".join(f"{key} {value}\n" for key, value in sorted(safe_entries(entries).items()))
 
 
 # --------------------------------------------------------------------------- the router

@@ -263,3 +263,14 @@ async def test_the_request_log_counts_every_request_for_metrics_and_the_autoscal
     assert sum(stats.buckets) == 155
     assert sum(stats.buckets[8:]) >= 4  # the four slow ones, above 1 s (HAProxy's %Ta)
     assert stats.total_seconds >= 4.0
+
+
+def test_an_unsafe_routing_entry_is_left_out_and_the_others_still_route() -> None:
+    from sos.runtime.local.haproxy import _map_text
+
+    entries = {
+        "shop.localhost": "s1/shop/",
+        "canary\n-victim.localhost": "s2/victim/canary",  # would split into two entries
+        "ads.localhost": "s3/ads/ with space",
+    }
+    assert _map_text(entries) == "shop.localhost s1/shop/\n"
