@@ -67,6 +67,8 @@ class DeployPlan:
     service: ServiceSpec
     revision: RevisionSpec | None = None
     traffic: TrafficRoute | None = None
+    #: whether the file sets the service's description (if not, the current one is kept)
+    describes: bool = True
 
 
 def _line_in(exc: BaseException, path: Path) -> str:
@@ -112,6 +114,7 @@ def _load_python(path: Path) -> DeployPlan:
         service=service.spec() if isinstance(service, Service) else service,
         revision=revision.spec() if revision is not None else None,
         traffic=traffic,
+        describes="description" in service.model_fields_set,
     )
 
 
@@ -155,6 +158,7 @@ def _load_yaml(path: Path) -> DeployPlan:
         service=parse("service", ServiceSpec, data["service"]),
         revision=parse("revision", RevisionSpec, data.get("revision")),
         traffic=parse("traffic", TrafficRoute, traffic),
+        describes=isinstance(data["service"], dict) and "description" in data["service"],
     )
 
 
@@ -178,7 +182,55 @@ def same_spec(existing: Revision, wanted: RevisionSpec) -> bool:
     return bool(have == want)
 
 
-def plan_steps(c: Client, plan: DeployPlan, force: bool = False) -> list[str]:
+def service_to_apply(
+    current: Service | None, plan: DeployPlan, change_team: bool
+) -> tuple[ServiceSpec, str]:
+    """The service spec a deploy applies, and what it changes, field by field. A file that
+    does not set the description keeps the current one; moving a service to another team
+    needs ``--change-team``."""
+    wanted, name = plan.service, plan.service.name
+    if current is None:
+        return wanted, f"create service {name} for team {wanted.team}"
+    if not plan.describes:
+        wanted = wanted.model_copy(update={"description": current.description})
+    if current.team != wanted.team and not change_team:
+        raise ValidationError(
+            f"{plan.source}: service {name!r} belongs to team {current.team!r} and the file "
+            f"says team {wanted.team!r}: moving a service to another team needs "
+            "--change-team. Nothing was changed.",
+            details={"field": "service.team", "team": current.team},
+        )
+    changes = []
+    if current.team != wanted.team:
+        changes.append(f"team {current.team} -> {wanted.team}")
+    if current.description != wanted.description:
+        changes.append(f"description {current.description!r} -> {wanted.description!r}")
+    if not changes:
+        return wanted, f"keep service {name} as it is"
+    return wanted, f"update service {name}: {'; '.join(changes)}"
+
+
+def traffic_change(name: str, current: TrafficRoute | None, wanted: TrafficRoute) -> str:
+    """What setting ``wanted`` does to the current split, for people."""
+
+    def text(route: TrafficRoute | None) -> str:
+        if route is None:
+            return "none"
+        return " ".join(
+            f"{short(normalize_revision_ref(name, r.revision))}={r.percent}"
+            + (f"@{r.tag}" if r.tag else "")
+            for r in route.routes
+        )
+
+    before, after = text(current), text(wanted)
+    if before == after:
+        return f"keep traffic {after}"
+    return f"set traffic {after} (now {before}: the file replaces it, a rollback included)"
+
+
+def plan_steps(
+    c: Client, plan: DeployPlan, force: bool = False, change_team: bool = False
+) -> list[str]:
     """What ``sos deploy`` would do, read from the server without changing anything."""
     name = plan.service.name
     steps: list[str] = []
@@ -186,12 +238,7 @@ def plan_steps(c: Client, plan: DeployPlan, force: bool = False) -> list[str]:
         current: Service | None = c.get_service(name)
     except NotFoundError:
         current = None
-    if current is None:
-        steps.append(f"create service {name} for team {plan.service.team}")
-    elif (current.team, current.description) != (plan.service.team, plan.service.description):
-        steps.append(f"update service {name} (team {plan.service.team})")
-    else:
-        steps.append(f"keep service {name} as it is")
+    steps.append(service_to_apply(current, plan, change_team)[1])
     latest = current.latest_revision if current else None
     if plan.revision is not None:
         newest = c.get_revision(name, latest) if latest and not force else None
@@ -208,14 +255,10 @@ def plan_steps(c: Client, plan: DeployPlan, force: bool = False) -> list[str]:
                 steps.append(f"give revision {number:05d} all traffic (the first revision)")
     if plan.traffic is not None:
         route = _resolve_latest(plan.traffic, latest)
-        parts = []
-        for r in route.routes:
-            try:
-                rev = short(normalize_revision_ref(name, r.revision))
-            except ValueError as exc:
-                raise ValidationError(f"{plan.source}: traffic: {exc}") from None
-            parts.append(f"{rev}={r.percent}" + (f"@{r.tag}" if r.tag else ""))
-        steps.append(f"set traffic {' '.join(parts)}")
+        try:
+            steps.append(traffic_change(name, current.traffic if current else None, route))
+        except ValueError as exc:
+            raise ValidationError(f"{plan.source}: traffic: {exc}") from None
     return steps
 
 
@@ -280,14 +323,18 @@ def deploy(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Validate the file and say what would change; change nothing."
     ),
+    change_team: bool = typer.Option(
+        False, "--change-team", help="Allow moving the service to the team the file names."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Apply a service, create a revision and optionally set its traffic, from a file."""
+    """Apply a service, create a revision and optionally set its traffic, from a file.
+    Fields the file does not set (the description) keep their values."""
     plan = load_deploy_file(file)
     if dry_run:
         with client() as c:
             check_before_writing(c, plan)
-            steps = plan_steps(c, plan, force)
+            steps = plan_steps(c, plan, force, change_team)
         if as_json:
             emit_json({"file": str(file), "steps": steps})
         else:
@@ -299,9 +346,14 @@ def deploy(
     reused: Revision | None = None
     with client() as c:
         check_before_writing(c, plan)
-        service = c.apply(plan.service)
+        try:
+            current: Service | None = c.get_service(name)
+        except NotFoundError:
+            current = None
+        spec, change = service_to_apply(current, plan, change_team)
+        service = c.apply(spec)
         if not as_json:
-            console.print(f"service {name} (team {service.team}) applied")
+            console.print(f"service {name} (team {service.team}) applied: {change}")
         if plan.revision is not None:
             if service.latest_revision and not force:
                 newest = c.get_revision(name, service.latest_revision)
@@ -324,7 +376,11 @@ def deploy(
         target = created or reused
         latest = target.id if target is not None else service.latest_revision
         if plan.traffic is not None:
-            c.set_traffic(name, _resolve_latest(plan.traffic, latest))
+            route = _resolve_latest(plan.traffic, latest)
+            said = traffic_change(name, service.traffic, route)
+            c.set_traffic(name, route)
+            if not as_json:
+                console.print(said.replace("set traffic", "traffic set to", 1))
         if wait and target is not None and target.id:
             if not as_json:
                 console.print(f"waiting for revision {short(target.id)} to be ready ...")

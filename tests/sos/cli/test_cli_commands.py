@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 from typer.testing import CliRunner, Result
 
+from sos import Service
 from sos.cli import _load_commands, app
 from sos.runtime.base import ObservedService
 from sos.runtime.fake import FakeBackend
@@ -319,10 +320,38 @@ def test_dry_run_says_what_would_change_and_changes_nothing(sos: CliRunner, tmp_
     run(sos, "deploy", str(file))
     canary = run(sos, "deploy", str(write(tmp_path, "c.yaml", YAML_CANARY)), "--dry-run", "--json")
     assert json.loads(canary.stdout)["steps"] == [
-        "update service sfix-service (team recs)",  # the YAML has no description
+        # the YAML sets no description: the service's stays as it is
+        "keep service sfix-service as it is",
         "create revision 00002 from artifact sfix_service v2",
-        "set traffic 00002=10@canary 00001=90",
+        "set traffic 00002=10@canary 00001=90 (now 00001=100: the file replaces it, a "
+        "rollback included)",
     ]
+
+
+def test_deploy_shows_each_change_and_moving_a_team_needs_a_flag(
+    sos: CliRunner, server: RunningServer, tmp_path: Path
+) -> None:
+    file = write(tmp_path, "deploy.py", PY_DEPLOY.format(version="v1", memory="2G"))
+    run(sos, "deploy", str(file))
+    with server.client() as admin:
+        admin.apply(Service(name="sfix-service", team="recs", description="Similar items"))
+    moved = write(tmp_path, "moved.yaml", "service: {name: sfix-service, team: search}\n")
+    refused = run(sos, "deploy", str(moved), "--dry-run")
+    assert refused.exit_code == 1
+    assert "belongs to team 'recs' and the file says team 'search'" in refused.output
+    assert "--change-team" in refused.output
+    assert run(sos, "deploy", str(moved)).exit_code == 1
+    with server.client() as admin:
+        kept = admin.get_service("sfix-service")
+    assert (kept.team, kept.description) == ("recs", "Similar items")  # nothing changed
+    dry = run(sos, "deploy", str(moved), "--dry-run", "--change-team")
+    assert dry.stdout.splitlines() == ["would update service sfix-service: team recs -> search"]
+    done = run(sos, "deploy", str(moved), "--change-team")
+    assert done.exit_code == 0, done.output
+    assert "applied: update service sfix-service: team recs -> search" in done.stdout
+    with server.client() as admin:
+        after = admin.get_service("sfix-service")
+    assert (after.team, after.description) == ("search", "Similar items")
 
 
 def test_the_hint_for_a_new_revision_fits_what_has_traffic(
