@@ -541,6 +541,9 @@ class Service(ServiceSpec):
     updated_at: datetime | None = None
     traffic: TrafficRoute | None = None
     latest_revision: str | None = None
+    latest_revision_at: datetime | None = Field(
+        default=None, description="When the latest revision was created (read-only)"
+    )
     status: ServiceStatus = Field(default_factory=ServiceStatus)
 
     def spec(self) -> ServiceSpec:

@@ -73,6 +73,18 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: when a service's latest revision was created (a column for service queries)
+_LATEST_REVISION_AT = (
+    select(t.revisions.c.created_at)
+    .where(
+        (t.revisions.c.service == t.services.c.name)
+        & (t.revisions.c.number == t.services.c.revision_counter)
+    )
+    .correlate(t.services)
+    .scalar_subquery()
+    .label("latest_revision_at")
+)
+
 #: how stale a token's ``last_used_at`` may be before a request writes it again
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 
@@ -270,13 +282,14 @@ class Store:
             updated_at=m["updated_at"],
             traffic=_load_route(m["traffic"], m["resource_version"]),
             latest_revision=revision_id(m["name"], counter) if counter else None,
+            latest_revision_at=m.get("latest_revision_at"),
             status=ServiceStatus.model_validate(m["status"], context=_TRUSTED)
             if m["status"]
             else ServiceStatus(),
         )
 
     def list_services(self, team: str | None = None) -> list[Service]:
-        query = select(t.services).order_by(t.services.c.name)
+        query = select(t.services, _LATEST_REVISION_AT).order_by(t.services.c.name)
         if team is not None:
             query = query.where(t.services.c.team == team)
         with self.read() as conn:
@@ -288,7 +301,11 @@ class Store:
 
     def get_service(self, name: str) -> Service:
         with self.read() as conn:
-            return self._to_service(self._service_row(conn, name))
+            row = self._service_row(conn, name)
+            at = conn.execute(
+                select(_LATEST_REVISION_AT).select_from(t.services).where(t.services.c.name == name)
+            ).scalar()
+        return self._to_service(row).model_copy(update={"latest_revision_at": at})
 
     def create_service(self, spec: ServiceSpec, *, actor: str) -> Service:
         now = self.clock()

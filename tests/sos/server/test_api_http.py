@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import httpx
@@ -340,3 +340,23 @@ def test_openapi_is_published_with_the_shared_models(server: RunningServer) -> N
         "/ServiceSpec"
     )
     assert httpx.get(f"{server.url}/api/v1/docs").status_code == 200
+
+
+def test_a_service_says_when_its_latest_revision_was_made_not_its_last_change(
+    server: RunningServer, admin: Client
+) -> None:
+    admin.apply(Service(name="shop", team="recs"))
+    assert admin.get_service("shop").latest_revision_at is None
+    made = admin.create_revision("shop", Revision(artifact=Artifact(name="a", version="1")))
+    store = server.state.store
+    real = store.clock
+    store.clock = lambda: real() + timedelta(hours=3)  # a traffic change three hours later
+    try:
+        admin.set_traffic("shop", {1: 100})
+    finally:
+        store.clock = real
+    service = admin.get_service("shop")
+    assert service.latest_revision_at == made.created_at
+    assert service.updated_at is not None and service.updated_at > made.created_at
+    (listed,) = admin.list_services()
+    assert listed.latest_revision_at == made.created_at

@@ -114,7 +114,10 @@ export function servicesPage(main, session) {
         service.latest_revision
           ? h("span", { class: "mono" }, revNumber(service.latest_revision))
           : "—",
-        h("div", { class: "muted small" }, timeEl(service.updated_at)),
+        // the revision's age, not the service's last change (a traffic move is not a revision)
+        service.latest_revision_at
+          ? h("div", { class: "muted small" }, timeEl(service.latest_revision_at))
+          : null,
       ),
     );
   }
