@@ -357,3 +357,38 @@ def test_a_long_failure_message_keeps_the_table_layout(shop: RunningServer, page
     traffic = row.get_by_role("img", name=re.compile("Traffic split"))
     box = traffic.bounding_box()
     assert box is not None and box["x"] + box["width"] <= viewport  # still on screen
+
+
+def test_traffic_to_a_failed_revision_needs_the_override_the_cli_has(
+    shop: RunningServer, page: Page
+) -> None:
+    from sos.runtime.fake import FakeBackend
+
+    backend = shop.state.backend
+    assert isinstance(backend, FakeBackend)
+    backend.fail("shop-00002", "CrashLoop", "ImportError: no module named 'model'")
+    with shop.client() as admin:
+        for _ in range(200):
+            if admin.get_revision("shop", 2).status.failed:
+                break
+            page.wait_for_timeout(50)
+    sign_in(page, shop.url, shop.admin_token)
+    open_service(page)
+    traffic_editor(page)
+    dialog = page.get_by_role("dialog", name="Edit traffic of shop")
+    page.get_by_label("Percent of route 1").fill("90")
+    dialog.get_by_role("button", name="+ Add route").click()
+    page.get_by_label("Revision of route 2").select_option("shop-00002")
+    page.get_by_label("Percent of route 2").fill("10")
+    dialog.get_by_role("button", name="Save traffic").click()
+    expect(dialog).to_contain_text("revision shop-00002 failed (CrashLoop")
+    assert route_of(shop) == [("shop-00001", 100, None)]  # refused: nothing changed
+    anyway = dialog.get_by_role("button", name="Save anyway")
+    expect(anyway).to_be_disabled()  # not before the user confirms
+    dialog.get_by_label(
+        "I understand: the requests sent to 00002 will fail until it is fixed"
+    ).check()
+    anyway.click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#toasts")).to_contain_text("a failed revision gets some")
+    assert route_of(shop) == [("shop-00001", 90, None), ("shop-00002", 10, None)]

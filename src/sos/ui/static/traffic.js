@@ -323,8 +323,9 @@ export function openTrafficEditor({ service, revisions, onSaved }) {
     tbody.querySelector("input,select")?.focus();
   }
 
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
+  /** Save the route; ``force`` overrides the guard against traffic to a failed revision
+   * (offered only after the server refused, behind an explicit confirmation). */
+  async function submit(force) {
     if (validate().length) return;
     save.disabled = true;
     save.textContent = "Saving…";
@@ -335,17 +336,18 @@ export function openTrafficEditor({ service, revisions, onSaved }) {
       ...(r.tag.trim() ? { tag: r.tag.trim() } : {}),
     }));
     try {
-      const route = await api("PUT", `/services/${enc(name)}/traffic`, {
+      const route = await api("PUT", `/services/${enc(name)}/traffic${force ? "?force=true" : ""}`, {
         routes,
         resource_version: version,
       });
       dialog.close();
-      toast(`Traffic of ${name} saved.`);
+      toast(force ? `Traffic of ${name} saved (a failed revision gets some).` : `Traffic of ${name} saved.`);
       onSaved(route);
     } catch (err) {
       const text = err.stale
         ? await staleMessage(name, "Reload to edit the current route.")
         : err.message;
+      const failed = err.status === 409 && err.details?.revision && err.details?.reason;
       clear(
         conflict,
         h("p", {}, text),
@@ -356,11 +358,39 @@ export function openTrafficEditor({ service, revisions, onSaved }) {
               "Reload current route",
             )
           : null,
+        failed ? overrideFailed(err.details.revision) : null,
       );
       conflict.hidden = false;
       save.textContent = "Save traffic";
       save.disabled = false;
     }
+  }
+
+  /** The same override the CLI has (--force), behind a confirmation the user ticks. */
+  function overrideFailed(revision) {
+    const box = h("input", { type: "checkbox", id: "override-failed" });
+    const go = h(
+      "button",
+      { type: "button", class: "btn btn-danger", disabled: true, onclick: () => submit(true) },
+      "Save anyway",
+    );
+    box.addEventListener("change", () => (go.disabled = !box.checked));
+    return h(
+      "div",
+      { class: "override" },
+      h(
+        "label",
+        { for: "override-failed" },
+        box,
+        ` I understand: the requests sent to ${revNumber(revision)} will fail until it is fixed`,
+      ),
+      go,
+    );
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    await submit(false);
   });
 
   renderRows();
