@@ -430,6 +430,15 @@ class Autoscaling(_Model):
 # --------------------------------------------------------------------------- revision
 
 
+def _no_duplicate_env(value: list[EnvVar]) -> list[EnvVar]:
+    seen: set[str] = set()
+    for env in value:
+        if env.id in seen:
+            raise ValueError(f"environment variable {env.id!r} is set twice")
+        seen.add(env.id)
+    return value
+
+
 class RevisionSpec(_Model):
     """What a user asks for in a revision. Immutable once created."""
 
@@ -444,12 +453,15 @@ class RevisionSpec(_Model):
     @field_validator("env_vars")
     @classmethod
     def _unique_env(cls, value: list[EnvVar]) -> list[EnvVar]:
-        seen: set[str] = set()
-        for env in value:
-            if env.id in seen:
-                raise ValueError(f"environment variable {env.id!r} is set twice")
-            seen.add(env.id)
-        return value
+        return _no_duplicate_env(value)
+
+    def with_service_env(self, service_env: list[EnvVar]) -> RevisionSpec:
+        """This spec with the service's environment merged in: the service's variables
+        first, then the revision's own, which win for a name both set. A revision records
+        the merged spec, so it stays immutable and a rollback restores exactly what ran."""
+        own = {var.id for var in self.env_vars}
+        merged = [var for var in service_env if var.id not in own] + list(self.env_vars)
+        return self.model_copy(update={"env_vars": merged})
 
     def spec(self) -> RevisionSpec:
         """Only what the user asked for (drops the server's read-only fields)."""
@@ -522,6 +534,18 @@ class ServiceSpec(_Model):
     name: ServiceName
     team: TeamName
     description: str = Field(default="", max_length=2000)
+    env_vars: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Set once on the service (`sos config set`): merged into every new "
+        "revision when it is created; a revision's own variable of the same name wins",
+    )
+
+    @field_validator("env_vars")
+    @classmethod
+    def _unique_env(cls, value: list[EnvVar]) -> list[EnvVar]:
+        return _no_duplicate_env(value)
+
     resource_version: int | None = Field(
         default=None,
         ge=0,

@@ -48,6 +48,7 @@ def _root(
 
 # Modules that register commands on ``app``; add yours here.
 _COMMAND_MODULES: list[str] = [
+    "configvars",
     "secrets",
     "server",
     "services",

@@ -43,6 +43,7 @@ from sos.cli.services import short
 from sos.client import Client
 from sos.errors import ConflictError, NotFoundError, ValidationError
 from sos.models import (
+    EnvVar,
     Revision,
     RevisionSpec,
     Route,
@@ -67,8 +68,8 @@ class DeployPlan:
     service: ServiceSpec
     revision: RevisionSpec | None = None
     traffic: TrafficRoute | None = None
-    #: whether the file sets the service's description (if not, the current one is kept)
-    describes: bool = True
+    #: the service fields the file sets (the others keep their current values)
+    sets: frozenset[str] = frozenset({"description", "env_vars"})
 
 
 def _line_in(exc: BaseException, path: Path) -> str:
@@ -114,7 +115,7 @@ def _load_python(path: Path) -> DeployPlan:
         service=service.spec() if isinstance(service, Service) else service,
         revision=revision.spec() if revision is not None else None,
         traffic=traffic,
-        describes="description" in service.model_fields_set,
+        sets=frozenset(service.model_fields_set),
     )
 
 
@@ -158,7 +159,7 @@ def _load_yaml(path: Path) -> DeployPlan:
         service=parse("service", ServiceSpec, data["service"]),
         revision=parse("revision", RevisionSpec, data.get("revision")),
         traffic=parse("traffic", TrafficRoute, traffic),
-        describes=isinstance(data["service"], dict) and "description" in data["service"],
+        sets=frozenset(data["service"]) if isinstance(data["service"], dict) else frozenset(),
     )
 
 
@@ -173,10 +174,11 @@ def load_deploy_file(path: Path) -> DeployPlan:
     raise ValidationError(f"{path}: write the deploy file in Python (.py) or YAML (.yaml)")
 
 
-def same_spec(existing: Revision, wanted: RevisionSpec) -> bool:
-    """True when ``wanted`` asks for exactly what ``existing`` already is."""
+def same_spec(existing: Revision, wanted: RevisionSpec, service_env: list[EnvVar]) -> bool:
+    """True when ``wanted`` (with the service's environment merged in, as the server does)
+    asks for exactly what ``existing`` already is."""
     have = existing.spec().model_dump(mode="json")
-    want = wanted.spec().model_dump(mode="json")
+    want = wanted.spec().with_service_env(service_env).model_dump(mode="json")
     if want["artifact"]["digest"] is None:
         have["artifact"]["digest"] = None
     return bool(have == want)
@@ -191,8 +193,8 @@ def service_to_apply(
     wanted, name = plan.service, plan.service.name
     if current is None:
         return wanted, f"create service {name} for team {wanted.team}"
-    if not plan.describes:
-        wanted = wanted.model_copy(update={"description": current.description})
+    kept = {f: getattr(current, f) for f in ("description", "env_vars") if f not in plan.sets}
+    wanted = wanted.model_copy(update=kept)
     if current.team != wanted.team and not change_team:
         raise ValidationError(
             f"{plan.source}: service {name!r} belongs to team {current.team!r} and the file "
@@ -205,6 +207,12 @@ def service_to_apply(
         changes.append(f"team {current.team} -> {wanted.team}")
     if current.description != wanted.description:
         changes.append(f"description {current.description!r} -> {wanted.description!r}")
+    if current.env_vars != wanted.env_vars:
+        before = {v.id for v in current.env_vars}
+        after = {v.id for v in wanted.env_vars}
+        changes.append(
+            f"env {' '.join(sorted(after)) or 'none'} (was {' '.join(sorted(before)) or 'none'})"
+        )
     if not changes:
         return wanted, f"keep service {name} as it is"
     return wanted, f"update service {name}: {'; '.join(changes)}"
@@ -242,7 +250,8 @@ def plan_steps(
     latest = current.latest_revision if current else None
     if plan.revision is not None:
         newest = c.get_revision(name, latest) if latest and not force else None
-        if newest is not None and same_spec(newest, plan.revision):
+        env = service_to_apply(current, plan, True)[0].env_vars
+        if newest is not None and same_spec(newest, plan.revision, env):
             steps.append(f"create no revision: {short(newest.id)} already has this spec")
         else:
             number = int(short(latest)) + 1 if latest else 1
@@ -357,7 +366,7 @@ def deploy(
         if plan.revision is not None:
             if service.latest_revision and not force:
                 newest = c.get_revision(name, service.latest_revision)
-                if same_spec(newest, plan.revision):
+                if same_spec(newest, plan.revision, service.env_vars):
                     reused = newest
             if reused is not None:
                 if not as_json:

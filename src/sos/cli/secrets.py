@@ -41,9 +41,9 @@ def _read_value(name: str) -> str:
         if value.endswith("\n"):
             value = value[:-1]  # `echo x | sos secret set` adds one; the value does not have it
     if not value:
-        fail(f"no value for secret {name!r}: give it on standard input")
+        raise fail(f"no value for secret {name!r}: give it on standard input")
     if len(value) > MAX_VALUE:
-        fail(f"the value of secret {name!r} is longer than 64 KiB: put data in the artifact")
+        raise fail(f"the value of secret {name!r} is longer than 64 KiB: put data in the artifact")
     return value
 
 

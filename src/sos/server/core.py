@@ -19,6 +19,7 @@ from sos.launch import check_options
 from sos.models import (
     Artifact,
     ArtifactMetadata,
+    EnvVar,
     Revision,
     RevisionSpec,
     Route,
@@ -85,6 +86,29 @@ class ControlPlane:
 
         return check
 
+    def _check_env(self, env_vars: list[EnvVar], team: str | None) -> None:
+        """Refuse environment variables that cannot be deployed: a secret the team does not
+        have (``team`` None: not known yet, a dry run of a new service), or a value that
+        came back redacted from a read."""
+        used = {var.secret for var in env_vars if var.secret}
+        if used and team is not None:
+            missing = self.secrets.missing(team, used) if self.secrets else sorted(used)
+            if missing:
+                raise ValidationError(
+                    f"team {team!r} has no secret {missing[0]!r}"
+                    + (f" (nor {', '.join(map(repr, missing[1:]))})" if missing[1:] else "")
+                    + f": create it with `sos secret set {missing[0]} --team {team}` "
+                    "(the value on standard input), or fix the name",
+                    details={"field": "env_vars", "missing_secrets": missing},
+                )
+        hidden = [var.id for var in env_vars if var.redacted]
+        if hidden:
+            raise ValidationError(
+                f"environment variable(s) {', '.join(hidden)} came back redacted (their values "
+                "were hidden from the token that read them): send the real values",
+                details={"field": "env_vars", "redacted": hidden},
+            )
+
     def revision_ref(self, name: str, ref: str | int) -> str:
         try:
             return normalize_revision_ref(name, ref)
@@ -101,6 +125,7 @@ class ControlPlane:
                 details={"field": "name"},
             )
         can_write(token, spec.team, f"services of team {spec.team!r}")
+        self._check_env(spec.env_vars, spec.team)
         create_only = spec.resource_version == 0  # a service that does not exist is at 0
         for _ in range(3):
             try:
@@ -162,24 +187,9 @@ class ControlPlane:
         if service is not None:
             can_write(token, service.team, f"service {name!r}")
         spec = spec.spec()
-        used = {var.secret for var in spec.env_vars if var.secret}
-        if used and service is not None:
-            missing = self.secrets.missing(service.team, used) if self.secrets else sorted(used)
-            if missing:
-                raise ValidationError(
-                    f"team {service.team!r} has no secret {missing[0]!r}"
-                    + (f" (nor {', '.join(map(repr, missing[1:]))})" if missing[1:] else "")
-                    + f": create it with `sos secret set {missing[0]} --team {service.team}` "
-                    "(the value on standard input), or fix the name",
-                    details={"field": "env_vars", "missing_secrets": missing},
-                )
-        hidden = [var.id for var in spec.env_vars if var.redacted]
-        if hidden:
-            raise ValidationError(
-                f"environment variable(s) {', '.join(hidden)} came back redacted (their values "
-                "were hidden from the token that read them): send the real values",
-                details={"field": "env_vars", "redacted": hidden},
-            )
+        if service is not None and service.env_vars:
+            spec = spec.with_service_env(service.env_vars)  # the revision records the merge
+        self._check_env(spec.env_vars, service.team if service is not None else None)
         if self.resolver is not None:
             metadata = self.resolver.resolve(spec.artifact)
             if spec.artifact.digest is not None and spec.artifact.digest != metadata.digest:

@@ -27,7 +27,12 @@ from sos.runtime.base import Backend
 from sos.server.auth import Principal
 from sos.server.core import ControlPlane
 from sos.server.errors import ERROR_RESPONSES
-from sos.server.visibility import redact_history, redact_revision, sees_values
+from sos.server.visibility import (
+    redact_history,
+    redact_revision,
+    redact_service,
+    sees_values,
+)
 from sos.store import Store
 
 __all__ = ["ServiceName", "router"]
@@ -101,7 +106,10 @@ def list_services(
         str | None, Query(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     ] = None,
 ) -> list[Service]:
-    return _store(request).list_services(team)
+    return [
+        service if sees_values(token, service.team) else redact_service(service)
+        for service in _store(request).list_services(team)
+    ]
 
 
 @router.put(
@@ -121,7 +129,8 @@ def apply_service(
 
 @router.get("/services/{name}", tags=["services"], summary="One service with its status")
 def get_service(request: Request, token: Principal, name: ServiceName) -> Service:
-    return _store(request).get_service(name)
+    service = _store(request).get_service(name)
+    return service if sees_values(token, service.team) else redact_service(service)
 
 
 @router.delete(
@@ -152,7 +161,12 @@ def desired_state(request: Request, token: Principal, name: ServiceName) -> Desi
     state = desired.to_state()
     if sees_values(token, state.service.team):
         return state
-    return state.model_copy(update={"revisions": [redact_revision(r) for r in state.revisions]})
+    return state.model_copy(
+        update={
+            "service": redact_service(state.service),
+            "revisions": [redact_revision(r) for r in state.revisions],
+        }
+    )
 
 
 def _team_of(request: Request, name: str) -> str | None:

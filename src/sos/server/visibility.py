@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from sos.errors import PermissionDeniedError
-from sos.models import HistoryEntry, Revision, Token
+from sos.models import EnvVar, HistoryEntry, Revision, Service, Token
 
-__all__ = ["can_read", "redact_history", "redact_revision", "sees_values"]
+__all__ = ["can_read", "redact_history", "redact_revision", "redact_service", "sees_values"]
 
 
 def sees_values(token: Token, team: str | None) -> bool:
@@ -31,15 +31,24 @@ def can_read(token: Token, team: str, what: str) -> None:
     )
 
 
+def _hidden(env: list[EnvVar]) -> list[EnvVar]:
+    return [
+        var if var.secret else var.model_copy(update={"value": "", "redacted": True}) for var in env
+    ]
+
+
 def redact_revision(revision: Revision) -> Revision:
     """``revision`` with every environment value hidden."""
     if not revision.env_vars:
         return revision
-    hidden = [
-        var if var.secret else var.model_copy(update={"value": "", "redacted": True})
-        for var in revision.env_vars
-    ]
-    return revision.model_copy(update={"env_vars": hidden})
+    return revision.model_copy(update={"env_vars": _hidden(revision.env_vars)})
+
+
+def redact_service(service: Service) -> Service:
+    """``service`` with the values of its environment hidden."""
+    if not service.env_vars:
+        return service
+    return service.model_copy(update={"env_vars": _hidden(service.env_vars)})
 
 
 def _hide(document: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -42,6 +42,7 @@ from sqlalchemy.pool import StaticPool
 from sos.errors import ConflictError, NotFoundError, ServerUnavailableError, ValidationError
 from sos.models import (
     TRUSTED_SOURCE,
+    EnvVar,
     HistoryEntry,
     Revision,
     RevisionSpec,
@@ -71,6 +72,22 @@ Check = Callable[[Service], None]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _dump_env(env: list[EnvVar]) -> list[dict[str, Any]]:
+    return [var.model_dump(mode="json", exclude={"redacted"}, exclude_none=True) for var in env]
+
+
+def _env_change(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """``env: set A, B; removed C`` (names only: history is read by other teams too)."""
+    old = {var["id"]: var for var in before["env_vars"]}
+    new = {var["id"]: var for var in after["env_vars"]}
+    set_ = sorted(k for k in new if old.get(k) != new[k])
+    gone = sorted(k for k in old if k not in new)
+    parts = ([f"set {', '.join(set_)}"] if set_ else []) + (
+        [f"removed {', '.join(gone)}"] if gone else []
+    )
+    return "env " + "; ".join(parts)
 
 
 #: when a service's latest revision was created (a column for service queries)
@@ -276,6 +293,7 @@ class Store:
             name=m["name"],
             team=m["team"],
             description=m["description"],
+            env_vars=m["env_vars"] or [],
             resource_version=m["resource_version"],
             created_at=m["created_at"],
             created_by=m["created_by"],
@@ -317,6 +335,7 @@ class Store:
                         name=spec.name,
                         team=spec.team,
                         description=spec.description,
+                        env_vars=_dump_env(spec.env_vars),
                         resource_version=1,
                         revision_counter=0,
                         created_at=now,
@@ -426,15 +445,25 @@ class Store:
         """Apply ``spec`` to an existing service; returns (service, changed)."""
         with self.write() as conn:
             row, expected_version = self._locked(conn, spec.name, expected_version, check)
-            before = {"team": row.team, "description": row.description}
-            after = {"team": spec.team, "description": spec.description}
+            before = {
+                "team": row.team,
+                "description": row.description,
+                "env_vars": row.env_vars or [],
+            }
+            after = {
+                "team": spec.team,
+                "description": spec.description,
+                "env_vars": _dump_env(spec.env_vars),
+            }
             if row.resource_version != expected_version:
                 self._swap(conn, spec.name, expected_version, {})  # raises the conflict
             if before == after:
                 return self._to_service(row), False
             self._swap(conn, spec.name, expected_version, after)
             changed = ", ".join(
-                f"{key} {after[key]!r}" for key in after if after[key] != before[key]
+                f"{key} {after[key]!r}" if key != "env_vars" else _env_change(before, after)
+                for key in after
+                if after[key] != before[key]
             )
             self._record(
                 conn, spec.name, actor, "service.updated", f"changed {changed}", before, after

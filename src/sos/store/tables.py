@@ -75,6 +75,8 @@ services = Table(
     Column("name", String(63), primary_key=True),
     Column("team", String(63), nullable=False, index=True),
     Column("description", Text, nullable=False, default=""),
+    # environment variables set on the service, merged into each new revision (0005)
+    Column("env_vars", JSON, nullable=True),
     # bumped on every change of the service or its traffic: the compare-and-swap token
     Column("resource_version", Integer, nullable=False),
     # the number of the last revision created (the next one gets this + 1)

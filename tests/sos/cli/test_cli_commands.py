@@ -411,3 +411,29 @@ def test_token_with_an_expiry_and_the_list_says_when_each_was_last_used(sos: Cli
     assert admin[-3] == "never" and admin[-2] != "never"  # no expiry; used just now
     bad = run(sos, "token", "create", "--team", "ads", "--expires", "soon")
     assert bad.exit_code == 2 and "'soon' is not a duration" in bad.output
+
+
+def test_service_config_set_show_unset_and_deploy_keeps_it(
+    sos: CliRunner, server: RunningServer, tmp_path: Path
+) -> None:
+    file = write(tmp_path, "deploy.py", PY_DEPLOY.format(version="v1", memory="2G"))
+    run(sos, "deploy", str(file))
+    done = run(sos, "config", "set", "sfix-service", "REGION=eu", "FLAG=a=b")
+    assert done.exit_code == 0, done.output
+    assert "set FLAG, REGION; new revisions get it" in done.stdout
+    shown = run(sos, "config", "show", "sfix-service")
+    assert shown.stdout.splitlines() == ["REGION=eu", "FLAG=a=b"]
+    # the same file again: it sets no service env, so the service keeps it; the new
+    # revision gets it merged in, and a third run is a no-op (same merged spec)
+    again = run(sos, "deploy", str(file))
+    assert "revision 00002 created" in again.stdout, again.output
+    with server.client() as admin:
+        env = [(v.id, v.value) for v in admin.get_revision("sfix-service", 2).env_vars]
+    assert ("REGION", "eu") in env and ("FLAG", "a=b") in env
+    third = run(sos, "deploy", str(file))
+    assert "already has this spec" in third.stdout, third.output
+    removed = run(sos, "config", "unset", "sfix-service", "FLAG")
+    assert "removed FLAG" in removed.stdout
+    assert run(sos, "config", "show", "sfix-service").stdout.splitlines() == ["REGION=eu"]
+    bad = run(sos, "config", "set", "sfix-service", "NOEQUALS")
+    assert bad.exit_code == 2 and "write values as KEY=VALUE" in bad.output

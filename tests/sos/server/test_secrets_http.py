@@ -114,3 +114,46 @@ def test_a_secret_in_use_is_not_deleted(server: RunningServer, admin: Client) ->
     assert admin.list_secrets("recs") == []
     with pytest.raises(NotFoundError):
         admin.delete_secret("db-password", team="recs")
+
+
+def test_service_env_is_merged_into_new_revisions_and_kept_by_each(
+    server: RunningServer, admin: Client
+) -> None:
+    admin.set_secret("db-password", PASSWORD, team="recs")
+    admin.apply(
+        Service(
+            name=SVC,
+            team="recs",
+            env_vars=[
+                EnvVar(id="REGION", value="eu"),
+                EnvVar(id="MODE", value="staging"),
+                EnvVar(id="DB_PASSWORD", secret="db-password"),
+            ],
+        )
+    )
+    first = admin.create_revision(
+        SVC,
+        Revision(
+            artifact=Artifact(name="a", version="1"), env_vars=[EnvVar(id="MODE", value="prod")]
+        ),
+    )
+    # the service's variables first, the revision's own wins for MODE; recorded as merged
+    assert [(v.id, v.value, v.secret) for v in first.env_vars] == [
+        ("REGION", "eu", None),
+        ("DB_PASSWORD", "", "db-password"),
+        ("MODE", "prod", None),
+    ]
+    admin.apply(Service(name=SVC, team="recs", env_vars=[EnvVar(id="REGION", value="us")]))
+    kept = admin.get_revision(SVC, 1).env_vars[0]
+    assert (kept.id, kept.value) == ("REGION", "eu")  # revision 1 keeps what it was made with
+    second = admin.create_revision(SVC, Revision(artifact=Artifact(name="a", version="1")))
+    assert [(v.id, v.value) for v in second.env_vars] == [("REGION", "us")]
+    entry = admin.history(SVC, limit=5)
+    assert any("env set REGION" in e.summary and "removed" in e.summary for e in entry)
+    # other teams see names, not values; a missing secret is refused on the service too
+    with server.client(server.token("ci-ads", team="ads")) as ads:
+        (seen,) = ads.get_service(SVC).env_vars
+        assert (seen.id, seen.value, seen.redacted) == ("REGION", "", True)
+        assert ads.list_services()[0].env_vars[0].value == ""
+    with pytest.raises(ValidationError, match="team 'recs' has no secret 'nope'"):
+        admin.apply(Service(name=SVC, team="recs", env_vars=[EnvVar(id="X", secret="nope")]))
