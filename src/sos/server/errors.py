@@ -61,6 +61,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "The token may not do this"},
     404: {"model": ErrorBody, "description": "No such service, revision or token"},
     409: {"model": ErrorBody, "description": "Stale resource_version or existing name"},
+    413: {
+        "model": ErrorBody,
+        "description": "The body is over the server's limit (SOS_MAX_REQUEST_BYTES, 1 MiB)",
+    },
     422: {"model": ErrorBody, "description": "The request broke a rule; the message says which"},
 }
 
