@@ -7,6 +7,7 @@
 //   #/services/NAME/history            who changed what, when
 //   #/services/NAME/new-revision?from= create a revision (from the latest's settings)
 //   #/tokens                           tokens (admins manage them)
+//   #/secrets?team=T                   a team's secrets (write-only values)
 
 import { api, ApiError, clearToken, getToken, setToken } from "./api.js";
 import { clear, h } from "./dom.js";
@@ -95,7 +96,7 @@ function route({ focus = true } = {}) {
     return;
   }
   const { parts, params } = parseHash();
-  const section = parts[0] === "tokens" ? "tokens" : "services";
+  const section = ["tokens", "secrets"].includes(parts[0]) ? parts[0] : "services";
   for (const link of document.querySelectorAll(".topnav a")) {
     if (link.dataset.section === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -106,6 +107,9 @@ function route({ focus = true } = {}) {
   } else if (parts[0] === "tokens" && parts.length === 1) {
     document.title = "Tokens · SOS";
     leave = lazyPage(import("./tokens.js"), (m) => m.tokensPage(main, session));
+  } else if (parts[0] === "secrets" && parts.length === 1) {
+    document.title = "Secrets · SOS";
+    leave = lazyPage(import("./secrets.js"), (m) => m.secretsPage(main, session, params));
   } else if (parts[0] === "services" && parts[2] === "new-revision" && parts.length === 3) {
     document.title = `New revision of ${parts[1]} · SOS`;
     leave = lazyPage(import("./revision_form.js"), (m) =>

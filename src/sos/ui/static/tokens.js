@@ -72,6 +72,18 @@ export function tokensPage(main, session) {
         timeEl(token.created_at),
         h("div", { class: "muted small" }, token.created_by ? `by ${token.created_by}` : ""),
       ),
+      cell(
+        "Expires",
+        token.expires_at
+          ? new Date(token.expires_at) <= new Date()
+            ? h("strong", {}, "expired")
+            : timeEl(token.expires_at)
+          : h("span", { class: "muted" }, "never"),
+      ),
+      cell(
+        "Last used",
+        token.last_used_at ? timeEl(token.last_used_at) : h("span", { class: "muted" }, "never"),
+      ),
       cell("Id", h("span", { class: "mono small" }, token.id)),
       cell(
         "Revoke",
@@ -106,7 +118,9 @@ export function tokensPage(main, session) {
             h(
               "tr",
               {},
-              ["Name", "Role", "Team", "Created", "Id"].map((c) => h("th", { scope: "col" }, c)),
+              ["Name", "Role", "Team", "Created", "Expires", "Last used", "Id"].map((c) =>
+                h("th", { scope: "col" }, c),
+              ),
               h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")),
             ),
           ),
