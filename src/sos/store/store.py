@@ -48,6 +48,7 @@ from sos.models import (
     RevisionSpec,
     RevisionStatus,
     Role,
+    Route,
     Service,
     ServiceSpec,
     ServiceStatus,
@@ -525,7 +526,8 @@ class Store:
         actor: str,
         check: Check | None = None,
     ) -> Revision:
-        """Create the next revision of ``name``; the first one also gets 100% of traffic."""
+        """Create the next revision of ``name``; the first one also gets 100% of traffic, and so
+        does one created while every revision that has traffic has failed."""
         with self.write() as conn:
             row, expected_version = self._locked(conn, name, expected_version, check)
             number = row.revision_counter + 1
@@ -534,11 +536,21 @@ class Store:
             rev_id = revision_id(name, number)
             values: dict[str, Any] = {"revision_counter": number}
             first_route = None
+            why = "the first revision gets all traffic"
             if row.traffic is None:
                 first_route = TrafficRoute.model_validate(
                     {"routes": [{"revision": rev_id, "percent": 100}]}
                 )
                 values["traffic"] = _dump_route(first_route)
+            elif self._every_routed_revision_failed(conn, name, row.traffic):
+                # every request fails now: the new revision (a fix, most likely) gets them all,
+                # the tags stay, and a rollback goes back to the failed split
+                current = _load_route(row.traffic, None)
+                tags = [r for r in current.routes if r.tag and r.percent == 0] if current else []
+                first_route = TrafficRoute(routes=[Route(revision=rev_id, percent=100), *tags])
+                values["traffic"] = _dump_route(first_route)
+                values["previous_traffic"] = row.traffic
+                why = "every revision that had traffic failed"
             self._swap(conn, name, expected_version, values)
             spec_json = spec.spec().model_dump(mode="json")
             conn.execute(
@@ -568,12 +580,27 @@ class Store:
                     name,
                     actor,
                     "traffic.changed",
-                    f"traffic {route_summary(first_route)} (the first revision gets all traffic)",
+                    f"traffic {route_summary(first_route)} ({why})",
                     None,
                     _dump_route(first_route),
                 )
             created = conn.execute(select(t.revisions).where(t.revisions.c.id == rev_id)).one()
             return self._to_revision(created)
+
+    @staticmethod
+    def _every_routed_revision_failed(conn: Connection, name: str, traffic: Any) -> bool:
+        route = _load_route(traffic, None)
+        routed = {r.revision for r in route.routes if r.percent > 0} if route else set()
+        if not routed:
+            return False
+        rows = conn.execute(
+            select(t.revisions.c.id, t.revisions.c.status).where(
+                (t.revisions.c.service == name) & t.revisions.c.id.in_(routed)
+            )
+        ).all()
+        return len(rows) == len(routed) and all(
+            isinstance(row.status, dict) and row.status.get("failed") for row in rows
+        )
 
     def list_revisions(self, name: str) -> list[Revision]:
         with self.read() as conn:

@@ -358,7 +358,8 @@ def test_the_hint_for_a_new_revision_fits_what_has_traffic(
     sos: CliRunner, server: RunningServer, tmp_path: Path
 ) -> None:
     """The hint once suggested `2=10` also when the only routed revision had failed, where
-    what the user needs is all of the traffic on the fixed one."""
+    what the user needs is all of the traffic on the fixed one: the server now gives it
+    all of it (every request failed anyway), and says why in the history."""
     backend = server.state.backend
     assert isinstance(backend, FakeBackend)
     file = write(tmp_path, "deploy.py", PY_DEPLOY.format(version="v1", memory="2G"))
@@ -368,10 +369,13 @@ def test_the_hint_for_a_new_revision_fits_what_has_traffic(
     crash_loop(server, backend, 1)
     fixed = run(sos, "deploy", str(file), "--force")
     assert fixed.exit_code == 0, fixed.output
-    assert "every revision that has traffic failed" in fixed.stdout
-    assert "`sos traffic sfix-service 3=100`" in fixed.stdout
-    moved = run(sos, "traffic", "sfix-service", "3=100")  # no --force: 3 is healthy
-    assert moved.exit_code == 0, moved.output
+    assert "traffic: 00003=100" in fixed.stdout
+    assert "gets no traffic" not in fixed.stdout
+    with server.client() as admin:
+        change = admin.history("sfix-service", limit=1)[0]
+        assert "every revision that had traffic failed" in change.summary
+        back = admin.rollback("sfix-service")  # the failed split, if someone wants it back
+    assert [(r.revision, r.percent) for r in back.routes] == [("sfix-service-00001", 100)]
 
 
 def test_secrets_from_standard_input_never_echoed(sos: CliRunner, server: RunningServer) -> None:
