@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,8 @@ class KnativeStandIn:
         self.pod_logs: dict[str, list[str]] = {}
         #: Secrets applied (server-side apply), by namespace and name
         self.secrets: dict[tuple[str, str], Obj] = {}
+        #: namespaces created through the API (the kubeconfig's own is there already)
+        self.namespaces: dict[str, Obj] = {}
         self._clock = itertools.count(1)
         self.running = True
         self._failures: dict[tuple[str, str], kmock.KubernetesError] = {}
@@ -84,6 +87,8 @@ class KnativeStandIn:
         self._versions = itertools.count(1)
         handler[kmock.action.UPDATE, SERVICES] << self._apply
         handler[kmock.action.UPDATE, SECRETS] << self._apply_secret
+        # /api/v1/namespaces/NAME parses as a namespace without a resource: match the path
+        handler[kmock.method.PATCH, re.compile(r"^/api/v1/namespaces/[^/]+$")] << self._namespace
         handler[kmock.action.FETCH, SERVICES] << self._get_service
         handler[kmock.action.LIST, SERVICES] << self._list_services
         handler[kmock.action.DELETE, SERVICES] << self._delete_service
@@ -191,6 +196,15 @@ class KnativeStandIn:
 
     # ------------------------------------------------------------------ handlers
 
+    def _namespace(self, request: kmock.Request) -> Obj:
+        if request.headers.get("Content-Type") != APPLY or not request.params.get("fieldManager"):
+            raise kmock.KubernetesError(
+                status=400, reason="BadRequest", message="expected server-side apply"
+            )
+        body = copy.deepcopy(request.data)
+        self.namespaces[body["metadata"]["name"]] = body
+        return body
+
     def _apply_secret(self, request: kmock.Request) -> Obj:
         if request.headers.get("Content-Type") != APPLY or not request.params.get("fieldManager"):
             raise kmock.KubernetesError(
@@ -295,7 +309,9 @@ class KnativeStandIn:
         items = [
             obj
             for (ns, _), obj in sorted(store.items())
-            if ns == request.namespace and _selector_matches(selector, obj["metadata"]["labels"])
+            # a request without a namespace lists the whole cluster
+            if request.namespace in (None, ns)
+            and _selector_matches(selector, obj["metadata"]["labels"])
         ]
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "items": items}
 

@@ -461,3 +461,46 @@ async def test_a_secret_becomes_a_kubernetes_secret_referenced_never_inlined(
     # a rotation is applied again, to the Secret only
     await backend.apply(dataclasses.replace(wanted, secrets={"db-password": "rotated"}))
     assert base64.b64decode(standin.secrets[name]["data"]["value"]) == b"rotated"
+
+
+async def test_each_team_gets_a_namespace_of_its_own(
+    kubeconfig: Path, standin: KnativeStandIn
+) -> None:
+    settings = KnativeSettings(
+        kubeconfig=str(kubeconfig),
+        artifact_url="http://sos.sos-system.svc:8700",
+        team_namespaces="sos-",
+    )
+    knative = KnativeBackend(settings, poll_interval=0.01, revision_timeout=2, min_interval=0)
+    await knative.start()
+    try:
+        ml = dataclasses.replace(
+            desired([revision(1, env_vars=[{"id": "DB", "secret": "db"}])], team="ml"),
+            secrets={"db": "pw-ml"},
+        )
+        ads = desired([revision(1, service="ads")], service="ads", team="ads")
+        await knative.apply(ml)
+        await knative.apply(ads)
+        assert set(standin.namespaces) == {"sos-ml", "sos-ads"}
+        assert standin.namespaces["sos-ml"]["metadata"]["labels"]["sos.dev/team"] == "ml"
+        assert standin.service("recs", namespace="sos-ml")["metadata"]["name"] == "recs"
+        assert standin.service("ads", namespace="sos-ads")["metadata"]["name"] == "ads"
+        assert (NAMESPACE, "recs") not in standin.services  # nothing in the shared one
+        assert list(standin.secrets) == [("sos-ml", "sos-ml-db")]  # in its team's namespace
+        observed = await knative.observe("recs")
+        assert observed is not None and observed.name == "recs"
+        await knative.apply(ml)  # again: the namespace is not created twice
+    finally:
+        await knative.close()
+    # a restarted server finds each service's namespace by listing across the cluster
+    again = KnativeBackend(settings, poll_interval=0.01, revision_timeout=2, min_interval=0)
+    await again.start()
+    try:
+        assert await again.list_services() == ["ads", "recs"]
+        assert (await again.observe("ads")) is not None
+        await again.delete("ads")
+        assert ("sos-ads", "ads") not in standin.services
+    finally:
+        await again.close()
+    with pytest.raises(ValueError, match="team namespace prefix"):
+        KnativeSettings(team_namespaces="Bad_Prefix")

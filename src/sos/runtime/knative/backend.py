@@ -47,6 +47,7 @@ from sos.runtime.knative.plan import (
 from sos.runtime.knative.render import (
     INSTANCE_LABEL,
     MANAGED_BY_LABEL,
+    TEAM_LABEL,
     Manifest,
     render_secret,
 )
@@ -181,6 +182,11 @@ class KnativeBackend(Backend):
         self._min_interval = min_interval
         #: service -> (when, what was applied): an unchanged apply within min_interval is a no-op
         self._applied: dict[str, tuple[float, str]] = {}
+        #: service -> its namespace, when teams get their own (learnt from apply and from
+        #: listing services across namespaces after a restart)
+        self._namespaces: dict[str, str] = {}
+        #: team namespaces known to exist
+        self._ensured: set[str] = set()
         #: service -> (when read, Knative Service or None, its Revisions)
         self._snapshots: dict[str, tuple[float, dict[str, Any] | None, list[dict[str, Any]]]] = {}
 
@@ -253,10 +259,11 @@ class KnativeBackend(Backend):
         plural: str,
         *args: Any,
         missing_ok: str | None = None,
+        namespace: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Call ``CustomObjectsApi.<method>`` for ``plural`` of Knative Serving in the
-        namespace; a 404 for the object ``missing_ok`` returns None."""
+        """Call ``CustomObjectsApi.<method>`` for ``plural`` of Knative Serving in
+        ``namespace`` (default: the backend's); a 404 for ``missing_ok`` returns None."""
 
         def missing(exc: k8s.ApiException) -> bool:
             details = _status_body(exc).get("details") or {}
@@ -268,7 +275,7 @@ class KnativeBackend(Backend):
             call(
                 GROUP,
                 VERSION,
-                self.namespace,
+                namespace or self.namespace,
                 plural,
                 *args,
                 _request_timeout=self._request_timeout,
@@ -298,8 +305,12 @@ class KnativeBackend(Backend):
                 f"{exc or type(exc).__name__}"
             ) from None
 
-    def _where(self, name: str) -> str:
-        return f'"{name}" in namespace "{self.namespace}"'
+    def _ns(self, service: str) -> str:
+        """The namespace of ``service``."""
+        return self._namespaces.get(service) or self.namespace
+
+    def _where(self, name: str, service: str | None = None) -> str:
+        return f'"{name}" in namespace "{self._ns(service or name)}"'
 
     async def _get_service(self, name: str) -> dict[str, Any] | None:
         result = await self._call(
@@ -308,21 +319,46 @@ class KnativeBackend(Backend):
             "services",
             name,
             missing_ok=name,
+            namespace=self._ns(name),
         )
         return result if isinstance(result, dict) else None
 
-    async def _list(self, plural: str, selector: str) -> list[dict[str, Any]]:
+    async def _list(self, plural: str, selector: str, namespace: str) -> list[dict[str, Any]]:
         result = await self._call(
-            f"list {plural}.{GROUP} in namespace {self.namespace!r}",
+            f"list {plural}.{GROUP} in namespace {namespace!r}",
             "list_namespaced_custom_object",
             plural,
             label_selector=selector,
+            namespace=namespace,
         )
         items = result.get("items") if isinstance(result, dict) else None
         return [item for item in items or [] if isinstance(item, dict)]
 
     async def _revisions(self, name: str) -> list[dict[str, Any]]:
-        return await self._list("revisions", f"serving.knative.dev/service={name}")
+        return await self._list("revisions", f"serving.knative.dev/service={name}", self._ns(name))
+
+    async def _ensure_namespace(self, namespace: str, team: str) -> None:
+        """Make a team's namespace exist (server-side apply: idempotent; once per process)."""
+        if namespace in self._ensured:
+            return
+        core = k8s.CoreV1Api(self._client())
+        body = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {MANAGED_BY_LABEL: "sos", TEAM_LABEL: team}},
+        }
+        await self._guard(
+            f"apply namespace {namespace!r} of team {team!r}",
+            core.patch_namespace(
+                namespace,
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+                _request_timeout=self._request_timeout,
+            ),
+        )
+        self._ensured.add(namespace)
 
     async def _apply_manifest(self, manifest: Manifest) -> None:
         name = manifest["metadata"]["name"]
@@ -337,17 +373,18 @@ class KnativeBackend(Backend):
             force=True,
             field_validation="Strict",
             _content_type="application/apply-patch+yaml",
+            namespace=self._ns(name),
         )
 
-    async def _apply_secret(self, manifest: Manifest) -> None:
-        """Create or update a Secret of the namespace (server-side apply, like services)."""
+    async def _apply_secret(self, manifest: Manifest, service: str) -> None:
+        """Create or update a Secret in ``service``'s namespace (server-side apply)."""
         name = manifest["metadata"]["name"]
         core = k8s.CoreV1Api(self._client())
         await self._guard(
-            f"apply Secret {self._where(name)}",
+            f"apply Secret {self._where(name, service)}",
             core.patch_namespaced_secret(
                 name,
-                self.namespace,
+                self._ns(service),
                 manifest,
                 field_manager=FIELD_MANAGER,
                 force=True,
@@ -371,7 +408,7 @@ class KnativeBackend(Backend):
                 raise BackendError(
                     f"Knative did not create revision {revision} of {name!r} within "
                     f"{self._revision_timeout:g}s.{why} Is the Knative Serving controller "
-                    f"running? `kubectl -n {self.namespace} describe configuration {name}` "
+                    f"running? `kubectl -n {self._ns(name)} describe configuration {name}` "
                     "shows why; the next reconcile continues from here"
                 )
             await self._sleep(self._poll_interval)
@@ -391,7 +428,11 @@ class KnativeBackend(Backend):
             return
         key = _render_key(desired)
         lock = self._locks.setdefault(name, asyncio.Lock())
+        team_ns = self.settings.namespace_of(desired.service.team)
         async with lock:
+            if team_ns is not None:  # each team in a namespace of its own
+                await self._ensure_namespace(team_ns, desired.service.team)
+                self._namespaces[name] = team_ns
             last = self._applied.get(name)
             if last is not None and last[1] == key and self._clock() - last[0] < self._min_interval:
                 return
@@ -406,7 +447,8 @@ class KnativeBackend(Backend):
                 },
             )
             for secret, value in sorted(desired.secrets.items()):
-                await self._apply_secret(render_secret(desired.service.team, secret, value))
+                manifest = render_secret(desired.service.team, secret, value)
+                await self._apply_secret(manifest, name)
             steps = plan_apply(desired, self.settings, cluster)
             if len(steps) == 1 and is_applied(steps[0].manifest, current):
                 # nothing to change: spare the API server a write; observe may reuse the read
@@ -442,6 +484,7 @@ class KnativeBackend(Backend):
             "services",
             name,
             missing_ok=name,
+            namespace=self._ns(name),
         )
         self._locks.pop(name, None)
 
@@ -477,7 +520,7 @@ class KnativeBackend(Backend):
         pods = await self._guard(
             f"list the pods of {self._where(service)}",
             core.list_namespaced_pod(
-                self.namespace, label_selector=selector, _request_timeout=self._request_timeout
+                self._ns(service), label_selector=selector, _request_timeout=self._request_timeout
             ),
         )
         lines: list[LogLine] = []
@@ -489,7 +532,7 @@ class KnativeBackend(Backend):
                 f"read the logs of pod {name!r}",
                 core.read_namespaced_pod_log(
                     name,
-                    self.namespace,
+                    self._ns(service),
                     container="user-container",
                     timestamps=True,
                     tail_lines=tail,
@@ -513,8 +556,31 @@ class KnativeBackend(Backend):
 
     async def list_services(self) -> list[str]:
         selector = f"{MANAGED_BY_LABEL}=sos,{INSTANCE_LABEL}={self.settings.instance}"
-        services = await self._list("services", selector)
-        return sorted(str(svc["metadata"]["name"]) for svc in services)
+        if self.settings.team_namespaces is None:
+            services = await self._list("services", selector, self.namespace)
+            return sorted(str(svc["metadata"]["name"]) for svc in services)
+        # teams in namespaces of their own: one list across the cluster, which also tells
+        # each service's namespace (after a restart, before anything was applied)
+        result = await self._guard(
+            f"list services.{GROUP} of every team namespace",
+            self._api().list_cluster_custom_object(
+                GROUP,
+                VERSION,
+                "services",
+                label_selector=selector,
+                _request_timeout=self._request_timeout,
+            ),
+        )
+        names = []
+        for svc in (result or {}).get("items") or []:
+            meta = svc.get("metadata") or {}
+            namespace = str(meta.get("namespace") or "")
+            if self.settings.team_namespaces and namespace.startswith(
+                self.settings.team_namespaces
+            ):
+                self._namespaces[str(meta["name"])] = namespace
+                names.append(str(meta["name"]))
+        return sorted(names)
 
 
 #: ``sos server --backend knative --backend-opt KEY=VALUE`` keys (env vars in settings.py)
@@ -527,6 +593,7 @@ BACKEND_OPTIONS = (
     "kubeconfig",
     "context",
     "instance",
+    "team_namespaces",
 )
 
 

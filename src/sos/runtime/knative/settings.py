@@ -48,6 +48,7 @@ _ENV = {
     "kubeconfig": "SOS_KNATIVE_KUBECONFIG",
     "context": "SOS_KNATIVE_CONTEXT",
     "instance": "SOS_KNATIVE_INSTANCE",
+    "team_namespaces": "SOS_KNATIVE_TEAM_NAMESPACES",
 }
 
 
@@ -63,6 +64,13 @@ class KnativeSettings:
     kubeconfig: str | None = None
     context: str | None = None
     instance: str = "sos"
+    #: a prefix: each team's services, revisions and secrets go to namespace PREFIX + team
+    #: (created when missing); None: every team in ``namespace``
+    team_namespaces: str | None = None
+
+    def namespace_of(self, team: str) -> str | None:
+        """The namespace of ``team``'s services when teams get their own, else None."""
+        return None if self.team_namespaces is None else self.team_namespaces + team
 
     def __post_init__(self) -> None:
         if len(self.instance) > 63 or not _LABEL_VALUE.fullmatch(self.instance):
@@ -76,6 +84,12 @@ class KnativeSettings:
             raise ValueError(
                 f"Knative namespace {self.namespace!r} must be a DNS label: lowercase letters, "
                 "digits and '-', at most 63 characters (like 'sos-services')"
+            )
+        prefix = self.team_namespaces
+        if prefix is not None and (len(prefix) > 20 or not _NAMESPACE.fullmatch(prefix + "x")):
+            raise ValueError(
+                f"team namespace prefix {prefix!r} must start a DNS label: lowercase letters, "
+                "digits and '-', at most 20 characters (like 'sos-')"
             )
         if not _REGISTRY.fullmatch(self.image_registry.rstrip("/")):
             raise ValueError(
@@ -118,6 +132,7 @@ class KnativeSettings:
             kubeconfig=pick("kubeconfig"),
             context=pick("context"),
             instance=pick("instance") or "sos",
+            team_namespaces=pick("team_namespaces"),
         )
 
     def artifact_download_url(self, digest: str) -> str | None:
