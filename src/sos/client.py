@@ -157,7 +157,10 @@ class Client:
             payload = {"detail": response.text[:500] or response.reason_phrase}
         error = error_from_payload(response.status_code, payload)
         if isinstance(error, AuthenticationError) and not self.token:
-            error.message += " (no token configured: set SOS_TOKEN or run `sos login`)"
+            # the server's own words are for HTTP callers; this client's user sets a token
+            error.message = (
+                "no token configured: set SOS_TOKEN, or run `sos login URL --token TOKEN`"
+            )
             error.args = (error.message,)
         return error
 

@@ -18,6 +18,7 @@ from sos.cli._output import (
     handle_errors,
     table,
 )
+from sos.client import Client
 
 __all__ = ["secret_app"]
 
@@ -47,18 +48,28 @@ def _read_value(name: str) -> str:
     return value
 
 
+def _team(c: Client, team: str | None) -> str:
+    """``--team``, else the team of the token in use (an admin's has none: it must say)."""
+    if team:
+        return team
+    mine = c.whoami().team
+    if mine is None:
+        raise fail("give --team: your token belongs to no team")
+    return mine
+
+
 @secret_app.command("set")
 @handle_errors
 def set_secret(
     name: str = typer.Argument(..., help="The secret's name, e.g. db-password."),
-    team: str = typer.Option(..., help="The team that owns it."),
+    team: str = typer.Option(None, help="The team that owns it [your token's team]."),
     as_json: bool = JsonOption,
 ) -> None:
     """Create or rotate a secret; the value comes from standard input and is never shown
     again. Use it in a revision as `EnvVar(id="DB_PASSWORD", secret="db-password")`."""
     value = _read_value(name)
     with client() as c:
-        secret = c.set_secret(name, value, team=team)
+        secret = c.set_secret(name, value, team=_team(c, team))
     if as_json:
         emit_json(secret)
         return
@@ -71,18 +82,22 @@ def set_secret(
 @secret_app.command("list")
 @handle_errors
 def list_secrets(
-    team: str = typer.Option(..., help="The team whose secrets to list."),
+    team: str = typer.Option(None, help="The team whose secrets to list [your token's team]."),
     as_json: bool = JsonOption,
 ) -> None:
     """List a team's secrets: names and versions, never values."""
     with client() as c:
+        team = _team(c, team)
         secrets = c.list_secrets(team)
     if as_json:
         emit_json(secrets)
         return
+    if not secrets:  # teams exist by use: a typo looks the same, so name the team
+        console.print(f"team {team} has no secrets (check the name if you expected some)")
+        return
     table(
         None,
-        ["NAME", "VERSION", "UPDATED BY", "UPDATED", "CREATED"],
+        ["NAME", "VERSION", "UPDATED BY", "UPDATED AGO", "CREATED AGO"],
         ([s.name, s.version, s.updated_by, age(s.updated_at), age(s.created_at)] for s in secrets),
     )
 
@@ -91,9 +106,10 @@ def list_secrets(
 @handle_errors
 def delete_secret(
     name: str = typer.Argument(..., help="The secret's name."),
-    team: str = typer.Option(..., help="The team that owns it."),
+    team: str = typer.Option(None, help="The team that owns it [your token's team]."),
 ) -> None:
     """Delete a secret that no serving revision uses."""
     with client() as c:
+        team = _team(c, team)
         c.delete_secret(name, team=team)
     console.print(f"deleted secret {name} of team {team}")

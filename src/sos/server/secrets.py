@@ -13,11 +13,12 @@ reaches the instances only (``sos.store.secrets`` keeps it encrypted at rest).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
 
-from sos.errors import ConflictError
+from sos.errors import ConflictError, ValidationError
 from sos.models import Secret, SecretValue
 from sos.server.auth import Principal, can_write
 from sos.server.core import ControlPlane
@@ -29,9 +30,20 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["secrets"], responses=ERROR_RESPONSES)
 
-DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-TeamName = Annotated[str, Path(pattern=DNS_LABEL, max_length=63)]
-SecretName = Annotated[str, Path(pattern=DNS_LABEL, max_length=63)]
+DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+TeamName = Annotated[str, Path(max_length=63)]
+SecretName = Annotated[str, Path(max_length=63)]
+
+
+def _named(team: str, name: str | None = None) -> None:
+    """A clear 422 for a team or secret name that cannot be one (not a bare regex)."""
+    for what, value in (("team", team), ("secret name", name)):
+        if value is not None and not DNS_LABEL.fullmatch(value):
+            raise ValidationError(
+                f"{what} {value!r} must be lowercase letters, digits and '-', starting with a "
+                "letter and not ending with '-' (like db-password), at most 63 characters",
+                details={"field": "team" if what == "team" else "name"},
+            )
 
 
 def _secrets(request: Request) -> SecretTable:
@@ -52,7 +64,8 @@ def set_secret(
     name: SecretName,
     body: SecretValue,
 ) -> Secret:
-    can_write(token, team, f"the secrets of team {team!r}")
+    _named(team, name)
+    can_write(token, team, f"secret {name!r}")
     secret, created = _secrets(request).set(team, name, body.value, token.name)
     if created:
         response.status_code = status.HTTP_201_CREATED
@@ -63,7 +76,8 @@ def set_secret(
 
 @router.get("/teams/{team}/secrets", summary="A team's secrets (names and versions, no values)")
 def list_secrets(request: Request, token: Principal, team: TeamName) -> list[Secret]:
-    can_read(token, team, f"the secrets of team {team!r}")
+    _named(team)
+    can_read(token, team, "the secrets")
     return _secrets(request).of_team(team)
 
 
@@ -73,7 +87,8 @@ def list_secrets(request: Request, token: Principal, team: TeamName) -> list[Sec
     summary="Delete a secret no serving revision uses",
 )
 def delete_secret(request: Request, token: Principal, team: TeamName, name: SecretName) -> Response:
-    can_write(token, team, f"the secrets of team {team!r}")
+    _named(team, name)
+    can_write(token, team, f"secret {name!r}")
     control: ControlPlane = request.app.state.sos.control
     users = control.secret_users(team, name)
     if users:

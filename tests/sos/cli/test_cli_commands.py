@@ -441,3 +441,23 @@ def test_service_config_set_show_unset_and_deploy_keeps_it(
     assert run(sos, "config", "show", "sfix-service").stdout.splitlines() == ["REGION=eu"]
     bad = run(sos, "config", "set", "sfix-service", "NOEQUALS")
     assert bad.exit_code == 2 and "write values as KEY=VALUE" in bad.output
+
+
+def test_secret_commands_say_clearly_what_is_wrong(sos: CliRunner, server: RunningServer) -> None:
+    bad = sos.invoke(app, ["secret", "set", "Bad Name", "--team", "recs"], input="x")
+    assert bad.exit_code == 1
+    assert "secret name 'Bad Name' must be lowercase letters, digits and '-'" in bad.output
+    assert "pattern" not in bad.output
+    writer = server.token("ci-recs", team="recs")
+    own = sos.invoke(app, ["secret", "set", "k"], input="v", env={"SOS_TOKEN": writer})
+    assert own.exit_code == 0 and "secret k of team recs created" in own.stdout  # its team
+    other = sos.invoke(
+        app, ["secret", "set", "k", "--team", "ads"], input="v", env={"SOS_TOKEN": writer}
+    )
+    assert "cannot change secret 'k', which belongs to team 'ads'" in other.output
+    empty = run(sos, "secret", "list", "--team", "nosuch")
+    assert "team nosuch has no secrets (check the name" in empty.stdout
+    admin_no_team = sos.invoke(app, ["secret", "list"])
+    assert admin_no_team.exit_code == 1 and "give --team" in admin_no_team.output
+    anonymous = run(sos, "secret", "list", "--team", "recs", env={"SOS_TOKEN": ""})
+    assert anonymous.output.count("SOS_TOKEN") == 1, anonymous.output  # said once

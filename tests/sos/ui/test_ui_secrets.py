@@ -68,5 +68,7 @@ def test_another_team_is_told_it_cannot_see_them(recs: RunningServer, page: Page
         admin.set_secret("db-password", VALUE, team="recs")
     sign_in(page, recs.url, recs.token("bob", role="writer", team="search"))
     page.goto(f"{recs.url}/ui/#/secrets?team=recs")
-    expect(page.get_by_role("alert")).to_contain_text("cannot read the secrets of team 'recs'")
+    expect(page.get_by_role("alert")).to_contain_text(
+        "cannot read the secrets, which belong to team 'recs'"
+    )
     expect(page.get_by_role("button", name="New secret")).to_be_disabled()
