@@ -286,11 +286,13 @@ def find_same(client: Client, env: dict[str, str]) -> Revision | None:
                 os.environ[key] = value
     try:
         revisions = client.list_revisions(SERVICE)
-        service_env = client.get_service(SERVICE).env_vars
+        service = client.get_service(SERVICE)
     except NotFoundError:
         return None
     for revision in reversed(revisions):
-        if plan.revision is not None and same_spec(revision, plan.revision, service_env):
+        if plan.revision is not None and same_spec(
+            revision, plan.revision, service.env_vars, service.files
+        ):
             return revision
     return None
 

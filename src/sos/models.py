@@ -430,6 +430,46 @@ class Autoscaling(_Model):
 # --------------------------------------------------------------------------- revision
 
 
+CONFIG_PATH = re.compile(
+    r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,99}){0,7}"
+)
+MAX_FILES = 20
+MAX_FILES_BYTES = 256 * 1024
+
+
+class ConfigFile(_Model):
+    """A small configuration file an instance finds under ``$SOS_CONFIG_DIR`` (read-only)."""
+
+    path: str = Field(
+        max_length=400, description="Relative, like app.yaml or conf/model.json (no '..')"
+    )
+    content: str = Field(default="", max_length=65536, description="At most 64 KiB of text")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not CONFIG_PATH.fullmatch(value):
+            raise ValueError(
+                f"config file path {value!r} must be relative, made of parts of letters, "
+                "digits, '.', '_' and '-' (not starting with '.' or '-'), at most 8 deep, "
+                "like app.yaml or conf/model.json"
+            )
+        return value
+
+
+def _files_bounded(value: list[ConfigFile]) -> list[ConfigFile]:
+    paths = [f.path for f in value]
+    if len(set(paths)) != len(paths):
+        raise ValueError("a config file path is given twice")
+    folders = {"/".join(p.split("/")[:i]) for p in paths for i in range(1, p.count("/") + 1)}
+    clash = sorted(folders & set(paths))
+    if clash:
+        raise ValueError(f"{clash[0]!r} is both a config file and a folder of one")
+    if sum(len(f.content.encode()) for f in value) > MAX_FILES_BYTES:
+        raise ValueError("config files hold at most 256 KiB in all: put data in the artifact")
+    return value
+
+
 def _no_duplicate_env(value: list[EnvVar]) -> list[EnvVar]:
     seen: set[str] = set()
     for env in value:
@@ -444,6 +484,11 @@ class RevisionSpec(_Model):
 
     artifact: Artifact
     env_vars: list[EnvVar] = Field(default_factory=list, max_length=200)
+    files: list[ConfigFile] = Field(
+        default_factory=list,
+        max_length=MAX_FILES,
+        description="Small config files, under $SOS_CONFIG_DIR (read-only) in each instance",
+    )
     resources: Resources = Field(default_factory=Resources)
     health_check: HealthCheck = Field(default_factory=HealthCheck)
     gunicorn_config: GunicornConfig = Field(default_factory=GunicornConfig)
@@ -455,13 +500,23 @@ class RevisionSpec(_Model):
     def _unique_env(cls, value: list[EnvVar]) -> list[EnvVar]:
         return _no_duplicate_env(value)
 
-    def with_service_env(self, service_env: list[EnvVar]) -> RevisionSpec:
-        """This spec with the service's environment merged in: the service's variables
-        first, then the revision's own, which win for a name both set. A revision records
-        the merged spec, so it stays immutable and a rollback restores exactly what ran."""
+    @field_validator("files")
+    @classmethod
+    def _bounded_files(cls, value: list[ConfigFile]) -> list[ConfigFile]:
+        return _files_bounded(value)
+
+    def with_service_env(
+        self, service_env: list[EnvVar], service_files: list[ConfigFile] | None = None
+    ) -> RevisionSpec:
+        """This spec with the service's environment and config files merged in: the
+        service's first, then the revision's own, which win for a name (or path) both set.
+        A revision records the merged spec, so it stays immutable and a rollback restores
+        exactly what ran."""
         own = {var.id for var in self.env_vars}
         merged = [var for var in service_env if var.id not in own] + list(self.env_vars)
-        return self.model_copy(update={"env_vars": merged})
+        mine = {f.path for f in self.files}
+        files = [f for f in service_files or [] if f.path not in mine] + list(self.files)
+        return self.model_copy(update={"env_vars": merged, "files": files})
 
     def spec(self) -> RevisionSpec:
         """Only what the user asked for (drops the server's read-only fields)."""
@@ -539,6 +594,12 @@ class ServiceSpec(_Model):
         max_length=200,
         description="Set once on the service (`sos config set`): merged into every new "
         "revision when it is created; a revision's own variable of the same name wins",
+    )
+    files: list[ConfigFile] = Field(
+        default_factory=list,
+        max_length=MAX_FILES,
+        description="Small config files set once on the service, merged into every new "
+        "revision like env_vars (a revision's own file of the same path wins)",
     )
 
     @field_validator("env_vars")

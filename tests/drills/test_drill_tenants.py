@@ -14,6 +14,7 @@ from tests.drills.conftest import REPO, Built
 from tests.drills.harness import SosServer, kill_runtime, report
 
 from sos import Artifact, Client, EnvVar, PermissionDeniedError, Revision, Service
+from sos.models import ConfigFile
 from sos.runtime.local.haproxy import adoptable
 
 PROBE = REPO / "tests" / "drills" / "projects" / "probe"
@@ -28,7 +29,8 @@ def deploy(
     secrets: dict[str, str] | None = None,
 ) -> None:
     _, meta = built
-    client.apply(Service(name=name, team=team))
+    if name not in [s.name for s in client.list_services()]:
+        client.apply(Service(name=name, team=team))
     revision = client.create_revision(
         name,
         Revision(
@@ -58,6 +60,14 @@ def test_a_tenant_cannot_reach_the_platform_or_another_tenant_from_its_instance(
             admin.push_artifact(probe[0], metadata=probe[1])  # the same app for both teams
         with server.client(team_b) as victim:
             victim.set_secret("db-password", password, team="b")
+            # its settings file is set once on the service, merged into the revision
+            victim.apply(
+                Service(
+                    name="victim",
+                    team="b",
+                    files=[ConfigFile(path="conf/app.yaml", content="pool: 4\n")],
+                )
+            )
             deploy(victim, "victim", "b", probe, {}, secrets={"DB_PASSWORD": "db-password"})
         data = str(server.data_dir.resolve())
         env = {"PROBE_DATA_DIR": data, "PROBE_VICTIM": "victim"}
@@ -88,9 +98,11 @@ def test_a_tenant_cannot_reach_the_platform_or_another_tenant_from_its_instance(
         report("tenants: team A reads team B's service through the API", *api)
         assert not [line for line in api if line.startswith("BROKE")], api
         assert password not in " ".join(api)
-        # the victim's instance got its password
+        # the victim's instance got its password, and its config file, read-only
         env = httpx.get(server.router + "/env", headers={"Host": "victim.localhost"}, timeout=30)
         assert env.status_code == 200 and env.json().get("DB_PASSWORD") == password
+        config = httpx.get(server.router + "/config", headers={"Host": "victim.localhost"})
+        assert config.json() == {"conf/app.yaml": "pool: 4\n"}
         answer = httpx.get(
             f"{server.router}/attack", headers={"Host": "attacker.localhost"}, timeout=120
         )

@@ -1,13 +1,15 @@
-"""``sos config show|set|unset``: environment variables set once on a service and merged into
-each new revision (its own variable of the same name wins)."""
+"""``sos config show|set|unset|file|rm-file``: environment variables and small config files set
+once on a service and merged into each new revision (its own of the same name wins)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 from sos.cli import app
 from sos.cli._output import JsonOption, client, console, emit_json, fail, handle_errors
-from sos.models import EnvVar, Service, ServiceSpec
+from sos.models import ConfigFile, EnvVar, Service, ServiceSpec
 
 __all__ = ["config_app"]
 
@@ -31,20 +33,34 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return pairs
 
 
-def _apply(name: str, change: str, edit: dict[str, EnvVar | None]) -> Service:
+def _apply(
+    name: str,
+    change: str,
+    edit: dict[str, EnvVar | None] | None = None,
+    files: dict[str, ConfigFile | None] | None = None,
+) -> Service:
     with client() as c:
         service = c.get_service(name)
         env = {var.id: var for var in service.env_vars}
-        for key, var in edit.items():
+        for key, var in (edit or {}).items():
             if var is None:
                 env.pop(key, None)
             else:
                 env[key] = var
+        have = {f.path: f for f in service.files}
+        for path, file in (files or {}).items():
+            if file is None:
+                if path not in have:
+                    raise fail(f"service {name} has no config file {path!r}")
+                del have[path]
+            else:
+                have[path] = file
         spec = ServiceSpec(
             name=service.name,
             team=service.team,
             description=service.description,
             env_vars=list(env.values()),
+            files=list(have.values()),
             resource_version=service.resource_version,
         )
         updated = c.apply(spec)
@@ -62,8 +78,11 @@ def show(
     with client() as c:
         service = c.get_service(name)
     if as_json:
-        emit_json(service.env_vars)
+        emit_json({"env_vars": service.env_vars, "files": service.files})
         return
+    if service.files:
+        for file in service.files:
+            console.print(f"file {file.path} ({len(file.content.encode())} bytes)", markup=False)
     if not service.env_vars:
         console.print(f"service {name} sets no environment variables")
     for var in service.env_vars:
@@ -102,3 +121,28 @@ def unset_vars(
 ) -> None:
     """Remove variables from the service."""
     _apply(name, f"removed {', '.join(sorted(keys))}", dict.fromkeys(keys))
+
+
+@config_app.command("file")
+@handle_errors
+def set_file(
+    name: str = typer.Argument(..., help="The service."),
+    path: str = typer.Argument(..., help="Where instances find it, under $SOS_CONFIG_DIR."),
+    source: Path = typer.Option(..., "--from", help="The local file to send (text)."),
+) -> None:
+    """Set a small config file on the service (at most 64 KiB; 256 KiB in all)."""
+    try:
+        content = source.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"{source}: cannot read it as text ({exc})", 2) from None
+    _apply(name, f"file {path} set", files={path: ConfigFile(path=path, content=content)})
+
+
+@config_app.command("rm-file")
+@handle_errors
+def remove_file(
+    name: str = typer.Argument(..., help="The service."),
+    path: str = typer.Argument(..., help="The config file to remove."),
+) -> None:
+    """Remove a config file from the service."""
+    _apply(name, f"file {path} removed", files={path: None})

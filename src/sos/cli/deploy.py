@@ -43,6 +43,7 @@ from sos.cli.services import short
 from sos.client import Client
 from sos.errors import ConflictError, NotFoundError, ValidationError
 from sos.models import (
+    ConfigFile,
     EnvVar,
     Revision,
     RevisionSpec,
@@ -69,7 +70,7 @@ class DeployPlan:
     revision: RevisionSpec | None = None
     traffic: TrafficRoute | None = None
     #: the service fields the file sets (the others keep their current values)
-    sets: frozenset[str] = frozenset({"description", "env_vars"})
+    sets: frozenset[str] = frozenset({"description", "env_vars", "files"})
 
 
 def _line_in(exc: BaseException, path: Path) -> str:
@@ -174,11 +175,16 @@ def load_deploy_file(path: Path) -> DeployPlan:
     raise ValidationError(f"{path}: write the deploy file in Python (.py) or YAML (.yaml)")
 
 
-def same_spec(existing: Revision, wanted: RevisionSpec, service_env: list[EnvVar]) -> bool:
+def same_spec(
+    existing: Revision,
+    wanted: RevisionSpec,
+    service_env: list[EnvVar],
+    service_files: list[ConfigFile] | None = None,
+) -> bool:
     """True when ``wanted`` (with the service's environment merged in, as the server does)
     asks for exactly what ``existing`` already is."""
     have = existing.spec().model_dump(mode="json")
-    want = wanted.spec().with_service_env(service_env).model_dump(mode="json")
+    want = wanted.spec().with_service_env(service_env, service_files).model_dump(mode="json")
     if want["artifact"]["digest"] is None:
         have["artifact"]["digest"] = None
     return bool(have == want)
@@ -193,7 +199,9 @@ def service_to_apply(
     wanted, name = plan.service, plan.service.name
     if current is None:
         return wanted, f"create service {name} for team {wanted.team}"
-    kept = {f: getattr(current, f) for f in ("description", "env_vars") if f not in plan.sets}
+    kept = {
+        f: getattr(current, f) for f in ("description", "env_vars", "files") if f not in plan.sets
+    }
     wanted = wanted.model_copy(update=kept)
     if current.team != wanted.team and not change_team:
         raise ValidationError(
@@ -207,6 +215,8 @@ def service_to_apply(
         changes.append(f"team {current.team} -> {wanted.team}")
     if current.description != wanted.description:
         changes.append(f"description {current.description!r} -> {wanted.description!r}")
+    if current.files != wanted.files:
+        changes.append(f"files {' '.join(sorted(f.path for f in wanted.files)) or 'none'}")
     if current.env_vars != wanted.env_vars:
         before = {v.id for v in current.env_vars}
         after = {v.id for v in wanted.env_vars}
@@ -250,8 +260,8 @@ def plan_steps(
     latest = current.latest_revision if current else None
     if plan.revision is not None:
         newest = c.get_revision(name, latest) if latest and not force else None
-        env = service_to_apply(current, plan, True)[0].env_vars
-        if newest is not None and same_spec(newest, plan.revision, env):
+        applied = service_to_apply(current, plan, True)[0]
+        if newest is not None and same_spec(newest, plan.revision, applied.env_vars, applied.files):
             steps.append(f"create no revision: {short(newest.id)} already has this spec")
         else:
             number = int(short(latest)) + 1 if latest else 1
@@ -366,7 +376,7 @@ def deploy(
         if plan.revision is not None:
             if service.latest_revision and not force:
                 newest = c.get_revision(name, service.latest_revision)
-                if same_spec(newest, plan.revision, service.env_vars):
+                if same_spec(newest, plan.revision, service.env_vars, service.files):
                     reused = newest
             if reused is not None:
                 if not as_json:

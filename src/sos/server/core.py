@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+import pydantic
+
 from sos.errors import ConflictError, NotFoundError, ValidationError
 from sos.launch import check_options
 from sos.models import (
@@ -187,8 +189,17 @@ class ControlPlane:
         if service is not None:
             can_write(token, service.team, f"service {name!r}")
         spec = spec.spec()
-        if service is not None and service.env_vars:
-            spec = spec.with_service_env(service.env_vars)  # the revision records the merge
+        if service is not None and (service.env_vars or service.files):
+            # the revision records the merge; the merged files must fit the bounds too
+            spec = spec.with_service_env(service.env_vars, service.files)
+            try:
+                RevisionSpec.model_validate(spec.model_dump())
+            except pydantic.ValidationError as exc:
+                raise ValidationError(
+                    f"with service {name!r}'s own config merged in, the revision breaks a "
+                    f"rule: {exc.errors()[0]['msg']}",
+                    details={"field": "files"},
+                ) from None
         self._check_env(spec.env_vars, service.team if service is not None else None)
         if self.resolver is not None:
             metadata = self.resolver.resolve(spec.artifact)

@@ -295,6 +295,7 @@ class Store:
             team=m["team"],
             description=m["description"],
             env_vars=m["env_vars"] or [],
+            files=m["files"] or [],
             resource_version=m["resource_version"],
             created_at=m["created_at"],
             created_by=m["created_by"],
@@ -337,6 +338,7 @@ class Store:
                         team=spec.team,
                         description=spec.description,
                         env_vars=_dump_env(spec.env_vars),
+                        files=[f.model_dump(mode="json") for f in spec.files],
                         resource_version=1,
                         revision_counter=0,
                         created_at=now,
@@ -446,15 +448,17 @@ class Store:
         """Apply ``spec`` to an existing service; returns (service, changed)."""
         with self.write() as conn:
             row, expected_version = self._locked(conn, spec.name, expected_version, check)
-            before = {
+            before: dict[str, Any] = {
                 "team": row.team,
                 "description": row.description,
                 "env_vars": row.env_vars or [],
+                "files": row.files or [],
             }
-            after = {
+            after: dict[str, Any] = {
                 "team": spec.team,
                 "description": spec.description,
                 "env_vars": _dump_env(spec.env_vars),
+                "files": [f.model_dump(mode="json") for f in spec.files],
             }
             if row.resource_version != expected_version:
                 self._swap(conn, spec.name, expected_version, {})  # raises the conflict
@@ -462,7 +466,11 @@ class Store:
                 return self._to_service(row), False
             self._swap(conn, spec.name, expected_version, after)
             changed = ", ".join(
-                f"{key} {after[key]!r}" if key != "env_vars" else _env_change(before, after)
+                _env_change(before, after)
+                if key == "env_vars"
+                else f"files {', '.join(f['path'] for f in after['files']) or 'none'}"
+                if key == "files"
+                else f"{key} {after[key]!r}"
                 for key in after
                 if after[key] != before[key]
             )

@@ -77,6 +77,8 @@ services = Table(
     Column("description", Text, nullable=False, default=""),
     # environment variables set on the service, merged into each new revision (0005)
     Column("env_vars", JSON, nullable=True),
+    # small config files set on the service, merged into each new revision (0006)
+    Column("files", JSON, nullable=True),
     # bumped on every change of the service or its traffic: the compare-and-swap token
     Column("resource_version", Integer, nullable=False),
     # the number of the last revision created (the next one gets this + 1)

@@ -461,3 +461,26 @@ def test_secret_commands_say_clearly_what_is_wrong(sos: CliRunner, server: Runni
     assert admin_no_team.exit_code == 1 and "give --team" in admin_no_team.output
     anonymous = run(sos, "secret", "list", "--team", "recs", env={"SOS_TOKEN": ""})
     assert anonymous.output.count("SOS_TOKEN") == 1, anonymous.output  # said once
+
+
+def test_config_files_on_the_service_reach_new_revisions(
+    sos: CliRunner, server: RunningServer, tmp_path: Path
+) -> None:
+    file = write(tmp_path, "deploy.py", PY_DEPLOY.format(version="v1", memory="2G"))
+    run(sos, "deploy", str(file))
+    local = write(tmp_path, "app.yaml", "pool: 4\n")
+    done = run(sos, "config", "file", "sfix-service", "conf/app.yaml", "--from", str(local))
+    assert done.exit_code == 0 and "file conf/app.yaml set" in done.stdout, done.output
+    assert "file conf/app.yaml (8 bytes)" in run(sos, "config", "show", "sfix-service").stdout
+    again = run(sos, "deploy", str(file))
+    assert "revision 00002 created" in again.stdout, again.output
+    with server.client() as admin:
+        files = admin.get_revision("sfix-service", 2).files
+        assert [(f.path, f.content) for f in files] == [("conf/app.yaml", "pool: 4\n")]
+        assert admin.get_revision("sfix-service", 1).files == []  # made before: unchanged
+    bad = run(sos, "config", "file", "sfix-service", "../etc/passwd", "--from", str(local))
+    assert bad.exit_code == 2 and "must be relative" in bad.output
+    gone = run(sos, "config", "rm-file", "sfix-service", "conf/app.yaml")
+    assert "file conf/app.yaml removed" in gone.stdout
+    missing = run(sos, "config", "rm-file", "sfix-service", "conf/app.yaml")
+    assert missing.exit_code == 1 and "has no config file 'conf/app.yaml'" in missing.output

@@ -39,6 +39,7 @@ GROUP, VERSION = "serving.knative.dev", "v1"
 SERVICES = kmock.resource(GROUP, VERSION, "services")
 PODS = kmock.resource("", "v1", "pods")
 SECRETS = kmock.resource("", "v1", "secrets")
+CONFIG_MAPS = kmock.resource("", "v1", "configmaps")
 REVISIONS = kmock.resource(GROUP, VERSION, "revisions")
 APPLY = "application/apply-patch+yaml"
 
@@ -76,8 +77,9 @@ class KnativeStandIn:
         #: pods of ready, routable revisions (one each) and their output lines
         self.pods: dict[tuple[str, str], Obj] = {}
         self.pod_logs: dict[str, list[str]] = {}
-        #: Secrets applied (server-side apply), by namespace and name
+        #: Secrets and ConfigMaps applied (server-side apply), by namespace and name
         self.secrets: dict[tuple[str, str], Obj] = {}
+        self.config_maps: dict[tuple[str, str], Obj] = {}
         #: namespaces created through the API (the kubeconfig's own is there already)
         self.namespaces: dict[str, Obj] = {}
         self._clock = itertools.count(1)
@@ -87,6 +89,7 @@ class KnativeStandIn:
         self._versions = itertools.count(1)
         handler[kmock.action.UPDATE, SERVICES] << self._apply
         handler[kmock.action.UPDATE, SECRETS] << self._apply_secret
+        handler[kmock.action.UPDATE, CONFIG_MAPS] << self._apply_config_map
         # /api/v1/namespaces/NAME parses as a namespace without a resource: match the path
         handler[kmock.method.PATCH, re.compile(r"^/api/v1/namespaces/[^/]+$")] << self._namespace
         handler[kmock.action.FETCH, SERVICES] << self._get_service
@@ -206,12 +209,19 @@ class KnativeStandIn:
         return body
 
     def _apply_secret(self, request: kmock.Request) -> Obj:
+        return self._apply_core(request, self.secrets)
+
+    def _apply_config_map(self, request: kmock.Request) -> Obj:
+        return self._apply_core(request, self.config_maps)
+
+    @staticmethod
+    def _apply_core(request: kmock.Request, store: dict[tuple[str, str], Obj]) -> Obj:
         if request.headers.get("Content-Type") != APPLY or not request.params.get("fieldManager"):
             raise kmock.KubernetesError(
                 status=400, reason="BadRequest", message="expected server-side apply"
             )
         body = copy.deepcopy(request.data)
-        self.secrets[(request.namespace or "default", request.name or "")] = body
+        store[(request.namespace or "default", request.name or "")] = body
         return body
 
     def _apply(self, request: kmock.Request) -> Obj:

@@ -504,3 +504,26 @@ async def test_each_team_gets_a_namespace_of_its_own(
         await again.close()
     with pytest.raises(ValueError, match="team namespace prefix"):
         KnativeSettings(team_namespaces="Bad_Prefix")
+
+
+async def test_config_files_become_a_configmap_mounted_read_only(
+    backend: KnativeBackend, standin: KnativeStandIn
+) -> None:
+    files = [
+        {"path": "app.yaml", "content": "mode: prod\n"},
+        {"path": "conf/k.json", "content": "{}"},
+    ]
+    await backend.apply(desired([revision(1, files=files)]))
+    (key, config_map), *_ = standin.config_maps.items()
+    assert key == (NAMESPACE, "recs-00001-files")
+    assert config_map["data"] == {"f0": "mode: prod\n", "f1": "{}"}
+    spec = standin.service("recs")["spec"]["template"]["spec"]  # valid against Knative's CRD
+    assert spec["volumes"][0]["configMap"]["items"] == [
+        {"key": "f0", "path": "app.yaml"},
+        {"key": "f1", "path": "conf/k.json"},
+    ]
+    (container,) = spec["containers"]
+    assert container["volumeMounts"] == [
+        {"name": "sos-config", "mountPath": "/sos/config", "readOnly": True}
+    ]
+    assert {"name": "SOS_CONFIG_DIR", "value": "/sos/config"} in container["env"]

@@ -49,6 +49,7 @@ from sos.runtime.knative.render import (
     MANAGED_BY_LABEL,
     TEAM_LABEL,
     Manifest,
+    render_config_map,
     render_secret,
 )
 from sos.runtime.knative.settings import KnativeSettings
@@ -376,13 +377,15 @@ class KnativeBackend(Backend):
             namespace=self._ns(name),
         )
 
-    async def _apply_secret(self, manifest: Manifest, service: str) -> None:
-        """Create or update a Secret in ``service``'s namespace (server-side apply)."""
+    async def _apply_core(self, manifest: Manifest, service: str, kind: str) -> None:
+        """Create or update a Secret or ConfigMap (``kind``: secret, config_map) in
+        ``service``'s namespace, with server-side apply like services."""
         name = manifest["metadata"]["name"]
         core = k8s.CoreV1Api(self._client())
+        patch = getattr(core, f"patch_namespaced_{kind}")
         await self._guard(
-            f"apply Secret {self._where(name, service)}",
-            core.patch_namespaced_secret(
+            f"apply {manifest['kind']} {self._where(name, service)}",
+            patch(
                 name,
                 self._ns(service),
                 manifest,
@@ -448,7 +451,11 @@ class KnativeBackend(Backend):
             )
             for secret, value in sorted(desired.secrets.items()):
                 manifest = render_secret(desired.service.team, secret, value)
-                await self._apply_secret(manifest, name)
+                await self._apply_core(manifest, name, "secret")
+            for revision in desired.revisions:
+                if revision.files:
+                    manifest = render_config_map(revision, desired.service.team)
+                    await self._apply_core(manifest, name, "config_map")
             steps = plan_apply(desired, self.settings, cluster)
             if len(steps) == 1 and is_applied(steps[0].manifest, current):
                 # nothing to change: spare the API server a write; observe may reuse the read

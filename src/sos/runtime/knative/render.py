@@ -215,12 +215,18 @@ def render_revision_template(
             }
         )
 
+    if revision.files:  # the revision's config files, from its ConfigMap (render_config_map)
+        env_list.append({"name": "SOS_CONFIG_DIR", "value": CONFIG_MOUNT})
     container: Manifest = {
         "name": CONTAINER_NAME,
         "image": runtime_image(artifact, settings.image_registry),
         "ports": [{"name": "http1", "containerPort": CONTAINER_PORT}],
         "env": env_list,
     }
+    if revision.files:
+        container["volumeMounts"] = [
+            {"name": "sos-config", "mountPath": CONFIG_MOUNT, "readOnly": True}
+        ]
     amounts = {
         key: value
         for key, value in (("cpu", revision.resources.cpu), ("memory", revision.resources.memory))
@@ -261,6 +267,18 @@ def render_revision_template(
         )
     spec["containerConcurrency"] = concurrency
     spec["containers"] = [container]
+    if revision.files:
+        spec["volumes"] = [
+            {
+                "name": "sos-config",
+                "configMap": {
+                    "name": config_map_name(revision),
+                    "items": [
+                        {"key": f"f{i}", "path": f.path} for i, f in enumerate(revision.files)
+                    ],
+                },
+            }
+        ]
     # an app has no business with the Kubernetes API: no service account token in its pod
     spec["automountServiceAccountToken"] = False
 
@@ -271,6 +289,28 @@ def render_revision_template(
             "annotations": annotations,
         },
         "spec": spec,
+    }
+
+
+CONFIG_MOUNT = "/sos/config"
+
+
+def config_map_name(revision: Revision) -> str:
+    """The ConfigMap that holds ``revision``'s config files (one per revision: immutable)."""
+    return f"{revision.id}-files"
+
+
+def render_config_map(revision: Revision, team: str) -> Manifest:
+    """The ConfigMap of ``revision``'s config files (keys f0, f1, ... mapped to their paths
+    by the volume; a pure function)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": config_map_name(revision),
+            "labels": {MANAGED_BY_LABEL: "sos", TEAM_LABEL: team},
+        },
+        "data": {f"f{i}": f.content for i, f in enumerate(revision.files)},
     }
 
 

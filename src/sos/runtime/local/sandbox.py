@@ -17,6 +17,7 @@ threads (``RLIMIT_NPROC``, per uid). It sees:
   Node, Go and the JVM only their runtime from ``/usr``;
 - its artifact read-only at ``/sos/artifact/<file>``, and its service's unpacked packages
   read-only at ``/home/sos/.shiv`` (written only by the prepare step, as the same uid);
+- its revision's config files read-only at ``/sos/config`` (``$SOS_CONFIG_DIR``);
 - ``/home/sos`` (its home and working directory) and ``/tmp``: private, in memory, each
   limited to ``tmp_bytes``;
 - the host's network, since it listens on loopback for the router.
@@ -53,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sos.errors import ValidationError
+from sos.models import ConfigFile
 
 __all__ = [
     "DEFAULT_PROCESSES",
@@ -80,6 +82,7 @@ HOME = PurePosixPath("/home/sos")
 SHIV_INSIDE = HOME / ".shiv"
 ARTIFACT_INSIDE = PurePosixPath("/sos/artifact")
 PYTHON_INSIDE = PurePosixPath("/sos/python")
+CONFIG_INSIDE = PurePosixPath("/sos/config")
 TOOLS = ("bwrap", "setpriv", "prlimit", "env")
 #: what a sandboxed instance keeps of the environment it is given (the rest it gets new)
 SANDBOX_DROPS = frozenset({"HOME", "USER", "LOGNAME", "TMPDIR", "PATH", "SSL_CERT_FILE"})
@@ -201,6 +204,25 @@ class Sandbox:
                 root.chmod(0o755)
         return root
 
+    def config_dir(self, service: str, revision: str, files: list[ConfigFile]) -> Path:
+        """The revision's config files written out (once; read-only to its instances, at
+        ``/sos/config`` in the sandbox), seen from the server."""
+        root = self.shiv_root(service).parent / "config" / revision
+        if not root.is_dir():
+            tmp = root.with_name(root.name + ".tmp")
+            shutil.rmtree(tmp, True)
+            for file in files:
+                target = tmp / file.path
+                target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+                target.write_text(file.content)
+                target.chmod(0o444)
+            tmp.mkdir(parents=True, exist_ok=True)
+            for folder in [tmp, *(d for d in tmp.rglob("*") if d.is_dir())]:
+                folder.chmod(0o755)
+            tmp.parent.chmod(0o755)
+            tmp.replace(root)
+        return root
+
     def forget(self, service: str) -> None:
         """A deleted service: its files go, and its uid is never used again."""
         uid = self._uids.pop(service, None)
@@ -241,12 +263,15 @@ class Sandbox:
         *,
         language: str,
         preparing: bool = False,
+        config: Path | None = None,
     ) -> Placement:
         """``argv`` (written with ``artifact_path`` and ``python_executable``) as it
         runs in this isolation, with ``env`` adjusted to it."""
         shiv = self.shiv_root(service) if language == "python" else None
         env = dict(env)
         if self.kind == "none":
+            if config is not None:
+                env["SOS_CONFIG_DIR"] = str(config)
             if shiv is not None:
                 env["SHIV_ROOT"] = str(shiv)
             if language == "python":
@@ -283,6 +308,9 @@ class Sandbox:
         if shiv is not None:
             wrapped += _bind(shiv, SHIV_INSIDE, writable=preparing)
             env["SHIV_ROOT"] = str(SHIV_INSIDE)
+        if config is not None:
+            wrapped += _bind(config, CONFIG_INSIDE)
+            env["SOS_CONFIG_DIR"] = str(CONFIG_INSIDE)
         if language == "python":
             prefix = self.python.base_prefix
             if not prefix.is_relative_to("/usr"):

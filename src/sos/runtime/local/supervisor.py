@@ -191,9 +191,15 @@ def runtime_for(
         python=sandbox.python_executable(),
     )
 
+    config = (
+        sandbox.config_dir(service, revision.id or "", revision.files) if revision.files else None
+    )
+
     def argv(port: int) -> tuple[list[str], dict[str, str]]:
         env = launch_env(revision, port=port, host=host, base=base, secrets=secrets())
-        placed = sandbox.wrap(service, command, env, path, language=artifact.language)
+        placed = sandbox.wrap(
+            service, command, env, path, language=artifact.language, config=config
+        )
         return limiter.wrap(placed.argv, limits, artifact.language), placed.env
 
     return RevisionRuntime(revision, argv, artifact.language, limits)

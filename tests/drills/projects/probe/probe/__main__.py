@@ -157,6 +157,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/env":
             body = json.dumps(dict(os.environ)).encode()
+        elif self.path == "/config":  # the config files the platform gave this revision
+            root = Path(os.environ.get("SOS_CONFIG_DIR", "/nonexistent"))
+            found = {
+                str(f.relative_to(root)): f.read_text() for f in root.rglob("*") if f.is_file()
+            }
+            body = json.dumps(found).encode()
         elif self.path == "/attack":
             body = json.dumps(
                 {
