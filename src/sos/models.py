@@ -444,6 +444,11 @@ class ConfigFile(_Model):
         max_length=400, description="Relative, like app.yaml or conf/model.json (no '..')"
     )
     content: str = Field(default="", max_length=65536, description="At most 64 KiB of text")
+    redacted: bool = Field(
+        default=False,
+        description="Read-only: the content is hidden from the token that read it (only the "
+        "owning team and admins see it); such a file cannot be sent back",
+    )
 
     @field_validator("path")
     @classmethod

@@ -11,7 +11,7 @@ checked again on the locked row, so a team change in between cannot slip through
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import pydantic
@@ -21,6 +21,7 @@ from sos.launch import check_options
 from sos.models import (
     Artifact,
     ArtifactMetadata,
+    ConfigFile,
     EnvVar,
     Revision,
     RevisionSpec,
@@ -88,7 +89,9 @@ class ControlPlane:
 
         return check
 
-    def _check_env(self, env_vars: list[EnvVar], team: str | None) -> None:
+    def _check_env(
+        self, env_vars: list[EnvVar], team: str | None, files: Sequence[ConfigFile] = ()
+    ) -> None:
         """Refuse environment variables that cannot be deployed: a secret the team does not
         have (``team`` None: not known yet, a dry run of a new service), or a value that
         came back redacted from a read."""
@@ -104,10 +107,11 @@ class ControlPlane:
                     details={"field": "env_vars", "missing_secrets": missing},
                 )
         hidden = [var.id for var in env_vars if var.redacted]
+        hidden += [f.path for f in files if f.redacted]
         if hidden:
             raise ValidationError(
-                f"environment variable(s) {', '.join(hidden)} came back redacted (their values "
-                "were hidden from the token that read them): send the real values",
+                f"{', '.join(hidden)} came back redacted (hidden from the token that read "
+                "them): send the real values and contents",
                 details={"field": "env_vars", "redacted": hidden},
             )
 
@@ -127,7 +131,7 @@ class ControlPlane:
                 details={"field": "name"},
             )
         can_write(token, spec.team, f"services of team {spec.team!r}")
-        self._check_env(spec.env_vars, spec.team)
+        self._check_env(spec.env_vars, spec.team, spec.files)
         create_only = spec.resource_version == 0  # a service that does not exist is at 0
         for _ in range(3):
             try:
@@ -200,7 +204,7 @@ class ControlPlane:
                     f"rule: {exc.errors()[0]['msg']}",
                     details={"field": "files"},
                 ) from None
-        self._check_env(spec.env_vars, service.team if service is not None else None)
+        self._check_env(spec.env_vars, service.team if service is not None else None, spec.files)
         if self.resolver is not None:
             metadata = self.resolver.resolve(spec.artifact)
             if spec.artifact.digest is not None and spec.artifact.digest != metadata.digest:

@@ -1,14 +1,14 @@
 """Who may read what of a service: everyone sees that it exists and how it is set up; only
 its own team's tokens (writers and readers) and admins see the values of its environment,
-its logs and its metrics. Other tokens see each variable's name with its value hidden
-(``EnvVar.redacted``)."""
+the content of its config files, its logs and its metrics. Other tokens see each variable's
+name and each file's path with the value hidden (``redacted``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from sos.errors import PermissionDeniedError
-from sos.models import EnvVar, HistoryEntry, Revision, Service, Token
+from sos.models import ConfigFile, EnvVar, HistoryEntry, Revision, Service, Token
 
 __all__ = ["can_read", "redact_history", "redact_revision", "redact_service", "sees_values"]
 
@@ -37,30 +37,41 @@ def _hidden(env: list[EnvVar]) -> list[EnvVar]:
     ]
 
 
+def _hidden_files(files: list[ConfigFile]) -> list[ConfigFile]:
+    return [f.model_copy(update={"content": "", "redacted": True}) for f in files]
+
+
 def redact_revision(revision: Revision) -> Revision:
-    """``revision`` with every environment value hidden."""
-    if not revision.env_vars:
-        return revision
-    return revision.model_copy(update={"env_vars": _hidden(revision.env_vars)})
+    """``revision`` with every environment value and config file content hidden."""
+    return revision.model_copy(
+        update={"env_vars": _hidden(revision.env_vars), "files": _hidden_files(revision.files)}
+    )
 
 
 def redact_service(service: Service) -> Service:
-    """``service`` with the values of its environment hidden."""
-    if not service.env_vars:
-        return service
-    return service.model_copy(update={"env_vars": _hidden(service.env_vars)})
+    """``service`` with the values of its environment and its config files hidden."""
+    return service.model_copy(
+        update={"env_vars": _hidden(service.env_vars), "files": _hidden_files(service.files)}
+    )
 
 
 def _hide(document: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not document or not isinstance(document.get("env_vars"), list):
+    if not document:
         return document
-    hidden = [
-        {**var, "value": "", "redacted": True}
-        if isinstance(var, dict) and not var.get("secret")
-        else var
-        for var in document["env_vars"]
-    ]
-    return {**document, "env_vars": hidden}
+    hidden = dict(document)
+    if isinstance(document.get("env_vars"), list):
+        hidden["env_vars"] = [
+            {**var, "value": "", "redacted": True}
+            if isinstance(var, dict) and not var.get("secret")
+            else var
+            for var in document["env_vars"]
+        ]
+    if isinstance(document.get("files"), list):
+        hidden["files"] = [
+            {**f, "content": "", "redacted": True} if isinstance(f, dict) else f
+            for f in document["files"]
+        ]
+    return hidden
 
 
 def redact_history(entry: HistoryEntry) -> HistoryEntry:

@@ -400,6 +400,26 @@ class Store:
                     f"service {host!r} (team {row.team}); pick another tag",
                     details={"service": name, "tag": tag, "taken_by": host},
                 )
+            # nor the address of another service's tag: tag "v2-shop" of service "api" and
+            # tag "v2" of service "shop-api" are both v2-shop-api
+            for i, char in enumerate(host):
+                if char != "-" or host[i + 1 :] == name:
+                    continue
+                other_tag, owner = host[:i], host[i + 1 :]
+                other = conn.execute(
+                    select(
+                        t.services.c.team, t.services.c.traffic, t.services.c.previous_traffic
+                    ).where(t.services.c.name == owner)
+                ).first()
+                if other is not None and other_tag in (
+                    _tags(other.traffic) | _tags(other.previous_traffic)
+                ):
+                    raise ConflictError(
+                        f"tag {tag!r} would give service {name!r} the address {host}, which is "
+                        f"the address of tag {other_tag!r} of service {owner!r} (team "
+                        f"{other.team}); pick another tag",
+                        details={"service": name, "tag": tag, "taken_by": owner},
+                    )
 
     def _locked(
         self, conn: Connection, name: str, expected_version: int | None, check: Check | None

@@ -70,3 +70,22 @@ def test_a_reader_sending_thousands_of_tags_is_refused_without_the_work(
         assert "at most 100" in answer.text
     with server.client() as admin:  # nothing changed, and the API answers at once
         assert [r.tag for r in admin.get_traffic("shop").routes] == [None]
+
+
+def test_a_tag_with_the_address_of_another_services_tag_is_refused(
+    server: RunningServer,
+) -> None:
+    with server.client(server.token("b-writer", team="team-b")) as victim:
+        victim.apply(Service(name="shop-api", team="team-b"))
+        victim.create_revision("shop-api", REV)
+        route = victim.get_traffic("shop-api").model_dump()
+        route["routes"][0]["tag"] = "v2"  # address v2-shop-api
+        victim.set_traffic("shop-api", type(victim.get_traffic("shop-api")).model_validate(route))
+    with server.client(server.token("a-writer", team="team-a")) as attacker:
+        attacker.apply(Service(name="api", team="team-a"))
+        attacker.create_revision("api", REV)
+        route = attacker.get_traffic("api").model_dump()
+        route["routes"][0]["tag"] = "v2-shop"  # also v2-shop-api
+        with pytest.raises(ConflictError, match=r"address of tag 'v2' of service 'shop-api'"):
+            attacker.set_traffic("api", type(attacker.get_traffic("api")).model_validate(route))
+        assert [r.tag for r in attacker.get_traffic("api").routes] == [None]

@@ -20,6 +20,7 @@ from sos import (
     Service,
     ValidationError,
 )
+from sos.models import ConfigFile
 
 if TYPE_CHECKING:
     from tests.sos.conftest import RunningServer
@@ -157,3 +158,31 @@ def test_service_env_is_merged_into_new_revisions_and_kept_by_each(
         assert ads.list_services()[0].env_vars[0].value == ""
     with pytest.raises(ValidationError, match="team 'recs' has no secret 'nope'"):
         admin.apply(Service(name=SVC, team="recs", env_vars=[EnvVar(id="X", secret="nope")]))
+
+
+def test_config_file_contents_are_for_the_owning_team(server: RunningServer, admin: Client) -> None:
+    secret_file = ConfigFile(path="creds.ini", content="password=file-secret-555")
+    admin.apply(Service(name=SVC, team="recs", files=[secret_file]))
+    admin.create_revision(SVC, Revision(artifact=Artifact(name="a", version="1")))
+    assert admin.get_revision(SVC, 1).files[0].content == "password=file-secret-555"
+    token = server.token("ci-ads", team="ads")
+    with server.client(token) as ads:
+        (seen,) = ads.get_revision(SVC, 1).files
+        assert (seen.path, seen.content, seen.redacted) == ("creds.ini", "", True)
+        assert ads.get_service(SVC).files[0].content == ""
+    for path in (
+        f"/services/{SVC}",
+        f"/services/{SVC}/revisions",
+        f"/services/{SVC}/desired",
+        f"/services/{SVC}/history",
+    ):
+        answer = httpx.get(
+            f"{server.url}/api/v1{path}", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert answer.status_code == 200 and "file-secret-555" not in answer.text, path
+    # a hidden file sent back is refused, not deployed empty
+    hidden = ConfigFile(path="creds.ini", content="", redacted=True)
+    with pytest.raises(ValidationError, match=r"creds\.ini came back redacted"):
+        admin.create_revision(
+            SVC, Revision(artifact=Artifact(name="a", version="1"), files=[hidden])
+        )

@@ -180,11 +180,13 @@ def plan_routes(table: RoutingTable, domain: str) -> list[Route]:
                 )
         split = Route(name + suffix, SPLIT, tuple(sorted(group)), name)
         routes[split.key] = split
-        routes[name] = Route(name, SPLIT, split.group, name)
+        # /s/{name}/: the key ends with "/", which no Host header holds, so a service named
+        # like the domain ("localhost") cannot take the platform's own path URLs
+        routes[name + "/"] = Route(name + "/", SPLIT, split.group, name)
     for name, service in table.services.items():
         for tag, revision in service.tags.items():
             group = list(_revision_group(table, revision, name, tag))
-            for key in (f"{tag}-{name}{suffix}", f"{tag}-{name}"):
+            for key in (f"{tag}-{name}{suffix}", f"{tag}-{name}/"):
                 routes.setdefault(key, Route(key, REVISION, tuple(group), name, tag))
             routes[f"{name}@{tag}"] = Route(f"{name}@{tag}", REVISION, tuple(group), name, tag)
     for revision, target in table.revisions.items():
@@ -278,7 +280,7 @@ def render_config(
         # 1. Host: {label}.{domain}
         f"  http-request set-var(txn.route) req.hdr(host),field(1,:),lower,{mapping}",
         # 2. /s/{label}/... (the prefix goes), 3. /r/{revision}/...
-        f"  http-request set-var(txn.spath) path,field(3,/),{mapping} "
+        f"  http-request set-var(txn.spath) path,field(3,/),concat(/),{mapping} "
         "if !{ var(txn.route) -m found } { path_beg /s/ }",
         "  http-request set-var(txn.route) var(txn.spath) if { var(txn.spath) -m found }",
         f"  http-request set-var(txn.rpath) path,field(3,/),concat(@),{mapping} "

@@ -8,7 +8,8 @@ Two isolations, chosen when the server starts (``--backend-opt sandbox=...``, or
 service (allocated by SOS per service, never root, never shared with another service,
 never reused after the service is deleted), dropped with ``setpriv`` to no capabilities
 (bounding set empty) and no new privileges, with at most ``processes`` processes and
-threads (``RLIMIT_NPROC``, per uid). It sees:
+threads (``RLIMIT_NPROC``, per uid), and no file it writes past 256 MiB (``RLIMIT_FSIZE``:
+its log files cannot fill the disk). It sees:
 
 - its own PID, IPC and UTS namespaces: no other process in ``/proc``;
 - ``/usr`` and ``/etc`` read-only (the machine's system, as a container sees its image);
@@ -71,6 +72,8 @@ log = logging.getLogger(__name__)
 SANDBOXES = ("bubblewrap", "none")
 DEFAULT_TMP_BYTES = 256 * 2**20
 DEFAULT_PROCESSES = 512
+#: the largest file an instance may write (RLIMIT_FSIZE): logs rotate at 10 MiB
+MAX_FILE_BYTES = 256 * 2**20
 
 #: service uids: far above system and login users, ``nobody`` and the usual subuid ranges
 #: (100000 up); each server (data dir) takes its own block of them
@@ -328,6 +331,9 @@ class Sandbox:
             "--default-signal=TERM",
             "prlimit",
             f"--nproc={self.processes}",
+            # no file it writes grows past this: its own log files above all, which it could
+            # otherwise fill the disk through (by taking its stdout with pidfd_getfd, say)
+            *([] if preparing else [f"--fsize={MAX_FILE_BYTES}"]),
             "--",
             "setpriv",
             f"--reuid={uid}",

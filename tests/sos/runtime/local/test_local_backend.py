@@ -420,3 +420,20 @@ def test_server_options_that_are_not_numbers_are_clear_errors(tmp_path: Path) ->
     context = BackendContext(data_dir=tmp_path, options={"router_port": "eighty"})
     with pytest.raises(ValidationError, match=r"router_port .* must be a number, not 'eighty'"):
         create_backend(context)
+
+
+async def test_a_service_named_like_the_domain_cannot_take_the_path_urls(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path, data_path: str
+) -> None:
+    backend = await backend_factory(data_path=data_path)
+    await backend.apply(make_desired("shop", [(1, hello_pyz, FAST)], {1: 100}))
+    await backend.apply(make_desired("localhost", [(1, hello_pyz, FAST)], {1: 100}))
+    await wait_for(backend, "shop", lambda o: o.ready)
+    await wait_for(backend, "localhost", lambda o: o.ready)
+    # the URLs the platform prints for shop (http://localhost:PORT/s/shop/, /r/shop-00001/)
+    by_name = await get(backend, "localhost", "/s/shop/")
+    by_revision = await get(backend, "localhost", "/r/shop-00001/")
+    assert by_name.headers["sos-revision"] == "shop-00001"
+    assert by_revision.headers["sos-revision"] == "shop-00001"
+    own = await get(backend, "localhost.localhost", "/")  # its own address still works
+    assert own.headers["sos-revision"] == "localhost-00001"

@@ -95,7 +95,7 @@ def _table() -> RoutingTable:
 def test_routes_cover_hosts_labels_tags_and_revisions() -> None:
     routes = {route.key: route for route in plan_routes(_table(), "localhost")}
     split = routes["shop.localhost"]
-    assert routes["shop"].group == split.group  # the /s/shop/ form: the same split
+    assert routes["shop/"].group == split.group  # the /s/shop/ form: the same split
     assert split.group == (
         Upstream("shop-00001", "shop-00001-a", port=9001, weight=7),
         Upstream("shop-00001", "shop-00001-b", port=9002, weight=7),
@@ -112,7 +112,7 @@ def test_routes_cover_hosts_labels_tags_and_revisions() -> None:
     )
     # a service's own name wins over another service's tag host, as in the Python router
     assert routes["canary-shop.localhost"].service == "canary-shop"
-    assert routes["canary-shop"].service == "canary-shop"
+    assert routes["canary-shop/"].service == "canary-shop"
 
 
 def test_a_service_without_traffic_has_no_route_of_its_own() -> None:

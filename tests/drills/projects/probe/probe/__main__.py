@@ -11,6 +11,7 @@ import errno
 import importlib
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -80,6 +81,19 @@ def fill_tmp() -> str:
     return f"wrote {written} MiB"
 
 
+def fill_log() -> str:
+    """Write 300 MiB to its own stdout, which is a log file on the platform's disk."""
+    chunk = b"x" * 2**20
+    written = 0
+    try:
+        for _ in range(300):
+            os.write(1, chunk)
+            written += 1
+    except OSError as exc:
+        raise OSError(f"stopped after {written} MiB: {exc.strerror}") from None
+    return f"wrote {written} MiB into its log"
+
+
 def many_threads() -> str:
     """Start up to 2000 threads (a fork bomb's little sister); all are released after."""
     release = threading.Event()
@@ -142,6 +156,7 @@ def attacks() -> list[Result]:
         ),
         attempt("write into the system", write_system),
         attempt("fill the disk through /tmp (300 MiB)", fill_tmp),
+        attempt("fill the disk through its own log (300 MiB to stdout)", fill_log),
         attempt("start 2000 threads", many_threads),
         attempt(
             "import the server's packages (not declared by this app)",
@@ -184,6 +199,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
+    # a file grown past the platform's limit is then an error (EFBIG), not the probe's death
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     host = os.environ.get("HOST", "127.0.0.1")
     ThreadingHTTPServer((host, int(os.environ["PORT"])), Handler).serve_forever()
 
