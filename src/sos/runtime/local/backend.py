@@ -83,6 +83,7 @@ class LocalBackend(Backend):
         sandbox: str = "bubblewrap",
         sandbox_tmp_bytes: int = DEFAULT_TMP_BYTES,
         sandbox_processes: int = DEFAULT_PROCESSES,
+        router_metrics_token: str | None = None,
         tick_seconds: float = 0.1,
         autoscale_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -126,6 +127,8 @@ class LocalBackend(Backend):
             # HAProxy outlives a server that dies and is adopted by the next one (its pid
             # file is in the data dir); a clean stop stops it unless instances are kept
             self.router.state_dir = runtime_dir / "router"
+        own = self.router.python if isinstance(self.router, HAProxyRouter) else self.router
+        own.metrics_token = router_metrics_token  # the Python router answers /metrics
         self.supervisor.in_flight = self.router.in_flight
         self.desired: dict[str, DesiredService] = {}
         self.routes: dict[str, ServiceRoute] = {}
@@ -639,6 +642,7 @@ LOCAL_OPTIONS = frozenset(
         "sandbox",
         "sandbox_tmp",
         "sandbox_processes",
+        "metrics_token",
     }
 )
 
@@ -655,7 +659,9 @@ def create_backend(context: object) -> LocalBackend:
     path, ``haproxy`` or ``python``; by default HAProxy when ``haproxy`` is on PATH),
     ``sandbox`` (``SOS_SANDBOX``: ``bubblewrap``, the default, or ``none`` for a single
     tenant; see ``sandbox.py``), ``sandbox_tmp`` (``/tmp`` and home of each instance, 256Mi)
-    and ``sandbox_processes`` (per service, 512).
+    and ``sandbox_processes`` (per service, 512), ``metrics_token``
+    (``SOS_ROUTER_METRICS_TOKEN``: the bearer token the router's ``/metrics`` asks for; unset,
+    it is off, since the router port is public and the counters are every team's).
     """
     from sos.server.backends import BackendContext
 
@@ -734,6 +740,7 @@ def create_backend(context: object) -> LocalBackend:
         sandbox=sandbox,
         sandbox_tmp_bytes=tmp_bytes,
         sandbox_processes=int(processes),
+        router_metrics_token=option("metrics_token", "SOS_ROUTER_METRICS_TOKEN", ""),
     )
     backend.router.bind()  # a port in use is an error now, not a trace at start-up
     return backend

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hmac
 import logging
 import socket
 import time
@@ -245,6 +246,10 @@ class Router:
         self._socket: socket.socket | None = None
         #: the port clients use, when another proxy listens in front (URLs and messages)
         self.public_port: int | None = None
+        #: who may read ``/metrics``: None, anyone (a router of its own, in tests); "" no one
+        #: (the server's default: the router port is public, the counters are per team);
+        #: else requests with ``Authorization: Bearer <token>`` (a Prometheus scraper)
+        self.metrics_token: str | None = None
         #: endpoints no longer in the table that still serve requests
         self._leaving: dict[str, Endpoint] = {}
         #: listeners that serve one revision each (for a proxy in front: its activator)
@@ -494,14 +499,41 @@ class Router:
                 async with asyncio.timeout(remaining):
                     await future
 
-    def own_response(self, path: bytes) -> tuple[int, bytes, bytes]:
-        """The router's own endpoints: (status, content type, body)."""
+    def own_response(self, path: bytes, head: Iterable[bytes] = ()) -> tuple[int, bytes, bytes]:
+        """The router's own endpoints: (status, content type, body); ``head`` is the
+        request's headers as the parser keeps them (name, ": ", value, CRLF)."""
         clean = path.split(b"?", 1)[0]
         if clean == b"/metrics":
+            refused = self._metrics_refused(head)
+            if refused is not None:
+                return refused
             return 200, b"text/plain; version=0.0.4; charset=utf-8", render(self.metrics)
         if clean in (b"/healthz", b"/readyz"):
             return 200, b"text/plain", b"ok\n"
         return 404, b"text/plain; charset=utf-8", (self._unknown("") + "\n").encode()
+
+    def _metrics_refused(self, head: Iterable[bytes]) -> tuple[int, bytes, bytes] | None:
+        token = self.metrics_token
+        if token is None:
+            return None
+        text = b"text/plain; charset=utf-8"
+        if not token:
+            return (
+                404,
+                text,
+                (
+                    b"the router's /metrics is off: every team's counters would be public here. "
+                    b"Start the server with SOS_ROUTER_METRICS_TOKEN and scrape with "
+                    b"'Authorization: Bearer <token>' (per-service metrics: the API)\n"
+                ),
+            )
+        parts = list(head)  # name, b": ", value, b"\r\n" for each header passed on
+        for name, value in zip(parts[0::4], parts[2::4], strict=False):
+            scheme, _, given = value.strip().partition(b" ")
+            bearer = name.strip().lower() == b"authorization" and scheme.lower() == b"bearer"
+            if bearer and hmac.compare_digest(given.strip(), token.encode()):
+                return None
+        return 401, text, b"the router's /metrics needs 'Authorization: Bearer <token>'\n"
 
 
 # --------------------------------------------------------------------------- connections
@@ -759,7 +791,7 @@ class _ClientConnection(asyncio.Protocol):
         if len(found) == 2:
             status, message = found
             if status == 0:
-                code, ctype, body = router.own_response(request.url)
+                code, ctype, body = router.own_response(request.url, request.head)
                 self._respond(code, body, ctype)
             else:
                 self._respond(status, (message + "\n").encode())

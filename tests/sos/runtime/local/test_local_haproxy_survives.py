@@ -111,7 +111,8 @@ def test_killed_server_leaves_haproxy_serving_and_the_next_one_adopts_it(
         lost = get(port, "nothing.localhost")
         assert lost.status_code == 503, lost.text
         assert "sos server (the control plane) is down" in lost.text
-        again = ServerProcess(data, port, SOS_ROUTER="haproxy")
+        scrape = "metrics-scraper-token"
+        again = ServerProcess(data, port, SOS_ROUTER="haproxy", SOS_ROUTER_METRICS_TOKEN=scrape)
         servers.append(again)
         with Client(again.url, TOKEN) as client:
             client.wait_ready("shop", 1, timeout=60)
@@ -136,7 +137,14 @@ def test_killed_server_leaves_haproxy_serving_and_the_next_one_adopts_it(
         assert served == {"shop-00002": 10}
         # counted from the new HAProxy's request log, shown at the router's /metrics
         metrics = f"http://127.0.0.1:{port}/metrics"
-        until(lambda: 'revision="shop-00002"' in httpx.get(metrics).text, 10, "the count")
+        bearer = {"Authorization": f"Bearer {scrape}"}
+        until(
+            lambda: 'revision="shop-00002"' in httpx.get(metrics, headers=bearer).text,
+            10,
+            "the count",
+        )
+        # without the token, the counters of every team stay private
+        assert httpx.get(metrics).status_code == 401
     last = haproxies(data)
     again.stop()  # Ctrl-C: HAProxy stops with the instances
     assert not any(alive(pid) for pid in last)

@@ -507,3 +507,27 @@ async def test_a_killed_instance_is_retried_elsewhere_or_held_not_failed(
     await route(router, only(live))  # the replacement is ready
     answer = await pending
     assert answer.status_code == 200 and answer.headers["sos-revision"] == "shop-00001"
+
+
+async def test_the_routers_metrics_need_the_token_the_server_was_given() -> None:
+    router = Router(port=0)
+    await router.start()
+    try:
+        router.metrics_token = ""  # the server's default: off
+        off = await get(router, "localhost", "/metrics")
+        assert off.status_code == 404 and "SOS_ROUTER_METRICS_TOKEN" in off.text
+        router.metrics_token = "s3cret-scrape"
+        assert (await get(router, "localhost", "/metrics")).status_code == 401
+        async with httpx.AsyncClient(timeout=10) as http:
+            good = await http.get(
+                f"http://127.0.0.1:{router.port}/metrics",
+                headers={"Host": "localhost", "Authorization": "Bearer s3cret-scrape"},
+            )
+            wrong = await http.get(
+                f"http://127.0.0.1:{router.port}/metrics",
+                headers={"Host": "localhost", "Authorization": "Bearer S3CRET-SCRAPE"},
+            )
+        assert good.status_code == 200 and "# HELP" in good.text
+        assert wrong.status_code == 401  # tokens are case-sensitive
+    finally:
+        await router.close()
