@@ -364,27 +364,37 @@ class Store:
 
     # ---- hostnames belong to their service's team: {tag}-{service} never names a service
 
-    def _refuse_name_of_a_tag_host(self, conn: Connection, name: str) -> None:
-        """A new service may not be named like another service's tag address: with tag
-        ``canary`` on service ``victim``, a service ``canary-victim`` would take its host."""
-        for i, char in enumerate(name):
-            if char != "-":
+    @staticmethod
+    def _tag_at(
+        conn: Connection, host: str, skip: str | None = None
+    ) -> tuple[str, str, str] | None:
+        """(tag, service, team) when ``host`` is the address ``{tag}-{service}`` of a tag an
+        existing service has (in its traffic or the route a rollback returns to); ``skip``:
+        a service not to count (the one asking)."""
+        for i, char in enumerate(host):
+            if char != "-" or host[i + 1 :] == skip:
                 continue
-            tag, owner = name[:i], name[i + 1 :]
+            tag, owner = host[:i], host[i + 1 :]
             row = conn.execute(
                 select(
                     t.services.c.team, t.services.c.traffic, t.services.c.previous_traffic
                 ).where(t.services.c.name == owner)
             ).first()
-            if row is None:
-                continue
-            tags = _tags(row.traffic) | _tags(row.previous_traffic)
-            if tag in tags:
-                raise ConflictError(
-                    f"service name {name!r} is the address of tag {tag!r} of service {owner!r} "
-                    f"(team {row.team}): {name}.<domain> already routes there; pick another name",
-                    details={"service": name, "taken_by": owner, "tag": tag},
-                )
+            if row is not None and tag in _tags(row.traffic) | _tags(row.previous_traffic):
+                return tag, owner, row.team
+        return None
+
+    def _refuse_name_of_a_tag_host(self, conn: Connection, name: str) -> None:
+        """A new service may not be named like another service's tag address: with tag
+        ``canary`` on service ``victim``, a service ``canary-victim`` would take its host."""
+        found = self._tag_at(conn, name)
+        if found is not None:
+            tag, owner, team = found
+            raise ConflictError(
+                f"service name {name!r} is the address of tag {tag!r} of service {owner!r} "
+                f"(team {team}): {name}.<domain> already routes there; pick another name",
+                details={"service": name, "taken_by": owner, "tag": tag},
+            )
 
     def _refuse_tags_naming_a_service(
         self, conn: Connection, name: str, routes: list[TrafficRoute | None]
@@ -402,24 +412,15 @@ class Store:
                 )
             # nor the address of another service's tag: tag "v2-shop" of service "api" and
             # tag "v2" of service "shop-api" are both v2-shop-api
-            for i, char in enumerate(host):
-                if char != "-" or host[i + 1 :] == name:
-                    continue
-                other_tag, owner = host[:i], host[i + 1 :]
-                other = conn.execute(
-                    select(
-                        t.services.c.team, t.services.c.traffic, t.services.c.previous_traffic
-                    ).where(t.services.c.name == owner)
-                ).first()
-                if other is not None and other_tag in (
-                    _tags(other.traffic) | _tags(other.previous_traffic)
-                ):
-                    raise ConflictError(
-                        f"tag {tag!r} would give service {name!r} the address {host}, which is "
-                        f"the address of tag {other_tag!r} of service {owner!r} (team "
-                        f"{other.team}); pick another tag",
-                        details={"service": name, "tag": tag, "taken_by": owner},
-                    )
+            found = self._tag_at(conn, host, skip=name)
+            if found is not None:
+                other_tag, owner, team = found
+                raise ConflictError(
+                    f"tag {tag!r} would give service {name!r} the address {host}, which is "
+                    f"the address of tag {other_tag!r} of service {owner!r} (team {team}); "
+                    "pick another tag",
+                    details={"service": name, "tag": tag, "taken_by": owner},
+                )
 
     def _locked(
         self, conn: Connection, name: str, expected_version: int | None, check: Check | None
