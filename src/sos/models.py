@@ -510,7 +510,7 @@ class RevisionSpec(_Model):
     def _bounded_files(cls, value: list[ConfigFile]) -> list[ConfigFile]:
         return _files_bounded(value)
 
-    def with_service_env(
+    def with_service_config(
         self, service_env: list[EnvVar], service_files: list[ConfigFile] | None = None
     ) -> RevisionSpec:
         """This spec with the service's environment and config files merged in: the

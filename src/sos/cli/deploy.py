@@ -184,7 +184,7 @@ def same_spec(
     """True when ``wanted`` (with the service's environment merged in, as the server does)
     asks for exactly what ``existing`` already is."""
     have = existing.spec().model_dump(mode="json")
-    want = wanted.spec().with_service_env(service_env, service_files).model_dump(mode="json")
+    want = wanted.spec().with_service_config(service_env, service_files).model_dump(mode="json")
     if want["artifact"]["digest"] is None:
         have["artifact"]["digest"] = None
     return bool(have == want)

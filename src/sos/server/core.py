@@ -195,7 +195,7 @@ class ControlPlane:
         spec = spec.spec()
         if service is not None and (service.env_vars or service.files):
             # the revision records the merge; the merged files must fit the bounds too
-            spec = spec.with_service_env(service.env_vars, service.files)
+            spec = spec.with_service_config(service.env_vars, service.files)
             try:
                 RevisionSpec.model_validate(spec.model_dump())
             except pydantic.ValidationError as exc:
