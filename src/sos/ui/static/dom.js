@@ -220,6 +220,40 @@ export function dialogShell(titleId, title, ...body) {
   return dialog;
 }
 
+/**
+ * A confirmation dialog for a destructive action: `body` (nodes) above Cancel and `yes`.
+ * `run()` does the work; on success the dialog closes and `done()` follows; on failure the
+ * server's message shows in the dialog and the button can be pressed again.
+ */
+export function confirmDialog({ titleId, title, body, yes, run, done }) {
+  const problem = h("div", { class: "conflict", role: "alert", hidden: true });
+  const go = h("button", { type: "button", class: "btn btn-danger" }, yes);
+  const no = h("button", { type: "button", class: "btn" }, "Cancel");
+  const dialog = dialogShell(
+    titleId,
+    title,
+    ...body,
+    problem,
+    h("div", { class: "dialog-actions" }, no, go),
+  );
+  no.addEventListener("click", () => dialog.close());
+  go.addEventListener("click", async () => {
+    go.disabled = true;
+    try {
+      await run();
+      dialog.close();
+      done();
+    } catch (err) {
+      clear(problem, h("p", {}, err.message));
+      problem.hidden = false;
+      go.disabled = false;
+    }
+  });
+  dialog.showModal();
+  no.focus();
+  return dialog;
+}
+
 /** Breadcrumb navigation: links for `trail` ([[text, href], ...]), then the current page. */
 export function crumbs(trail, current) {
   return h(

@@ -3,7 +3,7 @@
 // server once and never comes back: not here, not in the API, not in any log.
 
 import { api, enc } from "./api.js";
-import { cell, clear, dialogShell, h, timeEl, toast } from "./dom.js";
+import { cell, clear, confirmDialog, dialogShell, h, timeEl, toast } from "./dom.js";
 import { errorReporter, errorSummary, field, textInput } from "./forms.js";
 
 export function secretsPage(main, session, params) {
@@ -217,34 +217,21 @@ function openSetSecret({ team, name, onDone }) {
 }
 
 function confirmDelete({ team, secret, onDone }) {
-  const problem = h("div", { class: "conflict", role: "alert", hidden: true });
-  const yes = h("button", { type: "button", class: "btn btn-danger" }, "Delete secret");
-  const no = h("button", { type: "button", class: "btn" }, "Cancel");
-  const dialog = dialogShell(
-    "delete-secret-title",
-    `Delete secret “${secret.name}”?`,
-    h(
-      "p",
-      {},
-      "Revisions that use it cannot start new instances afterwards. The server refuses while a revision that serves traffic uses it.",
-    ),
-    problem,
-    h("div", { class: "dialog-actions" }, no, yes),
-  );
-  no.addEventListener("click", () => dialog.close());
-  yes.addEventListener("click", async () => {
-    yes.disabled = true;
-    try {
-      await api("DELETE", `/teams/${enc(team)}/secrets/${enc(secret.name)}`);
-      dialog.close();
+  confirmDialog({
+    titleId: "delete-secret-title",
+    title: `Delete secret “${secret.name}”?`,
+    body: [
+      h(
+        "p",
+        {},
+        "Revisions that use it cannot start new instances afterwards. The server refuses while a revision that serves traffic uses it.",
+      ),
+    ],
+    yes: "Delete secret",
+    run: () => api("DELETE", `/teams/${enc(team)}/secrets/${enc(secret.name)}`),
+    done: () => {
       toast(`Secret ${secret.name} deleted.`);
       onDone();
-    } catch (err) {
-      clear(problem, h("p", {}, err.message));
-      problem.hidden = false;
-      yes.disabled = false;
-    }
+    },
   });
-  dialog.showModal();
-  no.focus();
 }

@@ -4,7 +4,7 @@
 // the server keeps only its hash, so closing the dialog loses it for good.
 
 import { api, enc } from "./api.js";
-import { cell, clear, dialogShell, h, timeEl, toast } from "./dom.js";
+import { cell, clear, confirmDialog, dialogShell, h, timeEl, toast } from "./dom.js";
 import { errorReporter, errorSummary, field, textInput } from "./forms.js";
 
 const ROLES = [
@@ -305,42 +305,29 @@ function showSecret(dialog, created) {
 }
 
 function confirmRevoke({ token, mine, onDone }) {
-  const problem = h("div", { class: "conflict", role: "alert", hidden: true });
-  const yes = h("button", { type: "button", class: "btn btn-danger" }, "Revoke token");
-  const no = h("button", { type: "button", class: "btn" }, "Cancel");
-  const dialog = dialogShell(
-    "revoke-title",
-    `Revoke token “${token.name}”?`,
-    h(
-      "p",
-      {},
-      "Whatever uses it (a CI job, a teammate's terminal, a console tab) gets “the server does not know this token” from now on. This cannot be undone: create a new token instead.",
-    ),
-    mine
-      ? h(
-          "p",
-          { class: "readonly-note" },
-          h("strong", {}, "This is the token you are signed in with: "),
-          "revoking it signs you out.",
-        )
-      : null,
-    problem,
-    h("div", { class: "dialog-actions" }, no, yes),
-  );
-  no.addEventListener("click", () => dialog.close());
-  yes.addEventListener("click", async () => {
-    yes.disabled = true;
-    try {
-      await api("DELETE", `/tokens/${enc(token.id)}`);
-      dialog.close();
+  confirmDialog({
+    titleId: "revoke-title",
+    title: `Revoke token “${token.name}”?`,
+    body: [
+      h(
+        "p",
+        {},
+        "Whatever uses it (a CI job, a teammate's terminal, a console tab) gets “the server does not know this token” from now on. This cannot be undone: create a new token instead.",
+      ),
+      mine
+        ? h(
+            "p",
+            { class: "readonly-note" },
+            h("strong", {}, "This is the token you are signed in with: "),
+            "revoking it signs you out.",
+          )
+        : null,
+    ],
+    yes: "Revoke token",
+    run: () => api("DELETE", `/tokens/${enc(token.id)}`),
+    done: () => {
       toast(`Token ${token.name} revoked.`);
       onDone();
-    } catch (err) {
-      clear(problem, h("p", {}, err.message));
-      problem.hidden = false;
-      yes.disabled = false;
-    }
+    },
   });
-  dialog.showModal();
-  no.focus();
 }
