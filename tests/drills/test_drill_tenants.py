@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -121,7 +122,18 @@ def test_a_tenant_cannot_reach_the_platform_or_another_tenant_from_its_instance(
         broken = [r for r in results if not r["held"]]
         assert not broken, json.dumps(broken, indent=1)
         assert password not in answer.text
-        assert len(results) == 14
+        assert len(results) == 15
+        # what it printed before trying to erase its log is still there
+        # and the platform says that its flood stopped its stdout being logged
+        printed: list[str] = []
+        for _ in range(100):
+            with server.client(team_a) as attacker:
+                printed = [line.text for line in attacker.logs("attacker", tail=1000)]
+            if any("stdout is no longer logged" in text for text in printed):
+                break
+            time.sleep(0.1)
+        assert "probe: a line the platform must keep" in printed
+        assert any("stdout is no longer logged" in text for text in printed), printed[-5:]
         assert found["uid"] != 0 and found["python"] == "/sos/python/bin/python3"
         assert not any("site-packages" in p and "/sos/" not in p for p in found["path"])
         # the victim still serves, and its logs carry nothing written by the attacker

@@ -1,12 +1,15 @@
 """Instance logs: files under the data dir, a bounded in-memory tail, and followers.
 
-An instance writes its stdout and stderr straight into files (never into a pipe to the
-server), so it keeps running and logging while the server restarts. The server polls the
-files (off the event loop), keeps the last lines of each instance in memory for
-``sos logs``, and hands new lines to followers. A file above ``max_bytes`` is rotated
-copy-then-truncate (one ``.1`` generation kept); the instance's O_APPEND descriptor goes
-on writing at the new end. Platform events (started, probe failed, exited) go to a third
-file per instance, so they survive a restart too.
+An instance writes its stdout and stderr into pipes, never into a file: a small writer
+process per stream (``cat``, outside the sandbox, started by the supervisor) copies each
+pipe into its file. So an instance cannot rewrite, truncate or seek its own log (what
+``sos logs`` shows is what it printed, in order), the file it cannot reach is bounded by the
+writer's own ``RLIMIT_FSIZE``, and both keep running while the server restarts (the pipes are
+not the server's). The server polls the files (off the event loop), keeps the last lines of
+each instance in memory for ``sos logs``, and hands new lines to followers. A file above
+``max_bytes`` is rotated copy-then-truncate (one ``.1`` generation kept); the writer's
+O_APPEND descriptor goes on writing at the new end. Platform events (started, probe failed,
+exited) go to a third file per instance, so they survive a restart too.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import os
 import re
 import shutil
+import subprocess
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +34,8 @@ STREAMS = ("stdout", "stderr", "platform")
 #: finished instances per revision whose last lines stay readable
 KEEP_FINISHED = 5
 _SUFFIX = {"stdout": ".out.log", "stderr": ".err.log", "platform": ".sos.log"}
+#: a line longer than this is cut in memory (the file keeps it whole)
+MAX_LINE = 64 * 1024
 #: at most this many lines of an instance's last error are quoted in a failed status
 ERROR_LINES = 15
 _TRACEBACK = "Traceback (most recent call last):"
@@ -70,11 +76,35 @@ class LogStore:
         return {stream: folder / f"{instance}{_SUFFIX[stream]}" for stream in STREAMS}
 
     def open(self, service: str, revision: str, instance: str) -> tuple[IO[bytes], IO[bytes]]:
-        """Files for a new instance's stdout and stderr (the caller closes them after spawn)."""
+        """Files for a new instance's stdout and stderr, for their writers (the caller
+        closes them once the writers run)."""
         paths = self._paths(service, revision, instance)
         paths["stdout"].parent.mkdir(parents=True, exist_ok=True)
         self.watch(service, revision, instance, from_start=True)
         return open(paths["stdout"], "ab"), open(paths["stderr"], "ab")
+
+    @staticmethod
+    def writer(file: IO[bytes], max_bytes: int) -> tuple[int, subprocess.Popen[bytes]]:
+        """A pipe into ``file``: its write end (for an instance's stdout or stderr; the caller
+        closes it once the instance has it) and the process copying it into the file, which
+        ends when every copy of the write end is closed. It runs in a session of its own, so
+        it outlives a server restart with the instance, and no file it writes grows past
+        ``max_bytes``."""
+        read_end, write_end = os.pipe()
+        try:
+            process = subprocess.Popen(
+                ["prlimit", f"--fsize={max_bytes}", "--", "cat"],
+                stdin=read_end,
+                stdout=file,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        return write_end, process
 
     def watch(self, service: str, revision: str, instance: str, *, from_start: bool) -> None:
         """Follow an instance's files (``from_start=False`` for a re-adopted instance:
@@ -198,11 +228,15 @@ class LogStore:
             return []
         data = source.partial.pop(stream, b"") + data
         *complete, rest = data.split(b"\n")
-        if rest:
+        if len(rest) > MAX_LINE:  # no newline for that long: it is a line of its own
+            complete.append(rest)
+        elif rest:
             source.partial[stream] = rest
         lines = []
         for raw in complete:
-            text = raw.decode("utf-8", "replace").rstrip("\r")
+            text = raw[:MAX_LINE].decode("utf-8", "replace").rstrip("\r")
+            if len(raw) > MAX_LINE:
+                text += f" [line cut: {len(raw) - MAX_LINE} more bytes in the file]"
             at = now
             if stream == "platform":
                 at, text = _stamped(text, now)

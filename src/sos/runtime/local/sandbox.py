@@ -8,8 +8,9 @@ Two isolations, chosen when the server starts (``--backend-opt sandbox=...``, or
 service (allocated by SOS per service, never root, never shared with another service,
 never reused after the service is deleted), dropped with ``setpriv`` to no capabilities
 (bounding set empty) and no new privileges, with at most ``processes`` processes and
-threads (``RLIMIT_NPROC``, per uid), and no file it writes past 256 MiB (``RLIMIT_FSIZE``:
-its log files cannot fill the disk). It sees:
+threads (``RLIMIT_NPROC``, per uid), and no file it writes past 256 MiB (``RLIMIT_FSIZE``).
+Its stdout and stderr are pipes to log writers outside it (``sos.runtime.local.logs``). It
+sees:
 
 - its own PID, IPC and UTS namespaces: no other process in ``/proc``;
 - ``/usr`` and ``/etc`` read-only (the machine's system, as a container sees its image);
@@ -60,6 +61,7 @@ from sos.models import ConfigFile
 __all__ = [
     "DEFAULT_PROCESSES",
     "DEFAULT_TMP_BYTES",
+    "MAX_FILE_BYTES",
     "SANDBOXES",
     "Placement",
     "RuntimePython",
@@ -72,7 +74,8 @@ log = logging.getLogger(__name__)
 SANDBOXES = ("bubblewrap", "none")
 DEFAULT_TMP_BYTES = 256 * 2**20
 DEFAULT_PROCESSES = 512
-#: the largest file an instance may write (RLIMIT_FSIZE): logs rotate at 10 MiB
+#: the largest file an instance, or its log writer, may write (RLIMIT_FSIZE): logs rotate
+#: at 10 MiB
 MAX_FILE_BYTES = 256 * 2**20
 
 #: service uids: far above system and login users, ``nobody`` and the usual subuid ranges

@@ -48,7 +48,7 @@ from sos.runtime.local import procs
 from sos.runtime.local.limits import Limiter, Limits
 from sos.runtime.local.logs import LogStore
 from sos.runtime.local.probes import probe
-from sos.runtime.local.sandbox import Sandbox
+from sos.runtime.local.sandbox import MAX_FILE_BYTES, Sandbox
 
 __all__ = ["CRASH_LOOP_STARTS", "Instance", "RevisionRuntime", "Supervisor"]
 
@@ -79,6 +79,10 @@ class Instance:
     probing: bool = False
     stop_deadline: float | None = None
     exit_note: str | None = None
+    #: the processes copying its stdout and stderr into their files (ours, to reap)
+    writers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: when its exit was first seen (its writers get a moment to copy its last lines)
+    exit_seen: float | None = None
 
     def record(self) -> dict[str, object]:
         return {
@@ -319,7 +323,15 @@ class Supervisor:
         for instance in list(runtime.instances.values()):
             code = _exit_code(instance)
             if code is None:
+                self._check_writers(instance)
                 continue
+            if instance.exit_seen is None:
+                instance.exit_seen = now
+            if (
+                any(w.poll() is None for w in instance.writers.values())
+                and now < instance.exit_seen + 0.5
+            ):
+                continue  # its last lines are still in a pipe: what it said goes with it
             changed = True
             del runtime.instances[instance.id]
             # what is left of its process group (gunicorn's workers outlive a killed master)
@@ -344,6 +356,19 @@ class Supervisor:
                 if not runtime.failed:  # what status says until the replacement is ready
                     runtime.message = f"instance {instance.id} {note}; replacing it"
         return changed
+
+    def _check_writers(self, instance: Instance) -> None:
+        """Say so, once, when a running instance's output is no longer kept (it wrote a
+        file's worth faster than the logs rotate: its writer hit the size limit)."""
+        for stream, writer in list(instance.writers.items()):
+            if writer.poll() is not None:
+                del instance.writers[stream]
+                self._platform(
+                    instance,
+                    f"its {stream} is no longer logged: it wrote more than "
+                    f"{MAX_FILE_BYTES // 2**20} MiB faster than the logs rotate "
+                    "(writes to it now fail with a broken pipe)",
+                )
 
     def _port_race(self, runtime: RevisionRuntime, instance: Instance) -> bool:
         """Did the instance lose its port to another process between pick and bind?"""
@@ -517,15 +542,20 @@ class Supervisor:
             self._failed_start(runtime, self.clock(), f"could not be started: {exc}")
             return
         env["SOS_INSTANCE"] = instance_id
-        stdout, stderr = self.logs.open(runtime.service, runtime.id, instance_id)
+        files = self.logs.open(runtime.service, runtime.id, instance_id)
+        pipes: list[int] = []
+        writers: dict[str, subprocess.Popen[bytes]] = {}
         try:
+            for stream, file in zip(("stdout", "stderr"), files, strict=True):
+                pipe, writers[stream] = LogStore.writer(file, MAX_FILE_BYTES)
+                pipes.append(pipe)
             process = await asyncio.to_thread(
                 subprocess.Popen,
                 argv,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
+                stdout=pipes[0],
+                stderr=pipes[1],
                 start_new_session=True,
                 cwd=self.dir,
             )
@@ -534,8 +564,10 @@ class Supervisor:
             self.logs.platform(runtime.service, runtime.id, instance_id, f"cannot start: {exc}")
             return
         finally:
-            stdout.close()
-            stderr.close()
+            for file in files:
+                file.close()
+            for pipe in pipes:
+                os.close(pipe)
         now = self.clock()
         instance = Instance(
             instance_id,
@@ -547,6 +579,7 @@ class Supervisor:
             now,
             process=process,
             next_probe=now,
+            writers=writers,
         )
         runtime.instances[instance_id] = instance
         self.limiter.attach(instance_id, process.pid, runtime.limits)

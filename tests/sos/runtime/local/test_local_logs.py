@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,6 +46,43 @@ async def test_a_big_file_is_rotated_and_nothing_is_lost(tmp_path: Path) -> None
     folder = tmp_path / "shop" / "shop-00001"
     assert (folder / "shop-00001-a.out.log.1").exists()
     assert (folder / "shop-00001-a.out.log").stat().st_size <= 1000
+
+
+async def test_a_line_without_end_is_cut_not_held_in_memory(tmp_path: Path) -> None:
+    # an instance printing megabytes without a newline must not grow the server
+    store = LogStore(tmp_path)
+    out, err = store.open("shop", "shop-00001", "shop-00001-a")
+    for _ in range(3):
+        out.write(b"x" * 2**20)
+        out.flush()
+        await store.poll()
+    out.write(b"\nafter\n")
+    out.close()
+    err.close()
+    await store.poll()
+    texts = [line.text async for line in store.read("shop", None, tail=100, follow=False)]
+    assert texts[-1] == "after"
+    assert all(len(text) < 70_000 for text in texts)
+    assert texts[0].startswith("x" * 1000) and "line cut" in texts[0]
+
+
+async def test_an_instance_writes_through_a_pipe_it_cannot_rewind(tmp_path: Path) -> None:
+    store = LogStore(tmp_path)
+    out, err = store.open("shop", "shop-00001", "shop-00001-a")
+    pipe, writer = LogStore.writer(out, 1000)
+    out.close()
+    err.close()
+    os.write(pipe, b"kept\n")
+    with pytest.raises(OSError):
+        os.ftruncate(pipe, 0)  # what an instance hiding its tracks would do
+    os.write(pipe, b"y" * 2000 + b"\n")  # past the writer's size limit
+    os.close(pipe)
+    writer.wait(timeout=10)
+    await store.poll()
+    texts = [line.text async for line in store.read("shop", None, tail=10, follow=False)]
+    assert texts[0] == "kept"
+    size = (tmp_path / "shop" / "shop-00001" / "shop-00001-a.out.log").stat().st_size
+    assert size <= 1000
 
 
 async def test_followers_get_new_lines_of_their_revision_only(tmp_path: Path) -> None:

@@ -81,8 +81,15 @@ def fill_tmp() -> str:
     return f"wrote {written} MiB"
 
 
+def rewrite_log() -> str:
+    """Truncate its own stdout, as an intruder hides what it printed before."""
+    print("probe: a line the platform must keep", flush=True)
+    os.ftruncate(1, 0)
+    return "truncated its own log"
+
+
 def fill_log() -> str:
-    """Write 300 MiB to its own stdout, which is a log file on the platform's disk."""
+    """Write 300 MiB to its own stdout, which ends in a log file on the platform's disk."""
     chunk = b"x" * 2**20
     written = 0
     try:
@@ -156,6 +163,7 @@ def attacks() -> list[Result]:
         ),
         attempt("write into the system", write_system),
         attempt("fill the disk through /tmp (300 MiB)", fill_tmp),
+        attempt("erase its own log (truncate stdout)", rewrite_log),
         attempt("fill the disk through its own log (300 MiB to stdout)", fill_log),
         attempt("start 2000 threads", many_threads),
         attempt(
