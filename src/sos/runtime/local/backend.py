@@ -101,8 +101,8 @@ class LocalBackend(Backend):
             runtime_dir, sandbox, tmp_bytes=sandbox_tmp_bytes, processes=sandbox_processes
         )
         self.preparer = Preparer(self.log_store)
-        self.isolation = self.sandbox.describe()
         self.limiter = Limiter()
+        self.isolation = f"{self.sandbox.describe()}; {self.limiter.describe()}"
         self.supervisor = Supervisor(
             runtime_dir,
             logs=self.log_store,
@@ -157,11 +157,10 @@ class LocalBackend(Backend):
         if adopted:
             log.info("re-adopted %d running instance(s)", len(adopted))
         log.info(
-            "local backend: router on http://%s:%d, limits via %s; instances %s",
+            "local backend: router on http://%s:%d; instances %s",
             self.router.host,
             self.router.port,
-            self.limiter.mechanism,
-            self.sandbox.describe(),
+            self.isolation,
         )
         self._task = asyncio.create_task(self._loop(), name="sos-local-backend")
 

@@ -48,11 +48,24 @@ class Limiter:
         self.root = cgroup_root / "sos"
         self.cgroups = _cgroup_v2_writable(cgroup_root)
         self.prlimit = shutil.which("prlimit")
-        self._warned_cpu = False
 
-    @property
-    def mechanism(self) -> str:
-        return "cgroup v2" if self.cgroups else "rlimit (RLIMIT_DATA)"
+    def describe(self) -> str:
+        """Which limits are in force, for the server's start-up line and status."""
+        if self.cgroups:
+            return "memory and CPU limits by cgroup v2"
+        return (
+            "memory limits by RLIMIT_DATA (JVM: -Xmx); CPU limits NOT enforced "
+            "(no writable cgroup v2 here)"
+        )
+
+    def not_applied(self, limits: Limits) -> str | None:
+        """What of ``limits`` this machine cannot enforce, said for the instance's log."""
+        if limits.cpu_millicores is None or self.cgroups:
+            return None
+        return (
+            f"its CPU limit ({limits.cpu_millicores}m) is not enforced: this machine has no "
+            "writable cgroup v2 (memory is limited by RLIMIT_DATA)"
+        )
 
     def wrap(self, argv: list[str], limits: Limits, language: str) -> list[str]:
         """The argv to start, with an rlimit wrapper when cgroups are not available."""
@@ -62,9 +75,6 @@ class Limiter:
 
     def attach(self, instance: str, pid: int, limits: Limits) -> None:
         """Put a started process into its own cgroup (when cgroups are used)."""
-        if limits.cpu_millicores is not None and not self.cgroups and not self._warned_cpu:
-            log.warning("CPU limits need cgroup v2, which is not writable here: not enforced")
-            self._warned_cpu = True
         if not self.cgroups or (limits.memory_bytes is None and limits.cpu_millicores is None):
             return
         group = self.root / instance

@@ -583,6 +583,9 @@ class Supervisor:
         )
         runtime.instances[instance_id] = instance
         self.limiter.attach(instance_id, process.pid, runtime.limits)
+        not_applied = self.limiter.not_applied(runtime.limits)
+        if not_applied is not None:
+            self._platform(instance, not_applied)
         self._platform(instance, f"started instance {instance_id} (pid {process.pid}, port {port})")
 
     def _finish_stops(self, runtime: RevisionRuntime, now: float) -> bool:

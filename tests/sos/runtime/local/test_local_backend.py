@@ -319,7 +319,7 @@ async def test_memory_limit_is_applied_to_the_instance(
     backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
 ) -> None:
     backend = await backend_factory()
-    spec = {**FAST, "resources": {"memory": "128Mi"}}
+    spec = {**FAST, "resources": {"memory": "128Mi", "cpu": "250m"}}
     await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))
     await wait_for(backend, "shop", lambda o: o.ready)
     (instance,) = backend.supervisor.revisions["shop-00001"].instances.values()
@@ -327,7 +327,12 @@ async def test_memory_limit_is_applied_to_the_instance(
     if backend.limiter.cgroups:
         group = backend.limiter.root / instance.id
         assert (group / "memory.max").read_text().strip() == str(128 * 2**20)
+        assert (group / "cpu.max").read_text().split()[0] == "25000"
     else:  # RLIMIT_DATA: an allocation above the limit fails inside the app
+        # and the CPU limit it cannot enforce is said, at start and in the instance's log
+        assert "CPU limits NOT enforced" in backend.isolation
+        lines = [line.text async for line in backend.logs("shop", None, tail=50, follow=False)]
+        assert any("CPU limit (250m) is not enforced" in text for text in lines), lines
         limits = await asyncio.to_thread(Path(f"/proc/{instance.pid}/limits").read_text)
         assert f"Max data size             {128 * 2**20}" in limits
         too_much = await get(backend, "shop.localhost", "/alloc?mb=512")
