@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import logging
 import os
 import platform
@@ -44,6 +43,7 @@ import pandas as pd
 
 import flight.operators as fo
 from flight import Engine, Pipeline, TableProvider, register_provider
+from flight.logs import configure_json_logging
 
 CATEGORIES = [f"cat{i:02d}" for i in range(20)]
 ALLOWED = CATEGORIES[:16]
@@ -205,20 +205,13 @@ async def timed(fn: Callable[[], Awaitable[Any]], data: Data, runs: int) -> list
 
 
 def logging_as_served() -> None:
-    """The engine's records at INFO, formatted as JSON lines, written to a null stream."""
-    handler = logging.StreamHandler(io.TextIOWrapper(open(os.devnull, "wb")))  # noqa: SIM115
-    handler.setFormatter(logging.Formatter("%(message)s"))
-
-    class Json(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            body = {"message": record.getMessage(), **getattr(record, "flight", {})}
-            return json.dumps(body, default=str)
-
-    handler.setFormatter(Json())
-    logger = logging.getLogger("flight")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    """The engine's records at INFO as ``flight serve`` logs them (JSON lines, written by
+    its background thread), to a null stream."""
+    configure_json_logging(
+        logging.INFO,
+        stream=io.TextIOWrapper(open(os.devnull, "wb")),  # noqa: SIM115
+        logger=logging.getLogger("flight"),
+    )
 
 
 async def bench(sizes: list[int], budget_s: float) -> None:

@@ -191,6 +191,14 @@ class Candidates:
         if columns is None and self._frame is not None:
             return self._frame.copy(deep=False)
         names = list(self.table.columns) if columns is None else list(columns)
+        for name in names:
+            base = self.table.columns.get(name)
+            if isinstance(base, np.ndarray) and base.dtype == object:
+                # pandas infers a dtype for an object column (strings become its str dtype)
+                # each time a frame is made of it, which costs more than the frame itself:
+                # the table keeps what it infers, once per run
+                self.table.columns[name] = as_array(pd.Series(base, copy=False))
+                self._cache.pop(name, None)
         df = pd.DataFrame(
             {name: self.column(name) for name in names},
             index=pd.Index(self.rows, copy=False),

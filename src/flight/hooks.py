@@ -164,7 +164,7 @@ class LoggingHook(Hooks):
         if run is not None:
             fields["pipeline"] = run.pipeline
             fields["run_id"] = run.run_id
-        self.logger.log(level, "%s", stats.message, extra={"flight": fields})
+        self._log(level, stats.message, fields)
 
     def initialized(self, run: RunInfo, n_candidates: int) -> None:
         if self.logger.isEnabledFor(logging.INFO):
@@ -174,7 +174,7 @@ class LoggingHook(Hooks):
                 "event": "initialized",
                 "n_candidates": n_candidates,
             }
-            self.logger.info("%s", initialized_line(n_candidates), extra={"flight": fields})
+            self._log(logging.INFO, initialized_line(n_candidates), fields)
 
     def pipeline_end(self, run: RunInfo, result: Result) -> None:
         level = logging.INFO if result.error is None else logging.WARNING
@@ -190,7 +190,15 @@ class LoggingHook(Hooks):
             "warnings": list(result.warnings),
             "elapsed_ms": round(result.elapsed_ms, 3),
         }
-        self.logger.log(level, "%s", result.summary(), extra={"flight": fields})
+        self._log(level, result.summary(), fields)
+
+    def _log(self, level: int, message: str, fields: dict[str, Any]) -> None:
+        """One record, made directly: ``Logger.log`` would walk the stack for the caller's
+        file and line, which say nothing here (always this module) and cost a request."""
+        record = self.logger.makeRecord(
+            self.logger.name, level, __file__, 0, message, (), None, extra={"flight": fields}
+        )
+        self.logger.handle(record)
 
 
 _global_lock = threading.Lock()

@@ -10,18 +10,20 @@
 The fields of Flight's per-operator records (``record.flight``) become top-level keys.
 Library code never calls :func:`configure_json_logging`; servers (``flight serve``, a
 ``flight.App`` started without logging set up) do. Records are formatted where they are
-logged (so the trace ids are those of the code logging) and written by a background thread,
-so a slow terminal or pipe never blocks the event loop.
+logged (so the trace ids are those of the code logging) and written by a background thread
+in batches (every 50 ms at most), so neither a slow terminal or pipe nor the writing thread's
+turn at the GIL holds up the event loop.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
-import logging.handlers
 import queue
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -60,23 +62,82 @@ class JsonLinesFormatter(logging.Formatter):
                 body["trace_id"], body["span_id"] = ids
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info)
-        return json.dumps(body, default=str, separators=(",", ":"))
+        return _ENCODE(body)
+
+
+#: one encoder for every line (``json.dumps`` with options builds one per call)
+_ENCODE = json.JSONEncoder(default=str, separators=(",", ":")).encode
+_second: tuple[int, str] = (-1, "")
 
 
 def _timestamp(created: float) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-    return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+    global _second
+    whole = int(created)
+    if _second[0] != whole:  # the date and time are formatted once a second
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int(created % 1 * 1000):03d}Z"
 
 
-class _FormattingQueueHandler(logging.handlers.QueueHandler):
-    """Formats in the logging thread (trace context is there), enqueues the line."""
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        line = self.format(record)
-        return logging.makeLogRecord({"msg": line, "levelno": record.levelno})
+#: how long the writer thread lets lines gather before it writes them: one wake-up and one
+#: write per batch, not per line, so the event loop never waits for the GIL behind it
+BATCH_SECONDS = 0.05
 
 
-_listener: logging.handlers.QueueListener | None = None
+class _LinesHandler(logging.Handler):
+    """Formats a record where it is logged (its trace context is there) and queues the line."""
+
+    def __init__(self, lines: queue.SimpleQueue[str | None]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.put(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+class _BatchWriter:
+    """Writes queued lines to a stream from a thread of its own, in batches."""
+
+    def __init__(self, lines: queue.SimpleQueue[str | None], stream: TextIO) -> None:
+        self._lines = lines
+        self._stream = stream
+        self._failed = False
+        self._thread = threading.Thread(target=self._run, name="flight-log-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._lines.get()
+            if first is None:
+                return
+            time.sleep(BATCH_SECONDS)
+            batch, stop = [first], False
+            with contextlib.suppress(queue.Empty):
+                while (line := self._lines.get_nowait()) is not None:
+                    batch.append(line)
+                stop = True
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: list[str]) -> None:
+        try:
+            self._stream.write("\n".join(batch) + "\n")
+            self._stream.flush()
+        except (OSError, ValueError) as exc:  # a closed or broken stream: say so once
+            if not self._failed and sys.__stderr__ is not None:
+                sys.__stderr__.write(f"flight: log lines lost, cannot write them: {exc}\n")
+            self._failed = True
+
+    def stop(self) -> None:
+        """Write what is queued, then end the thread."""
+        self._lines.put(None)
+        self._thread.join(timeout=5)
+
+
+_writer: _BatchWriter | None = None
 _handler: logging.Handler | None = None
 
 
@@ -88,16 +149,13 @@ def configure_json_logging(
 ) -> logging.Handler:
     """Send records of ``logger`` (default: the root logger) at ``level`` and above to
     ``stream`` (default: stderr) as JSON lines. Replaces an earlier call's handler."""
-    global _listener, _handler
+    global _writer, _handler
     stop_json_logging()
     target = logger if logger is not None else logging.getLogger()
-    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    writer = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    writer.setFormatter(logging.Formatter("%(message)s"))
-    handler = _FormattingQueueHandler(lines)
+    lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+    handler = _LinesHandler(lines)
     handler.setFormatter(JsonLinesFormatter())
-    _listener = logging.handlers.QueueListener(lines, writer)
-    _listener.start()
+    _writer = _BatchWriter(lines, stream if stream is not None else sys.stderr)
     _handler = handler
     target.addHandler(handler)
     target.setLevel(level.upper() if isinstance(level, str) else level)
@@ -106,15 +164,15 @@ def configure_json_logging(
 
 def stop_json_logging() -> None:
     """Flush and remove the handler :func:`configure_json_logging` installed."""
-    global _listener, _handler
+    global _writer, _handler
     if _handler is not None:
         for lg in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
             if isinstance(lg, logging.Logger) and _handler in lg.handlers:
                 lg.removeHandler(_handler)
         _handler = None
-    if _listener is not None:
-        _listener.stop()
-        _listener = None
+    if _writer is not None:
+        _writer.stop()
+        _writer = None
 
 
 atexit.register(stop_json_logging)

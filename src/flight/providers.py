@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import abc
 import threading
-import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -57,7 +56,8 @@ class AttributeProvider(abc.ABC):
     def lookup_codes(
         self, interner: Interner, codes: Rows, ids: Array, columns: Sequence[str]
     ) -> Mapping[str, Any] | pd.DataFrame | Awaitable[Mapping[str, Any] | pd.DataFrame]:
-        """Like :meth:`lookup`, given interned codes too (override to cache by code)."""
+        """Like :meth:`lookup`, given the run's codes of the ids too (codes are per run: a
+        cache by code lasts one run; :class:`TableProvider` looks ids up directly)."""
         return self.lookup(ids, columns)
 
     def check_columns(self, columns: Sequence[str], name: str) -> None:
@@ -104,8 +104,6 @@ class TableProvider(AttributeProvider):
             if categorize and _is_stringish(col) and col.nunique() <= len(col) // 2:
                 col = col.astype("category")
             self._columns[str(name)] = as_array(col)
-        self._by_interner: weakref.WeakKeyDictionary[Interner, Rows] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
 
     @property
     def columns(self) -> Sequence[str]:
@@ -117,24 +115,6 @@ class TableProvider(AttributeProvider):
     def lookup(self, ids: Array, columns: Sequence[str]) -> dict[str, Array]:
         rows = self._index.get_indexer(np.asarray(ids)).astype(np.intp, copy=False)
         return self._gather(rows, columns)
-
-    def lookup_codes(
-        self, interner: Interner, codes: Rows, ids: Array, columns: Sequence[str]
-    ) -> dict[str, Array]:
-        rows_of_code = self._by_interner.get(interner)
-        if rows_of_code is None or len(rows_of_code) < interner.size:
-            rows_of_code = self._extend(interner, rows_of_code)
-        return self._gather(rows_of_code[codes], columns)
-
-    def _extend(self, interner: Interner, known: Rows | None) -> Rows:
-        with self._lock:
-            size = interner.size
-            start = 0 if known is None else len(known)
-            new_ids = interner.ids(np.arange(start, size, dtype=np.intp))
-            new_rows = self._index.get_indexer(np.asarray(new_ids)).astype(np.intp, copy=False)
-            rows = new_rows if known is None else np.concatenate([known, new_rows])
-            self._by_interner[interner] = rows
-            return rows
 
     def _gather(self, rows: Rows, columns: Sequence[str]) -> dict[str, Array]:
         self.check_columns(columns, self.item_type)

@@ -6,12 +6,15 @@ import asyncio
 import itertools
 import json
 import logging
+import threading
+import time
 from typing import Any
 
 import pandas as pd
 import pytest
 from flight_test_ops import AddDouble, Items, KeepEven, Never, SyncItems
 
+import flight.engine
 import flight.operators as fo
 from flight import Engine, ExecuteError, Hooks, OperatorStats, Pipeline, RunInfo, SourcePolicy
 from flight.errors import OperatorError, PipelineDefinitionError, ResultShapeError, SourceError
@@ -240,6 +243,53 @@ async def test_filter_returning_foreign_labels_is_a_shape_error() -> None:
     result = await pipe([Items([1, 2])], [], Wrong()).execute()
     assert isinstance(result.error, ResultShapeError)
     assert "not rows of the df it was given" in (result.reason or "")
+
+
+async def test_labels_of_rows_filtered_out_before_are_refused() -> None:
+    # in increasing order, as df[mask].index gives them, but one of them is a row that an
+    # earlier step removed: not a row of the df this step was given
+    class DropFirst(fo.FilterOperator):
+        def __call__(self, df: pd.DataFrame, **ctx: Any) -> pd.Index:
+            return df.index[1:]
+
+    class Sneaky(fo.FilterOperator):
+        def __call__(self, df: pd.DataFrame, **ctx: Any) -> pd.Index:
+            return pd.Index([0, *df.index])
+
+    kept = await pipe([Items([1, 2, 3])], [], DropFirst(), DropFirst()).execute()
+    assert kept.items["item"].tolist() == [3]
+    result = await pipe([Items([1, 2, 3])], [], DropFirst(), Sneaky()).execute()
+    assert isinstance(result.error, ResultShapeError)
+    assert "not rows of the df it was given" in (result.reason or "")
+
+
+async def test_a_quick_user_step_moves_onto_the_loop_and_a_slow_one_stays_off_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a busy CI machine can take milliseconds for a thread hop: "quick" is 250 ms here
+    monkeypatch.setattr(flight.engine, "INLINE_BELOW", 0.25)
+    loop_thread = threading.current_thread()
+    seen: dict[str, list[bool]] = {"quick": [], "slow": []}
+
+    class Quick(fo.FilterOperator):
+        def __call__(self, df: pd.DataFrame, **ctx: Any) -> pd.Index:
+            seen["quick"].append(threading.current_thread() is loop_thread)
+            return df.index
+
+    class SlowOnce(fo.FilterOperator):
+        def __call__(self, df: pd.DataFrame, **ctx: Any) -> pd.Index:
+            seen["slow"].append(threading.current_thread() is loop_thread)
+            if len(seen["slow"]) == 6:  # one heavy request among quick ones
+                time.sleep(0.3)
+            return df.index
+
+    p = pipe([Items([1, 2, 3])], [], Quick(), SlowOnce())
+    for _ in range(12):
+        assert (await p.execute()).items["item"].tolist() == [1, 2, 3]
+    # off the loop until it has shown three quick runs after its first, then on it
+    assert seen["quick"] == [False] * 4 + [True] * 8
+    # the heavy run (the sixth, on the loop) sends it back to a worker thread for good
+    assert seen["slow"] == [False] * 4 + [True] * 2 + [False] * 6
 
 
 async def test_user_filter_and_transform_see_dataframes_and_mask_works() -> None:

@@ -36,7 +36,7 @@ def test_lookup_by_codes_matches_lookup_by_ids() -> None:
     by_ids = provider.lookup(ids, ["title", "genre"])
     for column in ("title", "genre"):
         assert pd.Series(by_codes[column]).equals(pd.Series(by_ids[column]))
-    more = np.array([30, 40])  # the code cache grows with the interner
+    more = np.array([30, 40])  # a later run's new ids too
     assert list(provider.lookup_codes(interner, interner.intern(more), more, ["year"])["year"]) == [
         2010,
         2020,

@@ -84,3 +84,18 @@ def test_formatter_keeps_extra_fields_and_exceptions() -> None:
     assert body["message"] == "failed x" and body["user"] == 7 and body["level"] == "ERROR"
     assert "ValueError: bad value" in body["exception"]
     assert body["ts"].endswith("Z")
+
+
+def test_lines_are_written_in_batches_and_none_is_lost_at_stop() -> None:
+    stream = io.StringIO()
+    log = logging.getLogger("flight.test.batches")
+    configure_json_logging("INFO", stream=stream, logger=log)
+    try:
+        for i in range(2000):
+            log.info("line %d", i, extra={"n": i})
+    finally:
+        stop_json_logging()
+        log.setLevel(logging.NOTSET)
+    got = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [r["n"] for r in got] == list(range(2000))
+    assert got[1999]["message"] == "line 1999"

@@ -32,8 +32,10 @@ def isin(values: Array, wanted: Sequence[Any]) -> np.ndarray[Any, np.dtype[np.bo
 def group_codes(values: Array) -> np.ndarray[Any, Any]:
     """Small non-negative integer codes of the groups in ``values`` (missing is a group)."""
     if isinstance(values, pd.Categorical):
-        codes: np.ndarray[Any, Any] = values.codes.astype(np.int64) + 1
         n_groups = len(values.categories) + 1
+        wide = np.int16 if n_groups < 2**15 else np.int64
+        codes: np.ndarray[Any, Any] = values.codes.astype(wide) + 1  # missing (-1) is 0
+        return codes
     else:
         codes, uniques = pd.factorize(values, use_na_sentinel=False)  # type: ignore[arg-type]
         n_groups = len(uniques)
