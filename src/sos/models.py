@@ -484,10 +484,33 @@ def _no_duplicate_env(value: list[EnvVar]) -> list[EnvVar]:
     return value
 
 
+#: ports an app cannot listen on: Knative's queue-proxy and its metrics take these
+RESERVED_PORTS = frozenset({8012, 8013, 8022, 9090, 9091})
+
+
+def _app_port(value: int | None) -> int | None:
+    if value is not None and value in RESERVED_PORTS:
+        raise ValueError(
+            f"port {value} is reserved by the platform (Knative's queue-proxy uses "
+            f"{', '.join(map(str, sorted(RESERVED_PORTS)))}); choose another, e.g. 8080"
+        )
+    return value
+
+
 class RevisionSpec(_Model):
     """What a user asks for in a revision. Immutable once created."""
 
     artifact: Artifact
+    port: Annotated[int | None, AfterValidator(_app_port)] = Field(
+        default=None,
+        ge=1024,
+        le=65535,
+        description=(
+            "The port the app listens on (it is also in $PORT). Default: whatever $PORT says "
+            "(8080 on Knative and in a private local network). Ports below 1024 need a "
+            "privilege no instance has."
+        ),
+    )
     env_vars: list[EnvVar] = Field(default_factory=list, max_length=200)
     files: list[ConfigFile] = Field(
         default_factory=list,

@@ -71,7 +71,15 @@ def test_a_tenant_cannot_reach_the_platform_or_another_tenant_from_its_instance(
             )
             deploy(victim, "victim", "b", probe, {}, secrets={"DB_PASSWORD": "db-password"})
         data = str(server.data_dir.resolve())
-        env = {"PROBE_DATA_DIR": data, "PROBE_VICTIM": "victim"}
+        state = json.loads((server.data_dir / "runtime" / "instances.json").read_text())
+        (victim_port,) = [i["port"] for i in state["instances"] if i["service"] == "victim"]
+        env = {
+            "PROBE_DATA_DIR": data,
+            "PROBE_VICTIM": "victim",
+            "PROBE_API": server.url.removeprefix("http://").rstrip("/"),
+            "PROBE_VICTIM_INSTANCE": f"127.0.0.1:{victim_port}",
+            "PROBE_ROUTER_PORT": str(server.router_port),
+        }
         haproxy = adoptable(server.data_dir / "runtime" / "router")
         if haproxy is not None:  # the data path is HAProxy: its admin socket, where it is
             env["PROBE_ADMIN_SOCKET"] = str(haproxy[1] / "admin.sock")
@@ -122,7 +130,12 @@ def test_a_tenant_cannot_reach_the_platform_or_another_tenant_from_its_instance(
         broken = [r for r in results if not r["held"]]
         assert not broken, json.dumps(broken, indent=1)
         assert password not in answer.text
-        assert len(results) == 15
+        assert len(results) == 17
+        # what it may do, as any client: call the victim service through the router
+        through = httpx.get(
+            f"{server.router}/via-router", headers={"Host": "attacker.localhost"}, timeout=30
+        )
+        assert through.status_code == 200 and through.text == "probe\n", through.text
         # what it printed before trying to erase its log is still there
         # and the platform says that its flood stopped its stdout being logged
         printed: list[str] = []

@@ -49,6 +49,14 @@ def test_the_issue_example_validates() -> None:
         (lambda: EnvVar(id="PORT", value="1"), "reserved"),
         (lambda: EnvVar(id="SOS_X", value="1"), "reserved"),
         (lambda: EnvVar(id="1X", value="1"), "not starting with a digit"),
+        (
+            lambda: RevisionSpec(artifact=Artifact(name="a", version="1"), port=80),
+            "greater than or equal to 1024",
+        ),
+        (
+            lambda: RevisionSpec(artifact=Artifact(name="a", version="1"), port=8012),
+            "reserved by the platform",
+        ),
         (lambda: Artifact(name="../etc", version="1"), "no '..'"),
         (lambda: Artifact(name="a", version="1", digest="md5:x"), "sha256"),
         (lambda: Autoscaling(min_scale=6, max_scale=5), "lower min_scale"),

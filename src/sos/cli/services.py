@@ -200,6 +200,7 @@ def print_revision(revision: Revision) -> None:
         f"artifact:   {artifact.name} {artifact.version}"
         + (f" ({artifact.digest})" if artifact.digest else "")
     )
+    console.print(f"port:       {revision.port or '$PORT (8080 unless the runtime says)'}")
     res = revision.resources
     console.print(f"resources:  memory {res.memory or '-'}, cpu {res.cpu or '-'}")
     g = revision.gunicorn_config

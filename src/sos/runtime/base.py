@@ -31,6 +31,7 @@ from sos.models import (
     DesiredState,
     Instances,
     Revision,
+    RevisionSpec,
     Service,
     TrafficRoute,
 )
@@ -161,6 +162,10 @@ class Backend(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Running revisions keep running (a restart re-adopts them)."""
+
+    def check_revision(self, spec: RevisionSpec) -> None:  # noqa: B027 - optional hook
+        """Refuse, with ``sos.errors.ValidationError`` saying why and what to do, a revision
+        this backend could not run as asked (called when it is created, before it is kept)."""
 
     @abc.abstractmethod
     async def apply(self, desired: DesiredService) -> None:

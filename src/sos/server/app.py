@@ -114,6 +114,7 @@ class ServerState:
             resync_seconds=settings.resync_seconds,
         )
         state.control.on_change = state.reconciler.notify
+        state.control.check_revision = state.backend.check_revision
         state.backend.on_change = state.reconciler.notify
         return state
 

@@ -77,6 +77,8 @@ class ControlPlane:
         #: a team's secrets (the server sets it): checked when a revision uses one, and
         #: their values handed to the backend with the desired state
         self.secrets: SecretTable | None = None
+        #: the backend's own refusals of a revision (the server sets it: Backend.check_revision)
+        self.check_revision: Callable[[RevisionSpec], None] = lambda spec: None
 
     # ------------------------------------------------------------------ helpers
 
@@ -217,6 +219,7 @@ class ControlPlane:
             check_options(spec, metadata)
             artifact = spec.artifact.model_copy(update={"digest": metadata.digest})
             spec = spec.model_copy(update={"artifact": artifact})
+        self.check_revision(spec)
         if dry_run:
             return Revision.model_validate({**spec.model_dump(), "service": name})
 

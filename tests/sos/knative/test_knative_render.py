@@ -218,6 +218,16 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[str, Any]]]] = [
     ),
     ("no resources: none rendered", {}, [("container.resources", None)]),
     (
+        "the app's port is the container port; Knative sets PORT from it",
+        {"port": 9000},
+        [("container.ports", [{"name": "http1", "containerPort": 9000}]), ("env.PORT", None)],
+    ),
+    (
+        "no port: 8080",
+        {},
+        [("container.ports", [{"name": "http1", "containerPort": 8080}])],
+    ),
+    (
         "workers x threads is the container concurrency",
         {"gunicorn_config": {"worker_count": 4, "thread_count": 8, "worker_class": "gthread"}},
         [("spec.containerConcurrency", 32), ("env.SOS_WORKER_CLASS", "gthread")],

@@ -18,6 +18,7 @@ from sos import (
     NotFoundError,
     Resources,
     Revision,
+    RevisionSpec,
     Route,
     Service,
     TrafficRoute,
@@ -119,6 +120,23 @@ def test_revisions_are_immutable_and_listed_in_order(admin: Client) -> None:
     assert response.status_code == 405
     assert "immutable" in response.json()["error"]["message"]
     assert admin.get_revision(SVC, 1).env_vars == [EnvVar(id="A", value="1")]
+
+
+def test_a_revision_the_backend_cannot_run_is_refused_before_it_is_kept(
+    sos_server: Callable[..., RunningServer],
+) -> None:
+    class NoFixedPorts(FakeBackend):
+        def check_revision(self, spec: RevisionSpec) -> None:
+            if spec.port is not None:
+                raise ValidationError("no fixed ports here", details={"field": "port"})
+
+    server = sos_server(backend=NoFixedPorts())
+    with server.client() as admin:
+        admin.apply(Service(name=SVC, team="recs"))
+        with pytest.raises(ValidationError, match="no fixed ports here"):
+            admin.create_revision(SVC, revision().model_copy(update={"port": 9000}))
+        assert admin.list_revisions(SVC) == []
+        assert admin.create_revision(SVC, revision()).number == 1
 
 
 def test_apply_updates_and_bumps_resource_version_only_on_change(admin: Client) -> None:

@@ -227,6 +227,7 @@ def test_new_revision_from_the_artifact_store_keeps_the_latest_settings(
     page.get_by_label("Value of variable 2").fill("debug")
     page.get_by_role("button", name="+ Add variable").click()  # left empty: no variable
     page.get_by_label("Memory").fill("256Mi")
+    page.get_by_label("Port (optional)").fill("9000")
     page.get_by_label("Maximum instances").fill("3")
     page.get_by_label("Liveness probe path").fill("")  # off
     page.get_by_label("Readiness probe path").fill("/healthz")
@@ -249,6 +250,7 @@ def test_new_revision_from_the_artifact_store_keeps_the_latest_settings(
     assert (rev.artifact.version, rev.artifact.digest) == ("1.1.0", pushed.digest)
     assert [(e.id, e.value) for e in rev.env_vars] == [("MODEL", "v2"), ("LOG_LEVEL", "debug")]
     assert (rev.resources.memory, rev.resources.cpu) == ("256Mi", None)
+    assert rev.port == 9000
     assert (rev.autoscaling.max_scale, rev.autoscaling.scale_down_delay_seconds) == (3, 15)
     assert rev.autoscaling.target_concurrency == 7  # kept from revision 1
     assert (rev.health_check.liveness_probe, rev.health_check.readiness_probe) == (
@@ -266,6 +268,7 @@ def test_new_revision_from_the_artifact_store_keeps_the_latest_settings(
         "MODEL=v2",
         "LOG_LEVEL=debug",
         "memory 256Mi, cpu no limit",
+        "9000",
         "0..3 instances, target concurrency 7 (initially 1)",
         "liveness off, readiness /healthz",
         "1 worker(s) x 4 thread(s), class gthread",

@@ -183,7 +183,8 @@ def render_revision_template(
     if revision.service != service.name:
         revision = revision.model_copy(update={"service": service.name})
 
-    env = launch_env(revision, port=CONTAINER_PORT, host="0.0.0.0")
+    port = revision.port or CONTAINER_PORT
+    env = launch_env(revision, port=port, host="0.0.0.0")
     del env["PORT"]  # Knative sets PORT from the container port and refuses it in env
     env["SOS_ARTIFACT_DIGEST"] = digest
     env["SOS_ARTIFACT_LANGUAGE"] = artifact.language
@@ -220,7 +221,7 @@ def render_revision_template(
     container: Manifest = {
         "name": CONTAINER_NAME,
         "image": runtime_image(artifact, settings.image_registry),
-        "ports": [{"name": "http1", "containerPort": CONTAINER_PORT}],
+        "ports": [{"name": "http1", "containerPort": port}],
         "env": env_list,
     }
     if revision.files:

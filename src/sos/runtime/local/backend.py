@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sos.errors import ValidationError
 from sos.launch import launch_command
-from sos.models import ArtifactMetadata, Instances
+from sos.models import ArtifactMetadata, Instances, RevisionSpec
 from sos.quantity import memory_bytes
 from sos.runtime.base import (
     Backend,
@@ -39,6 +39,7 @@ from sos.runtime.local.haproxy import HAProxyRouter
 from sos.runtime.local.limits import Limiter
 from sos.runtime.local.logs import LogStore
 from sos.runtime.local.metrics import BUCKETS
+from sos.runtime.local.network import NETWORKS, Network, network_problem
 from sos.runtime.local.plan import Current, Deploy, Fail, Retire, Scale, SetRoute, plan
 from sos.runtime.local.prepare import Preparer, Step
 from sos.runtime.local.router import Endpoint, RevisionTarget, Router, RoutingTable, ServiceRoute
@@ -83,6 +84,7 @@ class LocalBackend(Backend):
         sandbox: str = "bubblewrap",
         sandbox_tmp_bytes: int = DEFAULT_TMP_BYTES,
         sandbox_processes: int = DEFAULT_PROCESSES,
+        network: str | None = None,
         router_metrics_token: str | None = None,
         tick_seconds: float = 0.1,
         autoscale_seconds: float = 1.0,
@@ -102,11 +104,23 @@ class LocalBackend(Backend):
         )
         self.preparer = Preparer(self.log_store)
         self.limiter = Limiter()
-        self.isolation = f"{self.sandbox.describe()}; {self.limiter.describe()}"
+        #: each instance's network: its own (private, the sandbox's default) or the host's
+        self.network = Network(
+            runtime_dir, network or ("private" if sandbox == "bubblewrap" else "host")
+        )
+        if self.network.private and sandbox != "bubblewrap":
+            raise ValidationError(
+                "a private network per instance needs the bubblewrap sandbox: use "
+                "--backend-opt sandbox_network=host with sandbox=none"
+            )
+        self.isolation = (
+            f"{self.sandbox.describe()}; {self.network.describe()}; {self.limiter.describe()}"
+        )
         self.supervisor = Supervisor(
             runtime_dir,
             logs=self.log_store,
             limiter=self.limiter,
+            network=self.network,
             host=router_host,
             clock=clock,
             on_change=self._changed,
@@ -148,11 +162,24 @@ class LocalBackend(Backend):
 
     # ---- lifecycle
 
+    def check_revision(self, spec: RevisionSpec) -> None:
+        if spec.port is not None and not self.network.private:
+            raise ValidationError(
+                f"port {spec.port}: this server's instances share the host's network "
+                "(sandbox_network=host), where two instances cannot listen on one port; "
+                "drop port and listen on $PORT (every SOS runtime sets it), or run the server "
+                "with a network per instance (sandbox_network=private, the sandbox's default)",
+                details={"field": "port"},
+            )
+
     async def start(self) -> None:
         if self._task is not None:
             return
         await asyncio.to_thread(self.sandbox.start)
         await self.router.start()
+        # an instance reaches other services through the router's port, as any client
+        self.network.forward = [self.router.port]
+        await asyncio.to_thread(self.network.start)
         adopted = await asyncio.to_thread(self.supervisor.adopt)
         if adopted:
             log.info("re-adopted %d running instance(s)", len(adopted))
@@ -641,6 +668,7 @@ LOCAL_OPTIONS = frozenset(
         "sandbox",
         "sandbox_tmp",
         "sandbox_processes",
+        "sandbox_network",
         "metrics_token",
     }
 )
@@ -658,7 +686,9 @@ def create_backend(context: object) -> LocalBackend:
     path, ``haproxy`` or ``python``; by default HAProxy when ``haproxy`` is on PATH),
     ``sandbox`` (``SOS_SANDBOX``: ``bubblewrap``, the default, or ``none`` for a single
     tenant; see ``sandbox.py``), ``sandbox_tmp`` (``/tmp`` and home of each instance, 256Mi)
-    and ``sandbox_processes`` (per service, 512), ``metrics_token``
+    and ``sandbox_processes`` (per service, 512), ``sandbox_network``
+    (``SOS_SANDBOX_NETWORK``: ``private``, a network of its own per instance, the default
+    with the sandbox; or ``host``; see ``network.py``), ``metrics_token``
     (``SOS_ROUTER_METRICS_TOKEN``: the bearer token the router's ``/metrics`` asks for; unset,
     it is off, since the router port is public and the counters are every team's).
     """
@@ -716,6 +746,22 @@ def create_backend(context: object) -> LocalBackend:
                 "(SOS_SANDBOX=none): every instance then runs as the server's own user and "
                 "can read its data dir"
             )
+    default_network = "private" if sandbox == "bubblewrap" else "host"
+    network = option("sandbox_network", "SOS_SANDBOX_NETWORK", default_network).strip().lower()
+    if network not in NETWORKS:
+        raise ValidationError(
+            f"--backend-opt sandbox_network / SOS_SANDBOX_NETWORK={network!r} is unknown: use "
+            "private (a network of its own per instance) or host (instances share the host's)"
+        )
+    if network == "private":
+        problem = network_problem() if sandbox == "bubblewrap" else "it needs sandbox=bubblewrap"
+        if problem is not None:
+            raise ValidationError(
+                f"instances cannot have networks of their own here: {problem}. Install passt "
+                "(scripts/setup does), or start the server with --backend-opt "
+                "sandbox_network=host (SOS_SANDBOX_NETWORK=host): instances then share the "
+                "host's loopback, and a revision cannot choose its port"
+            )
     tmp_text = option("sandbox_tmp", None, "256Mi")
     try:
         tmp_bytes = memory_bytes(tmp_text)
@@ -739,6 +785,7 @@ def create_backend(context: object) -> LocalBackend:
         sandbox=sandbox,
         sandbox_tmp_bytes=tmp_bytes,
         sandbox_processes=int(processes),
+        network=network,
         router_metrics_token=option("metrics_token", "SOS_ROUTER_METRICS_TOKEN", ""),
     )
     backend.router.bind()  # a port in use is an error now, not a trace at start-up

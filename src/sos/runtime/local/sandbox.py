@@ -270,9 +270,12 @@ class Sandbox:
         language: str,
         preparing: bool = False,
         config: Path | None = None,
+        network: tuple[int, int] | None = None,
     ) -> Placement:
         """``argv`` (written with ``artifact_path`` and ``python_executable``) as it
-        runs in this isolation, with ``env`` adjusted to it."""
+        runs in this isolation, with ``env`` adjusted to it. With ``network`` (two
+        descriptors: where bwrap reports its namespace, and where it waits to be let go),
+        it gets a network namespace of its own (``sos.runtime.local.network``)."""
         shiv = self.shiv_root(service) if language == "python" else None
         env = dict(env)
         if self.kind == "none":
@@ -296,6 +299,11 @@ class Sandbox:
             "--unshare-pid",
             "--unshare-uts",
             "--unshare-cgroup-try",
+            *(
+                []
+                if network is None
+                else ["--unshare-net", "--info-fd", str(network[0]), "--block-fd", str(network[1])]
+            ),
             "--hostname",
             service[:63],
             *_system(),

@@ -47,6 +47,7 @@ from sos.models import ArtifactMetadata, Revision
 from sos.runtime.local import procs
 from sos.runtime.local.limits import Limiter, Limits
 from sos.runtime.local.logs import LogStore
+from sos.runtime.local.network import APP_PORT, Attached, Network, NetworkError
 from sos.runtime.local.probes import probe
 from sos.runtime.local.sandbox import MAX_FILE_BYTES, Sandbox
 
@@ -83,6 +84,8 @@ class Instance:
     writers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     #: when its exit was first seen (its writers get a moment to copy its last lines)
     exit_seen: float | None = None
+    #: its network of its own (a private network), else None (the host's)
+    network: Attached | None = None
 
     def record(self) -> dict[str, object]:
         return {
@@ -92,6 +95,7 @@ class Instance:
             "pid": self.pid,
             "port": self.port,
             "started_at": self.started_at,
+            **(self.network.record() if self.network is not None else {}),
         }
 
 
@@ -100,7 +104,8 @@ class RevisionRuntime:
     """What the supervisor runs of one revision."""
 
     revision: Revision
-    argv: Callable[[int], tuple[list[str], dict[str, str]]] | None
+    #: (the app's port, the sandbox's network descriptors or None) -> argv and environment
+    argv: Callable[[int, tuple[int, int] | None], tuple[list[str], dict[str, str]]] | None
     language: str = "python"
     limits: Limits = field(default_factory=Limits)
     wanted: int = 0
@@ -199,10 +204,18 @@ def runtime_for(
         sandbox.config_dir(service, revision.id or "", revision.files) if revision.files else None
     )
 
-    def argv(port: int) -> tuple[list[str], dict[str, str]]:
-        env = launch_env(revision, port=port, host=host, base=base, secrets=secrets())
+    def argv(port: int, network: tuple[int, int] | None) -> tuple[list[str], dict[str, str]]:
+        # in a network of its own, the app listens on its own loopback
+        inside = host if network is None else "127.0.0.1"
+        env = launch_env(revision, port=port, host=inside, base=base, secrets=secrets())
         placed = sandbox.wrap(
-            service, command, env, path, language=artifact.language, config=config
+            service,
+            command,
+            env,
+            path,
+            language=artifact.language,
+            config=config,
+            network=network,
         )
         return limiter.wrap(placed.argv, limits, artifact.language), placed.env
 
@@ -216,6 +229,7 @@ class Supervisor:
         *,
         logs: LogStore,
         limiter: Limiter | None = None,
+        network: Network | None = None,
         host: str = "127.0.0.1",
         startup_timeout: float = 60.0,
         stop_grace: float = 10.0,
@@ -229,6 +243,7 @@ class Supervisor:
         self.marker = str(self.dir.resolve())
         self.logs = logs
         self.limiter = limiter or Limiter()
+        self.network = network or Network(runtime_dir, "host")
         self.host = host
         self.startup_timeout = startup_timeout
         self.stop_grace = stop_grace
@@ -251,6 +266,7 @@ class Supervisor:
         self._saved = ""
         #: process groups of instances that ended, with when to kill what is left of them
         self._leftovers: dict[int, float] = {}
+        self._detaching: set[asyncio.Future[None]] = set()
 
     # ---- revisions
 
@@ -334,6 +350,7 @@ class Supervisor:
                 continue  # its last lines are still in a pipe: what it said goes with it
             changed = True
             del runtime.instances[instance.id]
+            self._detach(instance)
             # what is left of its process group (gunicorn's workers outlive a killed master)
             # finishes what it serves (the router sends it nothing more) and goes, or is killed
             self._kill(instance, signal.SIGTERM)
@@ -356,6 +373,14 @@ class Supervisor:
                 if not runtime.failed:  # what status says until the replacement is ready
                     runtime.message = f"instance {instance.id} {note}; replacing it"
         return changed
+
+    def _detach(self, instance: Instance) -> None:
+        """Stop an ended instance's pasta and remove its namespace file (off the loop)."""
+        if instance.network is not None:
+            network, instance.network = instance.network, None
+            task = asyncio.get_running_loop().run_in_executor(None, self.network.detach, network)
+            self._detaching.add(task)
+            task.add_done_callback(self._detaching.discard)
 
     def _check_writers(self, instance: Instance) -> None:
         """Say so, once, when a running instance's output is no longer kept (it wrote a
@@ -536,9 +561,17 @@ class Supervisor:
         runtime.starts += 1
         instance_id = f"{runtime.id}-{secrets.token_hex(3)}"
         port = free_port(self.host)
+        # in a private network the app listens on its revision's port (else 8080) inside,
+        # and pasta forwards the host port to it; else the app listens on the host port
+        private = self.network.private
+        app_port = (runtime.revision.port or APP_PORT) if private else port
+        info, release = (os.pipe(), os.pipe()) if private else ((-1, -1), (-1, -1))
+        handed = (info[1], release[0]) if private else None
         try:
-            argv, env = runtime.argv(port)
+            argv, env = runtime.argv(app_port, handed)
         except ValidationError as exc:  # e.g. a secret it uses was deleted meanwhile
+            for fd in (*info, *release) if private else ():
+                os.close(fd)
             self._failed_start(runtime, self.clock(), f"could not be started: {exc}")
             return
         env["SOS_INSTANCE"] = instance_id
@@ -558,16 +591,33 @@ class Supervisor:
                 stderr=pipes[1],
                 start_new_session=True,
                 cwd=self.dir,
+                pass_fds=handed or (),
             )
         except OSError as exc:
+            for fd in (info[0], release[1]) if private else ():
+                os.close(fd)
             self._failed_start(runtime, self.clock(), f"could not be started: {exc}")
             self.logs.platform(runtime.service, runtime.id, instance_id, f"cannot start: {exc}")
             return
         finally:
             for file in files:
                 file.close()
-            for pipe in pipes:
+            for pipe in (*pipes, *(handed or ())):
                 os.close(pipe)
+        network: Attached | None = None
+        exit_note: str | None = None
+        if private:
+            try:
+                network = await asyncio.to_thread(
+                    self.network.attach, instance_id, info[0], release[1], port, app_port
+                )
+            except NetworkError as exc:  # it never runs the app: stop it, and say why
+                exit_note = f"could not get its network: {exc}"
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+            finally:
+                os.close(info[0])
+                os.close(release[1])
         now = self.clock()
         instance = Instance(
             instance_id,
@@ -580,13 +630,16 @@ class Supervisor:
             process=process,
             next_probe=now,
             writers=writers,
+            network=network,
+            exit_note=exit_note,
         )
         runtime.instances[instance_id] = instance
         self.limiter.attach(instance_id, process.pid, runtime.limits)
         not_applied = self.limiter.not_applied(runtime.limits)
         if not_applied is not None:
             self._platform(instance, not_applied)
-        self._platform(instance, f"started instance {instance_id} (pid {process.pid}, port {port})")
+        where = f"port {port}" if network is None else f"port {port} -> {app_port} in its network"
+        self._platform(instance, f"started instance {instance_id} (pid {process.pid}, {where})")
 
     def _finish_stops(self, runtime: RevisionRuntime, now: float) -> bool:
         changed = False
@@ -663,6 +716,8 @@ class Supervisor:
                     state="starting",
                     ever_ready=True,
                 )
+                if "netns" in record:
+                    instance.network = Attached(int(record["pasta"]), Path(str(record["netns"])))
             except (KeyError, TypeError, ValueError):
                 continue
             adopted.append(instance)
@@ -670,6 +725,7 @@ class Supervisor:
             self.logs.watch(instance.service, instance.revision, instance.id, from_start=False)
             self._platform(instance, f"re-adopted instance {instance.id} (pid {pid})")
         known = {i.pid for i in adopted}
+        self.network.sweep({i.network.netns for i in adopted if i.network is not None})
         for group in _groups_with_marker(self.marker):
             if group not in known:
                 log.warning("killing stray instance processes of group %d (no record)", group)
@@ -692,6 +748,9 @@ class Supervisor:
         for instance in everything:
             if _exit_code(instance) is None:
                 self._kill(instance, signal.SIGKILL)
+            if instance.network is not None:
+                await asyncio.to_thread(self.network.detach, instance.network)
+                instance.network = None
         self.revisions.clear()
         self.adopted.clear()
         self._save()

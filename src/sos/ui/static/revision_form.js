@@ -238,6 +238,14 @@ export function revisionFormPage(main, session, name, params = new URLSearchPara
     artifactVersion.control.addEventListener("change", describe);
     versions();
     const noArtifacts = byName.size === 0;
+    // the port the app listens on: empty leaves it to $PORT, which every runtime sets
+    const port = field({
+      id: "revision-port",
+      label: "Port (optional)",
+      path: "port",
+      control: textInput("revision-port", latest?.port ?? "", { inputmode: "decimal", placeholder: "$PORT" }),
+      help: helpFrom(property(schemas, "RevisionSpec", "port")) || null,
+    });
     const artifactCard = h(
       "section",
       { class: "card", "aria-labelledby": "artifact-heading" },
@@ -250,7 +258,10 @@ export function revisionFormPage(main, session, name, params = new URLSearchPara
             h("span", { class: "mono" }, "sos build . --push"),
             ", then reload this page.",
           )
-        : [h("div", { class: "form-grid" }, add(artifactName), add(artifactVersion)), facts],
+        : [
+            h("div", { class: "form-grid" }, add(artifactName), add(artifactVersion), add(port)),
+            facts,
+          ],
     );
 
     // ---------------------------------------------------------------- environment
@@ -480,6 +491,7 @@ export function revisionFormPage(main, session, name, params = new URLSearchPara
         );
       }
       out.description = description.control.value.trim();
+      out.port = port.control.value.trim() || null;
       for (const section of SECTIONS) {
         // what cannot apply to this artifact is not sent (the server would refuse it)
         if (section.appliesTo && !section.appliesTo(meta)) delete out[section.key];

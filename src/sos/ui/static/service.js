@@ -455,6 +455,7 @@ export function servicePage(main, session, name, tab, params) {
               )
             : "none",
         ),
+        fact("Port", rev.port ? `${rev.port}` : "$PORT (8080 unless the runtime says)"),
         fact("Resources", `memory ${r.memory || "no limit"}, cpu ${r.cpu || "no limit"}`),
         fact(
           "Autoscaling",

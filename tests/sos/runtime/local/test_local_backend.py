@@ -14,9 +14,13 @@ import pytest
 from tests.sos.runtime.conftest import make_desired
 from tests.sos.runtime.local.conftest import FAST, get, ready, wait_for
 
+from sos.errors import ValidationError
+from sos.models import RevisionSpec
 from sos.runtime.base import DesiredService
 from sos.runtime.local.backend import LocalBackend
 from sos.runtime.local.supervisor import Instance
+
+ARTIFACT = {"artifact": {"name": "hello", "version": "1"}}
 
 
 async def serving(backend: LocalBackend, artifact: Path) -> Instance:
@@ -442,3 +446,43 @@ async def test_a_service_named_like_the_domain_cannot_take_the_path_urls(
     assert by_revision.headers["sos-revision"] == "shop-00001"
     own = await get(backend, "localhost.localhost", "/")  # its own address still works
     assert own.headers["sos-revision"] == "localhost-00001"
+
+
+async def test_a_revision_s_port_is_where_its_app_listens_in_a_network_of_its_own(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    # two instances of one revision and another service, all on port 9000: each instance
+    # has its own loopback, and the router reaches each through its own host port
+    backend = await backend_factory()
+    spec = {"port": 9000, "autoscaling": {"min_scale": 2, "initial_scale": 2}}
+    await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))
+    await backend.apply(make_desired("cart", [(1, hello_pyz, {**FAST, "port": 9000})], {1: 100}))
+    await wait_for(backend, "shop", lambda o: o.revisions["shop-00001"].instances.ready == 2)
+    await wait_for(backend, "cart", lambda o: o.ready)
+    for host in ("shop.localhost", "cart.localhost"):
+        env = (await get(backend, host, "/env")).json()
+        assert env["PORT"] == "9000" and env["HOST"] == "127.0.0.1"
+    shop = backend.supervisor.revisions["shop-00001"].instances.values()
+    assert len({i.port for i in shop}) == 2  # two host ports, one app port
+    # an instance that ends takes its network with it: no pasta, no namespace file left
+    networks = [i.network for i in shop if i.network is not None]
+    assert len(networks) == 2
+    await backend.delete("shop")
+
+    def left() -> list[str]:
+        files = [str(n.netns) for n in networks if n.netns.exists()]
+        return files + [f"pasta {n.pasta}" for n in networks if Path(f"/proc/{n.pasta}").exists()]
+
+    for _ in range(200):
+        if not await asyncio.to_thread(left):
+            break
+        await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(left) == []
+
+
+def test_a_port_is_refused_where_instances_share_the_host_network(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "data", router_port=0, sandbox="none")
+    with pytest.raises(ValidationError, match="share the host's network") as caught:
+        backend.check_revision(RevisionSpec.model_validate({**ARTIFACT, "port": 9000}))
+    assert caught.value.details == {"field": "port"}
+    backend.check_revision(RevisionSpec.model_validate(ARTIFACT))  # no port: fine

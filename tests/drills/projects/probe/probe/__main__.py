@@ -1,8 +1,10 @@
 """A deployed app that attacks the platform it runs on, from inside its instance.
 
-``GET /`` answers ``probe``; ``GET /attack`` tries what a hostile tenant would (paths of the
-server it knows from ``PROBE_DATA_DIR``, the server's data dir) and answers, per attack,
-what it got: ``{"attack": ..., "held": bool, "saw": ...}``. Standard library only.
+``GET /`` answers ``probe``; ``GET /via-router`` answers what the victim service says
+through the router's port (``PROBE_ROUTER_PORT``); ``GET /attack`` tries what a hostile
+tenant would (paths of the server it knows from ``PROBE_DATA_DIR``, the server's data dir,
+and addresses on its loopback) and answers, per attack, what it got:
+``{"attack": ..., "held": bool, "saw": ...}``. Standard library only.
 """
 
 from __future__ import annotations
@@ -136,6 +138,25 @@ def admin_socket(path: str) -> str:
         return sock.recv(4096).decode(errors="replace")
 
 
+def connect(address: str) -> str:
+    """Open a TCP connection to ``host:port`` (a port of the platform's own loopback)."""
+    host, _, port = address.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=3):
+        return f"connected to {address}"
+
+
+def via_router() -> bytes:
+    """What the victim answers through the router's port, as any client reaches it."""
+    port = int(os.environ.get("PROBE_ROUTER_PORT", "0"))
+    victim = os.environ.get("PROBE_VICTIM", "victim")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"GET / HTTP/1.0\r\nHost: {victim}.localhost\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer.partition(b"\r\n\r\n")[2]
+
+
 def attacks() -> list[Result]:
     data = Path(os.environ.get("PROBE_DATA_DIR", "/nonexistent"))
     victim_logs = data / "runtime" / "logs" / os.environ.get("PROBE_VICTIM", "victim")
@@ -160,6 +181,14 @@ def attacks() -> list[Result]:
         attempt(
             "reach HAProxy's admin socket",
             lambda: admin_socket(os.environ.get("PROBE_ADMIN_SOCKET", str(data / "admin.sock"))),
+        ),
+        attempt(
+            "connect to the SOS API on the host's loopback",
+            lambda: connect(os.environ.get("PROBE_API", "127.0.0.1:1")),
+        ),
+        attempt(
+            "connect to another team's instance directly, past the router",
+            lambda: connect(os.environ.get("PROBE_VICTIM_INSTANCE", "127.0.0.1:1")),
         ),
         attempt("write into the system", write_system),
         attempt("fill the disk through /tmp (300 MiB)", fill_tmp),
@@ -186,6 +215,8 @@ class Handler(BaseHTTPRequestHandler):
                 str(f.relative_to(root)): f.read_text() for f in root.rglob("*") if f.is_file()
             }
             body = json.dumps(found).encode()
+        elif self.path == "/via-router":  # not an attack: what every client may do
+            body = via_router()
         elif self.path == "/attack":
             body = json.dumps(
                 {
