@@ -6,11 +6,15 @@
   an empty and with a filled ``SHIV_ROOT`` (the floors), measured in this run;
 - cold start: first answer from a revision scaled to zero, through the activator, minus a
   warm answer right after (goal <= 1 s added);
+- deploy -> Failed: a revision of the same artifact whose server exits at every start, until
+  ``wait_ready`` raises ``RevisionFailedError`` (what ``sos deploy`` waits before exiting 1);
+- a slow start: a revision whose app listens only after ``--slow-start`` seconds (20), its
+  deploy -> Ready and its cold start from zero through the activator;
 - zero downtime: 10 traffic shifts and 2 rollbacks while ``hey`` sends a steady load of
   several hundred requests/s (goal: 0 failed requests).
 
     .venv/bin/python benchmarks/runtime_lifecycle.py [--rounds 3] [--load-seconds 25]
-        [--only flask|movielens] [--router haproxy|python]
+        [--only flask|movielens] [--router haproxy|python] [--slow-start 20]
 
 Two Python artifacts, built with ``sos build``: the flask-hello fixture project (a small
 Flask app, ~1 MB) and the MovieLens example (``examples/movielens``: Flight, pandas and
@@ -51,6 +55,7 @@ from tests.sos.runtime.harness import (  # noqa: E402
 )
 
 from sos.client import Client  # noqa: E402
+from sos.errors import RevisionFailedError  # noqa: E402
 from sos.models import RevisionSpec, ServiceSpec, TrafficRoute  # noqa: E402
 from sos.runtime.local.supervisor import inherited_env  # noqa: E402
 
@@ -194,6 +199,9 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=25)
     parser.add_argument("--only", choices=["flask", "movielens"])
     parser.add_argument(
+        "--slow-start", type=float, default=20, help="an app that starts in this many s (0: skip)"
+    )
+    parser.add_argument(
         "--router", choices=["haproxy", "python"], help="the data path (default: sos server's)"
     )
     args = parser.parse_args()
@@ -208,6 +216,8 @@ def main() -> None:
             with Client(server.url, TOKEN) as client:
                 for subject in found:
                     lifecycle(server, client, subject, work, args.rounds)
+                if args.slow_start:
+                    slow_start(server, client, work, args.slow_start)
                 if found and found[0].name == "flask":
                     zero_downtime(server, client, f"svc-{found[0].name}", args.load_seconds)
         except BaseException:
@@ -290,6 +300,57 @@ def lifecycle(
     print(
         f"  cold {cold_s:.3f}s, warm {warm_s * 1000:.1f} ms: {cold_s - warm_s:.3f}s added "
         f"(median of {rounds}; goal <= 1 s)"
+    )
+
+    # ---- deploy -> Failed: the same artifact, but its server refuses to start (as an app
+    # with a broken setting does): how long `sos deploy` waits before it says so
+    broken = {**spec, "env_vars": [{"id": "GUNICORN_CMD_ARGS", "value": "--no-such-option"}]}
+    started = time.perf_counter()
+    bad = client.create_revision(service, RevisionSpec.model_validate(broken))
+    try:
+        client.wait_ready(service, bad.id or "", timeout=300, interval=0.01)
+        raise AssertionError("a revision whose server cannot start became Ready")
+    except RevisionFailedError as exc:
+        failed_s = time.perf_counter() - started
+        reason = str(exc).splitlines()[0][:110]
+    print("deploy -> Failed: its server exits at every start (a crash loop)")
+    print(f"  create_revision -> RevisionFailedError: {failed_s:.3f}s ({reason})")
+
+
+def slow_start(server: ServerProcess, client: Client, work: Path, delay: float) -> None:
+    """A revision whose app takes ``delay`` seconds to listen (a model loading), scaled to
+    zero: the first request waits for its start through the activator."""
+    print(f"\n== cold start of a revision whose app starts in {delay:g}s (stdlib test app)")
+    app = work / "slow.pyz"
+    zipapp.create_archive(ROOT / "tests" / "sos" / "runtime" / "apps" / "hello", app)
+    publish(client, app, "slow", "python")
+    service = "svc-slow"
+    client.apply(ServiceSpec(name=service, team="bench"))
+    spec = {
+        "artifact": {"name": "slow", "version": "v1"},
+        "env_vars": [{"id": "HELLO_START_DELAY", "value": f"{delay:g}"}],
+        "health_check": {"readiness_probe": "/ready", "startup_timeout_seconds": 3 * delay},
+        "autoscaling": {
+            "min_scale": 0,
+            "stable_window_seconds": 6,
+            "scale_to_zero_grace_seconds": 1,
+        },
+    }
+    started = time.perf_counter()
+    revision = client.create_revision(service, RevisionSpec.model_validate(spec))
+    client.wait_ready(service, revision.id or "", timeout=6 * delay, interval=0.05)
+    deploy_s = time.perf_counter() - started
+    until(lambda: not instances_of(revision.id or "", server.data_dir), 90, "zero")
+    router = f"http://127.0.0.1:{server.router_port}"
+    with httpx.Client(headers={"Host": f"{service}.localhost"}, timeout=6 * delay) as http:
+        started = time.perf_counter()
+        answer = http.get(router + "/")
+        cold_s = time.perf_counter() - started
+    assert answer.status_code == 200, answer.text
+    print(f"  deploy -> Ready: {deploy_s:.3f}s ({deploy_s - delay:.3f}s beyond the app's start)")
+    print(
+        f"  cold request from zero -> 200: {cold_s:.3f}s ({cold_s - delay:.3f}s beyond the "
+        f"app's start; the budget, startup_timeout_seconds, is {3 * delay:g}s)"
     )
 
 

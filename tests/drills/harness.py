@@ -21,6 +21,7 @@ import httpx
 
 from sos import Client
 from sos.runtime.local.haproxy import adoptable
+from sos.runtime.local.network import Network
 
 SOS = str(Path(sys.executable).parent / "sos")
 TOKEN = "drill-admin-token-0123456789abcdef"
@@ -144,6 +145,8 @@ def kill_runtime(data_dir: Path) -> None:
     if router is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(router[0], signal.SIGKILL)
+    # the instances' own networks: their pastas, and the files their namespaces are bound to
+    Network(data_dir / "runtime", "private").sweep(set())
     for pids in instances(data_dir).values():
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):

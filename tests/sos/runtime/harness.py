@@ -18,6 +18,7 @@ from pathlib import Path
 from sos.client import Client
 from sos.models import ArtifactMetadata
 from sos.runtime.local.haproxy import adoptable
+from sos.runtime.local.network import Network
 
 APPS = Path(__file__).parent / "apps"
 
@@ -134,6 +135,8 @@ def kill_instances(data_dir: Path) -> int:
     if router is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(router[0], signal.SIGKILL)
+    # the instances' own networks: their pastas, and the files their namespaces are bound to
+    Network(data_dir / "runtime", "private").sweep(set())
     marker = f"SOS_RUNTIME={(data_dir / 'runtime').resolve()}".encode()
     killed = 0
     for entry in os.listdir("/proc"):

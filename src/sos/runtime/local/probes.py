@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 __all__ = ["probe"]
+
+_NOTHING = "nothing listens on its port yet, or the app dropped the connection"
 
 
 async def probe(host: str, port: int, path: str | None, seconds: float) -> tuple[bool, str]:
@@ -17,6 +20,13 @@ async def probe(host: str, port: int, path: str | None, seconds: float) -> tuple
         async with asyncio.timeout(seconds):
             reader, writer = await asyncio.open_connection(host, port)
             if path is None:
+                # through a forwarder (an instance's own network: pasta) a connection opens
+                # even when nothing listens behind it, and is closed at once: an open port
+                # is one whose connection stays open
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(0.2, seconds / 2)):
+                        if not await reader.read(1):
+                            return False, f"port {port} closed the connection at once: {_NOTHING}"
                 return True, "port open"
             writer.write(
                 f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: sos-probe\r\n"
@@ -26,10 +36,16 @@ async def probe(host: str, port: int, path: str | None, seconds: float) -> tuple
     except TimeoutError:
         return False, f"no answer to GET {path} within {seconds:g}s"
     except OSError as exc:
+        if writer is not None and path is None:  # connected, then cut off
+            return False, f"port {port} closed the connection at once: {_NOTHING}"
+        if writer is not None:
+            return False, f"GET {path}: the connection was reset with no answer ({_NOTHING})"
         return False, f"cannot connect to port {port}: {exc.strerror or exc}"
     finally:
         if writer is not None:
             writer.close()
+    if not line:
+        return False, f"GET {path}: the connection closed with no answer ({_NOTHING})"
     parts = line.split()
     if len(parts) < 2 or not parts[1].isdigit():
         return False, f"GET {path} got no HTTP answer"

@@ -285,6 +285,7 @@ class Supervisor:
                 self._leftovers[instance.pid] = self.clock()
                 self.limiter.release(instance.id)
                 self.logs.forget(instance.id)
+                self._detach(instance)
         self.purged.discard(runtime.service)
         self.revisions[runtime.id] = runtime
         self.known.add(runtime.id)
@@ -302,6 +303,7 @@ class Supervisor:
             runtime.argv = None
         for instance in self.adopted.pop(revision, []):
             self._kill(instance, signal.SIGTERM)
+            self._detach(instance)
         # a revision of the same id later (a deleted service's name reused) starts clean
         self.known.discard(revision)
         self.served.discard(revision)

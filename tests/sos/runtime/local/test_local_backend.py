@@ -17,6 +17,7 @@ from tests.sos.runtime.local.conftest import FAST, get, ready, wait_for
 from sos.errors import ValidationError
 from sos.models import RevisionSpec
 from sos.runtime.base import DesiredService
+from sos.runtime.local import procs
 from sos.runtime.local.backend import LocalBackend
 from sos.runtime.local.supervisor import Instance
 
@@ -246,8 +247,16 @@ async def test_restart_kills_stray_instances_it_cannot_adopt(
     await first.close()
     first.supervisor.state_file.write_text('{"instances": []}')  # the record is lost
 
+    assert instance.network is not None and instance.network.netns.exists()
     await backend_factory()
     assert await exit_code(instance) == -signal.SIGKILL
+    # and its network goes too: its pasta stopped, its namespace's file removed
+    assert not instance.network.netns.exists()
+    for _ in range(100):  # (a zombie here: the first backend, its parent, is this process)
+        if not procs.alive(instance.network.pasta):
+            break
+        await asyncio.sleep(0.05)
+    assert not procs.alive(instance.network.pasta)
 
 
 async def test_orphans_are_listed_and_deleted(
