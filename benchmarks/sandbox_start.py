@@ -7,8 +7,11 @@ times each start from the process start to its first HTTP 200:
 
 - ``none``: the baseline, the artifact run directly on the same clean interpreter (what a
   careful operator runs without a sandbox: ``python3 ARTIFACT.pyz``, packages unpacked);
-- ``bubblewrap``: the same command in the instance's sandbox (``sos.runtime.local.sandbox``:
-  bwrap, setpriv to the service's uid, prlimit, read-only system, private /tmp and home).
+- ``bubblewrap, host network``: the same command in the instance's sandbox
+  (``sos.runtime.local.sandbox``: bwrap, setpriv to the service's uid, prlimit, read-only
+  system, private /tmp and home), on the host's network (``sandbox_network=host``);
+- ``bubblewrap, own network``: the same, with the network of its own the local runtime
+  gives it by default (``sos.runtime.local.network``: a namespace, pasta forwarding the port).
 
     .venv/bin/python benchmarks/sandbox_start.py [--starts 5]
 
@@ -35,6 +38,7 @@ from pathlib import Path
 from sos.build.api import read_metadata
 from sos.launch import launch_command
 from sos.models import ArtifactMetadata
+from sos.runtime.local.network import APP_PORT, Network, network_problem
 from sos.runtime.local.prepare import PREPARE_ENV, unpack_dir
 from sos.runtime.local.sandbox import Sandbox, sandbox_problem
 from sos.runtime.local.supervisor import inherited_env
@@ -79,11 +83,18 @@ def prepare(sandbox: Sandbox, service: str, path: Path, meta: ArtifactMetadata) 
         subprocess.run(placed.argv, env=placed.env, check=True, timeout=600, capture_output=True)
 
 
-def start_once(sandbox: Sandbox, service: str, path: Path, meta: ArtifactMetadata) -> float:
+def start_once(
+    sandbox: Sandbox, service: str, path: Path, meta: ArtifactMetadata, network: Network | None
+) -> float:
+    """Process start -> first 200, as the supervisor starts an instance (with its own
+    network: bwrap reports its namespace, pasta forwards the port, then the app runs)."""
     port = free_port()
+    inside = APP_PORT if network is not None else port
     argv = launch_command(meta, sandbox.artifact_path(path), python=sandbox.python_executable())
-    env = {**inherited_env(os.environ), "PORT": str(port), "HOST": "127.0.0.1"}
-    placed = sandbox.wrap(service, argv, env, path, language="python")
+    env = {**inherited_env(os.environ), "PORT": str(inside), "HOST": "127.0.0.1"}
+    info, release = os.pipe(), os.pipe()
+    handed = (info[1], release[0]) if network is not None else None
+    placed = sandbox.wrap(service, argv, env, path, language="python", network=handed)
     started = time.perf_counter()
     process = subprocess.Popen(
         placed.argv,
@@ -92,7 +103,17 @@ def start_once(sandbox: Sandbox, service: str, path: Path, meta: ArtifactMetadat
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        pass_fds=handed or (),
     )
+    for fd in (*info, *release) if network is None else handed or ():
+        os.close(fd)
+    attached = None
+    if network is not None:
+        try:
+            attached = network.attach(f"bench-{port}", info[0], release[1], port, inside)
+        finally:
+            os.close(info[0])
+            os.close(release[1])
     try:
         while True:
             if process.poll() is not None:
@@ -112,6 +133,8 @@ def start_once(sandbox: Sandbox, service: str, path: Path, meta: ArtifactMetadat
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        if network is not None and attached is not None:
+            network.detach(attached)
 
 
 def main() -> int:
@@ -126,19 +149,29 @@ def main() -> int:
         work = Path(tmp)
         path, meta = build(work / "dist")
         print(f"artifact: {path.name} ({meta.size / 2**20:.1f} MiB), {args.starts} starts each")
-        kinds = {kind: Sandbox(work / kind, kind) for kind in ("none", "bubblewrap")}
-        for sandbox in kinds.values():
+        sandboxes = {kind: Sandbox(work / kind, kind) for kind in ("none", "bubblewrap")}
+        for sandbox in sandboxes.values():
             sandbox.start()
             prepare(sandbox, "bench", path, meta)
+        network = None if network_problem() else Network(work / "bubblewrap", "private")
+        kinds: dict[str, tuple[Sandbox, Network | None]] = {
+            "none": (sandboxes["none"], None),
+            "bubblewrap, host network": (sandboxes["bubblewrap"], None),
+        }
+        if network is not None:
+            network.start()
+            kinds["bubblewrap, own network"] = (sandboxes["bubblewrap"], network)
+        else:
+            print(f"own network: not measured ({network_problem()})")
         times: dict[str, list[float]] = {kind: [] for kind in kinds}
         for _ in range(args.starts):
-            for kind, sandbox in kinds.items():
-                times[kind].append(start_once(sandbox, "bench", path, meta))
+            for kind, (sandbox, net) in kinds.items():
+                times[kind].append(start_once(sandbox, "bench", path, meta, net))
         base = statistics.median(times["none"])
         for kind, seconds in times.items():
             median = statistics.median(seconds)
             print(
-                f"{kind:>10}: median {median * 1000:7.1f} ms to the first 200 "
+                f"{kind:>24}: median {median * 1000:7.1f} ms to the first 200 "
                 f"(min {min(seconds) * 1000:.1f}, max {max(seconds) * 1000:.1f}); "
                 f"{median / base:.2f}x the baseline, +{(median - base) * 1000:.1f} ms"
             )
