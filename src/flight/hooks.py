@@ -152,7 +152,10 @@ class LoggingHook(Hooks):
     """
 
     def __init__(self, logger: logging.Logger = engine_logger) -> None:
+        from flight.logs import direct_writer  # (flight.logs imports this module's users)
+
         self.logger = logger
+        self._direct = direct_writer
 
     def operator_end(self, stats: OperatorStats) -> None:
         failed = stats.status == "failed"
@@ -194,7 +197,12 @@ class LoggingHook(Hooks):
 
     def _log(self, level: int, message: str, fields: dict[str, Any]) -> None:
         """One record, made directly: ``Logger.log`` would walk the stack for the caller's
-        file and line, which say nothing here (always this module) and cost a request."""
+        file and line, which say nothing here (always this module) and cost a request; and
+        straight to its JSON line when ``flight.logs`` is all that would handle it."""
+        direct = self._direct(self.logger, level)
+        if direct is not None:
+            direct(message, fields)
+            return
         record = self.logger.makeRecord(
             self.logger.name, level, __file__, 0, message, (), None, extra={"flight": fields}
         )

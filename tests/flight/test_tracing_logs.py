@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 
@@ -15,7 +16,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import flight.operators as fo
 from flight import Pipeline, tracing
-from flight.logs import JsonLinesFormatter, configure_json_logging, stop_json_logging
+from flight.logs import (
+    JsonLinesFormatter,
+    configure_json_logging,
+    direct_writer,
+    stop_json_logging,
+)
 
 PIPE = Pipeline("logged", item_type="item").initialize(includes=[Items([3, 1, 2])]) | fo.Sort(
     "item"
@@ -99,3 +105,44 @@ def test_lines_are_written_in_batches_and_none_is_lost_at_stop() -> None:
     got = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [r["n"] for r in got] == list(range(2000))
     assert got[1999]["message"] == "line 1999"
+
+
+TIMED = ("ts", "run_id", "elapsed_ms")
+
+
+async def test_an_operators_line_is_the_same_written_directly_or_through_a_record() -> None:
+    # with configure_json_logging the engine writes its lines directly; with another handler
+    # on the way, it logs records; the lines must be the same but for the time
+    stream = io.StringIO()
+    engine_log = logging.getLogger("flight.engine")
+    configure_json_logging("INFO", stream=stream, logger=engine_log)
+    engine_log.propagate = False  # (pytest's own handlers sit on the root logger)
+    try:
+        assert direct_writer(engine_log, logging.INFO) is not None
+        await PIPE.execute()
+        direct = records(stream)
+        stream.seek(0)
+        stream.truncate()
+        configure_json_logging("INFO", stream=stream, logger=engine_log)
+        extra = logging.NullHandler()  # another handler: records go down the chain again
+        engine_log.addHandler(extra)
+        try:
+            assert direct_writer(engine_log, logging.INFO) is None
+            await PIPE.execute()
+        finally:
+            engine_log.removeHandler(extra)
+        through = records(stream)
+    finally:
+        stop_json_logging()
+        engine_log.setLevel(logging.NOTSET)
+        engine_log.propagate = True
+
+    def comparable(lines: list[dict[str, object]]) -> list[dict[str, object]]:
+        timeless = [{k: v for k, v in r.items() if k not in TIMED} for r in lines]
+        for r in timeless:
+            r["message"] = re.sub(r" in [\d.]+ ?ms", "", str(r["message"]))
+        return timeless
+
+    assert len(direct) == len(through) >= 3
+    assert comparable(direct) == comparable(through)
+    assert any(str(r["message"]).startswith("After initialization") for r in direct)
