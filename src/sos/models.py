@@ -63,6 +63,7 @@ __all__ = [
     "TrafficTarget",
     "normalize_revision_ref",
     "revision_id",
+    "revision_parts",
     "summary_line",
 ]
 
@@ -102,6 +103,13 @@ TagName = Annotated[str, _dns_label("tag")]
 def revision_id(service: str, number: int) -> str:
     """The id of the ``number``-th revision of ``service`` (``sfix-service-00003``)."""
     return f"{service}-{number:05d}"
+
+
+def revision_parts(rev_id: str) -> tuple[str, str]:
+    """``sfix-service-00003`` -> (``sfix-service``, ``00003``): its service, and its number
+    as people write it. The one place a revision id is taken apart."""
+    service, _, number = rev_id.rpartition("-")
+    return service, number
 
 
 def normalize_revision_ref(service: str, ref: str | int) -> str:

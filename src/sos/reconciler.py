@@ -31,6 +31,7 @@ from sos.models import (
     RevisionStatus,
     ServiceStatus,
     TrafficTarget,
+    revision_parts,
 )
 from sos.runtime.base import Backend, DesiredService, ObservedService
 
@@ -63,7 +64,7 @@ def _condition(
 
 
 def _short(rev_id: str) -> str:
-    return rev_id.rsplit("-", 1)[-1]
+    return revision_parts(rev_id)[1]
 
 
 def compute_status(

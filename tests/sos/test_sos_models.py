@@ -21,6 +21,7 @@ from sos import (
     TrafficRoute,
     normalize_revision_ref,
 )
+from sos.models import revision_id, revision_parts
 
 
 def test_the_issue_example_validates() -> None:
@@ -137,3 +138,11 @@ def test_a_route_list_is_bounded_and_checked_in_linear_time() -> None:
     assert len(TrafficRoute(routes=many).routes) == 100
     with pytest.raises(pydantic.ValidationError, match="at most 100"):
         TrafficRoute(routes=[*many, Route(revision="101", percent=0)])
+
+
+def test_a_revision_id_comes_apart_into_its_service_and_number() -> None:
+    # service names have dashes of their own: only the last one separates the number
+    assert revision_parts(revision_id("sfix-service", 3)) == ("sfix-service", "00003")
+    assert normalize_revision_ref("sfix-service", revision_parts("sfix-service-00003")[1]) == (
+        "sfix-service-00003"
+    )

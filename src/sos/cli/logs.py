@@ -12,14 +12,14 @@ import typer
 
 from sos.cli import app
 from sos.cli._output import client, handle_errors
-from sos.models import LogRecord
+from sos.models import LogRecord, revision_parts
 
 __all__ = ["logs"]
 
 
 def _line(record: LogRecord, many_instances: bool) -> str:
     stamp = record.at.astimezone().strftime("%H:%M:%S.%f")[:-3]
-    who = record.instance if many_instances else record.revision.rsplit("-", 1)[-1]
+    who = record.instance if many_instances else revision_parts(record.revision)[1]
     marker = {"stderr": " !", "platform": " *"}.get(record.stream, "  ")
     return f"{stamp} {who}{marker} {record.text}"
 

@@ -11,7 +11,7 @@ from rich.markup import escape
 from sos.cli import app
 from sos.cli._output import JsonOption, age, client, console, emit_json, handle_errors, table
 from sos.errors import SOSError
-from sos.models import Revision, Service
+from sos.models import Revision, Service, revision_parts
 
 __all__ = ["revision_app", "service_app"]
 
@@ -27,7 +27,7 @@ app.add_typer(revision_app, name="revision")
 
 def short(rev_id: str | None) -> str:
     """``sfix-service-00003`` -> ``00003``: how people refer to revisions."""
-    return rev_id.rsplit("-", 1)[-1] if rev_id else ""
+    return revision_parts(rev_id)[1] if rev_id else ""
 
 
 def ready_text(ready: bool, reason: str | None) -> str:

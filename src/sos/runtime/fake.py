@@ -5,7 +5,7 @@ of each routable revision."""
 
 from __future__ import annotations
 
-from sos.models import Instances
+from sos.models import Instances, revision_parts
 from sos.runtime.base import (
     Backend,
     DesiredService,
@@ -32,7 +32,7 @@ class FakeBackend(Backend):
         """Make ``revision`` observe as failed from now on (a crash loop, say)."""
         self.failing[revision] = (reason, message)
         if self.on_change is not None:
-            self.on_change(revision.rsplit("-", 1)[0])
+            self.on_change(revision_parts(revision)[0])
 
     async def apply(self, desired: DesiredService) -> None:
         self.applied[desired.service.name] = desired

@@ -57,6 +57,7 @@ from sos.models import (
     TokenSpec,
     TrafficRoute,
     revision_id,
+    revision_parts,
 )
 from sos.runtime.base import DesiredService
 from sos.store import tables as t
@@ -194,7 +195,7 @@ def route_summary(route: TrafficRoute | None) -> str:
         return "no traffic"
     parts = []
     for r in route.routes:
-        number = r.revision.rsplit("-", 1)[-1]
+        number = revision_parts(r.revision)[1]
         parts.append(f"{number}={r.percent}" + (f"@{r.tag}" if r.tag else ""))
     return " ".join(parts)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sos.errors import ValidationError
 from sos.launch import launch_command
-from sos.models import ArtifactMetadata, Instances, RevisionSpec
+from sos.models import ArtifactMetadata, Instances, RevisionSpec, revision_parts
 from sos.quantity import memory_bytes
 from sos.runtime.base import (
     Backend,
@@ -612,7 +612,7 @@ class LocalBackend(Backend):
             hold = check.startup_timeout_seconds + check.initial_delay_seconds
             targets.append(RevisionTarget(rid, runtime.service, tuple(endpoints), why, hold))
         for rid, (reason, message) in self.problems.items():
-            targets.append(RevisionTarget(rid, rid.rsplit("-", 1)[0], (), f"{reason}: {message}"))
+            targets.append(RevisionTarget(rid, revision_parts(rid)[0], (), f"{reason}: {message}"))
         for gone in set(self._endpoints) - live:
             del self._endpoints[gone]
         routes = [self.routes.get(name) or ServiceRoute(name, ()) for name in self.desired]

@@ -40,7 +40,7 @@ from typing import Any, cast
 import httptools
 
 from sos.errors import BackendError
-from sos.models import summary_line
+from sos.models import revision_parts, summary_line
 from sos.runtime.local.metrics import ConcurrencyMeter, MetricsCollector, RequestStats, render
 
 __all__ = ["Endpoint", "RevisionTarget", "Router", "RoutingTable", "ServiceRoute", "SmoothWeighted"]
@@ -144,7 +144,7 @@ def _for_callers(target: RevisionTarget, revision: str) -> str:
     why = summary_line(target.unavailable)
     if why.endswith("is being removed"):
         return why
-    number = revision.rsplit("-", 1)[-1]
+    number = revision_parts(revision)[1]
     ref = str(int(number)) if number.isdigit() else revision
     return (
         f"service {target.service!r} is unavailable: its revision {revision} failed ({why}); "

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from sos.errors import ValidationError
 from sos.launch import launch_command, launch_env
-from sos.models import ArtifactMetadata, Revision
+from sos.models import ArtifactMetadata, Revision, revision_parts
 from sos.runtime.local import procs
 from sos.runtime.local.limits import Limiter, Limits
 from sos.runtime.local.logs import LogStore
@@ -134,7 +134,7 @@ class RevisionRuntime:
 
     @property
     def service(self) -> str:
-        return self.revision.service or self.id.rsplit("-", 1)[0]
+        return self.revision.service or revision_parts(self.id)[0]
 
     def live(self) -> list[Instance]:
         return [i for i in self.instances.values() if i.state not in ("draining", "stopping")]
