@@ -249,6 +249,28 @@ class Client:
                 )
             self._sleep(interval)
 
+    def wait_observed(
+        self, name: str, generation: int, timeout: float = 30.0, interval: float = 0.2
+    ) -> Service:
+        """Poll until the service's status reflects its spec at ``generation`` (the
+        ``resource_version`` a change returned: ``apply``, ``create_revision``'s service,
+        ``set_traffic``): then its URLs, traffic and readiness are about that change, not an
+        earlier one. Raises ``NotReadyError`` when ``timeout`` passes first."""
+        deadline = self._monotonic() + timeout
+        while True:
+            service = self.get_service(name)
+            seen = service.status.observed_generation
+            if seen is not None and seen >= generation:
+                return service
+            if self._monotonic() >= deadline:
+                raise NotReadyError(
+                    f"the status of service {name!r} has not caught up with its change "
+                    f"(resource_version {generation}; status reflects {seen}) after "
+                    f"{timeout:g}s: is the backend reachable? see `sos service show {name}`",
+                    details={"service": name, "observed_generation": seen},
+                )
+            self._sleep(interval)
+
     # ------------------------------------------------------------------ traffic
 
     def get_traffic(self, name: str) -> TrafficRoute:

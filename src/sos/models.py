@@ -213,6 +213,12 @@ class RevisionStatus(_Model):
     observed_at: datetime | None = Field(
         default=None, description="When this status was last written (it is written on change)"
     )
+    observed_generation: int | None = Field(
+        default=None,
+        description="The service's resource_version this status was computed for (Kubernetes' "
+        "observedGeneration): the status reflects a change once this reaches the "
+        "resource_version the change returned",
+    )
 
 
 class TrafficTarget(_Model):
@@ -234,6 +240,12 @@ class ServiceStatus(_Model):
     latest_ready_revision: str | None = None
     observed_at: datetime | None = Field(
         default=None, description="When this status was last written (it is written on change)"
+    )
+    observed_generation: int | None = Field(
+        default=None,
+        description="The service's resource_version this status was computed for (Kubernetes' "
+        "observedGeneration): the status reflects a change once this reaches the "
+        "resource_version the change returned",
     )
 
 

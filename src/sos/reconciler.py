@@ -75,6 +75,7 @@ def compute_status(
 ) -> tuple[ServiceStatus, dict[str, RevisionStatus]]:
     """The status to record for a service and its revisions after one reconcile."""
     revisions: dict[str, RevisionStatus] = {}
+    generation = desired.service.resource_version  # the spec this status is about
     for revision in desired.revisions:
         assert revision.id is not None
         before = revision.status
@@ -88,6 +89,7 @@ def compute_status(
                         _condition(before.conditions, "Ready", False, "Pending", None, now)
                     ],
                     observed_at=now,
+                    observed_generation=generation,
                 )
             continue  # keep the last known status when the backend could not be asked
         active = obs.instances.ready > 0
@@ -120,6 +122,7 @@ def compute_status(
                 ),
             ],
             observed_at=now,
+            observed_generation=generation,
         )
 
     def rev_ready(rev_id: str) -> RevisionStatus | None:
@@ -191,6 +194,7 @@ def compute_status(
             ),
         ],
         observed_at=now,
+        observed_generation=generation,
     )
     return service_status, revisions
 

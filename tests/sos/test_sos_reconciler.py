@@ -4,6 +4,7 @@ backend and a real SQLite store."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,6 +114,16 @@ def test_revision_status_copies_what_the_backend_saw() -> None:
     assert one.ready and one.instances.ready == 1 and not one.failed
     assert not two.ready and two.failed and two.reason == "CrashLoop"
     assert [c.type for c in one.conditions] == ["Ready", "Active"]
+
+
+def test_status_names_the_spec_it_was_computed_for() -> None:
+    given = desired((1, 100))
+    given = dataclasses.replace(
+        given, service=given.service.model_copy(update={"resource_version": 7})
+    )
+    status, revisions = compute_status(given, observed(True, True), None, NOW)
+    assert status.observed_generation == 7
+    assert {r.observed_generation for r in revisions.values()} == {7}
 
 
 def test_latest_ready_is_the_newest_ready_revision() -> None:

@@ -12,6 +12,7 @@ REVISION is a number (3, 00003), an id (sfix-service-00003) or ``latest``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import pydantic
@@ -30,6 +31,7 @@ from sos.cli._output import (
     table,
 )
 from sos.cli.services import short, traffic_json, traffic_rows
+from sos.errors import NotReadyError
 from sos.models import Route, TrafficRoute, normalize_revision_ref
 
 __all__ = ["parse_routes"]
@@ -86,7 +88,12 @@ def traffic(
                 raise fail(describe_validation(exc), EXIT_USAGE) from None
             except ValueError as exc:
                 raise fail(str(exc), EXIT_USAGE) from None
-            c.set_traffic(name, route, force=force)
+            changed = c.set_traffic(name, route, force=force)
+            if changed.resource_version is not None:
+                # the tag URLs come from status once it reflects this change (a backend
+                # that is slow to answer: the rule every backend follows, said as such)
+                with contextlib.suppress(NotReadyError):
+                    c.wait_observed(name, changed.resource_version, timeout=10, interval=0.1)
         service = c.get_service(name)
     if as_json:
         emit_json(traffic_json(service))

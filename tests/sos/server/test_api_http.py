@@ -16,6 +16,7 @@ from sos import (
     ConflictError,
     EnvVar,
     NotFoundError,
+    NotReadyError,
     Resources,
     Revision,
     RevisionSpec,
@@ -137,6 +138,27 @@ def test_a_revision_the_backend_cannot_run_is_refused_before_it_is_kept(
             admin.create_revision(SVC, revision().model_copy(update={"port": 9000}))
         assert admin.list_revisions(SVC) == []
         assert admin.create_revision(SVC, revision()).number == 1
+
+
+def test_status_says_which_change_it_reflects_and_clients_wait_for_it(admin: Client) -> None:
+    admin.apply(Service(name=SVC, team="recs"))
+    admin.create_revision(SVC, revision())
+    admin.create_revision(SVC, revision("v2"))
+    changed = admin.set_traffic(
+        SVC,
+        TrafficRoute(
+            routes=[Route(revision="1", percent=90), Route(revision="2", percent=10, tag="beta")]
+        ),
+    )
+    assert changed.resource_version is not None
+    service = admin.wait_observed(SVC, changed.resource_version, timeout=30, interval=0.05)
+    assert service.status.observed_generation == changed.resource_version
+    # what status says is about this change: the new tag is there, with its URL
+    (beta,) = [t for t in service.status.traffic if t.tag == "beta"]
+    assert beta.url and beta.percent == 10
+    assert admin.get_revision(SVC, 2).status.observed_generation == changed.resource_version
+    with pytest.raises(NotReadyError, match="has not caught up"):
+        admin.wait_observed(SVC, changed.resource_version + 50, timeout=0.3, interval=0.05)
 
 
 def test_apply_updates_and_bumps_resource_version_only_on_change(admin: Client) -> None:
