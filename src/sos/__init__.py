@@ -5,6 +5,8 @@ the ``Client`` and the one error family rooted in ``SOSError``. Everything else 
 store, reconciler, backends) is reached through its own module.
 """
 
+from importlib import metadata as _metadata
+
 from sos.client import Client
 from sos.errors import (
     AuthenticationError,
@@ -50,7 +52,8 @@ from sos.models import (
     normalize_revision_ref,
 )
 
-__version__ = "0.1.0"
+#: the installed distribution's version (pyproject.toml), as `flight --version` reports it
+__version__ = _metadata.version("flight-sos")
 
 __all__ = [
     "Artifact",

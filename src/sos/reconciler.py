@@ -225,6 +225,7 @@ class Reconciler:
         resync_seconds: float = 30.0,
         converge_seconds: float = 0.25,
         clock: Clock = _utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
         self._desired = desired
@@ -232,7 +233,8 @@ class Reconciler:
         self._write_status = write_status
         self.resync_seconds = resync_seconds
         self.converge_seconds = converge_seconds
-        self.clock = clock
+        self.clock = clock  # what status says (wall time)
+        self.monotonic = monotonic  # when to resync and retry (never jumps)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[str | None, float] = {}
         self._wake = asyncio.Event()
@@ -280,16 +282,16 @@ class Reconciler:
             loop.call_soon_threadsafe(self._enqueue, name, delay)
 
     def _enqueue(self, name: str | None, delay: float) -> None:
-        due = time.monotonic() + delay
+        due = self.monotonic() + delay
         self._pending[name] = min(self._pending.get(name, due), due)
         self._wake.set()
 
     # ------------------------------------------------------------------ the loop
 
     async def _run(self) -> None:
-        next_resync = time.monotonic() + self.resync_seconds
+        next_resync = self.monotonic() + self.resync_seconds
         while True:
-            now = time.monotonic()
+            now = self.monotonic()
             if now >= next_resync:
                 self._pending[None] = now
                 next_resync = now + self.resync_seconds
@@ -308,7 +310,7 @@ class Reconciler:
                         self._start(each)
                 else:
                     self._start(name)
-            wait = min([next_resync, *self._pending.values()]) - time.monotonic()
+            wait = min([next_resync, *self._pending.values()]) - self.monotonic()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.0))
