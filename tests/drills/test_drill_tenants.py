@@ -4,13 +4,17 @@ must be refused, and the victim's password must appear in nothing team A can see
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from tests.drills.conftest import REPO, Built
 from tests.drills.harness import SosServer, kill_runtime, report
 
@@ -19,6 +23,16 @@ from sos.models import ConfigFile
 from sos.runtime.local.haproxy import adoptable
 
 PROBE = REPO / "tests" / "drills" / "projects" / "probe"
+
+
+def host_link_local() -> str:
+    """The host's first IPv6 link-local address with its interface (``fe80::1%eth0``)."""
+    listed = subprocess.run(["ip", "-json", "addr"], capture_output=True, text=True, check=True)
+    for interface in json.loads(listed.stdout):
+        for address in interface.get("addr_info", []):
+            if interface["ifname"] != "lo" and str(address.get("local", "")).startswith("fe80"):
+                return f"{address['local']}%{interface['ifname']}"
+    pytest.skip("the host has no IPv6 link-local address to attack through")
 
 
 def deploy(
@@ -73,7 +87,16 @@ def test_a_tenant_cannot_reach_the_platform_or_another_tenant_from_its_instance(
         data = str(server.data_dir.resolve())
         state = json.loads((server.data_dir / "runtime" / "instances.json").read_text())
         (victim_port,) = [i["port"] for i in state["instances"] if i["service"] == "victim"]
+        # the host listens on all its addresses (as a dual-stack service or a statsd does)
+        canary_tcp = socket.create_server(("::", 0), family=socket.AF_INET6, dualstack_ipv6=True)
+        canary_udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        canary_udp.bind(("0.0.0.0", canary_tcp.getsockname()[1]))
+        canary_udp.setblocking(False)
+        canary_port = canary_tcp.getsockname()[1]
+        link_local = host_link_local()
         env = {
+            "PROBE_HOST_LINK_LOCAL": f"{link_local}:{canary_port}",
+            "PROBE_MULTICAST": f"224.0.0.1:{canary_port}",
             "PROBE_DATA_DIR": data,
             "PROBE_VICTIM": "victim",
             "PROBE_API": server.url.removeprefix("http://").rstrip("/"),
@@ -130,7 +153,12 @@ def test_a_tenant_cannot_reach_the_platform_or_another_tenant_from_its_instance(
         broken = [r for r in results if not r["held"]]
         assert not broken, json.dumps(broken, indent=1)
         assert password not in answer.text
-        assert len(results) == 17
+        assert len(results) == 19
+        with contextlib.suppress(BlockingIOError):
+            got = canary_udp.recv(100)
+            raise AssertionError(f"a datagram from the instance reached the host: {got!r}")
+        canary_tcp.close()
+        canary_udp.close()
         # what it may do, as any client: call the victim service through the router
         through = httpx.get(
             f"{server.router}/via-router", headers={"Host": "attacker.localhost"}, timeout=30

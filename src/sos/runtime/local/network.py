@@ -6,9 +6,12 @@
   revision's ``port``, else 8080, as on Knative. Two instances, or two services, may listen
   on the same port: each has its own loopback.
 - **Out**: pasta carries the instance's connections out through the host's own sockets, to
-  anywhere but the host itself (``--no-map-gw``: no address inside leads to the host's
-  loopback). DNS is the host's ``/etc/resolv.conf``; a resolver on the host's loopback
-  (127.0.0.53) is out of reach.
+  anywhere but the host itself: ``--no-map-gw`` (no address inside leads to the host's
+  loopback), and nftables rules in the namespace (``egress_rules``) that drop what is
+  addressed to any of the host's addresses, to link-local IPv6, to multicast or to
+  broadcast (pasta would deliver those to the host's own services on all addresses).
+  DNS is the host's ``/etc/resolv.conf``; a resolver on the host's loopback (127.0.0.53) is
+  out of reach.
 - **Nothing of the host's loopback** is the instance's: the SOS API, other instances'
   ports, HAProxy's stats, a database listening on 127.0.0.1 are not in reach. The one
   exception is the router's port, forwarded in (``-T``), so that an instance calls other
@@ -28,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import ipaddress
 import json
 import logging
 import os
@@ -48,6 +52,8 @@ __all__ = [
     "Attached",
     "Network",
     "NetworkError",
+    "egress_rules",
+    "host_addresses",
     "network_problem",
 ]
 
@@ -82,8 +88,12 @@ class Attached:
 
 def network_problem() -> str | None:
     """Why private networks cannot be made here, or None when they can."""
-    if shutil.which("pasta") is None:
-        return "pasta not found (Debian: apt-get install passt)"
+    missing = [tool for tool in ("pasta", "nft", "nsenter", "ip") if shutil.which(tool) is None]
+    if missing:
+        return (
+            f"{', '.join(missing)} not found (Debian: apt-get install passt nftables "
+            "util-linux iproute2)"
+        )
     if os.geteuid() != 0:
         return "the server does not run as root"
     return None
@@ -165,6 +175,7 @@ class Network:
             attached.pasta, attached.process = process.pid, process
             _wait_forwarding(process, host_port, errors, deadline)
             errors.unlink(missing_ok=True)
+            _filter(path, host_addresses())
             os.write(release, b"1")  # the app starts now, with its network up
         except BaseException:
             self.detach(attached)
@@ -198,6 +209,71 @@ class Network:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGTERM)
             self.detach(Attached(0, path))
+
+
+def host_addresses() -> list[str]:
+    """Every address of this machine's interfaces (``ip -json addr``)."""
+    done = subprocess.run(
+        ["ip", "-json", "addr"], capture_output=True, text=True, timeout=10, check=False
+    )
+    if done.returncode != 0:
+        raise NetworkError(f"cannot list the host's addresses: {done.stderr.strip()[:200]}")
+    found = []
+    for interface in json.loads(done.stdout or "[]"):
+        for address in interface.get("addr_info", []):
+            local = address.get("local")
+            if isinstance(local, str) and local:
+                found.append(local)
+    return found
+
+
+def egress_rules(addresses: list[str]) -> str:
+    """The nftables rules of an instance's namespace: what leaves it through pasta may go
+    anywhere but to the host. pasta makes its connections from the host's own sockets, so
+    a destination that is one of the host's addresses (the ones not copied into the
+    namespace: a second interface, a bridge, its IPv6 link-local address), multicast or
+    broadcast, would reach services the host listens for on all addresses. Loopback
+    (the instance itself, and pasta's forwarding in) and ICMPv6 (neighbour discovery)
+    pass."""
+    v4 = sorted({a for a in addresses if ":" not in a and not a.startswith("127.")})
+    # (link-local ones are in fe80::/10 already: a set may not hold both)
+    v6 = sorted({a for a in addresses if ":" in a and a != "::1" and not _link_local(a)})
+    v4_set = ", ".join(["224.0.0.0/4", "255.255.255.255", *v4])
+    v6_set = ", ".join(["ff00::/8", "fe80::/10", *v6])
+    return (
+        "table inet sos {\n"
+        "  chain out {\n"
+        "    type filter hook output priority 0; policy accept;\n"
+        '    oifname "lo" accept\n'
+        "    meta l4proto ipv6-icmp accept\n"
+        # refused at once (a TCP reset: a dropped SYN would hang the caller until its
+        # timeout), other protocols told "prohibited"
+        f"    ip daddr {{ {v4_set} }} meta l4proto tcp reject with tcp reset\n"
+        f"    ip daddr {{ {v4_set} }} reject with icmpx type admin-prohibited\n"
+        f"    ip6 daddr {{ {v6_set} }} meta l4proto tcp reject with tcp reset\n"
+        f"    ip6 daddr {{ {v6_set} }} reject with icmpx type admin-prohibited\n"
+        "  }\n"
+        "}\n"
+    )
+
+
+def _link_local(address: str) -> bool:
+    return ipaddress.ip_address(address.split("%")[0]).is_link_local
+
+
+def _filter(netns: Path, addresses: list[str]) -> None:
+    """Load ``egress_rules`` into the namespace bound at ``netns`` (before its app runs;
+    the app, without capabilities, cannot change them)."""
+    done = subprocess.run(
+        ["nsenter", f"--net={netns}", "nft", "-f", "-"],
+        input=egress_rules(addresses),
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise NetworkError(f"cannot filter its egress (nft): {done.stderr.strip()[:300]}")
 
 
 def _child_pid(info: int, deadline: float) -> int:

@@ -22,7 +22,8 @@ sees:
 - its revision's config files read-only at ``/sos/config`` (``$SOS_CONFIG_DIR``);
 - ``/home/sos`` (its home and working directory) and ``/tmp``: private, in memory, each
   limited to ``tmp_bytes``;
-- the host's network, since it listens on loopback for the router.
+- a network of its own (``sos.runtime.local.network``: a namespace connected by pasta), or
+  with ``sandbox_network=host`` the host's.
 
 Nothing of the control plane is there: not the data dir, the database, tokens, logs,
 HAProxy's sockets, or other services' files. Its output goes to its log through the pipes

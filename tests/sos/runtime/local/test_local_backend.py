@@ -19,6 +19,7 @@ from sos.models import RevisionSpec
 from sos.runtime.base import DesiredService
 from sos.runtime.local import procs
 from sos.runtime.local.backend import LocalBackend
+from sos.runtime.local.network import egress_rules
 from sos.runtime.local.supervisor import Instance
 
 ARTIFACT = {"artifact": {"name": "hello", "version": "1"}}
@@ -495,3 +496,21 @@ def test_a_port_is_refused_where_instances_share_the_host_network(tmp_path: Path
         backend.check_revision(RevisionSpec.model_validate({**ARTIFACT, "port": 9000}))
     assert caught.value.details == {"field": "port"}
     backend.check_revision(RevisionSpec.model_validate(ARTIFACT))  # no port: fine
+
+
+def test_an_instance_s_egress_rules_refuse_every_address_of_the_host() -> None:
+    # pasta connects from the host's own sockets: an address of the host (a second
+    # interface, a bridge), link-local IPv6, multicast and broadcast would reach the host's
+    # services that listen on all addresses
+    rules = egress_rules(
+        ["127.0.0.1", "::1", "192.0.2.2", "172.17.0.1", "fd00::2", "fe80::fc:ff:fe00:1"]
+    )
+    v4 = next(line for line in rules.splitlines() if "ip daddr" in line)
+    v6 = next(line for line in rules.splitlines() if "ip6 daddr" in line)
+    for address in ("224.0.0.0/4", "255.255.255.255", "192.0.2.2", "172.17.0.1"):
+        assert address in v4
+    for address in ("ff00::/8", "fe80::/10", "fd00::2"):
+        assert address in v6
+    assert "127.0.0.1" not in rules and "::1" not in rules  # its own loopback stays its own
+    assert "fe80::fc" not in rules  # inside fe80::/10 already (nft refuses overlaps)
+    assert 'oifname "lo" accept' in rules

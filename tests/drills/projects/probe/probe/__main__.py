@@ -139,10 +139,23 @@ def admin_socket(path: str) -> str:
 
 
 def connect(address: str) -> str:
-    """Open a TCP connection to ``host:port`` (a port of the platform's own loopback)."""
+    """Open a TCP connection to ``host:port``; a second try after a time-out (the first SYN
+    to a link-local address can be lost while the neighbour is being resolved)."""
     host, _, port = address.rpartition(":")
-    with socket.create_connection((host, int(port)), timeout=3):
-        return f"connected to {address}"
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            return f"connected to {address}"
+    except TimeoutError:
+        with socket.create_connection((host, int(port)), timeout=3):
+            return f"connected to {address} (second try)"
+
+
+def send_udp(address: str) -> str:
+    """Send one UDP datagram to ``host:port``."""
+    host, _, port = address.rpartition(":")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"probe", (host, int(port)))
+        return f"sent a datagram to {address}"
 
 
 def via_router() -> bytes:
@@ -189,6 +202,14 @@ def attacks() -> list[Result]:
         attempt(
             "connect to another team's instance directly, past the router",
             lambda: connect(os.environ.get("PROBE_VICTIM_INSTANCE", "127.0.0.1:1")),
+        ),
+        attempt(
+            "connect to the host's services on all addresses, by its IPv6 link-local address",
+            lambda: connect(os.environ.get("PROBE_HOST_LINK_LOCAL", "[fe80::1%lo]:1")),
+        ),
+        attempt(
+            "send UDP to the host's services on all addresses, by multicast",
+            lambda: send_udp(os.environ.get("PROBE_MULTICAST", "224.0.0.1:1")),
         ),
         attempt("write into the system", write_system),
         attempt("fill the disk through /tmp (300 MiB)", fill_tmp),
