@@ -170,6 +170,23 @@ def via_router() -> bytes:
     return answer.partition(b"\r\n\r\n")[2]
 
 
+#: attacks on the network: what to send, to the address in which environment variable
+NETWORK_ATTACKS: list[tuple[str, Callable[[str], str], str]] = [
+    ("connect to the SOS API on the host's loopback", connect, "PROBE_API"),
+    (
+        "connect to another team's instance directly, past the router",
+        connect,
+        "PROBE_VICTIM_INSTANCE",
+    ),
+    (
+        "connect to the host's services on all addresses, by its IPv6 link-local address",
+        connect,
+        "PROBE_HOST_LINK_LOCAL",
+    ),
+    ("send UDP to the host's services on all addresses, by multicast", send_udp, "PROBE_MULTICAST"),
+]
+
+
 def attacks() -> list[Result]:
     data = Path(os.environ.get("PROBE_DATA_DIR", "/nonexistent"))
     victim_logs = data / "runtime" / "logs" / os.environ.get("PROBE_VICTIM", "victim")
@@ -195,21 +212,9 @@ def attacks() -> list[Result]:
             "reach HAProxy's admin socket",
             lambda: admin_socket(os.environ.get("PROBE_ADMIN_SOCKET", str(data / "admin.sock"))),
         ),
-        attempt(
-            "connect to the SOS API on the host's loopback",
-            lambda: connect(os.environ.get("PROBE_API", "127.0.0.1:1")),
-        ),
-        attempt(
-            "connect to another team's instance directly, past the router",
-            lambda: connect(os.environ.get("PROBE_VICTIM_INSTANCE", "127.0.0.1:1")),
-        ),
-        attempt(
-            "connect to the host's services on all addresses, by its IPv6 link-local address",
-            lambda: connect(os.environ.get("PROBE_HOST_LINK_LOCAL", "[fe80::1%lo]:1")),
-        ),
-        attempt(
-            "send UDP to the host's services on all addresses, by multicast",
-            lambda: send_udp(os.environ.get("PROBE_MULTICAST", "224.0.0.1:1")),
+        *(
+            attempt(name, lambda send=send, at=at: send(os.environ.get(at, "127.0.0.1:1")))
+            for name, send, at in NETWORK_ATTACKS
         ),
         attempt("write into the system", write_system),
         attempt("fill the disk through /tmp (300 MiB)", fill_tmp),
