@@ -394,9 +394,11 @@ def requests(server: Server, versions: dict[str, str], count: int, user: int) ->
         table.add_column(column, justify="right" if column in ("user", "ms") else "left")
     table.add_column("top picks", no_wrap=True, overflow="ellipsis")
     served: Counter[str] = Counter()
+    answers: list[Answer] = []
     with httpx.Client(base_url=server.router, timeout=60) as http:
         for n in range(user, user + count):
             answer = ask(http, host, path.format(n))
+            answers.append(answer)
             served[answer.revision] += 1
             pipeline = versions.get(answer.revision, "?")
             style = "magenta" if pipeline == "v2" else ""
@@ -414,6 +416,13 @@ def requests(server: Server, versions: dict[str, str], count: int, user: int) ->
             for rev, k in sorted(served.items())
         )
         console.print(f"[bold]split seen:[/] {seen}   [dim](set: {SPLIT[0]}/{SPLIT[1]})[/]")
+        failed = Counter(a.status for a in answers if a.status != 200)
+        if failed:  # a demo that shows error pages has failed, whatever else it printed
+            raise JobError(
+                f"{sum(failed.values())} of {count} requests got no recommendations (HTTP "
+                + ", ".join(f"{status} x{k}" for status, k in sorted(failed.items()))
+                + f"); see `sos logs {SERVICE}` and {rel(server.log_path)}"
+            )
 
         console.print()
         old = next(rev for rev, pipeline in versions.items() if pipeline == "v1")
@@ -428,6 +437,12 @@ def requests(server: Server, versions: dict[str, str], count: int, user: int) ->
     console.print(
         Columns([answer_table(v1, versions.get(v1.revision, "?")), answer_table(v2, "v2")])
     )
+    for answer in (v1, v2):
+        if answer.status != 200:
+            raise JobError(
+                f"GET {answer.path} answered {answer.status}, not recommendations: "
+                f"{titles(answer.body)}; see `sos logs {SERVICE}`"
+            )
     return v2
 
 

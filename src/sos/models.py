@@ -512,7 +512,8 @@ def _app_port(value: int | None) -> int | None:
     if value is not None and value in RESERVED_PORTS:
         raise ValueError(
             f"port {value} is reserved by the platform (Knative's queue-proxy uses "
-            f"{', '.join(map(str, sorted(RESERVED_PORTS)))}); choose another, e.g. 8080"
+            f"{', '.join(map(str, sorted(RESERVED_PORTS)))}; the local runtime's router is "
+            "at 8012 inside each instance); choose another, e.g. 8080"
         )
     return value
 

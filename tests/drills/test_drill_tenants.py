@@ -101,7 +101,6 @@ def test_a_tenant_cannot_reach_the_platform_or_another_tenant_from_its_instance(
             "PROBE_VICTIM": "victim",
             "PROBE_API": server.url.removeprefix("http://").rstrip("/"),
             "PROBE_VICTIM_INSTANCE": f"127.0.0.1:{victim_port}",
-            "PROBE_ROUTER_PORT": str(server.router_port),
         }
         haproxy = adoptable(server.data_dir / "runtime" / "router")
         if haproxy is not None:  # the data path is HAProxy: its admin socket, where it is

@@ -177,8 +177,8 @@ class LocalBackend(Backend):
             return
         await asyncio.to_thread(self.sandbox.start)
         await self.router.start()
-        # an instance reaches other services through the router's port, as any client
-        self.network.forward = [self.router.port]
+        # an instance reaches other services through the router, as any client
+        self.network.router_port = self.router.port
         await asyncio.to_thread(self.network.start)
         adopted = await asyncio.to_thread(self.supervisor.adopt)
         if adopted:

@@ -14,9 +14,10 @@
   out of reach.
 - **Nothing of the host's loopback** is the instance's: the SOS API, other instances'
   ports, HAProxy's stats, a database listening on 127.0.0.1 are not in reach. The one
-  exception is the router's port, forwarded in (``-T``), so that an instance calls other
-  services through the router like any client: ``http://127.0.0.1:<router port>/`` with the
-  service's ``Host``.
+  exception is the router, forwarded in (``-T``) at a port of its own inside,
+  ``127.0.0.1:8012`` (``$SOS_ROUTER_URL``; a port no revision may choose, so the app's
+  port never collides with it), so that an instance calls other services through the
+  router like any client, with the service's ``Host``.
 
 How an instance starts: bwrap makes the namespace and reports its first process
 (``--info-fd``), then holds the app (``--block-fd``) while the supervisor binds the
@@ -49,6 +50,7 @@ from sos.errors import SOSError
 __all__ = [
     "APP_PORT",
     "NETWORKS",
+    "ROUTER_PORT_INSIDE",
     "Attached",
     "Network",
     "NetworkError",
@@ -62,6 +64,8 @@ log = logging.getLogger(__name__)
 NETWORKS = ("private", "host")
 #: the port an app listens on inside its namespace when its revision names none (Knative's)
 APP_PORT = 8080
+#: where an instance reaches the router inside its network (reserved: no revision's port)
+ROUTER_PORT_INSIDE = 8012
 #: how long bwrap may take to report its namespace, and pasta to forward the port
 ATTACH_TIMEOUT = 10.0
 
@@ -107,8 +111,9 @@ class Network:
             raise ValueError(f"network {kind!r} is unknown: use private or host")
         self.kind = kind
         self.dir = runtime_dir / "netns"
-        #: ports of the host's loopback an instance may reach (the router's), set at start
-        self.forward: list[int] = []
+        #: the router's port on the host's loopback, reached inside at ROUTER_PORT_INSIDE
+        #: (set at start, once the router listens)
+        self.router_port: int | None = None
 
     @property
     def private(self) -> bool:
@@ -159,7 +164,11 @@ class Network:
                         "--udp-ports",
                         "none",
                         "--tcp-ns",
-                        ",".join(map(str, self.forward)) or "none",
+                        (
+                            f"{ROUTER_PORT_INSIDE}:{self.router_port}"
+                            if self.router_port
+                            else "none"
+                        ),
                         "--udp-ns",
                         "none",
                         "--no-map-gw",

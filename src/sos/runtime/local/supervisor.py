@@ -47,7 +47,13 @@ from sos.models import ArtifactMetadata, Revision, revision_parts
 from sos.runtime.local import procs
 from sos.runtime.local.limits import Limiter, Limits
 from sos.runtime.local.logs import LogStore
-from sos.runtime.local.network import APP_PORT, Attached, Network, NetworkError
+from sos.runtime.local.network import (
+    APP_PORT,
+    ROUTER_PORT_INSIDE,
+    Attached,
+    Network,
+    NetworkError,
+)
 from sos.runtime.local.probes import probe
 from sos.runtime.local.sandbox import MAX_FILE_BYTES, Sandbox
 
@@ -208,6 +214,8 @@ def runtime_for(
         # in a network of its own, the app listens on its own loopback
         inside = host if network is None else "127.0.0.1"
         env = launch_env(revision, port=port, host=inside, base=base, secrets=secrets())
+        if network is not None:  # other services, through the router forwarded in
+            env["SOS_ROUTER_URL"] = f"http://127.0.0.1:{ROUTER_PORT_INSIDE}"
         placed = sandbox.wrap(
             service,
             command,

@@ -514,3 +514,21 @@ def test_an_instance_s_egress_rules_refuse_every_address_of_the_host() -> None:
     assert "127.0.0.1" not in rules and "::1" not in rules  # its own loopback stays its own
     assert "fe80::fc" not in rules  # inside fe80::/10 already (nft refuses overlaps)
     assert 'oifname "lo" accept' in rules
+
+
+async def test_an_app_on_the_router_s_own_port_listens_in_its_network_not_on_the_router(
+    backend_factory: Callable[..., Awaitable[LocalBackend]], hello_pyz: Path
+) -> None:
+    # the default ports collide: the router on 8080 and the app on 8080. The router reached
+    # inside must not take the app's port (the app crash-looped while its probe, and every
+    # request, reached the router); here the app's port is the router's, whatever it is
+    backend = await backend_factory()
+    spec = {**FAST, "port": backend.router.port}
+    await backend.apply(make_desired("shop", [(1, hello_pyz, spec)], {1: 100}))
+    await wait_for(backend, "shop", lambda o: o.ready)
+    env = (await get(backend, "shop.localhost", "/env")).json()
+    assert env["PORT"] == str(backend.router.port)
+    assert env["SOS_REVISION"] == "shop-00001"  # the app answered, not the router
+    assert env["SOS_ROUTER_URL"] == "http://127.0.0.1:8012"
+    (instance,) = backend.supervisor.revisions["shop-00001"].instances.values()
+    assert instance.process is not None and instance.process.poll() is None

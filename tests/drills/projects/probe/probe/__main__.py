@@ -1,7 +1,7 @@
 """A deployed app that attacks the platform it runs on, from inside its instance.
 
 ``GET /`` answers ``probe``; ``GET /via-router`` answers what the victim service says
-through the router's port (``PROBE_ROUTER_PORT``); ``GET /attack`` tries what a hostile
+through the router (``$SOS_ROUTER_URL``); ``GET /attack`` tries what a hostile
 tenant would (paths of the server it knows from ``PROBE_DATA_DIR``, the server's data dir,
 and addresses on its loopback) and answers, per attack, what it got:
 ``{"attack": ..., "held": bool, "saw": ...}``. Standard library only.
@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 Result = dict[str, object]
 
@@ -159,10 +160,11 @@ def send_udp(address: str) -> str:
 
 
 def via_router() -> bytes:
-    """What the victim answers through the router's port, as any client reaches it."""
-    port = int(os.environ.get("PROBE_ROUTER_PORT", "0"))
+    """What the victim answers through the router, as any client reaches it: at
+    ``$SOS_ROUTER_URL``, which the platform gives every instance."""
+    router = urlsplit(os.environ["SOS_ROUTER_URL"])
     victim = os.environ.get("PROBE_VICTIM", "victim")
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with socket.create_connection((router.hostname, router.port), timeout=5) as sock:
         sock.sendall(f"GET / HTTP/1.0\r\nHost: {victim}.localhost\r\n\r\n".encode())
         answer = b""
         while chunk := sock.recv(65536):
