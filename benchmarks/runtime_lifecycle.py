@@ -6,7 +6,7 @@
   an empty and with a filled ``SHIV_ROOT`` (the floors), measured in this run;
 - cold start: first answer from a revision scaled to zero, through the activator, minus a
   warm answer right after (goal <= 1 s added);
-- deploy -> Failed: a revision of the same artifact with a memory limit (16Mi) it cannot
+- deploy -> Failed: a revision of the same artifact with a memory limit (8Mi) it cannot
   import its packages under, so it crashes at every start, until ``wait_ready`` raises
   ``RevisionFailedError`` (what ``sos deploy`` waits before exiting 1);
 - a slow start: a revision whose app listens only after ``--slow-start`` seconds (20), its
@@ -305,7 +305,7 @@ def lifecycle(
 
     # ---- deploy -> Failed: the same artifact with a memory limit it cannot even import its
     # packages under (a MemoryError at every start): how long `sos deploy` waits to say so
-    broken = {**spec, "resources": {"memory": "16Mi"}}
+    broken = {**spec, "resources": {"memory": "8Mi"}}
     started = time.perf_counter()
     bad = client.create_revision(service, RevisionSpec.model_validate(broken))
     try:
@@ -314,7 +314,7 @@ def lifecycle(
     except RevisionFailedError as exc:
         failed_s = time.perf_counter() - started
         reason = str(exc).splitlines()[0][:110]
-    print("deploy -> Failed: memory 16Mi, a MemoryError at every start (a crash loop)")
+    print("deploy -> Failed: memory 8Mi, a MemoryError at every start (a crash loop)")
     print(f"  create_revision -> RevisionFailedError: {failed_s:.3f}s ({reason})")
 
 
