@@ -123,7 +123,7 @@ class Network:
         if self.private:
             return (
                 "a network of its own per instance (pasta: in through its port, out to "
-                "anywhere but the host; of the host's loopback only the router's port)"
+                f"anywhere but the host; the router at 127.0.0.1:{ROUTER_PORT_INSIDE} inside)"
             )
         return "the host's network (instances share its loopback)"
 
