@@ -44,6 +44,7 @@ back. SIGKILL ends the whole sandbox.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -150,8 +151,9 @@ class Sandbox:
         self.processes = processes
         self.python = RuntimePython(runtime_dir / "python")
         self._file = self.dir / "uids.json"
-        block = zlib.crc32(str(runtime_dir.resolve()).encode()) % UID_BLOCKS
-        self._first_uid = UID_FIRST + block * UID_BLOCK
+        self._runtime = runtime_dir.resolve()
+        #: this server's block of uids (claimed at start: no two servers share one)
+        self._first_uid = UID_FIRST
         self._next = 0
         self._uids: dict[str, int] = {}
 
@@ -162,6 +164,8 @@ class Sandbox:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o711)  # the services' dirs below are reachable, the table is not
         self.python.ensure()
+        if self.kind != "none":
+            self._first_uid = UID_FIRST + claim_uid_block(self._runtime)
         with contextlib.suppress(OSError, ValueError):
             saved = json.loads(self._file.read_text())
             self._next = int(saved["next"])
@@ -358,6 +362,39 @@ class Sandbox:
             *argv,
         ]
         return Placement(wrapped, env)
+
+
+#: which server (runtime dir) holds which block of service uids, for every server here
+UID_BLOCKS_FILE = Path(os.environ.get("SOS_UID_BLOCKS_FILE", "/var/lib/sos/uid-blocks.json"))
+
+
+def claim_uid_block(runtime_dir: Path, registry: Path | None = None) -> int:
+    """The block of service uids of the server whose runtime dir is ``runtime_dir``: the one
+    it holds, else a free one (its data dir's hash, or the next free after it), recorded in
+    a registry of this machine under a lock, so that two servers on one host never run
+    services as the same uid. Blocks of data dirs that are gone are freed."""
+    registry = registry or UID_BLOCKS_FILE
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    mine = str(runtime_dir)
+    with open(registry.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        claims: dict[str, int] = {}
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            saved = json.loads(registry.read_text())
+            claims = {str(k): int(v) for k, v in dict(saved).items() if Path(str(k)).is_dir()}
+        block = claims.get(mine)
+        if block is None:
+            taken = set(claims.values())
+            if len(taken) >= UID_BLOCKS:
+                raise ValidationError("every block of service uids is taken on this machine")
+            block = zlib.crc32(mine.encode()) % UID_BLOCKS
+            while block in taken:
+                block = (block + 1) % UID_BLOCKS
+            claims[mine] = block
+        tmp = registry.with_suffix(".tmp")
+        tmp.write_text(json.dumps(claims, indent=1, sort_keys=True))
+        tmp.replace(registry)
+        return block
 
 
 def _system() -> list[str]:

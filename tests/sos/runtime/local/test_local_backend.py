@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from sos.errors import ValidationError
 from sos.models import RevisionSpec
 from sos.runtime.base import DesiredService
 from sos.runtime.local import procs
+from sos.runtime.local import sandbox as sandbox_module
 from sos.runtime.local.backend import LocalBackend
 from sos.runtime.local.network import egress_rules
 from sos.runtime.local.supervisor import Instance
@@ -532,3 +534,21 @@ async def test_an_app_on_the_router_s_own_port_listens_in_its_network_not_on_the
     assert env["SOS_ROUTER_URL"] == "http://127.0.0.1:8012"
     (instance,) = backend.supervisor.revisions["shop-00001"].instances.values()
     assert instance.process is not None and instance.process.poll() is None
+
+
+def test_two_servers_on_one_host_never_share_a_block_of_service_uids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = tmp_path / "uid-blocks.json"
+    one, two = tmp_path / "one" / "runtime", tmp_path / "two" / "runtime"
+    one.mkdir(parents=True)
+    two.mkdir(parents=True)
+    monkeypatch.setattr(sandbox_module.zlib, "crc32", lambda _: 42)  # their hashes collide
+    first = sandbox_module.claim_uid_block(one, registry)
+    second = sandbox_module.claim_uid_block(two, registry)
+    assert first == 42 and second == 43
+    assert sandbox_module.claim_uid_block(one, registry) == 42  # a restart keeps its block
+    shutil.rmtree(tmp_path / "one")  # a server whose data dir is gone frees its block
+    three = tmp_path / "three" / "runtime"
+    three.mkdir(parents=True)
+    assert sandbox_module.claim_uid_block(three, registry) == 42
