@@ -211,12 +211,15 @@ class Network:
         server that died left behind."""
         if not self.private or not self.dir.is_dir():
             return
-        for path in self.dir.iterdir():
-            if path.suffix == ".log" or path in keep:
-                continue
-            for pid in _pastas_of(path):
+        stale = [p for p in self.dir.iterdir() if p.suffix != ".log" and p not in keep]
+        if not stale:
+            return
+        wanted = {str(path).encode() for path in stale}
+        for pid, argv in _pastas():  # one look through /proc for all of them
+            if wanted & set(argv):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGTERM)
+        for path in stale:
             self.detach(Attached(0, path))
 
 
@@ -324,11 +327,15 @@ def _wait_forwarding(
     raise NetworkError(f"pasta did not forward port {port} within {ATTACH_TIMEOUT:g}s")
 
 
-def _pastas_of(netns: Path) -> list[int]:
+def _pastas() -> list[tuple[int, list[bytes]]]:
+    """Every pasta process running, with its argv."""
     found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and _is_pasta(int(entry), netns):
-            found.append(int(entry))
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                if argv and argv[0].endswith(b"pasta"):
+                    found.append((int(entry), argv))
     return found
 
 
