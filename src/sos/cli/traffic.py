@@ -13,7 +13,6 @@ REVISION is a number (3, 00003), an id (sfix-service-00003) or ``latest``.
 from __future__ import annotations
 
 import contextlib
-import re
 
 import pydantic
 import typer
@@ -32,31 +31,10 @@ from sos.cli._output import (
 )
 from sos.cli.services import short, traffic_json, traffic_rows
 from sos.errors import NotReadyError
-from sos.models import Route, TrafficRoute, normalize_revision_ref
+from sos.models import TrafficRoute
+from sos.traffic import parse_routes
 
-__all__ = ["parse_routes"]
-
-_ROUTE = re.compile(r"^(?P<ref>[A-Za-z0-9-]+)=(?P<percent>\d{1,3})(?:@(?P<tag>[a-z0-9-]+))?$")
-
-
-def parse_routes(service: str, args: list[str], latest: str | None) -> list[Route]:
-    """``["3=90", "2=10@old"]`` -> routes. Raises ValueError with a message for people."""
-    routes = []
-    for arg in args:
-        match = _ROUTE.match(arg.strip())
-        if not match:
-            raise ValueError(
-                f"{arg!r} is not a route: write REVISION=PERCENT or REVISION=PERCENT@TAG, "
-                "like 3=90 or 00004=10@canary"
-            )
-        ref = match["ref"]
-        if ref == "latest":
-            if latest is None:
-                raise ValueError("the service has no revisions yet, so 'latest' names none")
-            ref = latest
-        revision = normalize_revision_ref(service, ref)
-        routes.append(Route(revision=revision, percent=int(match["percent"]), tag=match["tag"]))
-    return routes
+__all__ = ["parse_routes"]  # re-exported from sos.traffic
 
 
 @app.command("traffic")

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import pydantic
 
+from sos import traffic
 from sos.errors import ConflictError, NotFoundError, ValidationError
 from sos.launch import check_options
 from sos.models import (
@@ -25,7 +26,6 @@ from sos.models import (
     EnvVar,
     Revision,
     RevisionSpec,
-    Route,
     Service,
     ServiceSpec,
     Token,
@@ -238,33 +238,13 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ traffic
 
-    def _normalize_route(self, name: str, route: TrafficRoute) -> TrafficRoute:
-        routes: list[Route] = []
-        for index, r in enumerate(route.routes):
-            try:
-                rev = normalize_revision_ref(name, r.revision)
-            except ValueError as exc:
-                raise ValidationError(
-                    f"routes[{index}].revision: {exc}",
-                    details={"field": f"routes[{index}].revision"},
-                ) from None
-            routes.append(r.model_copy(update={"revision": rev}))
-        untagged = [r.revision for r in routes if not r.tag]
-        twice = sorted({rev for rev in untagged if untagged.count(rev) > 1})
-        if twice:
-            raise ValidationError(
-                f"revision {twice[0]} has two untagged routes; merge them into one",
-                details={"field": "routes"},
-            )
-        wanted = {r.revision for r in routes}
-        missing = sorted(wanted - self.store.existing_revisions(name, wanted))
-        if missing:
-            raise ValidationError(
-                f"service {name!r} has no revision {', '.join(missing)}: list them with "
-                f"`sos revisions {name}`",
-                details={"field": "routes", "missing": missing},
-            )
-        return TrafficRoute(routes=routes, resource_version=route.resource_version)
+    def _normalize_route(
+        self, name: str, route: TrafficRoute, latest: str | None = None
+    ) -> TrafficRoute:
+        normalized = traffic.normalize(name, route, latest=latest)
+        wanted = {r.revision for r in normalized.routes}
+        traffic.require_existing(name, normalized, self.store.existing_revisions(name, wanted))
+        return normalized
 
     def get_traffic(self, name: str) -> TrafficRoute:
         service = self.store.get_service(name)
@@ -279,13 +259,8 @@ class ControlPlane:
     def _refuse_failed(self, name: str, route: TrafficRoute) -> None:
         """Refuse to give a failed revision more traffic than it has now (Knative routes
         only to ready revisions): every request it got would be a 503."""
-        current: dict[str, int] = {}
-        service = self.store.get_service(name)
-        for r in service.traffic.routes if service.traffic else []:
-            current[r.revision] = current.get(r.revision, 0) + r.percent
-        wanted: dict[str, int] = {}
-        for r in route.routes:
-            wanted[r.revision] = wanted.get(r.revision, 0) + r.percent
+        current = traffic.shares(name, self.store.get_service(name).traffic)
+        wanted = traffic.shares(name, route)
         more = {rev for rev, pct in wanted.items() if pct > current.get(rev, 0)}
         if not more:
             return

@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
 
+from sos import traffic
 from sos.errors import ConflictError, NotFoundError, ServerUnavailableError, ValidationError
 from sos.models import (
     TRUSTED_SOURCE,
@@ -57,7 +58,6 @@ from sos.models import (
     TokenSpec,
     TrafficRoute,
     revision_id,
-    revision_parts,
 )
 from sos.runtime.base import DesiredService
 from sos.store import tables as t
@@ -189,15 +189,7 @@ def _route_tags(route: TrafficRoute | None) -> set[str]:
     return {r.tag for r in route.routes if r.tag} if route is not None else set()
 
 
-def route_summary(route: TrafficRoute | None) -> str:
-    """``00003=90 00002=10@old``: a route as people read it."""
-    if route is None:
-        return "no traffic"
-    parts = []
-    for r in route.routes:
-        number = revision_parts(r.revision)[1]
-        parts.append(f"{number}={r.percent}" + (f"@{r.tag}" if r.tag else ""))
-    return " ".join(parts)
+route_summary = traffic.describe
 
 
 class Store:

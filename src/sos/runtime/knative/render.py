@@ -27,9 +27,10 @@ from typing import Any
 
 import yaml
 
+from sos import traffic
 from sos.errors import ValidationError
 from sos.launch import container_concurrency, launch_env
-from sos.models import REVISION_ID, ArtifactMetadata, HealthCheck, Revision, normalize_revision_ref
+from sos.models import REVISION_ID, ArtifactMetadata, HealthCheck, Revision
 from sos.runtime.base import DesiredService
 from sos.runtime.knative.rules import MAX_CONTAINER_CONCURRENCY, check_webhook_rules
 from sos.runtime.knative.settings import KnativeSettings
@@ -342,23 +343,21 @@ def render_traffic(desired: DesiredService) -> list[Manifest]:
     routable (it scales to zero), and Knative would keep it routable if it were listed.
     """
     name = desired.service.name
+    if desired.traffic is None:
+        return []
     known = {rev.id for rev in desired.revisions}
     targets: list[Manifest] = []
-    for index, route in enumerate(desired.traffic.routes if desired.traffic else []):
-        if route.percent == 0 and not route.tag:
+    for index, r in enumerate(traffic.normalize(name, desired.traffic).routes):
+        if r.percent == 0 and not r.tag:
             continue
-        try:
-            revision = normalize_revision_ref(name, route.revision)
-        except ValueError as exc:
-            raise ValidationError(f"traffic route {index}: {exc}") from None
-        if revision not in known:
+        if r.revision not in known:
             raise ValidationError(
-                f"traffic route {index} sends traffic to {revision}, which is not a revision "
+                f"traffic route {index} sends traffic to {r.revision}, which is not a revision "
                 f"of {name}; choose one of: {', '.join(sorted(str(k) for k in known))}"
             )
-        target: Manifest = {"revisionName": revision, "percent": route.percent}
-        if route.tag:
-            target["tag"] = route.tag
+        target: Manifest = {"revisionName": r.revision, "percent": r.percent}
+        if r.tag:
+            target["tag"] = r.tag
         target["latestRevision"] = False
         targets.append(target)
     return targets

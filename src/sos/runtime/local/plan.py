@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sos.models import normalize_revision_ref
+from sos import traffic
 from sos.runtime.base import DesiredService
 from sos.runtime.local.router import ServiceRoute
 
@@ -74,14 +74,11 @@ def route_of(desired: DesiredService) -> ServiceRoute | None:
     if desired.traffic is None:
         return None
     name = desired.service.name
-    split: dict[str, int] = {}
-    tags: dict[str, str] = {}
-    for route in desired.traffic.routes:
-        revision = normalize_revision_ref(name, route.revision)
-        split[revision] = split.get(revision, 0) + route.percent
-        if route.tag:
-            tags[route.tag] = revision
-    return ServiceRoute(name, tuple(split.items()), tags)
+    return ServiceRoute(
+        name,
+        tuple(traffic.shares(name, desired.traffic).items()),
+        traffic.tagged(name, desired.traffic),
+    )
 
 
 def _artifact_problem(desired: DesiredService, revision_id: str) -> str | None:

@@ -1,0 +1,136 @@
+"""Revision references and traffic routes: the one place their rules live.
+
+A revision id is ``{service}-{number:05d}`` (``sos.models.revision_id`` makes one,
+``revision_parts`` takes one apart, ``normalize_revision_ref`` reads what people write: ``3``,
+``00003`` or the id). A traffic route is a list of (revision, percent, tag) that sums to 100
+(the model checks what needs no context). What needs the service's revisions is here:
+resolving ``latest``, normalising references, refusing two untagged routes to one revision,
+refusing revisions that do not exist, merging a route into one share per revision, and
+saying a route the way people write it. The server, the CLI, both runtimes and the Knative
+renderer call these; the web UI asks the server (a dry run) instead of restating them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable
+
+from sos.errors import ValidationError
+from sos.models import (
+    Route,
+    TrafficRoute,
+    normalize_revision_ref,
+    revision_id,
+    revision_parts,
+)
+
+__all__ = [
+    "LATEST",
+    "describe",
+    "normalize",
+    "parse_routes",
+    "require_existing",
+    "revision_id",
+    "revision_parts",
+    "shares",
+    "tagged",
+]
+
+#: the reference that means "the newest revision" (in a deploy: the one it created)
+LATEST = "latest"
+
+_ROUTE_ARG = re.compile(r"^(?P<ref>[A-Za-z0-9-]+)=(?P<percent>\d{1,3})(?:@(?P<tag>[a-z0-9-]+))?$")
+
+
+def _ref(service: str, ref: str, latest: str | None, where: str) -> str:
+    if ref == LATEST:
+        if latest is None:
+            raise ValidationError(
+                f"{where} names revision 'latest' but service {service!r} has no revision yet",
+                details={"field": where},
+            )
+        return latest
+    try:
+        return normalize_revision_ref(service, ref)
+    except ValueError as exc:
+        raise ValidationError(f"{where}: {exc}", details={"field": where}) from None
+
+
+def normalize(service: str, route: TrafficRoute, *, latest: str | None = None) -> TrafficRoute:
+    """``route`` with every reference an id (``latest`` resolved to ``latest``), or a
+    ``ValidationError`` naming the route at fault. Two untagged routes to one revision are
+    refused: they mean one share written twice."""
+    routes: list[Route] = []
+    for index, r in enumerate(route.routes):
+        rev = _ref(service, r.revision, latest, f"routes[{index}].revision")
+        routes.append(r if rev == r.revision else r.model_copy(update={"revision": rev}))
+    untagged = [r.revision for r in routes if not r.tag]
+    twice = sorted({rev for rev in untagged if untagged.count(rev) > 1})
+    if twice:
+        raise ValidationError(
+            f"revision {twice[0]} has two untagged routes; merge them into one",
+            details={"field": "routes"},
+        )
+    return TrafficRoute(routes=routes, resource_version=route.resource_version)
+
+
+def require_existing(service: str, route: TrafficRoute, existing: Collection[str]) -> None:
+    """Refuse a normalized route that names revisions ``service`` does not have."""
+    missing = sorted({r.revision for r in route.routes} - set(existing))
+    if missing:
+        raise ValidationError(
+            f"service {service!r} has no revision {', '.join(missing)}: list them with "
+            f"`sos revisions {service}`",
+            details={"field": "routes", "missing": missing},
+        )
+
+
+def shares(service: str, route: TrafficRoute | None) -> dict[str, int]:
+    """Revision id -> its percent of the traffic, tagged and untagged routes merged, in the
+    order the route names them (references normalized; ``{}`` for no route)."""
+    merged: dict[str, int] = {}
+    for r in route.routes if route is not None else ():
+        rev = normalize_revision_ref(service, r.revision)
+        merged[rev] = merged.get(rev, 0) + r.percent
+    return merged
+
+
+def tagged(service: str, route: TrafficRoute | None) -> dict[str, str]:
+    """Tag -> the revision id it addresses."""
+    return {
+        r.tag: normalize_revision_ref(service, r.revision)
+        for r in (route.routes if route is not None else ())
+        if r.tag
+    }
+
+
+def describe(routes: Iterable[Route] | TrafficRoute | None) -> str:
+    """``00003=90 00002=10@old``: a route as people write it (``no traffic`` for none)."""
+    if routes is None:
+        return "no traffic"
+    items = routes.routes if isinstance(routes, TrafficRoute) else routes
+    return " ".join(
+        f"{revision_parts(r.revision)[1]}={r.percent}" + (f"@{r.tag}" if r.tag else "")
+        for r in items
+    )
+
+
+def parse_routes(service: str, args: Iterable[str], latest: str | None) -> list[Route]:
+    """``["3=90", "2=10@old"]`` -> routes (the command line's form). Raises ValueError with
+    a message for people."""
+    routes = []
+    for arg in args:
+        match = _ROUTE_ARG.match(arg.strip())
+        if not match:
+            raise ValueError(
+                f"{arg!r} is not a route: write REVISION=PERCENT or REVISION=PERCENT@TAG, "
+                "like 3=90 or 00004=10@canary"
+            )
+        ref = match["ref"]
+        if ref == LATEST:
+            if latest is None:
+                raise ValueError("the service has no revisions yet, so 'latest' names none")
+            ref = latest
+        revision = normalize_revision_ref(service, ref)
+        routes.append(Route(revision=revision, percent=int(match["percent"]), tag=match["tag"]))
+    return routes
