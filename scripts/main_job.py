@@ -46,7 +46,8 @@ from rich.text import Text
 
 from sos import Client, NotFoundError, Revision, SOSError
 from sos.build.api import read_metadata
-from sos.cli.deploy import load_deploy_file, same_spec
+from sos.cli.deploy import load_deploy_file
+from sos.server.deploy import same_spec
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "movielens"

@@ -36,6 +36,7 @@ from sos.errors import (
 )
 from sos.models import (
     ArtifactMetadata,
+    DeployResult,
     DesiredState,
     HistoryEntry,
     LogRecord,
@@ -215,6 +216,39 @@ class Client:
         )
         return Revision.model_validate(response.json())
 
+    def deploy(
+        self,
+        service: Service | ServiceSpec,
+        revision: Revision | RevisionSpec | None = None,
+        traffic: TrafficRoute | None = None,
+        *,
+        force: bool = False,
+        change_team: bool = False,
+        dry_run: bool = False,
+    ) -> DeployResult:
+        """Apply ``service``, create ``revision`` and set ``traffic`` in one transaction:
+        all of it or, when the server refuses any part, none of it.
+
+        Service fields you did not set (``Service(name=..., team=...)`` sets no
+        description) keep their current values. No revision is created when the newest
+        one already has this spec (``force`` makes one anyway); ``result.revision`` is the
+        one created or kept. In ``traffic``, ``"latest"`` names that revision. With
+        ``dry_run`` the server does everything and rolls it back: ``result.steps`` says
+        what would change."""
+        fields = set(ServiceSpec.model_fields) & service.model_fields_set
+        body: dict[str, Any] = {
+            "service": service.model_dump(mode="json", include=fields | {"name", "team"}),
+            "force": force,
+            "change_team": change_team,
+            "dry_run": dry_run,
+        }
+        if revision is not None:
+            body["revision"] = revision.spec().model_dump(mode="json")
+        if traffic is not None:
+            body["traffic"] = traffic.model_dump(mode="json", exclude_none=True)
+        response = self._request("POST", f"/services/{_q(service.name)}/deploy", json_body=body)
+        return DeployResult.model_validate(response.json())
+
     def list_revisions(self, name: str) -> list[Revision]:
         return self._list(f"/services/{_q(name)}/revisions", Revision)
 
@@ -282,11 +316,13 @@ class Client:
         route: TrafficRoute | Mapping[str | int, int],
         *,
         force: bool = False,
+        dry_run: bool = False,
     ) -> TrafficRoute:
         """Split traffic. ``route`` is a ``TrafficRoute`` or a mapping ``{3: 90, 2: 10}``.
         Set ``route.resource_version`` (from ``get_traffic``) to make it conditional.
         A route that gives a failed revision more traffic is refused (``ConflictError``)
-        unless ``force`` is true."""
+        unless ``force`` is true. ``dry_run``: the server checks the route and changes
+        nothing."""
         if not isinstance(route, TrafficRoute):
             try:
                 route = TrafficRoute(
@@ -301,7 +337,10 @@ class Client:
             "PUT",
             f"/services/{_q(name)}/traffic",
             json_body=route.model_dump(mode="json"),
-            params={"force": "true"} if force else None,
+            params={
+                **({"force": "true"} if force else {}),
+                **({"dry_run": "true"} if dry_run else {}),
+            },
         )
         return TrafficRoute.model_validate(response.json())
 

@@ -36,6 +36,8 @@ __all__ = [
     "ArtifactMetadata",
     "Autoscaling",
     "Condition",
+    "DeployRequest",
+    "DeployResult",
     "DesiredState",
     "EnvVar",
     "GunicornConfig",
@@ -820,6 +822,43 @@ class DesiredState(_Model):
     artifacts: dict[str, ArtifactMetadata] = Field(
         default_factory=dict, description="Artifact metadata by digest, when the server knows it"
     )
+
+
+class DeployRequest(_Model):
+    """The body of ``POST /api/v1/services/{name}/deploy``: a whole deploy, applied in one
+    transaction (all of it or none of it).
+
+    The service is applied like ``PUT /services/{name}``, except that the fields the body
+    leaves out (``description``, ``env_vars``, ``files``) keep their current values. The
+    revision is created unless the newest one already has exactly this spec (with the
+    service's config merged in): a deploy is idempotent (``force`` creates one anyway). The
+    traffic, when given, replaces the route; its ``latest`` names the revision this deploy
+    created or kept."""
+
+    service: ServiceSpec
+    revision: RevisionSpec | None = None
+    traffic: TrafficRoute | None = None
+    force: bool = Field(
+        default=False, description="Create a revision even when the newest has this spec"
+    )
+    change_team: bool = Field(
+        default=False, description="Allow moving an existing service to the team this names"
+    )
+    dry_run: bool = Field(
+        default=False, description="Check and plan everything, change nothing (200, not 201)"
+    )
+
+
+class DeployResult(_Model):
+    """What a deploy changed (or, in a dry run, would change)."""
+
+    service: Service
+    revision: Revision | None = Field(
+        default=None, description="The revision it created, or the newest one it kept"
+    )
+    created: bool = Field(description="True when the deploy created a revision")
+    steps: list[str] = Field(description="What changed, in order, for people")
+    dry_run: bool = False
 
 
 class SecretValue(_Model):

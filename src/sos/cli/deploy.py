@@ -41,20 +41,16 @@ from sos.cli._output import (
 )
 from sos.cli.services import short
 from sos.client import Client
-from sos.errors import ConflictError, NotFoundError, ValidationError
+from sos.errors import SOSError, ValidationError
 from sos.models import (
-    ConfigFile,
-    EnvVar,
-    Revision,
+    DeployResult,
     RevisionSpec,
-    Route,
     Service,
     ServiceSpec,
     TrafficRoute,
-    normalize_revision_ref,
 )
 
-__all__ = ["DeployPlan", "check_before_writing", "load_deploy_file", "plan_steps", "same_spec"]
+__all__ = ["DeployPlan", "load_deploy_file"]
 
 _KINDS: dict[str, tuple[type[Any], ...]] = {
     "service": (ServiceSpec,),
@@ -175,161 +171,37 @@ def load_deploy_file(path: Path) -> DeployPlan:
     raise ValidationError(f"{path}: write the deploy file in Python (.py) or YAML (.yaml)")
 
 
-def same_spec(
-    existing: Revision,
-    wanted: RevisionSpec,
-    service_env: list[EnvVar],
-    service_files: list[ConfigFile] | None = None,
-) -> bool:
-    """True when ``wanted`` (with the service's environment merged in, as the server does)
-    asks for exactly what ``existing`` already is."""
-    have = existing.spec().model_dump(mode="json")
-    want = wanted.spec().with_service_config(service_env, service_files).model_dump(mode="json")
-    if want["artifact"]["digest"] is None:
-        have["artifact"]["digest"] = None
-    return bool(have == want)
+def _service_body(plan: DeployPlan) -> ServiceSpec:
+    """The service as the deploy sends it: only the fields the file sets (the server keeps
+    the others as they are)."""
+    sent = (set(plan.sets) & set(ServiceSpec.model_fields)) | {"name", "team"}
+    return ServiceSpec.model_validate(plan.service.model_dump(include=sent))
 
 
-def service_to_apply(
-    current: Service | None, plan: DeployPlan, change_team: bool
-) -> tuple[ServiceSpec, str]:
-    """The service spec a deploy applies, and what it changes, field by field. A file that
-    does not set the description keeps the current one; moving a service to another team
-    needs ``--change-team``."""
-    wanted, name = plan.service, plan.service.name
-    if current is None:
-        return wanted, f"create service {name} for team {wanted.team}"
-    kept = {
-        f: getattr(current, f) for f in ("description", "env_vars", "files") if f not in plan.sets
-    }
-    wanted = wanted.model_copy(update=kept)
-    if current.team != wanted.team and not change_team:
-        raise ValidationError(
-            f"{plan.source}: service {name!r} belongs to team {current.team!r} and the file "
-            f"says team {wanted.team!r}: moving a service to another team needs "
-            "--change-team. Nothing was changed.",
-            details={"field": "service.team", "team": current.team},
-        )
-    changes = []
-    if current.team != wanted.team:
-        changes.append(f"team {current.team} -> {wanted.team}")
-    if current.description != wanted.description:
-        changes.append(f"description {current.description!r} -> {wanted.description!r}")
-    if current.files != wanted.files:
-        changes.append(f"files {' '.join(sorted(f.path for f in wanted.files)) or 'none'}")
-    if current.env_vars != wanted.env_vars:
-        before = {v.id for v in current.env_vars}
-        after = {v.id for v in wanted.env_vars}
-        changes.append(
-            f"env {' '.join(sorted(after)) or 'none'} (was {' '.join(sorted(before)) or 'none'})"
-        )
-    if not changes:
-        return wanted, f"keep service {name} as it is"
-    return wanted, f"update service {name}: {'; '.join(changes)}"
-
-
-def traffic_change(name: str, current: TrafficRoute | None, wanted: TrafficRoute) -> str:
-    """What setting ``wanted`` does to the current split, for people."""
-
-    def text(route: TrafficRoute | None) -> str:
-        if route is None:
-            return "none"
-        return " ".join(
-            f"{short(normalize_revision_ref(name, r.revision))}={r.percent}"
-            + (f"@{r.tag}" if r.tag else "")
-            for r in route.routes
-        )
-
-    before, after = text(current), text(wanted)
-    if before == after:
-        return f"keep traffic {after}"
-    return f"set traffic {after} (now {before}: the file replaces it, a rollback included)"
-
-
-def plan_steps(
-    c: Client, plan: DeployPlan, force: bool = False, change_team: bool = False
-) -> list[str]:
-    """What ``sos deploy`` would do, read from the server without changing anything."""
-    name = plan.service.name
-    steps: list[str] = []
+def _deploy(
+    c: Client, plan: DeployPlan, *, force: bool, change_team: bool, dry_run: bool
+) -> DeployResult:
+    """One call: the server applies the whole file in one transaction, or nothing."""
     try:
-        current: Service | None = c.get_service(name)
-    except NotFoundError:
-        current = None
-    steps.append(service_to_apply(current, plan, change_team)[1])
-    latest = current.latest_revision if current else None
-    if plan.revision is not None:
-        newest = c.get_revision(name, latest) if latest and not force else None
-        applied = service_to_apply(current, plan, True)[0]
-        if newest is not None and same_spec(newest, plan.revision, applied.env_vars, applied.files):
-            steps.append(f"create no revision: {short(newest.id)} already has this spec")
-        else:
-            number = int(short(latest)) + 1 if latest else 1
-            latest = f"{name}-{number:05d}"
-            artifact = plan.revision.artifact
-            steps.append(
-                f"create revision {number:05d} from artifact {artifact.name} {artifact.version}"
+        return c.deploy(
+            _service_body(plan),
+            plan.revision,
+            plan.traffic,
+            force=force,
+            change_team=change_team,
+            dry_run=dry_run,
+        )
+    except SOSError as exc:
+        message = exc.message.rstrip(".")
+        if exc.details.get("field") == "service.team":
+            message = (
+                f"service {plan.service.name!r} belongs to team {exc.details['team']!r} and "
+                f"the file says team {exc.details['wanted']!r}: moving a service to another "
+                "team needs --change-team"
             )
-            if current is None or current.traffic is None:
-                steps.append(f"give revision {number:05d} all traffic (the first revision)")
-    if plan.traffic is not None:
-        route = _resolve_latest(plan.traffic, latest)
-        try:
-            steps.append(traffic_change(name, current.traffic if current else None, route))
-        except ValueError as exc:
-            raise ValidationError(f"{plan.source}: traffic: {exc}") from None
-    return steps
-
-
-def check_before_writing(c: Client, plan: DeployPlan) -> None:
-    """Ask the server, before anything is written, about everything it would refuse after
-    the service was applied (a revision it would not create, e.g. of an artifact never
-    pushed, asked as a dry run; traffic naming revisions that do not exist), so that a
-    refused deploy leaves nothing half-applied behind."""
-    name = plan.service.name
-    if plan.revision is not None:
-        try:
-            c.create_revision(name, plan.revision, dry_run=True)
-        except (NotFoundError, ConflictError, ValidationError) as exc:
-            raise type(exc)(
-                f"{plan.source}: revision: {exc.message.rstrip('.')}. Nothing was changed.",
-                details=exc.details,
-            ) from None
-    if plan.traffic is not None:
-        try:
-            existing = {r.id for r in c.list_revisions(name)}
-        except NotFoundError:
-            existing = set()
-        for index, route in enumerate(plan.traffic.routes):
-            if route.revision == "latest":
-                if plan.revision is None and not existing:
-                    raise ValidationError(
-                        f"{plan.source}: traffic[{index}] names revision 'latest' but service "
-                        f"{name!r} has none yet and the file makes none. Nothing was changed."
-                    )
-                continue
-            try:
-                wanted = normalize_revision_ref(name, route.revision)
-            except ValueError as exc:
-                raise ValidationError(f"{plan.source}: traffic[{index}]: {exc}") from None
-            if wanted not in existing:
-                raise ValidationError(
-                    f"{plan.source}: traffic[{index}]: service {name!r} has no revision "
-                    f"{short(wanted)}; list them with `sos revisions {name}`. Nothing was "
-                    "changed.",
-                    details={"field": f"traffic[{index}].revision"},
-                )
-
-
-def _resolve_latest(route: TrafficRoute, latest: str | None) -> TrafficRoute:
-    routes = []
-    for r in route.routes:
-        if r.revision == "latest":
-            if latest is None:
-                raise ValidationError("traffic names revision 'latest' but there is none yet")
-            r = Route(revision=latest, percent=r.percent, tag=r.tag)
-        routes.append(r)
-    return TrafficRoute(routes=routes, resource_version=route.resource_version)
+        raise type(exc)(
+            f"{plan.source}: {message}. Nothing was changed.", details=exc.details
+        ) from None
 
 
 @app.command()
@@ -350,63 +222,43 @@ def deploy(
     """Apply a service, create a revision and optionally set its traffic, from a file.
     Fields the file does not set (the description) keep their values."""
     plan = load_deploy_file(file)
-    if dry_run:
-        with client() as c:
-            check_before_writing(c, plan)
-            steps = plan_steps(c, plan, force, change_team)
-        if as_json:
-            emit_json({"file": str(file), "steps": steps})
-        else:
-            for step in steps:
-                console.print(f"would {step}")
-        return
     name = plan.service.name
-    created: Revision | None = None
-    reused: Revision | None = None
     with client() as c:
-        check_before_writing(c, plan)
-        try:
-            current: Service | None = c.get_service(name)
-        except NotFoundError:
-            current = None
-        spec, change = service_to_apply(current, plan, change_team)
-        service = c.apply(spec)
-        if not as_json:
-            console.print(f"service {name} (team {service.team}) applied: {change}")
-        if plan.revision is not None:
-            if service.latest_revision and not force:
-                newest = c.get_revision(name, service.latest_revision)
-                if same_spec(newest, plan.revision, service.env_vars, service.files):
-                    reused = newest
-            if reused is not None:
-                if not as_json:
-                    console.print(
-                        f"revision {short(reused.id)} already has this spec: no new revision "
-                        "(--force makes one)"
-                    )
+        result = _deploy(c, plan, force=force, change_team=change_team, dry_run=dry_run)
+        if dry_run:
+            if as_json:
+                emit_json({"file": str(file), "steps": result.steps})
             else:
-                created = c.create_revision(name, plan.revision)
-                if not as_json:
-                    a = created.artifact
-                    console.print(
-                        f"revision {short(created.id)} created ({created.id}, artifact "
-                        f"{a.name} {a.version})"
-                    )
-        target = created or reused
-        latest = target.id if target is not None else service.latest_revision
-        if plan.traffic is not None:
-            route = _resolve_latest(plan.traffic, latest)
-            said = traffic_change(name, service.traffic, route)
-            c.set_traffic(name, route)
-            if not as_json:
-                console.print(said.replace("set traffic", "traffic set to", 1))
+                for step in result.steps:
+                    console.print(f"would {step}")
+            return
+        service = result.service
+        created = result.revision if result.created else None
+        reused = None if result.created else result.revision
+        if not as_json:
+            console.print(f"service {name} (team {service.team}) applied: {result.steps[0]}")
+            if reused is not None and reused.id:
+                console.print(
+                    f"revision {short(reused.id)} already has this spec: no new revision "
+                    "(--force makes one)"
+                )
+            if created is not None and created.id:
+                a = created.artifact
+                console.print(
+                    f"revision {short(created.id)} created ({created.id}, artifact "
+                    f"{a.name} {a.version})"
+                )
+            for step in result.steps:
+                if step.startswith(("set traffic", "keep traffic")):
+                    console.print(step.replace("set traffic", "traffic set to", 1))
+        target = result.revision
         if wait and target is not None and target.id:
             if not as_json:
                 console.print(f"waiting for revision {short(target.id)} to be ready ...")
             c.wait_ready(name, target.id, timeout=timeout)
         service = c.get_service(name)
     if as_json:
-        emit_json({"service": service, "revision": created or reused, "created": bool(created)})
+        emit_json({"service": service, "revision": result.revision, "created": result.created})
         return
     split = " ".join(
         f"{short(r.revision)}={r.percent}" + (f"@{r.tag}" if r.tag else "")

@@ -11,8 +11,10 @@ checked again on the locked row, so a team change in between cannot slip through
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import Protocol
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
 
 import pydantic
 
@@ -62,6 +64,16 @@ def _noop(_name: str) -> None:
     return None
 
 
+T = TypeVar("T")
+
+
+class _Rehearsed(Exception):
+    """Carries a rehearsed change's answer out of the transaction it rolls back."""
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+
 class ControlPlane:
     def __init__(
         self,
@@ -79,8 +91,42 @@ class ControlPlane:
         self.secrets: SecretTable | None = None
         #: the backend's own refusals of a revision (the server sets it: Backend.check_revision)
         self.check_revision: Callable[[RevisionSpec], None] = lambda spec: None
+        #: the names changed inside ``one_change`` on this thread (told after the commit)
+        self._batch = threading.local()
 
     # ------------------------------------------------------------------ helpers
+
+    def _changed(self, name: str) -> None:
+        batch: list[str] | None = getattr(self._batch, "names", None)
+        if batch is None:
+            self.on_change(name)
+        else:
+            batch.append(name)
+
+    @contextmanager
+    def one_change(self) -> Iterator[None]:
+        """Make the writes inside one transaction of the store (all or nothing), and tell
+        ``on_change`` once per service after it commits, not halfway through."""
+        names: list[str] = []
+        self._batch.names = names
+        try:
+            with self.store.write():
+                yield
+        finally:
+            self._batch.names = None
+        for name in dict.fromkeys(names):
+            self.on_change(name)
+
+    def rehearse(self, change: Callable[[], T]) -> T:
+        """Run ``change`` (writes of this control plane) in one transaction and roll it
+        back: its answer and its refusals are the real ones, and nothing is written (a dry
+        run checked by the same code as the real change)."""
+        try:
+            with self.one_change():
+                raise _Rehearsed(change())
+        except _Rehearsed as done:
+            result: T = done.result
+            return result
 
     @staticmethod
     def _writer(token: Token, what: str) -> Check:
@@ -162,10 +208,10 @@ class ControlPlane:
                     if create_only:
                         raise _already_exists(name) from None
                     continue  # created by someone else meanwhile: apply as an update
-                self.on_change(name)
+                self._changed(name)
                 return created, True
             if changed:
-                self.on_change(name)
+                self._changed(name)
             return service, False
         raise ConflictError(f"service {name!r} changes too often right now; retry in a moment")
 
@@ -176,7 +222,7 @@ class ControlPlane:
             actor=token.name,
             check=self._writer(token, "service {name!r}"),
         )
-        self.on_change(name)
+        self._changed(name)
 
     # ------------------------------------------------------------------ revisions
 
@@ -230,7 +276,7 @@ class ControlPlane:
             actor=token.name,
             check=self._writer(token, "service {name!r}"),
         )
-        self.on_change(name)
+        self._changed(name)
         return revision
 
     def get_revision(self, name: str, ref: str) -> Revision:
@@ -283,8 +329,16 @@ class ControlPlane:
             )
 
     def set_traffic(
-        self, token: Token, name: str, route: TrafficRoute, *, force: bool = False
+        self,
+        token: Token,
+        name: str,
+        route: TrafficRoute,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
     ) -> TrafficRoute:
+        if dry_run:
+            return self.rehearse(lambda: self.set_traffic(token, name, route, force=force))
         normalized = self._normalize_route(name, route)
         if not force:
             self._refuse_failed(name, normalized)
@@ -295,7 +349,7 @@ class ControlPlane:
             actor=token.name,
             check=self._writer(token, "the traffic of service {name!r}"),
         )
-        self.on_change(name)
+        self._changed(name)
         assert service.traffic is not None
         return service.traffic
 
@@ -308,7 +362,7 @@ class ControlPlane:
             actor=token.name,
             check=self._writer(token, "the traffic of service {name!r}"),
         )
-        self.on_change(name)
+        self._changed(name)
         assert service.traffic is not None
         return service.traffic
 
@@ -364,7 +418,7 @@ class ControlPlane:
         for service in self.store.list_services(team):
             desired = self.store.desired(service.name)
             if desired is not None and secret in desired.secrets_used():
-                self.on_change(service.name)
+                self._changed(service.name)
 
 
 def _already_exists(name: str) -> ConflictError:

@@ -13,6 +13,8 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from sos.errors import NotFoundError
 from sos.models import (
     MAX_VERSION,
+    DeployRequest,
+    DeployResult,
     DesiredState,
     HistoryEntry,
     Revision,
@@ -26,6 +28,7 @@ from sos.models import (
 from sos.runtime.base import Backend
 from sos.server.auth import Principal
 from sos.server.core import ControlPlane
+from sos.server.deploy import deploy as deploy_service
 from sos.server.errors import ERROR_RESPONSES
 from sos.server.visibility import (
     redact_history,
@@ -215,6 +218,22 @@ def create_revision(
     return _control(request).create_revision(token, name, spec, dry_run=dry_run)
 
 
+@router.post(
+    "/services/{name}/deploy",
+    tags=["revisions"],
+    summary="Deploy in one transaction: apply the service, create a revision (unless the "
+    "newest has this spec), set traffic",
+    responses={201: {"model": DeployResult, "description": "A revision was created"}},
+)
+def deploy(
+    request: Request, response: Response, token: Principal, name: ServiceName, body: DeployRequest
+) -> DeployResult:
+    result = deploy_service(_control(request), token, name, body)
+    if result.created and not result.dry_run:
+        response.status_code = status.HTTP_201_CREATED
+    return result
+
+
 @router.get("/services/{name}/revisions/{ref}", tags=["revisions"], summary="One revision")
 def get_revision(
     request: Request, token: Principal, name: ServiceName, ref: RevisionRef
@@ -248,8 +267,15 @@ def set_traffic(
             "of requests gets 503s until it is replaced"
         ),
     ] = False,
+    dry_run: Annotated[
+        bool,
+        Query(
+            description="Check the route against the service (its revisions, tags, failed "
+            "revisions) with the same code and change nothing: the route as it would be"
+        ),
+    ] = False,
 ) -> TrafficRoute:
-    return _control(request).set_traffic(token, name, route, force=force)
+    return _control(request).set_traffic(token, name, route, force=force, dry_run=dry_run)
 
 
 @router.post(

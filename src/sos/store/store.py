@@ -211,6 +211,8 @@ class Store:
         self._write_lock: threading.Lock | contextlib.nullcontext[None] = (
             threading.Lock() if sqlite else contextlib.nullcontext()
         )
+        #: the write transaction this thread has open (``conn``), which nested ones join
+        self._open = threading.local()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -231,17 +233,35 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read transaction (for modules of ``sos.store`` only)."""
+        """A read transaction (for modules of ``sos.store`` only); inside ``write`` on the
+        same thread, the write's own connection (a read sees what the write did so far)."""
+        outer: Connection | None = getattr(self._open, "conn", None)
+        if outer is not None:
+            yield outer
+            return
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE)."""
+        """A write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE).
+
+        Writes nest: a ``write`` inside another on the same thread is a savepoint of the
+        outer transaction, so several store writes can make one change that commits, or
+        fails, as a whole (a deploy: service, revision and traffic)."""
+        outer: Connection | None = getattr(self._open, "conn", None)
+        if outer is not None:
+            with outer.begin_nested():
+                yield outer
+            return
         with self._write_lock, self.engine.connect() as conn:
             conn.execution_options(sos_write=True)
             with conn.begin():
-                yield conn
+                self._open.conn = conn
+                try:
+                    yield conn
+                finally:
+                    self._open.conn = None
 
     def _record(
         self,

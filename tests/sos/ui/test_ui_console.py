@@ -392,3 +392,29 @@ def test_traffic_to_a_failed_revision_needs_the_override_the_cli_has(
     expect(dialog).to_be_hidden()
     expect(page.locator("#toasts")).to_contain_text("a failed revision gets some")
     assert route_of(shop) == [("shop-00001", 90, None), ("shop-00002", 10, None)]
+
+
+def test_rules_that_need_the_service_come_from_the_server_before_saving(
+    shop: RunningServer, page: Page
+) -> None:
+    """The editor checks what it can as the user types; what needs the service (two
+    untagged routes to one revision) the server says, from a dry run, before Save."""
+    sign_in(page, shop.url, shop.admin_token)
+    open_service(page)
+    traffic_editor(page)
+    dialog = page.get_by_role("dialog")
+    server = dialog.locator("#traffic-server")
+    page.get_by_label("Percent of route 1").fill("60")
+    dialog.get_by_role("button", name="+ Add route").click()
+    page.get_by_label("Revision of route 2").select_option("shop-00001")
+    page.get_by_label("Percent of route 2").fill("40")
+    expect(server).to_have_text(
+        "The server would refuse this route: revision shop-00001 has two untagged routes; "
+        "merge them into one"
+    )
+    page.get_by_label("Revision of route 2").select_option("shop-00002")
+    expect(server).to_have_text("Checked by the server: ready to save.")
+    page.keyboard.press("Escape")
+    assert route_of(shop) == [("shop-00001", 100, None)]  # the checks changed nothing
+    with shop.client() as admin:
+        assert [e.action for e in admin.history("shop")].count("traffic.changed") == 1

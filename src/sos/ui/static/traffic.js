@@ -12,7 +12,9 @@ const TAG = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 
 /**
  * rows: [{revision, percent (text as typed), tag}] -> {total, errors: [{row, field, message}]}
- * row is 0-based (null for the route as a whole). The same rules as the server's.
+ * row is 0-based (null for the route as a whole). Only what the form itself can tell, as
+ * the user types (numbers, their sum, the form of tags); what needs the service (its
+ * revisions, other services' addresses, failed revisions) the server checks: see ask().
  */
 export function validateRoutes(rows) {
   const errors = [];
@@ -76,21 +78,6 @@ export function validateRoutes(rows) {
       });
     }
   }
-  const untagged = new Map();
-  rows.forEach((row, i) => {
-    if (row.revision && !(row.tag || "").trim()) {
-      untagged.set(row.revision, [...(untagged.get(row.revision) || []), i]);
-    }
-  });
-  for (const [revision, at] of untagged) {
-    if (at.length > 1) {
-      errors.push({
-        row: at[1],
-        field: "revision",
-        message: `Revision ${revNumber(revision)} has two untagged routes (${at.map((i) => i + 1).join(" and ")}); merge them into one.`,
-      });
-    }
-  }
   return { total, errors };
 }
 
@@ -122,6 +109,8 @@ export function openTrafficEditor({ service, revisions, onSaved }) {
   const name = service.name;
   let version = service.resource_version;
   let rows = [];
+  let pending = 0; // the timer of the next server check
+  let asked = 0; // counts checks: only the newest answer is shown
   const load = (route) => {
     rows = (route?.routes || []).map((r) => ({
       revision: r.revision,
@@ -134,6 +123,7 @@ export function openTrafficEditor({ service, revisions, onSaved }) {
   const tbody = h("tbody");
   const messages = h("ul", { class: "messages", id: "traffic-messages" });
   const live = h("div", { class: "validation", "aria-live": "polite", role: "status" }, messages);
+  const server = h("p", { class: "server-check muted", id: "traffic-server", "aria-live": "polite" });
   const conflict = h("div", { class: "conflict", role: "alert", hidden: true });
   const preview = h("div", { class: "preview" });
   const totalEl = h("strong", { class: "total", id: "traffic-total" });
@@ -267,7 +257,31 @@ export function openTrafficEditor({ service, revisions, onSaved }) {
       }));
     clear(preview, trafficBar(valid, { label: "New split" }));
     save.disabled = errors.length > 0;
+    clearTimeout(pending);
+    asked += 1; // an answer still on its way is about an older route
+    server.textContent = "";
+    if (!errors.length) pending = setTimeout(ask, 400);
     return errors;
+  }
+
+  const routesOf = () =>
+    rows.map((r) => ({
+      revision: r.revision,
+      percent: Number(r.percent),
+      ...(r.tag.trim() ? { tag: r.tag.trim() } : {}),
+    }));
+
+  // The rules that need the service are the server's own: a pause of 400 ms after a valid
+  // edit asks it (a dry run of the same PUT, checked by the same code, nothing changed).
+  async function ask() {
+    const mine = ++asked;
+    try {
+      await api("PUT", `/services/${enc(name)}/traffic?dry_run=true`, { routes: routesOf() });
+      if (mine === asked) server.textContent = "Checked by the server: ready to save.";
+    } catch (err) {
+      if (mine !== asked || err.status === 0) return;
+      server.textContent = `The server would refuse this route: ${err.message}`;
+    }
   }
 
   add.addEventListener("click", () => {
@@ -306,6 +320,7 @@ export function openTrafficEditor({ service, revisions, onSaved }) {
     h("div", { class: "editor-tools" }, add, h("span", { class: "total-line" }, "Total ", totalEl)),
     preview,
     live,
+    server,
     conflict,
     h("div", { class: "dialog-actions" }, cancel, save),
   );
@@ -330,11 +345,9 @@ export function openTrafficEditor({ service, revisions, onSaved }) {
     save.disabled = true;
     save.textContent = "Saving…";
     conflict.hidden = true;
-    const routes = rows.map((r) => ({
-      revision: r.revision,
-      percent: Number(r.percent),
-      ...(r.tag.trim() ? { tag: r.tag.trim() } : {}),
-    }));
+    clearTimeout(pending);
+    asked += 1;
+    const routes = routesOf();
     try {
       const route = await api("PUT", `/services/${enc(name)}/traffic${force ? "?force=true" : ""}`, {
         routes,
