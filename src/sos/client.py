@@ -43,6 +43,8 @@ from sos.models import (
     Revision,
     RevisionSpec,
     Role,
+    Rollout,
+    RolloutStatus,
     Route,
     Secret,
     ServerInfo,
@@ -343,6 +345,23 @@ class Client:
             },
         )
         return TrafficRoute.model_validate(response.json())
+
+    def start_rollout(self, name: str, rollout: Rollout) -> RolloutStatus:
+        """Start a rollout that stops itself: the server steps ``rollout.to``'s share
+        through ``rollout.steps`` and rolls back on a breach of its gates."""
+        response = self._request(
+            "POST", f"/services/{_q(name)}/rollout", json_body=rollout.model_dump(mode="json")
+        )
+        return RolloutStatus.model_validate(response.json())
+
+    def get_rollout(self, name: str) -> RolloutStatus:
+        """The service's rollout: ``state`` running, succeeded, rolled_back or stopped."""
+        return self._get(f"/services/{_q(name)}/rollout", RolloutStatus)
+
+    def stop_rollout(self, name: str) -> RolloutStatus:
+        """Stop the running rollout where it is (the traffic stays as it is)."""
+        response = self._request("POST", f"/services/{_q(name)}/rollout/stop")
+        return RolloutStatus.model_validate(response.json())
 
     def rollback(self, name: str, resource_version: int | None = None) -> TrafficRoute:
         """Move traffic back to the previous route in one atomic step."""

@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from datetime import datetime
 from decimal import Decimal
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -53,6 +54,10 @@ __all__ = [
     "RevisionSpec",
     "RevisionStatus",
     "Role",
+    "Rollout",
+    "RolloutCheck",
+    "RolloutState",
+    "RolloutStatus",
     "Route",
     "Service",
     "ServiceMetrics",
@@ -695,6 +700,10 @@ HistoryAction = Literal[
     "revision.created",
     "traffic.changed",
     "traffic.rollback",
+    "rollout.started",
+    "rollout.succeeded",
+    "rollout.rolled_back",
+    "rollout.stopped",
 ]
 
 
@@ -859,6 +868,77 @@ class DeployResult(_Model):
     created: bool = Field(description="True when the deploy created a revision")
     steps: list[str] = Field(description="What changed, in order, for people")
     dry_run: bool = False
+
+
+RolloutState = Literal["running", "succeeded", "rolled_back", "stopped"]
+
+
+class Rollout(_Model):
+    """A rollout that stops itself (``POST /api/v1/services/{name}/rollout``): the server
+    gives revision ``to`` each share in ``steps`` for ``step_seconds``, checks its own
+    figures (5xx share, p99 latency) all along, and on a breach puts the route it started
+    from back in one step."""
+
+    to: str = Field(description="The candidate revision: 3, 00003 or its id", max_length=63)
+    steps: list[int] = Field(
+        default_factory=lambda: [10, 50, 100],
+        min_length=1,
+        max_length=20,
+        description="The candidate's percent at each step, rising, ending at 100",
+    )
+    step_seconds: float = Field(default=60, ge=1, le=86400, description="How long each step")
+    max_error_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Roll back above this share of 5xx/no answer"
+    )
+    max_p99_ms: float | None = Field(
+        default=None, gt=0, le=3_600_000, description="Roll back above this p99 latency"
+    )
+    min_requests: int = Field(
+        default=20,
+        ge=0,
+        le=1_000_000_000,
+        description="Requests the candidate must serve in a step before its figures count "
+        "(a step with fewer does not pass, it waits)",
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _rising(cls, steps: list[int]) -> list[int]:
+        if any(not 1 <= p <= 100 for p in steps):
+            raise ValueError("each step is a percent from 1 to 100")
+        if any(b <= a for a, b in pairwise(steps)):
+            raise ValueError(f"steps must rise, like 10,50,100, not {','.join(map(str, steps))}")
+        if steps[-1] != 100:
+            raise ValueError("the last step must be 100 (the candidate gets all traffic)")
+        return steps
+
+
+class RolloutCheck(_Model):
+    """The candidate's figures in the current step, as the rollout last read them."""
+
+    at: datetime
+    requests: int
+    errors: int
+    error_rate: float | None = None
+    p99_ms: float | None = None
+
+
+class RolloutStatus(_Model):
+    """A service's rollout: where it is, and why it ended the way it did."""
+
+    service: str
+    spec: Rollout = Field(description="As asked, with ``to`` the revision id")
+    state: RolloutState
+    step: int = Field(description="Index into spec.steps of the current (or last) step")
+    percent: int = Field(description="The candidate's share now")
+    reason: str | None = Field(default=None, description="Why it ended, or what it waits for")
+    started_at: datetime
+    started_by: str
+    step_started_at: datetime
+    updated_at: datetime
+    from_route: TrafficRoute = Field(description="The route a rollback returns to")
+    route: TrafficRoute = Field(description="The route the rollout set last")
+    last: RolloutCheck | None = None
 
 
 class SecretValue(_Model):

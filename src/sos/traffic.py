@@ -34,6 +34,7 @@ __all__ = [
     "revision_parts",
     "shares",
     "tagged",
+    "with_share",
 ]
 
 #: the reference that means "the newest revision" (in a deploy: the one it created)
@@ -102,6 +103,30 @@ def tagged(service: str, route: TrafficRoute | None) -> dict[str, str]:
         for r in (route.routes if route is not None else ())
         if r.tag
     }
+
+
+def with_share(service: str, base: TrafficRoute, revision: str, percent: int) -> TrafficRoute:
+    """``base`` with ``revision`` at ``percent``: the other revisions share the rest in
+    the proportions they have in ``base`` (largest remainders, so it sums to 100), and
+    every tag stays on its revision (at 0%: the shares are on the untagged routes)."""
+    others = {rev: pct for rev, pct in shares(service, base).items() if rev != revision}
+    rest = 100 - percent
+    weight = sum(others.values())
+    if rest and not weight:
+        raise ValidationError(
+            f"no other revision has traffic to keep {rest}% of it; give {revision} all of it",
+            details={"field": "percent"},
+        )
+    exact = {rev: rest * pct / weight for rev, pct in others.items()} if rest else {}
+    split = {rev: int(x) for rev, x in exact.items()}
+    by_remainder = sorted(exact, key=lambda rev: exact[rev] - split[rev], reverse=True)
+    for rev in by_remainder[: rest - sum(split.values())]:
+        split[rev] += 1
+    routes = [Route(revision=revision, percent=percent)] if percent else []
+    routes += [Route(revision=rev, percent=pct) for rev, pct in split.items() if pct]
+    tags = tagged(service, base)
+    routes += [Route(revision=rev, percent=0, tag=tag) for tag, rev in tags.items()]
+    return TrafficRoute(routes=routes)
 
 
 def describe(routes: Iterable[Route] | TrafficRoute | None) -> str:

@@ -6,10 +6,11 @@ import sos
 
 EXPECTED = {
     "Artifact", "ArtifactMetadata", "AuthenticationError", "Autoscaling", "BackendError",
-    "Client", "Condition", "ConflictError", "EnvVar", "GunicornConfig", "HealthCheck",
+    "Client", "Condition", "ConflictError", "DeployRequest", "DeployResult", "EnvVar", "GunicornConfig", "HealthCheck",
     "HistoryEntry", "Instances", "LogRecord", "MetricsPoint", "NotFoundError", "NotReadyError",
     "PayloadTooLargeError", "PermissionDeniedError", "Resources", "Revision",
-    "RevisionFailedError", "RevisionSeries", "RevisionSpec", "RevisionStatus", "Route",
+    "RevisionFailedError", "RevisionSeries", "RevisionSpec", "RevisionStatus", "Rollout",
+    "RolloutCheck", "RolloutStatus", "Route",
     "SOSError", "ServerError", "ServerUnavailableError", "Service", "ServiceMetrics",
     "ServiceSpec", "ServiceStatus", "Token", "TokenCreated", "TokenSpec", "TrafficRoute",
     "TrafficTarget", "ValidationError", "__version__", "normalize_revision_ref",

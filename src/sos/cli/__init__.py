@@ -53,6 +53,7 @@ _COMMAND_MODULES: list[str] = [
     "server",
     "services",
     "traffic",
+    "rollout",
     "deploy",
     "auth",
     "build",

@@ -1,9 +1,11 @@
 """An in-memory backend that marks every revision ready (or failed, when a test says so with
 ``fail``): for tests, and for running the control plane on its own. Nothing is started;
-nothing answers HTTP, so its metrics count no requests and report the one pretend instance
-of each routable revision."""
+nothing answers HTTP, so its metrics count only the requests a test says were served
+(``serve``) and report the one pretend instance of each routable revision."""
 
 from __future__ import annotations
+
+import math
 
 from sos.models import Instances, revision_parts
 from sos.runtime.base import (
@@ -27,6 +29,16 @@ class FakeBackend(Backend):
         self.calls: list[tuple[str, str]] = []
         #: revision id -> (reason, message) of revisions that observe as failed
         self.failing: dict[str, tuple[str, str]] = {}
+        #: revision id -> [requests, errors, {latency bound: count}] (``serve``)
+        self.served: dict[str, tuple[int, int, dict[float, int]]] = {}
+
+    def serve(self, revision: str, requests: int, errors: int = 0, seconds: float = 0.01) -> None:
+        """Count ``requests`` answered by ``revision`` (``errors`` of them 5xx), each in
+        ``seconds``, as if a router had served them: its metrics report them from now on."""
+        count, failed, buckets = self.served.get(revision, (0, 0, {}))
+        bound = next(b for b in _BOUNDS if seconds <= b)
+        buckets = {**buckets, bound: buckets.get(bound, 0) + requests}
+        self.served[revision] = (count + requests, failed + errors, buckets)
 
     def fail(self, revision: str, reason: str = "CrashLoop", message: str = "") -> None:
         """Make ``revision`` observe as failed from now on (a crash loop, say)."""
@@ -90,9 +102,29 @@ class FakeBackend(Backend):
         if desired is None:
             return []
         return [
-            RevisionMetricsSample(revision=rid, instances=instances)
+            RevisionMetricsSample(
+                revision=rid,
+                instances=instances,
+                requests=self.served.get(rid, (0, 0, {}))[0],
+                errors=self.served.get(rid, (0, 0, {}))[1],
+                latency_buckets=_cumulative(self.served.get(rid, (0, 0, {}))[2]),
+            )
             for rid, instances in _instances(desired).items()
         ]
+
+
+_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.inf)
+
+
+def _cumulative(counts: dict[float, int]) -> tuple[tuple[float, int], ...]:
+    """Per-bucket counts -> the cumulative Prometheus layout (none: no histogram)."""
+    if not counts:
+        return ()
+    total, out = 0, []
+    for bound in _BOUNDS:
+        total += counts.get(bound, 0)
+        out.append((bound, total))
+    return tuple(out)
 
 
 def _instances(desired: DesiredService) -> dict[str, Instances]:

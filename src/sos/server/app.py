@@ -41,7 +41,7 @@ API_PREFIX = "/api/v1"
 #: Modules whose ``router`` (an APIRouter, mounted under /api/v1) the app includes. A module
 #: may also define ``configure(state: ServerState) -> None``, called at start-up before the
 #: backend is created, to set ``state.resolver``, ``state.artifact_path``, ``state.extra``.
-ROUTER_MODULES: list[str] = ["sos.server.artifacts", "sos.server.metrics"]
+ROUTER_MODULES: list[str] = ["sos.server.artifacts", "sos.server.metrics", "sos.server.rollouts"]
 
 
 @dataclass(frozen=True)

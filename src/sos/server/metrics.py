@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import re
 import time
 from collections import deque
@@ -40,6 +39,7 @@ from sos.errors import ServerUnavailableError, ValidationError
 from sos.models import Instances, MetricsPoint, RevisionSeries, ServiceMetrics
 from sos.runtime.base import Backend, RevisionMetricsSample
 from sos.server.auth import Principal
+from sos.server.background import running, seconds_from_env
 from sos.server.errors import ERROR_RESPONSES
 from sos.server.routes import ServiceName
 from sos.server.visibility import can_read
@@ -332,37 +332,14 @@ class MetricsSampler:
         )
 
 
-def _interval_from_env() -> float:
-    text = os.environ.get("SOS_METRICS_INTERVAL", "").strip()
-    if not text:
-        return DEFAULT_INTERVAL_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.2 <= value <= 60:
-        log.warning(
-            "SOS_METRICS_INTERVAL=%r is not a number of seconds between 0.2 and 60; "
-            "sampling every %g s instead",
-            text,
-            DEFAULT_INTERVAL_SECONDS,
-        )
-        return DEFAULT_INTERVAL_SECONDS
-    return value
-
-
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: Any = app.state.sos
-    sampler = MetricsSampler(state.backend, interval=_interval_from_env())
+    interval = seconds_from_env("SOS_METRICS_INTERVAL", DEFAULT_INTERVAL_SECONDS, 0.2, 60)
+    sampler = MetricsSampler(state.backend, interval=interval)
     state.extra["metrics"] = sampler
-    task = asyncio.create_task(sampler.run(), name="sos-metrics-sampler")
-    try:
+    async with running(sampler.run(), "sos-metrics-sampler"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 # --------------------------------------------------------------------------- the route

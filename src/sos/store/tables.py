@@ -34,6 +34,7 @@ __all__ = [
     "history",
     "metadata",
     "revisions",
+    "rollouts",
     "secrets",
     "services",
     "tokens",
@@ -173,4 +174,21 @@ secrets = Table(
     Column("created_by", String(100), nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("updated_by", String(100), nullable=True),
+)
+
+#: one rollout per service, the newest (``sos.store.rollouts``); gone with its service
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column(
+        "service",
+        String(63),
+        ForeignKey("services.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("state", String(20), nullable=False),
+    #: bumped by every write: two servers on one database never both move a rollout
+    Column("version", Integer, nullable=False),
+    Column("status", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

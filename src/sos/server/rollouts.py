@@ -1,0 +1,464 @@
+"""Rollouts that stop themselves: ``/api/v1/services/{name}/rollout``.
+
+``POST`` starts one (``sos.Rollout``): the candidate gets the first step's share at once
+(the others keep theirs in proportion, tags stay), and the server's rollout driver then
+looks at it every ``SOS_ROLLOUT_TICK`` seconds (default 1):
+
+- someone changed the traffic meanwhile: the rollout stops and leaves their route;
+- the candidate failed (crash loop, never ready): roll back;
+- its figures in this step (5xx share, p99, from the metrics the server samples) break a
+  gate, over at least ``min_requests`` requests: roll back, at once, not at the step's end;
+- the step has lasted ``step_seconds`` with ``min_requests`` served: the next step, or,
+  after the 100% step, success. A step with fewer requests waits (and says so).
+
+A rollback puts the route the rollout started from back in one write, recorded in the
+history with the figures that tripped it. The state is in the database: after a restart
+of ``sos server`` the driver resumes every running rollout, restarting its current step
+(the figures of the interrupted step were in memory). ``decide`` is the whole policy, pure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, status
+from starlette.concurrency import run_in_threadpool
+
+from sos import traffic
+from sos.errors import ConflictError, NotFoundError, ValidationError
+from sos.models import (
+    Rollout,
+    RolloutCheck,
+    RolloutStatus,
+    Route,
+    Token,
+    TrafficRoute,
+    summary_line,
+)
+from sos.server.auth import Principal, can_write
+from sos.server.background import running, seconds_from_env
+from sos.server.core import ControlPlane
+from sos.server.errors import ERROR_RESPONSES
+from sos.server.metrics import MetricsSampler, series
+from sos.server.routes import ServiceName
+from sos.server.visibility import can_read
+from sos.store.rollouts import RolloutTable, StoredRollout
+
+__all__ = ["Decision", "RolloutDriver", "decide", "router"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TICK_SECONDS = 1.0
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the driver does next: ``wait``, ``advance``, ``succeed``, ``roll_back`` or
+    ``stop``; ``reason`` says why (for people, into status and history)."""
+
+    action: str
+    reason: str | None = None
+
+
+def _pct(rate: float) -> str:
+    return f"{rate * 100:.1f}%"
+
+
+def decide(
+    rollout: RolloutStatus,
+    check: RolloutCheck | None,
+    now: datetime,
+    *,
+    routes_now: list[Route] | None,
+    candidate_failed: str | None = None,
+) -> Decision:
+    """The next move of a running rollout, from its state, the candidate's figures in the
+    current step, the service's route now and whether the candidate failed."""
+    spec = rollout.spec
+    number = traffic.revision_parts(spec.to)[1]
+    if routes_now != rollout.route.routes:
+        return Decision(
+            "stop",
+            "the traffic was changed by someone else meanwhile: the rollout stopped and left "
+            "that route as it is",
+        )
+    if candidate_failed is not None:
+        return Decision("roll_back", f"revision {number} failed: {candidate_failed}")
+    at = f"at {rollout.percent}% (step {rollout.step + 1} of {len(spec.steps)})"
+    if check is not None and check.requests >= max(spec.min_requests, 1):
+        if (
+            spec.max_error_rate is not None
+            and check.error_rate is not None
+            and check.error_rate > spec.max_error_rate
+        ):
+            return Decision(
+                "roll_back",
+                f"error rate {_pct(check.error_rate)} > {_pct(spec.max_error_rate)} "
+                f"({check.errors} of {check.requests} requests) {at}",
+            )
+        if (
+            spec.max_p99_ms is not None
+            and check.p99_ms is not None
+            and check.p99_ms > spec.max_p99_ms
+        ):
+            return Decision(
+                "roll_back",
+                f"p99 {check.p99_ms:.0f} ms > {spec.max_p99_ms:.0f} ms over "
+                f"{check.requests} requests {at}",
+            )
+    if (now - rollout.step_started_at).total_seconds() < spec.step_seconds:
+        return Decision("wait")
+    served = check.requests if check is not None else 0
+    if served < spec.min_requests:
+        return Decision(
+            "wait",
+            f"waiting for {spec.min_requests} requests to revision {number} {at} "
+            f"before the step can pass ({served} so far)",
+        )
+    if rollout.step + 1 >= len(spec.steps):
+        return Decision("succeed", f"revision {number} has all the traffic: every step passed")
+    return Decision("advance")
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+def _as_route(route: TrafficRoute) -> TrafficRoute:
+    """A route as the rollout keeps it: without the version it was read at."""
+    return route.model_copy(update={"resource_version": None})
+
+
+def _figures(sampler: MetricsSampler | None, rollout: RolloutStatus, now: datetime) -> Any:
+    if sampler is None or not sampler.available:
+        return None
+    since = rollout.step_started_at.timestamp()
+    found, _ = series(sampler.snapshots(rollout.service), since, revision=rollout.spec.to)
+    requests = found[0].requests if found else 0
+    errors = found[0].errors if found else 0
+    return RolloutCheck(
+        at=now,
+        requests=requests,
+        errors=errors,
+        error_rate=round(errors / requests, 6) if requests else None,
+        p99_ms=found[0].p99_ms if found else None,
+    )
+
+
+class RolloutDriver:
+    """Moves every running rollout along (see the module doc)."""
+
+    def __init__(
+        self,
+        control: ControlPlane,
+        table: RolloutTable,
+        *,
+        sampler: Callable[[], MetricsSampler | None] = lambda: None,
+        tick: float = DEFAULT_TICK_SECONDS,
+    ) -> None:
+        self.control = control
+        self.table = table
+        self.sampler = sampler
+        self.tick = tick
+
+    def _token(self, rollout: RolloutStatus) -> Token:
+        """Who the driver's traffic changes are recorded as."""
+        now = self.control.store.clock()
+        return Token(
+            id="rollout", name=f"rollout ({rollout.started_by})", role="admin", created_at=now
+        )
+
+    def resume(self) -> None:
+        """After a start: every running rollout restarts its current step."""
+        for stored in self.table.running():
+            now = self.control.store.clock()
+            rollout = stored.status.model_copy(
+                update={
+                    "step_started_at": now,
+                    "updated_at": now,
+                    "last": None,
+                    "reason": "resumed after a restart of the server: the step starts again",
+                }
+            )
+            self.table.move(rollout, expected_version=stored.version, actor="rollout")
+
+    def step(self, stored: StoredRollout, check: RolloutCheck | None) -> None:
+        """One look at one rollout (in a worker thread: it reads and writes the store)."""
+        rollout = stored.status
+        store = self.control.store
+        now = store.clock()
+        name = rollout.service
+        try:
+            service = store.get_service(name)
+            candidate = store.get_revision(name, rollout.spec.to)
+        except NotFoundError:
+            return  # deleted meanwhile: its rollout went with it
+        failed = None
+        if candidate.status.failed:
+            why = summary_line(candidate.status.message) or "no message"
+            failed = f"{candidate.status.reason}: {why}"
+        routes_now = service.traffic.routes if service.traffic is not None else None
+        decision = decide(rollout, check, now, routes_now=routes_now, candidate_failed=failed)
+        token = self._token(rollout)
+        update: dict[str, Any] = {"updated_at": now, "last": check}
+        if decision.action == "wait":
+            update["reason"] = decision.reason
+            self.table.move(
+                rollout.model_copy(update=update), expected_version=stored.version, actor=token.name
+            )
+            return
+        with self.control.one_change():
+            if decision.action == "advance":
+                step = rollout.step + 1
+                percent = rollout.spec.steps[step]
+                wanted = traffic.with_share(name, rollout.from_route, rollout.spec.to, percent)
+                applied = self.control.set_traffic(token, name, wanted, force=True)
+                update |= {
+                    "step": step,
+                    "percent": percent,
+                    "step_started_at": now,
+                    "route": _as_route(applied),
+                    "reason": None,
+                }
+                record = None
+            elif decision.action == "roll_back":
+                applied = self.control.set_traffic(token, name, rollout.from_route, force=True)
+                update |= {
+                    "state": "rolled_back",
+                    "percent": traffic.shares(name, applied).get(rollout.spec.to, 0),
+                    "route": _as_route(applied),
+                    "reason": decision.reason,
+                }
+                record = ("rollout.rolled_back", f"rollout rolled back: {decision.reason}")
+            else:  # succeed, stop
+                state = "succeeded" if decision.action == "succeed" else "stopped"
+                update |= {"state": state, "reason": decision.reason}
+                record = (f"rollout.{state}", f"rollout {state}: {decision.reason}")
+            moved = self.table.move(
+                rollout.model_copy(update=update),
+                expected_version=stored.version,
+                actor=token.name,
+                record=record,
+            )
+            if moved is None:  # stopped (or moved by another server) meanwhile
+                raise _Lost
+        if decision.action == "roll_back":
+            log.warning("rollout of %s rolled back: %s", name, decision.reason)
+
+    async def tick_once(self) -> None:
+        for stored in await run_in_threadpool(self.table.running):
+            now = self.control.store.clock()
+            check = _figures(self.sampler(), stored.status, now)  # on the loop: the ring's home
+            try:
+                await run_in_threadpool(self.step, stored, check)
+            except _Lost:
+                continue
+            except Exception:  # one rollout's trouble must not stop the others
+                log.warning("rollout of %s could not move", stored.status.service, exc_info=True)
+
+    async def run(self) -> None:
+        await run_in_threadpool(self.resume)
+        while True:
+            await asyncio.sleep(self.tick)
+            try:
+                await self.tick_once()
+            except Exception:
+                log.warning("the rollout driver failed a round; trying again", exc_info=True)
+
+
+class _Lost(Exception):
+    """The rollout was moved by someone else while this step was being made."""
+
+
+# --------------------------------------------------------------------------- start, read, stop
+
+
+def start(
+    control: ControlPlane,
+    table: RolloutTable,
+    token: Token,
+    name: str,
+    spec: Rollout,
+    *,
+    metrics_available: bool,
+) -> RolloutStatus:
+    """Check ``spec`` against the service and start it: its first step's traffic and the
+    stored rollout in one transaction."""
+    store = control.store
+    service = store.get_service(name)
+    can_write(token, service.team, f"the traffic of service {name!r}")
+    running = table.get(name)
+    if running is not None and running.status.state == "running":
+        table.refuse_running(name)
+    to = control.revision_ref(name, spec.to)
+    candidate = store.get_revision(name, to)
+    number = traffic.revision_parts(to)[1]
+    if candidate.status.failed:
+        raise ConflictError(
+            f"revision {number} failed ({candidate.status.reason}); a rollout would roll "
+            f"back at once. See why with `sos logs {name} --revision {int(number)}`",
+            details={"revision": to},
+        )
+    gates = [g for g in ("max_error_rate", "max_p99_ms") if getattr(spec, g) is not None]
+    if (gates or spec.min_requests) and not metrics_available:
+        raise ValidationError(
+            f"this server's backend reports no request metrics to SOS, so a rollout cannot "
+            f"check {', '.join(gates) or 'min_requests'}: start it without gates and with "
+            "min_requests 0 (it then only steps on time), or use the local runtime",
+            details={"field": gates[0] if gates else "min_requests"},
+        )
+    if service.traffic is None:
+        raise ValidationError(
+            f"service {name!r} has no traffic yet: its first revision gets all of it",
+            details={"service": name},
+        )
+    from_route = _as_route(service.traffic)
+    has = traffic.shares(name, from_route).get(to, 0)
+    if spec.steps[0] <= has:
+        raise ValidationError(
+            f"revision {number} has {has}% of the traffic already; start the steps above it "
+            f"(like {','.join(str(p) for p in spec.steps if p > has) or '100'})",
+            details={"field": "steps"},
+        )
+    first = traffic.with_share(name, from_route, to, spec.steps[0])
+    now = store.clock()
+    spec = spec.model_copy(update={"to": to})
+    gates_text = (
+        ", ".join(
+            part
+            for part in (
+                f"max error rate {_pct(spec.max_error_rate)}"
+                if spec.max_error_rate is not None
+                else "",
+                f"max p99 {spec.max_p99_ms:g} ms" if spec.max_p99_ms is not None else "",
+            )
+            if part
+        )
+        or "no gates"
+    )
+    with control.one_change():
+        applied = control.set_traffic(token, name, first)
+        rollout = RolloutStatus(
+            service=name,
+            spec=spec,
+            state="running",
+            step=0,
+            percent=spec.steps[0],
+            started_at=now,
+            started_by=token.name,
+            step_started_at=now,
+            updated_at=now,
+            from_route=from_route,
+            route=_as_route(applied),
+        )
+        table.start(
+            rollout,
+            actor=token.name,
+            summary=f"rollout of revision {number} started: steps "
+            f"{','.join(map(str, spec.steps))}% every {spec.step_seconds:g}s, {gates_text}, "
+            f"at least {spec.min_requests} requests a step",
+        )
+    return rollout
+
+
+def stop(table: RolloutTable, control: ControlPlane, token: Token, name: str) -> RolloutStatus:
+    service = control.store.get_service(name)
+    can_write(token, service.team, f"the traffic of service {name!r}")
+    for _ in range(5):
+        stored = table.get(name)
+        if stored is None or stored.status.state != "running":
+            raise ConflictError(
+                f"service {name!r} has no rollout running"
+                + (f" (the last one {stored.status.state.replace('_', ' ')})" if stored else ""),
+                details={"service": name},
+            )
+        now = control.store.clock()
+        reason = (
+            f"stopped by {token.name}: the traffic stays as it is (roll back with "
+            f"`sos rollback {name}`)"
+        )
+        moved = table.move(
+            stored.status.model_copy(
+                update={"state": "stopped", "reason": reason, "updated_at": now}
+            ),
+            expected_version=stored.version,
+            actor=token.name,
+            record=("rollout.stopped", f"rollout stopped by {token.name}"),
+        )
+        if moved is not None:
+            return moved.status
+    raise ConflictError(f"the rollout of {name!r} moves too often right now; retry")
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def _rollouts(state: Any) -> RolloutTable:
+    table: RolloutTable = state.extra.setdefault("rollouts", RolloutTable(state.store))
+    return table
+
+
+def _table(request: Request) -> RolloutTable:
+    return _rollouts(request.app.state.sos)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: Any = app.state.sos
+    driver = RolloutDriver(
+        state.control,
+        _rollouts(state),
+        sampler=lambda: state.extra.get("metrics"),
+        tick=seconds_from_env("SOS_ROLLOUT_TICK", DEFAULT_TICK_SECONDS, 0.05, 60),
+    )
+    async with running(driver.run(), "sos-rollout-driver"):
+        yield
+
+
+router = APIRouter(tags=["traffic"], responses=ERROR_RESPONSES, lifespan=_lifespan)
+
+
+@router.post(
+    "/services/{name}/rollout",
+    status_code=status.HTTP_201_CREATED,
+    summary="Start a rollout that steps the candidate's share up and rolls back on a breach",
+)
+def start_rollout(
+    request: Request, token: Principal, name: ServiceName, spec: Rollout
+) -> RolloutStatus:
+    state = request.app.state.sos
+    sampler: MetricsSampler | None = state.extra.get("metrics")
+    return start(
+        state.control,
+        _table(request),
+        token,
+        name,
+        spec,
+        metrics_available=sampler is not None and sampler.available,
+    )
+
+
+@router.get("/services/{name}/rollout", summary="The service's rollout: running or how it ended")
+def get_rollout(request: Request, token: Principal, name: ServiceName) -> RolloutStatus:
+    service = request.app.state.sos.store.get_service(name)
+    can_read(token, service.team, f"the rollout of service {name!r}")
+    stored = _table(request).get(name)
+    if stored is None:
+        raise NotFoundError(
+            f"service {name!r} has had no rollout: start one with `sos rollout {name} --to REV`",
+            details={"service": name},
+        )
+    return stored.status
+
+
+@router.post("/services/{name}/rollout/stop", summary="Stop the running rollout where it is")
+def stop_rollout(request: Request, token: Principal, name: ServiceName) -> RolloutStatus:
+    return stop(_table(request), request.app.state.sos.control, token, name)
