@@ -6,7 +6,8 @@ import sos
 
 EXPECTED = {
     "Artifact", "ArtifactMetadata", "AuthenticationError", "Autoscaling", "BackendError",
-    "Client", "Condition", "ConflictError", "DeployRequest", "DeployResult", "EnvVar", "GunicornConfig", "HealthCheck",
+    "Client", "Condition", "ConflictError", "DeployRequest", "DeployResult", "EnvVar",
+    "GunicornConfig", "HealthCheck",
     "HistoryEntry", "Instances", "LogRecord", "MetricsPoint", "NotFoundError", "NotReadyError",
     "PayloadTooLargeError", "PermissionDeniedError", "Resources", "Revision",
     "RevisionFailedError", "RevisionSeries", "RevisionSpec", "RevisionStatus", "Rollout",

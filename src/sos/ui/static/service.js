@@ -18,6 +18,7 @@ import {
   timeEl,
   trafficBar,
 } from "./dom.js";
+import { fetchRollout, renderRollout } from "./rollout.js";
 import { confirmRollback, openTrafficEditor } from "./traffic.js";
 
 const REFRESH_MS = 5000;
@@ -34,6 +35,10 @@ const ACTIONS = {
   "revision.created": "Revision created",
   "traffic.changed": "Traffic changed",
   "traffic.rollback": "Rolled back",
+  "rollout.started": "Rollout started",
+  "rollout.succeeded": "Rollout succeeded",
+  "rollout.rolled_back": "Rollout rolled back",
+  "rollout.stopped": "Rollout stopped",
 };
 
 /** Replace a container's children, keeping keyboard focus on the element with the same id. */
@@ -231,6 +236,7 @@ export function servicePage(main, session, name, tab, params) {
   const overview = {
     traffic: h("section", { class: "card", "aria-labelledby": "traffic-heading" }),
     revisions: h("section", { class: "card", "aria-labelledby": "revisions-heading" }),
+    rollout: h("section", { class: "card", "aria-labelledby": "rollout-heading" }),
     changes: h(
       "section",
       { class: "card", "aria-labelledby": "changes-heading" },
@@ -290,30 +296,49 @@ export function servicePage(main, session, name, tab, params) {
     );
   }
 
-  async function renderOverview() {
+  /** The rollout card, read anew at every refresh (its figures move every step). */
+  async function renderRolloutCard() {
+    let rollout;
+    try {
+      rollout = await fetchRollout(name);
+    } catch {
+      return; // the next refresh tries again
+    }
+    renderRollout(overview.rollout, {
+      name,
+      rollout,
+      revisions,
+      button: changeButton,
+      onChange: () => refresh(true),
+    });
+  }
+
+  /** A change button; for a token that may not change this service it is off, saying why. */
+  function changeButton(id, label, kind, usable, onclick) {
     const writable = session.canWrite(service);
+    return h(
+      "button",
+      {
+        id,
+        type: "button",
+        class: `btn ${kind}`,
+        disabled: !writable || !usable,
+        "aria-describedby": writable ? null : "ro-note",
+        onclick,
+      },
+      label,
+    );
+  }
+
+  async function renderOverview() {
     const routes = service.traffic?.routes || [];
     const urls = new Map(
       (service.status?.traffic || []).map((t) => [`${t.revision}@${t.tag || ""}`, t.url]),
     );
-    /** A change button; for a token that may not change this service it is off, saying why. */
-    const change = (id, label, kind, usable, onclick) =>
-      h(
-        "button",
-        {
-          id,
-          type: "button",
-          class: `btn ${kind}`,
-          disabled: !writable || !usable,
-          "aria-describedby": writable ? null : "ro-note",
-          onclick,
-        },
-        label,
-      );
-    const edit = change("edit-traffic", "Edit traffic", "btn-primary", revisions.length > 0, () =>
+    const edit = changeButton("edit-traffic", "Edit traffic", "btn-primary", revisions.length > 0, () =>
       openTrafficEditor({ service, revisions, onSaved: () => refresh(true) }),
     );
-    const rollback = change("rollback", "Roll back…", "", routes.length > 0, () =>
+    const rollback = changeButton("rollback", "Roll back…", "", routes.length > 0, () =>
       confirmRollback({ service, onDone: () => refresh(true) }),
     );
     swap(
@@ -879,8 +904,9 @@ export function servicePage(main, session, name, tab, params) {
   let stopTab = () => {};
   function renderTab() {
     if (tab === "overview") {
-      swap(body, overview.traffic, overview.revisions, overview.changes);
+      swap(body, overview.traffic, overview.rollout, overview.revisions, overview.changes);
       renderOverview();
+      renderRolloutCard();
       renderChanges();
     } else if (tab === "metrics") {
       stopTab = metricsTab();
@@ -911,6 +937,7 @@ export function servicePage(main, session, name, tab, params) {
           renderChanges();
         }
       }
+      if (tab === "overview") renderRolloutCard();
     } catch (err) {
       if (err.status === 404) {
         swap(head, h("h1", { tabindex: "-1", id: "page-title" }, name));
