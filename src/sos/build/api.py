@@ -2,7 +2,9 @@
 ``sos build``.
 
 1. detect the project type and read its SOS settings;
-2. ``inspect``: name, version, entry point, and every integrity check;
+2. ``inspect``: name, version, entry point, and every integrity check; then ``lock``:
+   version ranges are resolved into a lock file beside the manifest (``frozen``: a
+   missing or stale lock is refused);
 3. reuse the artifact of an identical earlier build (same source fingerprint, same
    toolchain), or let the builder make it in a scratch directory;
 4. digest it, check its archive entries, record it in the local catalog (where a version
@@ -61,6 +63,8 @@ class BuildResult:
     recorded: bool
     #: the earlier local build of this version (never pushed) that this one replaced
     replaced: ArtifactMetadata | None = None
+    #: what the user should know (a lock file written: commit it), said once
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = self.metadata.model_dump(mode="json")
@@ -69,6 +73,7 @@ class BuildResult:
             metadata_file=str(self.metadata_file),
             log=str(self.log),
             cached=self.cached,
+            warnings=list(self.warnings),
         )
         return data
 
@@ -142,6 +147,7 @@ def build(
     out: Path | str | None = None,
     python: str | None = None,
     offline: bool = False,
+    frozen: bool = False,
     cache: BuildCache | None = None,
     catalog: LocalArtifactCatalog | None = None,
     progress: BuildProgress | None = None,
@@ -149,7 +155,11 @@ def build(
     created_by: str | None = None,
     use_cache: bool = True,
 ) -> BuildResult:
-    """Build the project in ``source`` into an artifact; see the module docstring."""
+    """Build the project in ``source`` into an artifact; see the module docstring.
+
+    ``frozen`` (for CI): build only from the lock files as they are; a project whose
+    dependencies need a lock that is missing or stale is refused (``ProjectError``).
+    """
     clock = clock or (lambda: datetime.now(UTC))
     progress = progress or NullProgress()
     cache = cache or BuildCache()
@@ -177,6 +187,7 @@ def build(
             project = builder.inspect(root, settings)
             if project.name and project.version:
                 _check_identity(project, project.name, project.version)
+            project = builder.lock(project, ctx, frozen=frozen)
             log.write(f"project {project.name or '?'} {project.version or '?'}")
             key = stable_key(
                 CACHE_FORMAT,
@@ -210,6 +221,7 @@ def build(
             cached=cached is not None,
             recorded=result.recorded,
             replaced=result.replaced,
+            warnings=tuple(ctx.warnings),
         )
     except BuildFailedError as exc:
         if exc.log is None:

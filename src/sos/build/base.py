@@ -1,10 +1,12 @@
 """The ``Builder`` seam: one builder per ecosystem, found through ``sos.build.registry``.
 
-A builder answers three questions:
+A builder answers these questions:
 
 - ``detect(root)``: is this a project of mine? (the manifest file that says so, or None)
 - ``inspect(root, settings)``: what is it (name, version, entry point) and is it fit to be
   built? Every integrity problem is a ``ProjectError`` raised here, before any work.
+- ``lock(project, ctx, frozen=...)``: resolve declared version ranges into a lock file
+  beside the manifest (or refuse a missing or stale one when ``frozen``);
 - ``build(project, ctx)``: make the artifact file in ``ctx.workdir`` with the ecosystem's
   own tool, resolving dependencies in isolation (``ctx.cache``) and logging to ``ctx.log``.
 
@@ -90,6 +92,14 @@ class BuildContext:
     #: do not reach package registries; use caches only
     offline: bool = False
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    #: what the user should know about this build (a lock file written...), said once
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, text: str) -> None:
+        """Tell the user something about this build (``BuildResult.warnings``, the log)."""
+        self.warnings.append(text)
+        self.log.write(f"warning: {text}")
+        logger.info("build warning: %s", text)
 
     @contextmanager
     def step(self, title: str) -> Iterator[None]:
@@ -173,6 +183,16 @@ class Builder(abc.ABC):
     @abc.abstractmethod
     def build(self, project: Project, ctx: BuildContext) -> BuiltArtifact:
         """Make the artifact file inside ``ctx.workdir``."""
+
+    def lock(self, project: Project, ctx: BuildContext, *, frozen: bool) -> Project:
+        """Make sure the project's dependencies are locked before anything is built.
+
+        A builder whose ecosystem resolves version ranges writes the resolved set to a
+        lock file beside the manifest (telling the user with ``ctx.warn``) and returns the
+        project as inspected again; ``frozen`` builds refuse a missing or stale lock with a
+        ``ProjectError`` instead. The default: nothing to lock.
+        """
+        return project
 
     def cache_inputs(self, project: Project, ctx: BuildContext) -> dict[str, Any]:
         """What besides the source decides the artifact's bytes (toolchain versions...)."""

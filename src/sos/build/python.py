@@ -9,7 +9,8 @@ The build, in layers:
 
 1. the project's own code: built with its build backend (``pip install --no-deps`` of a
    copy of the project), or copied as is when it has no ``[build-system]``;
-2. dependencies: the pinned set (``sos.build._pyreqs``) plus the server (gunicorn, and
+2. dependencies: the pinned set (``sos.build._pyreqs``; version ranges are first resolved
+   by pip into ``requirements.lock``, ``sos.build._pylock``) plus the server (gunicorn, and
    uvicorn for ASGI), installed by the *runtime's* interpreter with ``pip --target`` into
    an empty directory, cached by the exact dependency set;
 3. the app is imported from those layers alone (``python -S``), which catches missing
@@ -19,6 +20,7 @@ The build, in layers:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -33,8 +35,8 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
-from sos.build import _launcher, _pycheck
-from sos.build._pyreqs import LOCK_FILES, Dependency, read_dependencies
+from sos.build import _launcher, _pycheck, _pylock
+from sos.build._pyreqs import LOCK_FILE, LOCK_FILES, Dependency, DependencySet, read_dependencies
 from sos.build._zipapp import build_deps_zip, write_zipapp
 from sos.build.base import BuildContext, Builder, BuiltArtifact, Project
 from sos.build.cache import IGNORED_DIRS, fingerprint, stable_key
@@ -156,9 +158,7 @@ class PythonBuilder(Builder):
             )
 
         interface, target = self._entry(settings, settings_file)
-        deps, pip_options, lock = read_dependencies(
-            root, table, pyproject if pyproject.is_file() else None
-        )
+        found = read_dependencies(root, table, pyproject if pyproject.is_file() else None)
         return Project(
             root=root,
             builder=self.name,
@@ -170,9 +170,10 @@ class PythonBuilder(Builder):
             manifest=manifest,
             details={
                 "interface": interface,
-                "dependencies": deps,
-                "pip_options": pip_options,
-                "lock_file": lock,
+                "dependencies": found.dependencies,
+                "pip_options": found.options,
+                "lock_file": found.lock,
+                "locking": found,
                 "has_backend": has_backend,
                 "requires_python": table.get("requires-python"),
             },
@@ -208,6 +209,53 @@ class PythonBuilder(Builder):
             file=where,
             field="tool.sos.app",
         )
+
+    # ------------------------------------------------------------------ lock
+
+    def lock(self, project: Project, ctx: BuildContext, *, frozen: bool) -> Project:
+        found: DependencySet = project.details["locking"]
+        declared = found.declared
+        if declared is None:
+            return project
+        python, info = self._interpreter(ctx)
+        why = found.needs_lock or _pylock.lock_problem(found.header, info)
+        if why is None:
+            ctx.log.write(f"{LOCK_FILE} matches {declared.what}: installing what it pins")
+            return project
+        lock = project.root / LOCK_FILE
+        if frozen:
+            loose = ", ".join(declared.unpinned) or "the declared dependencies"
+            if why == "missing":
+                problem = (
+                    f"{declared.what} allow more than one version ({loose}) and there is no "
+                    f"{LOCK_FILE}"
+                )
+            else:
+                problem = f"{LOCK_FILE} is out of date: {why}"
+            raise ProjectError(
+                f"{problem}; --frozen builds only from a lock that matches. Run `sos build` "
+                f"without --frozen to resolve {declared.what} into {LOCK_FILE}, commit it, "
+                "and build again",
+                file=lock if why != "missing" else declared.source,
+                field="project.dependencies"
+                if why == "missing" and declared.source.name == "pyproject.toml"
+                else None,
+                details={"lock_file": str(lock), "problem": why},
+            )
+        if why != "missing":
+            ctx.log.write(f"{LOCK_FILE} is out of date ({why}): resolving again")
+        env = {"PYTHONNOUSERSITE": "1", "PIP_NO_INPUT": "1"}
+        items = _pylock.resolve(declared, project.root, ctx, self._pip(python, ctx), info, env)
+        _pylock.write_lock(declared, items, project.root, info)
+        what = "resolved" if why == "missing" else "updated"
+        count = len(declared.unpinned)
+        ctx.warn(
+            f"{what} {count} unpinned {'dependency' if count == 1 else 'dependencies'} "
+            f"({', '.join(declared.unpinned)}) into {lock}, {len(items)} "
+            f"{'package' if len(items) == 1 else 'packages'} in all; "
+            "commit it, so that every build installs these exact versions"
+        )
+        return self.inspect(project.root, project.settings)
 
     # ------------------------------------------------------------------ build
 
@@ -343,6 +391,7 @@ class PythonBuilder(Builder):
                 "platform": info["platform"],
                 "packages": packages,
                 "dependencies_cached": hit,
+                **({"lock": lock} if (lock := _lock_record(project)) else {}),
                 **({"models": models} if (models := _models(code)) else {}),
             },
         )
@@ -418,7 +467,8 @@ class PythonBuilder(Builder):
             for d in deps
             if d.local_path is not None
         }
-        key = stable_key("python-deps", info, sorted(lines), options, local)
+        hashes = sorted(h for d in deps for h in d.hashes)
+        key = stable_key("python-deps", info, sorted(lines), options, local, hashes)
         ctx.log.write("dependency set:\n  " + "\n  ".join(lines or ["(none)"]))
 
         def fill(tmp: Path) -> None:
@@ -428,7 +478,16 @@ class PythonBuilder(Builder):
                 return
             requirements = ctx.workdir / f"requirements-{key[:8]}.txt"
             requirements.write_text("\n".join([*options, *lines]) + "\n", encoding="utf-8")
-            argv = [*self._pip(python, ctx), "--target", str(site), "-r", str(requirements)]
+            report = ctx.workdir / f"installed-{key[:8]}.json"
+            argv = [
+                *self._pip(python, ctx),
+                "--target",
+                str(site),
+                "--report",
+                str(report),
+                "-r",
+                str(requirements),
+            ]
             try:
                 ctx.run(argv, cwd=project.root, what="resolving dependencies with pip", env=env)
             except BuildFailedError as exc:
@@ -444,6 +503,7 @@ class PythonBuilder(Builder):
                         + exc.message
                     ) from None
                 raise
+            _pylock.check_hashes(report, deps)
             _clean_site(site)
 
         entry, hit = ctx.cache.get_or_create("python-deps", key, fill)
@@ -588,6 +648,22 @@ class PythonBuilder(Builder):
         )
         ctx.log.write(f"packed {len(packages)} distributions into {target.name}")
         return packages
+
+
+def _lock_record(project: Project) -> dict[str, Any] | None:
+    """What the artifact's metadata says of the lock file its dependencies came from."""
+    lock: Path | None = project.details["lock_file"]
+    if lock is None:
+        return None
+    found: DependencySet = project.details["locking"]
+    deps: list[Dependency] = project.details["dependencies"]
+    return {
+        "file": lock.name,
+        "sha256": hashlib.sha256(lock.read_bytes()).hexdigest(),
+        "written_by_sos": bool(found.header),
+        **({"inputs": found.header["inputs"]} if found.header else {}),
+        "dependencies": [d.line if d.local_path is None else str(d.local_path) for d in deps],
+    }
 
 
 def _test_suites(folder: str, names: list[str]) -> set[str]:

@@ -2,12 +2,14 @@
 
 ::
 
-    sos build [DIR] [--type python|node|go|jvm] [--out DIR] [--json] [--push]
+    sos build [DIR] [--type python|node|go|jvm] [--out DIR] [--json] [--push] [--frozen]
     sos push FILE                 # FILE from sos build, with FILE.json beside it
     sos artifacts [NAME]          # on the server; --local for this machine's builds
 
 ``sos build`` shows one progress bar over the build's steps (on stderr) and writes the
-full log of every tool it ran to ``DIR/.sos/build.log``.
+full log of every tool it ran to ``DIR/.sos/build.log``. Version ranges are resolved into
+a lock file beside the manifest (``requirements.lock``, ``package-lock.json``), said once
+on stderr; ``--frozen`` refuses a missing or stale lock instead.
 """
 
 from __future__ import annotations
@@ -135,11 +137,22 @@ def build_command(
         None, "--python", help="The interpreter Python artifacts will run on (default: this one)."
     ),
     offline: bool = typer.Option(False, "--offline", help="Use caches only, no registries."),
+    frozen: bool = typer.Option(
+        False,
+        "--frozen",
+        help="For CI: build only from the committed lock files (requirements.lock, "
+        "package-lock.json); refuse a missing or stale one instead of resolving it.",
+    ),
     no_cache: bool = typer.Option(
         False, "--no-cache", help="Build again even if the source is unchanged."
     ),
 ) -> None:
-    """Build the project in DIR into a self-contained artifact."""
+    """Build the project in DIR into a self-contained artifact.
+
+    Dependencies declared with version ranges (flask>=3, "express": "^4") are resolved
+    into a lock file beside the manifest (requirements.lock, package-lock.json) that later
+    builds reuse: commit it.
+    """
     with RichProgress() as progress:
         result = build(
             directory,
@@ -147,9 +160,12 @@ def build_command(
             out=out,
             python=python,
             offline=offline,
+            frozen=frozen,
             progress=progress,
             use_cache=not no_cache,
         )
+    for warning in result.warnings:
+        stderr.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
     pushed = None
     if push:
         from sos.cli._output import client

@@ -81,20 +81,41 @@ def test_missing_version_is_refused(tmp_path: Path) -> None:
         ("pkg @ https://example.invalid/pkg.tar.gz", "URL without a sha256"),
     ],
 )
-def test_unpinned_dependency_is_refused_with_how_to_pin(
+def test_unpinned_line_of_a_hand_written_lock_is_refused_with_how_to_pin(
     tmp_path: Path, dependency: str, why: str
 ) -> None:
     write(
         tmp_path,
         pyproject(
-            f'[project]\nname = "a"\nversion = "1"\ndependencies = ["{dependency}"]\n'
+            '[project]\nname = "a"\nversion = "1"\ndependencies = ["flask>=3"]\n'
             '[tool.sos]\napp = "svc.web:app"\n'
         ),
     )
+    (tmp_path / "requirements.lock").write_text(f"{dependency}\n")
     with pytest.raises(ProjectError, match=why) as info:
         inspect_project(tmp_path)
-    assert "requirements.lock" in info.value.message
+    assert "delete the file: `sos build` then resolves" in info.value.message
     assert info.value.details["requirement"] == dependency
+
+
+@pytest.mark.parametrize(
+    "dependency", ["flask>=3", "flask", "flask~=3.1", "pkg @ https://x.invalid/p.tgz"]
+)
+def test_unpinned_declarations_are_left_to_the_build_to_lock(
+    tmp_path: Path, dependency: str
+) -> None:
+    write(
+        tmp_path,
+        pyproject(
+            '[project]\nname = "a"\nversion = "1"\n'
+            f'dependencies = ["{dependency}", "rich==13.9.4"]\n'
+            '[tool.sos]\napp = "svc.web:app"\n'
+        ),
+    )
+    found = inspect_project(tmp_path).details["locking"]
+    assert found.needs_lock == "missing"
+    assert found.declared.unpinned == (dependency,)
+    assert found.dependencies == []
 
 
 def test_missing_dependency_declarations_are_refused(tmp_path: Path) -> None:
@@ -118,8 +139,9 @@ def test_lock_file_pins_ranges_declared_in_pyproject(tmp_path: Path) -> None:
         "# pinned\nflask==3.1.3 \\\n    --hash=sha256:" + "0" * 64 + "\nwerkzeug==3.1.9\n"
     )
     project = inspect_project(tmp_path)
-    lines = [d.line for d in project.details["dependencies"]]
-    assert lines[0].startswith("flask==3.1.3 --hash=sha256:")
+    deps = project.details["dependencies"]
+    assert [d.line for d in deps] == ["flask==3.1.3", "werkzeug==3.1.9"]
+    assert deps[0].hashes == ("sha256:" + "0" * 64,)
     assert project.details["lock_file"].name == "requirements.lock"
 
 
@@ -127,7 +149,7 @@ def test_lock_file_with_an_unpinned_line_names_the_line(tmp_path: Path) -> None:
     write(
         tmp_path,
         {
-            "requirements.txt": "flask==3.1.3\nrequests\n",
+            "requirements.lock": "flask==3.1.3\nrequests\n",
             "sos.toml": 'name="a"\nversion="1"\napp="svc.web:app"\n',
             **APP,
         },
