@@ -4,9 +4,11 @@
 - The entry point is ``"sos": {"main": "server.js"}`` in package.json, else the file that
   ``scripts.start`` runs with ``node``, else ``main``, else a single ``bin``.
 - Dependencies are pinned by a lock file (``package-lock.json`` or
-  ``npm-shrinkwrap.json``) or by exact versions in ``dependencies``; they are installed
-  with npm (``npm ci`` with a lock) into a cache directory keyed by the dependency set,
-  never into the project, with install scripts off.
+  ``npm-shrinkwrap.json``). A project without one gets one, written beside package.json
+  by ``npm install --package-lock-only`` (and brought up to date the same way when
+  ``dependencies`` changed), so that no transitive version floats; ``--frozen`` builds
+  refuse a missing or stale lock instead. They are installed with ``npm ci`` into a cache
+  directory keyed by the dependency set, never into the project, with install scripts off.
 - ncc is installed once into the cache's tool directory with npm (not globally) and reused.
 - The bundle must be one file: a package that needs files at run time (assets, native
   ``.node`` modules) is refused with their names. ES module projects are bundled too.
@@ -14,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -35,8 +38,6 @@ NCC_VERSION = "0.38.4"
 NODE = Tool("node", "building Node artifacts", "apt-get install nodejs npm")
 NPM = Tool("npm", "installing Node dependencies and ncc", "apt-get install npm")
 LOCK_FILES = ("npm-shrinkwrap.json", "package-lock.json")
-_EXACT = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
-_GIT_COMMIT = re.compile(r"#[0-9a-f]{40}$")
 _NOT_FOUND = re.compile(r"Module not found: Error: Can't resolve '([^']+)'")
 _REQUIRE = re.compile(
     r"""(?:require\s*\(\s*|import\s*\(\s*|\bfrom\s+|^\s*import\s+)['"]([^'"]+)['"]""",
@@ -44,17 +45,6 @@ _REQUIRE = re.compile(
 )
 _UNRESOLVED = re.compile(r'eval\("require"\)\("([^"]+)"\)')
 _SOURCE_SUFFIXES = (".js", ".cjs", ".mjs", ".ts", ".jsx", ".tsx")
-
-
-def _pinned(spec: str) -> bool:
-    spec = spec.strip()
-    if spec.startswith("npm:"):
-        spec = spec.rsplit("@", 1)[-1]
-    if spec.startswith(("file:", "link:", "./", "../", "/")):
-        return True
-    if _GIT_COMMIT.search(spec):
-        return True
-    return bool(_EXACT.match(spec))
 
 
 def _package_of(specifier: str) -> str | None:
@@ -103,6 +93,48 @@ def undeclared_requires(root: Path, declared: set[str]) -> dict[str, str]:
     return missing
 
 
+#: npm options of every install SOS runs: no install scripts, no audit, only errors
+_NPM_QUIET = ("--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error")
+
+
+def _read_lock(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _stale(lock: Path, deps: dict[str, Any]) -> str | None:
+    """Why ``lock`` does not match package.json's ``dependencies`` (None when it does, or
+    when it is too old a lock, lockfileVersion 1, to tell)."""
+    data = _read_lock(lock)
+    if not data:
+        return "it is not valid JSON"
+    top = data.get("packages", {}).get("")
+    if not isinstance(top, dict):
+        return None
+    locked = top.get("dependencies") or {}
+    if locked == deps:
+        return None
+    changed = sorted(set(locked) ^ set(deps) | {k for k in deps if locked.get(k) != deps[k]})
+    return f"package.json's dependencies changed since it was written ({', '.join(changed)})"
+
+
+def _lock_record(lock: Path) -> dict[str, Any]:
+    """What the artifact's metadata says of the lock its dependencies came from."""
+    packages = _read_lock(lock).get("packages", {})
+    return {
+        "file": lock.name,
+        "sha256": hashlib.sha256(lock.read_bytes()).hexdigest(),
+        "dependencies": sorted(
+            f"{key.rsplit('node_modules/', 1)[-1]}@{value.get('version')}"
+            for key, value in packages.items()
+            if key and not value.get("dev") and isinstance(value, dict)
+        ),
+    }
+
+
 def _artifact_name(name: str) -> str:
     return name.lstrip("@").replace("/", "-")
 
@@ -145,18 +177,6 @@ class NodeBuilder(Builder):
         if not isinstance(deps, dict):
             raise ProjectError("must be an object", file=manifest, field="dependencies")
         lock = next((root / n for n in LOCK_FILES if (root / n).is_file()), None)
-        if lock is None:
-            loose = sorted(f"{k}@{v}" for k, v in deps.items() if not _pinned(str(v)))
-            if loose:
-                raise ProjectError(
-                    f"dependencies are not pinned: {', '.join(loose)} allow more than one "
-                    "version. Write package-lock.json (`npm install --package-lock-only`) "
-                    "and keep it next to package.json, or pin exact versions "
-                    '("express": "4.19.2")',
-                    file=manifest,
-                    field="dependencies",
-                    details={"unpinned": loose},
-                )
         dev = data.get("devDependencies") or {}
         missing = undeclared_requires(root, set(deps))
         if missing:
@@ -223,6 +243,54 @@ class NodeBuilder(Builder):
             )
         return path.relative_to(root.resolve()).as_posix()
 
+    def lock(self, project: Project, ctx: BuildContext, *, frozen: bool) -> Project:
+        deps: dict[str, Any] = project.details["dependencies"]
+        lock: Path | None = project.details["lock_file"]
+        if not deps:
+            return project
+        why = "missing" if lock is None else _stale(lock, deps)
+        if why is None:
+            return project
+        target = lock or project.root / "package-lock.json"
+        if frozen:
+            problem = (
+                f"package.json has dependencies and there is no {target.name}"
+                if why == "missing"
+                else f"{target.name} is out of date: {why}"
+            )
+            raise ProjectError(
+                f"{problem}; --frozen builds only from a lock that matches. Run `sos build` "
+                f"without --frozen (or `npm install --package-lock-only`) to write "
+                f"{target.name}, commit it, and build again",
+                file=target if why != "missing" else project.manifest,
+                field="dependencies" if why == "missing" else None,
+                details={"lock_file": str(target), "problem": why},
+            )
+        scratch = ctx.workdir / "npm-lock"
+        scratch.mkdir()
+        for name in ("package.json", ".npmrc", *LOCK_FILES):
+            if (project.root / name).is_file():
+                shutil.copy2(project.root / name, scratch / name)
+        argv = [NPM.find(), "install", "--package-lock-only", *_NPM_QUIET]
+        ctx.run(
+            [*argv, *(["--offline"] if ctx.offline else [])],
+            cwd=scratch,
+            what=f"writing {target.name} with npm",
+        )
+        written = scratch / target.name
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copy2(written, tmp)
+        tmp.replace(target)
+        packages = _read_lock(target).get("packages", {})
+        count = sum(1 for key, value in packages.items() if key and not value.get("dev"))
+        ctx.warn(
+            f"{'resolved' if why == 'missing' else 'updated'} package.json's dependencies "
+            f"({', '.join(sorted(deps))}) into {target}, {count} "
+            f"{'package' if count == 1 else 'packages'} in all; commit it, so that every "
+            "build installs these exact versions"
+        )
+        return self.inspect(project.root, project.settings)
+
     def _node_version(self, ctx: BuildContext) -> str:
         import subprocess
 
@@ -286,13 +354,7 @@ class NodeBuilder(Builder):
             (tmp / "node_modules").mkdir()
             if not deps:
                 return
-            common = [
-                "--omit=dev",
-                "--ignore-scripts",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-            ]
+            common = ["--omit=dev", *_NPM_QUIET]
             if ctx.offline:
                 common.append("--offline")
             if lock is not None:
@@ -375,5 +437,6 @@ class NodeBuilder(Builder):
                 "module": "esm" if esm else "commonjs",
                 "optional_missing": optional,
                 "bundler": f"@vercel/ncc {os.environ.get('SOS_NCC_VERSION', NCC_VERSION)}",
+                **({"lock": _lock_record(lock)} if (lock := project.details["lock_file"]) else {}),
             },
         )
