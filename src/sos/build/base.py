@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from sos.build.cache import BuildCache
 from sos.build.errors import BuildFailedError, ToolchainMissingError
-from sos.build.log import BuildLog, BuildProgress
+from sos.build.log import BuildLog, BuildProgress, plain
 from sos.build.settings import SosSettings
 from sos.models import Language
 
@@ -141,7 +141,7 @@ class BuildContext:
             raise BuildFailedError(f"{what}: cannot start {argv[0]}: {exc}") from None
         assert proc.stdout is not None
         try:
-            for line in proc.stdout:
+            for line in map(plain, proc.stdout):
                 lines.append(line)
                 self.log.raw(line)
                 self.progress.output(line.rstrip())

@@ -161,6 +161,8 @@ class JvmBuilder(Builder):
             return jars[0].relative_to(root).as_posix()
         if (root / "src" / "main" / "java").is_dir() or list(root.glob("*.java")):
             return "*.java"
+        if (root / "sos.toml").is_file() and next((root / "src").rglob("*.java"), None):
+            return "src/**/*.java"
         return None
 
     def inspect(self, root: Path, settings: SosSettings) -> Project:
@@ -330,8 +332,9 @@ class JvmBuilder(Builder):
         shutil.copytree(project.root, copy, ignore=_ignore, symlinks=True)
         argv = [
             mvn,
-            "-B",
+            "--batch-mode",  # no prompts, no progress
             "-q",
+            "-Dstyle.color=never",  # no ANSI escapes in the build log
             "package",
             "-DskipTests",
             f"-Dproject.build.outputTimestamp={JAR_DATE}",

@@ -7,14 +7,23 @@ draws rich progress bars, tests and scripts pass nothing (``NullProgress``).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TextIO
 
-__all__ = ["BuildLog", "BuildProgress", "NullProgress"]
+__all__ = ["BuildLog", "BuildProgress", "NullProgress", "plain"]
 
 logger = logging.getLogger(__name__)
+
+#: terminal escape sequences (colours, cursor moves) that tools print even when told not to
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def plain(text: str) -> str:
+    """``text`` without terminal escape sequences."""
+    return _ANSI.sub("", text)
 
 
 class BuildProgress(Protocol):
@@ -68,8 +77,9 @@ class BuildLog:
         logger.info("build step: %s", title)
 
     def raw(self, line: str) -> None:
-        """A line of a tool's output, as is."""
-        self._file.write(f"{self._stamp()}  | {line.rstrip()}\n")
+        """A line of a tool's output, without terminal escapes (Debian's Maven 3.8 prints
+        colour resets even in batch mode with style.color=never)."""
+        self._file.write(f"{self._stamp()}  | {plain(line).rstrip()}\n")
         self._file.flush()
 
     def close(self) -> None:

@@ -220,6 +220,17 @@ def test_java_sources_compile_into_a_runnable_jar(
 
 
 @needs_jdk
+def test_java_sources_anywhere_under_src_with_sos_toml_need_no_type(
+    project, build_cache: BuildCache, catalog: LocalArtifactCatalog
+) -> None:
+    root = project("java-hello")
+    (root / "src" / "main" / "java" / "com").rename(root / "src" / "com")
+    shutil.rmtree(root / "src" / "main")
+    result = build(root, cache=build_cache, catalog=catalog)
+    assert (result.metadata.language, result.metadata.entry_point) == ("jvm", "com.example.Hello")
+
+
+@needs_jdk
 def test_prebuilt_jar_is_taken_as_is_with_version_from_its_name(
     project, build_cache: BuildCache, catalog: LocalArtifactCatalog, tmp_path: Path
 ) -> None:
@@ -245,6 +256,8 @@ def test_maven_project_packages_offline_or_explains_what_is_missing(
         pytest.skip("Maven plugins are neither in ~/.m2 nor reachable: " + exc.message[:200])
     assert result.metadata.name == "hello-maven"
     assert result.metadata.entry_point == "com.example.Hello"
+    log = result.log.read_text()
+    assert "$ " in log and "\x1b" not in log  # no colour codes from Maven in the log
     answer = serve(["java", "-jar", str(result.path)])
     assert answer.body == "hello from java\n"
 
