@@ -97,21 +97,26 @@ def test_node_project_mistakes_are_refused(tmp_path: Path, manifest: dict, messa
         inspect_project(tmp_path)
 
 
+def _node_project(
+    root: Path, dependencies: dict[str, str], code: str, name: str = "padded"
+) -> dict[str, object]:
+    """package.json (returned) and index.js, its main file."""
+    manifest = {"name": name, "version": "1.0.0", "main": "index.js", "dependencies": dependencies}
+    (root / "package.json").write_text(json.dumps(manifest))
+    (root / "index.js").write_text(code)
+    return manifest
+
+
 @needs_node
 def test_node_project_without_a_lock_gets_one_beside_package_json(
     tmp_path: Path, build_cache: BuildCache, catalog: LocalArtifactCatalog, serve
 ) -> None:
-    manifest = {
-        "name": "padded",
-        "version": "1.0.0",
-        "main": "index.js",
-        "dependencies": {"left-pad": "^1.2.0"},
-    }
-    (tmp_path / "package.json").write_text(json.dumps(manifest))
-    (tmp_path / "index.js").write_text(
+    manifest = _node_project(
+        tmp_path,
+        {"left-pad": "^1.2.0"},
         "const pad = require('left-pad');\n"
         "require('http').createServer((q, r) => r.end(pad('x', 3, '-')))"
-        ".listen(process.env.PORT, process.env.HOST);\n"
+        ".listen(process.env.PORT, process.env.HOST);\n",
     )
     lock = tmp_path / "package-lock.json"
     with pytest.raises(ProjectError, match=r"no package-lock.json; --frozen builds only from"):
@@ -137,15 +142,8 @@ def test_node_project_without_a_lock_gets_one_beside_package_json(
 
 
 def test_node_lock_file_makes_ranges_acceptable(tmp_path: Path) -> None:
-    manifest = {
-        "name": "@team/x",
-        "version": "1.0.0",
-        "main": "index.js",
-        "dependencies": {"a": "^1"},
-    }
-    (tmp_path / "package.json").write_text(json.dumps(manifest))
+    _node_project(tmp_path, {"a": "^1"}, "", name="@team/x")
     (tmp_path / "package-lock.json").write_text("{}")
-    (tmp_path / "index.js").write_text("")
     project = inspect_project(tmp_path)
     assert project.name == "team-x"  # a scoped npm name becomes a valid artifact name
 
