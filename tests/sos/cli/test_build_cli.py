@@ -50,18 +50,45 @@ def test_build_json_prints_one_object_with_the_artifact_path(
     assert [a["digest"] for a in json.loads(listed.stdout)] == [data["digest"]]
 
 
+def ranged_project(root: Path, dependency: str) -> None:
+    """A project as a new user writes it: one version range, no lock."""
+    (root / "pyproject.toml").write_text(
+        f'[project]\nname = "x"\nversion = "1.0.0"\ndependencies = ["{dependency}"]\n'
+        '[tool.sos]\ncommand = "python -m http.server $PORT"\n'
+    )
+
+
 def test_build_of_a_broken_project_exits_1_with_the_reason_and_no_traceback(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    (tmp_path / "pyproject.toml").write_text(
-        '[project]\nname = "x"\nversion = "1"\ndependencies = ["flask>=3"]\n'
-        '[tool.sos]\napp = "x:app"\n'
-    )
-    done = sos("build", "--json", env=env, cwd=tmp_path)
+    ranged_project(tmp_path, "flask>=3")
+    done = sos("build", "--json", "--frozen", env=env, cwd=tmp_path)
     assert done.returncode == 1
     assert done.stdout == ""
-    assert "error:" in done.stderr and "'flask>=3' is not pinned" in done.stderr
+    assert "error:" in done.stderr and "(flask>=3) and there is no requirements.lock" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_build_of_version_ranges_writes_the_lock_and_says_so_once(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    ranged_project(tmp_path, "itsdangerous>=2")
+    done = sos("build", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lock = tmp_path / "requirements.lock"
+    assert "warning: resolved 1 unpinned dependency (itsdangerous>=2) into" in done.stderr
+    assert "commit it" in done.stderr and lock.is_file()
+    again = sos("build", "--frozen", "--no-cache", "--json", env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "warning" not in again.stderr
+    data = json.loads(again.stdout)
+    assert data["warnings"] == []
+    assert data["extra"]["lock"]["file"] == "requirements.lock"
+
+
+def test_build_help_tells_of_frozen(env: dict[str, str]) -> None:
+    done = sos("build", "--help", env={**env, "COLUMNS": "200"})
+    assert "--frozen" in done.stdout and "refuse a missing or stale one" in done.stdout
 
 
 def test_build_without_an_entry_point_shows_the_toml_to_add(
