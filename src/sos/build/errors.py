@@ -3,7 +3,7 @@
     SOSError
     └── BuildError                 a build could not produce an artifact
         ├── ProjectError           the project itself is wrong: no entry point, no version,
-        │                          unpinned dependencies, an unknown project type...
+        │                          a missing or stale lock (--frozen), an unknown type...
         ├── ToolchainMissingError  a tool the build needs (go, node, npm, javac, mvn) is absent
         └── BuildFailedError       the ecosystem's tool ran and failed (see the build log)
 

@@ -548,7 +548,7 @@ class PythonBuilder(Builder):
             missing = result.get("module") or "?"
             raise ProjectError(
                 f"the app imports {missing!r}, which no declared dependency provides: add "
-                f"the package that provides it, pinned, to the dependencies and build again"
+                f"the package that provides it to the dependencies and build again"
                 f"\n{_tail(result.get('trace', ''))}",
                 file=where,
                 field="project.dependencies",
