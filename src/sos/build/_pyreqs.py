@@ -94,7 +94,7 @@ class Declared:
         """Where the declarations are, for messages."""
         if self.source.name == "pyproject.toml":
             return "pyproject.toml [project] dependencies"
-        return self.source.name
+        return f"the requirements in {self.source.name}"
 
 
 @dataclass(frozen=True)

@@ -249,11 +249,14 @@ class PythonBuilder(Builder):
         _pylock.write_lock(declared, items, project.root, info)
         what = "resolved" if why == "missing" else "updated"
         count = len(declared.unpinned)
+        if count:
+            names = ", ".join(declared.unpinned)
+            what += f" {count} unpinned {'dependency' if count == 1 else 'dependencies'} ({names})"
+        else:
+            what += f" {declared.what}"
         ctx.warn(
-            f"{what} {count} unpinned {'dependency' if count == 1 else 'dependencies'} "
-            f"({', '.join(declared.unpinned)}) into {lock}, {len(items)} "
-            f"{'package' if len(items) == 1 else 'packages'} in all; "
-            "commit it, so that every build installs these exact versions"
+            f"{what} into {lock}, {len(items)} {'package' if len(items) == 1 else 'packages'} "
+            "in all; commit it, so that every build installs these exact versions"
         )
         return self.inspect(project.root, project.settings)
 

@@ -132,6 +132,18 @@ def test_frozen_build_without_a_lock_says_what_to_do(
     assert not (root / "requirements.lock").exists()
 
 
+def test_a_lock_sos_wrote_is_kept_up_to_date_when_every_dependency_gets_pinned(
+    tmp_path: Path, build_cache: BuildCache, catalog: LocalArtifactCatalog
+) -> None:
+    root = ranged_project(tmp_path / "app")
+    build(root, cache=build_cache, catalog=catalog)
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"flask>=3"', '"flask==3.1.3"'))
+    result = build(root, cache=build_cache, catalog=catalog)
+    assert result.warnings[0].startswith("updated pyproject.toml [project] dependencies into")
+    assert "Flask==3.1.3 \\\n" in (root / "requirements.lock").read_text()
+
+
 def test_requirements_txt_with_ranges_is_locked_like_pyproject(
     tmp_path: Path, build_cache: BuildCache, catalog: LocalArtifactCatalog
 ) -> None:
