@@ -6,7 +6,8 @@ then on), ``/alloc?mb=N``, ``/env``, ``/stream`` (a chunked answer), and echoes 
 The env var ``HELLO_FAIL`` makes it exit at start-up (``HELLO_RAISE``: with a traceback
 and noise after it); ``HELLO_PORT_TAKEN_ONCE=FILE`` makes its first start fail as if its
 port had been taken; ``HELLO_START_DELAY`` delays its listening socket;
-``HELLO_NEVER_READY`` makes ``/ready`` answer 503 forever.
+``HELLO_NEVER_READY`` makes ``/ready`` answer 503 forever; ``HELLO_FAIL_PATH=/x`` makes
+that path answer 500 (a bug only some requests meet).
 """
 
 import json
@@ -43,7 +44,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlparse(self.path)
         query = parse_qs(url.query)
-        if url.path == "/ready":
+        if url.path == os.environ.get("HELLO_FAIL_PATH"):
+            self._send(500, f"bug in {REVISION}\n".encode())
+        elif url.path == "/ready":
             never = os.environ.get("HELLO_NEVER_READY")
             self._send(503 if never else 200, b"not ready\n" if never else b"ready\n")
         elif url.path == "/live":
