@@ -51,6 +51,7 @@ from sos.models import (
     Service,
     ServiceMetrics,
     ServiceSpec,
+    ShadowReport,
     Token,
     TokenCreated,
     TokenSpec,
@@ -362,6 +363,11 @@ class Client:
         """Stop the running rollout where it is (the traffic stays as it is)."""
         response = self._request("POST", f"/services/{_q(name)}/rollout/stop")
         return RolloutStatus.model_validate(response.json())
+
+    def shadow_report(self, name: str) -> ShadowReport:
+        """What each shadow revision answered next to the primary (status, latency, and
+        for item lists overlap@k, rank-biased overlap, top-1 agreement, empty rates)."""
+        return self._get(f"/services/{_q(name)}/shadow", ShadowReport)
 
     def rollback(self, name: str, resource_version: int | None = None) -> TrafficRoute:
         """Move traffic back to the previous route in one atomic step."""

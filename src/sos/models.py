@@ -63,6 +63,9 @@ __all__ = [
     "ServiceMetrics",
     "ServiceSpec",
     "ServiceStatus",
+    "Shadow",
+    "ShadowComparison",
+    "ShadowReport",
     "Token",
     "TokenCreated",
     "TokenSpec",
@@ -612,10 +615,54 @@ class Route(_Model):
         return value
 
 
+#: where a sticky split reads a request's key: ``header:X-User-Id``, ``query:user_id``,
+#: ``cookie:uid``
+SPLIT_BY = re.compile(r"^(?P<source>header|query|cookie):(?P<name>[A-Za-z0-9_.-]{1,100})$")
+#: a JSON path to an answer's item ids, for comparing rankings: ``items[].id`` style
+ITEMS_PATH = re.compile(r"^[A-Za-z0-9_-]+(\[\])?(\.[A-Za-z0-9_-]+(\[\])?)*$")
+MAX_SHADOWS = 3
+
+
+class Shadow(_Model):
+    """A revision that gets a mirrored copy of a share of the requests: its answers are
+    compared with the primary's and discarded; it never delays or fails a caller."""
+
+    revision: str = Field(description="Revision id or number (3, 00003 or svc-00003)")
+    percent: int = Field(ge=1, le=100, description="The share of requests mirrored to it")
+    items_path: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Where the item ids are in a JSON answer (``items[].item_id``); default: "
+        "Flight's shape (``items[].item_id``, else ``items[].id``)",
+    )
+
+    @field_validator("items_path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and not ITEMS_PATH.fullmatch(value):
+            raise ValueError(
+                f"items_path {value!r} must be dotted names with [] after a list, like "
+                "items[].item_id"
+            )
+        return value
+
+
 class TrafficRoute(_Model):
     """How a service's traffic is split. Percents are whole numbers that sum to 100."""
 
     routes: list[Route] = Field(min_length=1, max_length=MAX_ROUTES)
+    split_by: str | None = Field(
+        default=None,
+        max_length=110,
+        description="Sticky split: the request key (header:NAME, query:NAME or cookie:NAME) "
+        "that always reaches the same revision while the route is unchanged; requests "
+        "without it are split per request",
+    )
+    shadow: list[Shadow] = Field(
+        default_factory=list,
+        max_length=MAX_SHADOWS,
+        description="Revisions that get mirrored copies of requests (answers compared, discarded)",
+    )
     resource_version: int | None = Field(
         default=None,
         ge=0,
@@ -623,6 +670,16 @@ class TrafficRoute(_Model):
         description="The service's resource_version this route was read at; when sent, a "
         "newer change on the server makes the write fail with a conflict instead of losing it",
     )
+
+    @field_validator("split_by")
+    @classmethod
+    def _split_by(cls, value: str | None) -> str | None:
+        if value is not None and not SPLIT_BY.fullmatch(value):
+            raise ValueError(
+                f"split_by {value!r} must be header:NAME, query:NAME or cookie:NAME, like "
+                "header:X-User-Id"
+            )
+        return value
 
     @model_validator(mode="after")
     def _split(self) -> TrafficRoute:
@@ -939,6 +996,42 @@ class RolloutStatus(_Model):
     from_route: TrafficRoute = Field(description="The route a rollback returns to")
     route: TrafficRoute = Field(description="The route the rollout set last")
     last: RolloutCheck | None = None
+
+
+class ShadowComparison(_Model):
+    """What a shadow revision answered next to the primary, over the mirrored requests."""
+
+    primary: str = Field(description="The revision that answered the callers")
+    shadow: str = Field(description="The revision that got the mirrored copies")
+    mirrored: int = Field(description="Requests copied to the shadow")
+    dropped: int = Field(description="Requests not copied: the mirror queue was full")
+    compared: int = Field(description="Mirrored requests whose answers were compared")
+    status_agreement: float | None = Field(
+        default=None, description="Share of compared answers with the same status class"
+    )
+    shadow_errors: int = Field(description="5xx or no answer from the shadow")
+    primary_p50_ms: float | None = None
+    shadow_p50_ms: float | None = None
+    items_compared: int = Field(description="Compared answers where both carried item lists")
+    k: int = Field(description="The k of overlap@k")
+    overlap_at_k: float | None = Field(
+        default=None, description="Mean share of the primary's top k in the shadow's top k"
+    )
+    rbo: float | None = Field(default=None, description="Mean rank-biased overlap (p=0.9)")
+    top1_agreement: float | None = Field(
+        default=None, description="Share of item answers with the same first item"
+    )
+    primary_empty_rate: float | None = None
+    shadow_empty_rate: float | None = None
+
+
+class ShadowReport(_Model):
+    """``GET /api/v1/services/{name}/shadow``: every (primary, shadow) pair, live."""
+
+    service: str
+    available: bool = Field(description="False when the backend does not mirror requests")
+    message: str | None = None
+    pairs: list[ShadowComparison] = Field(default_factory=list)
 
 
 class SecretValue(_Model):

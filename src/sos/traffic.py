@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable
 from sos.errors import ValidationError
 from sos.models import (
     Route,
+    Shadow,
     TrafficRoute,
     normalize_revision_ref,
     revision_id,
@@ -72,12 +73,35 @@ def normalize(service: str, route: TrafficRoute, *, latest: str | None = None) -
             f"revision {twice[0]} has two untagged routes; merge them into one",
             details={"field": "routes"},
         )
-    return TrafficRoute(routes=routes, resource_version=route.resource_version)
+    shadows: list[Shadow] = []
+    serving = {r.revision for r in routes if r.percent > 0}
+    for index, mirror in enumerate(route.shadow):
+        where = f"shadow[{index}].revision"
+        rev = _ref(service, mirror.revision, latest, where)
+        if rev in serving:
+            raise ValidationError(
+                f"{where}: revision {revision_parts(rev)[1]} serves traffic already; a shadow "
+                "is a revision with no share of its own, whose answers are only compared",
+                details={"field": where},
+            )
+        if rev in {m.revision for m in shadows}:
+            raise ValidationError(
+                f"{where}: revision {revision_parts(rev)[1]} is shadowed twice; keep one",
+                details={"field": where},
+            )
+        shadows.append(mirror.model_copy(update={"revision": rev}))
+    return TrafficRoute(
+        routes=routes,
+        split_by=route.split_by,
+        shadow=shadows,
+        resource_version=route.resource_version,
+    )
 
 
 def require_existing(service: str, route: TrafficRoute, existing: Collection[str]) -> None:
     """Refuse a normalized route that names revisions ``service`` does not have."""
-    missing = sorted({r.revision for r in route.routes} - set(existing))
+    named = {r.revision for r in route.routes} | {m.revision for m in route.shadow}
+    missing = sorted(named - set(existing))
     if missing:
         raise ValidationError(
             f"service {service!r} has no revision {', '.join(missing)}: list them with "
@@ -126,18 +150,28 @@ def with_share(service: str, base: TrafficRoute, revision: str, percent: int) ->
     routes += [Route(revision=rev, percent=pct) for rev, pct in split.items() if pct]
     tags = tagged(service, base)
     routes += [Route(revision=rev, percent=0, tag=tag) for tag, rev in tags.items()]
-    return TrafficRoute(routes=routes)
+    shadow = [m for m in base.shadow if normalize_revision_ref(service, m.revision) != revision]
+    return TrafficRoute(routes=routes, split_by=base.split_by, shadow=shadow)
 
 
 def describe(routes: Iterable[Route] | TrafficRoute | None) -> str:
-    """``00003=90 00002=10@old``: a route as people write it (``no traffic`` for none)."""
+    """``00003=90 00002=10@old``: a route as people write it (``no traffic`` for none),
+    with ``by header:X-User-Id`` when sticky and ``shadow 00004=50%`` when mirrored."""
     if routes is None:
         return "no traffic"
     items = routes.routes if isinstance(routes, TrafficRoute) else routes
-    return " ".join(
+    text = " ".join(
         f"{revision_parts(r.revision)[1]}={r.percent}" + (f"@{r.tag}" if r.tag else "")
         for r in items
     )
+    if isinstance(routes, TrafficRoute):
+        if routes.split_by:
+            text += f" by {routes.split_by}"
+        if routes.shadow:
+            text += " shadow " + " ".join(
+                f"{revision_parts(m.revision)[1]}={m.percent}%" for m in routes.shadow
+            )
+    return text
 
 
 def parse_routes(service: str, args: Iterable[str], latest: str | None) -> list[Route]:

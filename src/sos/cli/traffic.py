@@ -31,7 +31,7 @@ from sos.cli._output import (
 )
 from sos.cli.services import short, traffic_json, traffic_rows
 from sos.errors import NotReadyError
-from sos.models import TrafficRoute
+from sos.models import Shadow, ShadowReport, TrafficRoute
 from sos.traffic import parse_routes
 
 __all__ = ["parse_routes"]  # re-exported from sos.traffic
@@ -49,19 +49,35 @@ def traffic(
         "--force",
         help="Move traffic even to a failed revision (its share of requests gets 503s).",
     ),
+    split_by: str = typer.Option(
+        None,
+        "--split-by",
+        help="Sticky: the key that keeps a user on one revision (header:X-User-Id, "
+        "query:user_id, cookie:uid); 'none' splits per request. Default: as it is.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Show or set how a service's traffic is split between revisions.
 
     Set it with REVISION=PERCENT[@TAG] arguments that sum to 100, e.g.
     `sos traffic sfix-service 3=90 2=10` or `sos traffic sfix-service 4=10@canary 3=90`.
-    A failed revision gets no more traffic unless you add --force.
+    A failed revision gets no more traffic unless you add --force. The split stays sticky
+    (--split-by) and the shadows stay (sos shadow) unless you change them.
     """
+    if split_by is not None and not routes:
+        raise fail("--split-by goes with the routes: sos traffic NAME 1=90 2=10 --split-by "
+                   "header:X-User-Id", EXIT_USAGE)  # fmt: skip
     with client() as c:
         if routes:
             service = c.get_service(name)
+            now = service.traffic
+            keep = split_by if split_by is not None else (now.split_by if now else None)
             try:
-                route = TrafficRoute(routes=parse_routes(name, routes, service.latest_revision))
+                route = TrafficRoute(
+                    routes=parse_routes(name, routes, service.latest_revision),
+                    split_by=None if keep == "none" else keep,
+                    shadow=now.shadow if now else [],
+                )
             except pydantic.ValidationError as exc:
                 raise fail(describe_validation(exc), EXIT_USAGE) from None
             except ValueError as exc:
@@ -80,6 +96,101 @@ def traffic(
         console.print(f"Service {name} has no traffic yet: its first revision will get all of it.")
         return
     table(f"traffic of {name}", ["REVISION", "PERCENT", "TAG", "URL"], traffic_rows(service))
+    say_extras(service.traffic)
+
+
+def say_extras(route: TrafficRoute | None) -> None:
+    """The sticky key and the shadows of a route, under its table."""
+    if route is None:
+        return
+    if route.split_by:
+        console.print(f"sticky: {route.split_by} keeps each key on one revision")
+    for mirror in route.shadow:
+        console.print(
+            f"shadow: {short(mirror.revision)} gets a copy of {mirror.percent}% of the requests"
+            + (f" (items at {mirror.items_path})" if mirror.items_path else "")
+        )
+
+
+@app.command("shadow")
+@handle_errors
+def shadow(
+    args: list[str] = typer.Argument(
+        ..., help="NAME REVISION=PERCENT ... to mirror; NAME --off; or report NAME."
+    ),
+    off: bool = typer.Option(False, "--off", help="Stop mirroring requests."),
+    items_path: str = typer.Option(
+        None, "--items-path", help="Where item ids are in a JSON answer (items[].item_id)."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Mirror a share of a service's requests to revisions that answer no one, and compare.
+
+    `sos shadow shop 3=50` copies half of the requests to revision 3 (its answers are
+    compared with the primary's and discarded; it never delays or fails a caller);
+    `sos shadow shop --off` stops; `sos shadow report shop` shows the comparison.
+    """
+    if args[0] == "report" and len(args) == 2:
+        with client() as c:
+            report = c.shadow_report(args[1])
+        if as_json:
+            emit_json(report)
+            return
+        say_report(report)
+        return
+    name, wanted = args[0], args[1:]
+    if off == bool(wanted):
+        raise fail("say what to mirror (sos shadow NAME 3=50) or --off, one of them", EXIT_USAGE)
+    mirrors = []
+    for arg in wanted:
+        ref, _, percent = arg.partition("=")
+        if not ref or not percent.isdigit():
+            raise fail(f"{arg!r} is not a shadow: write REVISION=PERCENT, like 3=50", EXIT_USAGE)
+        mirrors.append(Shadow(revision=ref, percent=int(percent), items_path=items_path))
+    with client() as c:
+        current = c.get_traffic(name)
+        changed = c.set_traffic(name, current.model_copy(update={"shadow": mirrors}))
+    if as_json:
+        emit_json(changed)
+        return
+    if not mirrors:
+        console.print(f"{name}: no shadow; requests are no longer mirrored")
+    say_extras(changed)
+
+
+def say_report(report: ShadowReport) -> None:
+    if not report.available or not report.pairs:
+        console.print(report.message or f"{report.service}: no mirrored request yet")
+        return
+    rows = []
+    for pair in report.pairs:
+
+        def pct(value: float | None) -> str:
+            return "-" if value is None else f"{value * 100:.1f}%"
+
+        def num(value: float | None) -> str:
+            return "-" if value is None else f"{value:.3f}"
+
+        rows.append(
+            [
+                f"{short(pair.primary)} -> {short(pair.shadow)}",
+                str(pair.compared),
+                str(pair.dropped),
+                pct(pair.status_agreement),
+                str(pair.shadow_errors),
+                f"{pair.primary_p50_ms or 0:.1f} / {pair.shadow_p50_ms or 0:.1f}",
+                num(pair.overlap_at_k),
+                num(pair.rbo),
+                pct(pair.top1_agreement),
+                f"{pct(pair.primary_empty_rate)} / {pct(pair.shadow_empty_rate)}",
+            ]
+        )
+    table(
+        f"shadow report of {report.service}",
+        ["PAIR", "COMPARED", "DROPPED", "SAME STATUS", "SHADOW ERRORS", "P50 MS",
+         f"OVERLAP@{report.pairs[0].k}", "RBO", "TOP-1", "EMPTY"],
+        rows,
+    )  # fmt: skip
 
 
 @app.command("rollback")

@@ -33,6 +33,7 @@ from sos.models import (
     Revision,
     RevisionSpec,
     Service,
+    ShadowComparison,
     TrafficRoute,
 )
 
@@ -166,6 +167,16 @@ class Backend(abc.ABC):
     def check_revision(self, spec: RevisionSpec) -> None:  # noqa: B027 - optional hook
         """Refuse, with ``sos.errors.ValidationError`` saying why and what to do, a revision
         this backend could not run as asked (called when it is created, before it is kept)."""
+
+    def check_traffic(self, route: TrafficRoute) -> None:  # noqa: B027 - optional hook
+        """Refuse, with ``sos.errors.ValidationError`` saying why, a traffic route this
+        backend could not honour (a sticky ``split_by``, ``shadow``): called with the
+        normalized route before it is kept, so no setting is accepted and then ignored."""
+
+    async def shadow_report(self, service: str) -> list[ShadowComparison] | None:
+        """What the shadow revisions of ``service`` answered next to the primary, pair by
+        pair; None when this backend does not mirror requests."""
+        return None
 
     @abc.abstractmethod
     async def apply(self, desired: DesiredService) -> None:

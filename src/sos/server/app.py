@@ -115,6 +115,7 @@ class ServerState:
         )
         state.control.on_change = state.reconciler.notify
         state.control.check_revision = state.backend.check_revision
+        state.control.check_traffic = state.backend.check_traffic
         state.backend.on_change = state.reconciler.notify
         return state
 

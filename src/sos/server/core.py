@@ -91,6 +91,8 @@ class ControlPlane:
         self.secrets: SecretTable | None = None
         #: the backend's own refusals of a revision (the server sets it: Backend.check_revision)
         self.check_revision: Callable[[RevisionSpec], None] = lambda spec: None
+        #: the backend's own refusals of a traffic route (Backend.check_traffic)
+        self.check_traffic: Callable[[TrafficRoute], None] = lambda route: None
         #: the names changed inside ``one_change`` on this thread (told after the commit)
         self._batch = threading.local()
 
@@ -288,7 +290,7 @@ class ControlPlane:
         self, name: str, route: TrafficRoute, latest: str | None = None
     ) -> TrafficRoute:
         normalized = traffic.normalize(name, route, latest=latest)
-        wanted = {r.revision for r in normalized.routes}
+        wanted = {r.revision for r in normalized.routes} | {m.revision for m in normalized.shadow}
         traffic.require_existing(name, normalized, self.store.existing_revisions(name, wanted))
         return normalized
 
@@ -340,6 +342,7 @@ class ControlPlane:
         if dry_run:
             return self.rehearse(lambda: self.set_traffic(token, name, route, force=force))
         normalized = self._normalize_route(name, route)
+        self.check_traffic(normalized)
         if not force:
             self._refuse_failed(name, normalized)
         service = self.store.set_traffic(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from sos.errors import NotFoundError
 from sos.models import (
@@ -22,6 +23,7 @@ from sos.models import (
     ServerInfo,
     Service,
     ServiceSpec,
+    ShadowReport,
     Token,
     TrafficRoute,
 )
@@ -31,6 +33,7 @@ from sos.server.core import ControlPlane
 from sos.server.deploy import deploy as deploy_service
 from sos.server.errors import ERROR_RESPONSES
 from sos.server.visibility import (
+    can_read,
     redact_history,
     redact_revision,
     redact_service,
@@ -276,6 +279,27 @@ def set_traffic(
     ] = False,
 ) -> TrafficRoute:
     return _control(request).set_traffic(token, name, route, force=force, dry_run=dry_run)
+
+
+@router.get(
+    "/services/{name}/shadow",
+    tags=["traffic"],
+    summary="What the shadow revisions answered next to the primary: status, latency, rankings",
+)
+async def shadow_report(request: Request, token: Principal, name: ServiceName) -> ShadowReport:
+    service = await run_in_threadpool(_store(request).get_service, name)  # 404 when unknown
+    can_read(token, service.team, f"the shadow report of service {name!r}")
+    backend: Backend = request.app.state.sos.backend
+    pairs = await backend.shadow_report(name)
+    if pairs is None:
+        return ShadowReport(
+            service=name,
+            available=False,
+            message=f"the {backend.name} backend does not mirror requests",
+        )
+    shadows = service.traffic.shadow if service.traffic else []
+    message = None if shadows or pairs else "no shadow: set one with `sos shadow NAME REV=PCT`"
+    return ShadowReport(service=name, available=True, message=message, pairs=pairs)
 
 
 @router.post(

@@ -169,7 +169,14 @@ def _make_engine(url: str) -> Engine:
 def _dump_route(route: TrafficRoute | None) -> dict[str, Any] | None:
     if route is None:
         return None
-    return {"routes": [r.model_dump(mode="json", exclude_none=True) for r in route.routes]}
+    data: dict[str, Any] = {
+        "routes": [r.model_dump(mode="json", exclude_none=True) for r in route.routes]
+    }
+    if route.split_by:
+        data["split_by"] = route.split_by
+    if route.shadow:
+        data["shadow"] = [m.model_dump(mode="json", exclude_none=True) for m in route.shadow]
+    return data
 
 
 def _load_route(data: Any, resource_version: int | None) -> TrafficRoute | None:

@@ -37,6 +37,7 @@ from sos.errors import (
     SOSError,
     ValidationError,
 )
+from sos.models import TrafficRoute
 from sos.runtime.base import Backend, DesiredService, LogLine, ObservedService
 from sos.runtime.knative.plan import (
     ClusterState,
@@ -196,6 +197,24 @@ class KnativeBackend(Backend):
     @property
     def namespace(self) -> str:
         return self.settings.namespace or "default"
+
+    def check_traffic(self, route: TrafficRoute) -> None:
+        """Knative Serving splits by percentage only: it cannot keep a user on one revision
+        (knative/serving#8160) nor mirror requests, so those are refused, never accepted
+        and left undone."""
+        if route.split_by:
+            raise ValidationError(
+                f"split_by {route.split_by}: Knative Serving routes each request by "
+                "percentage only and cannot keep a key on one revision (knative/serving#8160); "
+                "send the route without split_by, or run sticky A/B tests on the local runtime",
+                details={"field": "split_by"},
+            )
+        if route.shadow:
+            raise ValidationError(
+                "shadow: Knative Serving cannot mirror requests to a revision; send the route "
+                "without shadow, or compare revisions with shadow traffic on the local runtime",
+                details={"field": "shadow"},
+            )
 
     async def start(self) -> None:
         """Load the cluster configuration (kubeconfig or in-cluster) and pick the namespace."""

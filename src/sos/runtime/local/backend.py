@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sos.errors import ValidationError
 from sos.launch import launch_command
-from sos.models import ArtifactMetadata, Instances, RevisionSpec, revision_parts
+from sos.models import ArtifactMetadata, Instances, RevisionSpec, TrafficRoute, revision_parts
 from sos.quantity import memory_bytes
 from sos.runtime.base import (
     Backend,
@@ -170,6 +170,15 @@ class LocalBackend(Backend):
                 "drop port and listen on $PORT (every SOS runtime sets it), or run the server "
                 "with a network per instance (sandbox_network=private, the sandbox's default)",
                 details={"field": "port"},
+            )
+
+    def check_traffic(self, route: TrafficRoute) -> None:
+        unsupported = [f for f in ("split_by", "shadow") if getattr(route, f)]
+        if unsupported:
+            raise ValidationError(
+                f"{' and '.join(unsupported)}: this server's router cannot honour it yet; "
+                "send the route without it",
+                details={"field": unsupported[0]},
             )
 
     async def start(self) -> None:
