@@ -13,7 +13,8 @@ EXPECTED = {
     "RevisionFailedError", "RevisionSeries", "RevisionSpec", "RevisionStatus", "Rollout",
     "RolloutCheck", "RolloutStatus", "Route",
     "SOSError", "ServerError", "ServerUnavailableError", "Service", "ServiceMetrics",
-    "ServiceSpec", "ServiceStatus", "Shadow", "ShadowComparison", "ShadowReport", "Token", "TokenCreated", "TokenSpec", "TrafficRoute",
+    "ServiceSpec", "ServiceStatus", "Shadow", "ShadowComparison", "ShadowReport", "Token",
+    "TokenCreated", "TokenSpec", "TrafficRoute",
     "TrafficTarget", "ValidationError", "__version__", "normalize_revision_ref",
 }  # fmt: skip
 
