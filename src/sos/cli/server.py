@@ -15,15 +15,26 @@ from typing import IO
 import typer
 import uvicorn
 from sqlalchemy.engine import make_url
+from typer.core import TyperCommand
 
 from sos.artifacts.base import human_size
 from sos.cli import app
 from sos.cli._output import EXIT_USAGE, fail, handle_errors
 from sos.config import ServerSettings
+from sos.errors import ValidationError
+from sos.runtime.registry import (
+    BUILTIN_BACKENDS,
+    DEFAULT_BACKEND,
+    BackendFlag,
+    BackendPlugin,
+    backend_names,
+    get_backend,
+)
 from sos.server.app import create_app
-from sos.server.backends import BACKENDS, DEFAULT_BACKEND
 
 __all__ = ["server"]
+
+log = logging.getLogger(__name__)
 
 #: below this much free space in the data dir, `sos server` refuses to start
 MIN_FREE_BYTES = 4 * 2**20
@@ -102,9 +113,70 @@ def _options(pairs: list[str]) -> dict[str, str]:
     return options
 
 
-@app.command()
+class _ServerCommand(TyperCommand):
+    """``sos server``, whose help ends with the flags of every backend
+    (``BackendPlugin.flags``, declared by each backend in its own package)."""
+
+    @property
+    def epilog(self) -> str:
+        lines = []
+        for name, plugin in _backends():
+            for flag in plugin.flags:
+                lines.append(f"{flag.flag} {flag.type.__name__.upper()}  ({name}) {flag.help}")
+        return "Backend flags (the backend's options, winning over --backend-opt):\n\n" + (
+            "\n\n".join(lines)
+        )
+
+    @epilog.setter
+    def epilog(self, value: str | None) -> None:
+        pass
+
+
+def _backends() -> list[tuple[str, BackendPlugin]]:
+    found = []
+    for name in backend_names():
+        try:
+            found.append((name, get_backend(name)))
+        except ValidationError as exc:  # a broken plug-in must not break the command
+            log.warning("backend %s: its flags are not offered: %s", name, exc)
+    return found
+
+
+def _backend_flags(chosen: str, args: list[str]) -> dict[str, str]:
+    """The options that the backend flags in ``args`` set: ``--router-port 0`` or
+    ``--router-port=0``. A flag of another backend, or of none, is a usage error."""
+    owners = {flag.flag: (name, flag) for name, plugin in _backends() for flag in plugin.flags}
+    given: list[tuple[str, BackendFlag, str]] = []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        text, sep, value = arg.partition("=")
+        if text not in owners:
+            what = "no such option" if arg.startswith("-") else "unexpected argument"
+            raise fail(f"{what}: {arg} (see sos server --help)", EXIT_USAGE)
+        if not sep:
+            if not rest:
+                raise fail(f"{text} needs a value", EXIT_USAGE)
+            value = rest.pop(0)
+        name, flag = owners[text]
+        if flag.type is int and not value.lstrip("-").isdigit():
+            raise fail(f"{text} must be a whole number, not {value!r}", EXIT_USAGE)
+        given.append((name, flag, value))
+    others = [(name, flag) for name, flag, _ in given if name != chosen]
+    if others:
+        owner = others[0][0]
+        flags = ", ".join(dict.fromkeys(flag.flag for name, flag in others if name == owner))
+        raise fail(f"{flags}: only with --backend {owner}", EXIT_USAGE)
+    return {flag.option: value for _, flag, value in given}
+
+
+@app.command(
+    cls=_ServerCommand,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
 @handle_errors
 def server(
+    ctx: typer.Context,
     host: str = typer.Option(None, help="Address to listen on [env SOS_HOST; 127.0.0.1]."),
     port: int = typer.Option(
         None, help="Port to listen on; 0 picks a free one [env SOS_PORT; 8700]."
@@ -119,42 +191,14 @@ def server(
     ),
     backend: str = typer.Option(
         None,
-        help=f"What runs revisions: {', '.join(sorted(BACKENDS))} "
+        help=f"What runs revisions: {', '.join(BUILTIN_BACKENDS)} or a plug-in's "
         f"[env SOS_BACKEND; {DEFAULT_BACKEND}].",
     ),
     backend_opt: list[str] = typer.Option(
-        [], "--backend-opt", help="Backend option KEY=VALUE (repeatable)."
-    ),
-    router_port: int = typer.Option(
-        None,
-        help="Port of the shared router that serves the services (local backend); "
-        "0 picks a free one [env SOS_ROUTER_PORT; 8080].",
-    ),
-    data_path: str = typer.Option(
-        None,
-        "--router",
-        help="The router's data path (local backend): haproxy or python "
-        "[env SOS_ROUTER; haproxy when it is installed].",
-    ),
-    knative_namespace: str = typer.Option(
-        None,
-        help="Namespace of the Knative Services (knative backend) "
-        "[env SOS_KNATIVE_NAMESPACE; the kubeconfig context's].",
-    ),
-    knative_domain: str = typer.Option(
-        None,
-        help="The cluster's Knative domain, for URLs Knative has not reported yet "
-        "(knative backend) [env SOS_KNATIVE_DOMAIN].",
-    ),
-    image_registry: str = typer.Option(
-        None,
-        help="Registry of the curated runtime images (knative backend) "
-        "[env SOS_IMAGE_REGISTRY; localhost:5000/sos].",
-    ),
-    knative_artifact_url: str = typer.Option(
-        None,
-        help="This server's URL as pods reach it, for artifact downloads (knative backend) "
-        "[env SOS_KNATIVE_ARTIFACT_URL].",
+        [],
+        "--backend-opt",
+        help="Backend option KEY=VALUE (repeatable); an unknown KEY is refused with the "
+        "list of the chosen backend's.",
     ),
     resync_seconds: float = typer.Option(
         None, help="Reconcile every service this often even without changes [30]."
@@ -181,23 +225,10 @@ def server(
         settings.backend = backend
     if resync_seconds is not None:
         settings.resync_seconds = resync_seconds
-    settings.backend_options.update(_options(backend_opt))
-    if router_port is not None:
-        settings.backend_options["router_port"] = str(router_port)
-    if data_path is not None:
-        settings.backend_options["router"] = data_path
     settings.backend = settings.backend or DEFAULT_BACKEND
-    knative = [
-        ("--knative-namespace", "namespace", knative_namespace),
-        ("--knative-domain", "domain", knative_domain),
-        ("--image-registry", "image_registry", image_registry),
-        ("--knative-artifact-url", "artifact_url", knative_artifact_url),
-    ]
-    given = {key: value for _, key, value in knative if value is not None}
-    if given and settings.backend != "knative":
-        flags = ", ".join(flag for flag, _, value in knative if value is not None)
-        raise fail(f"{flags}: only with --backend knative", EXIT_USAGE)
-    settings.backend_options.update(given)
+    settings.backend_options.update(_options(backend_opt))
+    # a backend's own flags win over --backend-opt
+    settings.backend_options.update(_backend_flags(settings.backend, ctx.args))
 
     lock = _lock_data_dir(settings.data_dir)  # noqa: F841 - held until the process ends
     sock = _bind(settings.host, settings.port)

@@ -6,6 +6,7 @@ nothing answers HTTP, so its metrics count only the requests a test says were se
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from sos.models import Instances, revision_parts
 from sos.runtime.base import (
@@ -15,8 +16,9 @@ from sos.runtime.base import (
     ObservedService,
     RevisionMetricsSample,
 )
+from sos.runtime.registry import BackendContext, BackendOptions, BackendPlugin
 
-__all__ = ["FakeBackend"]
+__all__ = ["PLUGIN", "FakeBackend", "FakeOptions", "create_backend"]
 
 
 class FakeBackend(Backend):
@@ -136,3 +138,24 @@ def _instances(desired: DesiredService) -> dict[str, Instances]:
         if rev.id is not None
         for n in [1 if rev.id in routable else 0]
     }
+
+
+class FakeOptions(BackendOptions):
+    """``sos server --backend fake`` options."""
+
+    label: ClassVar[str] = "fake"
+
+    #: the domain of the URLs it reports
+    domain: str = "sos.invalid"
+
+
+def create_backend(context: BackendContext) -> FakeBackend:
+    return FakeBackend(domain=FakeOptions.parse(context.options).domain)
+
+
+PLUGIN = BackendPlugin(
+    name="fake",
+    factory=create_backend,
+    options=FakeOptions,
+    description="in memory, marks revisions ready: for tests and the control plane alone",
+)

@@ -1,14 +1,14 @@
 """The app factory: ``create_app(settings)`` builds the SOS API server.
 
 Start-up (``ServerState.open``, synchronous, before the first request): make the data dir,
-open the store and migrate it, make sure an admin token exists, let plug-in modules
-configure themselves (``ROUTER_MODULES``: e.g. the artifact store), create the backend.
+open the store and migrate it, make sure an admin token exists, let server plug-ins
+configure themselves (``sos.server.plugins``: e.g. the artifact store), create the backend
+(``sos.runtime.registry``).
 The lifespan then starts the reconciler and stops it (and closes the backend) on shutdown.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -16,19 +16,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from sos.artifacts.base import ArtifactStore
 from sos.config import ServerSettings
 from sos.errors import ValidationError
 from sos.models import TokenSpec
 from sos.reconciler import Reconciler
 from sos.runtime.base import Backend
-from sos.server.backends import DEFAULT_BACKEND, ArtifactPath, BackendContext, create_backend
+from sos.runtime.registry import DEFAULT_BACKEND, ArtifactPath, BackendContext, create_backend
 from sos.server.core import ArtifactResolver, ControlPlane
 from sos.server.errors import install_error_handlers
 from sos.server.guard import RequestGuard, max_request_bytes
+from sos.server.plugins import ServerPlugin, load_server_plugins
 from sos.store import Store
 from sos.store.secrets import SecretTable, load_key
 
@@ -38,9 +39,11 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 
-#: Modules whose ``router`` (an APIRouter, mounted under /api/v1) the app includes. A module
-#: may also define ``configure(state: ServerState) -> None``, called at start-up before the
-#: backend is created, to set ``state.resolver``, ``state.artifact_path``, ``state.extra``.
+#: The built-in server plug-ins (``sos.server.plugins``), also entry points of group
+#: ``sos.server_plugins`` in pyproject.toml; the entry points of installed packages follow.
+#: A module's ``router`` (an APIRouter) is mounted under /api/v1; its optional
+#: ``configure(state: ServerState) -> None`` runs at start-up before the backend is created,
+#: to set ``state.resolver``, ``state.artifact_path``, ``state.extra``.
 ROUTER_MODULES: list[str] = ["sos.server.artifacts", "sos.server.metrics", "sos.server.rollouts"]
 
 
@@ -65,11 +68,12 @@ class ServerState:
     admin_token: AdminToken | None = None
     resolver: ArtifactResolver | None = None
     artifact_path: ArtifactPath | None = None
-    artifact_store: object | None = None
+    artifact_store: ArtifactStore | None = None
     #: a team's secrets, sealed with the server's key (``sos.store.secrets``)
     secrets: SecretTable | None = None
-    #: room for plug-ins to keep their objects (e.g. ``extra["artifacts"]``)
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: room for plug-ins to keep their objects (e.g. ``extra["artifacts"]``); each plug-in
+    #: knows the type of its own and checks it (``isinstance``) when it reads it back
+    extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def open(
@@ -79,7 +83,7 @@ class ServerState:
         store: Store | None = None,
         backend: Backend | None = None,
         resolver: ArtifactResolver | None = None,
-        plugins: Sequence[Any] = (),
+        plugins: Sequence[ServerPlugin | object] = (),
         clock: Callable[[], datetime] | None = None,
     ) -> ServerState:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -92,10 +96,9 @@ class ServerState:
         state.admin_token = ensure_admin_token(store, settings)
         state.secrets = SecretTable(store, load_key(settings.data_dir, settings.secret_key))
         state.control.secrets = state.secrets
-        for plugin in plugins:
-            configure = getattr(plugin, "configure", None)
-            if configure is not None:
-                configure(state)
+        for plugin in map(ServerPlugin.of, plugins):
+            if plugin.configure is not None:
+                plugin.configure(state)
         state.control.resolver = state.resolver
         state.backend = backend or create_backend(
             settings.backend or DEFAULT_BACKEND,
@@ -158,7 +161,7 @@ def create_app(
     from sos import __version__, ui
     from sos.server import logs, routes, secrets, tokens
 
-    plugins = [importlib.import_module(name) for name in ROUTER_MODULES]
+    plugins = load_server_plugins(ROUTER_MODULES)
     if state is None:
         state = ServerState.open(settings or ServerSettings.from_env(), plugins=plugins)
 
@@ -189,9 +192,8 @@ def create_app(
     app.include_router(tokens.router, prefix=API_PREFIX)
     app.include_router(secrets.router, prefix=API_PREFIX)
     for plugin in plugins:
-        router = getattr(plugin, "router", None)
-        if router is not None:
-            app.include_router(router, prefix=API_PREFIX)
+        if plugin.router is not None:
+            app.include_router(plugin.router, prefix=API_PREFIX)
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(ui.router)  # the web UI at /ui/ (and / redirects there)

@@ -20,11 +20,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from kubernetes.aio import client as k8s
@@ -55,6 +54,7 @@ from sos.runtime.knative.render import (
 )
 from sos.runtime.knative.settings import KnativeSettings
 from sos.runtime.knative.status import observed_service
+from sos.runtime.registry import BackendContext
 
 __all__ = ["BACKEND_OPTIONS", "FIELD_MANAGER", "KnativeBackend", "create_backend", "map_api_error"]
 
@@ -248,7 +248,7 @@ class KnativeBackend(Backend):
                 f"the Knative backend cannot load {where}: {exc}. Set SOS_KNATIVE_KUBECONFIG "
                 "(or KUBECONFIG) to a kubeconfig file, or run the SOS server in the cluster"
             ) from exc
-        self.settings = replace(self.settings, namespace=namespace or "default")
+        self.settings = self.settings.model_copy(update={"namespace": namespace or "default"})
         self._api_client = k8s.ApiClient(configuration)
         if self.settings.artifact_url is None:
             logger.warning(
@@ -610,36 +610,11 @@ class KnativeBackend(Backend):
 
 
 #: ``sos server --backend knative --backend-opt KEY=VALUE`` keys (env vars in settings.py)
-BACKEND_OPTIONS = (
-    "namespace",
-    "domain",
-    "image_registry",
-    "artifact_url",
-    "artifact_token_secret",
-    "kubeconfig",
-    "context",
-    "instance",
-    "team_namespaces",
-)
+BACKEND_OPTIONS = tuple(KnativeSettings.keys())
 
 
-class _HasOptions(Protocol):
-    @property
-    def options(self) -> Mapping[str, str]: ...
-
-
-def create_backend(context: _HasOptions) -> KnativeBackend:
-    """The server's factory (``sos.server.backends``): options from ``--backend-opt``, the
-    rest from the ``SOS_KNATIVE_*`` / ``SOS_IMAGE_REGISTRY`` environment variables."""
-    options = {key.replace("-", "_"): value for key, value in context.options.items()}
-    unknown = sorted(set(options) - set(BACKEND_OPTIONS))
-    if unknown:
-        raise ValidationError(
-            f"unknown Knative backend option(s) {', '.join(unknown)}: "
-            f"use {', '.join(BACKEND_OPTIONS)} (--backend-opt KEY=VALUE)"
-        )
-    try:
-        settings = KnativeSettings.from_env(None, **options)
-    except ValueError as exc:
-        raise ValidationError(f"Knative backend: {exc}") from None
-    return KnativeBackend(settings)
+def create_backend(context: BackendContext) -> KnativeBackend:
+    """The registry's factory (``sos.runtime.registry``): ``KnativeSettings`` from
+    ``--backend-opt``, the rest from the ``SOS_KNATIVE_*`` / ``SOS_IMAGE_REGISTRY``
+    environment variables."""
+    return KnativeBackend(KnativeSettings.parse(context.options))

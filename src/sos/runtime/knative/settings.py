@@ -27,9 +27,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import ClassVar, Self
 
-__all__ = ["ARTIFACT_ROUTE", "DEFAULT_REGISTRY", "KnativeSettings"]
+from pydantic import ValidationError as PydanticValidationError
+from pydantic import model_validator
+
+from sos.runtime.registry import BackendFlag, BackendOptions, BackendPlugin, option_error
+
+__all__ = ["ARTIFACT_ROUTE", "DEFAULT_REGISTRY", "PLUGIN", "KnativeSettings"]
 
 #: the SOS server route that serves an artifact's bytes by digest
 ARTIFACT_ROUTE = "/api/v1/blobs/{digest}"
@@ -52,9 +57,13 @@ _ENV = {
 }
 
 
-@dataclass(frozen=True)
-class KnativeSettings:
-    """Cluster-side settings of the Knative backend (the renderer's only other input)."""
+class KnativeSettings(BackendOptions):
+    """Cluster-side settings of the Knative backend (the renderer's only other input), and
+    its options: each setting is a ``--backend-opt`` (``image-registry`` works too) or the
+    environment variable above."""
+
+    label: ClassVar[str] = "Knative"
+    env: ClassVar[Mapping[str, str]] = _ENV
 
     namespace: str | None = None
     domain: str | None = None
@@ -72,7 +81,8 @@ class KnativeSettings:
         """The namespace of ``team``'s services when teams get their own, else None."""
         return None if self.team_namespaces is None else self.team_namespaces + team
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _valid(self) -> Self:
         if len(self.instance) > 63 or not _LABEL_VALUE.fullmatch(self.instance):
             raise ValueError(
                 f"instance {self.instance!r} must be a Kubernetes label value: letters, "
@@ -108,6 +118,7 @@ class KnativeSettings:
                 f"artifact URL {url!r} must start with http:// or https:// (the address at "
                 "which pods reach the SOS server, e.g. http://sos.sos-system.svc:8700)"
             )
+        return self
 
     @classmethod
     def from_env(
@@ -120,20 +131,11 @@ class KnativeSettings:
         if unknown:
             raise TypeError(f"unknown Knative settings: {sorted(unknown)}")
 
-        def pick(key: str) -> str | None:
-            return overrides.get(key) or source.get(_ENV[key]) or None
-
-        return cls(
-            namespace=pick("namespace"),
-            domain=pick("domain"),
-            image_registry=pick("image_registry") or DEFAULT_REGISTRY,
-            artifact_url=pick("artifact_url"),
-            artifact_token_secret=pick("artifact_token_secret"),
-            kubeconfig=pick("kubeconfig"),
-            context=pick("context"),
-            instance=pick("instance") or "sos",
-            team_namespaces=pick("team_namespaces"),
-        )
+        given = {key: value for key, value in overrides.items() if value}
+        try:
+            return cls.model_validate(cls.gather(given, source))
+        except PydanticValidationError as exc:
+            raise ValueError(option_error(exc)[1]) from None
 
     def artifact_download_url(self, digest: str) -> str | None:
         """The URL a pod downloads the artifact ``digest`` from, or None when not configured."""
@@ -142,3 +144,36 @@ class KnativeSettings:
         if "{digest}" in self.artifact_url:
             return self.artifact_url.replace("{digest}", digest)
         return self.artifact_url.rstrip("/") + ARTIFACT_ROUTE.format(digest=digest)
+
+
+PLUGIN = BackendPlugin(
+    name="knative",
+    factory="sos.runtime.knative.backend:create_backend",
+    options=KnativeSettings,
+    flags=(
+        BackendFlag(
+            "--knative-namespace",
+            "namespace",
+            "Namespace of the Knative Services [env SOS_KNATIVE_NAMESPACE; the kubeconfig "
+            "context's].",
+        ),
+        BackendFlag(
+            "--knative-domain",
+            "domain",
+            "The cluster's Knative domain, for URLs Knative has not reported yet "
+            "[env SOS_KNATIVE_DOMAIN].",
+        ),
+        BackendFlag(
+            "--image-registry",
+            "image_registry",
+            "Registry of the curated runtime images [env SOS_IMAGE_REGISTRY; localhost:5000/sos].",
+        ),
+        BackendFlag(
+            "--knative-artifact-url",
+            "artifact_url",
+            "This server's URL as pods reach it, for artifact downloads "
+            "[env SOS_KNATIVE_ARTIFACT_URL].",
+        ),
+    ),
+    description="SOS services as Knative Serving Services on Kubernetes (needs kubernetes)",
+)

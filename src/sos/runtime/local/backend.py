@@ -25,7 +25,6 @@ from pathlib import Path
 from sos.errors import ValidationError
 from sos.launch import launch_command
 from sos.models import ArtifactMetadata, Instances, RevisionSpec, TrafficRoute, revision_parts
-from sos.quantity import memory_bytes
 from sos.runtime.base import (
     Backend,
     DesiredService,
@@ -39,14 +38,14 @@ from sos.runtime.local.haproxy import HAProxyRouter
 from sos.runtime.local.limits import Limiter
 from sos.runtime.local.logs import LogStore
 from sos.runtime.local.metrics import BUCKETS
-from sos.runtime.local.network import NETWORKS, Network, network_problem
+from sos.runtime.local.network import Network, network_problem
+from sos.runtime.local.options import DATA_PATHS, LocalOptions
 from sos.runtime.local.plan import Current, Deploy, Fail, Retire, Scale, SetRoute, plan
 from sos.runtime.local.prepare import Preparer, Step
 from sos.runtime.local.router import Endpoint, RevisionTarget, Router, RoutingTable, ServiceRoute
 from sos.runtime.local.sandbox import (
     DEFAULT_PROCESSES,
     DEFAULT_TMP_BYTES,
-    SANDBOXES,
     Sandbox,
     sandbox_problem,
 )
@@ -56,14 +55,11 @@ from sos.runtime.local.supervisor import (
     inherited_env,
     runtime_for,
 )
+from sos.runtime.registry import ArtifactPath, BackendContext
 
 __all__ = ["LocalBackend", "create_backend"]
 
 log = logging.getLogger(__name__)
-
-ArtifactPath = Callable[[str], Path]
-#: the router's data paths: HAProxy programmed at runtime, or the Python router alone
-DATA_PATHS = ("haproxy", "python")
 
 
 class LocalBackend(Backend):
@@ -661,91 +657,15 @@ class LocalBackend(Backend):
                     await self._wake.wait()
 
 
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-LOCAL_OPTIONS = frozenset(
-    {
-        "router_port",
-        "router_host",
-        "domain",
-        "activation_timeout",
-        "request_timeout",
-        "keep_instances",
-        "router",
-        "sandbox",
-        "sandbox_tmp",
-        "sandbox_processes",
-        "sandbox_network",
-        "metrics_token",
-    }
-)
-
-
-def create_backend(context: object) -> LocalBackend:
-    """The factory the server's backend registry calls (``--backend local``).
-
-    Options (``--backend-opt KEY=VALUE``, or environment): ``router_port``
-    (``SOS_ROUTER_PORT``, 8080), ``router_host`` (``SOS_ROUTER_HOST``, 127.0.0.1),
-    ``domain`` (``SOS_ROUTER_DOMAIN``, localhost), ``activation_timeout`` (30 s),
-    ``request_timeout`` (300 s), ``keep_instances`` (``SOS_KEEP_INSTANCES``, false: a server
-    that stops takes its instances down; true leaves them running for the next start to
-    re-adopt, for a server restart without downtime), ``router`` (``SOS_ROUTER``: the data
-    path, ``haproxy`` or ``python``; by default HAProxy when ``haproxy`` is on PATH),
-    ``sandbox`` (``SOS_SANDBOX``: ``bubblewrap``, the default, or ``none`` for a single
-    tenant; see ``sandbox.py``), ``sandbox_tmp`` (``/tmp`` and home of each instance, 256Mi)
-    and ``sandbox_processes`` (per service, 512), ``sandbox_network``
-    (``SOS_SANDBOX_NETWORK``: ``private``, a network of its own per instance, the default
-    with the sandbox; or ``host``; see ``network.py``), ``metrics_token``
-    (``SOS_ROUTER_METRICS_TOKEN``: the bearer token the router's ``/metrics`` asks for; unset,
-    it is off, since the router port is public and the counters are every team's).
-    """
-    from sos.server.backends import BackendContext
-
-    assert isinstance(context, BackendContext)
-    options = dict(context.options)
-    unknown = sorted(set(options) - LOCAL_OPTIONS)
-    if unknown:
-        hint = (
-            " (a revision's start-up budget is its health_check.startup_timeout_seconds)"
-            if "startup_timeout" in unknown
-            else ""
-        )
-        raise ValidationError(
-            f"--backend-opt {', '.join(unknown)}: the local backend has no such option{hint}; "
-            f"it has {', '.join(sorted(LOCAL_OPTIONS))}"
-        )
-
-    def option(key: str, env: str | None, default: str) -> str:
-        return options.get(key) or (os.environ.get(env) if env else None) or default
-
-    def number(key: str, env: str | None, default: str) -> float:
-        text = option(key, env, default)
-        try:
-            value = float(text)
-        except ValueError:
-            where = f"--backend-opt {key}" + (f" / {env}" if env else "")
-            raise ValidationError(f"{where} must be a number, not {text!r}") from None
-        if value < 0 or (key == "router_port" and (value > 65535 or not value.is_integer())):
-            raise ValidationError(f"--backend-opt {key}={text} is out of range")
-        return value
-
-    data_path = option("router", "SOS_ROUTER", "auto").strip().lower()
+def create_backend(context: BackendContext) -> LocalBackend:
+    """The factory the backend registry calls (``--backend local``): the options are
+    ``LocalOptions`` (``options.py``; ``docs/sos/local-runtime.md`` has the table). What
+    the machine must have for them (bubblewrap, passt) is checked here, at start."""
+    options = LocalOptions.parse(context.options)
+    data_path = options.router
     if data_path == "auto":
         data_path = "haproxy" if shutil.which("haproxy") else "python"
-    elif data_path not in DATA_PATHS:
-        raise ValidationError(
-            f"--router / SOS_ROUTER={data_path!r} is unknown: use haproxy or python "
-            "(or auto: HAProxy when it is installed)"
-        )
-    sandbox = option("sandbox", "SOS_SANDBOX", "bubblewrap").strip().lower()
-    if sandbox not in SANDBOXES:
-        raise ValidationError(
-            f"--backend-opt sandbox / SOS_SANDBOX={sandbox!r} is unknown: use bubblewrap "
-            "(each service in a sandbox of its own) or none (single tenant, no isolation)"
-        )
-    if sandbox == "bubblewrap":
+    if options.sandbox == "bubblewrap":
         problem = sandbox_problem()
         if problem is not None:
             raise ValidationError(
@@ -755,15 +675,11 @@ def create_backend(context: object) -> LocalBackend:
                 "(SOS_SANDBOX=none): every instance then runs as the server's own user and "
                 "can read its data dir"
             )
-    default_network = "private" if sandbox == "bubblewrap" else "host"
-    network = option("sandbox_network", "SOS_SANDBOX_NETWORK", default_network).strip().lower()
-    if network not in NETWORKS:
-        raise ValidationError(
-            f"--backend-opt sandbox_network / SOS_SANDBOX_NETWORK={network!r} is unknown: use "
-            "private (a network of its own per instance) or host (instances share the host's)"
-        )
+    network = options.network
     if network == "private":
-        problem = network_problem() if sandbox == "bubblewrap" else "it needs sandbox=bubblewrap"
+        problem = (
+            network_problem() if options.sandbox == "bubblewrap" else "it needs sandbox=bubblewrap"
+        )
         if problem is not None:
             raise ValidationError(
                 f"instances cannot have networks of their own here: {problem}. Install passt "
@@ -771,31 +687,21 @@ def create_backend(context: object) -> LocalBackend:
                 "sandbox_network=host (SOS_SANDBOX_NETWORK=host): instances then share the "
                 "host's loopback, and a revision cannot choose its port"
             )
-    tmp_text = option("sandbox_tmp", None, "256Mi")
-    try:
-        tmp_bytes = memory_bytes(tmp_text)
-    except ValueError as exc:
-        raise ValidationError(f"--backend-opt sandbox_tmp={tmp_text}: {exc}") from None
-    processes = number("sandbox_processes", None, str(DEFAULT_PROCESSES))
-    if processes < 16 or not processes.is_integer():
-        raise ValidationError(
-            f"--backend-opt sandbox_processes={processes:g} must be a whole number of 16 or more"
-        )
     backend = LocalBackend(
         context.data_dir,
         artifact_path=context.artifact_path,
-        router_host=option("router_host", "SOS_ROUTER_HOST", "127.0.0.1"),
-        router_port=int(number("router_port", "SOS_ROUTER_PORT", "8080")),
-        domain=option("domain", "SOS_ROUTER_DOMAIN", "localhost"),
-        activation_timeout=number("activation_timeout", None, "30"),
-        request_timeout=number("request_timeout", None, "300"),
-        stop_on_close=not _flag(option("keep_instances", "SOS_KEEP_INSTANCES", "false")),
+        router_host=options.router_host,
+        router_port=options.router_port,
+        domain=options.domain,
+        activation_timeout=options.activation_timeout,
+        request_timeout=options.request_timeout,
+        stop_on_close=not options.keep_instances,
         data_path=data_path,
-        sandbox=sandbox,
-        sandbox_tmp_bytes=tmp_bytes,
-        sandbox_processes=int(processes),
+        sandbox=options.sandbox,
+        sandbox_tmp_bytes=options.sandbox_tmp_bytes,
+        sandbox_processes=options.sandbox_processes,
         network=network,
-        router_metrics_token=option("metrics_token", "SOS_ROUTER_METRICS_TOKEN", ""),
+        router_metrics_token=options.metrics_token,
     )
     backend.router.bind()  # a port in use is an error now, not a trace at start-up
     return backend
