@@ -48,10 +48,16 @@ def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if environ is None else environ
 
 
-def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+def default_data_dir(
+    environ: Mapping[str, str] | None = None, *, variable: str = "SOS_DATA_DIR"
+) -> Path:
+    """Where SOS keeps state on this machine: ``$variable``, else ``$XDG_DATA_HOME/sos``, else
+    ``~/.local/share/sos``. The server's data dir moves with ``SOS_DATA_DIR``; the catalog of
+    local builds (``sos.artifacts.catalog``) with ``SOS_HOME``: both documented, and a server
+    and ``sos build`` on one machine share the default."""
     env = _env(environ)
-    if env.get("SOS_DATA_DIR"):
-        return Path(env["SOS_DATA_DIR"]).expanduser()
+    if env.get(variable):
+        return Path(env[variable]).expanduser()
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base).expanduser() / "sos"
 

@@ -11,12 +11,14 @@ binds once a version is pushed; before that a rebuild replaces the earlier local
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 import tempfile
 from pathlib import Path
 
+from sos import config
 from sos.artifacts.local import LocalArtifactStore
 from sos.artifacts.safety import check_name, check_version
 from sos.errors import ConflictError, NotFoundError
@@ -34,13 +36,9 @@ logger = logging.getLogger(__name__)
 _DIRTY = re.compile(r"(\+|[.-]dirty\b|\.d\d{8}$)", re.IGNORECASE)
 
 
-def default_data_dir() -> Path:
-    """Where SOS keeps local state: ``$SOS_HOME``, else ``$XDG_DATA_HOME/sos``, else
-    ``~/.local/share/sos``."""
-    if os.environ.get("SOS_HOME"):
-        return Path(os.environ["SOS_HOME"]).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "sos"
+#: where the catalog lives: ``$SOS_HOME``, else ``$XDG_DATA_HOME/sos``, else
+#: ``~/.local/share/sos`` (``sos.config.default_data_dir``, read with ``SOS_HOME``)
+default_data_dir = functools.partial(config.default_data_dir, variable="SOS_HOME")
 
 
 def is_dirty_version(version: str) -> bool:
