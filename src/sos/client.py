@@ -37,7 +37,7 @@ from sos.errors import (
 from sos.models import (
     ArtifactMetadata,
     DeployResult,
-    DesiredState,
+    DesiredService,
     HistoryEntry,
     LogRecord,
     Revision,
@@ -58,7 +58,6 @@ from sos.models import (
     TrafficRoute,
     normalize_revision_ref,
 )
-from sos.runtime.base import DesiredService
 
 __all__ = ["Client"]
 
@@ -200,7 +199,8 @@ class Client:
 
     def desired(self, name: str) -> DesiredService:
         """The desired state of a service as a backend sees it (for ``sos export``)."""
-        return DesiredService.from_state(self._get(f"/services/{_q(name)}/desired", DesiredState))
+        data = self._request("GET", f"/services/{_q(name)}/desired").json()
+        return TypeAdapter(DesiredService).validate_python(data)
 
     # ------------------------------------------------------------------ revisions
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from itertools import pairwise
@@ -28,6 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from sos.quantity import QuantityError, parse_quantity
 
@@ -39,6 +41,7 @@ __all__ = [
     "Condition",
     "DeployRequest",
     "DeployResult",
+    "DesiredService",
     "DesiredState",
     "EnvVar",
     "GunicornConfig",
@@ -878,16 +881,36 @@ class ArtifactMetadata(_Model):
 # --------------------------------------------------------------------------- wire-only views
 
 
-class DesiredState(_Model):
-    """What ``GET /api/v1/services/{name}/desired`` returns: the desired state the reconciler
-    hands a backend (``sos.runtime.base.DesiredService``), in JSON."""
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class DesiredService:
+    """Everything a backend needs to run one service, as the store holds it now: what the
+    reconciler hands a backend (``sos.runtime.base.Backend.apply``), and, in JSON, what
+    ``GET /api/v1/services/{name}/desired`` returns (without the secrets)."""
 
     service: Service
-    revisions: list[Revision]
+    revisions: tuple[Revision, ...]
     traffic: TrafficRoute | None = None
-    artifacts: dict[str, ArtifactMetadata] = Field(
-        default_factory=dict, description="Artifact metadata by digest, when the server knows it"
+    artifacts: Mapping[str, ArtifactMetadata] = Field(
+        default_factory=dict,
+        description="Artifact metadata by digest, for every revision, when the server knows it",
     )
+    #: the plain values of the secrets the revisions use (``EnvVar.secret``), for the
+    #: instances only: never in the API's JSON, never in a repr (logs)
+    secrets: Mapping[str, str] = Field(default_factory=dict, repr=False, exclude=True)
+
+    def secrets_used(self) -> set[str]:
+        """Names of the secrets the revisions above use."""
+        return {var.secret for r in self.revisions for var in r.env_vars if var.secret}
+
+    def routable(self) -> set[str]:
+        """Ids of revisions that receive traffic or carry a tag."""
+        if self.traffic is None:
+            return set()
+        return {r.revision for r in self.traffic.routes if r.percent > 0 or r.tag}
+
+
+#: the name the API's desired state had when it was a model of its own
+DesiredState = DesiredService
 
 
 class DeployRequest(_Model):

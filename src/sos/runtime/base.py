@@ -26,16 +26,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sos.models import (
-    ArtifactMetadata,
-    DesiredState,
-    Instances,
-    Revision,
-    RevisionSpec,
-    Service,
-    ShadowComparison,
-    TrafficRoute,
-)
+from sos.models import DesiredService, Instances, RevisionSpec, ShadowComparison, TrafficRoute
 
 __all__ = [
     "Backend",
@@ -45,48 +36,6 @@ __all__ = [
     "ObservedService",
     "RevisionMetricsSample",
 ]
-
-
-@dataclass(frozen=True)
-class DesiredService:
-    """Everything a backend needs to run one service, as the store holds it now."""
-
-    service: Service
-    revisions: tuple[Revision, ...]
-    traffic: TrafficRoute | None
-    #: artifact metadata by digest, for every revision above
-    artifacts: Mapping[str, ArtifactMetadata] = field(default_factory=dict)
-    #: the plain values of the secrets the revisions use (``EnvVar.secret``), for the
-    #: instances only: never in ``to_state`` (the API), never in a repr (logs)
-    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
-
-    def secrets_used(self) -> set[str]:
-        """Names of the secrets the revisions above use."""
-        return {var.secret for r in self.revisions for var in r.env_vars if var.secret}
-
-    def routable(self) -> set[str]:
-        """Ids of revisions that receive traffic or carry a tag."""
-        if self.traffic is None:
-            return set()
-        return {r.revision for r in self.traffic.routes if r.percent > 0 or r.tag}
-
-    def to_state(self) -> DesiredState:
-        """The JSON form the API serves (``GET /api/v1/services/{name}/desired``)."""
-        return DesiredState(
-            service=self.service,
-            revisions=list(self.revisions),
-            traffic=self.traffic,
-            artifacts=dict(self.artifacts),
-        )
-
-    @classmethod
-    def from_state(cls, state: DesiredState) -> DesiredService:
-        return cls(
-            service=state.service,
-            revisions=tuple(state.revisions),
-            traffic=state.traffic,
-            artifacts=dict(state.artifacts),
-        )
 
 
 @dataclass(frozen=True)

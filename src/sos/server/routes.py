@@ -6,6 +6,7 @@ SQL never blocks the event loop.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -16,7 +17,7 @@ from sos.models import (
     MAX_VERSION,
     DeployRequest,
     DeployResult,
-    DesiredState,
+    DesiredService,
     HistoryEntry,
     Revision,
     RevisionSpec,
@@ -160,18 +161,16 @@ def delete_service(
     tags=["services"],
     summary="The desired state a backend gets (service, revisions, traffic, artifacts)",
 )
-def desired_state(request: Request, token: Principal, name: ServiceName) -> DesiredState:
+def desired_state(request: Request, token: Principal, name: ServiceName) -> DesiredService:
     desired = _control(request).desired(name)
     if desired is None:
         raise NotFoundError(f"service {name!r} does not exist", details={"service": name})
-    state = desired.to_state()
-    if sees_values(token, state.service.team):
-        return state
-    return state.model_copy(
-        update={
-            "service": redact_service(state.service),
-            "revisions": [redact_revision(r) for r in state.revisions],
-        }
+    if sees_values(token, desired.service.team):
+        return desired  # its secrets are never in the JSON
+    return replace(
+        desired,
+        service=redact_service(desired.service),
+        revisions=tuple(redact_revision(r) for r in desired.revisions),
     )
 
 
