@@ -36,7 +36,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi import Path as PathParam
@@ -58,6 +58,9 @@ from sos.models import Artifact, ArtifactMetadata, Token
 from sos.server.auth import Principal
 from sos.server.errors import ERROR_RESPONSES
 from sos.store.artifacts import ArtifactTable
+
+if TYPE_CHECKING:
+    from sos.server.app import ServerState
 
 __all__ = ["ArtifactService", "StoreResolver", "configure", "router"]
 
@@ -153,8 +156,9 @@ def _open_store(data_dir: Path) -> ArtifactStore:
     )
 
 
-def configure(state: Any) -> None:
-    """Start-up hook (``sos.server.app.ROUTER_MODULES``): open the store, set the resolver."""
+def configure(state: ServerState) -> None:
+    """Start-up hook of this server plug-in (``sos.server.plugins``): open the store, set
+    the resolver."""
     service = ArtifactService(
         store=_open_store(state.settings.data_dir),
         table=ArtifactTable(state.store),
