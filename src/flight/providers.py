@@ -10,6 +10,10 @@ default name) or under any name, and ``Hydrate(columns, provider=name)`` pulls f
 mapping from interned item codes to its rows, so hydrating is one gather per column.
 Implement :class:`AttributeProvider` (``lookup`` may be async) for anything else, such as a
 feature store.
+
+Packages contribute providers through entry points of group ``flight.providers``
+(``name = "package.module:factory"``: a zero-argument factory, or a provider), imported
+and called the first time ``name`` is asked for.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import abc
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import numpy as np
@@ -27,6 +32,7 @@ from flight.candidates import Array, Rows, as_array, take, take_fill
 from flight.errors import ProviderError
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "AttributeProvider",
     "TableProvider",
     "get_provider",
@@ -129,8 +135,32 @@ def _is_stringish(col: pd.Series) -> bool:
 
 ProviderFactory = Callable[[], AttributeProvider]
 
+ENTRY_POINT_GROUP = "flight.providers"
+
 _lock = threading.Lock()
 _providers: dict[str, AttributeProvider | ProviderFactory] = {}
+_plugins_loaded = False
+
+
+def _from_entry_point(entry: EntryPoint) -> ProviderFactory:
+    def make() -> AttributeProvider:
+        loaded = entry.load()
+        made: AttributeProvider = loaded if isinstance(loaded, AttributeProvider) else loaded()
+        return made
+
+    return make
+
+
+def _load_plugins() -> None:
+    """Add every ``flight.providers`` entry point once, as a factory (nothing is imported
+    yet); a provider registered in code under the same name wins."""
+    global _plugins_loaded
+    with _lock:
+        if _plugins_loaded:
+            return
+        _plugins_loaded = True
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            _providers.setdefault(entry.name, _from_entry_point(entry))
 
 
 def register_provider(
@@ -172,6 +202,9 @@ def get_provider(name: str) -> AttributeProvider:
     """The provider registered as ``name`` (a factory is called the first time)."""
     entry = _providers.get(name)
     if entry is None:
+        _load_plugins()
+        entry = _providers.get(name)
+    if entry is None:
         known = ", ".join(sorted(_providers)) or "none"
         raise ProviderError(
             f"no attribute provider registered as {name!r} (registered: {known}); call "
@@ -191,5 +224,6 @@ def get_provider(name: str) -> AttributeProvider:
 
 
 def provider_names() -> list[str]:
+    _load_plugins()
     with _lock:
         return sorted(_providers)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+from tests.dists import install, run
 
 from flight import TableProvider, get_provider, register_provider
 from flight._interning import Interner
@@ -85,3 +89,31 @@ def test_unknown_provider_lists_registered_ones() -> None:
     register_provider("movies", TableProvider(MOVIES, key="movieId"))
     with pytest.raises(ProviderError, match=r"no attribute provider registered as 'x'.*movies"):
         get_provider("x")
+
+
+def test_a_provider_from_a_separately_installed_package(tmp_path: Path) -> None:
+    install(
+        tmp_path,
+        "acme_providers",
+        "[flight.providers]\ncolours = acme_providers:colours\n",
+        {
+            "acme_providers": """
+                import pandas as pd
+                from flight import TableProvider
+
+                print("imported")
+
+                def colours():
+                    return TableProvider(pd.DataFrame({"id": [1], "c": ["red"]}), key="id")
+            """
+        },
+    )
+    code = """
+        import numpy as np
+        from flight.providers import get_provider, provider_names
+        print(provider_names())
+        print(list(get_provider("colours").lookup(np.array([1]), ["c"])["c"]))
+    """
+    proc = run(tmp_path, "-c", textwrap.dedent(code))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["['colours']", "imported", "['red']"]

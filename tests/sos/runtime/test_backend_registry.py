@@ -4,14 +4,12 @@ clear errors for an unknown backend, an unknown option or another backend's flag
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.dists import install, run
 from typer.testing import CliRunner
 
 from sos.cli import _load_commands, app
@@ -70,31 +68,6 @@ ROUTES = """
     def configure(state):
         state.extra["acme"] = "configured"
 """
-
-
-def install(site: Path, name: str, entry_points: str, modules: dict[str, str]) -> None:
-    """A separately installed distribution: its modules and a dist-info with entry points,
-    on a folder that goes on ``sys.path`` (as ``pip install`` would leave them)."""
-    for module, body in modules.items():
-        (site / f"{module}.py").write_text(textwrap.dedent(body))
-    dist = site / f"{name}-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(textwrap.dedent(entry_points))
-
-
-def run(
-    site: Path, *argv: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, *argv],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": path, **(env or {})},
-        timeout=120,
-        check=False,
-    )
 
 
 _load_commands()
