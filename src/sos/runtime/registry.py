@@ -20,6 +20,7 @@ from code, in this process only.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -212,9 +213,10 @@ def _import(target: str, what: str) -> Any:
         raise ValidationError(f"{what} cannot be loaded from {target}: {exc}") from exc
 
 
-def _entries() -> dict[str, BackendPlugin | str]:
-    """Every backend name -> its plug-in or where it is, without importing anything."""
-    found: dict[str, BackendPlugin | str] = dict(BUILTIN_BACKENDS)
+@functools.cache
+def _entry_points() -> dict[str, str]:
+    """The installed packages' backends (read once: entry points change with installs)."""
+    found: dict[str, str] = {}
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry.name in BUILTIN_BACKENDS and entry.value != BUILTIN_BACKENDS[entry.name]:
             log.warning(
@@ -222,8 +224,12 @@ def _entries() -> dict[str, BackendPlugin | str]:
             )
             continue
         found.setdefault(entry.name, entry.value)
-    found.update(_registered)
     return found
+
+
+def _entries() -> dict[str, BackendPlugin | str]:
+    """Every backend name -> its plug-in or where it is, without importing anything."""
+    return {**BUILTIN_BACKENDS, **_entry_points(), **_registered}
 
 
 def backend_names() -> list[str]:
