@@ -49,9 +49,11 @@ __all__ = [
     "BackendFlag",
     "BackendOptions",
     "BackendPlugin",
+    "NoOptions",
     "backend_names",
     "create_backend",
     "get_backend",
+    "option_error",
     "register_backend",
 ]
 
@@ -123,10 +125,11 @@ class BackendOptions(BaseModel):
         unknown = sorted(set(given) - set(cls.model_fields))
         if unknown:
             hints = [cls.hints[key] for key in unknown if key in cls.hints]
+            valid = f"use {', '.join(cls.keys())}" if cls.keys() else "it takes none"
             raise ValidationError(
-                f"unknown {cls.label} backend option(s) {', '.join(unknown)}"
+                f"unknown {cls.label or 'this'} backend option(s) {', '.join(unknown)}"
                 + "".join(f" ({hint})" for hint in hints)
-                + f": use {', '.join(cls.keys())} (--backend-opt KEY=VALUE)"
+                + f": {valid} (--backend-opt KEY=VALUE)"
             )
         values = {}
         for key in cls.model_fields:

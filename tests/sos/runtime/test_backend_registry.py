@@ -276,3 +276,10 @@ def test_a_server_plugin_that_cannot_be_imported_stops_the_server(tmp_path: Path
     proc = run(tmp_path, "-c", textwrap.dedent(code))
     assert proc.returncode != 0
     assert "server plug-in broken_missing cannot be imported" in proc.stderr
+
+
+def test_a_backend_without_options_refuses_any(tmp_path: Path, registered: None) -> None:
+    register_backend("plain", BackendPlugin("plain", lambda context: FakeBackend()))
+    assert isinstance(create_backend("plain", BackendContext(data_dir=tmp_path)), FakeBackend)
+    with pytest.raises(ValidationError, match=r"option\(s\) size: it takes none"):
+        create_backend("plain", BackendContext(data_dir=tmp_path, options={"size": "1"}))
