@@ -212,7 +212,7 @@ def _import(target: str, what: str) -> Any:
     module_name, _, attr = target.partition(":")
     try:
         return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+    except Exception as exc:  # a plug-in's import error, or anything its module raised
         raise ValidationError(f"{what} cannot be loaded from {target}: {exc}") from exc
 
 
