@@ -307,6 +307,10 @@ def test_what_cannot_run_is_refused_with_the_reason(shop: RunningServer) -> None
         client.stop_rollout(SVC)
         client.set_traffic(SVC, {1: 100})
         fake(shop).fail(f"{SVC}-00002")
+        deadline = time.monotonic() + 20
+        while not client.get_revision(SVC, 2).status.failed:  # the reconciler has seen it
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         with pytest.raises(ConflictError, match="failed"):
             client.start_rollout(SVC, Rollout(to="2"))
     reader = shop.token("viewer", role="reader", team="recs")
