@@ -86,6 +86,24 @@ class _SourceData:
         self.columns = columns
 
 
+def _check_context(pipeline: Pipeline, ctx: dict[str, Any]) -> dict[str, Any]:
+    """``ctx`` checked against what ``pipeline`` needs: a declared context is validated,
+    converted and its defaults filled in (``ExecuteError.problems``); a key some operator
+    requires and the call lacks is refused (``ExecuteError.missing``)."""
+    if pipeline.context is not None:
+        ctx = pipeline.check_context(ctx)
+    missing = sorted(pipeline.required_context() - ctx.keys())
+    if missing:
+        needs = pipeline.context_users(missing)
+        raise ExecuteError(
+            f"pipeline {pipeline.name!r} needs context "
+            + "; ".join(f"{k!r} (for {', '.join(needs[k])})" for k in missing)
+            + f". Pass it to execute(), e.g. execute({missing[0]}=...)",
+            missing={k: needs[k] for k in missing},
+        )
+    return ctx
+
+
 class Engine:
     """Runs pipelines. Injected: ``hooks`` (observers, in addition to the global ones and
     logging), ``clock`` (seconds, for elapsed times), ``rng`` (used by samplers without a
@@ -222,6 +240,9 @@ class Engine:
     def _check_call(
         self, pipeline: Pipeline, return_cols: Sequence[str] | None, ctx: dict[str, Any]
     ) -> tuple[list[str] | None, dict[str, Any]]:
+        # the context first: the one check of a call's context, for library and HTTP callers
+        # alike (flight.serving answers its ExecuteError with a 422 naming each key)
+        ctx = _check_context(pipeline, ctx)
         if not pipeline.includes:
             raise PipelineDefinitionError(
                 f"pipeline {pipeline.name!r} has no includes; call "
@@ -240,16 +261,6 @@ class Engine:
                     f"pipeline {pipeline.name!r}: return_cols {clash} clash with the result's "
                     f"own keys {list(RESERVED_KEYS)}; rename the column with fo.Rename"
                 )
-        if pipeline.context is not None:  # declared: checked, converted, defaults filled in
-            ctx = pipeline.check_context(ctx)
-        missing = pipeline.required_context() - ctx.keys()
-        if missing:
-            needs = pipeline.context_users(missing)
-            raise ExecuteError(
-                f"pipeline {pipeline.name!r} needs context "
-                + "; ".join(f"{k!r} (for {', '.join(needs[k])})" for k in sorted(missing))
-                + f". Pass it to execute(), e.g. execute({sorted(missing)[0]}=...)"
-            )
         return (list(cols) if cols is not None else None), ctx
 
     # -- sources ----------------------------------------------------------------------------

@@ -108,11 +108,19 @@ class ConfigError(FlightError, ValueError):
 class ExecuteError(FlightError, ValueError):
     """``execute()`` was called with missing context or bad options; nothing ran.
     ``problems`` lists ``(context key, message, input)`` for a context that failed the
-    pipeline's declaration."""
+    pipeline's declaration; ``missing`` maps each context key the call lacks (sorted) to the
+    operators that need it."""
 
-    def __init__(self, message: str, problems: list[tuple[str, str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        problems: list[tuple[str, str, Any]] | None = None,
+        *,
+        missing: dict[str, list[str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.problems: list[tuple[str, str, Any]] = problems or []
+        self.missing: dict[str, list[str]] = missing or {}
 
 
 class EndpointDefinitionError(FlightError, TypeError):

@@ -647,3 +647,14 @@ async def test_no_per_process_state_grows_with_the_ids_seen() -> None:
         assert len(result.items) == 5_000
     assert (await pipeline.execute()).items["item"].tolist() == [0]
     assert _interning._interners == {}  # no process-wide interner was filled
+
+
+async def test_missing_context_names_each_key_and_who_needs_it() -> None:
+    class ForUser(fo.SourceOperator):
+        async def __call__(self, user_id: int, cohort: str) -> fo.Source:
+            return fo.Source([user_id])
+
+    with pytest.raises(ExecuteError) as info:
+        await pipe([ForUser()]).execute()
+    assert info.value.missing == {"cohort": ["ForUser()"], "user_id": ["ForUser()"]}
+    assert info.value.problems == []

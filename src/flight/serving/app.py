@@ -614,23 +614,6 @@ class App:
                 [Problem(k, "body", "is an option, not context") for k in clash],
                 "pass debug and return_cols as query parameters: ?debug=true&return_cols=a,b",
             )
-        if pipeline.context is not None:
-            try:
-                context = pipeline.check_context(context)
-            except ExecuteError as exc:
-                raise Invalid(
-                    [Problem(k, "body", m, v) for k, m, v in exc.problems],
-                    f"pipeline {name!r} takes: "
-                    + ", ".join(f.describe() for f in pipeline.context),
-                ) from None
-        missing = sorted(pipeline.required_context() - context.keys())
-        if missing:
-            needs = pipeline.context_users(missing)
-            raise Invalid(
-                [Problem(k, "body", f"is required by {', '.join(needs[k])}") for k in missing],
-                f"pipeline {name!r} needs context {', '.join(missing)}; send it as the JSON "
-                f'body, e.g. {{"{missing[0]}": ...}}',
-            )
         engine = self.engine
         version = entry.version or ""
 
@@ -641,8 +624,8 @@ class App:
                         pipeline, return_cols=cols or None, debug=debug, **context
                     )
                 return await pipeline.execute(return_cols=cols or None, debug=debug, **context)
-            except ExecuteError as exc:
-                raise Invalid([Problem("context", "body", str(exc))]) from None
+            except ExecuteError as exc:  # the engine checked the context: nothing ran
+                raise _execute_invalid(name, pipeline, exc) from None
 
         def answer(value: Any) -> Response:
             assert isinstance(value, Result)
@@ -687,6 +670,24 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"must be a JSON object of context values, not {type(data).__name__}")
     return data
+
+
+def _execute_invalid(name: str, pipeline: Pipeline, exc: ExecuteError) -> Invalid:
+    """The 422 for a call the engine refused: each context key that failed the pipeline's
+    declaration, or that the call lacks, as a problem of the body."""
+    if exc.problems:
+        return Invalid(
+            [Problem(k, "body", m, v) for k, m, v in exc.problems],
+            f"pipeline {name!r} takes: " + ", ".join(f.describe() for f in pipeline.context or ()),
+        )
+    if exc.missing:
+        missing = list(exc.missing)
+        return Invalid(
+            [Problem(k, "body", f"is required by {', '.join(exc.missing[k])}") for k in missing],
+            f"pipeline {name!r} needs context {', '.join(missing)}; send it as the JSON "
+            f'body, e.g. {{"{missing[0]}": ...}}',
+        )
+    return Invalid([Problem("context", "body", str(exc))])
 
 
 def _invalid(request: Request, exc: Invalid) -> Response:
