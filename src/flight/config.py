@@ -53,6 +53,7 @@ from flight.operators.base import (
     SourceOperator,
     _describe_error,
     _PolicyOverrides,
+    contract_of,
 )
 from flight.operators.registry import get_operator
 from flight.pipeline import Pipeline
@@ -382,7 +383,7 @@ def _build_entry(role: str, i: int, entry: Any, problems: list[str]) -> Operator
                 problems.append(f"{where}.policy.{_describe_error(err)}")
             return None
     try:
-        op = cls(**{k: getattr(validated, k) for k in cls._field_names})
+        op = cls(**{k: getattr(validated, k) for k in contract_of(cls).field_names})
     except (OperatorArgumentError, FlightError) as exc:
         problems.append(f"{where}: {exc}")
         return None

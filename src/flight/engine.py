@@ -54,6 +54,7 @@ from flight.operators.base import (
     SourcePolicy,
     TransformOperator,
     _step_warnings,
+    contract_of,
 )
 from flight.result import RESERVED_KEYS, Result, jsonable
 
@@ -528,7 +529,7 @@ class Engine:
     async def _index_step(
         self, op: IndexOperator, view: Candidates, ctx: Mapping[str, Any]
     ) -> Candidates:
-        if op._fast:
+        if contract_of(op).fast:
             local = op.select(view, ctx)
             return view.select(np.asarray(local, dtype=np.intp))
         df = view.frame()
@@ -541,7 +542,7 @@ class Engine:
     ) -> tuple[Candidates, tuple[str, ...]]:
         if not isinstance(op, TransformOperator):
             raise PipelineDefinitionError(f"{op!r} cannot be a step (kind {op.kind!r})")
-        if op._fast:
+        if contract_of(op).fast:
             out: Any = op.transform(view, ctx)
             if inspect.isawaitable(out):
                 out = await out
@@ -624,9 +625,10 @@ def _describe(exc: BaseException | None) -> str:
 
 
 def _context_for(op: Operator, ctx: Mapping[str, Any]) -> Mapping[str, Any]:
-    if op._ctx_any:
+    contract = contract_of(op)
+    if contract.context_any:
         return ctx
-    return {k: ctx[k] for k in op._ctx_names if k in ctx}
+    return {k: ctx[k] for k in contract.context_names if k in ctx}
 
 
 #: a plain-``def`` step class whose every run so far took less than this (seconds) ...
@@ -663,7 +665,7 @@ async def _call_step(op: Operator, df: pd.DataFrame, ctx: Mapping[str, Any]) -> 
     other short callback. One run of 2 ms or more (or one cut by its budget) sends the
     class back to the thread for good."""
     kwargs = _context_for(op, ctx)
-    if op._is_async:
+    if contract_of(op).is_async:
         out = op(df, **kwargs)
     else:
         cost = _STEP_COSTS.get(type(op))
@@ -718,7 +720,7 @@ def _threads_for(cls: type) -> _SourceThreads:
 
 
 async def _call_source(op: SourceOperator, kwargs: Mapping[str, Any]) -> Any:
-    if op._is_async:
+    if contract_of(op).is_async:
         return await op(**kwargs)  # type: ignore[misc]
     threads = _threads_for(type(op))
     if threads.busy >= threads.limit:

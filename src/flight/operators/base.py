@@ -27,6 +27,7 @@ import logging
 import textwrap
 import types
 import typing
+import weakref
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, Self, TypeAlias, Union, dataclass_transform
 
@@ -45,6 +46,7 @@ __all__ = [
     "IndexOperator",
     "IndexResult",
     "Operator",
+    "OperatorContract",
     "SamplerOperator",
     "SortOperator",
     "Source",
@@ -52,6 +54,7 @@ __all__ = [
     "SourcePolicy",
     "TransformOperator",
     "TransformResult",
+    "contract_of",
     "warn",
 ]
 
@@ -213,44 +216,84 @@ def _defining_index(cls: type, attr: str) -> int:
     return len(cls.__mro__)
 
 
+@dataclasses.dataclass(frozen=True)
+class OperatorContract:
+    """What the engine, config and serving know of an operator class, worked out once when
+    the class is defined (read it with :func:`contract_of`; operator authors never set it).
+
+    ``takes_df``: ``__call__`` takes the candidates' DataFrame first (steps), and
+    ``fast_path`` names the array method (``select``, ``transform``) the engine calls instead
+    when the class defines it (``fast``). ``context_names``: the context keys ``__call__``
+    takes by name, ``context_required`` those without a default; ``context_any``: it takes
+    ``**ctx`` (then it is given the whole context).
+    """
+
+    abstract: bool = True
+    takes_df: bool = False
+    fast_path: str = ""
+    field_names: tuple[str, ...] = ()
+    is_async: bool = False
+    fast: bool = False
+    context_any: bool = True
+    context_names: frozenset[str] = frozenset()
+    context_required: frozenset[str] = frozenset()
+
+
+def contract_of(op: Operator | type[Operator]) -> OperatorContract:
+    """The :class:`OperatorContract` of an operator or operator class."""
+    return op.__flight_contract__
+
+
+#: per operator class, resolved lazily (a type hint may name a class defined later)
+_field_types_cache: weakref.WeakKeyDictionary[type, dict[str, Any]] = weakref.WeakKeyDictionary()
+_args_models: weakref.WeakKeyDictionary[type, type[BaseModel]] = weakref.WeakKeyDictionary()
+
+
 @dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
 class Operator:
     """Base of every operator. Subclass one of the kinds, not this class."""
 
     kind: ClassVar[str] = "operator"
-    _takes_df: ClassVar[bool] = False
-    _field_names: ClassVar[tuple[str, ...]] = ()
-    _field_types: ClassVar[dict[str, Any] | None] = None
-    _args_model_cache: ClassVar[type[BaseModel] | None] = None
-    _is_async: ClassVar[bool] = False
-    _ctx_any: ClassVar[bool] = True
-    _ctx_names: ClassVar[frozenset[str]] = frozenset()
-    _ctx_required: ClassVar[frozenset[str]] = frozenset()
-    _fast: ClassVar[bool] = False
-    _fast_attr: ClassVar[str] = ""
-    _abstract: ClassVar[bool] = True
+    __flight_contract__: ClassVar[OperatorContract] = OperatorContract()
 
-    def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls,
+        *,
+        abstract: bool = False,
+        takes_df: bool | None = None,
+        fast_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``abstract``: a base for other operators, not registered. ``takes_df`` and
+        ``fast_path`` are set by the kinds in this module (inherited otherwise)."""
         super().__init_subclass__(**kwargs)
         dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
-        cls._abstract = abstract
-        cls._field_names = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-        cls._field_types = None
-        cls._args_model_cache = None
+        inherited = cls.__flight_contract__
+        takes_df = inherited.takes_df if takes_df is None else takes_df
+        fast_path = inherited.fast_path if fast_path is None else fast_path
         _wrap_init(cls)
-        call = cls.__call__
-        cls._is_async = inspect.iscoroutinefunction(call)
-        fast_at = _defining_index(cls, cls._fast_attr) if cls._fast_attr else len(cls.__mro__)
-        cls._fast = (
+        fast_at = _defining_index(cls, fast_path) if fast_path else len(cls.__mro__)
+        fast = (
             fast_at < len(cls.__mro__)
             and cls.__mro__[fast_at].__module__ != __name__
             and fast_at <= _defining_index(cls, "__call__")
         )
-        _inspect_context(cls)
+        context_any, context_names, context_required = _inspect_context(cls, takes_df)
+        cls.__flight_contract__ = OperatorContract(
+            abstract=abstract,
+            takes_df=takes_df,
+            fast_path=fast_path,
+            field_names=tuple(f.name for f in dataclasses.fields(cls)),  # type: ignore[arg-type]
+            is_async=inspect.iscoroutinefunction(cls.__call__),
+            fast=fast,
+            context_any=context_any,
+            context_names=context_names,
+            context_required=context_required,
+        )
         if abstract:
             return
         definer = cls.__mro__[_defining_index(cls, "__call__")]
-        if not cls._fast and getattr(definer, "__module__", "") == __name__:
+        if not fast and getattr(definer, "__module__", "") == __name__:
             raise OperatorDefinitionError(
                 f"{cls.__qualname__} must define __call__ (see the {cls.kind} operator docs)"
             )
@@ -264,7 +307,7 @@ class Operator:
     def _key(self) -> tuple[Any, ...]:
         return (
             type(self),
-            tuple(_hashable(getattr(self, f)) for f in self._field_names),
+            tuple(_hashable(getattr(self, f)) for f in contract_of(self).field_names),
             _hashable(self.__dict__.get("_policy_overrides", {})),
         )
 
@@ -279,7 +322,8 @@ class Operator:
     def __repr__(self) -> str:
         cached: str | None = self.__dict__.get("_repr")
         if cached is None:
-            args = ", ".join(f"{f}={_format_value(getattr(self, f))}" for f in self._field_names)
+            names = contract_of(self).field_names
+            args = ", ".join(f"{f}={_format_value(getattr(self, f))}" for f in names)
             cached = f"{type(self).__name__}({args})"
             object.__setattr__(self, "_repr", cached)
         return cached
@@ -289,7 +333,7 @@ class Operator:
 
     def required_context(self) -> frozenset[str]:
         """Context keys this operator needs from ``execute(**ctx)`` (checked before running)."""
-        return self._ctx_required
+        return contract_of(self).context_required
 
     @property
     def name(self) -> str:
@@ -298,7 +342,7 @@ class Operator:
 
     def args(self) -> dict[str, Any]:
         """Every field as plain config values (lists, dicts, primitives)."""
-        return {f: _plain(getattr(self, f)) for f in self._field_names}
+        return {f: _plain(getattr(self, f)) for f in contract_of(self).field_names}
 
     def non_default_args(self) -> dict[str, Any]:
         """Fields whose value differs from the default: what ``to_config`` writes."""
@@ -317,7 +361,8 @@ class Operator:
     @classmethod
     def args_model(cls) -> type[BaseModel]:
         """The pydantic model that validates this operator's arguments (config and Python)."""
-        if cls._args_model_cache is None:
+        model = _args_models.get(cls)
+        if model is None:
             types_ = _resolve_field_types(cls)
             fields: dict[str, Any] = {}
             for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -330,20 +375,21 @@ class Operator:
                     fields[f.name] = (tp, pydantic.Field(default_factory=f.default_factory))
                 else:
                     fields[f.name] = (tp, ...)
-            cls._args_model_cache = pydantic.create_model(
+            model = _args_models[cls] = pydantic.create_model(
                 f"{cls.__name__}Args",
                 __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
                 **fields,
             )
-        return cls._args_model_cache
+        return model
 
 
 def _resolve_field_types(cls: type[Operator]) -> dict[str, Any]:
-    if cls._field_types is not None:
-        return cls._field_types
+    cached = _field_types_cache.get(cls)
+    if cached is not None:
+        return cached
     hints = typing.get_type_hints(cls, include_extras=True)
     found: dict[str, Any] = {}
-    for name in cls._field_names:
+    for name in contract_of(cls).field_names:
         tp = hints.get(name, Any)
         if not _allowed_type(tp):
             raise OperatorDefinitionError(
@@ -353,7 +399,7 @@ def _resolve_field_types(cls: type[Operator]) -> dict[str, Any]:
                 f"objects inside __call__ or from an attribute provider."
             )
         found[name] = tp
-    cls._field_types = found
+    _field_types_cache[cls] = found
     return found
 
 
@@ -405,9 +451,10 @@ def _wrap_init(cls: type[Operator]) -> None:
 
 def _validate_fields(op: Operator) -> None:
     cls = type(op)
-    if not cls._field_names:
+    names = contract_of(cls).field_names
+    if not names:
         return
-    values = {f: getattr(op, f) for f in cls._field_names}
+    values = {f: getattr(op, f) for f in names}
     try:
         model = cls.args_model()
         validated = model.model_validate(values)
@@ -415,7 +462,7 @@ def _validate_fields(op: Operator) -> None:
         raise OperatorArgumentError(
             f"{cls.__name__}: " + "; ".join(_describe_error(e) for e in exc.errors())
         ) from None
-    for f in cls._field_names:
+    for f in names:
         object.__setattr__(op, f, _freeze(getattr(validated, f)))
 
 
@@ -426,14 +473,18 @@ def _describe_error(err: Mapping[str, Any]) -> str:
     return f"{loc}: {err.get('msg')}{shown}" if loc else f"{err.get('msg')}{shown}"
 
 
-def _inspect_context(cls: type[Operator]) -> None:
+def _inspect_context(
+    cls: type[Operator], takes_df: bool
+) -> tuple[bool, frozenset[str], frozenset[str]]:
+    """The context ``cls.__call__`` takes: ``(**ctx?, names, required names)``."""
     try:
         sig = inspect.signature(cls.__call__)
     except (TypeError, ValueError):
-        return
+        inherited = cls.__flight_contract__
+        return inherited.context_any, inherited.context_names, inherited.context_required
     params = list(sig.parameters.values())[1:]  # self
     if (
-        cls._takes_df
+        takes_df
         and params
         and params[0].kind
         in (
@@ -452,9 +503,7 @@ def _inspect_context(cls: type[Operator]) -> None:
             names.add(p.name)
             if p.default is inspect.Parameter.empty:
                 required.add(p.name)
-    cls._ctx_any = any_kw
-    cls._ctx_names = frozenset(names)
-    cls._ctx_required = frozenset(required)
+    return any_kw, frozenset(names), frozenset(required)
 
 
 class SourceOperator(Operator, abstract=True):
@@ -516,13 +565,11 @@ class _PolicyOverrides(BaseModel):
     optional: bool = False
 
 
-class IndexOperator(Operator, abstract=True):
+class IndexOperator(Operator, abstract=True, takes_df=True, fast_path="select"):
     """Returns the labels of the rows of ``df`` to keep, in order (or a boolean mask)."""
 
     kind: ClassVar[str] = "index"
     verb: ClassVar[str] = "filtering"
-    _takes_df: ClassVar[bool] = True
-    _fast_attr: ClassVar[str] = "select"
 
     def __call__(self, df: pd.DataFrame, **ctx: Any) -> IndexResult | Awaitable[IndexResult]:
         """Built-ins: the index of ``df`` rows to keep. Usable outside a pipeline."""
@@ -554,13 +601,11 @@ class SortOperator(IndexOperator, abstract=True):
     verb: ClassVar[str] = "sorting"
 
 
-class TransformOperator(Operator, abstract=True):
+class TransformOperator(Operator, abstract=True, takes_df=True, fast_path="transform"):
     """Adds or replaces columns: ``def __call__(self, df, **ctx)`` returns a DataFrame, a named
     Series or a dict of columns aligned with ``df`` (same rows, same order)."""
 
     kind: ClassVar[str] = "transform"
-    _takes_df: ClassVar[bool] = True
-    _fast_attr: ClassVar[str] = "transform"
 
     def __call__(
         self, df: pd.DataFrame, **ctx: Any

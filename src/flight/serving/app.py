@@ -55,6 +55,7 @@ from flight.deadline import _debug_scope, deadline
 from flight.engine import Engine
 from flight.errors import EndpointDefinitionError, ExecuteError, FlightError, UnknownPipelineError
 from flight.hooks import add_hook
+from flight.operators.base import contract_of
 from flight.pipeline import Pipeline
 from flight.result import Result
 from flight.serving._params import (
@@ -741,7 +742,7 @@ def _entry_detail(entry: PipelineEntry) -> dict[str, Any]:
     )
     if p is not None:
         required = p.required_context()
-        used = {k for op in p.operators() for k in op._ctx_names}
+        used = {k for op in p.operators() for k in contract_of(op).context_names}
         declared = {f.name: f for f in p.context or ()}
         optional = sorted((used | declared.keys()) - required)
         context: dict[str, Any] = {"required": sorted(required), "optional": optional}

@@ -107,3 +107,25 @@ def test_with_policy_overrides_class_policy_per_instance() -> None:
     assert base != tuned and base.policy_overrides() == {}
     with pytest.raises(OperatorArgumentError, match="retries"):
         base.with_policy(retries=-1)
+
+
+def test_contract_is_worked_out_once_per_class() -> None:
+    from flight.operators.base import OperatorContract, contract_of
+
+    class ForUser(fo.SourceOperator):
+        n: int = 1
+
+        async def __call__(self, user_id: int, cohort: str = "a") -> fo.Source:
+            return fo.Source([user_id])
+
+    contract = contract_of(ForUser)
+    assert isinstance(contract, OperatorContract)
+    assert contract is contract_of(ForUser())
+    assert contract.field_names == ("n",) and contract.is_async and not contract.abstract
+    assert not contract.takes_df and not contract.context_any
+    assert contract.context_names == {"user_id", "cohort"}
+    assert contract.context_required == {"user_id"}
+    scored = contract_of(Scored)
+    assert scored.takes_df and scored.fast_path == "select" and not scored.fast
+    assert scored.context_any and scored.field_names == ("column", "cutoff", "tags")
+    assert contract_of(fo.Head).fast and contract_of(fo.FilterOperator).abstract
