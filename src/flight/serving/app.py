@@ -23,6 +23,10 @@ answers:
 ==============================  ==============================================================
 
 The ASGI application underneath (FastAPI) is ``app.asgi``: add middleware or routes there.
+
+This module holds the app itself (endpoints, lifecycle, how every request is answered);
+reading and checking requests is in ``_request``, the pipeline endpoints in ``_pipelines``,
+the explorer in ``_explorer`` and the index, health and metrics in ``_health``.
 """
 
 from __future__ import annotations
@@ -31,43 +35,44 @@ import asyncio
 import inspect
 import logging
 import os
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
-from starlette.staticfiles import StaticFiles
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from flight import http as flight_http
 from flight import metrics as flight_metrics
 from flight import tracing
-from flight._context import field_config
-from flight._limits import load_json
 from flight.deadline import _debug_scope, deadline
 from flight.engine import Engine
-from flight.errors import EndpointDefinitionError, ExecuteError, FlightError, UnknownPipelineError
+from flight.errors import EndpointDefinitionError, FlightError, UnknownPipelineError
 from flight.hooks import add_hook
-from flight.operators.base import contract_of
 from flight.pipeline import Pipeline
-from flight.result import Result
-from flight.serving._params import (
-    BUDGET_HEADER,
-    Invalid,
-    Problem,
-    Signature,
-    parse_budget,
-    parse_debug,
+from flight.serving._explorer import add_explorer_routes
+from flight.serving._health import add_health_routes
+from flight.serving._params import Invalid, Signature, parse_budget
+from flight.serving._pipelines import add_pipeline_routes
+from flight.serving._request import (
+    DEBUG_TOKEN_HEADER as DEBUG_TOKEN_HEADER,  # importable from here, as before
 )
-from flight.serving._respond import error_response, json_response, respond
-from flight.serving.catalog import PipelineCatalog, PipelineEntry
+from flight.serving._request import (
+    MAX_BODY_BYTES,
+    BodyTooLarge,
+    Call,
+    DebugRefused,
+    check_debug,
+    invalid_response,
+    read_body,
+    request_options,
+    truthy,
+)
+from flight.serving._respond import error_response
+from flight.serving.catalog import PipelineCatalog
 from flight.serving.request_log import RequestLog
 
 __all__ = ["App"]
@@ -79,33 +84,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _BUILTIN_PATHS = ("/", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
 _BUILTIN_PREFIXES = ("/pipelines", "/explorer")
-
-
-@dataclass(frozen=True)
-class _Call:
-    """A parsed request, ready to run."""
-
-    run: Callable[[], Awaitable[Any]]
-    debug: bool
-    budget: float | None
-    respond: Callable[[Any], Response] = respond
-
-
-DEBUG_TOKEN_HEADER = "Flight-Debug-Token"
-#: request bodies above this are refused (413) before they are read whole
-MAX_BODY_BYTES = 1 << 20
-
-
-class BodyTooLarge(Exception):
-    """A request body above the app's ``max_body_bytes`` (answered 413, never read whole)."""
-
-
-class DebugRefused(Exception):
-    """A caller asked for debug output on a service that does not give it to them."""
-
-
-def _truthy(text: str) -> bool:
-    return text.strip().lower() in ("1", "true", "yes", "on")
 
 
 class App:
@@ -157,7 +135,7 @@ class App:
         #: debug traces (every candidate id, internal columns) only when asked for at start:
         #: App(debug=True), FLIGHT_DEBUG=1 or `flight serve --debug`; else a caller needs
         #: the FLIGHT_DEBUG_TOKEN value in the Flight-Debug-Token header
-        self.debug = _truthy(self._env.get("FLIGHT_DEBUG", "")) if debug is None else debug
+        self.debug = truthy(self._env.get("FLIGHT_DEBUG", "")) if debug is None else debug
         self._debug_token = self._env.get("FLIGHT_DEBUG_TOKEN", "").strip() or None
         if explorer and not self.debug:
             raise ValueError(
@@ -314,7 +292,7 @@ class App:
     # -- requests ---------------------------------------------------------------------------
 
     async def _handle(
-        self, request: Request, route: str, parse: Callable[[Request], Awaitable[_Call]]
+        self, request: Request, route: str, parse: Callable[[Request], Awaitable[Call]]
     ) -> Response:
         t0 = time.perf_counter()
         method = request.method
@@ -353,12 +331,12 @@ class App:
         return response
 
     async def _respond(
-        self, request: Request, route: str, parse: Callable[[Request], Awaitable[_Call]]
+        self, request: Request, route: str, parse: Callable[[Request], Awaitable[Call]]
     ) -> Response:
         try:
             call = await parse(request)
         except Invalid as exc:
-            return _invalid(request, exc)
+            return invalid_response(request, exc)
         except DebugRefused as exc:
             return error_response(403, str(exc))
         except BodyTooLarge as exc:
@@ -372,7 +350,7 @@ class App:
                 async with hard_limit:
                     value = await call.run()
         except Invalid as exc:
-            return _invalid(request, exc)
+            return invalid_response(request, exc)
         except TimeoutError as exc:
             if call.budget is None or not hard_limit.expired():  # the function's own timeout
                 logger.exception("%s %s failed", request.method, route)
@@ -407,7 +385,7 @@ class App:
     ) -> Callable[[Request], Awaitable[Response]]:
         is_async = inspect.iscoroutinefunction(fn)
 
-        async def parse(request: Request) -> _Call:
+        async def parse(request: Request) -> Call:
             if method == "GET":
                 raw, options = signature.from_query(request.query_params, request.path_params)
                 kwargs = signature.validate(raw, "query")
@@ -421,8 +399,8 @@ class App:
                     self._check_debug(request)
                 debug = debug or bool(kwargs["debug"])
             if is_async:
-                return _Call(lambda: fn(**kwargs), debug, budget)
-            return _Call(lambda: asyncio.to_thread(fn, **kwargs), debug, budget)
+                return Call(lambda: fn(**kwargs), debug, budget)
+            return Call(lambda: asyncio.to_thread(fn, **kwargs), debug, budget)
 
         async def handler(request: Request) -> Response:
             return await self._handle(request, path, parse)
@@ -430,13 +408,9 @@ class App:
         return handler
 
     def _options(self, request: Request, options: Mapping[str, Any]) -> tuple[bool, float | None]:
-        debug = parse_debug(options["debug"]) if "debug" in options else False
-        if debug:
-            self._check_debug(request)
-        budget = parse_budget(
-            request.headers.get(BUDGET_HEADER), options.get("budget_ms"), self.budget_ms
+        return request_options(
+            request, options, debug=self.debug, token=self._debug_token, budget_ms=self.budget_ms
         )
-        return debug, budget
 
     def _request_log(
         self, path: str | os.PathLike[str] | None, rate: float | None
@@ -464,192 +438,20 @@ class App:
         return log
 
     async def _body(self, request: Request) -> bytes:
-        """The request body, read up to ``max_body_bytes`` (``$FLIGHT_MAX_BODY_BYTES``, 1 MiB):
-        a larger one is refused by its Content-Length, or as soon as it passes the limit."""
-        limit = self.max_body_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise BodyTooLarge(
-                f"the body is {declared} bytes, above this service's limit of {limit} bytes "
-                f"(FLIGHT_MAX_BODY_BYTES); a context is a small JSON object"
-            )
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(
-                    f"the body is above this service's limit of {limit} bytes "
-                    f"(FLIGHT_MAX_BODY_BYTES); a context is a small JSON object"
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+        """The request body, read up to ``max_body_bytes`` (``$FLIGHT_MAX_BODY_BYTES``, 1 MiB)."""
+        return await read_body(request, self.max_body_bytes)
 
     def _check_debug(self, request: Request) -> None:
-        if self.debug:
-            return
-        given = request.headers.get(DEBUG_TOKEN_HEADER)
-        token = self._debug_token
-        if (
-            token is not None
-            and given is not None
-            and secrets.compare_digest(given.encode(), token.encode())
-        ):
-            return
-        raise DebugRefused(
-            "debug output is off on this service (it lists every candidate id and internal "
-            f"column): send the {DEBUG_TOKEN_HEADER} header with the value of FLIGHT_DEBUG_TOKEN, "
-            "or run the service with FLIGHT_DEBUG=1 (App(debug=True), flight serve --debug) "
-            "where every caller may see that"
-        )
+        check_debug(request, debug=self.debug, token=self._debug_token)
 
     # -- built-in routes --------------------------------------------------------------------
 
     def _add_builtin_routes(self) -> None:
-        add = self._asgi.add_api_route
-        add("/", self._index, methods=["GET"], include_in_schema=False)
-        add("/healthz", self._healthz, methods=["GET"], tags=["flight"])
-        add("/readyz", self._readyz, methods=["GET"], tags=["flight"])
-        add("/metrics", self._metrics, methods=["GET"], tags=["flight"])
-        add("/pipelines", self._list_pipelines, methods=["GET"], tags=["pipelines"])
-        add("/pipelines/{name}", self._show_pipeline, methods=["GET"], tags=["pipelines"])
-        add(
-            "/pipelines/{name}/execute",
-            self._execute_handler,
-            methods=["POST"],
-            tags=["pipelines"],
-            openapi_extra={
-                "requestBody": {
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                    "description": 'the context, e.g. {"user_id": 1}',
-                }
-            },
-        )
+        asgi = self._asgi
+        add_health_routes(asgi, self, endpoints=self._endpoints, explorer=self._explorer)
+        add_pipeline_routes(asgi, self, handle=self._handle, options=self._options, body=self._body)
         if self._explorer:
-            assets = resources.files("flight.serving") / "explorer"
-            add("/explorer", self._explorer_redirect, methods=["GET"], include_in_schema=False)
-            add("/explorer/", self._explorer_page, methods=["GET"], include_in_schema=False)
-            self._asgi.mount(
-                "/explorer/assets",
-                StaticFiles(directory=str(Path(str(assets)))),
-                name="flight-explorer-assets",
-            )
-
-    async def _index(self, request: Request) -> Response:
-        return json_response(
-            {
-                "app": self.name,
-                "ready": self._ready,
-                "endpoints": self._endpoints,
-                "pipelines": self.catalog.names(),
-                "links": {
-                    "pipelines": "/pipelines",
-                    "explorer": "/explorer/" if self._explorer else None,
-                    "metrics": "/metrics",
-                    "docs": "/docs",
-                    "health": "/healthz",
-                    "ready": "/readyz",
-                },
-                "budget_ms": self.budget_ms,
-            }
-        )
-
-    async def _healthz(self, request: Request) -> Response:
-        return json_response({"status": "ok"})
-
-    async def _readyz(self, request: Request) -> Response:
-        entries = self.catalog.entries()
-        body = {
-            "status": "ready" if self._ready else "starting",
-            "pipelines": len([e for e in entries if e.pipeline is not None]),
-            "rejected": [e.name for e in entries if e.error is not None],
-        }
-        return json_response(body, 200 if self._ready else 503)
-
-    async def _metrics(self, request: Request) -> Response:
-        content, media_type = self.metrics.exposition()
-        return Response(content, media_type=media_type)
-
-    async def _list_pipelines(self, request: Request) -> Response:
-        return json_response(
-            {
-                "directory": str(self.catalog.directory) if self.catalog.directory else None,
-                "pipelines": [_entry_summary(e) for e in self.catalog.entries()],
-            }
-        )
-
-    async def _show_pipeline(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        try:
-            entry = self.catalog.entry(name)
-        except UnknownPipelineError as exc:
-            return error_response(404, str(exc))
-        return json_response(_entry_detail(entry))
-
-    async def _execute_handler(self, request: Request) -> Response:
-        return await self._handle(request, "/pipelines/{name}/execute", self._parse_execute)
-
-    async def _parse_execute(self, request: Request) -> _Call:
-        name = request.path_params["name"]
-        entry = self.catalog.entry(name)
-        pipeline = entry.pipeline
-        if pipeline is None:
-            raise UnknownPipelineError(
-                f"pipeline {name!r} has no valid version to serve: {entry.error}"
-            )
-        body = await self._body(request)
-        try:
-            context: Any = _json_object(body)
-        except ValueError as exc:
-            raise Invalid(
-                [Problem("body", "body", str(exc))],
-                'send the context as a JSON object, e.g. {"user_id": 1}',
-            ) from None
-        query = request.query_params
-        options = {k: query[k] for k in ("debug", "budget_ms") if k in query}
-        debug, budget = self._options(request, options)
-        cols = [c for v in query.getlist("return_cols") for c in v.split(",") if c.strip()]
-        clash = sorted(k for k in ("debug", "return_cols") if k in context)
-        if clash:
-            raise Invalid(
-                [Problem(k, "body", "is an option, not context") for k in clash],
-                "pass debug and return_cols as query parameters: ?debug=true&return_cols=a,b",
-            )
-        engine = self.engine
-        version = entry.version or ""
-
-        async def run() -> Result:
-            try:
-                if engine is not None:
-                    return await engine.execute(
-                        pipeline, return_cols=cols or None, debug=debug, **context
-                    )
-                return await pipeline.execute(return_cols=cols or None, debug=debug, **context)
-            except ExecuteError as exc:  # the engine checked the context: nothing ran
-                raise _execute_invalid(name, pipeline, exc) from None
-
-        def answer(value: Any) -> Response:
-            assert isinstance(value, Result)
-            if isinstance(value.error, ExecuteError):  # ?return_cols asks for a missing column
-                return error_response(
-                    422,
-                    str(value.error),
-                    problems=[
-                        {"parameter": "return_cols", "in": "query", "message": str(value.error)}
-                    ],
-                )
-            response = respond(value)
-            response.headers["x-flight-pipeline-version"] = version
-            return response
-
-        return _Call(run, debug, budget, answer)
-
-    async def _explorer_redirect(self, request: Request) -> Response:
-        return RedirectResponse(str(request.url.replace(path=request.url.path + "/")), 308)
-
-    async def _explorer_page(self, request: Request) -> Response:
-        page = (resources.files("flight.serving") / "explorer" / "index.html").read_bytes()
-        return Response(page, media_type="text/html; charset=utf-8")
+            add_explorer_routes(asgi)
 
 
 async def _call_maybe_sync(fn: Callable[[], Any]) -> None:
@@ -659,112 +461,3 @@ async def _call_maybe_sync(fn: Callable[[], Any]) -> None:
     out = await asyncio.to_thread(fn)
     if inspect.isawaitable(out):
         await out
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        return {}
-    try:
-        data = load_json(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"must be a JSON object of context values, not {type(data).__name__}")
-    return data
-
-
-def _execute_invalid(name: str, pipeline: Pipeline, exc: ExecuteError) -> Invalid:
-    """The 422 for a call the engine refused: each context key that failed the pipeline's
-    declaration, or that the call lacks, as a problem of the body."""
-    if exc.problems:
-        return Invalid(
-            [Problem(k, "body", m, v) for k, m, v in exc.problems],
-            f"pipeline {name!r} takes: " + ", ".join(f.describe() for f in pipeline.context or ()),
-        )
-    if exc.missing:
-        missing = list(exc.missing)
-        return Invalid(
-            [Problem(k, "body", f"is required by {', '.join(exc.missing[k])}") for k in missing],
-            f"pipeline {name!r} needs context {', '.join(missing)}; send it as the JSON "
-            f'body, e.g. {{"{missing[0]}": ...}}',
-        )
-    return Invalid([Problem("context", "body", str(exc))])
-
-
-def _invalid(request: Request, exc: Invalid) -> Response:
-    body: dict[str, Any] = {
-        "error": f"invalid request to {request.method} {request.url.path}: {exc}",
-        "problems": [p.to_dict() for p in exc.problems],
-    }
-    if exc.hint:
-        body["hint"] = exc.hint
-    return json_response(body, 422)
-
-
-def _when(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-def _file_name(path: Path | None) -> str | None:
-    return None if path is None else path.name
-
-
-def _entry_summary(entry: PipelineEntry) -> dict[str, Any]:
-    p = entry.pipeline
-    return {
-        "name": entry.name,
-        "status": entry.status,
-        "serving": p is not None,
-        "source": entry.source.name if entry.source is not None else "python",
-        "version": entry.version,
-        "loaded_at": _when(entry.loaded_at),
-        "description": p.description if p is not None else "",
-        "context": sorted(p.required_context()) if p is not None else [],
-        "error": entry.error,
-    }
-
-
-def _entry_detail(entry: PipelineEntry) -> dict[str, Any]:
-    out = _entry_summary(entry)
-    p = entry.pipeline
-    out["error"] = (
-        None
-        if entry.error is None
-        else {
-            "message": entry.error,
-            "version": entry.error_version,
-            "at": _when(entry.error_at),
-            "serving_instead": entry.version,
-            "file": _file_name(entry.error_source or entry.source),
-        }
-    )
-    if p is not None:
-        required = p.required_context()
-        used = {k for op in p.operators() for k in contract_of(op).context_names}
-        declared = {f.name: f for f in p.context or ()}
-        optional = sorted((used | declared.keys()) - required)
-        context: dict[str, Any] = {"required": sorted(required), "optional": optional}
-        if p.context is not None:  # the declaration: each key's type and default
-            context["declared"] = {
-                f.name: {"type": f.type, "required": f.required}
-                | ({} if f.required else {"default": field_config(f)["default"]})
-                for f in p.context
-            }
-        out.update(
-            item_type=p.item_type,
-            context=context,
-            return_cols=list(p.return_cols) if p.return_cols is not None else None,
-            operators=[
-                {"role": role, "name": op.name, "kind": op.kind, "args": op.args()}
-                for role, ops in (
-                    ("include", p.includes),
-                    ("exclude", p.excludes),
-                    ("step", p.steps),
-                )
-                for op in ops
-            ],
-            config=p.to_config(),
-        )
-    return out
