@@ -44,9 +44,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "support"))  # the tests' helpers
 
-from tests.sos.runtime.harness import (  # noqa: E402
+from sos_harness import (  # noqa: E402
     TOKEN,
     ServerProcess,
     instances_of,

@@ -26,9 +26,9 @@ import httpx
 import uvloop
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "support"))  # the tests' helpers
 
-from tests.sos.runtime.conftest import App  # noqa: E402
+from sos_runtime import App  # noqa: E402
 
 from sos.runtime.local.haproxy import HAProxyRouter  # noqa: E402
 from sos.runtime.local.router import (  # noqa: E402

@@ -44,8 +44,8 @@ from sos.server.app import ServerState, create_app
 from sos.server.metrics import MetricsSampler
 from sos.ui import Asset, Assets, load_assets
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests._browser import launch, missing  # the tests' Chromium and its flags
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from headless_browser import launch, missing  # the tests' Chromium and its flags
 
 BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf"))
 

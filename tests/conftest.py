@@ -1,7 +1,8 @@
 """Fixtures shared by every test folder.
 
-- ``browser``: headless Chromium (``tests/_browser.py``), one per test module. Tests marked
-  ``browser`` are skipped, with the reason, on a machine without Chromium.
+- ``browser``: headless Chromium (``tests/support/headless_browser.py``), one per test
+  module. Tests marked ``browser`` are skipped, with the reason, on a machine without
+  Chromium.
 - every session ends by stopping the HAProxy processes of SOS routers it started and left
   behind (a killed ``sos server`` leaves its HAProxy serving, by design), and says so.
 """
@@ -17,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from headless_browser import launch, missing
 from playwright.sync_api import Browser, sync_playwright
-from tests._browser import launch, missing
 
 from sos.runtime.local import procs
 

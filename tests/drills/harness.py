@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from processes import interrupt
 
 from sos import Client
 from sos.runtime.local.haproxy import adoptable
@@ -104,13 +105,7 @@ class SosServer:
 
     def stop(self) -> None:
         """Ctrl-C: the server stops its instances too."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(40)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        interrupt(self.process, 40)
 
 
 def instances(data_dir: Path) -> dict[str, set[int]]:

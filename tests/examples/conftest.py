@@ -4,13 +4,6 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
-MOVIELENS = REPO / "examples" / "movielens"
-sys.path.insert(0, str(MOVIELENS))
-sys.path.insert(0, str(REPO / "tests" / "flight" / "serving"))  # serving_helpers
 
 # The example app, as `flight serve --debug movielens_app:app` serves it (the explorer and
 # ?debug=true are tested here): FLIGHT_DEBUG is read when the app is built, at import, and

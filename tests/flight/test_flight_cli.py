@@ -13,7 +13,7 @@ import yaml
 
 from flight.cli import parse_context
 
-HERE = Path(__file__).parent
+SUPPORT = Path(__file__).resolve().parents[1] / "support"  # flight_test_ops
 CONFIG = {
     "name": "cli_demo",
     "item_type": "item",
@@ -27,7 +27,7 @@ CONFIG = {
 
 
 def flight_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    env = {**os.environ, "PYTHONPATH": str(SUPPORT)}
     return subprocess.run(
         [sys.executable, "-c", "from flight.cli import main; main()", *args],
         capture_output=True,

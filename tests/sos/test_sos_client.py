@@ -24,7 +24,7 @@ from sos.runtime.base import ObservedRevision, ObservedService
 from sos.runtime.fake import FakeBackend
 
 if TYPE_CHECKING:
-    from tests.sos.conftest import RunningServer
+    from sos_server import RunningServer
 
 SVC = "sfix-service"
 

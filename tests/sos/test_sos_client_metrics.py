@@ -1,14 +1,13 @@
 """``Client.metrics``: the metrics API as typed models (the ones the server answers with),
 against a real server on a free port whose backend answers a known load
-(``tests/sos/metrics_load.py``)."""
+(``tests/support/sos_metrics_load.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import pytest
-from tests.sos.conftest import RunningServer
-from tests.sos.metrics_load import (
+from sos_metrics_load import (
     ERRORS,
     REQUESTS,
     Silent,
@@ -16,6 +15,7 @@ from tests.sos.metrics_load import (
     settled,
     start_loaded,
 )
+from sos_server import RunningServer
 
 import sos
 from sos.errors import NotFoundError, ValidationError

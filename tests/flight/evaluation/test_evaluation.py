@@ -28,8 +28,6 @@ from flight.evaluation import (
 )
 from flight.evaluation.metrics import bootstrap_mean, bootstrap_paired, coverage
 
-HERE = Path(__file__).parent
-
 
 def clicks_frame(users: int = 30, items: int = 40, seed: int = 7) -> pd.DataFrame:
     """Each user clicks 8 to 14 distinct items; popular items (low ids) more often."""
@@ -50,7 +48,7 @@ def pipeline_config(name: str, n: int) -> dict[str, object]:
     return {
         "name": name,
         "item_type": "item",
-        "imports": [str(HERE / "eval_ops.py")],
+        "imports": [str(eval_ops.__file__)],
         "context": {"user_id": "int"},
         "includes": [{"EvalPopular": {"n": n}}],
         "excludes": [{"EvalClicked": {}}],

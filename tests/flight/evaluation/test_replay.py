@@ -10,19 +10,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import flight_test_ops  # UserItems, registered before each test's scope
 import httpx
 import pytest
 import yaml
+from serving_helpers import ServerThread
 
 import flight
 from flight.evaluation.replay import rbo
 
-SERVING = Path(__file__).resolve().parents[1] / "serving"
-sys.path.insert(0, str(SERVING))
-sys.path.insert(0, str(SERVING.parent))
-
-import flight_test_ops  # noqa: E402, F401  (UserItems, registered before each test's scope)
-from serving_helpers import ServerThread  # noqa: E402
+SUPPORT = Path(flight_test_ops.__file__).parent  # for `flight` run as a subprocess
 
 
 def config(name: str, head: int) -> dict[str, Any]:
@@ -78,7 +75,7 @@ def test_rbo_weights_the_top_of_the_list() -> None:
 
 
 def flight_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(SERVING.parent)}
+    env = {**os.environ, "PYTHONPATH": str(SUPPORT)}
     return subprocess.run(
         [sys.executable, "-c", "from flight.cli import main; main()", *args],
         capture_output=True, text=True, env=env, timeout=120, check=False,

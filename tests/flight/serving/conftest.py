@@ -3,17 +3,12 @@ tracing into an in-memory exporter."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-sys.path.insert(0, str(Path(__file__).parent))  # serving_helpers
-
 from serving_helpers import ServerThread
 
 from flight import tracing

@@ -345,7 +345,7 @@ def test_flight_validate_runs_the_canary(tmp_path: Path) -> None:
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(checked_config("bad", sort_by="scroe", schema=False, canary=True))
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "support")}
     done = subprocess.run(
         [sys.executable, "-c", "from flight.cli import main; main()", "validate", str(bad)],
         capture_output=True, text=True, timeout=60, check=False,

@@ -19,7 +19,7 @@ from sos.runtime.base import ObservedService
 from sos.runtime.fake import FakeBackend
 
 if TYPE_CHECKING:
-    from tests.sos.conftest import RunningServer
+    from sos_server import RunningServer
 
 _load_commands()
 

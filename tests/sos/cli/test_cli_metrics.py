@@ -1,5 +1,5 @@
 """``sos metrics``: the per-revision table, --json, --watch, and its errors, against a real
-server whose fake backend answers a known load (``tests/sos/metrics_load.py``).
+server whose fake backend answers a known load (``tests/support/sos_metrics_load.py``).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.sos.conftest import RunningServer
-from tests.sos.metrics_load import ERRORS, REQUESTS, Loaded, Silent, deploy_shop, start_loaded
+from sos_metrics_load import ERRORS, REQUESTS, Loaded, Silent, deploy_shop, start_loaded
+from sos_server import RunningServer
 from typer.testing import CliRunner, Result
 
 from sos.cli import _load_commands, app

@@ -30,7 +30,7 @@ from sos.runtime.knative import KnativeBackend, KnativeSettings, check_webhook_r
 from sos.server.backends import BackendContext, create_backend
 
 if TYPE_CHECKING:
-    from tests.sos.conftest import RunningServer
+    from sos_server import RunningServer
 
 _load_commands()
 

@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from tests.sos.conftest import RunningServer, start_server
+from sos_server import RunningServer, start_server
 
 from sos import Artifact, Revision, Service
 from sos.config import ServerSettings

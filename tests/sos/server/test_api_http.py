@@ -29,7 +29,7 @@ from sos.runtime.base import LogLine
 from sos.runtime.fake import FakeBackend
 
 if TYPE_CHECKING:
-    from tests.sos.conftest import RunningServer
+    from sos_server import RunningServer
 
 SVC = "sfix-service"
 

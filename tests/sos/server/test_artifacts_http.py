@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.sos.conftest import RunningServer
+from sos_server import RunningServer
 
 from sos.errors import (
     ConflictError,

@@ -25,7 +25,7 @@ from sos import (
 from sos.store import hash_secret
 
 if TYPE_CHECKING:
-    from tests.sos.conftest import RunningServer
+    from sos_server import RunningServer
 
 SVC = "sfix-service"
 REV = Revision(artifact=Artifact(name="a", version="1"))

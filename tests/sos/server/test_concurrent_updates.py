@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from sos import Artifact, ConflictError, Revision, Service, TrafficRoute
 
 if TYPE_CHECKING:
-    from tests.sos.conftest import RunningServer
+    from sos_server import RunningServer
 
 SVC = "sfix-service"
 

@@ -12,7 +12,7 @@ import pytest
 from sos import Artifact, ConflictError, Revision, Service
 
 if TYPE_CHECKING:
-    from tests.sos.conftest import RunningServer
+    from sos_server import RunningServer
 
 REV = Revision(artifact=Artifact(name="a", version="1"))
 

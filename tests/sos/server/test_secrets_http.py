@@ -23,7 +23,7 @@ from sos import (
 from sos.models import ConfigFile
 
 if TYPE_CHECKING:
-    from tests.sos.conftest import RunningServer
+    from sos_server import RunningServer
 
 SVC = "shop"
 PASSWORD = "correct horse battery staple"

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from tests.sos.conftest import RunningServer
+from sos_server import RunningServer
 
 from sos.errors import ValidationError
 from sos.models import Instances, RevisionSpec, ServiceSpec

@@ -4,17 +4,11 @@ screenshots kept under ``test-artifacts/ui/``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
-
-SHOTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "ui"
-WIDE = {"width": 1280, "height": 900}
-NARROW = {"width": 390, "height": 844}
-
-NewPage = Callable[..., Page]
+from playwright.sync_api import Browser, Page
+from sos_ui import WIDE, NewPage
 
 
 @pytest.fixture
@@ -39,16 +33,3 @@ def new_page(browser: Browser) -> Iterator[NewPage]:
 @pytest.fixture
 def page(new_page: NewPage) -> Page:
     return new_page()
-
-
-def sign_in(page: Page, url: str, token: str) -> None:
-    """Sign in as a person would: open the UI, paste the token, press Enter."""
-    page.goto(f"{url}/ui/")
-    page.get_by_label("Token", exact=True).fill(token)
-    page.get_by_label("Token", exact=True).press("Enter")
-    expect(page.get_by_role("heading", level=1, name="Services")).to_be_visible()
-
-
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)

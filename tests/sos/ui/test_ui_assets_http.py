@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.sos.conftest import RunningServer
+from sos_server import RunningServer
 
 TYPES = {
     ".js": "text/javascript; charset=utf-8",

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import Page, expect
-from tests.sos.conftest import RunningServer
-from tests.sos.ui.conftest import NARROW, NewPage, shot, sign_in
+from sos_server import RunningServer
+from sos_ui import NARROW, NewPage, shot, sign_in
 
 from sos.models import RevisionSpec, ServiceSpec
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
-from tests.sos.runtime.harness import APPS, TOKEN, ServerProcess, kill_instances, publish
-from tests.sos.ui.conftest import NARROW, NewPage, shot, sign_in
+from sos_harness import APPS, TOKEN, ServerProcess, kill_instances, publish
+from sos_ui import NARROW, NewPage, shot, sign_in
 
 from sos.client import Client
 from sos.models import RevisionSpec, ServiceSpec

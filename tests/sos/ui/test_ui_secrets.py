@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import Page, expect
-from tests.sos.conftest import RunningServer
-from tests.sos.ui.conftest import sign_in
+from sos_server import RunningServer
+from sos_ui import sign_in
 
 from sos.models import Artifact, EnvVar, RevisionSpec, ServiceSpec
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 from playwright.sync_api import Page, expect
-from tests.sos.conftest import RunningServer
-from tests.sos.ui.conftest import NARROW, NewPage, shot, sign_in
+from sos_server import RunningServer
+from sos_ui import NARROW, NewPage, shot, sign_in
 
 from sos.client import Client
 from sos.errors import AuthenticationError

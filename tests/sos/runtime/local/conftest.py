@@ -3,20 +3,15 @@ waiting for what the backend observes (never for a fixed time)."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from tests.sos.runtime.conftest import artifact_paths
-from tests.sos.runtime.harness import ServerProcess, kill_instances
+from sos_harness import ServerProcess, kill_instances
+from sos_runtime import artifact_paths
 
-from sos.runtime.base import ObservedService
 from sos.runtime.local.backend import LocalBackend
-
-FAST = {"autoscaling": {"min_scale": 1, "initial_scale": 1}}
 
 
 @pytest.fixture(params=["python", "haproxy"])
@@ -49,35 +44,6 @@ async def backend_factory(
     for backend in made:
         backend.stop_on_close = True
         await backend.close()
-
-
-async def wait_for(
-    backend: LocalBackend,
-    name: str,
-    check: Callable[[ObservedService], bool],
-    seconds: float = 30,
-) -> ObservedService:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        observed = await backend.observe(name)
-        if observed is not None and check(observed):
-            # and the router routes by what was observed (HAProxy takes a moment more)
-            await backend.router.settle()
-            return observed
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out; last observed: {observed}")
-        await asyncio.sleep(0.05)
-
-
-def ready(revision: str) -> Callable[[ObservedService], bool]:
-    return lambda o: revision in o.revisions and o.revisions[revision].instances.ready >= 1
-
-
-async def get(backend: LocalBackend, host: str, path: str = "/") -> httpx.Response:
-    async with httpx.AsyncClient(timeout=30) as client:
-        return await client.get(
-            f"http://127.0.0.1:{backend.router.port}{path}", headers={"Host": host}
-        )
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from tests.sos.runtime.conftest import make_desired
-from tests.sos.runtime.local.conftest import FAST, get, ready, wait_for
+from sos_local import FAST, get, ready, wait_for
+from sos_runtime import make_desired
 
 from sos.errors import ValidationError
 from sos.models import RevisionSpec

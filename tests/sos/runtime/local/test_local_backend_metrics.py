@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.sos.runtime.conftest import artifact_paths, make_desired
+from sos_runtime import artifact_paths, make_desired
 
 from sos.runtime.base import RevisionMetricsSample
 from sos.runtime.local.backend import LocalBackend

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.sos.runtime.conftest import StartApp
+from sos_runtime import StartApp
 
 from sos.runtime.local.haproxy import (
     MAX_WEIGHT,

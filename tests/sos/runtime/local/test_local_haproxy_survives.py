@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.sos.runtime.harness import TOKEN, ServerProcess, publish, until
+from sos_harness import TOKEN, ServerProcess, publish, until
 
 from sos.client import Client
 from sos.models import RevisionSpec, ServiceSpec

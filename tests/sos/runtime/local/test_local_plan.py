@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.sos.runtime.conftest import make_desired
+from sos_runtime import make_desired
 
 from sos.runtime.base import DesiredService
 from sos.runtime.local.plan import (

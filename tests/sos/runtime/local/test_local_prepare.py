@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from tests.sos.runtime.conftest import build_shiv, make_desired
-from tests.sos.runtime.local.conftest import FAST, get, wait_for
+from sos_local import FAST, get, wait_for
+from sos_runtime import build_shiv, make_desired
 
 from sos.runtime.local.backend import LocalBackend
 from sos.runtime.local.prepare import unpack_dir

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.sos.runtime.conftest import StartApp, free_port
+from sos_runtime import StartApp, free_port
 
 from sos.runtime.local.probes import probe
 

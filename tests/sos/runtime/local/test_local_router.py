@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
-from tests.sos.runtime.conftest import StartApp
+from sos_runtime import StartApp
 
 from sos.errors import BackendError
 from sos.runtime.local.haproxy import HAProxyRouter

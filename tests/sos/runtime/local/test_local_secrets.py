@@ -9,8 +9,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tests.sos.runtime.conftest import make_desired
-from tests.sos.runtime.local.conftest import FAST, get, wait_for
+from sos_local import FAST, get, wait_for
+from sos_runtime import make_desired
 
 from sos.runtime.local.backend import LocalBackend
 

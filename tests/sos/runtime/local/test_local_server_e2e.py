@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.sos.runtime.harness import (
+from sos_harness import (
     TOKEN,
     ServerProcess,
     instances_of,

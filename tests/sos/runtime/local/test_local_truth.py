@@ -14,8 +14,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tests.sos.runtime.conftest import make_desired
-from tests.sos.runtime.local.conftest import get, ready, wait_for
+from sos_local import get, ready, wait_for
+from sos_runtime import make_desired
 
 from sos.runtime.base import ObservedService
 from sos.runtime.local.backend import LocalBackend

@@ -15,12 +15,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from processes import interrupt
+
 from sos.client import Client
 from sos.models import ArtifactMetadata
 from sos.runtime.local.haproxy import adoptable
 from sos.runtime.local.network import Network
 
-APPS = Path(__file__).parent / "apps"
+APPS = Path(__file__).resolve().parents[1] / "sos" / "runtime" / "apps"
 
 
 def digest_of(path: Path) -> str:
@@ -81,13 +83,7 @@ class ServerProcess:
 
     def stop(self) -> None:
         """Ctrl-C, as a user would."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        interrupt(self.process, 30)
 
 
 def metadata_for(artifact: Path, name: str, language: str) -> ArtifactMetadata:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from tests.sos.conftest import RunningServer
+from sos_server import RunningServer
 
 from sos.client import Client
 from sos.models import Instances, RevisionSpec, ServiceMetrics, ServiceSpec
