@@ -32,9 +32,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "support"))  # the tests' helpers
 
-from tests.sos.runtime.harness import TOKEN, ServerProcess, kill_instances, publish  # noqa: E402
+from sos_harness import TOKEN, ServerProcess, kill_instances, publish  # noqa: E402
 
 from sos import traffic  # noqa: E402
 from sos.client import Client  # noqa: E402

@@ -16,6 +16,7 @@ import uvicorn
 
 from sos.client import Client
 from sos.config import ServerSettings
+from sos.models import Artifact, Revision, Service
 from sos.runtime.base import Backend
 from sos.server.app import ServerState, create_app
 
@@ -71,3 +72,27 @@ def start_server(
         assert state.admin_token is not None and state.admin_token.path is not None
         token = state.admin_token.path.read_text().strip()
     return RunningServer(f"http://127.0.0.1:{port}", token, state, server, thread)
+
+
+def deploy_canary_ready(client: Client, service: str, versions: int = 2) -> None:
+    """Revisions 1..``versions`` of ``service`` (artifact ``shop_app`` v1, v2, ...: the
+    first has all traffic), once the server samples the newest one's counters, so that what
+    it serves from then on counts (a router's counters start at zero with a revision)."""
+    for number in range(1, versions + 1):
+        client.deploy(
+            Service(name=service, team="recs"),
+            Revision(artifact=Artifact(name="shop_app", version=f"v{number}")),
+        )
+    wait_sampled(client, service, versions)
+
+
+def wait_sampled(client: Client, service: str, revision: int) -> None:
+    """Until the server has sampled ``revision``'s request counters at least twice."""
+    deadline = time.monotonic() + 20
+    while True:
+        series = client.metrics(service, window="1m").revision(revision)
+        if series is not None and series.points:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the server never sampled revision {revision} of {service}")
+        time.sleep(0.05)

@@ -4,20 +4,19 @@ and options people mistype, against a real server (fake backend, counted request
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from sos_server import deploy_canary_ready
 from typer.testing import CliRunner, Result
 
-from sos import Artifact, Revision, Service
 from sos.cli import _load_commands, app
 from sos.runtime.fake import FakeBackend
 
 if TYPE_CHECKING:
-    from tests.sos.conftest import RunningServer
+    from sos_server import RunningServer
 
 _load_commands()
 
@@ -30,15 +29,7 @@ def shop(
     monkeypatch.setenv("SOS_ROLLOUT_TICK", "0.1")
     server = sos_server()
     with server.client() as client:
-        for version in ("v1", "v2"):
-            client.deploy(
-                Service(name="shop", team="recs"),
-                Revision(artifact=Artifact(name="shop_app", version=version)),
-            )
-        deadline = time.monotonic() + 20
-        while not (series := client.metrics("shop", window="1m").revision(2)) or not series.points:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        deploy_canary_ready(client, "shop")
     return server
 
 

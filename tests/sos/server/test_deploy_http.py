@@ -21,7 +21,7 @@ from sos import (
 )
 
 if TYPE_CHECKING:
-    from tests.sos.conftest import RunningServer
+    from sos_server import RunningServer
 
 SVC = "shop"
 

@@ -10,18 +10,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from sos_server import deploy_canary_ready, wait_sampled
 
 from sos import (
-    Artifact,
     Client,
     ConflictError,
     NotFoundError,
-    Revision,
     Rollout,
     RolloutCheck,
     RolloutStatus,
     Route,
-    Service,
     TrafficRoute,
     ValidationError,
 )
@@ -30,7 +28,7 @@ from sos.runtime.fake import FakeBackend
 from sos.server.rollouts import decide
 
 if TYPE_CHECKING:
-    from tests.sos.conftest import RunningServer
+    from sos_server import RunningServer
 
 SVC = "shop"
 T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -166,29 +164,8 @@ def shop(fast: None, sos_server: Callable[..., RunningServer]) -> Iterator[Runni
     """Service shop with revision 1 (all traffic) and revision 2 (none)."""
     server = sos_server()
     with server.client() as client:
-        deploy_two(client)
+        deploy_canary_ready(client, SVC)
     yield server
-
-
-def deploy_two(client: Client) -> None:
-    """Revisions 1 and 2, once the server samples revision 2's counters (what it serves
-    from then on counts; a router's counters start at zero with the revision)."""
-    for version in ("v1", "v2"):
-        client.deploy(
-            Service(name=SVC, team="recs"),
-            Revision(artifact=Artifact(name="shop_app", version=version)),
-        )
-    wait_sampled(client)
-
-
-def wait_sampled(client: Client) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        series = client.metrics(SVC, window="1m").revision(2)
-        if series is not None and series.points:
-            return
-        assert time.monotonic() < deadline, "the server never sampled revision 2"
-        time.sleep(0.05)
 
 
 def fake(server: RunningServer) -> FakeBackend:
@@ -325,13 +302,13 @@ def test_a_restart_of_the_server_resumes_the_rollout(
 ) -> None:
     first = sos_server(data_dir=tmp_path / "data")  # type: ignore[operator]
     with first.client() as client:
-        deploy_two(client)
+        deploy_canary_ready(client, SVC)
         client.start_rollout(SVC, Rollout(to="2", steps=[10, 100], step_seconds=1, min_requests=5))
     first.stop()
     second = sos_server(data_dir=tmp_path / "data")  # type: ignore[operator]
     backend = fake(second)
     with second.client() as client:
-        wait_sampled(client)
+        wait_sampled(client, SVC, 2)
         resumed = client.get_rollout(SVC)
         assert resumed.state == "running" and resumed.percent == 10
         done = wait_state(client, "succeeded", serve=lambda: backend.serve(f"{SVC}-00002", 2))

@@ -14,7 +14,7 @@ from sos.models import Shadow
 from sos.runtime.knative.backend import KnativeBackend
 
 if TYPE_CHECKING:
-    from tests.sos.conftest import RunningServer
+    from sos_server import RunningServer
 
 SVC = "shop"
 

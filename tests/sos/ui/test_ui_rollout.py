@@ -4,15 +4,14 @@ stop it, and see why one rolled back."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import Page, expect
-from tests.sos.conftest import RunningServer
-from tests.sos.ui.conftest import sign_in
+from sos_server import RunningServer, deploy_canary_ready
+from sos_ui import sign_in
 
-from sos import Artifact, Revision, Rollout, Service, traffic
+from sos import Rollout, traffic
 from sos.runtime.fake import FakeBackend
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -26,15 +25,7 @@ def shop(
     monkeypatch.setenv("SOS_ROLLOUT_TICK", "0.1")
     server = sos_server()
     with server.client() as admin:
-        for version in ("1.0.0", "1.1.0"):
-            admin.deploy(
-                Service(name="shop", team="recs"),
-                Revision(artifact=Artifact(name="shop_app", version=version)),
-            )
-        deadline = time.monotonic() + 20
-        while not (series := admin.metrics("shop", window="1m").revision(2)) or not series.points:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        deploy_canary_ready(admin, "shop")
     return server
 
 
