@@ -78,3 +78,25 @@ def test_a_rolled_back_rollout_says_what_tripped_it(shop: RunningServer, page: P
     )
     expect(card.locator("#rollout-reason")).to_contain_text("error rate 20.0% > 1.0%")
     expect(card.get_by_role("button", name="Start rollout…")).to_be_enabled()
+
+
+def test_the_traffic_editor_sets_a_sticky_key_and_a_shadow(shop: RunningServer, page: Page) -> None:
+    open_shop(page, shop)
+    page.get_by_role("button", name="Edit traffic").click()
+    dialog = page.get_by_role("dialog", name="Edit traffic of shop")
+    dialog.get_by_label("Keep each user on one revision by").select_option("header")
+    dialog.get_by_label("Name of the key").fill("X-User-Id")
+    dialog.get_by_label("Mirror requests to").select_option("shop-00001")
+    server = dialog.locator("#traffic-server")
+    expect(server).to_contain_text("revision 00001 serves traffic already")  # the server's rule
+    dialog.get_by_label("Mirror requests to").select_option("shop-00002")
+    dialog.get_by_label("Share mirrored (%)").fill("50")
+    expect(server).to_have_text("Checked by the server: ready to save.")
+    dialog.get_by_role("button", name="Save traffic").click()
+    expect(dialog).to_be_hidden()
+    with shop.client() as admin:
+        route = admin.get_traffic("shop")
+    assert route.split_by == "header:X-User-Id"
+    assert [(m.revision, m.percent) for m in route.shadow] == [("shop-00002", 50)]
+    card = page.get_by_role("region", name="Shadow comparison")
+    expect(card).to_contain_text("the fake backend does not mirror requests")

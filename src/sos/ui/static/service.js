@@ -19,6 +19,7 @@ import {
   trafficBar,
 } from "./dom.js";
 import { fetchRollout, renderRollout } from "./rollout.js";
+import { renderShadow } from "./shadow.js";
 import { confirmRollback, openTrafficEditor } from "./traffic.js";
 
 const REFRESH_MS = 5000;
@@ -237,6 +238,7 @@ export function servicePage(main, session, name, tab, params) {
     traffic: h("section", { class: "card", "aria-labelledby": "traffic-heading" }),
     revisions: h("section", { class: "card", "aria-labelledby": "revisions-heading" }),
     rollout: h("section", { class: "card", "aria-labelledby": "rollout-heading" }),
+    shadow: h("section", { class: "card", "aria-labelledby": "shadow-heading", hidden: true }),
     changes: h(
       "section",
       { class: "card", "aria-labelledby": "changes-heading" },
@@ -904,9 +906,17 @@ export function servicePage(main, session, name, tab, params) {
   let stopTab = () => {};
   function renderTab() {
     if (tab === "overview") {
-      swap(body, overview.traffic, overview.rollout, overview.revisions, overview.changes);
+      swap(
+        body,
+        overview.traffic,
+        overview.rollout,
+        overview.shadow,
+        overview.revisions,
+        overview.changes,
+      );
       renderOverview();
       renderRolloutCard();
+      renderShadow(overview.shadow, { name, service });
       renderChanges();
     } else if (tab === "metrics") {
       stopTab = metricsTab();
@@ -937,7 +947,10 @@ export function servicePage(main, session, name, tab, params) {
           renderChanges();
         }
       }
-      if (tab === "overview") renderRolloutCard();
+      if (tab === "overview") {
+        renderRolloutCard();
+        renderShadow(overview.shadow, { name, service });
+      }
     } catch (err) {
       if (err.status === 404) {
         swap(head, h("h1", { tabindex: "-1", id: "page-title" }, name));

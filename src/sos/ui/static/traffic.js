@@ -131,6 +131,64 @@ export function openTrafficEditor({ service, revisions, onSaved }) {
   const cancel = h("button", { type: "button", class: "btn", value: "cancel" }, "Cancel");
   const add = h("button", { type: "button", class: "btn btn-ghost" }, "+ Add route");
 
+  // Sticky: which part of a request keeps a user on one revision; shadow: a revision that
+  // gets copies of a share of the requests (answers compared, never sent to a caller).
+  const [source0, key0] = (service.traffic?.split_by || ":").split(":");
+  const stickySource = h(
+    "select",
+    { id: "sticky-source", name: "sticky-source", onchange: () => validate() },
+    [
+      ["", "Per request"],
+      ["header", "Header"],
+      ["query", "Query parameter"],
+      ["cookie", "Cookie"],
+    ].map(([value, label]) => h("option", { value, selected: value === source0 }, label)),
+  );
+  const stickyKey = h("input", {
+    id: "sticky-key",
+    name: "sticky-key",
+    type: "text",
+    autocomplete: "off",
+    placeholder: "X-User-Id",
+    value: key0 || "",
+    oninput: () => validate(),
+  });
+  const mirror = service.traffic?.shadow?.[0];
+  const shadowRevision = h(
+    "select",
+    { id: "shadow-revision", name: "shadow-revision", onchange: () => validate() },
+    h("option", { value: "" }, "No shadow"),
+    [...revisions]
+      .reverse()
+      .map((rev) =>
+        h("option", { value: rev.id, selected: rev.id === mirror?.revision }, revNumber(rev.id)),
+      ),
+  );
+  const shadowPercent = h("input", {
+    id: "shadow-percent",
+    name: "shadow-percent",
+    type: "text",
+    inputmode: "numeric",
+    autocomplete: "off",
+    value: mirror ? String(mirror.percent) : "100",
+    oninput: () => validate(),
+  });
+  /** The sticky key and the shadow as the API takes them. */
+  const extras = () => {
+    const key = stickyKey.value.trim();
+    const out = { split_by: stickySource.value && key ? `${stickySource.value}:${key}` : null };
+    out.shadow = shadowRevision.value
+      ? [
+          {
+            revision: shadowRevision.value,
+            percent: Number(shadowPercent.value.trim()),
+            ...(mirror?.items_path ? { items_path: mirror.items_path } : {}),
+          },
+        ]
+      : [];
+    return out;
+  };
+
   const options = (selected) => [
     h("option", { value: "", selected: !selected }, "Choose a revision"),
     ...[...revisions]
@@ -276,7 +334,10 @@ export function openTrafficEditor({ service, revisions, onSaved }) {
   async function ask() {
     const mine = ++asked;
     try {
-      await api("PUT", `/services/${enc(name)}/traffic?dry_run=true`, { routes: routesOf() });
+      await api("PUT", `/services/${enc(name)}/traffic?dry_run=true`, {
+        routes: routesOf(),
+        ...extras(),
+      });
       if (mine === asked) server.textContent = "Checked by the server: ready to save.";
     } catch (err) {
       if (mine !== asked || err.status === 0) return;
@@ -318,6 +379,32 @@ export function openTrafficEditor({ service, revisions, onSaved }) {
       tbody,
     ),
     h("div", { class: "editor-tools" }, add, h("span", { class: "total-line" }, "Total ", totalEl)),
+    h(
+      "fieldset",
+      { class: "editor-extras" },
+      h("legend", {}, "A/B tests and shadows"),
+      h(
+        "div",
+        { class: "field-row" },
+        h("label", { for: "sticky-source" }, "Keep each user on one revision by"),
+        stickySource,
+        h("label", { for: "sticky-key", class: "sr-only" }, "Name of the key"),
+        stickyKey,
+      ),
+      h(
+        "div",
+        { class: "field-row" },
+        h("label", { for: "shadow-revision" }, "Mirror requests to"),
+        shadowRevision,
+        h("label", { for: "shadow-percent" }, "Share mirrored (%)"),
+        shadowPercent,
+      ),
+      h(
+        "p",
+        { class: "muted small" },
+        "Requests without the key are split per request. A shadow revision gets copies of requests; its answers are compared with the primary's and never reach a caller.",
+      ),
+    ),
     preview,
     live,
     server,
@@ -351,6 +438,7 @@ export function openTrafficEditor({ service, revisions, onSaved }) {
     try {
       const route = await api("PUT", `/services/${enc(name)}/traffic${force ? "?force=true" : ""}`, {
         routes,
+        ...extras(),
         resource_version: version,
       });
       dialog.close();
