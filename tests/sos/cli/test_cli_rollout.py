@@ -108,3 +108,38 @@ def test_mistyped_options_exit_2_and_say_what(
     assert message in result.stderr
     status = run(sos, "rollout", "shop", "--status")
     assert status.exit_code == 1 and "has had no rollout" in status.stderr  # nothing started
+
+
+def test_sticky_splits_and_shadows_from_the_command_line(sos: CliRunner) -> None:
+    sticky = run(sos, "traffic", "shop", "1=90", "2=10", "--split-by", "header:X-User-Id")
+    assert sticky.exit_code == 0, sticky.output
+    assert "sticky: header:X-User-Id keeps each key on one revision" in sticky.stdout
+    kept = run(sos, "traffic", "shop", "1=80", "2=20")  # a new split stays sticky
+    assert "sticky: header:X-User-Id" in kept.stdout
+    mirrored = run(sos, "shadow", "shop", "3=50")
+    assert mirrored.exit_code == 1 and "has no revision shop-00003" in mirrored.stderr
+    run(sos, "traffic", "shop", "1=100")
+    mirrored = run(sos, "shadow", "shop", "2=50")
+    assert mirrored.exit_code == 0, mirrored.output
+    assert "shadow: 00002 gets a copy of 50% of the requests" in mirrored.stdout
+    report = run(sos, "shadow", "report", "shop")
+    assert report.exit_code == 0 and "the fake backend does not mirror requests" in report.stdout
+    plain = run(sos, "traffic", "shop", "1=100", "--split-by", "none")
+    assert "sticky:" not in plain.stdout and "shadow: 00002" in plain.stdout
+    off = run(sos, "shadow", "shop", "--off")
+    assert off.exit_code == 0 and "no shadow; requests are no longer mirrored" in off.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["traffic", "shop", "1=100", "--split-by", "ip"], "must be header:NAME, query:NAME"),
+        (["traffic", "shop", "--split-by", "header:X"], "--split-by goes with the routes"),
+        (["shadow", "shop", "2"], "'2' is not a shadow: write REVISION=PERCENT"),
+        (["shadow", "shop"], "say what to mirror"),
+    ],
+)
+def test_sticky_and_shadow_mistakes_exit_2(sos: CliRunner, args: list[str], message: str) -> None:
+    result = run(sos, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
