@@ -13,7 +13,8 @@ renderer call these; the web UI asks the server (a dry run) instead of restating
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+import zlib
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from sos.errors import ValidationError
 from sos.models import (
@@ -26,7 +27,9 @@ from sos.models import (
 )
 
 __all__ = [
+    "BUCKETS",
     "LATEST",
+    "bucket",
     "describe",
     "normalize",
     "parse_routes",
@@ -34,6 +37,8 @@ __all__ = [
     "revision_id",
     "revision_parts",
     "shares",
+    "sticky_ranges",
+    "sticky_revision",
     "tagged",
     "with_share",
 ]
@@ -152,6 +157,37 @@ def with_share(service: str, base: TrafficRoute, revision: str, percent: int) ->
     routes += [Route(revision=rev, percent=0, tag=tag) for tag, rev in tags.items()]
     shadow = [m for m in base.shadow if normalize_revision_ref(service, m.revision) != revision]
     return TrafficRoute(routes=routes, split_by=base.split_by, shadow=shadow)
+
+
+#: a sticky split's resolution: a key falls in one of 10,000 buckets (0.01% each)
+BUCKETS = 10_000
+
+
+def bucket(key: str) -> int:
+    """The bucket of a sticky key: CRC-32 of its UTF-8 bytes, modulo ``BUCKETS``. Both data
+    paths compute it the same way (HAProxy: ``crc32,mod(10000)``), so they agree on every
+    key's revision."""
+    return zlib.crc32(key.encode()) % BUCKETS
+
+
+def sticky_ranges(split: Mapping[str, int]) -> list[tuple[str, int, int]]:
+    """(revision, first bucket, last bucket + 1) for a split's revisions with a share, in
+    revision order (oldest first), each as wide as its percent. Moving shares between
+    neighbours moves only the buckets between them: 90/10 -> 80/20 reassigns 10% of keys."""
+    ranges = []
+    start = 0
+    for revision in sorted(split, key=lambda rev: revision_parts(rev)[1]):
+        width = split[revision] * BUCKETS // 100
+        if width:
+            ranges.append((revision, start, start + width))
+            start += width
+    return ranges
+
+
+def sticky_revision(ranges: Sequence[tuple[str, int, int]], key: str) -> str | None:
+    """The revision a key goes to (None for an empty split)."""
+    at = bucket(key)
+    return next((rev for rev, first, end in ranges if first <= at < end), None)
 
 
 def describe(routes: Iterable[Route] | TrafficRoute | None) -> str:

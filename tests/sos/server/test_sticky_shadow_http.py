@@ -105,3 +105,17 @@ def test_the_shadow_report_says_when_a_backend_does_not_mirror(shop: RunningServ
     with shop.client() as client:
         report = client.shadow_report(SVC)
     assert not report.available and report.message == "the fake backend does not mirror requests"
+
+
+def test_sticky_buckets_hold_the_split_and_move_only_what_must_move() -> None:
+    keys = [f"user-{i}" for i in range(10_000)]
+    one, two = f"{SVC}-00001", f"{SVC}-00002"
+    before = traffic.sticky_ranges({two: 30, one: 70})
+    assert [r[0] for r in before] == [one, two]  # the older revision first, whatever the order
+    assigned = {k: traffic.sticky_revision(before, k) for k in keys}
+    share = sum(rev == two for rev in assigned.values()) / len(keys)
+    assert abs(share - 0.30) < 0.02
+    after = traffic.sticky_ranges({one: 60, two: 40})
+    moved = sum(traffic.sticky_revision(after, k) != assigned[k] for k in keys) / len(keys)
+    assert abs(moved - 0.10) < 0.02  # only the keys that must move
+    assert all(traffic.sticky_revision(before, k) == assigned[k] for k in keys[:100])  # stable
