@@ -36,7 +36,6 @@ from sos.models import (
     Rollout,
     RolloutCheck,
     RolloutStatus,
-    Route,
     Token,
     TrafficRoute,
     summary_line,
@@ -78,14 +77,15 @@ def decide(
     check: RolloutCheck | None,
     now: datetime,
     *,
-    routes_now: list[Route] | None,
+    route_now: TrafficRoute | None,
     candidate_failed: str | None = None,
 ) -> Decision:
     """The next move of a running rollout, from its state, the candidate's figures in the
-    current step, the service's route now and whether the candidate failed."""
+    current step, the service's route now (any change to it by someone else, its split,
+    sticky key or shadows, stops the rollout) and whether the candidate failed."""
     spec = rollout.spec
     number = traffic.revision_parts(spec.to)[1]
-    if routes_now != rollout.route.routes:
+    if route_now is None or _as_route(route_now) != rollout.route:
         return Decision(
             "stop",
             "the traffic was changed by someone else meanwhile: the rollout stopped and left "
@@ -205,8 +205,7 @@ class RolloutDriver:
         if candidate.status.failed:
             why = summary_line(candidate.status.message) or "no message"
             failed = f"{candidate.status.reason}: {why}"
-        routes_now = service.traffic.routes if service.traffic is not None else None
-        decision = decide(rollout, check, now, routes_now=routes_now, candidate_failed=failed)
+        decision = decide(rollout, check, now, route_now=service.traffic, candidate_failed=failed)
         token = self._token(rollout)
         update: dict[str, Any] = {"updated_at": now, "last": check}
         if decision.action == "wait":

@@ -136,7 +136,7 @@ def test_the_policy(
         rollout,
         figures,
         T0 + timedelta(seconds=after),
-        routes_now=rollout.route.routes,
+        route_now=rollout.route,
         candidate_failed=failed,
     )
     assert decision.action == action, case
@@ -146,8 +146,10 @@ def test_the_policy(
 
 def test_someone_elses_traffic_change_stops_the_rollout() -> None:
     rollout = status()
-    decision = decide(rollout, check(30), T0, routes_now=route(("00001", 100)).routes)
+    decision = decide(rollout, check(30), T0, route_now=route(("00001", 100)))
     assert decision.action == "stop" and "changed by someone else" in (decision.reason or "")
+    sticky = rollout.route.model_copy(update={"split_by": "header:X-User-Id"})
+    assert decide(rollout, check(30), T0, route_now=sticky).action == "stop"
 
 
 # --------------------------------------------------------------------------- the driver
