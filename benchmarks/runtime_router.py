@@ -41,14 +41,12 @@ APPS = ROOT / "tests" / "sos" / "runtime" / "apps"
 ROUTER = textwrap.dedent(
     """
     import asyncio, sys, uvloop
-    from sos.runtime.local.haproxy import HAProxyRouter
-    from sos.runtime.local.router import (
-        Endpoint, RevisionTarget, Router, RoutingTable, ServiceRoute,
+    from sos.runtime.local.ingress import (
+        Endpoint, RevisionTarget, RoutingTable, ServiceRoute, create_ingress,
     )
 
     async def main() -> None:
-        kind = HAProxyRouter if sys.argv[3] == "haproxy" else Router
-        router = kind(port=int(sys.argv[1]))
+        router = create_ingress(sys.argv[3], port=int(sys.argv[1]))
         await router.start()
         endpoint = Endpoint("i1", "hello-00001", int(sys.argv[2]))
         target = RevisionTarget("hello-00001", "hello", (endpoint,))

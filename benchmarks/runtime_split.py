@@ -30,13 +30,12 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))  # the tests' helpers
 
 from sos_runtime import App  # noqa: E402
 
-from sos.runtime.local.haproxy import HAProxyRouter  # noqa: E402
-from sos.runtime.local.router import (  # noqa: E402
+from sos.runtime.local.ingress import (  # noqa: E402
     Endpoint,
     RevisionTarget,
-    Router,
     RoutingTable,
     ServiceRoute,
+    create_ingress,
 )
 
 SPLIT = {"shop-00001": 70, "shop-00002": 30}
@@ -44,7 +43,7 @@ SPLIT = {"shop-00001": 70, "shop-00002": 30}
 
 async def run(requests: int, concurrency: int, artifact: Path, data_path: str) -> None:
     apps = {revision: App(artifact, revision) for revision in SPLIT}
-    router = HAProxyRouter(port=0) if data_path == "haproxy" else Router(port=0)
+    router = create_ingress(data_path, port=0)
     await router.start()
     router.update(
         RoutingTable(

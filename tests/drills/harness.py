@@ -21,7 +21,7 @@ import httpx
 from processes import interrupt
 
 from sos import Client
-from sos.runtime.local.haproxy import adoptable
+from sos.runtime.local.ingress.haproxy.process import adoptable
 from sos.runtime.local.network import Network
 
 SOS = str(Path(sys.executable).parent / "sos")

@@ -20,7 +20,7 @@ from tests.drills.harness import SosServer, kill_runtime, report
 
 from sos import Artifact, Client, EnvVar, PermissionDeniedError, Revision, Service
 from sos.models import ConfigFile
-from sos.runtime.local.haproxy import adoptable
+from sos.runtime.local.ingress.haproxy.process import adoptable
 
 PROBE = REPO / "tests" / "drills" / "projects" / "probe"
 

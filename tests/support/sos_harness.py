@@ -19,7 +19,7 @@ from processes import interrupt
 
 from sos.client import Client
 from sos.models import ArtifactMetadata
-from sos.runtime.local.haproxy import adoptable
+from sos.runtime.local.ingress.haproxy.process import adoptable
 from sos.runtime.local.network import Network
 
 APPS = Path(__file__).resolve().parents[1] / "sos" / "runtime" / "apps"

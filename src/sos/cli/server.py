@@ -241,8 +241,10 @@ def server(
     print(f"SOS API server listening on {url}  (API docs: {url}/api/v1/docs)")
     print(f"  web UI: {url}/ui/")
     print(f"  backend: {settings.backend}   data dir: {settings.data_dir}   database: {db}")
-    router = getattr(state.backend, "router", None)  # the local backend's shared router
-    if router is not None:
+    from sos.runtime.local import LocalBackend  # imported already when it is the backend
+
+    if isinstance(state.backend, LocalBackend):
+        router = state.backend.router  # the shared router (an Ingress)
         # bound already (a busy port is an error before this); the URLs the router hands
         # out know its port only once it runs, so name the bound one here
         services = f"http://NAME.{router.domain}:{router.port}/"

@@ -18,13 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sos.runtime.local.autoscaler import Autoscaler, Decision
     from sos.runtime.local.backend import LocalBackend, create_backend
-    from sos.runtime.local.router import (
-        Endpoint,
-        RevisionTarget,
-        Router,
-        RoutingTable,
-        ServiceRoute,
-    )
+    from sos.runtime.local.ingress import Endpoint, RevisionTarget, RoutingTable, ServiceRoute
+    from sos.runtime.local.ingress.python import Router
 
 __all__ = [
     "Autoscaler",
@@ -43,11 +38,11 @@ _MODULES = {
     "Decision": "autoscaler",
     "LocalBackend": "backend",
     "create_backend": "backend",
-    "Endpoint": "router",
-    "RevisionTarget": "router",
-    "Router": "router",
-    "RoutingTable": "router",
-    "ServiceRoute": "router",
+    "Endpoint": "ingress",
+    "RevisionTarget": "ingress",
+    "Router": "ingress.python",
+    "RoutingTable": "ingress",
+    "ServiceRoute": "ingress",
 }
 
 

@@ -34,7 +34,15 @@ from sos.runtime.base import (
     RevisionMetricsSample,
 )
 from sos.runtime.local.autoscaler import Autoscaler
-from sos.runtime.local.haproxy import HAProxyRouter
+from sos.runtime.local.ingress import (
+    DATA_PATHS,
+    Endpoint,
+    Ingress,
+    RevisionTarget,
+    RoutingTable,
+    ServiceRoute,
+    create_ingress,
+)
 from sos.runtime.local.limits import Limiter
 from sos.runtime.local.logs import LogStore
 from sos.runtime.local.metrics import BUCKETS
@@ -42,7 +50,6 @@ from sos.runtime.local.network import Network, network_problem
 from sos.runtime.local.options import DATA_PATHS, LocalOptions
 from sos.runtime.local.plan import Current, Deploy, Fail, Retire, Scale, SetRoute, plan
 from sos.runtime.local.prepare import Preparer, Step
-from sos.runtime.local.router import Endpoint, RevisionTarget, Router, RoutingTable, ServiceRoute
 from sos.runtime.local.sandbox import (
     DEFAULT_PROCESSES,
     DEFAULT_TMP_BYTES,
@@ -121,10 +128,9 @@ class LocalBackend(Backend):
             clock=clock,
             on_change=self._changed,
         )
-        if data_path not in DATA_PATHS:
-            raise ValidationError(f"router {data_path!r} is unknown: use haproxy or python")
-        ingress = HAProxyRouter if data_path == "haproxy" else Router
-        self.router: Router | HAProxyRouter = ingress(
+        #: the shared router (``ingress/``): the Python router, or HAProxy in front of it
+        self.router: Ingress = create_ingress(
+            data_path,
             host=router_host,
             port=router_port,
             domain=domain,
@@ -132,13 +138,11 @@ class LocalBackend(Backend):
             request_timeout=request_timeout,
             on_cold=self._on_cold,
             clock=clock,
+            # a data path that outlives a server that dies (HAProxy) is adopted by the
+            # next one from here; a clean stop stops it unless instances are kept
+            state_dir=runtime_dir / "router",
+            metrics_token=router_metrics_token,
         )
-        if isinstance(self.router, HAProxyRouter):
-            # HAProxy outlives a server that dies and is adopted by the next one (its pid
-            # file is in the data dir); a clean stop stops it unless instances are kept
-            self.router.state_dir = runtime_dir / "router"
-        own = self.router.python if isinstance(self.router, HAProxyRouter) else self.router
-        own.metrics_token = router_metrics_token  # the Python router answers /metrics
         self.supervisor.in_flight = self.router.in_flight
         self.desired: dict[str, DesiredService] = {}
         self.routes: dict[str, ServiceRoute] = {}
@@ -203,9 +207,8 @@ class LocalBackend(Backend):
                 await self._task
             self._task = None
         await self.preparer.close()
-        if isinstance(self.router, HAProxyRouter):  # kept serving with the instances
-            self.router.keep_on_close = not self.stop_on_close
-        await self.router.close()
+        # the data path keeps serving with the instances, where it can
+        await self.router.close(keep_serving=not self.stop_on_close)
         if self.stop_on_close:
             await self.supervisor.stop_all()
         await self.supervisor.close()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sos import traffic
 from sos.runtime.base import DesiredService
-from sos.runtime.local.router import ServiceRoute
+from sos.runtime.local.ingress import ServiceRoute
 
 __all__ = ["Action", "Current", "Deploy", "Fail", "Retire", "Scale", "SetRoute", "plan", "route_of"]
 

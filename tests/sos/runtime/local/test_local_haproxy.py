@@ -19,22 +19,12 @@ import httpx
 import pytest
 from sos_runtime import StartApp
 
-from sos.runtime.local.haproxy import (
-    MAX_WEIGHT,
-    HAProxyRouter,
-    Server,
-    Upstream,
-    plan_routes,
-    render_config,
-    split_weights,
-)
-from sos.runtime.local.router import (
-    Endpoint,
-    RevisionTarget,
-    RoutingTable,
-    ServiceRoute,
-    listen_socket,
-)
+from sos.runtime.local.ingress import Endpoint, RevisionTarget, RoutingTable, ServiceRoute
+from sos.runtime.local.ingress.haproxy import HAProxyRouter
+from sos.runtime.local.ingress.haproxy.config import Server, render_config
+from sos.runtime.local.ingress.haproxy.plan import MAX_WEIGHT, Upstream, plan_routes, split_weights
+from sos.runtime.local.ingress.listen import listen_socket
+from sos.runtime.local.ingress.python import Router
 
 needs_haproxy = pytest.mark.skipif(
     shutil.which("haproxy") is None, reason="HAProxy is not installed (scripts/setup installs it)"
@@ -159,7 +149,7 @@ async def small_router() -> AsyncIterator[HAProxyRouter]:
     """An HAProxy router with one slot of each kind, so that tables outgrow it."""
     if shutil.which("haproxy") is None:
         pytest.skip("HAProxy is not installed (scripts/setup installs it)")
-    router = HAProxyRouter(port=0, slots=1, activation_timeout=10)
+    router = HAProxyRouter(Router(activation_timeout=10), port=0, slots=1)
     await router.start()
     yield router
     await router.close()
@@ -266,7 +256,7 @@ async def test_the_request_log_counts_every_request_for_metrics_and_the_autoscal
 
 
 def test_an_unsafe_routing_entry_is_left_out_and_the_others_still_route() -> None:
-    from sos.runtime.local.haproxy import _map_text
+    from sos.runtime.local.ingress.haproxy.config import map_text as _map_text
 
     entries = {
         "shop.localhost": "s1/shop/",

@@ -20,8 +20,10 @@ from sos_harness import TOKEN, ServerProcess, publish, until
 
 from sos.client import Client
 from sos.models import RevisionSpec, ServiceSpec
-from sos.runtime.local import haproxy as haproxy_module
-from sos.runtime.local.haproxy import STATE_FILE, HAProxyRouter, adoptable
+from sos.runtime.local.ingress.haproxy import HAProxyRouter
+from sos.runtime.local.ingress.haproxy import process as haproxy_module
+from sos.runtime.local.ingress.haproxy.process import STATE_FILE, adoptable
+from sos.runtime.local.ingress.python import Router
 from sos.runtime.local.procs import alive
 
 pytestmark = [
@@ -209,7 +211,9 @@ async def test_without_the_socket_handover_the_old_haproxy_stops_and_the_port_is
     ptrace_scope >= 1 without root), the next server soft-stops it and binds the port
     itself: the same port, one HAProxy, nothing left behind."""
     state = tmp_path / "router"
-    first = HAProxyRouter(port=0, activation_timeout=10, state_dir=state, keep_on_close=True)
+    first = HAProxyRouter(
+        Router(activation_timeout=10), port=0, state_dir=state, keep_on_close=True
+    )
     await first.start()
     port = first.port
     await first.close()  # a clean stop that keeps the data path serving
@@ -226,8 +230,8 @@ async def test_without_the_socket_handover_the_old_haproxy_stops_and_the_port_is
         def refused(*_: object) -> None:
             raise PermissionError(errno.EPERM, "Operation not permitted")
 
-        monkeypatch.setattr(haproxy_module, "_take_listener", refused)
-        second = HAProxyRouter(port=port, activation_timeout=10, state_dir=state)
+        monkeypatch.setattr(haproxy_module, "take_listener", refused)
+        second = HAProxyRouter(Router(activation_timeout=10), port=port, state_dir=state)
         await second.start()
         try:
             assert second.port == port

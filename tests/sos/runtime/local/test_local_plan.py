@@ -8,6 +8,7 @@ import pytest
 from sos_runtime import make_desired
 
 from sos.runtime.base import DesiredService
+from sos.runtime.local.ingress import ServiceRoute
 from sos.runtime.local.plan import (
     Action,
     Current,
@@ -19,7 +20,6 @@ from sos.runtime.local.plan import (
     plan,
     route_of,
 )
-from sos.runtime.local.router import ServiceRoute
 
 
 @pytest.fixture

@@ -14,17 +14,16 @@ import pytest
 from sos_runtime import StartApp
 
 from sos.errors import BackendError
-from sos.runtime.local.haproxy import HAProxyRouter
-from sos.runtime.local.router import (
+from sos.runtime.local.ingress import (
     Endpoint,
+    Ingress,
     RevisionTarget,
-    Router,
     RoutingTable,
     ServiceRoute,
     SmoothWeighted,
+    create_ingress,
 )
 
-Ingress = Router | HAProxyRouter
 StartRouter = Callable[..., Awaitable[Ingress]]
 
 
@@ -37,8 +36,7 @@ async def start_router(request: pytest.FixtureRequest) -> AsyncIterator[StartRou
 
     async def start(**options: float) -> Ingress:
         options.setdefault("activation_timeout", 5)
-        kind = HAProxyRouter if request.param == "haproxy" else Router
-        router = kind(port=0, **options)
+        router = create_ingress(request.param, port=0, **options)
         await router.start()
         started.append(router)
         return router
@@ -326,7 +324,7 @@ async def test_dead_instance_gives_an_answer_not_a_hang(
     assert (await get(router, "shop.localhost")).status_code == 200
     app.stop()
     response = await get(router, "shop.localhost")
-    if isinstance(router, HAProxyRouter):
+    if router.data_path == "haproxy":
         assert response.status_code == 502
     else:
         assert response.status_code == 503
@@ -422,14 +420,14 @@ async def test_an_instance_left_out_is_busy_until_its_requests_finish(
     await until(lambda: router.in_flight("shop-00001-a") == 0, "the instance to be idle")
 
 
-@pytest.mark.parametrize("kind", [Router, HAProxyRouter])
-def test_a_router_port_in_use_is_a_clear_error(kind: type[Ingress]) -> None:
-    if kind is HAProxyRouter and shutil.which("haproxy") is None:
+@pytest.mark.parametrize("data_path", ["python", "haproxy"])
+def test_a_router_port_in_use_is_a_clear_error(data_path: str) -> None:
+    if data_path == "haproxy" and shutil.which("haproxy") is None:
         pytest.skip("HAProxy is not installed (scripts/setup installs it)")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        router = kind(port=taken.getsockname()[1])
+        router = create_ingress(data_path, port=taken.getsockname()[1])
         with pytest.raises(BackendError, match=r"the port is in use .* --router-port"):
             router.bind()
 
@@ -452,7 +450,7 @@ async def test_huge_headers_are_refused_and_not_buffered(router: Ingress) -> Non
     await route(router, table({"shop": {"shop-00001": 100}}, {}))
     huge = b"GET / HTTP/1.1\r\nHost: shop.localhost\r\nX-Big: " + b"a" * (2 * 2**20) + b"\r\n\r\n"
     answer = await _raw(router.port, huge)
-    if isinstance(router, HAProxyRouter):  # its buffer is 16 KiB: "400 Bad request"
+    if router.data_path == "haproxy":  # its buffer is 16 KiB: "400 Bad request"
         assert answer.startswith(b"HTTP/1.1 400") or answer == b""
     else:
         assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
@@ -462,9 +460,9 @@ async def test_huge_headers_are_refused_and_not_buffered(router: Ingress) -> Non
 
 async def test_a_request_whose_headers_never_finish_is_cut_off(start_router: StartRouter) -> None:
     router = await start_router()
-    if isinstance(router, HAProxyRouter):
+    if router.data_path == "haproxy":
         pytest.skip("HAProxy's own `timeout http-request 10s` does this (in its config)")
-    import sos.runtime.local.router as router_module
+    import sos.runtime.local.ingress.python.proxy as router_module
 
     await route(router, table({"shop": {"shop-00001": 100}}, {}))
     old = router_module.HEADER_TIMEOUT
@@ -483,7 +481,7 @@ async def test_a_killed_instance_is_retried_elsewhere_or_held_not_failed(
     HAProxy had 0). Nothing was sent on a refused connection, so the request goes to another
     ready instance, or waits in the activator for the replacement."""
     router = await start_router()
-    if isinstance(router, HAProxyRouter):
+    if router.data_path == "haproxy":
         pytest.skip("HAProxy retries refused connections itself (retry-on conn-failure)")
     app = start_app("shop-00001")
     with socket.socket() as sock:  # a port nothing listens on: the killed instance's
@@ -510,7 +508,7 @@ async def test_a_killed_instance_is_retried_elsewhere_or_held_not_failed(
 
 
 async def test_the_routers_metrics_need_the_token_the_server_was_given() -> None:
-    router = Router(port=0)
+    router = create_ingress("python", port=0)
     await router.start()
     try:
         router.metrics_token = ""  # the server's default: off

@@ -1,51 +1,33 @@
-"""The shared ingress: one HTTP listener for every service, with weighted splits and tags.
+"""The Python router's HTTP/1.1 proxy: client connections and keep-alive connections to
+instances, on asyncio protocols with ``httptools`` parsing (and uvloop when the server
+installs it).
 
-Routing (first match wins):
-
-1. ``Host: {service}.{domain}`` reaches the service's weighted split;
-   ``Host: {tag}-{service}.{domain}`` or a ``Sos-Tag: {tag}`` header reaches a tagged
-   revision directly;
-2. ``/s/{service}/...`` (or ``/s/{tag}-{service}/...``) does the same for clients that
-   cannot set a Host; the prefix is stripped before the request is passed on;
-3. ``/r/{revision}/...`` reaches one revision, routed or not (try a revision before it
-   gets traffic);
-4. anything else is the router's own: ``/metrics`` (Prometheus) and ``/healthz``.
-
-The data path is written on asyncio protocols with ``httptools`` parsing and keep-alive
-connection pools to the instances, and runs on uvloop when the server installs it. The
-routing table is immutable: ``update`` swaps it in one assignment, so a request sees
-either the old or the new table, and a request already sent to an instance finishes there.
-
-A revision without a ready instance sends its requests to the activator path: the
-request is held, ``on_cold(revision)`` asks the backend to start an instance, and the
-request goes on as soon as one is ready, or gets a 503 that says why after
-``activation_timeout`` seconds.
+A ``ClientConnection`` serves the requests of one client one after another: it asks the
+``Router`` where each goes (``resolve``), holds it through the activator while its
+revision has no ready instance, and sends it over an idle ``UpstreamConnection`` of the
+least busy instance (or a new one), passing the answer back as it arrives. Idempotent
+requests that found a dead instance go to another one; a request an instance does not
+answer within the router's ``request_timeout`` gets a 504.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import hmac
-import logging
-import socket
-import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from http import HTTPStatus
-from typing import Any, cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from sos.errors import BackendError
-from sos.models import revision_parts, summary_line
-from sos.runtime.local.metrics import ConcurrencyMeter, MetricsCollector, RequestStats, render
+from sos.runtime.local.ingress.table import ActivatorKey, Endpoint, RevisionTarget
+from sos.runtime.local.metrics import ConcurrencyMeter, RequestStats
 
-__all__ = ["Endpoint", "RevisionTarget", "Router", "RoutingTable", "ServiceRoute", "SmoothWeighted"]
+if TYPE_CHECKING:
+    from sos.runtime.local.ingress.python.router import Router
 
-log = logging.getLogger(__name__)
+__all__ = ["ClientConnection", "UpstreamConnection"]
 
 #: idle keep-alive connections to instances older than this are not reused (gunicorn
 #: closes idle connections after 2 s; reusing one it is closing would fail a request)
@@ -75,470 +57,6 @@ _HOP_BY_HOP = frozenset(
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
 
-# --------------------------------------------------------------------------- routing table
-
-
-class Endpoint:
-    """One ready instance as the router sees it: an address, its load, idle connections."""
-
-    __slots__ = ("host", "idle", "in_flight", "instance", "port", "revision")
-
-    def __init__(self, instance: str, revision: str, port: int, host: str = "127.0.0.1") -> None:
-        self.instance = instance
-        self.revision = revision
-        self.host = host
-        self.port = port
-        self.in_flight = 0
-        self.idle: list[tuple[float, _Upstream]] = []
-
-    def __repr__(self) -> str:
-        return f"Endpoint({self.instance!r}, {self.host}:{self.port})"
-
-
-class SmoothWeighted:
-    """Smooth weighted round-robin (nginx's): exact shares even over a few requests.
-
-    Over any ``sum(weights)`` consecutive picks each name is chosen exactly its weight
-    times, and the picks are spread out rather than bunched.
-    """
-
-    def __init__(self, weights: Iterable[tuple[str, int]]) -> None:
-        pairs = [(name, weight) for name, weight in weights if weight > 0]
-        self.names = [name for name, _ in pairs]
-        self.weights = [weight for _, weight in pairs]
-        self.total = sum(self.weights)
-        self._current = [0] * len(pairs)
-
-    def key(self) -> tuple[tuple[str, int], ...]:
-        return tuple(zip(self.names, self.weights, strict=True))
-
-    def pick(self) -> str | None:
-        if len(self.names) < 2:
-            return self.names[0] if self.names else None
-        current = self._current
-        best = 0
-        for i, weight in enumerate(self.weights):
-            current[i] += weight
-            if current[i] > current[best]:
-                best = i
-        current[best] -= self.total
-        return self.names[best]
-
-
-@dataclass(frozen=True)
-class RevisionTarget:
-    """A revision's ready instances; ``unavailable`` says why there is none to wait for."""
-
-    id: str
-    service: str
-    endpoints: tuple[Endpoint, ...] = ()
-    unavailable: str | None = None
-    #: how long the activator holds a request for it (its start-up budget); None: the
-    #: router's ``activation_timeout``
-    hold_seconds: float | None = None
-
-
-def _for_callers(target: RevisionTarget, revision: str) -> str:
-    """Why ``revision`` cannot answer, as its service's callers may read it: one line,
-    never the instance's log lines (pids, ports, paths), which stay in ``sos logs``."""
-    why = summary_line(target.unavailable)
-    if why.endswith("is being removed"):
-        return why
-    number = revision_parts(revision)[1]
-    ref = str(int(number)) if number.isdigit() else revision
-    return (
-        f"service {target.service!r} is unavailable: its revision {revision} failed ({why}); "
-        f"its owners can run `sos logs {target.service} --revision {ref}`"
-    )
-
-
-@dataclass(frozen=True)
-class ServiceRoute:
-    """A service's split (revision id -> percent) and tags (tag -> revision id)."""
-
-    name: str
-    split: tuple[tuple[str, int], ...]
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-
-class RoutingTable:
-    """An immutable snapshot of every route; the router swaps whole tables."""
-
-    def __init__(
-        self,
-        services: Iterable[ServiceRoute] = (),
-        revisions: Iterable[RevisionTarget] = (),
-        *,
-        previous: RoutingTable | None = None,
-    ) -> None:
-        self.services: dict[str, ServiceRoute] = {s.name: s for s in services}
-        self.revisions: dict[str, RevisionTarget] = {r.id: r for r in revisions}
-        #: host label ("svc" or "tag-svc") -> (service, tagged revision or None, tag)
-        self.labels: dict[str, tuple[str, str | None, str]] = {}
-        self.balancers: dict[str, SmoothWeighted] = {}
-        #: raw Host header -> host label (a cache filled by the router)
-        self.hosts: dict[bytes, tuple[str | None]] = {}
-        for route in self.services.values():
-            self.labels[route.name] = (route.name, None, "")
-            for tag, revision in route.tags.items():
-                self.labels.setdefault(f"{tag}-{route.name}", (route.name, revision, tag))
-            balancer = SmoothWeighted(route.split)
-            old = previous.balancers.get(route.name) if previous else None
-            # keep the rotation going when only instances changed, so shares stay exact
-            self.balancers[route.name] = old if old and old.key() == balancer.key() else balancer
-
-
-# --------------------------------------------------------------------------- the router
-
-
-def listen_socket(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port``, or a BackendError that says what to do."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        why = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-        raise BackendError(
-            f"the router cannot listen on {host}:{port}: {why} (another sos "
-            "server?); choose another port with --router-port or SOS_ROUTER_PORT"
-        ) from None
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
-
-
-#: (service, revision, tag) of requests an activator listener holds for one revision
-ActivatorKey = tuple[str, str, str]
-
-
-class Router:
-    """The ingress server. ``start`` binds it; ``update`` swaps the routing table."""
-
-    def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        domain: str = "localhost",
-        activation_timeout: float = 30.0,
-        request_timeout: float = 300.0,
-        on_cold: Callable[[str], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.host = host
-        self.request_timeout = request_timeout
-        self.port = port
-        self.domain = domain.strip(".").lower()
-        self._suffix = "." + self.domain
-        self.activation_timeout = activation_timeout
-        self.on_cold = on_cold
-        self.clock = clock
-        self.table = RoutingTable()
-        self.metrics = MetricsCollector()
-        self.meters: dict[str, ConcurrencyMeter] = {}
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._server: asyncio.Server | None = None
-        self._connections: set[_ClientConnection] = set()
-        self._tasks: set[asyncio.Future[None]] = set()
-        self._sweeper: asyncio.Task[None] | None = None
-        self._socket: socket.socket | None = None
-        #: the port clients use, when another proxy listens in front (URLs and messages)
-        self.public_port: int | None = None
-        #: who may read ``/metrics``: None, anyone (a router of its own, in tests); "" no one
-        #: (the server's default: the router port is public, the counters are per team);
-        #: else requests with ``Authorization: Bearer <token>`` (a Prometheus scraper)
-        self.metrics_token: str | None = None
-        #: endpoints no longer in the table that still serve requests
-        self._leaving: dict[str, Endpoint] = {}
-        #: listeners that serve one revision each (for a proxy in front: its activator)
-        self._activators: dict[ActivatorKey, asyncio.Server] = {}
-
-    # ---- lifecycle
-
-    def bind(self) -> None:
-        """Take the router's port now (before the event loop runs), so that a port in use
-        is a clear error at start-up. ``start`` binds by itself when this was not called."""
-        if self._socket is not None:
-            return
-        self._socket = listen_socket(self.host, self.port)
-        self.port = self._socket.getsockname()[1]
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.bind()
-        assert self._socket is not None
-        self._server = await loop.create_server(
-            lambda: _ClientConnection(self), sock=self._socket, backlog=1024
-        )
-        self._socket = None  # the server owns it now
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._sweeper = asyncio.create_task(self._sweep(), name="sos-router-timeouts")
-        if self.public_port is None:
-            log.info(
-                "router listening on http://%s:%d (domain %s)", self.host, self.port, self.domain
-            )
-
-    async def _sweep(self) -> None:
-        """Answer 504 for requests an instance has not answered within ``request_timeout``
-        (a sweep a few times a second costs less than a timer per request)."""
-        while True:
-            await asyncio.sleep(min(1.0, self.request_timeout / 3))
-            now = self.clock()
-            for conn in list(self._connections):
-                conn.check_timeout(now, self.request_timeout)
-                conn.check_idle(now)
-
-    async def activator(self, key: ActivatorKey) -> int:
-        """The port of a listener whose requests all go to revision ``key[1]`` of service
-        ``key[0]`` (counted under tag ``key[2]``): held until it has a ready instance, as
-        any request here is. A proxy in front sends a revision's requests there while the
-        revision has no ready instance."""
-        server = self._activators.get(key)
-        if server is None:
-            loop = asyncio.get_running_loop()
-            server = await loop.create_server(
-                lambda: _ClientConnection(self, key), "127.0.0.1", 0, backlog=1024
-            )
-            self._activators[key] = server
-        return int(server.sockets[0].getsockname()[1])
-
-    def activators(self) -> set[ActivatorKey]:
-        return set(self._activators)
-
-    def close_activator(self, key: ActivatorKey) -> None:
-        """Stop listening for ``key`` (requests it holds still finish)."""
-        server = self._activators.pop(key, None)
-        if server is not None:
-            server.close()
-
-    async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        for key in list(self._activators):
-            self.close_activator(key)
-        if self._server is not None:
-            self._server.close()
-            for conn in list(self._connections):
-                conn.close()
-            await self._server.wait_closed()
-            self._server = None
-        for futures in self._waiters.values():
-            for future in futures:
-                if not future.done():
-                    future.cancel()
-        self._waiters.clear()
-
-    # ---- routing state
-
-    def update(self, table: RoutingTable) -> None:
-        """Swap the routing table (atomic: one assignment) and wake held requests."""
-        previous = self.table
-        self.table = RoutingTable(
-            table.services.values(), table.revisions.values(), previous=previous
-        )
-        # endpoints that left the table still count their requests until those are done
-        kept = {e.instance for t in self.table.revisions.values() for e in t.endpoints}
-        for old in previous.revisions.values():
-            for endpoint in old.endpoints:
-                if endpoint.instance not in kept and endpoint.in_flight > 0:
-                    self._leaving[endpoint.instance] = endpoint
-        for instance in kept:
-            self._leaving.pop(instance, None)
-        for revision, futures in list(self._waiters.items()):
-            target = self.table.revisions.get(revision)
-            if target is None or target.endpoints or target.unavailable:
-                for future in futures:
-                    if not future.done():
-                        future.set_result(None)
-                del self._waiters[revision]
-
-    async def settle(self) -> None:
-        """Wait until the last ``update`` serves requests (at once here: one assignment)."""
-
-    def concurrency(self, revision: str, now: float) -> float:
-        """Average requests in flight at ``revision`` since the previous call (the
-        autoscaler's input)."""
-        return self.meter(revision).take(now)
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run ``coro`` as a task the router keeps a reference to until it ends."""
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def meter(self, revision: str) -> ConcurrencyMeter:
-        meter = self.meters.get(revision)
-        if meter is None:
-            meter = self.meters[revision] = ConcurrencyMeter(self.clock())
-        return meter
-
-    def in_flight(self, instance: str) -> int:
-        """Requests an instance is serving now (to drain it before stopping it), also
-        after it left the routing table."""
-        leaving = self._leaving.get(instance)
-        if leaving is not None:
-            if leaving.in_flight > 0:
-                return leaving.in_flight
-            del self._leaving[instance]
-        for target in self.table.revisions.values():
-            for endpoint in target.endpoints:
-                if endpoint.instance == instance:
-                    return endpoint.in_flight
-        return 0
-
-    @property
-    def _shown_port(self) -> int:
-        return self.public_port or self.port
-
-    def service_url(self, service: str) -> str:
-        return f"http://{service}.{self.domain}:{self._shown_port}"
-
-    def tag_url(self, service: str, tag: str) -> str:
-        return f"http://{tag}-{service}.{self.domain}:{self._shown_port}"
-
-    def revision_url(self, revision: str) -> str:
-        return f"http://{self.domain}:{self._shown_port}/r/{revision}/"
-
-    # ---- resolution (called per request)
-
-    def resolve(
-        self, host: bytes, path: bytes, tag_header: bytes | None
-    ) -> tuple[str, str, str, bytes] | tuple[int, str]:
-        """Find (service, revision, tag, path to send) or (status, message)."""
-        table = self.table
-        cached = table.hosts.get(host)
-        if cached is None:
-            name = host.split(b":", 1)[0].decode("latin-1").lower().rstrip(".")
-            label = name[: -len(self._suffix)] if name.endswith(self._suffix) else None
-            if len(table.hosts) < 4096:
-                table.hosts[host] = (label,)
-        else:
-            label = cached[0]
-        found = table.labels.get(label) if label else None
-        if found is None and path.startswith(b"/s/"):
-            rest = path[3:]
-            cut = rest.find(b"/")
-            label = (rest if cut < 0 else rest[:cut]).split(b"?", 1)[0].decode("latin-1")
-            found = table.labels.get(label)
-            if found is None:
-                return 404, self._unknown(label)
-            path = rest[len(label) :] or b"/"
-            if path.startswith(b"?"):
-                path = b"/" + path
-        elif found is None and path.startswith(b"/r/"):
-            rest = path[3:]
-            cut = rest.find(b"/")
-            revision = (rest if cut < 0 else rest[:cut]).split(b"?", 1)[0].decode("latin-1")
-            target = table.revisions.get(revision)
-            if target is None:
-                return 404, f"no revision {revision!r} is deployed on this router"
-            path = rest[len(revision) :] or b"/"
-            if path.startswith(b"?"):
-                path = b"/" + path
-            return target.service, revision, "", path
-        elif found is None:
-            if label is not None:
-                return 404, self._unknown(label)
-            return 0, ""
-        service, tagged, tag = found
-        if tag_header:
-            tag = tag_header.decode("latin-1").strip().lower()
-            tagged = table.services[service].tags.get(tag)
-            if tagged is None:
-                return 404, f"service {service!r} has no tag {tag!r} (Sos-Tag header)"
-        chosen = tagged or table.balancers[service].pick()
-        if chosen is None:
-            return 503, f"service {service!r} has no traffic route yet: create a revision"
-        return service, chosen, tag, path
-
-    def _unknown(self, label: str) -> str:
-        # names nothing that runs here: the router answers anyone, and the list of every
-        # team's services is not theirs to read (the API lists what a token may see)
-        return (
-            f"no service {label!r} on this router; reach a service at "
-            f"http://NAME.{self.domain}:{self._shown_port}/ or "
-            f"http://{self.domain}:{self._shown_port}/s/NAME/"
-        )
-
-    async def wait_for_endpoint(
-        self, revision: str, exclude: frozenset[str] = frozenset()
-    ) -> RevisionTarget | str:
-        """The activator: hold until ``revision`` has a ready instance (other than the
-        ``exclude``d ones, which refused a connection), or say why not."""
-        first = self.table.revisions.get(revision)
-        hold = max(self.activation_timeout, (first.hold_seconds or 0.0) if first else 0.0)
-        deadline = self.clock() + hold
-        while True:
-            target = self.table.revisions.get(revision)
-            if target is None:
-                return f"revision {revision!r} is no longer deployed"
-            usable = tuple(e for e in target.endpoints if e.instance not in exclude)
-            if usable:
-                return (
-                    target
-                    if len(usable) == len(target.endpoints)
-                    else replace(target, endpoints=usable)
-                )
-            if target.unavailable:
-                return _for_callers(target, revision)
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                return (
-                    f"revision {revision!r} has no ready instance after waiting "
-                    f"{hold:g}s (it is starting from zero or failing; "
-                    f"see `sos logs {target.service} --revision {revision}`)"
-                )
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(revision, []).append(future)
-            if self.on_cold is not None:
-                self.on_cold(revision)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await future
-
-    def own_response(self, path: bytes, head: Iterable[bytes] = ()) -> tuple[int, bytes, bytes]:
-        """The router's own endpoints: (status, content type, body); ``head`` is the
-        request's headers as the parser keeps them (name, ": ", value, CRLF)."""
-        clean = path.split(b"?", 1)[0]
-        if clean == b"/metrics":
-            refused = self._metrics_refused(head)
-            if refused is not None:
-                return refused
-            return 200, b"text/plain; version=0.0.4; charset=utf-8", render(self.metrics)
-        if clean in (b"/healthz", b"/readyz"):
-            return 200, b"text/plain", b"ok\n"
-        return 404, b"text/plain; charset=utf-8", (self._unknown("") + "\n").encode()
-
-    def _metrics_refused(self, head: Iterable[bytes]) -> tuple[int, bytes, bytes] | None:
-        token = self.metrics_token
-        if token is None:
-            return None
-        text = b"text/plain; charset=utf-8"
-        if not token:
-            return (
-                404,
-                text,
-                (
-                    b"the router's /metrics is off: every team's counters would be public here. "
-                    b"Start the server with SOS_ROUTER_METRICS_TOKEN and scrape with "
-                    b"'Authorization: Bearer <token>' (per-service metrics: the API)\n"
-                ),
-            )
-        parts = list(head)  # name, b": ", value, b"\r\n" for each header passed on
-        for name, value in zip(parts[0::4], parts[2::4], strict=False):
-            scheme, _, given = value.strip().partition(b" ")
-            bearer = name.strip().lower() == b"authorization" and scheme.lower() == b"bearer"
-            if bearer and hmac.compare_digest(given.strip(), token.encode()):
-                return None
-        return 401, text, b"the router's /metrics needs 'Authorization: Bearer <token>'\n"
-
-
-# --------------------------------------------------------------------------- connections
-
-
 @dataclass(slots=True)
 class _Request:
     method: bytes
@@ -554,7 +72,7 @@ class _Request:
     tag: bytes | None = None
 
 
-class _ClientConnection(asyncio.Protocol):
+class ClientConnection(asyncio.Protocol):
     """One client connection; requests on it are served one after another."""
 
     def __init__(self, router: Router, fixed: ActivatorKey | None = None) -> None:
@@ -565,7 +83,7 @@ class _ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.queue: deque[_Request] = deque()
         self.current: _Request | None = None
-        self.upstream: _Upstream | None = None
+        self.upstream: UpstreamConnection | None = None
         self.paused = False
         self.closed = False
         self._reading_paused = False
@@ -603,11 +121,11 @@ class _ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self.router._connections.add(self)
+        self.router.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.router._connections.discard(self)
+        self.router.connections.discard(self)
         if self.current is not None:
             upstream, self.upstream = self.upstream, None
             if upstream is not None:
@@ -626,10 +144,7 @@ class _ClientConnection(asyncio.Protocol):
             upstream.abandon()
         self._release_endpoint()
         if self._sent_head:
-            self.flush()
-            self._finish(self._status)
-            if self.transport is not None:
-                self.transport.close()
+            self._cut_short()
             return
         self._fail(504, f"instance {instance} did not answer within {limit:g}s")
 
@@ -848,7 +363,9 @@ class _ClientConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         try:
             _, upstream = await loop.create_connection(
-                lambda: _Upstream(endpoint, self.router.clock), endpoint.host, endpoint.port
+                lambda: UpstreamConnection(endpoint, self.router.clock),
+                endpoint.host,
+                endpoint.port,
             )
         except OSError as exc:
             self._release_endpoint()
@@ -973,13 +490,16 @@ class _ClientConnection(asyncio.Protocol):
         if retryable and self.current.method in _IDEMPOTENT and self._retry():
             return
         if self._sent_head:
-            # part of an answer went out: the only honest thing left is to cut it short
-            self.flush()
-            self._finish(self._status)
-            if self.transport is not None:
-                self.transport.close()
+            self._cut_short()
             return
         self._fail(502, reason)
+
+    def _cut_short(self) -> None:
+        """Part of an answer went out: the only honest thing left is to cut it short."""
+        self.flush()
+        self._finish(self._status)
+        if self.transport is not None:
+            self.transport.close()
 
     # ---- endings
 
@@ -1043,7 +563,7 @@ class _ClientConnection(asyncio.Protocol):
         self.transport.close()
 
 
-class _Upstream(asyncio.Protocol):
+class UpstreamConnection(asyncio.Protocol):
     """A keep-alive connection to one instance; carries one request at a time."""
 
     def __init__(self, endpoint: Endpoint, clock: Callable[[], float]) -> None:
@@ -1053,7 +573,7 @@ class _Upstream(asyncio.Protocol):
         self._fast_parser = httptools.HttpResponseParser(_EndOfMessage(self))
         self.parser = self._full_parser
         self.transport: asyncio.Transport | None = None
-        self.client: _ClientConnection | None = None
+        self.client: ClientConnection | None = None
         self.closed = False
         self._reused = False
         self._got_bytes = False
@@ -1071,7 +591,7 @@ class _Upstream(asyncio.Protocol):
     def usable(self) -> bool:
         return not self.closed and self.transport is not None and not self.transport.is_closing()
 
-    def send(self, client: _ClientConnection, payload: bytes, *, reused: bool, fast: bool) -> None:
+    def send(self, client: ClientConnection, payload: bytes, *, reused: bool, fast: bool) -> None:
         """Send one request. ``fast``: pass the answer through as the instance wrote it
         (only ``Sos-Revision`` is added), for HTTP/1.1 keep-alive clients and not HEAD."""
         assert self.transport is not None
@@ -1217,7 +737,7 @@ class _EndOfMessage:
 
     __slots__ = ("upstream",)
 
-    def __init__(self, upstream: _Upstream) -> None:
+    def __init__(self, upstream: UpstreamConnection) -> None:
         self.upstream = upstream
 
     def on_message_complete(self) -> None:
