@@ -471,7 +471,7 @@ class HAProxyRouter:
     async def _apply(self) -> None:
         assert self._dir is not None
         resolved = await self._resolve(plan_routes(self.python.table, self.domain))
-        if not await self._slots.apply(resolved, self._api, self._dir / "routes.map", self.clock()):
+        if not await self._slots.apply(resolved, self._api, self._dir / "routes.map", self.clock):
             await self._grow(resolved)
 
     async def _grow(self, resolved: Resolved) -> None:

@@ -13,7 +13,7 @@ pool runs out does HAProxy reload (``Slots.apply`` says so; the router reloads w
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,7 +112,9 @@ class Slots:
             for slot in self.slots.values()
         )
 
-    async def apply(self, resolved: Resolved, api: RuntimeAPI, map_path: Path, now: float) -> bool:
+    async def apply(
+        self, resolved: Resolved, api: RuntimeAPI, map_path: Path, clock: Callable[[], float]
+    ) -> bool:
         """Route by ``resolved``: fill fresh slots, then swap the map. False (nothing
         changed) when a pool has too few free slots: HAProxy must reload with more."""
         wanted = {servers: route.kind for route, servers in resolved.values()}
@@ -134,6 +136,7 @@ class Slots:
                 await api.add_server(name, server)
             self.slots[name] = Slot(name, servers)
             self.by_group[servers] = name
+        now = clock()
         mapped: set[str] = set()
         routes_of: dict[str, tuple[str, str]] = {}
         entries: dict[str, str] = {}
