@@ -35,7 +35,6 @@ from sos.runtime.base import (
 )
 from sos.runtime.local.autoscaler import Autoscaler
 from sos.runtime.local.ingress import (
-    DATA_PATHS,
     Endpoint,
     Ingress,
     RevisionTarget,
@@ -47,7 +46,7 @@ from sos.runtime.local.limits import Limiter
 from sos.runtime.local.logs import LogStore
 from sos.runtime.local.metrics import BUCKETS
 from sos.runtime.local.network import Network, network_problem
-from sos.runtime.local.options import DATA_PATHS, LocalOptions
+from sos.runtime.local.options import LocalOptions
 from sos.runtime.local.plan import Current, Deploy, Fail, Retire, Scale, SetRoute, plan
 from sos.runtime.local.prepare import Preparer, Step
 from sos.runtime.local.sandbox import (

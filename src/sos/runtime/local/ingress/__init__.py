@@ -27,6 +27,7 @@ from sos.runtime.local.ingress.table import (
     ServiceRoute,
     SmoothWeighted,
 )
+from sos.runtime.local.options import DATA_PATHS
 
 __all__ = [
     "DATA_PATHS",
@@ -42,7 +43,6 @@ __all__ = [
 ]
 
 #: the router's data paths: HAProxy programmed at runtime, or the Python router alone
-DATA_PATHS = ("haproxy", "python")
 
 
 class RouterOptions(TypedDict, total=False):
