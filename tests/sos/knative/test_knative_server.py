@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from sos.cli import _load_commands, app
 from sos.client import Client
 from sos.errors import NotFoundError, ValidationError
-from sos.models import Artifact, ArtifactMetadata, Revision, Route, Service, TrafficRoute
+from sos.models import Artifact, ArtifactMetadata, Revision, Rollout, Route, Service, TrafficRoute
 from sos.runtime.knative import KnativeBackend, KnativeSettings, check_webhook_rules
 from sos.server.backends import BackendContext, create_backend
 
@@ -353,3 +353,60 @@ async def test_push_deploy_and_the_pod_downloads_from_sos_and_starts(
         assert (seen["SOS_SERVICE"], seen["SOS_REVISION"]) == ("echo", "echo-00001")
     finally:
         await stop_sos_server(process)
+
+
+# --------------------------------------------------------------------------- rollouts
+
+
+async def test_a_rollout_steps_knative_traffic_and_refuses_gates_it_cannot_check(
+    sos_server: Callable[..., RunningServer],
+    kubeconfig: Path,
+    standin: KnativeStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On Knative a rollout's steps are spec.traffic updates; the Knative backend reports no
+    request metrics to SOS, so gates (and a request minimum) are refused, never ignored."""
+    monkeypatch.setenv("SOS_ROLLOUT_TICK", "0.1")
+    backend = KnativeBackend(
+        KnativeSettings(kubeconfig=str(kubeconfig), artifact_url="http://sos:8700"),
+        poll_interval=0.01,
+    )
+    server = with_catalog(await asyncio.to_thread(sos_server, backend=backend))
+
+    def deploy() -> None:
+        with server.client() as admin:
+            for version in ("v1", "v2"):
+                admin.deploy(
+                    Service(name="recs", team="ml"),
+                    Revision(artifact=Artifact(name="recs", version=version)),
+                )
+            with pytest.raises(ValidationError, match="reports no request metrics"):
+                admin.start_rollout("recs", Rollout(to="2", max_error_rate=0.01))
+            with pytest.raises(ValidationError, match="min_requests"):
+                admin.start_rollout("recs", Rollout(to="2"))
+            admin.start_rollout("recs", Rollout(to="2", steps=[50, 100], step_seconds=1,
+                                                min_requests=0))  # fmt: skip
+
+    await asyncio.to_thread(deploy)
+    seen: list[list[tuple[str, int]]] = []
+    for _ in range(400):
+        ksvc = standin.services.get(("sos-test", "recs"))
+        if ksvc is not None:
+            split = [(t["revisionName"], t["percent"]) for t in ksvc["spec"]["traffic"]]
+            if not seen or seen[-1] != split:
+                seen.append(split)
+            if split == [("recs-00002", 100)]:
+                break
+        await asyncio.sleep(0.05)
+    assert [("recs-00002", 50), ("recs-00001", 50)] in seen
+    assert seen[-1] == [("recs-00002", 100)]
+
+    def state() -> str:
+        with server.client() as admin:
+            return admin.get_rollout("recs").state
+
+    for _ in range(100):
+        if await asyncio.to_thread(state) == "succeeded":
+            break
+        await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(state) == "succeeded"
