@@ -1,4 +1,4 @@
-"""Every code example in the README and the docs runs (tests/docs/docs_runner.py says how):
+"""Every code example in the README and the docs runs (tests/support/docs_runner.py says how):
 each document in a fresh copy of the repository, its blocks in order, against the real
 servers its examples start. Blocks that cannot run here say why in a `doctest: skip`."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.docs.docs_runner import DATA, NOT_CODE, REPO, RUN, Session, blocks, scratch_copy
+from docs_runner import DATA, NOT_CODE, REPO, RUN, Session, blocks, scratch_copy
 
 DOCS = sorted(
     {REPO / "README.md", *REPO.glob("docs/**/*.md"), *REPO.glob("examples/*/README.md")}

@@ -15,26 +15,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.drills.harness import REPORT, SOS, TOKEN, SosServer
+from drills_harness import REPORT, SOS, SosServer
+from drills_platform import MOVIELENS, REPO, SERVICE, SFIX, Built, Platform, cli, movielens_data
 
 from sos.build.api import read_metadata
-from sos.models import ArtifactMetadata
-
-REPO = Path(__file__).resolve().parents[2]
-MOVIELENS = REPO / "examples" / "movielens"
-SFIX = REPO / "docs" / "sos" / "examples" / "sfix-service"
-SERVICE = "movielens"
-
-Built = tuple[Path, ArtifactMetadata]
-
-
-def movielens_data() -> Path:
-    env = os.environ.get("MOVIELENS_DIR")
-    return Path(env) if env else (REPO.parent / "shared" / "data" / "movielens-small").resolve()
 
 
 @pytest.fixture(scope="session")
@@ -89,38 +76,6 @@ def train_model_if_missing() -> None:
 @pytest.fixture(scope="session")
 def sfix(build: Callable[[Path], Built]) -> Built:
     return build(SFIX)
-
-
-def cli(
-    server: SosServer, sos_home: Path, *args: str, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """Run a `sos` command against ``server`` as a user would."""
-    return subprocess.run(
-        [SOS, *args],
-        env={
-            **os.environ,
-            "SOS_URL": server.url,
-            "SOS_TOKEN": TOKEN,
-            "SOS_HOME": str(sos_home),
-            "COLUMNS": "200",
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=REPO,
-    )
-
-
-@dataclass
-class Platform:
-    """`sos server` with the MovieLens example as revision 1 (v1) and 2 (v2)."""
-
-    server: SosServer
-    v1: str
-    v2: str
-    host: str = f"{SERVICE}.localhost"
 
 
 @pytest.fixture(scope="session")

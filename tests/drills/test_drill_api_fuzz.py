@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from drills_harness import TOKEN, report, served_split
+from drills_platform import SERVICE, Platform
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
-from tests.drills.conftest import SERVICE, Platform
-from tests.drills.harness import TOKEN, report, served_split
 
 from sos import Client
 from sos.config import ServerSettings

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.drills.conftest import MOVIELENS, REPO, SERVICE, Built, Platform, cli, movielens_data
-from tests.drills.harness import (
+from drills_harness import (
     SOS,
     TOKEN,
     SosServer,
@@ -31,6 +30,7 @@ from tests.drills.harness import (
     served_split,
     until,
 )
+from drills_platform import MOVIELENS, REPO, SERVICE, Built, Platform, cli, movielens_data
 
 from sos import (
     Artifact,

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.drills.conftest import SERVICE, SFIX, Built, Platform, cli
-from tests.drills.harness import (
+from drills_harness import (
     SOS,
     TOKEN,
     Load,
@@ -35,6 +34,7 @@ from tests.drills.harness import (
     served_split,
     until,
 )
+from drills_platform import SERVICE, SFIX, Built, Platform, cli
 
 from sos import Client, ServerUnavailableError, ServiceSpec, SOSError, TrafficRoute
 

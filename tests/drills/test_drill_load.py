@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from tests.drills.conftest import SERVICE, Platform
-from tests.drills.harness import Load, report, split_of, until
+from drills_harness import Load, report, split_of, until
+from drills_platform import SERVICE, Platform
 
 from sos import Route, TrafficRoute
 

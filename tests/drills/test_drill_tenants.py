@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.drills.conftest import REPO, Built
-from tests.drills.harness import SosServer, kill_runtime, report
+from drills_harness import SosServer, kill_runtime, report
+from drills_platform import REPO, Built
 
 from sos import Artifact, Client, EnvVar, PermissionDeniedError, Revision, Service
 from sos.models import ConfigFile

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tests.dists import install, run
+from dists import install, run
 
 from flight import TableProvider, get_provider, register_provider
 from flight._interning import Interner

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.dists import install, run
+from dists import install, run
 from typer.testing import CliRunner
 
 from sos.cli import _load_commands, app

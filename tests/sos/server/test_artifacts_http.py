@@ -13,11 +13,11 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from sos_artifacts import make_artifact
 from sos_server import RunningServer
 
 from sos.errors import (
@@ -27,7 +27,7 @@ from sos.errors import (
     PermissionDeniedError,
     ValidationError,
 )
-from sos.models import Artifact, ArtifactMetadata, RevisionSpec, ServiceSpec
+from sos.models import Artifact, RevisionSpec, ServiceSpec
 from sos.runtime.fake import FakeBackend
 from sos.server import artifacts as plugin
 
@@ -41,27 +41,6 @@ def store_server(sos_server: Callable[..., RunningServer]) -> RunningServer:
     plugin.configure(running.state)
     running.state.control.resolver = running.state.resolver
     return running
-
-
-def make_artifact(
-    tmp_path: Path, name: str, version: str, data: bytes, language: str = "node"
-) -> Path:
-    path = tmp_path / f"{name}-{version}.bin"
-    path.write_bytes(data)
-    meta = ArtifactMetadata(
-        name=name,
-        version=version,
-        language=language,  # type: ignore[arg-type]
-        runtime_version="20",
-        entry_point="server.js",
-        digest="sha256:" + hashlib.sha256(data).hexdigest(),
-        size=len(data),
-        created_by="ada",
-        created_at=datetime(2026, 11, 1, tzinfo=UTC),
-        filename=path.name,
-    )
-    path.with_name(path.name + ".json").write_text(meta.model_dump_json())
-    return path
 
 
 def raw_put(

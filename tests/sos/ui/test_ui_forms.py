@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
+from sos_artifacts import make_artifact
 from sos_server import RunningServer
 from sos_ui import NARROW, NewPage, shot, sign_in
-from tests.sos.server.test_artifacts_http import make_artifact
 
 from sos.errors import NotFoundError
 from sos.models import Artifact, ArtifactMetadata, Autoscaling, EnvVar, RevisionSpec, ServiceSpec
