@@ -903,10 +903,12 @@ class DesiredService:
         return {var.secret for r in self.revisions for var in r.env_vars if var.secret}
 
     def routable(self) -> set[str]:
-        """Ids of revisions that receive traffic or carry a tag."""
+        """Ids of revisions that receive traffic, carry a tag or shadow the traffic (a
+        shadow gets mirrored copies: it is started and kept like a routed revision)."""
         if self.traffic is None:
             return set()
-        return {r.revision for r in self.traffic.routes if r.percent > 0 or r.tag}
+        routed = {r.revision for r in self.traffic.routes if r.percent > 0 or r.tag}
+        return routed | {m.revision for m in self.traffic.shadow}
 
 
 #: the name the API's desired state had when it was a model of its own

@@ -24,7 +24,14 @@ from pathlib import Path
 
 from sos.errors import ValidationError
 from sos.launch import launch_command
-from sos.models import ArtifactMetadata, Instances, RevisionSpec, TrafficRoute, revision_parts
+from sos.models import (
+    ArtifactMetadata,
+    Instances,
+    RevisionSpec,
+    ShadowComparison,
+    TrafficRoute,
+    revision_parts,
+)
 from sos.runtime.base import (
     Backend,
     DesiredService,
@@ -172,13 +179,11 @@ class LocalBackend(Backend):
             )
 
     def check_traffic(self, route: TrafficRoute) -> None:
-        unsupported = [f for f in ("split_by", "shadow") if getattr(route, f)]
-        if unsupported:
-            raise ValidationError(
-                f"{' and '.join(unsupported)}: this server's router cannot honour it yet; "
-                "send the route without it",
-                details={"field": unsupported[0]},
-            )
+        """Both data paths honour every route: sticky splits (``split_by``) and shadow
+        revisions (mirrored by the Python router; HAProxy sends it those services)."""
+
+    async def shadow_report(self, service: str) -> list[ShadowComparison] | None:
+        return self.router.shadow_report(service)
 
     async def start(self) -> None:
         if self._task is not None:

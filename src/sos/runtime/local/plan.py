@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sos import traffic
+from sos.models import normalize_revision_ref
 from sos.runtime.base import DesiredService
-from sos.runtime.local.ingress import ServiceRoute
+from sos.runtime.local.ingress import ServiceRoute, ShadowTarget
 
 __all__ = ["Action", "Current", "Deploy", "Fail", "Retire", "Scale", "SetRoute", "plan", "route_of"]
 
@@ -74,10 +75,17 @@ def route_of(desired: DesiredService) -> ServiceRoute | None:
     if desired.traffic is None:
         return None
     name = desired.service.name
+    route = desired.traffic
+    source, _, key = (route.split_by or "").partition(":")
     return ServiceRoute(
         name,
-        tuple(traffic.shares(name, desired.traffic).items()),
-        traffic.tagged(name, desired.traffic),
+        tuple(traffic.shares(name, route).items()),
+        traffic.tagged(name, route),
+        split_by=(source, key) if key else None,
+        shadows=tuple(
+            ShadowTarget(normalize_revision_ref(name, m.revision), m.percent, m.items_path)
+            for m in route.shadow
+        ),
     )
 
 

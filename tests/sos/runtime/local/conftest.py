@@ -12,6 +12,7 @@ from sos_harness import ServerProcess, kill_instances
 from sos_runtime import artifact_paths
 
 from sos.runtime.local.backend import LocalBackend
+from sos.runtime.local.ingress import Ingress, create_ingress
 
 
 @pytest.fixture(params=["python", "haproxy"])
@@ -20,6 +21,26 @@ def data_path(request: pytest.FixtureRequest) -> str:
     if request.param == "haproxy" and shutil.which("haproxy") is None:
         pytest.skip("HAProxy is not installed (scripts/setup installs it)")
     return str(request.param)
+
+
+@pytest.fixture
+async def ingress_factory() -> AsyncIterator[Callable[..., Awaitable[Ingress]]]:
+    """``make(data_path, **options)``: a started router of that data path on a free port
+    (activation_timeout 5 s unless given), closed at the end."""
+    started: list[Ingress] = []
+
+    async def make(data_path: str, **options: float) -> Ingress:
+        if data_path == "haproxy" and shutil.which("haproxy") is None:
+            pytest.skip("HAProxy is not installed (scripts/setup installs it)")
+        options.setdefault("activation_timeout", 5)
+        router = create_ingress(data_path, port=0, **options)  # type: ignore[arg-type]
+        await router.start()
+        started.append(router)
+        return router
+
+    yield make
+    for router in started:
+        await router.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import asyncio
 import shutil
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -28,22 +28,15 @@ StartRouter = Callable[..., Awaitable[Ingress]]
 
 
 @pytest.fixture(params=["python", "haproxy"])
-async def start_router(request: pytest.FixtureRequest) -> AsyncIterator[StartRouter]:
+def start_router(
+    request: pytest.FixtureRequest, ingress_factory: Callable[..., Awaitable[Ingress]]
+) -> StartRouter:
     """``start(**options)``: a started router of the data path under test."""
-    if request.param == "haproxy" and shutil.which("haproxy") is None:
-        pytest.skip("HAProxy is not installed (scripts/setup installs it)")
-    started: list[Ingress] = []
 
     async def start(**options: float) -> Ingress:
-        options.setdefault("activation_timeout", 5)
-        router = create_ingress(request.param, port=0, **options)
-        await router.start()
-        started.append(router)
-        return router
+        return await ingress_factory(request.param, **options)
 
-    yield start
-    for router in started:
-        await router.close()
+    return start
 
 
 @pytest.fixture

@@ -25,7 +25,9 @@ from sos.runtime.local.ingress.table import (
     RevisionTarget,
     RoutingTable,
     ServiceRoute,
+    ShadowTarget,
     SmoothWeighted,
+    sticky_key,
 )
 from sos.runtime.local.options import DATA_PATHS
 
@@ -38,8 +40,10 @@ __all__ = [
     "RouterOptions",
     "RoutingTable",
     "ServiceRoute",
+    "ShadowTarget",
     "SmoothWeighted",
     "create_ingress",
+    "sticky_key",
 ]
 
 #: the router's data paths: HAProxy programmed at runtime, or the Python router alone

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from sos.models import ShadowComparison
 from sos.runtime.local.ingress.table import RoutingTable
 from sos.runtime.local.metrics import ConcurrencyMeter, MetricsCollector
 
@@ -31,6 +32,7 @@ class Ingress(Protocol):
     - lifecycle: ``bind`` (take the port early: a port in use is an error at start-up),
       ``start``, ``close`` (``keep_serving``: leave the data path serving, for the next
       server to adopt, where the data path can);
+    - shadow traffic: ``shadow_report`` (the comparisons of mirrored requests);
     - URLs handed out to users: ``service_url``, ``tag_url``, ``revision_url``; ``host``,
       ``port`` and ``domain`` as bound.
     """
@@ -78,6 +80,11 @@ class Ingress(Protocol):
 
     def in_flight(self, instance: str) -> int:
         """Requests ``instance`` serves now (also after it left the table)."""
+        ...
+
+    def shadow_report(self, service: str) -> list[ShadowComparison]:
+        """What ``service``'s shadow revisions answered next to its primaries, pair by
+        pair (mirroring is the Python router's, on both data paths)."""
         ...
 
     def service_url(self, service: str) -> str: ...

@@ -7,7 +7,10 @@ The env var ``HELLO_FAIL`` makes it exit at start-up (``HELLO_RAISE``: with a tr
 and noise after it); ``HELLO_PORT_TAKEN_ONCE=FILE`` makes its first start fail as if its
 port had been taken; ``HELLO_START_DELAY`` delays its listening socket;
 ``HELLO_NEVER_READY`` makes ``/ready`` answer 503 forever; ``HELLO_FAIL_PATH=/x`` makes
-that path answer 500 (a bug only some requests meet).
+that path answer 500 (a bug only some requests meet). For shadow traffic:
+``HELLO_ITEMS=a,b,c`` makes ``/recs`` answer Flight-shaped JSON
+(``{"items": [{"item_id": "a"}, ...]}``), ``HELLO_DELAY_MS=N`` delays every answer of
+``/recs`` and ``HELLO_STATUS=500`` makes ``/recs`` answer that status.
 """
 
 import json
@@ -46,6 +49,12 @@ class Handler(BaseHTTPRequestHandler):
         query = parse_qs(url.query)
         if url.path == os.environ.get("HELLO_FAIL_PATH"):
             self._send(500, f"bug in {REVISION}\n".encode())
+        elif url.path == "/recs":
+            time.sleep(int(os.environ.get("HELLO_DELAY_MS", "0")) / 1000)
+            items = [i for i in os.environ.get("HELLO_ITEMS", "").split(",") if i]
+            body = json.dumps({"items": [{"item_id": i} for i in items], "by": REVISION})
+            code = int(os.environ.get("HELLO_STATUS", "200"))
+            self._send(code, body.encode(), "application/json")
         elif url.path == "/ready":
             never = os.environ.get("HELLO_NEVER_READY")
             self._send(503 if never else 200, b"not ready\n" if never else b"ready\n")

@@ -41,13 +41,18 @@ def render_config(
     request_timeout: float,
     threads: int,
     slots: Mapping[str, Sequence[Server]],
+    sticky: Sequence[tuple[str, str]] = (),
 ) -> str:
     """HAProxy's configuration: one frontend on the inherited listening socket, the
     Python router as the default backend, and the slot backends (``r*`` roundrobin, for
     splits; ``l*`` leastconn, for one revision) with the servers they hold now.
 
     ``down_map`` names the Python router's servers (``python``, activators ``_a*``): a
-    refused connection to one means the server is down, and the 503 says so."""
+    refused connection to one means the server is down, and the 503 says so.
+
+    ``sticky``: the (source, name) keys of sticky splits; the map's ``{service}+`` names
+    the one a service reads (``k{index}``), and ``{service}+{percentile}`` the slot of the
+    revision that a key's bucket (``crc32,mod(10000)``, as ``sos.traffic.bucket``) falls in."""
     timeout = max(1, round(request_timeout * 1000))
     mapping = f"map({map_file})"
     lines = [
@@ -113,6 +118,7 @@ def render_config(
         "  http-request set-var(txn.route) var(txn.tagged) if { var(txn.tagged) -m found }",
         "  http-request unset-var(txn.route) "
         "if { var(txn.tag) -m found } !{ var(txn.tagged) -m found }",
+        *_sticky_lines(mapping, sticky),
         "  http-request set-path %[path,regsub(^/s/[^/]*/?,/)] "
         "if { var(txn.spath) -m found } { var(txn.route) -m found }",
         "  http-request set-path %[path,regsub(^/r/[^/]*/?,/)] if { var(txn.rpath) -m found }",
@@ -137,6 +143,35 @@ def render_config(
         ]
         lines += [f"  server {s.name} {s.address} weight {s.weight}" for s in servers]
     return "\n".join(lines) + "\n"
+
+
+#: HAProxy's fetch of each sticky key source, as ``sos.runtime.local.ingress.sticky_key``
+#: reads it: a header's full last value, a query parameter's raw first value (ending at
+#: ``&`` or ``;``), a cookie's last value
+FETCHES = {"header": "req.fhdr({})", "query": "url_param({})", "cookie": "req.cook({})"}
+
+
+def _sticky_lines(mapping: str, sticky: Sequence[tuple[str, str]]) -> list[str]:
+    """A split route's revision by its sticky key, when the request carries one."""
+    if not sticky:
+        return []
+    lines = [
+        f"  http-request set-var(txn.sk) var(txn.route),field(2,/),concat(+),{mapping} "
+        "if { var(txn.route),field(1,/) -m beg r }"
+    ]
+    for index, (source, name) in enumerate(sticky):
+        fetch = FETCHES[source].format(name)
+        lines.append(
+            f"  http-request set-var(txn.skey) {fetch} if {{ var(txn.sk) -m str k{index} }}"
+        )
+    lines += [
+        "  http-request set-var(txn.pct) var(txn.skey),crc32,mod(10000),div(100) "
+        "if { var(txn.skey) -m len 1: }",
+        f"  http-request set-var(txn.sticky) var(txn.route),field(2,/),concat(+,txn.pct),"
+        f"{mapping} if {{ var(txn.pct) -m found }}",
+        "  http-request set-var(txn.route) var(txn.sticky) if { var(txn.sticky) -m found }",
+    ]
+    return lines
 
 
 #: the start of HAProxy's 503 when the Python router (the server) refuses a connection

@@ -5,6 +5,15 @@ group, the split's percents divided across the revisions' ready instances as int
 weights, ``split_weights``) and each revision reached by tag or ``/r/`` (a ``leastconn``
 group). A revision without a ready instance is its activator in the group (a listener of
 the Python router that holds requests until an instance is ready).
+
+A sticky split (``ServiceRoute.split_by``) adds one map key per percentile of the buckets,
+``{service}+{0..99}``, each reaching its revision's group: ``sos.traffic.sticky_ranges``
+gives each revision a whole number of percents, so a key's bucket (CRC-32 mod 10,000, as
+``sos.traffic.bucket``) divided by 100 names its revision; HAProxy computes it with
+``crc32,mod(10000),div(100)`` (``config.py``), and the map changes at runtime with the
+split. ``{service}+`` names the key's fetch (``sticky_entries``). A service with shadow
+revisions has no split key at all: its requests reach the Python router (HAProxy's
+default backend), which splits them the same way and mirrors them.
 """
 
 from __future__ import annotations
@@ -14,9 +23,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import reduce
 
+from sos import traffic
 from sos.runtime.local.ingress.table import ActivatorKey, RoutingTable
 
-__all__ = ["MAX_WEIGHT", "REVISION", "SPLIT", "Route", "Upstream", "plan_routes", "split_weights"]
+__all__ = [
+    "MAX_WEIGHT",
+    "REVISION",
+    "SPLIT",
+    "Route",
+    "Upstream",
+    "plan_routes",
+    "split_weights",
+    "sticky_entries",
+    "sticky_sources",
+]
 
 #: HAProxy's largest server weight
 MAX_WEIGHT = 256
@@ -84,8 +104,8 @@ def plan_routes(table: RoutingTable, domain: str) -> list[Route]:
     suffix = "." + domain
     for name, service in table.services.items():
         parts = [(rev, percent) for rev, percent in service.split if percent > 0]
-        if not parts:
-            continue  # no traffic yet: the Python router says so
+        if not parts or service.shadows:
+            continue  # no traffic yet, or mirrored: the Python router does it
         ready = []
         for revision, _ in parts:
             target = table.revisions.get(revision)
@@ -105,6 +125,12 @@ def plan_routes(table: RoutingTable, domain: str) -> list[Route]:
         # /s/{name}/: the key ends with "/", which no Host header holds, so a service named
         # like the domain ("localhost") cannot take the platform's own path URLs
         routes[name + "/"] = Route(name + "/", SPLIT, split.group, name)
+        if service.split_by is not None:
+            for revision, first, end in traffic.sticky_ranges(dict(parts)):
+                group = list(_revision_group(table, revision, name, ""))
+                for percentile in range(first // 100, end // 100):
+                    key = f"{name}+{percentile}"
+                    routes[key] = Route(key, REVISION, tuple(group), name)
     for name, service in table.services.items():
         for tag, revision in service.tags.items():
             group = list(_revision_group(table, revision, name, tag))
@@ -116,3 +142,29 @@ def plan_routes(table: RoutingTable, domain: str) -> list[Route]:
         group = list(_revision_group(table, revision, target.service, ""))
         routes[key] = Route(key, REVISION, tuple(group), target.service)
     return list(routes.values())
+
+
+def _sticky(table: RoutingTable) -> dict[str, tuple[str, str]]:
+    """Service -> its sticky key, for the sticky services HAProxy splits itself."""
+    return {
+        name: service.split_by
+        for name, service in table.services.items()
+        if service.split_by is not None
+        and not service.shadows
+        and any(percent > 0 for _, percent in service.split)
+    }
+
+
+def sticky_sources(table: RoutingTable) -> set[tuple[str, str]]:
+    """The (source, name) keys HAProxy's configuration must read for ``table``."""
+    return set(_sticky(table).values())
+
+
+def sticky_entries(table: RoutingTable, sources: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """``{service}+`` -> ``k{i}``: the sticky key of a service, as the index of its fetch
+    in the configuration's ``sources``."""
+    return {
+        f"{name}+": f"k{sources.index(source)}"
+        for name, source in _sticky(table).items()
+        if source in sources
+    }

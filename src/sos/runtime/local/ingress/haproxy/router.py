@@ -13,7 +13,14 @@ everything else:
   revision and tag); it holds the request, asks for an instance, and passes the request on
   when one is ready, or answers 503 with the reason;
 - unknown hosts, ``/metrics``, ``/healthz`` and anything HAProxy has no route for (HAProxy's
-  default backend), with the Python router's own answers.
+  default backend), with the Python router's own answers;
+- services with shadow revisions: HAProxy has no route for their split, so the Python
+  router splits (sticky or not, by the same rule) and mirrors their requests; their tags
+  and ``/r/`` URLs stay in HAProxy.
+
+A sticky split is HAProxy's own: the key's fetch is in the configuration (a new key name,
+rare, reloads HAProxy through the seamless handover), the ranges are map entries changed
+at runtime with the split (``plan.py``).
 
 The parts, each a module of this package: ``plan.py`` (a table as groups of servers,
 pure), ``config.py`` (HAProxy's configuration and map, pure), ``slots.py`` (the runtime-API
@@ -35,6 +42,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+from sos.models import ShadowComparison
 from sos.runtime.local.ingress.haproxy import process
 from sos.runtime.local.ingress.haproxy.api import HAProxyError, RuntimeAPI
 from sos.runtime.local.ingress.haproxy.config import (
@@ -44,7 +52,12 @@ from sos.runtime.local.ingress.haproxy.config import (
     map_text,
     render_config,
 )
-from sos.runtime.local.ingress.haproxy.plan import Route, plan_routes
+from sos.runtime.local.ingress.haproxy.plan import (
+    Route,
+    plan_routes,
+    sticky_entries,
+    sticky_sources,
+)
 from sos.runtime.local.ingress.haproxy.process import STATE_FILE, HAProxyProcess
 from sos.runtime.local.ingress.haproxy.slots import Resolved, Slots, layout
 from sos.runtime.local.ingress.haproxy.stats import Traffic, stream_log
@@ -127,6 +140,8 @@ class HAProxyRouter:
         self._tasks: list[asyncio.Task[None]] = []
         self._relays: set[asyncio.Task[list[str]]] = set()
         self._closing = False
+        #: the sticky keys (source, name) the configuration reads, in its order
+        self._sticky: list[tuple[str, str]] = []
 
     # ---- the Python router's part of the interface (the activator, own endpoints)
 
@@ -174,6 +189,10 @@ class HAProxyRouter:
 
     def revision_url(self, revision: str) -> str:
         return self.python.revision_url(revision)
+
+    def shadow_report(self, service: str) -> list[ShadowComparison]:
+        """The Python router mirrors (HAProxy sends it the services with shadows)."""
+        return self.python.shadow_report(service)
 
     # ---- lifecycle
 
@@ -302,6 +321,7 @@ class HAProxyRouter:
         keys, revisions = self._cover
         table = self.python.table
         planned = {route.key for route in plan_routes(table, self.domain)}
+        planned |= set(sticky_entries(table, sorted(sticky_sources(table))))
         ready = {rid for rid, target in table.revisions.items() if target.endpoints}
         return keys <= planned and revisions <= ready
 
@@ -367,6 +387,7 @@ class HAProxyRouter:
             request_timeout=self.request_timeout,
             threads=self.threads,
             slots=slots,
+            sticky=self._sticky,
         )
         path = self._dir / "haproxy.cfg"
         path.write_text(text)
@@ -470,14 +491,24 @@ class HAProxyRouter:
 
     async def _apply(self) -> None:
         assert self._dir is not None
-        resolved = await self._resolve(plan_routes(self.python.table, self.domain))
-        if not await self._slots.apply(resolved, self._api, self._dir / "routes.map", self.clock):
+        table = self.python.table
+        resolved = await self._resolve(plan_routes(table, self.domain))
+        wanted = sticky_sources(table)
+        if not wanted <= set(self._sticky):
+            # a sticky key HAProxy does not read yet: its fetch is configuration
+            self._sticky = sorted(wanted | set(self._sticky))
+            slots, entries = layout(resolved, sticky_entries(table, self._sticky))
+            await self._reload(slots, entries)
+        extra = sticky_entries(table, self._sticky)
+        if not await self._slots.apply(
+            resolved, self._api, self._dir / "routes.map", self.clock, extra
+        ):
             await self._grow(resolved)
 
     async def _grow(self, resolved: Resolved) -> None:
         """Out of slots: reload with twice as many, holding exactly what is wanted now."""
         self._slots.grow(resolved)
-        slots, entries = layout(resolved)
+        slots, entries = layout(resolved, sticky_entries(self.python.table, self._sticky))
         await self._reload(slots, entries)
         await self._apply()
 
@@ -493,8 +524,10 @@ class HAProxyRouter:
     async def _resync(self) -> None:
         """Start HAProxy afresh with the current table (after a crash or an error)."""
         assert self._dir is not None
-        resolved = await self._resolve(plan_routes(self.python.table, self.domain))
-        slots, entries = layout(resolved)
+        table = self.python.table
+        resolved = await self._resolve(plan_routes(table, self.domain))
+        self._sticky = sorted(sticky_sources(table) | set(self._sticky))
+        slots, entries = layout(resolved, sticky_entries(table, self._sticky))
         (self._dir / "routes.map").write_text(map_text(entries))
         current = self._current
         if current is not None and current.running:

@@ -39,8 +39,11 @@ class Slot:
     deleted: set[str] = field(default_factory=set)
 
 
-def layout(resolved: Resolved) -> tuple[dict[str, tuple[Server, ...]], dict[str, str]]:
-    """Slots and map entries for a fresh configuration holding ``resolved``."""
+def layout(
+    resolved: Resolved, extra: Mapping[str, str] | None = None
+) -> tuple[dict[str, tuple[Server, ...]], dict[str, str]]:
+    """Slots and map entries for a fresh configuration holding ``resolved`` (and the
+    ``extra`` map entries, which name no slot: the sticky keys' fetches)."""
     slots: dict[str, tuple[Server, ...]] = {}
     names: dict[tuple[Server, ...], str] = {}
     counts = Counter[str]()
@@ -53,6 +56,7 @@ def layout(resolved: Resolved) -> tuple[dict[str, tuple[Server, ...]], dict[str,
         key: f"{names[servers]}/{route.service}/{route.tag}"
         for key, (route, servers) in resolved.items()
     }
+    entries.update(extra or {})
     for servers in slots.values():
         for server in servers:
             if server.revision:
@@ -113,10 +117,16 @@ class Slots:
         )
 
     async def apply(
-        self, resolved: Resolved, api: RuntimeAPI, map_path: Path, clock: Callable[[], float]
+        self,
+        resolved: Resolved,
+        api: RuntimeAPI,
+        map_path: Path,
+        clock: Callable[[], float],
+        extra: Mapping[str, str] | None = None,
     ) -> bool:
-        """Route by ``resolved``: fill fresh slots, then swap the map. False (nothing
-        changed) when a pool has too few free slots: HAProxy must reload with more."""
+        """Route by ``resolved`` (and the ``extra`` map entries): fill fresh slots, then
+        swap the map. False (nothing changed) when a pool has too few free slots: HAProxy
+        must reload with more."""
         wanted = {servers: route.kind for route, servers in resolved.values()}
         fresh = [servers for servers in wanted if servers not in self.by_group]
         free = {
@@ -145,6 +155,7 @@ class Slots:
             mapped.add(name)
             entries[route.key] = f"{name}/{route.service}/{route.tag}"
             routes_of.setdefault(name, (route.service, route.tag))
+        entries.update(extra or {})
         for slot in self.slots.values():
             for server in slot.servers:
                 if server.revision:

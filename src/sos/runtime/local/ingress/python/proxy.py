@@ -7,7 +7,9 @@ A ``ClientConnection`` serves the requests of one client one after another: it a
 revision has no ready instance, and sends it over an idle ``UpstreamConnection`` of the
 least busy instance (or a new one), passing the answer back as it arrives. Idempotent
 requests that found a dead instance go to another one; a request an instance does not
-answer within the router's ``request_timeout`` gets a 504.
+answer within the router's ``request_timeout`` gets a 504. A request the router copies to
+shadow revisions keeps a bounded copy of the answer it streams to the client, and hands
+both to the router's ``Mirror`` once the answer is complete (``shadow.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from sos.runtime.local.ingress.table import ActivatorKey, Endpoint, RevisionTarget
+from sos.runtime.local.ingress.python.shadow import CAPTURE_LIMIT, MirrorJob
+from sos.runtime.local.ingress.table import ActivatorKey, Endpoint, RevisionTarget, ShadowTarget
 from sos.runtime.local.metrics import ConcurrencyMeter, RequestStats
 
 if TYPE_CHECKING:
@@ -116,6 +119,10 @@ class ClientConnection(asyncio.Protocol):
         self._in_head = False
         self._head_started = 0.0
         self._last_active = router.clock()
+        #: the shadows the request in progress is copied to, and its answer so far
+        self._shadows: tuple[ShadowTarget, ...] = ()
+        self._capture: bytearray | None = None
+        self._service = ""
 
     # ---- asyncio.Protocol
 
@@ -299,10 +306,11 @@ class ClientConnection(asyncio.Protocol):
         self._refused = set()
         self._endpoint = None
         self._revision = ""
+        found: tuple[str, str, str, bytes, tuple[ShadowTarget, ...]] | tuple[int, str]
         if self.fixed is not None:
-            found: tuple[str, str, str, bytes] | tuple[int, str] = (*self.fixed, request.url)
+            found = (*self.fixed, request.url, ())
         else:
-            found = router.resolve(request.host, request.url, request.tag)
+            found = router.resolve(request.host, request.url, request.tag, request.head)
         if len(found) == 2:
             status, message = found
             if status == 0:
@@ -311,7 +319,11 @@ class ClientConnection(asyncio.Protocol):
             else:
                 self._respond(status, (message + "\n").encode())
             return
-        service, revision, tag, path = found
+        service, revision, tag, path, shadows = found
+        self._service = service
+        self._shadows, self._capture = (), None
+        if shadows and request.method != b"HEAD":
+            self._shadows, self._capture = shadows, bytearray()
         self._revision = revision
         self._revision_b = revision.encode() + b"\r\n"
         self._started = router.clock()
@@ -465,6 +477,10 @@ class ClientConnection(asyncio.Protocol):
             out, self._out = self._out, []
             if self.transport is not None and not self.closed:
                 self.transport.writelines(out)
+            capture = self._capture
+            if capture is not None and len(capture) < CAPTURE_LIMIT:
+                for part in out:
+                    capture += part
 
     def response_done(self, *, close: bool = False) -> None:
         if self.transport is None:
@@ -518,6 +534,27 @@ class ClientConnection(asyncio.Protocol):
             self._meter.change(now, -1)
             self._stats = None
             self._meter = None
+            if self._shadows:
+                self._mirror(status, now)
+
+    def _mirror(self, status: int, now: float) -> None:
+        """Hand the served request and its answer to the router's mirror (a queue: the
+        copies go out after, never in the caller's way)."""
+        shadows, self._shadows = self._shadows, ()
+        capture, self._capture = self._capture, None
+        if status <= 0:
+            return
+        self.router.mirror.submit(
+            MirrorJob(
+                self._service,
+                self._revision,
+                shadows,
+                self._payload,
+                status,
+                (now - self._started) * 1000,
+                bytes(capture or b""),
+            )
+        )
 
     def _fail(self, status: int, message: str) -> None:
         request = self.current

@@ -3,7 +3,9 @@ activator and own endpoints behind HAProxy.
 
 Routing (first match wins):
 
-1. ``Host: {service}.{domain}`` reaches the service's weighted split;
+1. ``Host: {service}.{domain}`` reaches the service's weighted split (a sticky split:
+   the revision whose buckets hold the request's key, ``sos.traffic.sticky_revision``,
+   when it carries one);
    ``Host: {tag}-{service}.{domain}`` or a ``Sos-Tag: {tag}`` header reaches a tagged
    revision directly;
 2. ``/s/{service}/...`` (or ``/s/{tag}-{service}/...``) does the same for clients that
@@ -21,6 +23,9 @@ A revision without a ready instance sends its requests to the activator path: th
 request is held, ``on_cold(revision)`` asks the backend to start an instance, and the
 request goes on as soon as one is ready, or gets a 503 that says why after
 ``activation_timeout`` seconds.
+
+A service with shadow revisions gets a copy of a share of its split requests mirrored to
+them after the caller's answer (``shadow.py``); ``shadow_report`` compares the answers.
 """
 
 from __future__ import annotations
@@ -35,10 +40,19 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import replace
 from typing import Any
 
-from sos.models import revision_parts, summary_line
+from sos import traffic
+from sos.models import ShadowComparison, revision_parts, summary_line
 from sos.runtime.local.ingress.listen import listen_socket
 from sos.runtime.local.ingress.python.proxy import ClientConnection
-from sos.runtime.local.ingress.table import ActivatorKey, Endpoint, RevisionTarget, RoutingTable
+from sos.runtime.local.ingress.python.shadow import Mirror
+from sos.runtime.local.ingress.table import (
+    ActivatorKey,
+    Endpoint,
+    RevisionTarget,
+    RoutingTable,
+    ShadowTarget,
+    sticky_key,
+)
 from sos.runtime.local.metrics import ConcurrencyMeter, MetricsCollector, render
 
 __all__ = ["Router"]
@@ -113,6 +127,12 @@ class Router:
         self._leaving: dict[str, Endpoint] = {}
         #: listeners that serve one revision each (for a proxy in front: its activator)
         self._activators: dict[ActivatorKey, asyncio.Server] = {}
+        #: shadow traffic: the copies, their queue and the comparisons
+        self.mirror = Mirror(lambda: self.table, clock, self._cold)
+
+    def _cold(self, revision: str) -> None:
+        if self.on_cold is not None:
+            self.on_cold(revision)
 
     # ---- lifecycle
 
@@ -191,6 +211,7 @@ class Router:
                 if not future.done():
                     future.cancel()
         self._waiters.clear()
+        await self.mirror.close()
 
     # ---- routing state
 
@@ -263,12 +284,18 @@ class Router:
     def revision_url(self, revision: str) -> str:
         return f"http://{self.domain}:{self._shown_port}/r/{revision}/"
 
+    def shadow_report(self, service: str) -> list[ShadowComparison]:
+        """The comparisons of ``service``'s shadows with its primaries, pair by pair."""
+        return self.mirror.report(service)
+
     # ---- resolution (called per request)
 
     def resolve(
-        self, host: bytes, path: bytes, tag_header: bytes | None
-    ) -> tuple[str, str, str, bytes] | tuple[int, str]:
-        """Find (service, revision, tag, path to send) or (status, message)."""
+        self, host: bytes, path: bytes, tag_header: bytes | None, head: list[bytes] | None = None
+    ) -> tuple[str, str, str, bytes, tuple[ShadowTarget, ...]] | tuple[int, str]:
+        """Find (service, revision, tag, path to send, shadows to copy it to) or (status,
+        message). ``head``: the request's headers (name, ": ", value, CRLF), for a sticky
+        key."""
         table = self.table
         cached = table.hosts.get(host)
         if cached is None:
@@ -289,7 +316,7 @@ class Router:
             target = table.revisions.get(revision)
             if target is None:
                 return 404, f"no revision {revision!r} is deployed on this router"
-            return target.service, revision, "", path
+            return target.service, revision, "", path, ()
         elif found is None:
             if label is not None:
                 return 404, self._unknown(label)
@@ -300,10 +327,20 @@ class Router:
             tagged = table.services[service].tags.get(tag)
             if tagged is None:
                 return 404, f"service {service!r} has no tag {tag!r} (Sos-Tag header)"
-        chosen = tagged or table.balancers[service].pick()
+        if tagged:
+            return service, tagged, tag, path, ()
+        route = table.services[service]
+        chosen = None
+        if route.split_by is not None:
+            key = sticky_key(*route.split_by, path, head or [])
+            if key is not None:
+                chosen = traffic.sticky_revision(table.sticky[service], key)
+        if chosen is None:
+            chosen = table.balancers[service].pick()
         if chosen is None:
             return 503, f"service {service!r} has no traffic route yet: create a revision"
-        return service, chosen, tag, path
+        shadows = self.mirror.choose(service, route.shadows) if route.shadows else ()
+        return service, chosen, tag, path, shadows
 
     def _unknown(self, label: str) -> str:
         # names nothing that runs here: the router answers anyone, and the list of every

@@ -1,0 +1,235 @@
+"""Shadow traffic on the Python router: mirrored copies of requests, compared, discarded.
+
+A service's route may name shadow revisions (``ServiceRoute.shadows``), each with the
+share of the split's requests it gets a copy of (chosen deterministically: exactly
+``percent`` of every 100 requests, spread out). The caller's request is served by its
+primary revision as usual; the answer streams to the caller, and a bounded copy of it
+(``CAPTURE_LIMIT``) is kept. Once the primary's answer is complete, the copy of the
+request goes into a bounded queue (``Mirror.submit``: never waits; a full queue drops
+the copy and counts it); a few workers send the copies to the shadows' ready instances
+and hand both answers to ``sos.ranking.ShadowTally``. A shadow without a ready instance
+gets no copy (counted as dropped; its start is asked for): scale-from-zero of a shadow
+never delays a caller, and a slow or failing shadow shows only in the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httptools
+
+from sos.models import ShadowComparison
+from sos.ranking import ShadowTally
+from sos.runtime.local.ingress.table import Endpoint, RoutingTable, ShadowTarget
+
+__all__ = ["CAPTURE_LIMIT", "Mirror", "MirrorJob", "parse_answer"]
+
+log = logging.getLogger(__name__)
+
+#: how much of an answer (primary's or shadow's) is kept for the comparison
+CAPTURE_LIMIT = 2**20
+#: copies waiting for a worker; above it they are dropped (and counted)
+QUEUE_SIZE = 256
+#: copies in flight to shadows at once
+WORKERS = 8
+#: a shadow that takes longer than this gives no answer (an error in the report)
+SHADOW_TIMEOUT = 10.0
+
+
+@dataclass(slots=True)
+class MirrorJob:
+    """One mirrored request: the primary's answer, and where the copies go."""
+
+    service: str
+    primary: str
+    shadows: tuple[ShadowTarget, ...]
+    payload: bytes
+    status: int
+    millis: float
+    answer: bytes
+
+
+class _Answer:
+    """httptools callbacks collecting one answer's status and (bounded) body."""
+
+    __slots__ = ("body", "done", "size")
+
+    def __init__(self) -> None:
+        self.body: list[bytes] = []
+        self.size = 0
+        self.done = False
+
+    def on_body(self, body: bytes) -> None:
+        if self.size < CAPTURE_LIMIT:
+            self.body.append(body[: CAPTURE_LIMIT - self.size])
+            self.size += len(body)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
+def parse_answer(data: bytes) -> tuple[int, bytes, bool]:
+    """(status, body, complete) of an HTTP/1.1 answer's bytes (as far as they go; a
+    status of 0 when they do not hold a status line)."""
+    answer = _Answer()
+    parser = httptools.HttpResponseParser(answer)
+    with contextlib.suppress(httptools.HttpParserError):
+        parser.feed_data(data)
+    try:
+        status = parser.get_status_code()
+    except httptools.HttpParserError:
+        status = 0
+    return status, b"".join(answer.body), answer.done
+
+
+def _as_copy(payload: bytes, primary: str) -> bytes:
+    """The request as the shadow gets it: on a connection of its own, closed after."""
+    cut = payload.find(b"\r\n") + 2
+    marks = b"Connection: close\r\nSos-Shadow-Of: " + primary.encode() + b"\r\n"
+    return payload[:cut] + marks + payload[cut:]
+
+
+class Mirror:
+    """The copies of one router: which requests are mirrored, the queue, the tallies."""
+
+    def __init__(
+        self,
+        table: Callable[[], RoutingTable],
+        clock: Callable[[], float],
+        on_cold: Callable[[str], None] | None = None,
+        *,
+        queue_size: int = QUEUE_SIZE,
+        workers: int = WORKERS,
+        timeout: float = SHADOW_TIMEOUT,
+    ) -> None:
+        self._table = table
+        self.clock = clock
+        self.on_cold = on_cold
+        self.timeout = timeout
+        self.queue_size = queue_size
+        self._workers_wanted = workers
+        self._queue: asyncio.Queue[MirrorJob] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        #: (service, shadow) -> credit for the deterministic share (Bresenham)
+        self._credit: dict[tuple[str, str], int] = {}
+        #: (service, primary, shadow) -> the comparison so far
+        self.tallies: dict[tuple[str, str, str], ShadowTally] = {}
+
+    # ---- per request (on the caller's path: no I/O, no waiting)
+
+    def choose(self, service: str, shadows: tuple[ShadowTarget, ...]) -> tuple[ShadowTarget, ...]:
+        """The shadows this request is copied to: each gets exactly ``percent`` of every
+        100 of the service's requests."""
+        chosen = []
+        for shadow in shadows:
+            key = (service, shadow.revision)
+            credit = self._credit.get(key, 0) + shadow.percent
+            if credit >= 100:
+                credit -= 100
+                chosen.append(shadow)
+            self._credit[key] = credit
+        return tuple(chosen)
+
+    def tally(self, service: str, primary: str, shadow: ShadowTarget) -> ShadowTally:
+        key = (service, primary, shadow.revision)
+        found = self.tallies.get(key)
+        if found is None or found.items_path != shadow.items_path:
+            found = ShadowTally(primary, shadow.revision, shadow.items_path)
+            self.tallies[key] = found
+        return found
+
+    def submit(self, job: MirrorJob) -> None:
+        """Queue the copies of one served request, or drop them (counted) when the queue
+        is full."""
+        if self._queue is None:
+            self._queue = asyncio.Queue(self.queue_size)
+            self._workers = [
+                asyncio.create_task(self._work(), name=f"sos-router-mirror-{i}")
+                for i in range(self._workers_wanted)
+            ]
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            for shadow in job.shadows:
+                self.tally(job.service, job.primary, shadow).dropped += 1
+
+    def report(self, service: str) -> list[ShadowComparison]:
+        """Every (primary, shadow) pair of ``service`` whose shadow it still has."""
+        route = self._table().services.get(service)
+        current = {s.revision for s in route.shadows} if route is not None else set()
+        return [
+            tally.report()
+            for (name, _, shadow), tally in sorted(self.tallies.items())
+            if name == service and shadow in current
+        ]
+
+    async def close(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._workers = []
+        self._queue = None
+
+    # ---- the workers (off the caller's path)
+
+    async def _work(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            job = await queue.get()
+            try:
+                await self._mirror(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a copy must never take a worker down
+                log.exception("mirroring a request of %s failed", job.service)
+
+    async def _mirror(self, job: MirrorJob) -> None:
+        primary: tuple[int, float, bytes] | None = None
+        for shadow in job.shadows:
+            tally = self.tally(job.service, job.primary, shadow)
+            target = self._table().revisions.get(shadow.revision)
+            if target is None or not target.endpoints:
+                tally.dropped += 1  # no ready instance: no waiting for one
+                if target is not None and not target.unavailable and self.on_cold is not None:
+                    self.on_cold(shadow.revision)
+                continue
+            if primary is None:
+                status, body, _ = parse_answer(job.answer)
+                primary = (job.status or status, job.millis, body)
+            tally.mirrored += 1
+            endpoint = min(target.endpoints, key=lambda e: e.in_flight)
+            answer = await self._send(endpoint, _as_copy(job.payload, job.primary))
+            tally.add(primary, answer)
+
+    async def _send(self, endpoint: Endpoint, payload: bytes) -> tuple[int, float, bytes] | None:
+        """The shadow's (status, ms, body), or None for no answer in time."""
+        endpoint.in_flight += 1  # an instance that drains waits for its copies too
+        started = self.clock()
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+                writer.write(payload)
+                answer = _Answer()
+                parser = httptools.HttpResponseParser(answer)
+                while not answer.done:
+                    chunk = await reader.read(65536)
+                    if not chunk:
+                        break
+                    parser.feed_data(chunk)
+                status = parser.get_status_code()
+            millis = (self.clock() - started) * 1000
+            return status, millis, b"".join(answer.body)
+        except (OSError, TimeoutError, httptools.HttpParserError):
+            return None
+        finally:
+            endpoint.in_flight -= 1
+            if writer is not None:
+                writer.close()
