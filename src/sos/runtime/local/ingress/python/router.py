@@ -128,7 +128,7 @@ class Router:
         #: listeners that serve one revision each (for a proxy in front: its activator)
         self._activators: dict[ActivatorKey, asyncio.Server] = {}
         #: shadow traffic: the copies, their queue and the comparisons
-        self.mirror = Mirror(lambda: self.table, clock, self._cold)
+        self.mirror = Mirror(lambda: self.table, clock, self._cold, self.meter)
 
     def _cold(self, revision: str) -> None:
         if self.on_cold is not None:

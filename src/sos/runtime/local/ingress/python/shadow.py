@@ -25,6 +25,7 @@ import httptools
 from sos.models import ShadowComparison
 from sos.ranking import ShadowTally
 from sos.runtime.local.ingress.table import Endpoint, RoutingTable, ShadowTarget
+from sos.runtime.local.metrics import ConcurrencyMeter
 
 __all__ = ["CAPTURE_LIMIT", "Mirror", "MirrorJob", "parse_answer"]
 
@@ -101,6 +102,7 @@ class Mirror:
         table: Callable[[], RoutingTable],
         clock: Callable[[], float],
         on_cold: Callable[[str], None] | None = None,
+        meter: Callable[[str], ConcurrencyMeter] | None = None,
         *,
         queue_size: int = QUEUE_SIZE,
         workers: int = WORKERS,
@@ -109,6 +111,8 @@ class Mirror:
         self._table = table
         self.clock = clock
         self.on_cold = on_cold
+        #: the shadow's concurrency meter: its copies keep it scaled as they need
+        self.meter = meter
         self.timeout = timeout
         self.queue_size = queue_size
         self._workers_wanted = workers
@@ -205,7 +209,14 @@ class Mirror:
                 primary = (job.status or status, job.millis, body)
             tally.mirrored += 1
             endpoint = min(target.endpoints, key=lambda e: e.in_flight)
-            answer = await self._send(endpoint, _as_copy(job.payload, job.primary))
+            meter = self.meter(shadow.revision) if self.meter is not None else None
+            if meter is not None:
+                meter.change(self.clock(), 1)
+            try:
+                answer = await self._send(endpoint, _as_copy(job.payload, job.primary))
+            finally:
+                if meter is not None:
+                    meter.change(self.clock(), -1)
             tally.add(primary, answer)
 
     async def _send(self, endpoint: Endpoint, payload: bytes) -> tuple[int, float, bytes] | None:
