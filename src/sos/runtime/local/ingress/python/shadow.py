@@ -88,10 +88,12 @@ def parse_answer(data: bytes) -> tuple[int, bytes, bool]:
 
 
 def _as_copy(payload: bytes, primary: str) -> bytes:
-    """The request as the shadow gets it: on a connection of its own, closed after."""
+    """The request as the shadow gets it, marked as a copy of ``primary``'s."""
     cut = payload.find(b"\r\n") + 2
-    marks = b"Connection: close\r\nSos-Shadow-Of: " + primary.encode() + b"\r\n"
-    return payload[:cut] + marks + payload[cut:]
+    return payload[:cut] + b"Sos-Shadow-Of: " + primary.encode() + b"\r\n" + payload[cut:]
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class Mirror:
@@ -122,6 +124,10 @@ class Mirror:
         self._credit: dict[tuple[str, str], int] = {}
         #: (service, primary, shadow) -> the comparison so far
         self.tallies: dict[tuple[str, str, str], ShadowTally] = {}
+        #: instance -> idle keep-alive connections to it (copies cost the shadow no
+        #: handshake, and a threaded app no thread per copy)
+        self._idle: dict[str, list[Connection]] = {}
+        self._jobs = 0
 
     # ---- per request (on the caller's path: no I/O, no waiting)
 
@@ -179,6 +185,10 @@ class Mirror:
                 await task
         self._workers = []
         self._queue = None
+        for pool in self._idle.values():
+            for _, writer in pool:
+                writer.close()
+        self._idle.clear()
 
     # ---- the workers (off the caller's path)
 
@@ -194,7 +204,17 @@ class Mirror:
             except Exception:  # a copy must never take a worker down
                 log.exception("mirroring a request of %s failed", job.service)
 
+    def _prune(self, table: RoutingTable) -> None:
+        """Close the idle connections to instances that left the table."""
+        live = {e.instance for t in table.revisions.values() for e in t.endpoints}
+        for instance in [i for i in self._idle if i not in live]:
+            for _, writer in self._idle.pop(instance):
+                writer.close()
+
     async def _mirror(self, job: MirrorJob) -> None:
+        self._jobs += 1
+        if self._jobs % 256 == 0:
+            self._prune(self._table())
         primary: tuple[int, float, bytes] | None = None
         for shadow in job.shadows:
             tally = self.tally(job.service, job.primary, shadow)
@@ -223,24 +243,58 @@ class Mirror:
         """The shadow's (status, ms, body), or None for no answer in time."""
         endpoint.in_flight += 1  # an instance that drains waits for its copies too
         started = self.clock()
-        writer: asyncio.StreamWriter | None = None
+        conn: Connection | None = None
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
-                writer.write(payload)
-                answer = _Answer()
-                parser = httptools.HttpResponseParser(answer)
-                while not answer.done:
-                    chunk = await reader.read(65536)
-                    if not chunk:
-                        break
-                    parser.feed_data(chunk)
-                status = parser.get_status_code()
-            millis = (self.clock() - started) * 1000
-            return status, millis, b"".join(answer.body)
+                pool = self._idle.setdefault(endpoint.instance, [])
+                while True:
+                    reused = bool(pool)
+                    conn = pool.pop() if pool else None
+                    if conn is None:
+                        conn = await asyncio.open_connection(endpoint.host, endpoint.port)
+                    try:
+                        answer, status, keep = await _exchange(conn, payload)
+                    except OSError:
+                        if not reused:
+                            raise
+                        answer, status, keep = None, 0, False
+                    if answer is None and reused:
+                        conn[1].close()  # an idle connection the instance had closed
+                        continue
+                    break
+            if answer is None:
+                return None
+            if keep and len(pool) < MAX_IDLE:
+                pool.append(conn)
+                conn = None
+            return status, (self.clock() - started) * 1000, b"".join(answer.body)
         except (OSError, TimeoutError, httptools.HttpParserError):
             return None
         finally:
             endpoint.in_flight -= 1
-            if writer is not None:
-                writer.close()
+            if conn is not None:
+                conn[1].close()
+
+
+#: idle keep-alive connections kept per shadow instance
+MAX_IDLE = 8
+
+
+async def _exchange(conn: Connection, payload: bytes) -> tuple[_Answer | None, int, bool]:
+    """Send one request, read its answer: (the answer, its status, whether the connection
+    can carry another); no answer (None) when the connection closed before any byte."""
+    reader, writer = conn
+    writer.write(payload)
+    answer = _Answer()
+    parser = httptools.HttpResponseParser(answer)
+    got = False
+    while not answer.done:
+        chunk = await reader.read(65536)
+        if not chunk:
+            if not got:
+                return None, 0, False
+            break  # an answer delimited by the close (its body is what came)
+        got = True
+        parser.feed_data(chunk)
+    keep = answer.done and parser.should_keep_alive() and not reader.at_eof()
+    return answer, parser.get_status_code(), keep
