@@ -24,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-import zipapp
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +33,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))  # the tests' helpers
 
-from sos_harness import TOKEN, ServerProcess, kill_instances, publish  # noqa: E402
+from sos_harness import ServerProcess, ready_revision, serving_hello  # noqa: E402
 
 from sos import traffic  # noqa: E402
 from sos.client import Client  # noqa: E402
-from sos.models import RevisionSpec, Rollout, ServiceSpec  # noqa: E402
+from sos.models import Rollout, ServiceSpec  # noqa: E402
 
 SERVICE = "bench-rollout"
 BUG = "/bug"
@@ -89,18 +88,7 @@ class Load:
 
 
 def revision(client: Client, env: dict[str, str]) -> str:
-    spec = RevisionSpec.model_validate(
-        {
-            "artifact": {"name": "hello", "version": "v1"},
-            "env_vars": [{"id": k, "value": v} for k, v in env.items()],
-            "health_check": {"readiness_probe": "/ready"},
-            "autoscaling": {"min_scale": 1, "max_scale": 1},
-        }
-    )
-    created = client.create_revision(SERVICE, spec)
-    assert created.id
-    client.wait_ready(SERVICE, created.id, timeout=60)
-    return created.id
+    return ready_revision(client, SERVICE, env)
 
 
 def wait_end(client: Client, timeout: float) -> tuple[str, float]:
@@ -119,27 +107,16 @@ def main() -> None:
     parser.add_argument("--router", choices=["python", "haproxy"], default="python")
     parser.add_argument("--rate", type=float, default=150, help="requests per second")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="sos-bench-rollout-") as tmp:
-        work = Path(tmp)
-        app = work / "hello.pyz"
-        zipapp.create_archive(ROOT / "tests" / "sos" / "runtime" / "apps" / "hello", app)
-        server = ServerProcess(
-            work / "data",
-            0,
-            SOS_METRICS_INTERVAL="0.5",
-            SOS_ROLLOUT_TICK="0.2",
-            SOS_ROUTER=args.router,
-        )
-        try:
-            with Client(server.url, TOKEN, timeout=60) as client:
-                run(client, server, app, args)
-        finally:
-            server.stop()
-            kill_instances(work / "data")
+    with (
+        tempfile.TemporaryDirectory(prefix="sos-bench-rollout-") as tmp,
+        serving_hello(
+            Path(tmp), SOS_METRICS_INTERVAL="0.5", SOS_ROLLOUT_TICK="0.2", SOS_ROUTER=args.router
+        ) as (server, client),
+    ):
+        run(client, server, args)
 
 
-def run(client: Client, server: ServerProcess, app: Path, args: argparse.Namespace) -> None:
-    publish(client, app, "hello", "python")
+def run(client: Client, server: ServerProcess, args: argparse.Namespace) -> None:
     client.apply(ServiceSpec(name=SERVICE, team="bench"))
     first = revision(client, {})
     healthy = revision(client, {"BENCH": "healthy"})

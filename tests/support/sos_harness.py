@@ -11,14 +11,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import zipapp
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from processes import interrupt
 
 from sos.client import Client
-from sos.models import ArtifactMetadata
+from sos.models import ArtifactMetadata, RevisionSpec
 from sos.runtime.local.ingress.haproxy.process import adoptable
 from sos.runtime.local.network import Network
 
@@ -104,6 +105,42 @@ def metadata_for(artifact: Path, name: str, language: str) -> ArtifactMetadata:
 def publish(client: Client, artifact: Path, name: str, language: str) -> None:
     """Push an artifact to the server's artifact store, as ``name`` version v1."""
     client.push_artifact(artifact, metadata=metadata_for(artifact, name, language))
+
+
+@contextlib.contextmanager
+def serving_hello(work: Path, **env: str) -> Iterator[tuple[ServerProcess, Client]]:
+    """A `sos server` on ``work / "data"`` (``env`` added to its environment) with the
+    stdlib test app pushed as ``hello`` v1, and a client: the server stopped and what it
+    started killed after."""
+    app = work / "hello.pyz"
+    zipapp.create_archive(APPS / "hello", app)
+    server = ServerProcess(work / "data", 0, **env)
+    try:
+        with Client(server.url, TOKEN, timeout=60) as client:
+            publish(client, app, "hello", "python")
+            yield server, client
+    finally:
+        server.stop()
+        kill_instances(work / "data")
+
+
+def ready_revision(
+    client: Client, service: str, env: dict[str, str], artifact: str = "hello"
+) -> str:
+    """Create a revision of ``artifact`` v1 with ``env``, one instance, readiness probe
+    ``/ready``, and wait until it is ready; its id."""
+    spec = RevisionSpec.model_validate(
+        {
+            "artifact": {"name": artifact, "version": "v1"},
+            "env_vars": [{"id": k, "value": v} for k, v in env.items()],
+            "health_check": {"readiness_probe": "/ready"},
+            "autoscaling": {"min_scale": 1, "max_scale": 1},
+        }
+    )
+    created = client.create_revision(service, spec)
+    assert created.id
+    client.wait_ready(service, created.id, timeout=60)
+    return created.id
 
 
 def instances_of(revision: str, data_dir: Path) -> list[int]:
