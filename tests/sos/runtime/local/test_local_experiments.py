@@ -15,6 +15,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import httpx
 import pytest
@@ -305,3 +306,78 @@ async def test_the_report_compares_the_rankings(start: Start, start_app: StartAp
     assert pair.rbo == pytest.approx(round(rbo(list("abcd"), list("bacx")), 4))
     assert pair.status_agreement == 1.0 and pair.shadow_errors == 0
     assert pair.primary_empty_rate == 0.0 and pair.shadow_empty_rate == 0.0
+
+
+def test_haproxy_plan_maps_every_percentile_and_leaves_mirrored_splits_to_python() -> None:
+    from sos.runtime.local.ingress.haproxy.config import render_config
+    from sos.runtime.local.ingress.haproxy.plan import plan_routes, sticky_entries, sticky_sources
+
+    ports = {"shop-00001": 1, "shop-00002": 2}
+    sticky = table({"shop-00001": 70, "shop-00002": 30}, ports, split_by=("cookie", "uid"))
+    keys = {r.key: r for r in plan_routes(sticky, "localhost")}
+    percentiles = [keys[f"shop+{p}"].group[0].revision for p in range(100)]
+    assert percentiles == ["shop-00001"] * 70 + ["shop-00002"] * 30
+    assert "shop.localhost" in keys  # requests without the key: the weighted split
+    assert sticky_sources(sticky) == {("cookie", "uid")}
+    assert sticky_entries(sticky, [("header", "X"), ("cookie", "uid")]) == {"shop+": "k1"}
+    config = render_config(
+        socket_path=Path("/s"),
+        down_map=Path("/d"),
+        listen_fd=3,
+        python_port=4,
+        map_file=Path("/m"),
+        request_timeout=30,
+        threads=1,
+        slots={},
+        sticky=[("header", "X"), ("cookie", "uid")],
+    )
+    assert "req.cook(uid) if { var(txn.sk) -m str k1 }" in config
+    assert "crc32,mod(10000),div(100)" in config
+    mirrored = table({"shop-00001": 100}, ports, shadows=[ShadowTarget("shop-00002", 10)])
+    keys = {r.key: r for r in plan_routes(mirrored, "localhost")}
+    assert "shop.localhost" not in keys and "shop/" not in keys  # the Python router's
+    assert "shop-00002@" in keys  # /r/ still HAProxy's
+
+
+async def test_both_data_paths_read_awkward_keys_alike(start: Start, start_app: StartApp) -> None:
+    """Repeated, empty, quoted and ``;``-separated keys: HAProxy's fetches and
+    ``sticky_key`` agree (a key read alike lands on one revision; no key: both)."""
+    _needs_haproxy()
+    old, new = start_app("shop-00001"), start_app("shop-00002")
+    ports = {"shop-00001": old.port, "shop-00002": new.port}
+    routers = [await start("python"), await start("haproxy")]
+    split = {"shop-00001": 50, "shop-00002": 50}
+    cases: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = {
+        ("query", "uid"): [
+            (path, {})
+            for path in [
+                *("/?x=1;uid=k7", "/?uid=k3&uid=k9", "/?UID=k3", "/?uid=a%20b", "/?uid="),
+                *("/?a=1&uid=k5;z=2", "/p;uid=k1?y=2"),
+            ]
+        ],
+        ("header", "X-U"): [("/", {"X-U": v}) for v in ("k1, k2", "", "k4")],
+        ("cookie", "uid"): [
+            ("/", {"Cookie": v}) for v in ("uid=k1; uid=k2", "a=1;uid=k5", "uid=", 'uid="k8"')
+        ],
+    }
+    for by, requests in cases.items():
+        await route(routers, table(split, ports, split_by=by))
+        # a new client: a key name HAProxy did not read reloads it, and the old process
+        # answers an idle connection's next request once
+        async with httpx.AsyncClient(timeout=15) as client:
+            for path, headers in requests:
+                head = [p for k, v in headers.items() for p in (k.encode(), b": ", v.encode(), b"")]
+                key = sticky_key(*by, path.encode(), head)
+                ranges = traffic.sticky_ranges(split)
+                want = {traffic.sticky_revision(ranges, key)} if key else set(split)
+                for router in routers:
+                    seen = {
+                        (
+                            await client.get(
+                                f"http://127.0.0.1:{router.port}{path}",
+                                headers={"Host": "shop.localhost", **headers},
+                            )
+                        ).headers["sos-revision"]
+                        for _ in range(4)
+                    }
+                    assert seen == want, (by, path, headers, router.data_path)

@@ -136,3 +136,27 @@ def test_revision_without_a_resolved_artifact_fails_with_what_to_do(artifact: Pa
     assert isinstance(fail, Fail)
     assert fail.reason == "ArtifactMissing"
     assert "sos push" in fail.message
+
+
+def test_the_route_carries_the_sticky_key_and_shadows_and_a_shadow_is_started(
+    artifact: Path,
+) -> None:
+    from dataclasses import replace
+
+    from sos.models import Shadow
+    from sos.runtime.local.ingress import ShadowTarget
+
+    desired = shop(artifact, {1: 100}, 1, 2)
+    assert desired.traffic is not None
+    traffic = desired.traffic.model_copy(
+        update={
+            "split_by": "query:user_id",
+            "shadow": [Shadow(revision="shop-00002", percent=25, items_path="data[].id")],
+        }
+    )
+    desired = replace(desired, traffic=traffic)
+    assert desired.routable() == {"shop-00001", "shop-00002"}  # kept like a routed one
+    got = route_of(desired)
+    assert got is not None
+    assert got.split_by == ("query", "user_id")
+    assert got.shadows == (ShadowTarget("shop-00002", 25, "data[].id"),)

@@ -496,7 +496,7 @@ class HAProxyRouter:
         wanted = sticky_sources(table)
         if not wanted <= set(self._sticky):
             # a sticky key HAProxy does not read yet: its fetch is configuration
-            self._sticky = sorted(wanted | set(self._sticky))
+            self._sticky += sorted(wanted - set(self._sticky))  # the indexes in use stay
             slots, entries = layout(resolved, sticky_entries(table, self._sticky))
             await self._reload(slots, entries)
         extra = sticky_entries(table, self._sticky)
@@ -526,7 +526,7 @@ class HAProxyRouter:
         assert self._dir is not None
         table = self.python.table
         resolved = await self._resolve(plan_routes(table, self.domain))
-        self._sticky = sorted(sticky_sources(table) | set(self._sticky))
+        self._sticky += sorted(sticky_sources(table) - set(self._sticky))
         slots, entries = layout(resolved, sticky_entries(table, self._sticky))
         (self._dir / "routes.map").write_text(map_text(entries))
         current = self._current
