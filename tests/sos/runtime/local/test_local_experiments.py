@@ -145,6 +145,20 @@ async def test_both_data_paths_send_every_key_to_the_same_revision(
     assert not routers[1].python.connections  # type: ignore[attr-defined]
     share = Counter(python.values())["shop-00001"] / count * 100
     assert abs(share - 70) <= (2 if count >= 1000 else 5), share
+    # the access metrics count keyed requests per revision, as any (HAProxy: from its log)
+    for router in routers:
+        want = [
+            f'sos_requests_total{{code="2xx",revision="{rev}",service="shop",tag=""}} {n}.0'
+            for rev, n in Counter(python.values()).items()
+        ]
+        deadline = time.monotonic() + 15
+        while True:
+            async with httpx.AsyncClient() as client:
+                text = (await client.get(f"http://127.0.0.1:{router.port}/metrics")).text
+            if all(line in text for line in want) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert all(line in text for line in want), (router.data_path, want)
     # the same key again: the same revision (sticky), on both paths
     assert await revisions(routers[1], source, name, keys[:20]) == {k: python[k] for k in keys[:20]}
 
