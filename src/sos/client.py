@@ -36,6 +36,7 @@ from sos.errors import (
 )
 from sos.models import (
     ArtifactMetadata,
+    Build,
     DeployResult,
     DesiredService,
     HistoryEntry,
@@ -411,10 +412,15 @@ class Client:
         params: dict[str, Any] = {"tail": tail, "follow": str(follow).lower()}
         if revision is not None:
             params["revision"] = _ref(name, revision)
+        for data in self._ndjson(f"/services/{_q(name)}/logs", params, "log stream"):
+            yield LogRecord.model_validate(data)
+
+    def _ndjson(self, path: str, params: dict[str, Any], what: str) -> Iterator[Any]:
+        """The JSON lines a streamed response holds, as they come (no read timeout)."""
         try:
             with self._http.stream(
                 "GET",
-                f"{API}/services/{_q(name)}/logs",
+                API + path,
                 params=params,
                 timeout=httpx.Timeout(self._http.timeout.connect, read=None),
             ) as response:
@@ -423,10 +429,10 @@ class Client:
                     raise self._error(response)
                 for line in response.iter_lines():
                     if line.strip():
-                        yield LogRecord.model_validate(json.loads(line))
+                        yield json.loads(line)
         except httpx.TransportError as exc:
             raise ServerUnavailableError(
-                f"lost the log stream from {self.url} ({exc.__class__.__name__}: {exc})"
+                f"lost the {what} from {self.url} ({exc.__class__.__name__}: {exc})"
             ) from None
 
     # ------------------------------------------------------------------ auth
@@ -551,3 +557,129 @@ class Client:
             raise ValidationError(f"the bytes downloaded for {digest} do not match it; try again")
         partial.replace(target)
         return target
+
+    # ------------------------------------------------------------------ remote builds
+
+    def start_build(
+        self,
+        path: str | Path,
+        *,
+        type: str | None = None,
+        frozen: bool = False,
+        progress: Any = None,
+    ) -> Build:
+        """Check the project in ``path`` here (every integrity check of ``sos build``, so
+        a broken project fails at once), pack its source (``sos.build.source``) and upload
+        it: the server queues its build. Returns the queued ``Build``."""
+        from sos.build.api import inspect_project
+        from sos.build.source import pack_source
+
+        root = Path(path).resolve()
+        _begin(progress, "Check the project")
+        project = inspect_project(root, type=type)
+        _end(progress, "Check the project", f"{project.builder} {project.name or ''}".strip())
+        _begin(progress, "Pack and upload the source")
+        packed = pack_source(root)
+        response = self._request(
+            "POST",
+            "/builds",
+            content=packed.data,
+            params={"type": type or project.builder, "frozen": str(frozen).lower()},
+            headers={
+                "Content-Type": "application/octet-stream",
+                "X-SOS-Source-Digest": packed.digest,
+            },
+        )
+        _end(
+            progress,
+            "Pack and upload the source",
+            f"{len(packed.files)} files, {packed.size} bytes",
+        )
+        return Build.model_validate(response.json())
+
+    def get_build(self, build_id: str) -> Build:
+        return self._get(f"/builds/{_q(build_id)}", Build)
+
+    def list_builds(self) -> list[Build]:
+        """The builds this token may see (its team's and its own; admins all), newest first."""
+        return self._list("/builds", Build)
+
+    def cancel_build(self, build_id: str) -> Build:
+        """Take a queued build out of the queue, or stop a running one."""
+        return Build.model_validate(self._request("POST", f"/builds/{_q(build_id)}/cancel").json())
+
+    def build_events(self, build_id: str, *, follow: bool = True) -> Iterator[dict[str, Any]]:
+        """The build's events (``plan``, ``begin``, ``output``, ``end``, ``state``), from its
+        start; with ``follow``, until it ends."""
+        params = {"follow": str(follow).lower()}
+        yield from self._ndjson(f"/builds/{_q(build_id)}/log", params, "build log stream")
+
+    def build_log(self, build_id: str) -> str:
+        """The build's log as text (what its tools printed, and the steps)."""
+        return "\n".join(
+            str(e["line"]) for e in self.build_events(build_id, follow=False) if "line" in e
+        )
+
+    def wait_build(self, build_id: str, *, progress: Any = None) -> Build:
+        """Follow the build's log until it ends, telling ``progress`` (a
+        ``sos.build.BuildProgress``) what happens; returns the finished ``Build``."""
+        queued: str | None = None
+        for event in self.build_events(build_id, follow=True):
+            kind = event.get("event")
+            if progress is None:
+                continue
+            if kind == "state":
+                if queued is not None:
+                    _end(progress, queued)
+                    queued = None
+                if event.get("state") == "queued":
+                    queued = f"Queued (position {event.get('position')})"
+                    _begin(progress, queued)
+            elif kind == "plan":
+                progress.plan([str(s) for s in event.get("steps", [])])
+            elif kind == "begin":
+                progress.begin(str(event.get("step", "")))
+            elif kind == "end":
+                progress.end(str(event.get("step", "")), str(event.get("detail", "")))
+            elif kind == "output":
+                progress.output(str(event.get("line", "")))
+        return self.get_build(build_id)
+
+    def build(
+        self,
+        path: str | Path,
+        *,
+        remote: bool = True,
+        type: str | None = None,
+        frozen: bool = False,
+        progress: Any = None,
+    ) -> Build:
+        """Build the project in ``path`` on the server (``remote``: the only kind this
+        client starts; ``sos.build.build`` builds here) and wait for it. Returns the
+        succeeded ``Build`` (its ``artifact`` is in the store); raises
+        ``sos.build.BuildFailedError`` with the reason and the end of the log otherwise."""
+        if not remote:
+            raise ValidationError(
+                "Client.build builds on the server; build here with sos.build.build(path)"
+            )
+        from sos.build.errors import BuildFailedError
+
+        started = self.start_build(path, type=type, frozen=frozen, progress=progress)
+        done = self.wait_build(started.id, progress=progress)
+        if done.state != "succeeded":
+            tail = self.build_log(done.id).splitlines()[-30:]
+            raise BuildFailedError(
+                f"remote build {done.id} {done.state.replace('_', ' ')}: {done.reason}",
+                output="\n".join(tail),
+            )
+        return done
+
+
+def _begin(progress: Any, step: str) -> None:
+    if progress is not None:
+        progress.begin(step)
+
+
+def _end(progress: Any, step: str, detail: str = "") -> None:
+    if progress is not None:
+        progress.end(step, detail)

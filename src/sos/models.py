@@ -38,6 +38,9 @@ __all__ = [
     "Artifact",
     "ArtifactMetadata",
     "Autoscaling",
+    "Build",
+    "BuildState",
+    "BuildStep",
     "Condition",
     "DeployRequest",
     "DeployResult",
@@ -1083,6 +1086,49 @@ class ServerInfo(_Model):
     version: str
     backend: str = Field(description="local, knative, ...")
     isolation: str = Field(description="How the code of different teams is kept apart")
+
+
+# --------------------------------------------------------------------------- builds
+
+BuildState = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+#: the states a build never leaves
+BUILD_DONE: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+
+
+class BuildStep(_Model):
+    """One step of a build (``Inspect the project``, ``Resolve dependencies``...)."""
+
+    name: str
+    state: Literal["pending", "running", "done", "failed"] = "pending"
+    detail: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Build(_Model):
+    """A remote build: a project's packed source, built on the server into an artifact
+    (``POST /api/v1/builds``)."""
+
+    id: str
+    state: BuildState
+    source_digest: str = Field(description="sha256:<hex> of the uploaded source archive")
+    source_size: int = Field(ge=0)
+    created_by: str = Field(description="The token that started it")
+    team: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    position: int | None = Field(
+        default=None, description="Place in the queue while queued (1: next to start)"
+    )
+    type: str | None = Field(default=None, description="python, node, go, jvm; None: detected")
+    frozen: bool = False
+    builder: str = Field(default="", description="Where it runs: sandbox, process, knative")
+    steps: list[BuildStep] = Field(default_factory=list)
+    artifact: ArtifactMetadata | None = None
+    reason: str | None = Field(default=None, description="Why it failed, stopped or timed out")
+    log_digest: str | None = None
+    timeout_seconds: float | None = None
 
 
 class LogRecord(_Model):

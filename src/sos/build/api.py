@@ -15,9 +15,11 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import logging
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -189,10 +191,11 @@ def build(
                 _check_identity(project, project.name, project.version)
             project = builder.lock(project, ctx, frozen=frozen)
             log.write(f"project {project.name or '?'} {project.version or '?'}")
+            source_fingerprint = fingerprint(root, builder.ignored_dirs)
             key = stable_key(
                 CACHE_FORMAT,
                 builder.name,
-                fingerprint(root, builder.ignored_dirs),
+                source_fingerprint,
                 builder.cache_inputs(project, ctx),
             )
         cached = None
@@ -211,6 +214,7 @@ def build(
         if cached is None and use_cache:
             _remember(cache, key, built)
         with ctx.step(RECORD_STEP):
+            built.extra["provenance"] = _provenance(built, ctx, source_fingerprint, log)
             result = _record(project, built, out, catalog, clock, created_by, log)
         log.write(f"done: {result.path} ({result.metadata.digest})")
         return BuildResult(
@@ -236,6 +240,26 @@ def build(
         log.close()
         if not os.environ.get("SOS_KEEP_BUILD_DIR"):
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _provenance(
+    built: BuiltArtifact, ctx: BuildContext, source_fingerprint: str, log: BuildLog
+) -> dict[str, object]:
+    """Where an artifact came from: its source, its builder, the packages it holds and
+    the digest of its build log (up to this point). A remote build replaces ``builder``
+    and adds the uploaded source's digest (``sos.server.builds``)."""
+    packages = built.extra.get("packages") or []
+    return {
+        "source_fingerprint": "sha256:" + source_fingerprint.removeprefix("sha256:"),
+        "builder": {
+            "kind": "local",
+            "host": f"{platform.system().lower()}-{platform.machine()}",
+            "interpreter": ctx.python if built.runtime_version else "",
+            "runtime_version": built.runtime_version,
+        },
+        "dependencies": packages if isinstance(packages, list) else [],
+        "log_digest": "sha256:" + hashlib.sha256(log.path.read_bytes()).hexdigest(),
+    }
 
 
 def _remember(cache: BuildCache, key: str, built: BuiltArtifact) -> None:

@@ -3,6 +3,8 @@
 ::
 
     sos build [DIR] [--type python|node|go|jvm] [--out DIR] [--json] [--push] [--frozen]
+    sos build --remote [DIR]      # checked here, built on the server (SOS_BUILD_REMOTE=1)
+    sos builds [ID] [--log] [--cancel]   # remote builds: list, one, its log, cancel
     sos push FILE                 # FILE from sos build, with FILE.json beside it
     sos artifacts [NAME]          # on the server; --local for this machine's builds
 
@@ -14,6 +16,7 @@ on stderr; ``--frozen`` refuses a missing or stale lock instead.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -36,7 +39,7 @@ from sos.build.api import BuildResult, build, read_metadata
 from sos.cli import app
 from sos.cli._output import JsonOption, console, emit_json, fail, handle_errors, stderr, table
 from sos.errors import SOSError
-from sos.models import ArtifactMetadata
+from sos.models import ArtifactMetadata, Build
 
 __all__ = ["RichProgress"]
 
@@ -66,7 +69,11 @@ class RichProgress:
         self._progress.stop()
 
     def plan(self, steps: list[str]) -> None:
-        self._task = self._progress.add_task("Building", total=len(steps), tail="")
+        if self._task is None:
+            self._task = self._progress.add_task("Building", total=len(steps), tail="")
+        else:  # a remote build: its steps follow the ones done here
+            done = self._progress.tasks[0].completed
+            self._progress.update(self._task, total=done + len(steps))
 
     def begin(self, step: str) -> None:
         self._started[step] = time.monotonic()
@@ -146,6 +153,12 @@ def build_command(
     no_cache: bool = typer.Option(
         False, "--no-cache", help="Build again even if the source is unchanged."
     ),
+    remote: bool | None = typer.Option(
+        None,
+        "--remote/--local",
+        help="Build on the server, on the runtime's own Python (default: SOS_BUILD_REMOTE, "
+        "else local). The project is checked here first; the artifact goes to the store.",
+    ),
 ) -> None:
     """Build the project in DIR into a self-contained artifact.
 
@@ -153,6 +166,11 @@ def build_command(
     into a lock file beside the manifest (requirements.lock, package-lock.json) that later
     builds reuse: commit it.
     """
+    if remote is None:
+        remote = os.environ.get("SOS_BUILD_REMOTE", "").strip().lower() in ("1", "true", "yes")
+    if remote:
+        _remote_build(directory, type=type, frozen=frozen, as_json=as_json)
+        return
     with RichProgress() as progress:
         result = build(
             directory,
@@ -191,6 +209,98 @@ def build_command(
         )
 
 
+def _remote_build(directory: Path, *, type: str | None, frozen: bool, as_json: bool) -> None:
+    from sos.cli._output import client
+
+    with client() as api, RichProgress() as progress:
+        done = api.build(directory, type=type, frozen=frozen, progress=progress)
+    if as_json:
+        emit_json(done)
+        return
+    meta = done.artifact
+    assert meta is not None
+    console.print(
+        "[bold green]built on the server[/] "
+        + escape(
+            f"{meta.name} {meta.version} ({meta.language} {meta.runtime_version}, "
+            f"{human_size(meta.size)})"
+        ),
+        markup=True,
+    )
+    console.print(f"  build     {done.id} ({done.builder})")
+    console.print(f"  digest    {meta.digest}")
+    console.print(f"  source    {done.source_digest} ({human_size(done.source_size)})")
+    console.print(f"  log       sos builds {done.id} --log")
+    console.print(f"  deploy    Artifact(name={meta.name!r}, version={meta.version!r})")
+
+
+def _build_rows(items: list[Build]) -> list[list[str]]:
+    rows = []
+    for b in items:
+        took = ""
+        if b.started_at is not None and b.finished_at is not None:
+            took = f"{(b.finished_at - b.started_at).total_seconds():.1f}s"
+        what = f"{b.artifact.name} {b.artifact.version}" if b.artifact is not None else ""
+        state = b.state + (f" #{b.position}" if b.position is not None else "")
+        rows.append(
+            [
+                b.id,
+                state,
+                what,
+                took,
+                b.created_by,
+                f"{b.created_at:%Y-%m-%d %H:%M}",
+                b.reason or "",
+            ]
+        )
+    return rows
+
+
+@app.command("builds")
+@handle_errors
+def builds_command(
+    build_id: str | None = typer.Argument(None, help="One build (all without)."),
+    log: bool = typer.Option(False, "--log", help="Print its log (following it while it runs)."),
+    cancel: bool = typer.Option(False, "--cancel", help="Cancel it."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Remote builds (sos build --remote): state, steps, artifact, log; cancel one."""
+    from sos.cli._output import client
+
+    with client() as api:
+        if build_id is None:
+            items = api.list_builds()
+            if as_json:
+                emit_json(items)
+                return
+            table(
+                None,
+                ["ID", "STATE", "ARTIFACT", "TOOK", "BY", "STARTED", "REASON"],
+                _build_rows(items),
+            )
+            return
+        if cancel:
+            done = api.cancel_build(build_id)
+        elif log:
+            for event in api.build_events(build_id, follow=True):
+                if event.get("event") == "output":
+                    console.print(str(event.get("line", "")), markup=False, highlight=False)
+                elif event.get("event") == "begin":
+                    console.print(f"== {event.get('step', '')}", markup=False, highlight=False)
+            return
+        else:
+            done = api.get_build(build_id)
+    if as_json:
+        emit_json(done)
+        return
+    table(None, ["ID", "STATE", "ARTIFACT", "TOOK", "BY", "STARTED", "REASON"], _build_rows([done]))
+    for step in done.steps:
+        took = ""
+        if step.started_at is not None and step.finished_at is not None:
+            took = f" {(step.finished_at - step.started_at).total_seconds():.1f}s"
+        console.print(escape(f"  {step.state:8} {step.name}{took} {step.detail}".rstrip()))
+
+
 @app.command("push")
 @handle_errors
 def push_command(
@@ -227,9 +337,26 @@ def _artifact_rows(items: list[ArtifactMetadata]) -> list[list[str]]:
                 m.digest.removeprefix("sha256:")[:12],
                 f"{when:%Y-%m-%d %H:%M}",
                 m.pushed_by or m.created_by,
+                _provenance(m),
             ]
         )
     return rows
+
+
+def _provenance(meta: ArtifactMetadata) -> str:
+    """``remote bubblewrap src 89b958e471aa log 0d940a89d417`` from ``extra.provenance``."""
+    prov = meta.extra.get("provenance")
+    if not isinstance(prov, dict):
+        return ""
+    found = prov.get("builder")
+    builder: dict[str, object] = found if isinstance(found, dict) else {}
+    source = str(prov.get("source_digest") or prov.get("source_fingerprint") or "")
+    parts = [str(builder.get("kind", "")), str(builder.get("where", builder.get("host", "")))]
+    if source:
+        parts.append("src " + source.removeprefix("sha256:")[:12])
+    if prov.get("log_digest"):
+        parts.append("log " + str(prov["log_digest"]).removeprefix("sha256:")[:12])
+    return " ".join(p for p in parts if p)
 
 
 @app.command("artifacts")
@@ -260,5 +387,6 @@ def artifacts_command(
         "DIGEST",
         "PUSHED" if not local else "BUILT",
         "BY",
+        "PROVENANCE",
     ]
     table(None, columns, _artifact_rows(items))

@@ -44,7 +44,12 @@ API_PREFIX = "/api/v1"
 #: A module's ``router`` (an APIRouter) is mounted under /api/v1; its optional
 #: ``configure(state: ServerState) -> None`` runs at start-up before the backend is created,
 #: to set ``state.resolver``, ``state.artifact_path``, ``state.extra``.
-ROUTER_MODULES: list[str] = ["sos.server.artifacts", "sos.server.metrics", "sos.server.rollouts"]
+ROUTER_MODULES: list[str] = [
+    "sos.server.artifacts",
+    "sos.server.builds",
+    "sos.server.metrics",
+    "sos.server.rollouts",
+]
 
 
 @dataclass(frozen=True)

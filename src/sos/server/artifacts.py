@@ -62,7 +62,7 @@ from sos.store.artifacts import ArtifactTable
 if TYPE_CHECKING:
     from sos.server.app import ServerState
 
-__all__ = ["ArtifactService", "StoreResolver", "configure", "router"]
+__all__ = ["ArtifactService", "StoreResolver", "configure", "router", "store_file"]
 
 log = logging.getLogger(__name__)
 
@@ -303,6 +303,53 @@ async def push_artifact(
     if not created:
         response.status_code = status.HTTP_200_OK
     log.info("artifact %s %s %s by %s", name, version, blob.digest, token.name)
+    return recorded
+
+
+def store_file(
+    state: ServerState, file: Path, fields: dict[str, Any], token: Token
+) -> ArtifactMetadata:
+    """Put an artifact the server made itself (a remote build's) in the store, under the
+    rules of a push by ``token``: who may push the name, immutable versions, safe zips."""
+    from sos.artifacts.base import file_digest
+    from sos.artifacts.catalog import check_immutable
+
+    service = state.extra.get("artifacts")
+    if service is None:
+        configure(state)
+        service = state.extra["artifacts"]
+    assert isinstance(service, ArtifactService)
+    name, version = str(fields["name"]), str(fields["version"])
+    check_name(name)
+    check_version(version)
+    team = _may_push(token, name, service.table)
+    digest = file_digest(file)
+    existing = service.table.get(name, version)
+    if existing is not None and existing.digest == digest:
+        return existing
+    if existing is not None:
+        check_immutable(existing, digest)
+    upload = service.store.begin_upload(max_size=service.max_bytes)
+    try:
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
+                upload.write(chunk)
+        blob = upload.commit(digest)
+    finally:
+        upload.close()
+    try:
+        fields = {**fields, "digest": blob.digest, "size": blob.size}
+        fields.pop("pushed_by", None)
+        fields.pop("pushed_at", None)
+        meta = ArtifactMetadata.model_validate(fields)
+        if meta.language in ZIP_LANGUAGES:
+            _check_zip(service, blob.digest, f"{name} {version}")
+        recorded, _ = service.table.add(meta, pushed_by=token.name, team=team)
+    except (ValidationError, ConflictError, PydanticValidationError):
+        if blob.created and not service.table.digest_in_use(blob.digest):
+            service.store.delete(blob.digest)
+        raise
+    log.info("artifact %s %s %s built for %s", name, version, blob.digest, token.name)
     return recorded
 
 

@@ -5,7 +5,8 @@ it has no valid token (a 300 MiB body to an unauthenticated request once was rea
 parsed first). JSON bodies are capped (``SOS_MAX_REQUEST_BYTES``, default 1 MiB): a larger
 Content-Length is a 413 at once, and a chunked body is cut off with a 413 as soon as it
 passes the cap. Artifact uploads have their own, larger limit
-(``SOS_MAX_ARTIFACT_BYTES``, streamed to disk by the artifact routes).
+(``SOS_MAX_ARTIFACT_BYTES``, streamed to disk by the artifact routes), and so do the
+sources of remote builds (``SOS_MAX_SOURCE_BYTES``, ``sos.server.builds``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _ARTIFACT_UPLOAD = re.compile(r"^/api/v1/artifacts/[^/]+/[^/]+$")
+_SOURCE_UPLOAD = "/api/v1/builds"
 DEFAULT_MAX_REQUEST_BYTES = 1 << 20
 
 
@@ -81,6 +83,9 @@ class RequestGuard:
             return
         if _ARTIFACT_UPLOAD.match(str(scope["path"])) and scope["method"] == "PUT":
             await self.app(scope, receive, send)  # its own limit, streamed to disk
+            return
+        if scope["path"] == _SOURCE_UPLOAD and scope["method"] == "POST":
+            await self.app(scope, receive, send)  # remote builds' source: the same
             return
         if length.isdigit() and int(length) > self.max_bytes:
             await _answer(send, _too_large(int(length), self.max_bytes))

@@ -1,0 +1,725 @@
+"""Remote builds: a project's packed source, built on the server into an artifact.
+
+::
+
+    POST /api/v1/builds[?type=&frozen=]   body: the source (sos.build.source), streamed
+         X-SOS-Source-Digest: sha256:<hex>  what the bytes must hash to (else 422)
+         -> 201 the Build, queued (its place in the queue in ``position``)
+    GET  /api/v1/builds                    the builds this token may see, newest first
+    GET  /api/v1/builds/{id}               state, steps with times, the artifact it made
+    GET  /api/v1/builds/{id}/log[?follow=] its events as NDJSON (plan, begin, output, end,
+                                           state), following until it ends
+    POST /api/v1/builds/{id}/cancel        a queued build leaves the queue, a running one
+                                           is stopped
+
+A build goes ``queued`` -> ``running`` -> ``succeeded`` | ``failed`` | ``cancelled`` |
+``timed_out``. At most ``SOS_BUILD_CONCURRENCY`` (default 2) run at once, the rest wait
+in order; each may run ``SOS_BUILD_TIMEOUT_SECONDS`` (default 1800), then it is stopped
+with that reason. The builder is ``sos.server.build_sandbox``: a clean, sandboxed
+environment of the runtime's Python, never the server's own. A build that succeeds puts
+its artifact in the artifact store (as ``sos push`` would, under the same rules: a pushed
+version is immutable, a name belongs to its team), with its provenance in
+``extra.provenance``: the source digest, the builder, the resolved packages and the
+digest of the build log.
+
+Who may: writers and admins start builds (readers get a 403 before a byte is read);
+every token sees the builds of its own team and its own (admins all); cancelling takes a
+writer of the build's team or an admin. Uploads above ``SOS_MAX_SOURCE_BYTES`` (default
+64 MiB) are a 413.
+
+Records live under ``DATA_DIR/builds/records`` (one JSON file per build, and its event
+log): they outlive the server; builds that were queued or running when it stopped are
+failed with that reason when it starts again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Header, Query, Request, status
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from sos.artifacts.base import CHUNK_SIZE
+from sos.artifacts.safety import check_digest
+from sos.build.source import max_source_bytes, unpack_source
+from sos.errors import (
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    SOSError,
+    ValidationError,
+)
+from sos.models import BUILD_DONE, ArtifactMetadata, Build, BuildStep, Token
+from sos.server.auth import Principal
+from sos.server.background import seconds_from_env
+from sos.server.build_sandbox import BuilderEnvironment
+from sos.server.errors import ERROR_RESPONSES
+
+if TYPE_CHECKING:
+    from sos.server.app import ServerState
+
+__all__ = ["BuildService", "configure", "router"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 2
+DEFAULT_TIMEOUT = 1800.0
+REQUEST_FILE = "request.json"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _concurrency() -> int:
+    raw = os.environ.get("SOS_BUILD_CONCURRENCY", "").strip()
+    if not raw:
+        return DEFAULT_CONCURRENCY
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise ValidationError(f"SOS_BUILD_CONCURRENCY={raw!r} must be a number from 1 to 64")
+    return int(raw)
+
+
+class _Running:
+    """A build's driver process while it runs."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[str] | None = None
+        self.stop_reason: tuple[str, str] | None = None  # (state, reason)
+        self.lock = threading.Lock()
+
+    def stop(self, state: str, reason: str) -> None:
+        with self.lock:
+            if self.stop_reason is None:
+                self.stop_reason = (state, reason)
+            process = self.process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+class BuildService:
+    """The queue, the workers and the records of remote builds (see the module doc)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        builder: BuilderEnvironment | None = None,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+        max_source: int | None = None,
+        publish: Callable[[Build, Path, dict[str, Any], Token], ArtifactMetadata] | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        self.root = root
+        self.records = root / "records"
+        self.work_root = root / "work"
+        self.records.mkdir(parents=True, exist_ok=True)
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        self.builder = builder or BuilderEnvironment(root)
+        self.concurrency = concurrency or _concurrency()
+        self.timeout = timeout or seconds_from_env(
+            "SOS_BUILD_TIMEOUT_SECONDS", DEFAULT_TIMEOUT, 1, 24 * 3600
+        )
+        self.max_source = max_source or max_source_bytes()
+        self.publish = publish
+        self.environ = dict(os.environ if environ is None else environ)
+        self._lock = threading.Condition()
+        self._builds: dict[str, Build] = {}
+        self._tokens: dict[str, Token] = {}
+        self._queue: collections.deque[str] = collections.deque()
+        self._running: dict[str, _Running] = {}
+        self._workers: list[threading.Thread] = []
+        self._closed = False
+        self._ready = False
+        self._load()
+
+    # ---- records
+
+    def _record_file(self, build_id: str) -> Path:
+        return self.records / f"{build_id}.json"
+
+    def events_file(self, build_id: str) -> Path:
+        return self.records / f"{build_id}.events.ndjson"
+
+    def log_file(self, build_id: str) -> Path:
+        return self.records / f"{build_id}.log"
+
+    def _load(self) -> None:
+        for file in sorted(self.records.glob("*.json")):
+            try:
+                build = Build.model_validate_json(file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if build.state not in BUILD_DONE:
+                build.state = "failed"
+                build.reason = "the server stopped while this build was queued or running"
+                build.finished_at = _now()
+                build.position = None
+                self._save(build)
+            self._builds[build.id] = build
+
+    def _save(self, build: Build) -> None:
+        file = self._record_file(build.id)
+        tmp = file.with_suffix(".tmp")
+        tmp.write_text(build.model_dump_json(indent=1), encoding="utf-8")
+        tmp.replace(file)
+
+    def _event(self, build_id: str, **event: Any) -> None:
+        event.setdefault("at", _now().isoformat())
+        with self.events_file(build_id).open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(event) + "\n")
+
+    # ---- the API's operations
+
+    def submit(
+        self,
+        source: Path,
+        digest: str,
+        token: Token,
+        *,
+        type: str | None = None,
+        frozen: bool = False,
+    ) -> Build:
+        """Queue a build of the source archive at ``source`` (moved under the service)."""
+        build_id = _now().strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        work = self.work_root / build_id
+        work.mkdir(parents=True)
+        source.replace(work / "source.tar.gz")
+        build = Build(
+            id=build_id,
+            state="queued",
+            source_digest=digest,
+            source_size=(work / "source.tar.gz").stat().st_size,
+            created_by=token.name,
+            team=token.team,
+            created_at=_now(),
+            type=type,
+            frozen=frozen,
+            builder=self.builder.isolation,
+            timeout_seconds=self.timeout,
+        )
+        with self._lock:
+            if self._closed:
+                raise SOSError("the server is shutting down; start the build again")
+            self._builds[build_id] = build
+            self._tokens[build_id] = token
+            self._queue.append(build_id)
+            self._positions()
+            self._save(build)
+            self._event(build_id, event="state", state="queued", position=build.position)
+            self._start_workers()
+            self._lock.notify()
+            return build.model_copy(deep=True)
+
+    def get(self, build_id: str, token: Token) -> Build:
+        with self._lock:
+            build = self._builds.get(build_id)
+            if build is None or not _may_see(token, build):
+                raise NotFoundError(f"no build {build_id!r}", details={"id": build_id})
+            return build.model_copy(deep=True)
+
+    def list(self, token: Token) -> list[Build]:
+        with self._lock:
+            seen = [b.model_copy(deep=True) for b in self._builds.values() if _may_see(token, b)]
+        return sorted(seen, key=lambda b: b.created_at, reverse=True)
+
+    def cancel(self, build_id: str, token: Token) -> Build:
+        with self._lock:
+            build = self._builds.get(build_id)
+            if build is None or not _may_see(token, build):
+                raise NotFoundError(f"no build {build_id!r}", details={"id": build_id})
+            _may_change(token, build)
+            if build.state in BUILD_DONE:
+                return build.model_copy(deep=True)
+            reason = f"cancelled by {token.name}"
+            if build_id in self._queue:
+                self._queue.remove(build_id)
+                self._finish(build, "cancelled", reason)
+                self._positions()
+                return build.model_copy(deep=True)
+            running = self._running.get(build_id)
+        if running is not None:
+            running.stop("cancelled", reason)
+        for _ in range(100):  # until its worker has recorded the end
+            with self._lock:
+                if build.state in BUILD_DONE:
+                    break
+            time.sleep(0.05)
+        with self._lock:
+            return build.model_copy(deep=True)
+
+    def is_done(self, build_id: str) -> bool:
+        with self._lock:
+            build = self._builds.get(build_id)
+            return build is None or build.state in BUILD_DONE
+
+    def close(self) -> None:
+        """Stop: queued builds are cancelled, running ones stopped (the server is going)."""
+        with self._lock:
+            self._closed = True
+            for build_id in list(self._queue):
+                self._finish(self._builds[build_id], "cancelled", "the server stopped")
+            self._queue.clear()
+            running = list(self._running.values())
+            self._lock.notify_all()
+        for item in running:
+            item.stop("failed", "the server stopped during the build")
+        for worker in self._workers:
+            worker.join(timeout=10)
+
+    # ---- the queue
+
+    def _positions(self) -> None:
+        for place, build_id in enumerate(self._queue, start=1):
+            build = self._builds[build_id]
+            if build.position != place:
+                build.position = place
+                self._save(build)
+
+    def _start_workers(self) -> None:
+        if self._workers:
+            return
+        for number in range(self.concurrency):
+            worker = threading.Thread(target=self._work, name=f"sos-build-{number}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._lock.wait()
+                if self._closed:
+                    return
+                build_id = self._queue.popleft()
+                build = self._builds[build_id]
+                token = self._tokens.pop(build_id)
+                running = _Running()
+                self._running[build_id] = running
+                build.state = "running"
+                build.position = None
+                build.started_at = _now()
+                self._positions()
+                self._save(build)
+            self._event(build_id, event="state", state="running")
+            try:
+                self._run(build, token, running)
+            except Exception as exc:  # never lose a worker to one build
+                log.exception("build %s failed unexpectedly", build_id)
+                with self._lock:
+                    self._finish(build, "failed", f"the server could not run the build: {exc}")
+            finally:
+                with self._lock:
+                    self._running.pop(build_id, None)
+                if not os.environ.get("SOS_KEEP_BUILD_DIR"):
+                    shutil.rmtree(self.work_root / build_id, ignore_errors=True)
+
+    def _finish(self, build: Build, state: str, reason: str | None) -> None:
+        """Record the end (the caller holds the lock)."""
+        build.state = state  # type: ignore[assignment]
+        build.reason = reason
+        build.position = None
+        build.finished_at = _now()
+        for step in build.steps:
+            if step.state == "running":
+                step.state = "failed"
+                step.finished_at = build.finished_at
+        log_file = self.log_file(build.id)
+        if log_file.exists():
+            build.log_digest = "sha256:" + hashlib.sha256(log_file.read_bytes()).hexdigest()
+        self._save(build)
+        self._event(build.id, event="state", state=state, reason=reason)
+        self._lock.notify_all()
+
+    # ---- one build
+
+    def _run(self, build: Build, token: Token, running: _Running) -> None:
+        work = self.work_root / build.id / "work"
+        self._log(build.id, f"build {build.id}: source {build.source_digest}")
+        try:
+            self.builder.ensure()
+            unpack_source(
+                self.work_root / build.id / "source.tar.gz",
+                work / "src",
+                max_bytes=self.max_source * 20,
+            )
+        except SOSError as exc:
+            with self._lock:
+                self._finish(build, "failed", exc.message)
+            return
+        (work / "out").mkdir()
+        command = self.builder.command(work, REQUEST_FILE, self.environ)
+        request = {
+            "source": f"{command.work}/src",
+            "out": f"{command.work}/out",
+            "type": build.type,
+            "frozen": build.frozen,
+            "python": command.python,
+            "created_by": token.name,
+        }
+        (work / REQUEST_FILE).write_text(json.dumps(request), encoding="utf-8")
+        self.builder.prepare_work(work)
+        self._log(build.id, f"builder: {self.builder.describe()}")
+        timer = threading.Timer(
+            self.timeout,
+            running.stop,
+            (
+                "timed_out",
+                f"the build did not finish within {self.timeout:g} s (SOS_BUILD_TIMEOUT_SECONDS)",
+            ),
+        )
+        with running.lock:
+            if running.stop_reason is None:
+                running.process = subprocess.Popen(
+                    command.argv,
+                    env=command.env,
+                    cwd=work,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    errors="replace",
+                    start_new_session=True,
+                )
+        process = running.process
+        outcome: dict[str, Any] | None = None
+        error: str | None = None
+        if process is not None:
+            timer.start()
+            try:
+                assert process.stdout is not None
+                for line in process.stdout:
+                    event = _parse(line)
+                    if event is None:
+                        self._output(build, line.rstrip("\n"))
+                    elif event["event"] == "result":
+                        outcome = event["result"]
+                    elif event["event"] == "error":
+                        error = str(event.get("message", "the build failed"))
+                        self._log(build.id, f"FAILED: {error}")
+                    else:
+                        self._step_event(build, event)
+                process.wait()
+            finally:
+                timer.cancel()
+        stopped = running.stop_reason
+        if stopped is not None:
+            self._log(build.id, f"stopped: {stopped[1]}")
+            with self._lock:
+                self._finish(build, stopped[0], stopped[1])
+            return
+        if outcome is None or process is None or process.returncode != 0:
+            code = process.returncode if process is not None else None
+            with self._lock:
+                self._finish(build, "failed", error or f"the builder exited with code {code}")
+            return
+        self._publish(build, token, work, outcome)
+
+    def _publish(self, build: Build, token: Token, work: Path, outcome: dict[str, Any]) -> None:
+        log_text = str(outcome.pop("log_text", ""))
+        self._log(build.id, "== the build tools' log\n" + log_text.rstrip())
+        inside = Path(str(outcome["path"]))
+        artifact = work / "out" / inside.name
+        fields = {k: outcome[k] for k in ArtifactMetadata.model_fields if k in outcome}
+        meta = ArtifactMetadata.model_validate(fields)
+        log_digest = "sha256:" + hashlib.sha256(self.log_file(build.id).read_bytes()).hexdigest()
+        extra = dict(meta.extra)
+        provenance = dict(extra.get("provenance") or {})
+        provenance.update(
+            source_digest=build.source_digest,
+            builder={
+                "kind": "remote",
+                "where": self.builder.isolation,
+                "build": build.id,
+                "interpreter": f"python {self.builder.python.version}"
+                if meta.language == "python"
+                else meta.runtime_version,
+            },
+            log_digest=log_digest,
+        )
+        extra["provenance"] = provenance
+        meta = meta.model_copy(update={"extra": extra, "created_by": token.name})
+        try:
+            if self.publish is None:
+                raise SOSError("this server has no artifact store to publish builds to")
+            stored = self.publish(build, artifact, meta.model_dump(mode="json"), token)
+        except SOSError as exc:
+            self._log(build.id, f"FAILED: {exc.message}")
+            with self._lock:
+                self._finish(
+                    build, "failed", f"the artifact was built but not stored: {exc.message}"
+                )
+            return
+        self._event(
+            build.id,
+            event="output",
+            line=f"stored {stored.name} {stored.version} ({stored.digest})",
+        )
+        with self._lock:
+            build.artifact = stored
+            self._finish(build, "succeeded", None)
+            build.log_digest = log_digest
+            self._save(build)
+
+    def _log(self, build_id: str, text: str) -> None:
+        with self.log_file(build_id).open("a", encoding="utf-8") as handle:
+            handle.write(text.rstrip("\n") + "\n")
+        for line in text.splitlines():
+            self._event(build_id, event="output", line=line)
+
+    def _output(self, build: Build, line: str) -> None:
+        self._log(build.id, line)
+
+    def _step_event(self, build: Build, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        now = _now()
+        with self._lock:
+            if kind == "plan":
+                build.steps = [BuildStep(name=str(s)) for s in event.get("steps", [])]
+            elif kind in ("begin", "end"):
+                name = str(event.get("step", ""))
+                step = next((s for s in build.steps if s.name == name), None)
+                if step is None:
+                    step = BuildStep(name=name)
+                    build.steps.append(step)
+                if kind == "begin":
+                    step.state, step.started_at = "running", now
+                else:
+                    step.state, step.finished_at = "done", now
+                    step.detail = str(event.get("detail", ""))
+            self._save(build)
+        if kind == "output":
+            line = str(event.get("line", ""))
+            with self.log_file(build.id).open("a", encoding="utf-8") as handle:
+                handle.write("  | " + line + "\n")
+        elif kind == "begin":
+            with self.log_file(build.id).open("a", encoding="utf-8") as handle:
+                handle.write(f"== {event.get('step', '')}\n")
+        self._event(build.id, **event)
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+def _may_see(token: Token, build: Build) -> bool:
+    return (
+        token.role == "admin"
+        or build.created_by == token.name
+        or (build.team is not None and build.team == token.team)
+    )
+
+
+def _may_change(token: Token, build: Build) -> None:
+    if token.role == "admin":
+        return
+    if token.role == "reader":
+        raise PermissionDeniedError(
+            f"token {token.name!r} is read-only (role reader) and cannot cancel builds",
+            details={"role": token.role},
+        )
+    if build.created_by != token.name and build.team != token.team:
+        raise PermissionDeniedError(
+            f"build {build.id} belongs to team {build.team!r}; token {token.name!r} cannot "
+            "cancel it"
+        )
+
+
+# --------------------------------------------------------------------------- plug-in
+
+
+def _publisher(
+    state: ServerState,
+) -> Callable[[Build, Path, dict[str, Any], Token], ArtifactMetadata]:
+    def publish(build: Build, file: Path, fields: dict[str, Any], token: Token) -> ArtifactMetadata:
+        from sos.server.artifacts import store_file
+
+        return store_file(state, file, fields, token)
+
+    return publish
+
+
+def configure(state: ServerState) -> None:
+    """Start-up hook of this plug-in: the build service (its builder is made at the first
+    build)."""
+    state.extra["builds"] = BuildService(
+        state.settings.data_dir / "builds", publish=_publisher(state)
+    )
+
+
+def _service(request: Request) -> BuildService:
+    state = request.app.state.sos
+    service = state.extra.get("builds")
+    if service is None:
+        configure(state)
+        service = state.extra["builds"]
+    assert isinstance(service, BuildService)
+    return service
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        service = app.state.sos.extra.get("builds")
+        if isinstance(service, BuildService):
+            await run_in_threadpool(service.close)
+
+
+router = APIRouter(tags=["builds"], responses=ERROR_RESPONSES, lifespan=_lifespan)
+
+
+@router.post(
+    "/builds",
+    status_code=status.HTTP_201_CREATED,
+    summary="Upload a project's source and queue its build",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def start_build(
+    request: Request,
+    token: Principal,
+    type: Annotated[str | None, Query(max_length=32, description="python, node, go, jvm")] = None,
+    frozen: Annotated[bool, Query(description="Build only from committed lock files")] = False,
+    x_sos_source_digest: Annotated[
+        str | None, Header(description="sha256:<hex> of the body")
+    ] = None,
+    content_length: Annotated[int | None, Header()] = None,
+) -> Build:
+    if token.role == "reader":
+        raise PermissionDeniedError(
+            f"token {token.name!r} is read-only (role reader) and cannot start builds; ask "
+            "an admin for a writer token",
+            details={"role": token.role},
+        )
+    if not x_sos_source_digest:
+        raise ValidationError("X-SOS-Source-Digest is missing: send the sha256 of the source")
+    expected = check_digest(x_sos_source_digest)
+    service = _service(request)
+    limit = service.max_source
+    if content_length is not None and content_length > limit:
+        raise PayloadTooLargeError(
+            f"the source is {content_length} bytes, above the server's limit of {limit} bytes "
+            "(SOS_MAX_SOURCE_BYTES); list data and build output in .sosignore",
+            details={"limit": limit, "size": content_length},
+        )
+    uploads = service.root / "uploads"
+    uploads.mkdir(exist_ok=True)
+    target = uploads / f"{uuid.uuid4().hex}.tar.gz"
+    sha = hashlib.sha256()
+    size = 0
+    try:
+        with target.open("wb") as handle:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLargeError(
+                        f"the source is above the server's limit of {limit} bytes "
+                        "(SOS_MAX_SOURCE_BYTES)",
+                        details={"limit": limit},
+                    )
+                sha.update(chunk)
+                await run_in_threadpool(handle.write, chunk)
+        digest = "sha256:" + sha.hexdigest()
+        if digest != expected:
+            raise ValidationError(
+                f"the source uploaded hashes to {digest}, not {expected}: it was cut short "
+                "or changed on the way; try again"
+            )
+        return await run_in_threadpool(
+            service.submit, target, digest, token, type=type, frozen=frozen
+        )
+    finally:
+        target.unlink(missing_ok=True)
+
+
+@router.get("/builds", summary="Builds, newest first")
+def list_builds(request: Request, token: Principal) -> list[Build]:
+    return _service(request).list(token)
+
+
+@router.get("/builds/{build_id}", summary="One build: state, steps, artifact")
+def get_build(request: Request, token: Principal, build_id: str) -> Build:
+    return _service(request).get(build_id, token)
+
+
+@router.post("/builds/{build_id}/cancel", summary="Cancel a queued or running build")
+async def cancel_build(request: Request, token: Principal, build_id: str) -> Build:
+    return await run_in_threadpool(_service(request).cancel, build_id, token)
+
+
+@router.get(
+    "/builds/{build_id}/log",
+    response_class=StreamingResponse,
+    summary="The build's events as NDJSON (follow: until it ends)",
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+)
+async def build_log(
+    request: Request,
+    token: Principal,
+    build_id: str,
+    follow: Annotated[bool, Query(description="Keep streaming until the build ends")] = False,
+) -> StreamingResponse:
+    service = _service(request)
+    service.get(build_id, token)  # 404 unless this token may see it
+    events = service.events_file(build_id)
+
+    async def stream() -> AsyncIterator[bytes]:
+        offset = 0
+        while True:
+            done = service.is_done(build_id)
+            chunk = await run_in_threadpool(_read_from, events, offset)
+            if chunk:
+                cut = chunk.rfind(b"\n") + 1
+                if cut:
+                    offset += cut
+                    yield chunk[:cut]
+                    continue
+            if done or not follow:
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.05)
+
+    return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read(CHUNK_SIZE)
+    except FileNotFoundError:
+        return b""

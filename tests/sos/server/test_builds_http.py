@@ -1,0 +1,272 @@
+"""Remote builds over real HTTP: upload, queue, sandboxed build, the artifact in the store
+with its provenance, failure with the log, cancel, timeout, queue positions, who may, and
+a builder that never sees the server's environment."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from sos_server import RunningServer
+
+from sos.build.errors import BuildFailedError, ProjectError
+from sos.build.source import pack_source
+from sos.errors import NotFoundError, PayloadTooLargeError, PermissionDeniedError
+from sos.models import Build
+from sos.server.build_sandbox import BuilderEnvironment
+from sos.server.builds import BuildService, _publisher
+
+PROJECTS = Path(__file__).parents[1] / "build" / "projects"
+SENTINEL = "SOS_TEST_SERVER_ONLY"
+
+
+@pytest.fixture(scope="session")
+def builder(tmp_path_factory: pytest.TempPathFactory) -> BuilderEnvironment:
+    """One builder (its Python, toolkit and caches) for the session, as a server keeps."""
+    env = BuilderEnvironment(tmp_path_factory.mktemp("builder"))
+    env.ensure()
+    return env
+
+
+def build_server(
+    sos_server: Callable[..., RunningServer], builder: BuilderEnvironment, **options: object
+) -> RunningServer:
+    running = sos_server()
+    state = running.state
+    environ = {SENTINEL: "secret", "PATH": os.environ.get("PATH", "")}
+    environ.update({k: v for k, v in os.environ.items() if k.startswith("PIP_")})
+    state.extra["builds"] = BuildService(
+        state.settings.data_dir / "builds",
+        builder=builder,
+        publish=_publisher(state),
+        environ=environ,
+        **options,  # type: ignore[arg-type]
+    )
+    return running
+
+
+@pytest.fixture
+def server(sos_server: Callable[..., RunningServer], builder: BuilderEnvironment) -> RunningServer:
+    return build_server(sos_server, builder)
+
+
+def wsgi_project(tmp_path: Path, name: str, body: str, version: str = "1.0.0") -> Path:
+    """A WSGI project with no dependencies whose module runs ``body`` when it is
+    imported (the build's app check imports it, in the builder)."""
+    root = tmp_path / name
+    (root / "svc").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = []\n\n'
+        '[tool.sos]\napp = "svc.web:app"\n'
+    )
+    (root / "svc" / "__init__.py").write_text("")
+    (root / "svc" / "web.py").write_text(
+        f"{body}\n\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'ok']\n"
+    )
+    return root
+
+
+def slow_project(tmp_path: Path, name: str) -> Path:
+    return wsgi_project(tmp_path, name, "import time\ntime.sleep(120)")
+
+
+def wait_state(client: object, build_id: str, *states: str, within: float = 120) -> Build:
+    deadline = time.monotonic() + within
+    while True:
+        build = client.get_build(build_id)  # type: ignore[attr-defined]
+        if build.state in states:
+            return build  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, f"build {build_id} stayed {build.state}"
+        time.sleep(0.1)
+
+
+def test_remote_build_stores_the_artifact_with_its_provenance(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    root = tmp_path / "tick"
+    shutil.copytree(PROJECTS / "command-app", root)
+    (root / "notes.txt").write_text("left out\n")
+    (root / ".sosignore").write_text("notes.txt\n")
+    packed = pack_source(root)
+    assert "notes.txt" not in packed.files and ".sosignore" in packed.files
+    with server.client() as api:
+        done = api.build(root)
+        assert done.state == "succeeded" and done.reason is None
+        assert done.source_digest == packed.digest and done.source_size == packed.size
+        assert [s.state for s in done.steps] == ["done"] * len(done.steps)
+        assert done.steps[0].name == "Inspect the project" and len(done.steps) >= 3
+        assert all(s.started_at and s.finished_at for s in done.steps)
+        meta = done.artifact
+        assert meta is not None and (meta.name, meta.version) == ("tick-server", "2.0.0")
+        stored = api.get_artifact("tick-server", "2.0.0")
+        assert stored.digest == meta.digest and stored.pushed_by == "admin"
+        prov = stored.extra["provenance"]
+        assert prov["source_digest"] == packed.digest
+        assert prov["builder"]["kind"] == "remote"
+        assert prov["builder"]["where"] == server.state.extra["builds"].builder.isolation
+        assert prov["builder"]["build"] == done.id
+        assert prov["dependencies"] == stored.extra["packages"]
+        assert prov["log_digest"] == done.log_digest
+        log_file = server.state.extra["builds"].log_file(done.id)
+        assert done.log_digest == "sha256:" + hashlib.sha256(log_file.read_bytes()).hexdigest()
+        events = list(api.build_events(done.id, follow=False))
+        kinds = [e["event"] for e in events]
+        assert kinds[0] == "state" and "plan" in kinds and "begin" in kinds and "end" in kinds
+        assert events[-1] == {**events[-1], "event": "state", "state": "succeeded"}
+        assert "== the build tools' log" in api.build_log(done.id)
+        assert [b.id for b in api.list_builds()] == [done.id]
+        target = api.download_artifact(meta.digest, tmp_path / "tick.pyz")
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == meta.digest.removeprefix("sha256:")
+
+
+def test_the_builder_never_sees_the_server_environment(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    data_dir = server.state.settings.data_dir
+    probe = (
+        "import json, os, sys\n"
+        "print('PROBE-PATH ' + json.dumps(sys.path))\n"
+        "print('PROBE-ENV ' + json.dumps(dict(os.environ)))\n"
+        "print('PROBE-EXE ' + sys.executable)\n"
+        "print('PROBE-UID %d' % os.getuid())\n"
+        f"print('PROBE-DATA %s' % os.path.exists({str(data_dir)!r}))\n"
+    )
+    root = wsgi_project(tmp_path, "probe-svc", probe)
+    with server.client() as api:
+        done = api.build(root)
+        text = api.build_log(done.id)
+    found = (re.search(r"(PROBE-[A-Z]+) (.*)$", ln) for ln in text.splitlines())
+    lines = {m.group(1): m.group(2) for m in found if m and "print(" not in m.group(0)}
+    paths = json.loads(lines["PROBE-PATH"])
+    env = json.loads(lines["PROBE-ENV"])
+    venvs = {str(Path(sys.prefix)), str(Path(sys.prefix).resolve())}
+    assert paths and not [p for p in paths if any(p.startswith(v) for v in venvs)]
+    assert not [p for p in paths if p.endswith("site-packages") and "/sos/" not in p]
+    assert SENTINEL not in env and "VIRTUAL_ENV" not in env and not env.get("PYTHONPATH")
+    assert not [v for v in env.values() if any(venv in v for venv in venvs)]
+    assert not any(lines["PROBE-EXE"].startswith(v) for v in venvs)
+    if server.state.extra["builds"].builder.isolation == "bubblewrap":
+        assert lines["PROBE-UID"] != "0" and lines["PROBE-DATA"] == "False"
+
+
+def test_a_failing_build_says_why_with_its_log(server: RunningServer, tmp_path: Path) -> None:
+    root = wsgi_project(tmp_path, "broken-svc", "import not_a_declared_package_xyz")
+    with server.client() as api:
+        with pytest.raises(BuildFailedError, match="failed") as caught:
+            api.build(root)
+        build = api.list_builds()[0]
+        assert build.state == "failed" and build.artifact is None
+        assert "not_a_declared_package_xyz" in (build.reason or "")
+        assert "not_a_declared_package_xyz" in api.build_log(build.id)
+        assert build.log_digest is not None
+        assert "not_a_declared_package_xyz" in caught.value.message
+        with pytest.raises(NotFoundError):
+            api.get_artifact("broken-svc", "1.0.0")
+
+
+def test_a_broken_project_fails_on_the_laptop_before_any_upload(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    root = tmp_path / "no-entry"
+    root.mkdir()
+    (root / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1"\n')
+    with server.client() as api:
+        with pytest.raises(ProjectError):
+            api.build(root)
+        assert api.list_builds() == []
+
+
+def test_queue_positions_cancel_and_timeout(
+    sos_server: Callable[..., RunningServer], builder: BuilderEnvironment, tmp_path: Path
+) -> None:
+    running = build_server(sos_server, builder, concurrency=1, timeout=8)
+    with running.client() as api:
+        first = api.start_build(slow_project(tmp_path, "slow-one"))
+        second = api.start_build(slow_project(tmp_path, "slow-two"))
+        third = api.start_build(PROJECTS / "command-app")
+        wait_state(api, first.id, "running")
+        assert api.get_build(second.id).position == 1
+        assert api.get_build(third.id).position == 2
+        # a queued build leaves the queue; the one behind it moves up
+        cancelled = api.cancel_build(second.id)
+        assert cancelled.state == "cancelled" and cancelled.reason == "cancelled by admin"
+        assert api.get_build(third.id).position == 1
+        # the running one times out with the reason, then the next one runs
+        timed_out = wait_state(api, first.id, "timed_out", within=60)
+        assert "did not finish within 8 s" in (timed_out.reason or "")
+        assert timed_out.artifact is None
+        done = wait_state(api, third.id, "succeeded", "failed", within=120)
+        assert done.state == "succeeded", done.reason
+        # a running build is stopped by a cancel
+        fourth = api.start_build(slow_project(tmp_path, "slow-four"))
+        wait_state(api, fourth.id, "running")
+        stopped = api.cancel_build(fourth.id)
+        assert stopped.state == "cancelled" and stopped.finished_at is not None
+        states = [e.get("state") for e in api.build_events(fourth.id, follow=True)]
+        assert states[-1] == "cancelled"
+
+
+def test_who_may_start_see_and_cancel_builds(
+    sos_server: Callable[..., RunningServer], builder: BuilderEnvironment, tmp_path: Path
+) -> None:
+    running = build_server(sos_server, builder, concurrency=1, timeout=60, max_source=4096)
+    reader = running.token("viewer", role="reader", team="recs")
+    recs = running.token("recs-dev", role="writer", team="recs")
+    ads = running.token("ads-dev", role="writer", team="ads")
+    packed = pack_source(PROJECTS / "command-app")
+    url = f"{running.url}/api/v1/builds"
+    headers = {"X-SOS-Source-Digest": packed.digest}
+    # no token: refused before the body is read; a reader: 403
+    assert httpx.post(url, content=packed.data, headers=headers).status_code == 401
+    with running.client(reader) as api, pytest.raises(PermissionDeniedError):
+        api.start_build(PROJECTS / "command-app")
+    # too large, and bytes that do not match their digest
+    big = httpx.post(
+        url,
+        content=os.urandom(8192),
+        headers={**headers, "Authorization": f"Bearer {recs}"},
+    )
+    assert big.status_code == 413
+    wrong = httpx.post(
+        url, content=packed.data + b"x", headers={**headers, "Authorization": f"Bearer {recs}"}
+    )
+    assert wrong.status_code == 422
+    with running.client(recs) as api:
+        mine = api.start_build(slow_project(tmp_path, "slow-recs"))
+    with running.client(ads) as api:
+        assert api.list_builds() == []
+        with pytest.raises(NotFoundError):
+            api.get_build(mine.id)
+        with pytest.raises(NotFoundError):
+            api.cancel_build(mine.id)
+    with running.client(reader) as api:
+        assert [b.id for b in api.list_builds()] == [mine.id]
+        with pytest.raises(PermissionDeniedError):
+            api.cancel_build(mine.id)
+    with running.client() as api:
+        assert api.cancel_build(mine.id).state == "cancelled"
+
+
+def test_source_above_the_limit_is_refused_on_the_laptop(
+    server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "big"
+    shutil.copytree(PROJECTS / "command-app", root)
+    (root / "data.bin").write_bytes(os.urandom(64 * 1024))
+    monkeypatch.setenv("SOS_MAX_SOURCE_BYTES", "16384")
+    with server.client() as api:
+        with pytest.raises(PayloadTooLargeError, match=r"data\.bin"):
+            api.start_build(root)
+        assert api.list_builds() == []
