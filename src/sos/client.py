@@ -579,12 +579,22 @@ class Client:
         project = inspect_project(root, type=type)
         _end(progress, "Check the project", f"{project.builder} {project.name or ''}".strip())
         _begin(progress, "Pack and upload the source")
-        packed = pack_source(root)
+        local = [
+            d.local_path
+            for d in project.details.get("dependencies", [])
+            if getattr(d, "local_path", None) is not None
+            and not d.local_path.resolve().is_relative_to(root)
+        ]
+        packed = pack_source(root, local=local)
         response = self._request(
             "POST",
             "/builds",
             content=packed.data,
-            params={"type": type or project.builder, "frozen": str(frozen).lower()},
+            params={
+                "type": type or project.builder,
+                "frozen": str(frozen).lower(),
+                "project": packed.project,
+            },
             headers={
                 "Content-Type": "application/octet-stream",
                 "X-SOS-Source-Digest": packed.digest,

@@ -1122,6 +1122,10 @@ class Build(_Model):
         default=None, description="Place in the queue while queued (1: next to start)"
     )
     type: str | None = Field(default=None, description="python, node, go, jvm; None: detected")
+    project: str = Field(
+        default=".",
+        description="Where the project is in the source (it also holds local path dependencies)",
+    )
     frozen: bool = False
     builder: str = Field(default="", description="Where it runs: sandbox, process, knative")
     steps: list[BuildStep] = Field(default_factory=list)

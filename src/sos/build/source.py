@@ -4,9 +4,10 @@
 What is packed: the files a local build would fingerprint (in a git work tree, what git
 keeps: tracked or untracked but not ignored; elsewhere every file, minus ``.gitignore``'s
 patterns), minus ``.sosignore``'s patterns (same syntax), minus caches, VCS data and build
-output (``.git``, ``.venv``, ``node_modules``, ``dist``...). The archive is a gzipped tar
-with sorted entries, no timestamps and no owners, so the same source gives the same
-digest.
+output (``.git``, ``.venv``, ``node_modules``, ``dist``...). Local path dependencies
+(``../shared``, ``../..``) are packed with it, at their places relative to the project. The
+archive is a gzipped tar with sorted entries, no timestamps and no owners, so the same
+source gives the same digest.
 
 Path safety: a symbolic link inside the project to a file inside it is packed as that
 file; one that points out of the project is refused with its name. No entry is absolute
@@ -22,6 +23,7 @@ import hashlib
 import io
 import os
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -33,6 +35,7 @@ __all__ = [
     "PackedSource",
     "max_source_bytes",
     "pack_source",
+    "safe_project_dir",
     "unpack_source",
 ]
 
@@ -61,6 +64,8 @@ class PackedSource:
     files: tuple[str, ...]
     #: the sum of the packed files' sizes
     unpacked_size: int
+    #: where the project is in the archive ("." unless local dependencies are packed too)
+    project: str = "."
 
     @property
     def size(self) -> int:
@@ -156,6 +161,11 @@ def _check_link(root: Path, path: Path, rel: str) -> Path | None:
     return target
 
 
+def safe_project_dir(rel: str) -> str:
+    """A project directory inside an archive: ``.`` or a safe relative path."""
+    return "." if rel in ("", ".") else _safe_name(rel)
+
+
 def _safe_name(rel: str) -> str:
     path = PurePosixPath(rel)
     if path.is_absolute() or ".." in path.parts or not rel or "\\" in rel:
@@ -163,25 +173,54 @@ def _safe_name(rel: str) -> str:
     return path.as_posix()
 
 
-def pack_source(root: Path | str, *, max_bytes: int | None = None) -> PackedSource:
-    """Pack the project in ``root`` (see the module docstring); refuses more than
-    ``max_bytes`` (default ``SOS_MAX_SOURCE_BYTES``) of archive with the largest files."""
-    root = Path(root).resolve()
-    limit = max_source_bytes() if max_bytes is None else max_bytes
+def _files_of(root: Path, skip_under: Path | None = None) -> list[tuple[str, Path]]:
+    """(path relative to ``root``, file to read) for every file to pack of ``root``."""
     patterns = _Patterns.read(root / ".gitignore", root / ".sosignore")
     files: list[tuple[str, Path]] = []
     for rel in _candidates(root, patterns):
         path = root / rel
+        if skip_under is not None and path.is_relative_to(skip_under):
+            continue  # the project's own files follow the project's own rules
         target = _check_link(root, path, rel) or path
         if target.is_file():
             files.append((_safe_name(rel), target))
+    return files
+
+
+def pack_source(
+    root: Path | str, *, max_bytes: int | None = None, local: Sequence[Path] = ()
+) -> PackedSource:
+    """Pack the project in ``root`` (see the module docstring); refuses more than
+    ``max_bytes`` (default ``SOS_MAX_SOURCE_BYTES``) of archive with the largest files.
+
+    ``local``: the project's local path dependencies (``../shared``, ``../..``). They are
+    packed too, each by its own ignore rules, at their places relative to the project, so
+    that the same relative paths resolve on the builder; the archive's root is then their
+    common ancestor with the project, and ``PackedSource.project`` says where the project
+    is in it."""
+    root = Path(root).resolve()
+    limit = max_source_bytes() if max_bytes is None else max_bytes
+    extra = [Path(p).resolve() for p in local]
+    base = Path(os.path.commonpath([root, *extra])) if extra else root
+    project = root.relative_to(base).as_posix()
+    prefix = "" if project == "." else project + "/"
+    files = {prefix + rel: path for rel, path in _files_of(root)}
+    for dep in extra:
+        dep_prefix = dep.relative_to(base).as_posix()
+        dep_prefix = "" if dep_prefix == "." else dep_prefix + "/"
+        if dep.is_file():
+            files.setdefault(dep_prefix.rstrip("/"), dep)
+            continue
+        for rel, path in _files_of(dep, skip_under=root):
+            files.setdefault(dep_prefix + rel, path)
+    ordered = sorted(files.items())
     buffer = io.BytesIO()
     total = 0
     with (
         gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
     ):
-        for rel, path in files:
+        for rel, path in ordered:
             stat = path.stat()
             info = tarfile.TarInfo(rel)
             info.size = stat.st_size
@@ -194,7 +233,7 @@ def pack_source(root: Path | str, *, max_bytes: int | None = None) -> PackedSour
                 break
     data = buffer.getvalue()
     if len(data) > limit:
-        biggest = sorted(files, key=lambda f: f[1].stat().st_size, reverse=True)[:5]
+        biggest = sorted(ordered, key=lambda f: f[1].stat().st_size, reverse=True)[:5]
         named = ", ".join(f"{rel} ({p.stat().st_size // 1024} KiB)" for rel, p in biggest)
         raise PayloadTooLargeError(
             f"the project's source packs into more than {limit} bytes (SOS_MAX_SOURCE_BYTES); "
@@ -205,8 +244,9 @@ def pack_source(root: Path | str, *, max_bytes: int | None = None) -> PackedSour
     return PackedSource(
         data=data,
         digest="sha256:" + hashlib.sha256(data).hexdigest(),
-        files=tuple(rel for rel, _ in files),
+        files=tuple(rel for rel, _ in ordered),
         unpacked_size=total,
+        project=project,
     )
 
 

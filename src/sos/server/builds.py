@@ -2,7 +2,7 @@
 
 ::
 
-    POST /api/v1/builds[?type=&frozen=]   body: the source (sos.build.source), streamed
+    POST /api/v1/builds[?type=&frozen=&project=]   body: the source (sos.build.source)
          X-SOS-Source-Digest: sha256:<hex>  what the bytes must hash to (else 422)
          -> 201 the Build, queued (its place in the queue in ``position``)
     GET  /api/v1/builds                    the builds this token may see, newest first
@@ -58,7 +58,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sos.artifacts.base import CHUNK_SIZE
 from sos.artifacts.safety import check_digest
-from sos.build.source import max_source_bytes, unpack_source
+from sos.build.source import max_source_bytes, safe_project_dir, unpack_source
 from sos.errors import (
     NotFoundError,
     PayloadTooLargeError,
@@ -198,6 +198,7 @@ class BuildService:
         *,
         type: str | None = None,
         frozen: bool = False,
+        project: str = ".",
     ) -> Build:
         """Queue a build of the source archive at ``source`` (moved under the service)."""
         build_id = _now().strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:8]
@@ -213,6 +214,7 @@ class BuildService:
             team=token.team,
             created_at=_now(),
             type=type,
+            project=safe_project_dir(project),
             frozen=frozen,
             builder=self.builder.isolation,
             timeout_seconds=self.timeout,
@@ -369,7 +371,7 @@ class BuildService:
         (work / "out").mkdir()
         command = self.builder.command(work, REQUEST_FILE, self.environ)
         request = {
-            "source": f"{command.work}/src",
+            "source": f"{command.work}/src/{build.project}",
             "out": f"{command.work}/out",
             "type": build.type,
             "frozen": build.frozen,
@@ -613,6 +615,9 @@ async def start_build(
     token: Principal,
     type: Annotated[str | None, Query(max_length=32, description="python, node, go, jvm")] = None,
     frozen: Annotated[bool, Query(description="Build only from committed lock files")] = False,
+    project: Annotated[
+        str, Query(max_length=500, description="The project's directory in the source")
+    ] = ".",
     x_sos_source_digest: Annotated[
         str | None, Header(description="sha256:<hex> of the body")
     ] = None,
@@ -627,6 +632,7 @@ async def start_build(
     if not x_sos_source_digest:
         raise ValidationError("X-SOS-Source-Digest is missing: send the sha256 of the source")
     expected = check_digest(x_sos_source_digest)
+    safe_project_dir(project)
     service = _service(request)
     limit = service.max_source
     if content_length is not None and content_length > limit:
@@ -659,7 +665,7 @@ async def start_build(
                 "or changed on the way; try again"
             )
         return await run_in_threadpool(
-            service.submit, target, digest, token, type=type, frozen=frozen
+            service.submit, target, digest, token, type=type, frozen=frozen, project=project
         )
     finally:
         target.unlink(missing_ok=True)

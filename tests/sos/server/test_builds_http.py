@@ -270,3 +270,29 @@ def test_source_above_the_limit_is_refused_on_the_laptop(
         with pytest.raises(PayloadTooLargeError, match=r"data\.bin"):
             api.start_build(root)
         assert api.list_builds() == []
+
+
+def test_local_path_dependencies_travel_with_the_project(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    mono = tmp_path / "mono"
+    (mono / "shared" / "shared").mkdir(parents=True)
+    (mono / "shared" / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "shared"\nversion = "0.1.0"\n'
+    )
+    (mono / "shared" / "shared" / "__init__.py").write_text("WORD = 'shared'\n")
+    (mono / "notes").mkdir()
+    (mono / "notes" / "big.txt").write_text("not a dependency\n")
+    app = wsgi_project(mono, "app", "import shared\nprint('PROBE-WORD ' + shared.WORD)")
+    text = (app / "pyproject.toml").read_text()
+    (app / "pyproject.toml").write_text(
+        text.replace("dependencies = []", 'dependencies = ["shared @ file:../shared"]')
+    )
+    packed = pack_source(app, local=[mono / "shared"])
+    assert packed.project == "app" and "notes/big.txt" not in packed.files
+    assert {"app/pyproject.toml", "shared/shared/__init__.py"} <= set(packed.files)
+    with server.client() as api:
+        done = api.build(app)
+        assert done.project == "app" and done.source_digest == packed.digest
+        assert "PROBE-WORD shared" in api.build_log(done.id)
