@@ -566,11 +566,13 @@ class Client:
         *,
         type: str | None = None,
         frozen: bool = False,
+        no_cache: bool = False,
         progress: Any = None,
     ) -> Build:
         """Check the project in ``path`` here (every integrity check of ``sos build``, so
         a broken project fails at once), pack its source (``sos.build.source``) and upload
-        it: the server queues its build. Returns the queued ``Build``."""
+        it: the server queues its build (or, for source it built before with the same
+        builder, reuses that artifact at once unless ``no_cache``). Returns the ``Build``."""
         from sos.build.api import inspect_project
         from sos.build.source import pack_source
 
@@ -594,6 +596,7 @@ class Client:
                 "type": type or project.builder,
                 "frozen": str(frozen).lower(),
                 "project": packed.project,
+                "no_cache": str(no_cache).lower(),
             },
             headers={
                 "Content-Type": "application/octet-stream",
@@ -662,6 +665,7 @@ class Client:
         remote: bool = True,
         type: str | None = None,
         frozen: bool = False,
+        no_cache: bool = False,
         progress: Any = None,
     ) -> Build:
         """Build the project in ``path`` on the server (``remote``: the only kind this
@@ -674,7 +678,9 @@ class Client:
             )
         from sos.build.errors import BuildFailedError
 
-        started = self.start_build(path, type=type, frozen=frozen, progress=progress)
+        started = self.start_build(
+            path, type=type, frozen=frozen, no_cache=no_cache, progress=progress
+        )
         done = self.wait_build(started.id, progress=progress)
         if done.state != "succeeded":
             tail = self.build_log(done.id).splitlines()[-30:]

@@ -169,7 +169,7 @@ def build_command(
     if remote is None:
         remote = os.environ.get("SOS_BUILD_REMOTE", "").strip().lower() in ("1", "true", "yes")
     if remote:
-        _remote_build(directory, type=type, frozen=frozen, as_json=as_json)
+        _remote_build(directory, type=type, frozen=frozen, no_cache=no_cache, as_json=as_json)
         return
     with RichProgress() as progress:
         result = build(
@@ -209,11 +209,13 @@ def build_command(
         )
 
 
-def _remote_build(directory: Path, *, type: str | None, frozen: bool, as_json: bool) -> None:
+def _remote_build(
+    directory: Path, *, type: str | None, frozen: bool, no_cache: bool, as_json: bool
+) -> None:
     from sos.cli._output import client
 
     with client() as api, RichProgress() as progress:
-        done = api.build(directory, type=type, frozen=frozen, progress=progress)
+        done = api.build(directory, type=type, frozen=frozen, no_cache=no_cache, progress=progress)
     if as_json:
         emit_json(done)
         return

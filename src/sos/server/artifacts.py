@@ -62,7 +62,14 @@ from sos.store.artifacts import ArtifactTable
 if TYPE_CHECKING:
     from sos.server.app import ServerState
 
-__all__ = ["ArtifactService", "StoreResolver", "configure", "router", "store_file"]
+__all__ = [
+    "ArtifactService",
+    "StoreResolver",
+    "configure",
+    "router",
+    "store_file",
+    "stored_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +311,19 @@ async def push_artifact(
         response.status_code = status.HTTP_200_OK
     log.info("artifact %s %s %s by %s", name, version, blob.digest, token.name)
     return recorded
+
+
+def stored_for(state: ServerState, meta: ArtifactMetadata, token: Token) -> ArtifactMetadata | None:
+    """``meta``'s version as the store holds it, if it holds these bytes, for ``token`` to
+    build again (raises unless it may push the name); None when it is gone or other."""
+    service = state.extra.get("artifacts")
+    if not isinstance(service, ArtifactService):
+        return None
+    _may_push(token, meta.name, service.table)
+    existing = service.table.get(meta.name, meta.version)
+    if existing is None or existing.digest != meta.digest:
+        return None
+    return existing if service.store.exists(meta.digest) else None
 
 
 def store_file(

@@ -138,7 +138,10 @@ class BuilderEnvironment:
         return f"a separate process with a clean environment; {python}"
 
     def ensure(self) -> None:
-        """Make the builder Python and toolkit (once; again when SOS changed)."""
+        """Make the builder Python and toolkit (once per process; again at a start when
+        Python or SOS changed)."""
+        if self.toolkit is not None and self.toolkit.is_dir():
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o711)
         with open(self.root / ".lock", "a") as lock:

@@ -58,6 +58,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sos.artifacts.base import CHUNK_SIZE
 from sos.artifacts.safety import check_digest
+from sos.build.cache import stable_key
 from sos.build.source import max_source_bytes, safe_project_dir, unpack_source
 from sos.errors import (
     NotFoundError,
@@ -127,6 +128,7 @@ class BuildService:
         timeout: float | None = None,
         max_source: int | None = None,
         publish: Callable[[Build, Path, dict[str, Any], Token], ArtifactMetadata] | None = None,
+        stored: Callable[[ArtifactMetadata, Token], ArtifactMetadata | None] | None = None,
         environ: dict[str, str] | None = None,
     ) -> None:
         self.root = root
@@ -141,6 +143,11 @@ class BuildService:
         )
         self.max_source = max_source or max_source_bytes()
         self.publish = publish
+        self.stored = stored
+        self._reuse_file = self.records / "reuse.json"
+        self._reuse: dict[str, str] = {}
+        with contextlib.suppress(OSError, ValueError):
+            self._reuse = dict(json.loads(self._reuse_file.read_text(encoding="utf-8")))
         self.environ = dict(os.environ if environ is None else environ)
         self._lock = threading.Condition()
         self._builds: dict[str, Build] = {}
@@ -199,8 +206,10 @@ class BuildService:
         type: str | None = None,
         frozen: bool = False,
         project: str = ".",
+        use_cache: bool = True,
     ) -> Build:
-        """Queue a build of the source archive at ``source`` (moved under the service)."""
+        """Queue a build of the source archive at ``source`` (moved under the service);
+        the same source built before by this builder reuses that build's artifact."""
         build_id = _now().strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:8]
         work = self.work_root / build_id
         work.mkdir(parents=True)
@@ -219,6 +228,8 @@ class BuildService:
             builder=self.builder.isolation,
             timeout_seconds=self.timeout,
         )
+        if use_cache and self._reused(build, token, work):
+            return build.model_copy(deep=True)
         with self._lock:
             if self._closed:
                 raise SOSError("the server is shutting down; start the build again")
@@ -231,6 +242,53 @@ class BuildService:
             self._start_workers()
             self._lock.notify()
             return build.model_copy(deep=True)
+
+    def _reuse_key(self, build: Build) -> str | None:
+        self.builder.ensure()
+        toolkit = self.builder.toolkit
+        if toolkit is None:
+            return None
+        return stable_key(
+            build.source_digest,
+            build.type,
+            build.frozen,
+            build.project,
+            toolkit.name,
+            self.builder.python.version,
+            self.builder.isolation,
+        )
+
+    def _reused(self, build: Build, token: Token, work: Path) -> bool:
+        """Finish ``build`` at once with the artifact of the earlier build of the same
+        source by this builder, when there is one and it is still in the store."""
+        key = self._reuse_key(build)
+        with self._lock:
+            earlier = self._builds.get(self._reuse.get(key or "", ""))
+        if earlier is None or earlier.artifact is None or self.stored is None:
+            return False
+        artifact = self.stored(earlier.artifact, token)
+        if artifact is None:
+            return False
+        step = "Reuse the build of the same source"
+        now = _now()
+        build.state, build.started_at = "running", now
+        build.steps = [BuildStep(name=step, state="done", started_at=now, finished_at=now)]
+        build.steps[0].detail = earlier.id
+        shutil.rmtree(work, ignore_errors=True)
+        with self._lock:
+            self._builds[build.id] = build
+            self._event(build.id, event="plan", steps=[step])
+            self._event(build.id, event="begin", step=step)
+            self._log(
+                build.id,
+                f"source {build.source_digest} was built by build {earlier.id} with this "
+                f"builder: its artifact {artifact.name} {artifact.version} "
+                f"({artifact.digest}) is reused (--no-cache builds again)",
+            )
+            self._event(build.id, event="end", step=step, detail=earlier.id)
+            build.artifact = artifact
+            self._finish(build, "succeeded", None)
+        return True
 
     def get(self, build_id: str, token: Token) -> Build:
         with self._lock:
@@ -481,6 +539,12 @@ class BuildService:
             self._finish(build, "succeeded", None)
             build.log_digest = log_digest
             self._save(build)
+            key = self._reuse_key(build)
+            if key is not None:
+                self._reuse[key] = build.id
+                tmp = self._reuse_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps(self._reuse, indent=1), encoding="utf-8")
+                tmp.replace(self._reuse_file)
 
     def _log(self, build_id: str, text: str) -> None:
         with self.log_file(build_id).open("a", encoding="utf-8") as handle:
@@ -566,11 +630,20 @@ def _publisher(
     return publish
 
 
+def _stored(state: ServerState) -> Callable[[ArtifactMetadata, Token], ArtifactMetadata | None]:
+    def stored(meta: ArtifactMetadata, token: Token) -> ArtifactMetadata | None:
+        from sos.server.artifacts import stored_for
+
+        return stored_for(state, meta, token)
+
+    return stored
+
+
 def configure(state: ServerState) -> None:
     """Start-up hook of this plug-in: the build service (its builder is made at the first
     build)."""
     state.extra["builds"] = BuildService(
-        state.settings.data_dir / "builds", publish=_publisher(state)
+        state.settings.data_dir / "builds", publish=_publisher(state), stored=_stored(state)
     )
 
 
@@ -618,6 +691,9 @@ async def start_build(
     project: Annotated[
         str, Query(max_length=500, description="The project's directory in the source")
     ] = ".",
+    no_cache: Annotated[
+        bool, Query(description="Build again even if this source was built before")
+    ] = False,
     x_sos_source_digest: Annotated[
         str | None, Header(description="sha256:<hex> of the body")
     ] = None,
@@ -665,7 +741,14 @@ async def start_build(
                 "or changed on the way; try again"
             )
         return await run_in_threadpool(
-            service.submit, target, digest, token, type=type, frozen=frozen, project=project
+            service.submit,
+            target,
+            digest,
+            token,
+            type=type,
+            frozen=frozen,
+            project=project,
+            use_cache=not no_cache,
         )
     finally:
         target.unlink(missing_ok=True)

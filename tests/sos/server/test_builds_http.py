@@ -23,7 +23,7 @@ from sos.build.source import pack_source
 from sos.errors import NotFoundError, PayloadTooLargeError, PermissionDeniedError
 from sos.models import Build
 from sos.server.build_sandbox import BuilderEnvironment
-from sos.server.builds import BuildService, _publisher
+from sos.server.builds import BuildService, _publisher, _stored
 
 PROJECTS = Path(__file__).parents[1] / "build" / "projects"
 SENTINEL = "SOS_TEST_SERVER_ONLY"
@@ -48,6 +48,7 @@ def build_server(
         state.settings.data_dir / "builds",
         builder=builder,
         publish=_publisher(state),
+        stored=_stored(state),
         environ=environ,
         **options,  # type: ignore[arg-type]
     )
@@ -128,6 +129,15 @@ def test_remote_build_stores_the_artifact_with_its_provenance(
         assert "== the build tools' log" in api.build_log(done.id)
         assert [b.id for b in api.list_builds()] == [done.id]
         target = api.download_artifact(meta.digest, tmp_path / "tick.pyz")
+        # the same source again: the earlier build's artifact, at once; --no-cache builds
+        again = api.build(root)
+        assert again.state == "succeeded" and again.artifact == stored
+        assert [(s.name, s.detail) for s in again.steps] == [
+            ("Reuse the build of the same source", done.id)
+        ]
+        assert f"was built by build {done.id}" in api.build_log(again.id)
+        fresh = api.build(root, no_cache=True)
+        assert len(fresh.steps) == len(done.steps) and fresh.artifact == stored
     assert hashlib.sha256(target.read_bytes()).hexdigest() == meta.digest.removeprefix("sha256:")
 
 
