@@ -71,9 +71,13 @@ def scratch_repo(target: Path) -> Path:
 def movielens(scratch: Path) -> Path:
     project = scratch_repo(scratch / "repo") / "examples" / "movielens"
     env = dict(os.environ)
-    data = REPO.parent / "shared" / "data" / "movielens-small"
-    if "MOVIELENS_DIR" not in env and data.is_dir():
-        env["MOVIELENS_DIR"] = str(data)
+    origin = subprocess.run(
+        ["git", "config", "remote.origin.url"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    for repo in (REPO, Path(origin) if origin.startswith("/") else REPO):
+        data = repo.parent / "shared" / "data" / "movielens-small"
+        if "MOVIELENS_DIR" not in env and data.is_dir():
+            env["MOVIELENS_DIR"] = str(data)  # beside the repository, or beside its origin
     subprocess.run(
         [sys.executable, str(project / "movielens_model.py"), "--if-missing"],
         cwd=project,

@@ -1,0 +1,159 @@
+"""A remote build as a Kubernetes ``Job`` on the curated runtime image: a pure function.
+
+``render_build_job(build, ...)`` is the ``batch/v1`` Job that builds ``build`` on the
+image its artifact will run on (``runtime-python:3.11``...), so that wheels and binaries
+are the ones that image needs. Its one container, as the image's unprivileged user, with
+no service account token and nothing but an ``emptyDir`` to write to:
+
+1. downloads the build's source archive and SOS's build code (the toolkit of
+   ``sos.server.build_sandbox``, as a tar) from the control plane, with a token of its own
+   (a Secret, ``SOS_TOKEN``);
+2. runs ``sos.build._remote_worker`` with ``python -I`` on them, its events on stdout (the
+   pod's log, which the control plane reads);
+3. uploads the artifact to the control plane, which records it with its provenance.
+
+The Job is bounded by the build's timeout (``activeDeadlineSeconds``), never retried
+(``backoffLimit: 0``), and deleted an hour after it ends.
+
+Not wired yet: the control plane of a Knative server still builds with the local builder;
+this module renders the Job (tests check it against the Kubernetes API's own model).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from sos.models import ArtifactMetadata, Build
+from sos.runtime.knative.render import MANAGED_BY_LABEL, TEAM_LABEL, runtime_image
+from sos.runtime.knative.settings import KnativeSettings
+
+__all__ = ["BOOTSTRAP", "BUILD_LABEL", "build_job_name", "render_build_job"]
+
+BUILD_LABEL = "sos.dev/build"
+WORK = "/sos/work"
+#: what the container runs (standard library only: the runtime image has Python, not SOS)
+BOOTSTRAP = """\
+import json, os, subprocess, sys, tarfile, urllib.request
+work, base = os.environ["SOS_WORK"], os.environ["SOS_URL"].rstrip("/")
+auth = {"Authorization": "Bearer " + os.environ["SOS_TOKEN"]}
+def fetch(path, target):
+    request = urllib.request.Request(base + path, headers=auth)
+    with urllib.request.urlopen(request) as response, open(target, "wb") as out:
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
+    with tarfile.open(target) as tar:
+        tar.extractall(target + ".d", filter="data")
+    return target + ".d"
+build = os.environ["SOS_BUILD_ID"]
+source = fetch(f"/api/v1/builds/{build}/source", f"{work}/source.tar.gz")
+toolkit = fetch("/api/v1/builds/toolkit.tar.gz", f"{work}/toolkit.tar.gz")
+request = {"source": f"{source}/{os.environ['SOS_BUILD_PROJECT']}", "out": f"{work}/out",
+           "type": os.environ.get("SOS_BUILD_TYPE") or None,
+           "frozen": os.environ.get("SOS_BUILD_FROZEN") == "1", "python": sys.executable}
+with open(f"{work}/request.json", "w") as handle:
+    json.dump(request, handle)
+code = subprocess.call([sys.executable, "-I", "-c",
+    f"import sys; sys.path.insert(0, {toolkit!r}); "
+    "from sos.build._remote_worker import main; raise SystemExit(main())",
+    f"{work}/request.json"])
+for name in os.listdir(f"{work}/out") if code == 0 else []:
+    path = f"{work}/out/{name}"
+    with open(path, "rb") as handle:
+        upload = urllib.request.Request(f"{base}/api/v1/builds/{build}/artifact/{name}",
+                                        data=handle.read(), method="PUT", headers=auth)
+    urllib.request.urlopen(upload).close()
+sys.exit(code)
+"""
+
+
+def build_job_name(build: Build) -> str:
+    """``sos-build-<id>``: a DNS label (lowercase, at most 63 characters)."""
+    return ("sos-build-" + re.sub(r"[^a-z0-9-]", "-", build.id.lower()))[:63].rstrip("-")
+
+
+def render_build_job(
+    build: Build,
+    *,
+    language: str,
+    runtime_version: str,
+    settings: KnativeSettings,
+    control_url: str,
+    token_secret: str,
+    cpu: str = "1",
+    memory: str = "2Gi",
+) -> dict[str, Any]:
+    """The ``batch/v1`` Job that builds ``build`` (see the module docstring)."""
+    # the image is named as for an artifact of this language and runtime version
+    probe = ArtifactMetadata(
+        name="build",
+        version="0",
+        language=language,
+        runtime_version=runtime_version,
+        entry_point="-",
+        digest="sha256:" + "0" * 64,
+        size=0,
+        created_by=build.created_by,
+        created_at=build.created_at,
+    )
+    labels = {MANAGED_BY_LABEL: "sos", BUILD_LABEL: build_job_name(build)[10:]}
+    if build.team:
+        labels[TEAM_LABEL] = build.team
+    env: list[dict[str, Any]] = [
+        {"name": "SOS_URL", "value": control_url},
+        {"name": "SOS_BUILD_ID", "value": build.id},
+        {"name": "SOS_BUILD_PROJECT", "value": build.project},
+        {"name": "SOS_BUILD_TYPE", "value": build.type or ""},
+        {"name": "SOS_BUILD_FROZEN", "value": "1" if build.frozen else "0"},
+        {"name": "SOS_WORK", "value": WORK},
+        {"name": "TMPDIR", "value": f"{WORK}/tmp"},
+        {"name": "SOS_CACHE_DIR", "value": f"{WORK}/cache"},
+        {"name": "PIP_CACHE_DIR", "value": f"{WORK}/cache/pip"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {
+            "name": "SOS_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": token_secret, "key": "token"}},
+        },
+    ]
+    container: dict[str, Any] = {
+        "name": "builder",
+        "image": runtime_image(probe, settings.image_registry),
+        "command": ["python3", "-I", "-c", BOOTSTRAP],
+        "env": env,
+        "workingDir": WORK,
+        "volumeMounts": [{"name": "work", "mountPath": WORK}],
+        "resources": {
+            "requests": {"cpu": cpu, "memory": memory},
+            "limits": {"cpu": cpu, "memory": memory},
+        },
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    metadata: dict[str, Any] = {"name": build_job_name(build), "labels": labels}
+    if settings.namespace:
+        metadata["namespace"] = settings.namespace
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata,
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": math.ceil(build.timeout_seconds or 1800),
+            "ttlSecondsAfterFinished": 3600,
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "containers": [container],
+                    "volumes": [{"name": "work", "emptyDir": {"sizeLimit": "10Gi"}}],
+                },
+            },
+        },
+    }
