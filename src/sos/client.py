@@ -27,6 +27,7 @@ from pydantic import BaseModel, TypeAdapter
 from sos.config import load_client_config
 from sos.errors import (
     AuthenticationError,
+    NotFoundError,
     NotReadyError,
     RevisionFailedError,
     ServerUnavailableError,
@@ -588,20 +589,27 @@ class Client:
             and not d.local_path.resolve().is_relative_to(root)
         ]
         packed = pack_source(root, local=local)
+        params = {
+            "type": type or project.builder,
+            "frozen": str(frozen).lower(),
+            "project": packed.project,
+        }
+        headers = {"X-SOS-Source-Digest": packed.digest}
+        if not no_cache:  # built before? then nothing is compressed or sent
+            try:
+                response = self._request(
+                    "POST", "/builds", params={**params, "reuse_only": "true"}, headers=headers
+                )
+                _end(progress, "Pack and upload the source", "built before: not uploaded")
+                return Build.model_validate(response.json())
+            except NotFoundError:
+                pass
         response = self._request(
             "POST",
             "/builds",
             content=packed.data,
-            params={
-                "type": type or project.builder,
-                "frozen": str(frozen).lower(),
-                "project": packed.project,
-                "no_cache": str(no_cache).lower(),
-            },
-            headers={
-                "Content-Type": "application/octet-stream",
-                "X-SOS-Source-Digest": packed.digest,
-            },
+            params={**params, "no_cache": str(no_cache).lower()},
+            headers={**headers, "Content-Type": "application/octet-stream"},
         )
         _end(
             progress,

@@ -6,8 +6,8 @@ keeps: tracked or untracked but not ignored; elsewhere every file, minus ``.giti
 patterns), minus ``.sosignore``'s patterns (same syntax), minus caches, VCS data and build
 output (``.git``, ``.venv``, ``node_modules``, ``dist``...). Local path dependencies
 (``../shared``, ``../..``) are packed with it, at their places relative to the project. The
-archive is a gzipped tar with sorted entries, no timestamps and no owners, so the same
-source gives the same digest.
+archive is a tar with sorted entries, no timestamps and no owners, so the same source gives
+the same digest (the tar's); it is gzipped for the upload.
 
 Path safety: a symbolic link inside the project to a file inside it is packed as that
 file; one that points out of the project is refused with its name. No entry is absolute
@@ -18,6 +18,7 @@ directories only, no links, no devices), and bounds the total size unpacked.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import gzip
 import hashlib
 import io
@@ -36,6 +37,7 @@ __all__ = [
     "max_source_bytes",
     "pack_source",
     "safe_project_dir",
+    "source_digest",
     "unpack_source",
 ]
 
@@ -55,11 +57,14 @@ def max_source_bytes(env: dict[str, str] | None = None) -> int:
     return int(raw)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PackedSource:
-    """A packed project: the archive's bytes, their digest, and what is in it."""
+    """A packed project: the tar of its files, its digest, and what is in it. ``data``
+    (what is uploaded) is the tar gzipped, made when first asked for: the digest is the
+    tar's, so a server that built this source before is asked before anything is
+    compressed or sent."""
 
-    data: bytes
+    tar: bytes
     digest: str
     files: tuple[str, ...]
     #: the sum of the packed files' sizes
@@ -67,8 +72,13 @@ class PackedSource:
     #: where the project is in the archive ("." unless local dependencies are packed too)
     project: str = "."
 
+    @functools.cached_property
+    def data(self) -> bytes:
+        return gzip.compress(self.tar, compresslevel=6, mtime=0)
+
     @property
     def size(self) -> int:
+        """The size of the upload (gzipped)."""
         return len(self.data)
 
 
@@ -118,7 +128,8 @@ def _candidates(root: Path, patterns: _Patterns) -> list[str]:
         for path in tracked:
             rel = path.relative_to(root).as_posix()
             parts = rel.split("/")
-            if any(p in IGNORED_DIRS for p in parts[:-1]) or rel.endswith(IGNORED_SUFFIXES):
+            # (a link named .venv is a file to git, which a ".venv/" pattern does not match)
+            if any(p in IGNORED_DIRS for p in parts) or rel.endswith(IGNORED_SUFFIXES):
                 continue
             if any(patterns.ignored("/".join(parts[:i]), True) for i in range(1, len(parts))):
                 continue
@@ -216,10 +227,7 @@ def pack_source(
     ordered = sorted(files.items())
     buffer = io.BytesIO()
     total = 0
-    with (
-        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-    ):
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for rel, path in ordered:
             stat = path.stat()
             info = tarfile.TarInfo(rel)
@@ -229,10 +237,17 @@ def pack_source(
             with path.open("rb") as handle:
                 tar.addfile(info, handle)
             total += stat.st_size
-            if buffer.tell() > limit:
-                break
-    data = buffer.getvalue()
-    if len(data) > limit:
+            if total > limit * UNPACK_RATIO:
+                break  # refused below, whatever it compresses to
+    raw = buffer.getvalue()
+    packed = PackedSource(
+        tar=raw,
+        digest="sha256:" + hashlib.sha256(raw).hexdigest(),
+        files=tuple(rel for rel, _ in ordered),
+        unpacked_size=total,
+        project=project,
+    )
+    if total > limit * UNPACK_RATIO or (total > limit and packed.size > limit):
         biggest = sorted(ordered, key=lambda f: f[1].stat().st_size, reverse=True)[:5]
         named = ", ".join(f"{rel} ({p.stat().st_size // 1024} KiB)" for rel, p in biggest)
         raise PayloadTooLargeError(
@@ -241,13 +256,26 @@ def pack_source(
             "(same syntax as .gitignore)",
             details={"limit": limit},
         )
-    return PackedSource(
-        data=data,
-        digest="sha256:" + hashlib.sha256(data).hexdigest(),
-        files=tuple(rel for rel, _ in ordered),
-        unpacked_size=total,
-        project=project,
-    )
+    return packed
+
+
+def source_digest(archive: Path, *, max_bytes: int) -> str:
+    """The digest of the source in a gzipped archive (its tar's, as ``pack_source``
+    reports it); reads at most ``max_bytes`` of tar."""
+    sha = hashlib.sha256()
+    seen = 0
+    try:
+        with gzip.open(archive, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                seen += len(chunk)
+                if seen > max_bytes:
+                    raise PayloadTooLargeError(
+                        f"the source unpacks into more than {max_bytes} bytes"
+                    )
+                sha.update(chunk)
+    except (OSError, EOFError) as exc:
+        raise ValidationError(f"the source is not a gzipped tar archive: {exc}") from None
+    return "sha256:" + sha.hexdigest()
 
 
 def unpack_source(archive: Path, dest: Path, *, max_bytes: int) -> list[str]:

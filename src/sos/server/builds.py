@@ -59,7 +59,13 @@ from starlette.concurrency import run_in_threadpool
 from sos.artifacts.base import CHUNK_SIZE
 from sos.artifacts.safety import check_digest
 from sos.build.cache import stable_key
-from sos.build.source import max_source_bytes, safe_project_dir, unpack_source
+from sos.build.source import (
+    UNPACK_RATIO,
+    max_source_bytes,
+    safe_project_dir,
+    source_digest,
+    unpack_source,
+)
 from sos.errors import (
     NotFoundError,
     PayloadTooLargeError,
@@ -210,25 +216,14 @@ class BuildService:
     ) -> Build:
         """Queue a build of the source archive at ``source`` (moved under the service);
         the same source built before by this builder reuses that build's artifact."""
-        build_id = _now().strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:8]
-        work = self.work_root / build_id
+        build = self._new(digest, token, type=type, frozen=frozen, project=project)
+        work = self.work_root / build.id
         work.mkdir(parents=True)
         source.replace(work / "source.tar.gz")
-        build = Build(
-            id=build_id,
-            state="queued",
-            source_digest=digest,
-            source_size=(work / "source.tar.gz").stat().st_size,
-            created_by=token.name,
-            team=token.team,
-            created_at=_now(),
-            type=type,
-            project=safe_project_dir(project),
-            frozen=frozen,
-            builder=self.builder.isolation,
-            timeout_seconds=self.timeout,
-        )
-        if use_cache and self._reused(build, token, work):
+        build.source_size = (work / "source.tar.gz").stat().st_size
+        build_id = build.id
+        if use_cache and self._reused(build, token):
+            shutil.rmtree(work, ignore_errors=True)
             return build.model_copy(deep=True)
         with self._lock:
             if self._closed:
@@ -242,6 +237,40 @@ class BuildService:
             self._start_workers()
             self._lock.notify()
             return build.model_copy(deep=True)
+
+    def _new(
+        self, digest: str, token: Token, *, type: str | None, frozen: bool, project: str
+    ) -> Build:
+        return Build(
+            id=_now().strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:8],
+            state="queued",
+            source_digest=digest,
+            source_size=0,
+            created_by=token.name,
+            team=token.team,
+            created_at=_now(),
+            type=type,
+            project=safe_project_dir(project),
+            frozen=frozen,
+            builder=self.builder.isolation,
+            timeout_seconds=self.timeout,
+        )
+
+    def reuse(
+        self,
+        digest: str,
+        token: Token,
+        *,
+        type: str | None = None,
+        frozen: bool = False,
+        project: str = ".",
+    ) -> Build | None:
+        """A finished build that reuses the earlier build of source ``digest`` by this
+        builder, without its upload; None when there is none to reuse."""
+        build = self._new(digest, token, type=type, frozen=frozen, project=project)
+        if not self._reused(build, token):
+            return None
+        return build.model_copy(deep=True)
 
     def _reuse_key(self, build: Build) -> str | None:
         self.builder.ensure()
@@ -258,7 +287,7 @@ class BuildService:
             self.builder.isolation,
         )
 
-    def _reused(self, build: Build, token: Token, work: Path) -> bool:
+    def _reused(self, build: Build, token: Token) -> bool:
         """Finish ``build`` at once with the artifact of the earlier build of the same
         source by this builder, when there is one and it is still in the store."""
         key = self._reuse_key(build)
@@ -274,7 +303,7 @@ class BuildService:
         build.state, build.started_at = "running", now
         build.steps = [BuildStep(name=step, state="done", started_at=now, finished_at=now)]
         build.steps[0].detail = earlier.id
-        shutil.rmtree(work, ignore_errors=True)
+        build.source_size = earlier.source_size
         with self._lock:
             self._builds[build.id] = build
             self._event(build.id, event="plan", steps=[step])
@@ -694,6 +723,13 @@ async def start_build(
     no_cache: Annotated[
         bool, Query(description="Build again even if this source was built before")
     ] = False,
+    reuse_only: Annotated[
+        bool,
+        Query(
+            description="Send no body: answer with the earlier build of this source by "
+            "this builder (a new, finished Build), or 404 to say it must be uploaded"
+        ),
+    ] = False,
     x_sos_source_digest: Annotated[
         str | None, Header(description="sha256:<hex> of the body")
     ] = None,
@@ -717,10 +753,19 @@ async def start_build(
             "(SOS_MAX_SOURCE_BYTES); list data and build output in .sosignore",
             details={"limit": limit, "size": content_length},
         )
+    if reuse_only:  # no upload: the build of this source, if this builder made one
+        reused = await run_in_threadpool(
+            service.reuse, expected, token, type=type, frozen=frozen, project=project
+        )
+        if reused is None:
+            raise NotFoundError(
+                "this server has not built this source with its builder: upload it",
+                details={"source_digest": expected},
+            )
+        return reused
     uploads = service.root / "uploads"
     uploads.mkdir(exist_ok=True)
     target = uploads / f"{uuid.uuid4().hex}.tar.gz"
-    sha = hashlib.sha256()
     size = 0
     try:
         with target.open("wb") as handle:
@@ -732,12 +777,11 @@ async def start_build(
                         "(SOS_MAX_SOURCE_BYTES)",
                         details={"limit": limit},
                     )
-                sha.update(chunk)
                 await run_in_threadpool(handle.write, chunk)
-        digest = "sha256:" + sha.hexdigest()
+        digest = await run_in_threadpool(source_digest, target, max_bytes=limit * UNPACK_RATIO)
         if digest != expected:
             raise ValidationError(
-                f"the source uploaded hashes to {digest}, not {expected}: it was cut short "
+                f"the source uploaded is {digest}, not {expected}: it was cut short "
                 "or changed on the way; try again"
             )
         return await run_in_threadpool(

@@ -70,6 +70,7 @@ def test_in_a_git_work_tree_git_decides(tmp_path: Path) -> None:
     (root / "ignored.txt").write_text("x")
     (root / ".sosignore").write_text("notes.md\n")
     (root / "notes.md").write_text("x")
+    (root / ".venv").symlink_to(tmp_path)  # a virtualenv linked from elsewhere: skipped
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     packed = pack_source(root)
     assert "ignored.txt" not in packed.files and "notes.md" not in packed.files

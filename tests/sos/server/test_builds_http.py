@@ -136,6 +136,14 @@ def test_remote_build_stores_the_artifact_with_its_provenance(
             ("Reuse the build of the same source", done.id)
         ]
         assert f"was built by build {done.id}" in api.build_log(again.id)
+        unknown = httpx.post(
+            f"{server.url}/api/v1/builds?reuse_only=true",
+            headers={
+                "Authorization": f"Bearer {server.admin_token}",
+                "X-SOS-Source-Digest": "sha256:" + "0" * 64,
+            },
+        )
+        assert unknown.status_code == 404 and "upload it" in unknown.text
         fresh = api.build(root, no_cache=True)
         assert len(fresh.steps) == len(done.steps) and fresh.artifact == stored
     assert hashlib.sha256(target.read_bytes()).hexdigest() == meta.digest.removeprefix("sha256:")
