@@ -2,9 +2,11 @@
 
 ::
 
-    POST /api/v1/builds[?type=&frozen=&project=]   body: the source (sos.build.source)
-         X-SOS-Source-Digest: sha256:<hex>  what the bytes must hash to (else 422)
-         -> 201 the Build, queued (its place in the queue in ``position``)
+    POST /api/v1/builds[?type=&frozen=&project=&no_cache=]   body: the source, gzipped
+         X-SOS-Source-Digest: sha256:<hex>  its tar's digest (sos.build.source; else 422)
+         -> 201 the Build, queued (its place in the queue in ``position``), or finished
+            at once when this builder built this source before (unless no_cache)
+    POST /api/v1/builds?reuse_only=true    no body: that finished Build, or 404
     GET  /api/v1/builds                    the builds this token may see, newest first
     GET  /api/v1/builds/{id}               state, steps with times, the artifact it made
     GET  /api/v1/builds/{id}/log[?follow=] its events as NDJSON (plan, begin, output, end,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sos_builds import SENTINEL, build_server, make_builder
 from sos_server import RunningServer
 
 from sos.build.errors import BuildFailedError, ProjectError
@@ -23,36 +24,13 @@ from sos.build.source import pack_source
 from sos.errors import NotFoundError, PayloadTooLargeError, PermissionDeniedError
 from sos.models import Build
 from sos.server.build_sandbox import BuilderEnvironment
-from sos.server.builds import BuildService, _publisher, _stored
 
 PROJECTS = Path(__file__).parents[1] / "build" / "projects"
-SENTINEL = "SOS_TEST_SERVER_ONLY"
 
 
 @pytest.fixture(scope="session")
 def builder(tmp_path_factory: pytest.TempPathFactory) -> BuilderEnvironment:
-    """One builder (its Python, toolkit and caches) for the session, as a server keeps."""
-    env = BuilderEnvironment(tmp_path_factory.mktemp("builder"))
-    env.ensure()
-    return env
-
-
-def build_server(
-    sos_server: Callable[..., RunningServer], builder: BuilderEnvironment, **options: object
-) -> RunningServer:
-    running = sos_server()
-    state = running.state
-    environ = {SENTINEL: "secret", "PATH": os.environ.get("PATH", "")}
-    environ.update({k: v for k, v in os.environ.items() if k.startswith("PIP_")})
-    state.extra["builds"] = BuildService(
-        state.settings.data_dir / "builds",
-        builder=builder,
-        publish=_publisher(state),
-        stored=_stored(state),
-        environ=environ,
-        **options,  # type: ignore[arg-type]
-    )
-    return running
+    return make_builder(tmp_path_factory.mktemp("builder"))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@
 //   #/services/NAME/new-revision?from= create a revision (from the latest's settings)
 //   #/tokens                           tokens (admins manage them)
 //   #/secrets?team=T                   a team's secrets (write-only values)
+//   #/builds, #/builds/ID              remote builds: state, artifact, provenance, log
 
 import { api, ApiError, clearToken, getToken, setToken } from "./api.js";
 import { clear, h } from "./dom.js";
@@ -96,7 +97,7 @@ function route({ focus = true } = {}) {
     return;
   }
   const { parts, params } = parseHash();
-  const section = ["tokens", "secrets"].includes(parts[0]) ? parts[0] : "services";
+  const section = ["tokens", "secrets", "builds"].includes(parts[0]) ? parts[0] : "services";
   for (const link of document.querySelectorAll(".topnav a")) {
     if (link.dataset.section === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -107,6 +108,12 @@ function route({ focus = true } = {}) {
   } else if (parts[0] === "tokens" && parts.length === 1) {
     document.title = "Tokens · SOS";
     leave = lazyPage(import("./tokens.js"), (m) => m.tokensPage(main, session));
+  } else if (parts[0] === "builds" && parts.length === 1) {
+    document.title = "Builds · SOS";
+    leave = lazyPage(import("./builds.js"), (m) => m.buildsPage(main, session));
+  } else if (parts[0] === "builds" && parts.length === 2) {
+    document.title = `Build ${parts[1]} · SOS`;
+    leave = lazyPage(import("./builds.js"), (m) => m.buildPage(main, session, parts[1]));
   } else if (parts[0] === "secrets" && parts.length === 1) {
     document.title = "Secrets · SOS";
     leave = lazyPage(import("./secrets.js"), (m) => m.secretsPage(main, session, params));
