@@ -41,6 +41,7 @@ PODS = kmock.resource("", "v1", "pods")
 SECRETS = kmock.resource("", "v1", "secrets")
 CONFIG_MAPS = kmock.resource("", "v1", "configmaps")
 REVISIONS = kmock.resource(GROUP, VERSION, "revisions")
+JOBS = kmock.resource("batch", "v1", "jobs")
 APPLY = "application/apply-patch+yaml"
 
 Obj = dict[str, Any]
@@ -80,6 +81,8 @@ class KnativeStandIn:
         #: Secrets and ConfigMaps applied (server-side apply), by namespace and name
         self.secrets: dict[tuple[str, str], Obj] = {}
         self.config_maps: dict[tuple[str, str], Obj] = {}
+        #: Jobs applied (remote builds), by namespace and name; ``finish_job`` ends one
+        self.jobs: dict[tuple[str, str], Obj] = {}
         #: namespaces created through the API (the kubeconfig's own is there already)
         self.namespaces: dict[str, Obj] = {}
         self._clock = itertools.count(1)
@@ -99,6 +102,9 @@ class KnativeStandIn:
         handler[kmock.action.FETCH, REVISIONS] << self._get_revision
         handler[kmock.action.LIST, PODS] << self._list_pods
         handler[kmock.action.FETCH, PODS, kmock.subresource("log")] << self._pod_log
+        handler[kmock.action.UPDATE, JOBS] << self._apply_job
+        handler[kmock.action.FETCH, JOBS, kmock.subresource("status")] << self._get_job
+        handler[kmock.action.FETCH, JOBS] << self._get_job
 
     # ------------------------------------------------------------------ test controls
 
@@ -110,6 +116,14 @@ class KnativeStandIn:
         self._failures[(verb, name)] = kmock.KubernetesError(
             status=status, reason=reason, message=message, details=details or {"name": name}
         )
+
+    def finish_job(self, name: str, kind: str, reason: str = "", namespace: str = "") -> None:
+        """End the Job ``name`` the way the Job controller does: ``kind`` Complete or
+        Failed (with ``reason``, e.g. DeadlineExceeded)."""
+        key = next(k for k in self.jobs if k[1] == name and (not namespace or k[0] == namespace))
+        status = self.jobs[key].setdefault("status", {})
+        status.pop("active", None)
+        status["conditions"] = [_condition(kind, True, reason or None, reason or None)]
 
     def pause(self) -> None:
         self.running = False
@@ -207,6 +221,22 @@ class KnativeStandIn:
         body = copy.deepcopy(request.data)
         self.namespaces[body["metadata"]["name"]] = body
         return body
+
+    def _apply_job(self, request: kmock.Request) -> Obj:
+        body = self._apply_core(request, self.jobs)
+        if request.params.get("fieldValidation") != "Strict":
+            raise kmock.KubernetesError(
+                status=400, reason="BadRequest", message="expected strict field validation"
+            )
+        body.setdefault("metadata", {})["uid"] = f"uid-{next(self._uids)}"
+        body["status"] = {"active": 1, "startTime": "2026-01-01T00:00:00Z"}
+        return body
+
+    def _get_job(self, request: kmock.Request) -> Obj:
+        job = self.jobs.get((request.namespace or "default", request.name or ""))
+        if job is None:
+            raise self._not_found("jobs.batch", request.name or "")
+        return job
 
     def _apply_secret(self, request: kmock.Request) -> Obj:
         return self._apply_core(request, self.secrets)

@@ -1,18 +1,29 @@
 """The Kubernetes Job of a remote build on Knative: a pure function, checked field by field
-against the Kubernetes API's own model (the official client's ``V1Job``)."""
+against the Kubernetes API's own model (the official client's ``V1Job``), then applied and
+watched with the official client against the stand-in API server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kubernetes.client
 import pytest
+from knative_standin import NAMESPACE, KnativeStandIn
 
 from sos.models import Build
-from sos.runtime.knative.build_job import BOOTSTRAP, build_job_name, render_build_job
+from sos.runtime.knative.build_job import (
+    BOOTSTRAP,
+    apply_build_job,
+    build_job_name,
+    job_outcome,
+    render_build_job,
+    watch_build_job,
+)
 from sos.runtime.knative.settings import KnativeSettings
 
 SETTINGS = KnativeSettings(namespace="builds", image_registry="registry.example.com/sos")
@@ -130,3 +141,64 @@ def test_the_check_catches_what_the_api_server_would_refuse() -> None:
         ".spec.backoffLimit: '0' is not int",
         ".spec.template.spec.containers[0].imag: V1Container has no such field",
     ]
+
+
+async def test_applied_and_watched_with_the_official_client(
+    kubeconfig: Path, standin: KnativeStandIn
+) -> None:
+    from kubernetes.aio import client as k8s
+    from kubernetes.aio import config as k8s_config
+
+    configuration = k8s.Configuration()
+    await k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig), client_configuration=configuration, persist_config=False
+    )
+    job = render()
+    job["metadata"]["namespace"] = NAMESPACE
+    name = job["metadata"]["name"]
+    async with k8s.ApiClient(configuration) as api:
+        await apply_build_job(api, job)
+        stored = standin.jobs[(NAMESPACE, name)]
+        assert (
+            stored["spec"] == job["spec"]
+            and stored["metadata"]["labels"] == (job["metadata"]["labels"])
+        )
+        watching = asyncio.create_task(watch_build_job(api, name, NAMESPACE, poll=0.01))
+        await asyncio.sleep(0.05)
+        assert not watching.done()  # still running
+        standin.finish_job(name, "Complete")
+        assert await watching == ("succeeded", None)
+        # the deadline passed: timed out, with Kubernetes' reason
+        second = render(a_build(id="20261204160000-00000002"))
+        second["metadata"]["namespace"] = NAMESPACE
+        await apply_build_job(api, second)
+        standin.finish_job(second["metadata"]["name"], "Failed", "DeadlineExceeded")
+        assert await watch_build_job(api, second["metadata"]["name"], NAMESPACE, poll=0.01) == (
+            "timed_out",
+            "DeadlineExceeded",
+        )
+        assert await watch_build_job(api, name, NAMESPACE, poll=0.01, within=0) == (
+            "succeeded",
+            None,
+        )
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (None, ("queued", None)),
+        ({"active": 1}, ("running", None)),
+        ({"conditions": [{"type": "Complete", "status": "True"}]}, ("succeeded", None)),
+        (
+            {
+                "conditions": [
+                    {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+                ]
+            },
+            ("failed", "BackoffLimitExceeded"),
+        ),
+        ({"active": 1, "conditions": [{"type": "Failed", "status": "False"}]}, ("running", None)),
+    ],
+)
+def test_job_outcome(status: dict[str, Any] | None, outcome: tuple[str, str | None]) -> None:
+    assert job_outcome(status) == outcome

@@ -15,8 +15,12 @@ no service account token and nothing but an ``emptyDir`` to write to:
 The Job is bounded by the build's timeout (``activeDeadlineSeconds``), never retried
 (``backoffLimit: 0``), and deleted an hour after it ends.
 
-Not wired yet: the control plane of a Knative server still builds with the local builder;
-this module renders the Job (tests check it against the Kubernetes API's own model).
+``apply_build_job`` applies it with the official client (server-side apply, strict field
+validation) and ``watch_build_job`` follows it to its outcome (``job_outcome``: succeeded,
+failed, or timed out at its deadline). Not wired yet: the control plane of a Knative server
+still builds with the local builder (``sos.server.builds``), and the routes the container
+reads from and uploads to (the source, the toolkit, the artifact of one build) are still to
+be added; tests apply and watch the Job against the stand-in API server.
 """
 
 from __future__ import annotations
@@ -157,3 +161,63 @@ def render_build_job(
             },
         },
     }
+
+
+def job_outcome(status: dict[str, Any] | None) -> tuple[str, str | None]:
+    """A Job's ``status`` as a build state and reason: ``queued`` (no pod yet),
+    ``running``, ``succeeded``, ``failed`` or ``timed_out`` (its deadline passed)."""
+    status = status or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return "succeeded", None
+        if condition.get("type") == "Failed":
+            reason = condition.get("reason") or ""
+            message = condition.get("message") or reason or "the build's pod failed"
+            return ("timed_out" if reason == "DeadlineExceeded" else "failed"), message
+    if status.get("active"):
+        return "running", None
+    return "queued", None
+
+
+async def apply_build_job(api: Any, job: dict[str, Any]) -> None:
+    """Create (or re-apply) the Job with server-side apply, strictly validated, through the
+    official client (``kubernetes.aio``); ``api`` is its ``ApiClient``."""
+    from kubernetes.aio import client as k8s
+
+    from sos.runtime.knative.backend import FIELD_MANAGER
+
+    metadata = job["metadata"]
+    await k8s.BatchV1Api(api).patch_namespaced_job(
+        metadata["name"],
+        metadata.get("namespace") or "default",
+        job,
+        field_manager=FIELD_MANAGER,
+        force=True,
+        field_validation="Strict",
+        _content_type="application/apply-patch+yaml",
+    )
+
+
+async def watch_build_job(
+    api: Any, name: str, namespace: str, *, poll: float = 1.0, within: float = 3600
+) -> tuple[str, str | None]:
+    """Poll the Job until it ends; its outcome (``job_outcome``), or ``timed_out`` when
+    ``within`` seconds pass first."""
+    import asyncio
+
+    from kubernetes.aio import client as k8s
+
+    batch = k8s.BatchV1Api(api)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        job = await batch.read_namespaced_job_status(name, namespace)
+        status = job.status.to_dict() if job.status is not None else {}
+        state, reason = job_outcome(status)
+        if state not in ("queued", "running"):
+            return state, reason
+        if loop.time() >= deadline:
+            return "timed_out", f"the build's Job did not end within {within:g} s"
+        await asyncio.sleep(poll)
