@@ -621,9 +621,10 @@ class Client:
     def get_build(self, build_id: str) -> Build:
         return self._get(f"/builds/{_q(build_id)}", Build)
 
-    def list_builds(self) -> list[Build]:
-        """The builds this token may see (its team's and its own; admins all), newest first."""
-        return self._list("/builds", Build)
+    def list_builds(self, limit: int = 100) -> list[Build]:
+        """The builds this token may see (its team's and its own; admins all), newest
+        first, at most ``limit``."""
+        return self._list("/builds", Build, limit=limit)
 
     def cancel_build(self, build_id: str) -> Build:
         """Take a queued build out of the queue, or stop a running one."""

@@ -801,8 +801,12 @@ async def start_build(
 
 
 @router.get("/builds", summary="Builds, newest first")
-def list_builds(request: Request, token: Principal) -> list[Build]:
-    return _service(request).list(token)
+def list_builds(
+    request: Request,
+    token: Principal,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many")] = 100,
+) -> list[Build]:
+    return _service(request).list(token)[:limit]
 
 
 @router.get("/builds/{build_id}", summary="One build: state, steps, artifact")

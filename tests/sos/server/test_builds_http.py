@@ -106,6 +106,7 @@ def test_remote_build_stores_the_artifact_with_its_provenance(
         assert events[-1] == {**events[-1], "event": "state", "state": "succeeded"}
         assert "== the build tools' log" in api.build_log(done.id)
         assert [b.id for b in api.list_builds()] == [done.id]
+        assert api.list_builds(limit=1) == api.list_builds()[:1]
         target = api.download_artifact(meta.digest, tmp_path / "tick.pyz")
         # the same source again: the earlier build's artifact, at once; --no-cache builds
         again = api.build(root)
@@ -292,3 +293,29 @@ def test_local_path_dependencies_travel_with_the_project(
         done = api.build(app)
         assert done.project == "app" and done.source_digest == packed.digest
         assert "PROBE-WORD shared" in api.build_log(done.id)
+
+
+def test_builds_left_running_by_a_stopped_server_are_failed_at_its_start(
+    builder: BuilderEnvironment, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from sos.server.builds import BuildService
+
+    records = tmp_path / "builds" / "records"
+    records.mkdir(parents=True)
+    left = Build(
+        id="20261204000000-00000001",
+        state="running",
+        source_digest="sha256:" + "1" * 64,
+        source_size=1,
+        created_by="admin",
+        created_at=datetime(2026, 12, 4, tzinfo=UTC),
+    )
+    (records / f"{left.id}.json").write_text(left.model_dump_json())
+    service = BuildService(tmp_path / "builds", builder=builder)
+    (found,) = [b for b in service._builds.values()]
+    assert found.state == "failed" and found.finished_at is not None
+    assert "server stopped" in (found.reason or "")
+    saved = Build.model_validate_json((records / f"{left.id}.json").read_text())
+    assert saved.state == "failed"
