@@ -624,7 +624,8 @@ class Route(_Model):
 #: where a sticky split reads a request's key: ``header:X-User-Id``, ``query:user_id``,
 #: ``cookie:uid``
 SPLIT_BY = re.compile(r"^(?P<source>header|query|cookie):(?P<name>[A-Za-z0-9_.-]{1,100})$")
-#: a JSON path to an answer's item ids, for comparing rankings: ``items[].id`` style
+#: a JSON path to an answer's item ids, for comparing rankings: ``movieId`` (a list) or
+#: ``items[].id`` style
 ITEMS_PATH = re.compile(r"^[A-Za-z0-9_-]+(\[\])?(\.[A-Za-z0-9_-]+(\[\])?)*$")
 MAX_SHADOWS = 3
 
@@ -638,8 +639,9 @@ class Shadow(_Model):
     items_path: str | None = Field(
         default=None,
         max_length=200,
-        description="Where the item ids are in a JSON answer (``items[].item_id``); default: "
-        "Flight's shape (``items[].item_id``, else ``items[].id``)",
+        description="Where the item ids are in a JSON answer (``movieId``, "
+        "``items[].item_id``); default: Flight's answer (its first column), else "
+        "``items[].item_id`` or ``items[].id``",
     )
 
     @field_validator("items_path")

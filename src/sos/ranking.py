@@ -2,9 +2,11 @@
 
 For every mirrored request the data path hands ``ShadowTally.add`` the primary's and the
 shadow's answer (status, latency, body). Status codes and latency are compared for any
-service; for JSON answers that carry an item list (Flight's ``Result.to_dict()`` shape:
-``items[].item_id``, or a configured path such as ``data.recs[].id``) the rankings are
-compared too:
+service; for JSON answers that carry an item list the rankings are compared too. Where the
+ids are: a configured path (``movieId``, ``data.recs[].id``), else Flight's answer
+(``Result.to_dict()``: one list per returned column, the item key first, next to
+``reason``, ``warnings``, ``partial`` and ``cut``), else ``items[].item_id`` or
+``items[].id``:
 
 - overlap@k: the share of the primary's top k also in the shadow's top k;
 - rank-biased overlap (RBO, Webber et al. 2010, the extrapolated form, p=0.9): agreement
@@ -27,15 +29,18 @@ from sos.models import ShadowComparison
 __all__ = ["DEFAULT_K", "ShadowTally", "items_at", "overlap_at_k", "rbo"]
 
 DEFAULT_K = 10
-#: Flight's answer shape, tried in order when no path is configured
-FLIGHT_PATHS = ("items[].item_id", "items[].id")
+#: the keys Flight's ``Result.to_dict()`` puts next to its columns
+FLIGHT_META = frozenset({"reason", "warnings", "partial", "cut", "debug"})
+#: item lists of other common shapes, tried when no path is configured
+OTHER_PATHS = ("items[].item_id", "items[].id")
 #: latency samples kept per side for the medians (the newest)
 _LATENCIES = 2048
 
 
 def items_at(document: Any, path: str) -> list[str] | None:
-    """The values at ``path`` (``items[].item_id``: a list, then a field of each element)
-    as strings, or None when the document does not have that shape."""
+    """The values at ``path`` as strings (``items[].item_id``: a list, then a field of each
+    element; ``movieId``: a list of ids), or None when the document does not have that
+    shape."""
     values: list[Any] = [document]
     for part in path.split("."):
         many = part.endswith("[]")
@@ -52,6 +57,8 @@ def items_at(document: Any, path: str) -> list[str] | None:
             else:
                 found.append(inner)
         values = found
+    if len(values) == 1 and isinstance(values[0], list):  # the path ends at a list of ids
+        values = values[0]
     if any(isinstance(v, (dict, list)) or v is None for v in values):
         return None
     return [str(v) for v in values]
@@ -62,7 +69,13 @@ def _items(body: bytes, path: str | None) -> list[str] | None:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
-    for candidate in (path,) if path else FLIGHT_PATHS:
+    if path:
+        return items_at(document, path)
+    if isinstance(document, dict) and set(document) | {"debug"} >= FLIGHT_META:
+        columns = [key for key in document if key not in FLIGHT_META]
+        if columns:  # Flight: the first returned column is the item key
+            return items_at(document, columns[0])
+    for candidate in OTHER_PATHS:
         found = items_at(document, candidate)
         if found is not None:
             return found

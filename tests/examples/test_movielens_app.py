@@ -14,6 +14,7 @@ import pytest
 from serving_helpers import ServerThread
 
 from flight import register_provider
+from sos.ranking import ShadowTally
 
 pytestmark = pytest.mark.skipif(
     not (ml.data_dir() / "ratings.csv").is_file(),
@@ -106,3 +107,22 @@ def test_project_is_what_sos_build_expects() -> None:
     local = [d for d in deps if d.local_path is not None]
     assert [d.local_path for d in local] == [root.parents[1]]  # flight-sos from this repository
     assert all(d.local_path is not None or "==" in d.line for d in deps)
+
+
+def test_a_shadow_report_compares_v1_and_v2_answers_of_the_example(http: httpx.Client) -> None:
+    """The shadow report's ranking math on real Flight answers: v2 against v1 for 20 users
+    (the data path's part is in tests/sos/runtime/local/test_local_experiments.py)."""
+    against_v2 = ShadowTally("movielens-00001", "movielens-00002", k=10)
+    against_itself = ShadowTally("movielens-00001", "movielens-00003", k=10)
+    for user in range(1, 21):
+        v1 = http.get("/recs/for_user", params={"user_id": user})
+        v2 = http.get("/recs/for_user", params={"user_id": user, "version": "v2"})
+        assert v1.status_code == v2.status_code == 200
+        against_v2.add((200, 5.0, v1.content), (200, 7.0, v2.content))
+        against_itself.add((200, 5.0, v1.content), (200, 5.0, v1.content))
+    differs, same = against_v2.report(), against_itself.report()
+    assert differs.items_compared == same.items_compared == 20
+    assert (same.overlap_at_k, same.rbo, same.top1_agreement) == (1.0, 1.0, 1.0)
+    assert differs.overlap_at_k is not None and differs.overlap_at_k <= 0.2  # v2 is another list
+    assert differs.rbo is not None and 0 <= differs.rbo < 0.5
+    assert differs.primary_empty_rate == differs.shadow_empty_rate == 0.0

@@ -66,3 +66,12 @@ def test_answers_without_items_are_compared_on_status_only() -> None:
     tally.add((200, 1.0, b"plain text"), (200, 1.0, b"{}"))
     report = tally.report()
     assert report.compared == 1 and report.items_compared == 0 and report.rbo is None
+
+
+def test_flight_answers_are_read_by_their_first_column() -> None:
+    answer = {"movieId": [3, 1, 2], "title": ["c", "a", "b"], "reason": None, "warnings": [],
+              "partial": False, "cut": [], "debug": None}  # fmt: skip
+    tally = ShadowTally("a-00001", "a-00002", k=3)
+    tally.add((200, 1.0, json.dumps(answer).encode()), (200, 1.0, json.dumps(answer).encode()))
+    assert tally.report().items_compared == 1 and tally.report().rbo == 1.0
+    assert items_at(answer, "movieId") == ["3", "1", "2"]
