@@ -987,6 +987,13 @@ class Rollout(_Model):
         description="Requests the candidate must serve in a step before its figures count "
         "(a step with fewer does not pass, it waits)",
     )
+    min_overlap: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Start only if the candidate, shadowed before (`sos shadow`), ranked at "
+        "least this overlap@k with the primary over at least min_requests compared answers",
+    )
 
     @field_validator("steps")
     @classmethod

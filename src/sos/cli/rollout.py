@@ -112,6 +112,12 @@ def rollout(
     min_requests: int = typer.Option(
         20, "--min-requests", min=0, help="Requests a step needs before it can pass."
     ),
+    min_overlap: float = typer.Option(
+        None,
+        "--min-overlap",
+        help="Start only if the candidate, shadowed first, ranked at least this overlap@k "
+        "with the primary (0 to 1).",
+    ),
     status: bool = typer.Option(False, "--status", help="Show the rollout (and how it ended)."),
     stop: bool = typer.Option(False, "--stop", help="Stop the running rollout where it is."),
     wait: bool = typer.Option(
@@ -140,6 +146,7 @@ def rollout(
                     max_error_rate=parse_percent(max_error_rate) if max_error_rate else None,
                     max_p99_ms=parse_ms(max_p99) if max_p99 else None,
                     min_requests=min_requests,
+                    min_overlap=min_overlap,
                 )
             except pydantic.ValidationError:
                 raise  # handle_errors says which field, exit code 2

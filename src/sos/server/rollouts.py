@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from sos.models import (
     Rollout,
     RolloutCheck,
     RolloutStatus,
+    ShadowComparison,
     Token,
     TrafficRoute,
     summary_line,
@@ -280,6 +282,38 @@ class _Lost(Exception):
 # --------------------------------------------------------------------------- start, read, stop
 
 
+def check_shadowed(spec: Rollout, to: str, report: list[ShadowComparison] | None) -> None:
+    """The ``min_overlap`` gate, before the first step: the candidate's shadowed answers
+    must have ranked like the primary's, over enough compared answers."""
+    if spec.min_overlap is None:
+        return
+    number = traffic.revision_parts(to)[1]
+    if report is None:
+        raise ValidationError(
+            "min_overlap: this server's backend does not mirror requests, so there is no "
+            "shadow report to check; start without min_overlap",
+            details={"field": "min_overlap"},
+        )
+    pairs = [p for p in report if p.shadow == to and p.items_compared]
+    needed = max(spec.min_requests, 1)
+    compared = sum(p.items_compared for p in pairs)
+    if compared < needed:
+        raise ValidationError(
+            f"min_overlap: revision {number} has {compared} compared answers with item lists "
+            f"in the shadow report, fewer than {needed}; shadow it first (`sos shadow SERVICE "
+            f"{int(number)}=100`), let requests come, then start the rollout",
+            details={"field": "min_overlap", "compared": compared},
+        )
+    overlap = sum((p.overlap_at_k or 0) * p.items_compared for p in pairs) / compared
+    if overlap < spec.min_overlap:
+        raise ValidationError(
+            f"min_overlap: revision {number}'s rankings overlap the primary's by {overlap:.3f} "
+            f"(overlap@k over {compared} answers), below {spec.min_overlap:g}; it is not "
+            "rolled out",
+            details={"field": "min_overlap", "overlap": round(overlap, 4)},
+        )
+
+
 def start(
     control: ControlPlane,
     table: RolloutTable,
@@ -288,6 +322,7 @@ def start(
     spec: Rollout,
     *,
     metrics_available: bool,
+    shadow_report: list[ShadowComparison] | None = None,
 ) -> RolloutStatus:
     """Check ``spec`` against the service and start it: its first step's traffic and the
     stored rollout in one transaction."""
@@ -306,6 +341,7 @@ def start(
             f"back at once. See why with `sos logs {name} --revision {int(number)}`",
             details={"revision": to},
         )
+    check_shadowed(spec, to, shadow_report)
     gates = [g for g in ("max_error_rate", "max_p99_ms") if getattr(spec, g) is not None]
     if (gates or spec.min_requests) and not metrics_available:
         raise ValidationError(
@@ -430,18 +466,26 @@ router = APIRouter(tags=["traffic"], responses=ERROR_RESPONSES, lifespan=_lifesp
     status_code=status.HTTP_201_CREATED,
     summary="Start a rollout that steps the candidate's share up and rolls back on a breach",
 )
-def start_rollout(
+async def start_rollout(
     request: Request, token: Principal, name: ServiceName, spec: Rollout
 ) -> RolloutStatus:
     state = request.app.state.sos
     sampler: MetricsSampler | None = state.extra.get("metrics")
-    return start(
-        state.control,
-        _table(request),
-        token,
-        name,
-        spec,
-        metrics_available=sampler is not None and sampler.available,
+    report = None
+    if spec.min_overlap is not None:
+        await run_in_threadpool(state.store.get_service, name)  # 404 before asking the backend
+        report = await state.backend.shadow_report(name)
+    return await run_in_threadpool(
+        functools.partial(
+            start,
+            state.control,
+            _table(request),
+            token,
+            name,
+            spec,
+            metrics_available=sampler is not None and sampler.available,
+            shadow_report=report,
+        )
     )
 
 

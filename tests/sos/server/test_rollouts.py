@@ -20,12 +20,13 @@ from sos import (
     RolloutCheck,
     RolloutStatus,
     Route,
+    ShadowComparison,
     TrafficRoute,
     ValidationError,
 )
 from sos import traffic as rules
 from sos.runtime.fake import FakeBackend
-from sos.server.rollouts import decide
+from sos.server.rollouts import check_shadowed, decide
 
 if TYPE_CHECKING:
     from sos_server import RunningServer
@@ -317,3 +318,47 @@ def test_a_restart_of_the_server_resumes_the_rollout(
         assert done.percent == 100
         summaries = [e.summary for e in client.history(SVC) if e.action == "traffic.changed"]
     assert summaries[0].startswith("traffic 00002=100")
+
+
+def comparison(shadow: str, compared: int, overlap: float) -> ShadowComparison:
+    return ShadowComparison(
+        primary=f"{SVC}-00001",
+        shadow=shadow,
+        mirrored=compared,
+        dropped=0,
+        compared=compared,
+        shadow_errors=0,
+        items_compared=compared,
+        k=10,
+        overlap_at_k=overlap,
+    )
+
+
+@pytest.mark.parametrize(
+    ("report", "message"),
+    [
+        (None, "does not mirror requests"),
+        ([], "0 compared answers"),
+        ([comparison(f"{SVC}-00002", 5, 0.9)], "5 compared answers with item lists"),
+        ([comparison(f"{SVC}-00003", 50, 0.9)], "0 compared answers"),  # another revision's
+        ([comparison(f"{SVC}-00002", 50, 0.4)], "overlap the primary's by 0.400"),
+        ([comparison(f"{SVC}-00002", 50, 0.8)], None),
+    ],
+)
+def test_the_shadow_gate_before_the_first_step(
+    report: list[ShadowComparison] | None, message: str | None
+) -> None:
+    spec = Rollout(to="2", min_overlap=0.6, min_requests=20)
+    if message is None:
+        check_shadowed(spec, f"{SVC}-00002", report)
+        return
+    with pytest.raises(ValidationError, match=message):
+        check_shadowed(spec, f"{SVC}-00002", report)
+
+
+def test_a_shadow_gate_is_refused_where_nothing_is_mirrored(shop: RunningServer) -> None:
+    with shop.client() as client:
+        with pytest.raises(ValidationError, match="does not mirror requests"):
+            client.start_rollout(SVC, Rollout(to="2", min_overlap=0.5))
+        with pytest.raises(NotFoundError, match="has had no rollout"):
+            client.get_rollout(SVC)

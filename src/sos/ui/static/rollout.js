@@ -110,6 +110,7 @@ function openRolloutDialog({ name, revisions, onStarted }) {
   const errors = input("rollout-errors", "1", { inputmode: "decimal" });
   const p99 = input("rollout-p99", "", { inputmode: "decimal", placeholder: "none" });
   const minimum = input("rollout-min", "20", { inputmode: "numeric" });
+  const overlap = input("rollout-overlap", "", { inputmode: "decimal", placeholder: "none" });
   const problem = h("div", { class: "conflict", role: "alert", hidden: true });
   const go = h("button", { type: "submit", class: "btn btn-primary" }, "Start rollout");
   const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
@@ -122,6 +123,12 @@ function openRolloutDialog({ name, revisions, onStarted }) {
     field("rollout-errors", "Max error rate (%)", errors, "Empty: no error-rate gate."),
     field("rollout-p99", "Max p99 latency (ms)", p99, "Empty: no latency gate."),
     field("rollout-min", "Requests a step needs", minimum),
+    field(
+      "rollout-overlap",
+      "Min overlap with the primary (0 to 1)",
+      overlap,
+      "Start only if the revision, shadowed first, ranked like the primary. Empty: no check.",
+    ),
     problem,
     h("div", { class: "dialog-actions" }, cancel, go),
   );
@@ -140,6 +147,7 @@ function openRolloutDialog({ name, revisions, onStarted }) {
       max_error_rate: rate === null ? null : rate / 100,
       max_p99_ms: number(p99),
       min_requests: number(minimum) ?? 0,
+      min_overlap: number(overlap),
     };
     try {
       await api("POST", `/services/${enc(name)}/rollout`, body);
