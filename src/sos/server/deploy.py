@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sos import traffic
-from sos.errors import SOSError, ValidationError
+from sos.errors import NotFoundError, SOSError, ValidationError
 from sos.models import (
     ConfigFile,
     DeployRequest,
@@ -97,7 +97,7 @@ def _apply(control: ControlPlane, token: Token, name: str, request: DeployReques
     store = control.store
     try:
         current: Service | None = store.get_service(name)
-    except SOSError:
+    except NotFoundError:
         current = None
     with _part("service"):
         spec, change = service_to_apply(current, request.service, request.change_team)

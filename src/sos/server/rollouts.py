@@ -139,7 +139,9 @@ def _as_route(route: TrafficRoute) -> TrafficRoute:
     return route.model_copy(update={"resource_version": None})
 
 
-def _figures(sampler: MetricsSampler | None, rollout: RolloutStatus, now: datetime) -> Any:
+def _figures(
+    sampler: MetricsSampler | None, rollout: RolloutStatus, now: datetime
+) -> RolloutCheck | None:
     if sampler is None or not sampler.available:
         return None
     since = rollout.step_started_at.timestamp()
