@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sos_server import RunningServer, start_server
+from sos_server import RunningServer, deploy_canary_ready, start_server
 
 from sos.client import Client
 
@@ -166,3 +166,20 @@ def server(sos_server: Callable[..., RunningServer]) -> RunningServer:
 def admin(server: RunningServer) -> Iterator[Client]:
     with server.client() as client:
         yield client
+
+
+@pytest.fixture
+def fast_rollouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers started from now on sample metrics every 0.2 s and move rollouts every 0.1 s."""
+    monkeypatch.setenv("SOS_METRICS_INTERVAL", "0.2")
+    monkeypatch.setenv("SOS_ROLLOUT_TICK", "0.1")
+
+
+@pytest.fixture
+def rollout_shop(fast_rollouts: None, sos_server: Callable[..., RunningServer]) -> RunningServer:
+    """A fast server (fake backend) with service shop: revision 1 has all the traffic,
+    revision 2 none, and the server samples revision 2's counters already."""
+    server = sos_server()
+    with server.client() as client:
+        deploy_canary_ready(client, "shop")
+    return server

@@ -4,12 +4,10 @@ and options people mistype, against a real server (fake backend, counted request
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sos_server import deploy_canary_ready
 from typer.testing import CliRunner, Result
 
 from sos.cli import _load_commands, app
@@ -22,15 +20,8 @@ _load_commands()
 
 
 @pytest.fixture
-def shop(
-    monkeypatch: pytest.MonkeyPatch, sos_server: Callable[..., RunningServer]
-) -> RunningServer:
-    monkeypatch.setenv("SOS_METRICS_INTERVAL", "0.2")
-    monkeypatch.setenv("SOS_ROLLOUT_TICK", "0.1")
-    server = sos_server()
-    with server.client() as client:
-        deploy_canary_ready(client, "shop")
-    return server
+def shop(rollout_shop: RunningServer) -> RunningServer:
+    return rollout_shop
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ router would have counted); the local runtime's own run is in benchmarks/rollout
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -157,18 +157,8 @@ def test_someone_elses_traffic_change_stops_the_rollout() -> None:
 
 
 @pytest.fixture
-def fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SOS_METRICS_INTERVAL", "0.2")
-    monkeypatch.setenv("SOS_ROLLOUT_TICK", "0.1")
-
-
-@pytest.fixture
-def shop(fast: None, sos_server: Callable[..., RunningServer]) -> Iterator[RunningServer]:
-    """Service shop with revision 1 (all traffic) and revision 2 (none)."""
-    server = sos_server()
-    with server.client() as client:
-        deploy_canary_ready(client, SVC)
-    yield server
+def shop(rollout_shop: RunningServer) -> RunningServer:
+    return rollout_shop
 
 
 def fake(server: RunningServer) -> FakeBackend:
@@ -301,7 +291,7 @@ def test_what_cannot_run_is_refused_with_the_reason(shop: RunningServer) -> None
 
 
 def test_a_restart_of_the_server_resumes_the_rollout(
-    fast: None, sos_server: Callable[..., RunningServer], tmp_path: object
+    fast_rollouts: None, sos_server: Callable[..., RunningServer], tmp_path: object
 ) -> None:
     first = sos_server(data_dir=tmp_path / "data")  # type: ignore[operator]
     with first.client() as client:

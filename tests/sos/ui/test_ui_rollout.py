@@ -4,11 +4,9 @@ stop it, and see why one rolled back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from playwright.sync_api import Page, expect
-from sos_server import RunningServer, deploy_canary_ready
+from sos_server import RunningServer
 from sos_ui import sign_in
 
 from sos import Rollout, traffic
@@ -18,15 +16,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture
-def shop(
-    monkeypatch: pytest.MonkeyPatch, sos_server: Callable[..., RunningServer]
-) -> RunningServer:
-    monkeypatch.setenv("SOS_METRICS_INTERVAL", "0.2")
-    monkeypatch.setenv("SOS_ROLLOUT_TICK", "0.1")
-    server = sos_server()
-    with server.client() as admin:
-        deploy_canary_ready(admin, "shop")
-    return server
+def shop(rollout_shop: RunningServer) -> RunningServer:
+    return rollout_shop
 
 
 def open_shop(page: Page, server: RunningServer) -> None:
