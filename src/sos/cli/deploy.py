@@ -49,6 +49,7 @@ from sos.models import (
     ServiceSpec,
     TrafficRoute,
 )
+from sos.traffic import describe
 
 __all__ = ["DeployPlan", "load_deploy_file"]
 
@@ -260,10 +261,7 @@ def deploy(
     if as_json:
         emit_json({"service": service, "revision": result.revision, "created": result.created})
         return
-    split = " ".join(
-        f"{short(r.revision)}={r.percent}" + (f"@{r.tag}" if r.tag else "")
-        for r in (service.traffic.routes if service.traffic else [])
-    )
+    split = describe(service.traffic.routes) if service.traffic else ""
     console.print(f"traffic: {split or 'none yet'}")
     if (
         created is not None

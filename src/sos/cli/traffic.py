@@ -32,7 +32,7 @@ from sos.cli._output import (
 from sos.cli.services import short, traffic_json, traffic_rows
 from sos.errors import NotReadyError
 from sos.models import Shadow, ShadowReport, TrafficRoute
-from sos.traffic import parse_routes
+from sos.traffic import describe, parse_routes
 
 __all__ = ["parse_routes"]  # re-exported from sos.traffic
 
@@ -202,10 +202,7 @@ def rollback(name: str, as_json: bool = JsonOption) -> None:
     if as_json:
         emit_json(route)
         return
-    split = " ".join(
-        f"{short(r.revision)}={r.percent}" + (f"@{r.tag}" if r.tag else "") for r in route.routes
-    )
-    console.print(f"rolled back {name}: traffic is now {split}")
+    console.print(f"rolled back {name}: traffic is now {describe(route.routes)}")
 
 
 @app.command("history")
