@@ -5,16 +5,20 @@ uses it, with a server environment the builder must never see."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from sos_server import RunningServer
 
+from sos.models import Build
 from sos.server.build_sandbox import BuilderEnvironment
 from sos.server.builds import BuildService, _publisher, _stored
 
 #: a variable of the server's environment that no build may see
 SENTINEL = "SOS_TEST_SERVER_ONLY"
+#: the example projects of the build tests
+PROJECTS = Path(__file__).parents[1] / "sos" / "build" / "projects"
 
 
 def make_builder(root: Path) -> BuilderEnvironment:
@@ -40,3 +44,36 @@ def build_server(
         **options,  # type: ignore[arg-type]
     )
     return running
+
+
+def wsgi_project(tmp_path: Path, name: str, body: str, version: str = "1.0.0") -> Path:
+    """A WSGI project with no dependencies whose module runs ``body`` when it is
+    imported (the build's app check imports it, in the builder)."""
+    root = tmp_path / name
+    (root / "svc").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = []\n\n'
+        '[tool.sos]\napp = "svc.web:app"\n'
+    )
+    (root / "svc" / "__init__.py").write_text("")
+    (root / "svc" / "web.py").write_text(
+        f"{body}\n\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'ok']\n"
+    )
+    return root
+
+
+def slow_project(tmp_path: Path, name: str) -> Path:
+    return wsgi_project(tmp_path, name, "import time\ntime.sleep(120)")
+
+
+def wait_state(client: object, build_id: str, *states: str, within: float = 120) -> Build:
+    deadline = time.monotonic() + within
+    while True:
+        build = client.get_build(build_id)  # type: ignore[attr-defined]
+        if build.state in states:
+            return build  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, f"build {build_id} stayed {build.state}"
+        time.sleep(0.1)

@@ -25,8 +25,13 @@ import abc
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sos.models import DesiredService, Instances, RevisionSpec, ShadowComparison, TrafficRoute
+
+if TYPE_CHECKING:
+    from sos.build.runner import BuildRunner
 
 __all__ = [
     "Backend",
@@ -121,6 +126,11 @@ class Backend(abc.ABC):
         """Refuse, with ``sos.errors.ValidationError`` saying why, a traffic route this
         backend could not honour (a sticky ``split_by``, ``shadow``): called with the
         normalized route before it is kept, so no setting is accepted and then ignored."""
+
+    def build_runner(self, root: Path) -> BuildRunner | None:
+        """Where this backend runs remote builds (``sos.build.runner``), keeping what it
+        needs under ``root``; None: the server's own sandboxed builder (local runtime)."""
+        return None
 
     async def shadow_report(self, service: str) -> list[ShadowComparison] | None:
         """What the shadow revisions of ``service`` answered next to the primary, pair by

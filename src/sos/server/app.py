@@ -79,6 +79,10 @@ class ServerState:
     #: room for plug-ins to keep their objects (e.g. ``extra["artifacts"]``); each plug-in
     #: knows the type of its own and checks it (``isinstance``) when it reads it back
     extra: dict[str, object] = field(default_factory=dict)
+    #: plug-ins' own keys for requests with a body (``sos.server.guard``): each is asked
+    #: ``(method, path, secret)`` and says whether the secret opens that one request (a
+    #: remote build's key opens its artifact upload)
+    body_keys: list[Callable[[str, str, str], bool]] = field(default_factory=list)
 
     @classmethod
     def open(
@@ -206,6 +210,7 @@ def create_app(
     app.add_middleware(
         RequestGuard,
         token_ok=lambda secret: state.store.token_for_secret(secret) is not None,
+        key_ok=lambda method, path, secret: any(ok(method, path, secret) for ok in state.body_keys),
         max_bytes=max_request_bytes(),
     )
     return app

@@ -56,7 +56,7 @@ from sos.errors import (
 )
 from sos.models import Artifact, ArtifactMetadata, Token
 from sos.server.auth import Principal
-from sos.server.errors import ERROR_RESPONSES
+from sos.server.errors import BINARY_BODY, ERROR_RESPONSES
 from sos.store.artifacts import ArtifactTable
 
 if TYPE_CHECKING:
@@ -129,7 +129,8 @@ class ArtifactService:
         return target
 
 
-def _max_bytes() -> int:
+def max_artifact_bytes() -> int:
+    """``SOS_MAX_ARTIFACT_BYTES``: the largest artifact the store takes."""
     raw = os.environ.get("SOS_MAX_ARTIFACT_BYTES", "").strip()
     if not raw:
         return DEFAULT_MAX_BYTES
@@ -169,7 +170,7 @@ def configure(state: ServerState) -> None:
     service = ArtifactService(
         store=_open_store(state.settings.data_dir),
         table=ArtifactTable(state.store),
-        max_bytes=_max_bytes(),
+        max_bytes=max_artifact_bytes(),
         cache_dir=state.settings.data_dir / "artifact-cache",
     )
     state.extra["artifacts"] = service
@@ -232,14 +233,7 @@ def _may_push(token: Token, name: str, table: ArtifactTable) -> str | None:
         200: {"model": ArtifactMetadata, "description": "These bytes were already there"},
         413: ERROR_RESPONSES[422] | {"description": "Larger than the server's limit"},
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-            },
-        }
-    },
+    openapi_extra=BINARY_BODY,
 )
 async def push_artifact(
     request: Request,

@@ -28,17 +28,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import importlib
+import json
 import os
-import shutil
-import sys
+import signal
+import subprocess
 import venv
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path, PurePosixPath
 
+from sos.build.runner import BuildRun, BuildRunner
+from sos.build.source import unpack_source
+from sos.build.toolkit import ensure_toolkit
 from sos.errors import ValidationError
 from sos.runtime.local.sandbox import (
     UID_FIRST,
@@ -54,12 +55,10 @@ __all__ = ["BUILDER_UID", "ISOLATIONS", "BuilderCommand", "BuilderEnvironment"]
 ISOLATIONS = ("bubblewrap", "process")
 #: the uid sandboxed builds run as: below every service uid of every server
 BUILDER_UID = UID_FIRST - 1
-#: what the build code imports besides the standard library (found at start, these are
-#: kept too: the servers SOS bundles into Python artifacts, read by version)
-BUNDLED_SERVERS = ("gunicorn", "uvicorn", "uvloop", "httptools", "flight-sos")
 #: the environment variables a build takes from the server's (pip's index and proxies)
 PASSED_ON = ("PIP_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy")
 PASSED_EXACT = frozenset({"SSL_CERT_FILE", "SOURCE_DATE_EPOCH", "SOS_NCC_VERSION"})
+REQUEST_FILE = "request.json"
 
 PYTHON_INSIDE = PurePosixPath("/sos/python")
 TOOLKIT_INSIDE = PurePosixPath("/sos/toolkit")
@@ -78,40 +77,7 @@ class BuilderCommand:
     python: str
 
 
-def _build_modules() -> list[str]:
-    """Top-level modules outside the standard library that the build code imports."""
-    for name in ("sos.build", "sos.build.api", "sos.build._remote_worker"):
-        importlib.import_module(name)
-    from sos.build.registry import registered_builders
-
-    registered_builders()
-    stdlib = set(sys.stdlib_module_names)
-    found = set()
-    for module in list(sys.modules.values()):
-        file = getattr(module, "__file__", None) or ""
-        top = module.__name__.split(".")[0]
-        if top in stdlib or top.startswith("_distutils") or top == "sos" or not file:
-            continue
-        if "site-packages" in file or "dist-packages" in file:
-            found.add(top)
-    return sorted(found)
-
-
-def _dist_dirs(modules: list[str]) -> list[Path]:
-    names = set(BUNDLED_SERVERS)
-    mapping = metadata.packages_distributions()
-    for module in modules:
-        names.update(mapping.get(module, []))
-    dirs = []
-    for name in sorted(names):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            path = getattr(metadata.distribution(name), "_path", None)
-            if isinstance(path, Path) and path.is_dir():
-                dirs.append(path)
-    return dirs
-
-
-class BuilderEnvironment:
+class BuilderEnvironment(BuildRunner):
     """The clean builder of one server (see the module docstring)."""
 
     def __init__(self, root: Path, isolation: str | None = None) -> None:
@@ -131,6 +97,15 @@ class BuilderEnvironment:
         self.cache = root / "cache"
         self.toolkit: Path | None = None
 
+    def identity(self) -> tuple[str, ...] | None:
+        self.ensure()
+        if self.toolkit is None:
+            return None
+        return (self.toolkit.name, self.python.version, self.isolation)
+
+    def interpreter(self) -> str:
+        return f"python {self.python.version}"
+
     def describe(self) -> str:
         python = f"Python {self.python.version} (a clean virtualenv with pip only)"
         if self.isolation == "bubblewrap":
@@ -147,7 +122,7 @@ class BuilderEnvironment:
         with open(self.root / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._ensure_python()
-            self.toolkit = self._ensure_toolkit()
+            self.toolkit = ensure_toolkit(self.root)
             self.cache.mkdir(exist_ok=True)
             if self.isolation == "bubblewrap":
                 os.chown(self.cache, BUILDER_UID, BUILDER_UID)
@@ -163,53 +138,6 @@ class BuilderEnvironment:
         for folder in [self.python.dir, *self.python.dir.rglob("*")]:
             if folder.is_dir() and not folder.is_symlink():
                 folder.chmod(0o755)
-
-    def _ensure_toolkit(self) -> Path:
-        import sos
-
-        modules = _build_modules()
-        sos_dir = Path(sos.__file__).parent
-        sources = [sos_dir, *self._module_paths(modules), *_dist_dirs(modules)]
-        digest = hashlib.sha256()
-        for source in sources:
-            digest.update(str(source).encode())
-            for path in sorted(source.rglob("*")) if source.is_dir() else [source]:
-                if path.is_file() and "__pycache__" not in path.parts:
-                    stat = path.stat()
-                    digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-        target = self.root / f"toolkit-{digest.hexdigest()[:16]}"
-        if target.is_dir():
-            return target
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        for source in sources:
-            if source.is_dir():
-                skip = shutil.ignore_patterns(
-                    "__pycache__", "*.pyc", *(["static"] if source == sos_dir else [])
-                )
-                shutil.copytree(source, tmp / source.name, ignore=skip, symlinks=False)
-            else:
-                shutil.copy2(source, tmp / source.name)
-        for folder in [tmp, *tmp.rglob("*")]:
-            folder.chmod(0o755 if folder.is_dir() else 0o644)
-        tmp.replace(target)
-        for old in self.root.glob("toolkit-*"):
-            if old != target:
-                shutil.rmtree(old, ignore_errors=True)
-        return target
-
-    @staticmethod
-    def _module_paths(modules: list[str]) -> list[Path]:
-        paths = []
-        for name in modules:
-            module = sys.modules.get(name)
-            file = getattr(module, "__file__", None)
-            if not file:
-                continue
-            path = Path(file)
-            paths.append(path.parent if path.name == "__init__.py" else path)
-        return paths
 
     # ---- one build
 
@@ -298,3 +226,46 @@ class BuilderEnvironment:
             *driver,
         ]
         return BuilderCommand(wrapped, env, str(WORK_INSIDE), f"{PYTHON_INSIDE}/bin/python3")
+
+    def run(self, run: BuildRun, output: Callable[[str], None]) -> int | None:
+        """Unpack the source into ``work/src`` and run the driver in the builder, its
+        output line by line."""
+        work = run.dir / "work"
+        self.ensure()
+        unpack_source(run.dir / "source.tar.gz", work / "src", max_bytes=run.max_unpacked)
+        run.out_dir.mkdir(parents=True)
+        command = self.command(work, REQUEST_FILE, run.environ)
+        request = {
+            **run.request,
+            "source": f"{command.work}/src/{run.build.project}",
+            "out": f"{command.work}/out",
+            "python": command.python,
+        }
+        (work / REQUEST_FILE).write_text(json.dumps(request), encoding="utf-8")
+        self.prepare_work(work)
+        if run.stop.reason is not None:
+            return None
+        process: subprocess.Popen[str] | None = None
+
+        def kill() -> None:
+            if process is not None and process.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+
+        process = subprocess.Popen(
+            command.argv,
+            env=command.env,
+            cwd=work,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        if not run.stop.on_stop(kill):
+            kill()
+        assert process.stdout is not None
+        for line in process.stdout:
+            output(line.rstrip("\n"))
+        return process.wait()

@@ -40,12 +40,13 @@ import asyncio
 import collections
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import os
+import re
+import secrets
 import shutil
-import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -54,21 +55,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Header, Query, Request, status
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, status
+from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
 from sos.artifacts.base import CHUNK_SIZE
 from sos.artifacts.safety import check_digest
 from sos.build.cache import stable_key
+from sos.build.runner import BuildRun, BuildRunner
 from sos.build.source import (
     UNPACK_RATIO,
     max_source_bytes,
     safe_project_dir,
     source_digest,
-    unpack_source,
 )
 from sos.errors import (
+    AuthenticationError,
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
@@ -76,10 +79,10 @@ from sos.errors import (
     ValidationError,
 )
 from sos.models import BUILD_DONE, ArtifactMetadata, Build, BuildStep, Token
-from sos.server.auth import Principal
+from sos.server.auth import Principal, bearer
 from sos.server.background import seconds_from_env
 from sos.server.build_sandbox import BuilderEnvironment
-from sos.server.errors import ERROR_RESPONSES
+from sos.server.errors import BINARY_BODY, ERROR_RESPONSES
 
 if TYPE_CHECKING:
     from sos.server.app import ServerState
@@ -90,7 +93,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 2
 DEFAULT_TIMEOUT = 1800.0
-REQUEST_FILE = "request.json"
 
 
 def _now() -> datetime:
@@ -106,24 +108,6 @@ def _concurrency() -> int:
     return int(raw)
 
 
-class _Running:
-    """A build's driver process while it runs."""
-
-    def __init__(self) -> None:
-        self.process: subprocess.Popen[str] | None = None
-        self.stop_reason: tuple[str, str] | None = None  # (state, reason)
-        self.lock = threading.Lock()
-
-    def stop(self, state: str, reason: str) -> None:
-        with self.lock:
-            if self.stop_reason is None:
-                self.stop_reason = (state, reason)
-            process = self.process
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-
-
 class BuildService:
     """The queue, the workers and the records of remote builds (see the module doc)."""
 
@@ -131,7 +115,8 @@ class BuildService:
         self,
         root: Path,
         *,
-        builder: BuilderEnvironment | None = None,
+        builder: BuildRunner | None = None,
+        builder_for: Callable[[], BuildRunner | None] | None = None,
         concurrency: int | None = None,
         timeout: float | None = None,
         max_source: int | None = None,
@@ -144,7 +129,9 @@ class BuildService:
         self.work_root = root / "work"
         self.records.mkdir(parents=True, exist_ok=True)
         self.work_root.mkdir(parents=True, exist_ok=True)
-        self.builder = builder or BuilderEnvironment(root)
+        self._builder = builder
+        self._builder_for = builder_for
+        self._builder_lock = threading.Lock()
         self.concurrency = concurrency or _concurrency()
         self.timeout = timeout or seconds_from_env(
             "SOS_BUILD_TIMEOUT_SECONDS", DEFAULT_TIMEOUT, 1, 24 * 3600
@@ -161,11 +148,22 @@ class BuildService:
         self._builds: dict[str, Build] = {}
         self._tokens: dict[str, Token] = {}
         self._queue: collections.deque[str] = collections.deque()
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, BuildRun] = {}
         self._workers: list[threading.Thread] = []
         self._closed = False
         self._ready = False
         self._load()
+
+    @property
+    def builder(self) -> BuildRunner:
+        """Where builds run: ``builder``, else what ``builder_for`` says (the backend's,
+        asked at the first build since plug-ins are configured before the backend is made),
+        else the sandboxed local builder."""
+        with self._builder_lock:
+            if self._builder is None:
+                made = self._builder_for() if self._builder_for is not None else None
+                self._builder = made or BuilderEnvironment(self.root)
+            return self._builder
 
     # ---- records
 
@@ -275,19 +273,10 @@ class BuildService:
         return build.model_copy(deep=True)
 
     def _reuse_key(self, build: Build) -> str | None:
-        self.builder.ensure()
-        toolkit = self.builder.toolkit
-        if toolkit is None:
+        identity = self.builder.identity()
+        if identity is None:
             return None
-        return stable_key(
-            build.source_digest,
-            build.type,
-            build.frozen,
-            build.project,
-            toolkit.name,
-            self.builder.python.version,
-            self.builder.isolation,
-        )
+        return stable_key(build.source_digest, build.type, build.frozen, build.project, *identity)
 
     def _reused(self, build: Build, token: Token) -> bool:
         """Finish ``build`` at once with the artifact of the earlier build of the same
@@ -349,7 +338,7 @@ class BuildService:
                 return build.model_copy(deep=True)
             running = self._running.get(build_id)
         if running is not None:
-            running.stop("cancelled", reason)
+            running.stop.stop("cancelled", reason)
         for _ in range(100):  # until its worker has recorded the end
             with self._lock:
                 if build.state in BUILD_DONE:
@@ -357,6 +346,36 @@ class BuildService:
             time.sleep(0.05)
         with self._lock:
             return build.model_copy(deep=True)
+
+    def check(self, type: str | None) -> None:
+        """Refuse, before an upload, a build this server's builder cannot run."""
+        problem = self.builder.problem(type)
+        if problem is not None:
+            raise ValidationError(problem, details={"builder": self.builder.isolation})
+
+    def running(self, build_id: str, key: str) -> BuildRun:
+        """The running build ``build_id`` whose key is ``key`` (a builder calling back);
+        any other key, or a build not running, is refused alike."""
+        with self._lock:
+            run = self._running.get(build_id)
+        if run is None or not key or not hmac.compare_digest(run.key, key):
+            raise AuthenticationError(
+                f"this key does not open build {build_id!r}: a build's key is valid only "
+                "for that build, while it runs"
+            )
+        return run
+
+    def opens(self, method: str, path: str, secret: str) -> bool:
+        """Whether ``secret`` is the key of the running build whose output ``path`` names
+        (``PUT /api/v1/builds/{id}/artifact/{name}``): the request guard asks."""
+        parts = path.split("/")
+        if method != "PUT" or len(parts) != 7 or parts[5] != "artifact":
+            return False
+        try:
+            self.running(parts[4], secret)
+        except AuthenticationError:
+            return False
+        return True
 
     def is_done(self, build_id: str) -> bool:
         with self._lock:
@@ -373,7 +392,7 @@ class BuildService:
             running = list(self._running.values())
             self._lock.notify_all()
         for item in running:
-            item.stop("failed", "the server stopped during the build")
+            item.stop.stop("failed", "the server stopped during the build")
         for worker in self._workers:
             worker.join(timeout=10)
 
@@ -404,7 +423,14 @@ class BuildService:
                 build_id = self._queue.popleft()
                 build = self._builds[build_id]
                 token = self._tokens.pop(build_id)
-                running = _Running()
+                running = BuildRun(
+                    build=build,
+                    dir=self.work_root / build_id,
+                    request={"type": build.type, "frozen": build.frozen, "created_by": token.name},
+                    environ=self.environ,
+                    key=secrets.token_urlsafe(32),
+                    max_unpacked=self.max_source * UNPACK_RATIO,
+                )
                 self._running[build_id] = running
                 build.state = "running"
                 build.position = None
@@ -443,87 +469,57 @@ class BuildService:
 
     # ---- one build
 
-    def _run(self, build: Build, token: Token, running: _Running) -> None:
-        work = self.work_root / build.id / "work"
+    def _run(self, build: Build, token: Token, running: BuildRun) -> None:
         self._log(build.id, f"build {build.id}: source {build.source_digest}")
-        try:
-            self.builder.ensure()
-            unpack_source(
-                self.work_root / build.id / "source.tar.gz",
-                work / "src",
-                max_bytes=self.max_source * 20,
-            )
-        except SOSError as exc:
-            with self._lock:
-                self._finish(build, "failed", exc.message)
-            return
-        (work / "out").mkdir()
-        command = self.builder.command(work, REQUEST_FILE, self.environ)
-        request = {
-            "source": f"{command.work}/src/{build.project}",
-            "out": f"{command.work}/out",
-            "type": build.type,
-            "frozen": build.frozen,
-            "python": command.python,
-            "created_by": token.name,
-        }
-        (work / REQUEST_FILE).write_text(json.dumps(request), encoding="utf-8")
-        self.builder.prepare_work(work)
-        self._log(build.id, f"builder: {self.builder.describe()}")
+        outcome: dict[str, Any] | None = None
+        error: str | None = None
+
+        def output(line: str) -> None:
+            nonlocal outcome, error
+            event = _parse(line)
+            if event is None:
+                self._output(build, line)
+            elif event["event"] == "result":
+                outcome = event["result"]
+            elif event["event"] == "error":
+                error = str(event.get("message", "the build failed"))
+                self._log(build.id, f"FAILED: {error}")
+            else:
+                self._step_event(build, event)
+
         timer = threading.Timer(
             self.timeout,
-            running.stop,
+            running.stop.stop,
             (
                 "timed_out",
                 f"the build did not finish within {self.timeout:g} s (SOS_BUILD_TIMEOUT_SECONDS)",
             ),
         )
-        with running.lock:
-            if running.stop_reason is None:
-                running.process = subprocess.Popen(
-                    command.argv,
-                    env=command.env,
-                    cwd=work,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    errors="replace",
-                    start_new_session=True,
-                )
-        process = running.process
-        outcome: dict[str, Any] | None = None
-        error: str | None = None
-        if process is not None:
+        code: int | None = None
+        try:
+            self.builder.ensure()
+            self._log(build.id, f"builder: {self.builder.describe()}")
             timer.start()
-            try:
-                assert process.stdout is not None
-                for line in process.stdout:
-                    event = _parse(line)
-                    if event is None:
-                        self._output(build, line.rstrip("\n"))
-                    elif event["event"] == "result":
-                        outcome = event["result"]
-                    elif event["event"] == "error":
-                        error = str(event.get("message", "the build failed"))
-                        self._log(build.id, f"FAILED: {error}")
-                    else:
-                        self._step_event(build, event)
-                process.wait()
-            finally:
-                timer.cancel()
-        stopped = running.stop_reason
+            code = self.builder.run(running, output)
+        except SOSError as exc:
+            if running.stop.reason is None:
+                self._log(build.id, f"FAILED: {exc.message}")
+                with self._lock:
+                    self._finish(build, "failed", exc.message)
+                return
+        finally:
+            timer.cancel()
+        stopped = running.stop.reason
         if stopped is not None:
             self._log(build.id, f"stopped: {stopped[1]}")
             with self._lock:
                 self._finish(build, stopped[0], stopped[1])
             return
-        if outcome is None or process is None or process.returncode != 0:
-            code = process.returncode if process is not None else None
+        if outcome is None or code != 0:
             with self._lock:
                 self._finish(build, "failed", error or f"the builder exited with code {code}")
             return
-        self._publish(build, token, work, outcome)
+        self._publish(build, token, running.dir / "work", outcome)
 
     def _publish(self, build: Build, token: Token, work: Path, outcome: dict[str, Any]) -> None:
         log_text = str(outcome.pop("log_text", ""))
@@ -541,7 +537,7 @@ class BuildService:
                 "kind": "remote",
                 "where": self.builder.isolation,
                 "build": build.id,
-                "interpreter": f"python {self.builder.python.version}"
+                "interpreter": self.builder.interpreter()
                 if meta.language == "python"
                 else meta.runtime_version,
             },
@@ -671,11 +667,19 @@ def _stored(state: ServerState) -> Callable[[ArtifactMetadata, Token], ArtifactM
 
 
 def configure(state: ServerState) -> None:
-    """Start-up hook of this plug-in: the build service (its builder is made at the first
-    build)."""
-    state.extra["builds"] = BuildService(
-        state.settings.data_dir / "builds", publish=_publisher(state), stored=_stored(state)
+    """Start-up hook of this plug-in: the build service, on the backend's builder (its
+    environment is made at the first build): a Kubernetes Job on Knative, the sandboxed
+    local builder otherwise."""
+    root = state.settings.data_dir / "builds"
+
+    def runner() -> BuildRunner | None:
+        return state.backend.build_runner(root) if state.backend is not None else None
+
+    service = BuildService(
+        root, builder_for=runner, publish=_publisher(state), stored=_stored(state)
     )
+    state.extra["builds"] = service
+    state.body_keys.append(service.opens)
 
 
 def _service(request: Request) -> BuildService:
@@ -705,14 +709,7 @@ router = APIRouter(tags=["builds"], responses=ERROR_RESPONSES, lifespan=_lifespa
     "/builds",
     status_code=status.HTTP_201_CREATED,
     summary="Upload a project's source and queue its build",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-            },
-        }
-    },
+    openapi_extra=BINARY_BODY,
 )
 async def start_build(
     request: Request,
@@ -748,6 +745,7 @@ async def start_build(
     expected = check_digest(x_sos_source_digest)
     safe_project_dir(project)
     service = _service(request)
+    service.check(type)
     limit = service.max_source
     if content_length is not None and content_length > limit:
         raise PayloadTooLargeError(
@@ -768,18 +766,8 @@ async def start_build(
     uploads = service.root / "uploads"
     uploads.mkdir(exist_ok=True)
     target = uploads / f"{uuid.uuid4().hex}.tar.gz"
-    size = 0
     try:
-        with target.open("wb") as handle:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLargeError(
-                        f"the source is above the server's limit of {limit} bytes "
-                        "(SOS_MAX_SOURCE_BYTES)",
-                        details={"limit": limit},
-                    )
-                await run_in_threadpool(handle.write, chunk)
+        await _receive(request, target, limit, "the source", "SOS_MAX_SOURCE_BYTES")
         digest = await run_in_threadpool(source_digest, target, max_bytes=limit * UNPACK_RATIO)
         if digest != expected:
             raise ValidationError(
@@ -855,6 +843,21 @@ async def build_log(
     return StreamingResponse(stream(), media_type="application/x-ndjson")
 
 
+async def _receive(request: Request, target: Path, limit: int, what: str, setting: str) -> int:
+    """Stream the request's body to ``target``, refusing it past ``limit`` bytes (413)."""
+    size = 0
+    with target.open("wb") as handle:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"{what} is above the server's limit of {limit} bytes ({setting})",
+                    details={"limit": limit},
+                )
+            await run_in_threadpool(handle.write, chunk)
+    return size
+
+
 def _read_from(path: Path, offset: int) -> bytes:
     try:
         with path.open("rb") as handle:
@@ -862,3 +865,77 @@ def _read_from(path: Path, offset: int) -> bytes:
             return handle.read(CHUNK_SIZE)
     except FileNotFoundError:
         return b""
+
+
+# ---- the routes a builder elsewhere calls back (a Kubernetes Job): the build's own key
+
+BuildKey = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+#: what an artifact upload may be called (the artifact and its metadata file)
+_UPLOAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+MAX_UPLOADS = 4
+
+
+def _opened(request: Request, build_id: str, key: BuildKey) -> BuildRun:
+    return _service(request).running(build_id, key.credentials if key is not None else "")
+
+
+@router.get(
+    "/builds/{build_id}/source",
+    response_class=FileResponse,
+    summary="A running build's source (for its builder; the build's key)",
+)
+def build_source(request: Request, build_id: str, key: BuildKey) -> FileResponse:
+    run = _opened(request, build_id, key)
+    return FileResponse(run.dir / "source.tar.gz", media_type="application/gzip")
+
+
+@router.get(
+    "/builds/{build_id}/toolkit.tar.gz",
+    response_class=FileResponse,
+    summary="SOS's build code for a running build's builder (the build's key)",
+)
+def build_toolkit(request: Request, build_id: str, key: BuildKey) -> FileResponse:
+    _opened(request, build_id, key)
+    archive = _service(request).builder.toolkit_archive()
+    if archive is None:
+        raise NotFoundError("this server's builders have SOS's build code already")
+    return FileResponse(archive, media_type="application/gzip")
+
+
+@router.put(
+    "/builds/{build_id}/artifact/{name}",
+    summary="A running build's builder uploads what it made (the build's key)",
+    openapi_extra=BINARY_BODY,
+)
+async def upload_build_output(
+    request: Request,
+    build_id: str,
+    name: str,
+    key: BuildKey,
+    content_length: Annotated[int | None, Header()] = None,
+) -> dict[str, Any]:
+    from sos.server.artifacts import max_artifact_bytes
+
+    run = _opened(request, build_id, key)
+    if not _UPLOAD_NAME.fullmatch(name):
+        raise ValidationError(
+            f"{name!r} is not a file name a build makes (letters, digits, '.', '_', '+', '-')"
+        )
+    out = run.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    if len(list(out.iterdir())) >= MAX_UPLOADS and not (out / name).exists():
+        raise ValidationError(f"a build uploads at most {MAX_UPLOADS} files")
+    limit = max_artifact_bytes()
+    if content_length is not None and content_length > limit:
+        raise PayloadTooLargeError(
+            f"{name} is {content_length} bytes, above the limit of {limit} bytes "
+            "(SOS_MAX_ARTIFACT_BYTES)",
+            details={"limit": limit, "size": content_length},
+        )
+    target = out / f".{name}.part"
+    try:
+        size = await _receive(request, target, limit, name, "SOS_MAX_ARTIFACT_BYTES")
+        target.replace(out / name)
+    finally:
+        target.unlink(missing_ok=True)
+    return {"name": name, "size": size}

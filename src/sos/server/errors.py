@@ -34,6 +34,7 @@ from sos.errors import (
 )
 
 __all__ = [
+    "BINARY_BODY",
     "ERROR_RESPONSES",
     "ErrorBody",
     "ErrorDetail",
@@ -55,6 +56,14 @@ class ErrorBody(BaseModel):
 
     error: ErrorDetail
 
+
+#: ``openapi_extra`` of a route whose body is raw bytes (an upload streamed to disk)
+BINARY_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No token, or a token the server does not know"},

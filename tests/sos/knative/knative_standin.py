@@ -25,9 +25,11 @@ behaviour against the real thing.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,11 @@ class KnativeStandIn:
         self.config_maps: dict[tuple[str, str], Obj] = {}
         #: Jobs applied (remote builds), by namespace and name; ``finish_job`` ends one
         self.jobs: dict[tuple[str, str], Obj] = {}
+        #: what runs a Job's pod when one is applied, and stops it when the Job is deleted
+        #: (``knative_kubelet.JobKubelet``); None: Jobs stay active until ``finish_job``
+        self.kubelet: Any = None
+        #: a Job pod's container ended (set): ``follow`` streams its log until then
+        self.pod_ended: dict[str, asyncio.Event] = {}
         #: namespaces created through the API (the kubeconfig's own is there already)
         self.namespaces: dict[str, Obj] = {}
         self._clock = itertools.count(1)
@@ -103,6 +110,8 @@ class KnativeStandIn:
         handler[kmock.action.LIST, PODS] << self._list_pods
         handler[kmock.action.FETCH, PODS, kmock.subresource("log")] << self._pod_log
         handler[kmock.action.UPDATE, JOBS] << self._apply_job
+        handler[kmock.action.DELETE, JOBS] << self._delete_job
+        handler[kmock.action.DELETE, SECRETS] << self._delete_secret
         handler[kmock.action.FETCH, JOBS, kmock.subresource("status")] << self._get_job
         handler[kmock.action.FETCH, JOBS] << self._get_job
 
@@ -230,7 +239,23 @@ class KnativeStandIn:
             )
         body.setdefault("metadata", {})["uid"] = f"uid-{next(self._uids)}"
         body["status"] = {"active": 1, "startTime": "2026-01-01T00:00:00Z"}
+        if self.kubelet is not None:
+            self.kubelet.start(body)
         return body
+
+    def _delete_job(self, request: kmock.Request) -> Obj:
+        key = (request.namespace or "default", request.name or "")
+        if self.jobs.pop(key, None) is None:
+            raise self._not_found("jobs.batch", key[1])
+        if self.kubelet is not None:
+            self.kubelet.stop(*key)
+        return {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+
+    def _delete_secret(self, request: kmock.Request) -> Obj:
+        key = (request.namespace or "default", request.name or "")
+        if self.secrets.pop(key, None) is None:
+            raise self._not_found("secrets", key[1])
+        return {"kind": "Status", "apiVersion": "v1", "status": "Success"}
 
     def _get_job(self, request: kmock.Request) -> Obj:
         job = self.jobs.get((request.namespace or "default", request.name or ""))
@@ -358,22 +383,40 @@ class KnativeStandIn:
     def _list_pods(self, request: kmock.Request) -> Obj:
         return self._list(request, self.pods, "PodList")
 
-    def _pod_log(self, request: kmock.Request) -> str:
+    def _pod_log(self, request: kmock.Request) -> str | AsyncIterator[bytes]:
         key = (request.namespace or "default", request.name or "")
         if key not in self.pods:
             raise kmock.KubernetesError(status=404, reason="NotFound", message="pod not found")
-        if request.params.get("container") != "user-container":
+        spec = self.pods[key].get("spec") or {"containers": [{"name": "user-container"}]}
+        container = request.params.get("container")
+        if container not in [c["name"] for c in spec["containers"]]:
             raise kmock.KubernetesError(status=400, reason="BadRequest", message="container?")
         if key[1] not in self.pod_logs:
             raise kmock.KubernetesError(
                 status=400,
                 reason="BadRequest",
-                message=f'container "user-container" in pod "{key[1]}" is waiting to start',
+                message=f'container "{container}" in pod "{key[1]}" is waiting to start',
             )
+        if request.params.get("follow") == "true":
+            return self._follow_log(key[1])
         lines = self.pod_logs[key[1]]
         if "tailLines" in request.params:
             lines = lines[-int(request.params["tailLines"]) :]
         return "".join(line + "\n" for line in lines)
+
+    async def _follow_log(self, pod: str) -> AsyncIterator[bytes]:
+        """The log as it is written, until the container ends (``follow=true``)."""
+        sent = 0
+        while True:
+            ended = self.pod_ended.get(pod)
+            lines = self.pod_logs[pod]
+            if sent < len(lines):
+                yield "".join(line + "\n" for line in lines[sent:]).encode()
+                sent = len(lines)
+                continue
+            if ended is None or ended.is_set():
+                return
+            await asyncio.sleep(0.02)
 
     def _get_revision(self, request: kmock.Request) -> Obj:
         key = (request.namespace or "default", request.name or "")

@@ -10,13 +10,20 @@ import os
 import re
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from sos_builds import SENTINEL, build_server, make_builder
+from sos_builds import (
+    PROJECTS,
+    SENTINEL,
+    build_server,
+    make_builder,
+    slow_project,
+    wait_state,
+    wsgi_project,
+)
 from sos_server import RunningServer
 
 from sos.build.errors import BuildFailedError, ProjectError
@@ -24,8 +31,6 @@ from sos.build.source import pack_source
 from sos.errors import NotFoundError, PayloadTooLargeError, PermissionDeniedError
 from sos.models import Build
 from sos.server.build_sandbox import BuilderEnvironment
-
-PROJECTS = Path(__file__).parents[1] / "build" / "projects"
 
 
 @pytest.fixture(scope="session")
@@ -36,39 +41,6 @@ def builder(tmp_path_factory: pytest.TempPathFactory) -> BuilderEnvironment:
 @pytest.fixture
 def server(sos_server: Callable[..., RunningServer], builder: BuilderEnvironment) -> RunningServer:
     return build_server(sos_server, builder)
-
-
-def wsgi_project(tmp_path: Path, name: str, body: str, version: str = "1.0.0") -> Path:
-    """A WSGI project with no dependencies whose module runs ``body`` when it is
-    imported (the build's app check imports it, in the builder)."""
-    root = tmp_path / name
-    (root / "svc").mkdir(parents=True)
-    (root / "pyproject.toml").write_text(
-        f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = []\n\n'
-        '[tool.sos]\napp = "svc.web:app"\n'
-    )
-    (root / "svc" / "__init__.py").write_text("")
-    (root / "svc" / "web.py").write_text(
-        f"{body}\n\n"
-        "def app(environ, start_response):\n"
-        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-        "    return [b'ok']\n"
-    )
-    return root
-
-
-def slow_project(tmp_path: Path, name: str) -> Path:
-    return wsgi_project(tmp_path, name, "import time\ntime.sleep(120)")
-
-
-def wait_state(client: object, build_id: str, *states: str, within: float = 120) -> Build:
-    deadline = time.monotonic() + within
-    while True:
-        build = client.get_build(build_id)  # type: ignore[attr-defined]
-        if build.state in states:
-            return build  # type: ignore[no-any-return]
-        assert time.monotonic() < deadline, f"build {build_id} stayed {build.state}"
-        time.sleep(0.1)
 
 
 def test_remote_build_stores_the_artifact_with_its_provenance(

@@ -29,6 +29,7 @@ import aiohttp
 from kubernetes.aio import client as k8s
 from kubernetes.aio import config as k8s_config
 
+from sos.build.runner import BuildRunner
 from sos.errors import (
     BackendError,
     ConflictError,
@@ -191,6 +192,8 @@ class KnativeBackend(Backend):
         self._ensured: set[str] = set()
         #: service -> (when read, Knative Service or None, its Revisions)
         self._snapshots: dict[str, tuple[float, dict[str, Any] | None, list[dict[str, Any]]]] = {}
+        #: the event loop the API client lives on (remote builds call it from threads)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -218,6 +221,7 @@ class KnativeBackend(Backend):
 
     async def start(self) -> None:
         """Load the cluster configuration (kubeconfig or in-cluster) and pick the namespace."""
+        self._loop = asyncio.get_running_loop()
         if self._api_client is not None:
             return
         configuration = k8s.Configuration()
@@ -262,7 +266,35 @@ class KnativeBackend(Backend):
             await self._api_client.close()  # type: ignore[no-untyped-call]
             self._api_client = None
 
+    def build_runner(self, root: Path) -> BuildRunner:
+        """Remote builds run as Kubernetes Jobs on the curated runtime image."""
+        from sos.runtime.knative.builds import KnativeBuildRunner
+
+        return KnativeBuildRunner(self, root)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop of the API client (set by ``start``)."""
+        if self._loop is None:
+            raise BackendError("the Knative backend is not started: call start() first")
+        return self._loop
+
     # ------------------------------------------------------------------ API calls
+
+    def api_client(self) -> k8s.ApiClient:
+        """The official client's ``ApiClient`` (on ``loop``)."""
+        return self._client()
+
+    async def guard(
+        self,
+        action: str,
+        call: Awaitable[Any],
+        *,
+        missing: Callable[[k8s.ApiException], bool] = lambda _: False,
+    ) -> Any:
+        """Await one API call; errors become SOS errors naming ``action``, ``missing`` ones
+        None."""
+        return await self._guard(action, call, missing=missing)
 
     def _client(self) -> k8s.ApiClient:
         if self._api_client is None:

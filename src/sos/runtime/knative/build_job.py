@@ -17,23 +17,31 @@ The Job is bounded by the build's timeout (``activeDeadlineSeconds``), never ret
 
 ``apply_build_job`` applies it with the official client (server-side apply, strict field
 validation) and ``watch_build_job`` follows it to its outcome (``job_outcome``: succeeded,
-failed, or timed out at its deadline). Not wired yet: the control plane of a Knative server
-still builds with the local builder (``sos.server.builds``), and the routes the container
-reads from and uploads to (the source, the toolkit, the artifact of one build) are still to
-be added; tests apply and watch the Job against the stand-in API server.
+failed, or timed out at its deadline); ``render_build_secret`` is the Secret that holds the
+build's key. ``sos.runtime.knative.builds`` drives them for the server.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from sos.models import ArtifactMetadata, Build
 from sos.runtime.knative.render import MANAGED_BY_LABEL, TEAM_LABEL, runtime_image
 from sos.runtime.knative.settings import KnativeSettings
 
-__all__ = ["BOOTSTRAP", "BUILD_LABEL", "build_job_name", "render_build_job"]
+__all__ = [
+    "BOOTSTRAP",
+    "BUILD_LABEL",
+    "build_image",
+    "build_job_name",
+    "job_outcome",
+    "render_build_job",
+    "render_build_secret",
+]
 
 BUILD_LABEL = "sos.dev/build"
 WORK = "/sos/work"
@@ -52,7 +60,7 @@ def fetch(path, target):
     return target + ".d"
 build = os.environ["SOS_BUILD_ID"]
 source = fetch(f"/api/v1/builds/{build}/source", f"{work}/source.tar.gz")
-toolkit = fetch("/api/v1/builds/toolkit.tar.gz", f"{work}/toolkit.tar.gz")
+toolkit = fetch(f"/api/v1/builds/{build}/toolkit.tar.gz", f"{work}/toolkit.tar.gz")
 request = {"source": f"{source}/{os.environ['SOS_BUILD_PROJECT']}", "out": f"{work}/out",
            "type": os.environ.get("SOS_BUILD_TYPE") or None,
            "frozen": os.environ.get("SOS_BUILD_FROZEN") == "1", "python": sys.executable}
@@ -72,6 +80,23 @@ sys.exit(code)
 """
 
 
+def build_image(language: str, runtime_version: str, registry: str) -> str:
+    """The curated runtime image a build of ``language`` for ``runtime_version`` runs on:
+    the one its artifact will run on."""
+    probe = ArtifactMetadata(
+        name="build",
+        version="0",
+        language=language,
+        runtime_version=runtime_version,
+        entry_point="-",
+        digest="sha256:" + "0" * 64,
+        size=0,
+        created_by="-",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    return runtime_image(probe, registry)
+
+
 def build_job_name(build: Build) -> str:
     """``sos-build-<id>``: a DNS label (lowercase, at most 63 characters)."""
     return ("sos-build-" + re.sub(r"[^a-z0-9-]", "-", build.id.lower()))[:63].rstrip("-")
@@ -89,18 +114,6 @@ def render_build_job(
     memory: str = "2Gi",
 ) -> dict[str, Any]:
     """The ``batch/v1`` Job that builds ``build`` (see the module docstring)."""
-    # the image is named as for an artifact of this language and runtime version
-    probe = ArtifactMetadata(
-        name="build",
-        version="0",
-        language=language,
-        runtime_version=runtime_version,
-        entry_point="-",
-        digest="sha256:" + "0" * 64,
-        size=0,
-        created_by=build.created_by,
-        created_at=build.created_at,
-    )
     labels = {MANAGED_BY_LABEL: "sos", BUILD_LABEL: build_job_name(build)[10:]}
     if build.team:
         labels[TEAM_LABEL] = build.team
@@ -122,7 +135,7 @@ def render_build_job(
     ]
     container: dict[str, Any] = {
         "name": "builder",
-        "image": runtime_image(probe, settings.image_registry),
+        "image": build_image(language, runtime_version, settings.image_registry),
         "command": ["python3", "-I", "-c", BOOTSTRAP],
         "env": env,
         "workingDir": WORK,
@@ -160,6 +173,19 @@ def render_build_job(
                 },
             },
         },
+    }
+
+
+def render_build_secret(build: Build, key: str, namespace: str) -> dict[str, Any]:
+    """The Secret ``sos-build-<id>`` whose key ``token`` is the build's key (valid for that
+    build's routes while it runs); the Job reads it as ``SOS_TOKEN``."""
+    labels = {MANAGED_BY_LABEL: "sos", BUILD_LABEL: build_job_name(build)[10:]}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": build_job_name(build), "namespace": namespace, "labels": labels},
+        "type": "Opaque",
+        "data": {"token": base64.b64encode(key.encode()).decode()},
     }
 
 

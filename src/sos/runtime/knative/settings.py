@@ -13,6 +13,8 @@ Every setting has an environment variable, so that ``sos server --backend knativ
     SOS_KNATIVE_ARTIFACT_URL    how pods download an artifact: a URL with {digest} in it, or
                                 the SOS server URL as pods reach it (the artifact route is
                                 appended)
+    SOS_KNATIVE_BUILD_URL       the SOS server's URL as remote-build Jobs reach it (default:
+                                SOS_KNATIVE_ARTIFACT_URL when that is the server's URL)
     SOS_KNATIVE_ARTIFACT_TOKEN_SECRET   name of a Secret whose key "token" holds a reader
                                 token for the artifact store (optional)
     SOS_KNATIVE_KUBECONFIG      kubeconfig file (default: $KUBECONFIG or ~/.kube/config)
@@ -50,6 +52,7 @@ _ENV = {
     "image_registry": "SOS_IMAGE_REGISTRY",
     "artifact_url": "SOS_KNATIVE_ARTIFACT_URL",
     "artifact_token_secret": "SOS_KNATIVE_ARTIFACT_TOKEN_SECRET",
+    "build_url": "SOS_KNATIVE_BUILD_URL",
     "kubeconfig": "SOS_KNATIVE_KUBECONFIG",
     "context": "SOS_KNATIVE_CONTEXT",
     "instance": "SOS_KNATIVE_INSTANCE",
@@ -70,6 +73,7 @@ class KnativeSettings(BackendOptions):
     image_registry: str = DEFAULT_REGISTRY
     artifact_url: str | None = None
     artifact_token_secret: str | None = None
+    build_url: str | None = None
     kubeconfig: str | None = None
     context: str | None = None
     instance: str = "sos"
@@ -118,6 +122,12 @@ class KnativeSettings(BackendOptions):
                 f"artifact URL {url!r} must start with http:// or https:// (the address at "
                 "which pods reach the SOS server, e.g. http://sos.sos-system.svc:8700)"
             )
+        build = self.build_url
+        if build is not None and (not build.startswith(("http://", "https://")) or "{" in build):
+            raise ValueError(
+                f"build URL {build!r} must be the SOS server's address as build Jobs reach "
+                "it, starting with http:// or https:// (e.g. http://sos.sos-system.svc:8700)"
+            )
         return self
 
     @classmethod
@@ -136,6 +146,15 @@ class KnativeSettings(BackendOptions):
             return cls.model_validate(cls.gather(given, source))
         except PydanticValidationError as exc:
             raise ValueError(option_error(exc)[1]) from None
+
+    def control_url(self) -> str | None:
+        """The SOS server's URL as a build Job reaches it: ``build_url``, else the artifact
+        URL when it is the server's (no ``{digest}`` in it); None when neither says."""
+        if self.build_url is not None:
+            return self.build_url.rstrip("/")
+        if self.artifact_url is not None and "{digest}" not in self.artifact_url:
+            return self.artifact_url.rstrip("/")
+        return None
 
     def artifact_download_url(self, digest: str) -> str | None:
         """The URL a pod downloads the artifact ``digest`` from, or None when not configured."""

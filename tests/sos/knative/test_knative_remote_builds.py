@@ -1,0 +1,229 @@
+"""Remote builds on a server on Knative, end to end: a real SOS server whose builds run as
+Kubernetes Jobs through the stand-in API server, each Job's container a real process
+(``knative_kubelet.JobKubelet``: the one part a cluster would run) that downloads the source
+and SOS's build code from the server with the build's own key, builds, and uploads the
+artifact, which the server stores with its provenance."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from knative_kubelet import JobKubelet
+from knative_standin import NAMESPACE, KnativeStandIn
+from sos_builds import PROJECTS, slow_project, wait_state
+
+from sos.build.errors import BuildFailedError
+from sos.build.source import pack_source
+from sos.errors import ValidationError
+from sos.models import Build
+from sos.runtime.knative import KnativeBackend, KnativeSettings
+from sos.runtime.knative.builds import KnativeBuildRunner
+from sos.server.builds import configure
+
+if TYPE_CHECKING:
+    from sos_server import RunningServer
+
+#: the runtime image's Python: a clean interpreter (the server's base one), no virtualenv
+IMAGE_PYTHON = getattr(sys, "_base_executable", sys.executable)
+IMAGE = f"localhost:5000/sos/runtime-python:{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@pytest.fixture
+async def kubelet(standin: KnativeStandIn, tmp_path: Path) -> AsyncIterator[JobKubelet]:
+    running = JobKubelet(standin, IMAGE_PYTHON, tmp_path / "pods")
+    yield running
+    await running.close()
+
+
+@pytest.fixture
+async def knative_server(
+    sos_server: Callable[..., RunningServer], kubeconfig: Path, kubelet: JobKubelet
+) -> RunningServer:
+    backend = KnativeBackend(KnativeSettings(kubeconfig=str(kubeconfig)), poll_interval=0.01)
+    server = await asyncio.to_thread(sos_server, backend=backend)
+    configure(server.state)  # as `sos server` does at start (tests start servers bare)
+    # the server's address as pods reach it: known once it listens
+    backend.settings = backend.settings.model_copy(update={"build_url": server.url})
+    runner(server).poll = 0.05
+    return server
+
+
+def runner(server: RunningServer) -> KnativeBuildRunner:
+    builder = server.state.extra["builds"].builder  # type: ignore[attr-defined]
+    assert isinstance(builder, KnativeBuildRunner)
+    return builder
+
+
+def job_of(standin: KnativeStandIn, build: Build) -> dict[str, object] | None:
+    return next((j for (_, n), j in standin.jobs.items() if build.id.lower() in n), None)
+
+
+async def test_a_remote_build_runs_as_a_job_and_stores_its_artifact(
+    knative_server: RunningServer, standin: KnativeStandIn, tmp_path: Path
+) -> None:
+    packed = pack_source(PROJECTS / "command-app")
+
+    def build() -> tuple[Build, str, bytes]:
+        with knative_server.client() as api:
+            done = api.build(PROJECTS / "command-app")
+            assert done.artifact is not None
+            data = api.download_artifact(done.artifact.digest, tmp_path / "a.pyz").read_bytes()
+            return done, api.build_log(done.id), data
+
+    done, log, data = await asyncio.to_thread(build)
+    assert done.state == "succeeded" and done.builder == "knative-job"
+    assert [s.state for s in done.steps] == ["done"] * len(done.steps) and len(done.steps) >= 3
+    meta = done.artifact
+    assert meta is not None and (meta.name, meta.version) == ("tick-server", "2.0.0")
+    assert len(data) == meta.size
+    provenance = meta.extra["provenance"]
+    assert provenance["source_digest"] == packed.digest
+    assert provenance["builder"]["where"] == "knative-job"
+    assert IMAGE in provenance["builder"]["interpreter"]
+    # the Job: the runtime image, the build's Secret as SOS_TOKEN; the Secret is gone after
+    job = job_of(standin, done)
+    assert job is not None
+    container = job["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
+    assert container["image"] == IMAGE
+    assert not [key for key in standin.secrets if key[1].startswith("sos-build-")]
+    # its pod's log is the build's log: the Job's own lines and the build tools'
+    assert f"Job {NAMESPACE}/sos-build-" in log and "== the build tools' log" in log
+    # the same source again: reused, no second Job
+    jobs = len(standin.jobs)
+
+    def again() -> Build:
+        with knative_server.client() as api:
+            return api.build(PROJECTS / "command-app")
+
+    second = await asyncio.to_thread(again)
+    assert second.artifact == meta and len(standin.jobs) == jobs
+
+
+async def test_only_the_builds_key_opens_its_routes_and_only_while_it_runs(
+    knative_server: RunningServer, standin: KnativeStandIn, tmp_path: Path
+) -> None:
+    url = knative_server.url
+
+    def start() -> Build:
+        with knative_server.client() as api:
+            started = api.start_build(slow_project(tmp_path, "slow-key"))
+            return wait_state(api, started.id, "running")
+
+    build = await asyncio.to_thread(start)
+    for _ in range(200):
+        secret = next(
+            (s for (_, n), s in standin.secrets.items() if n.startswith("sos-build")), None
+        )
+        if secret is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert secret is not None
+    key = base64.b64decode(secret["data"]["token"]).decode()
+    source = f"{url}/api/v1/builds/{build.id}/source"
+    async with httpx.AsyncClient() as http:
+        opened = await http.get(source, headers={"Authorization": f"Bearer {key}"})
+        assert opened.status_code == 200 and opened.content[:2] == b"\x1f\x8b"
+        # the admin token is not this build's key; nor is a guess
+        for other in (f"Bearer {knative_server.admin_token}", f"Bearer {key[:-1]}x", "Basic x"):
+            refused = await http.get(source, headers={"Authorization": other})
+            assert refused.status_code == 401, other
+        assert (await http.get(source)).status_code == 401
+        with_key = {"Authorization": f"Bearer {key}"}
+        hidden = f"{url}/api/v1/builds/{build.id}/artifact/.profile"
+        refused = await http.put(hidden, content=b"x", headers=with_key)
+        assert refused.status_code == 422 and "not a file name" in refused.text
+        # the key opens this build's upload, nothing else with a body
+        for method, path in (("PUT", "/artifacts/x/1"), ("POST", "/services")):
+            other = await http.request(
+                method, url + "/api/v1" + path, content=b"{}", headers=with_key
+            )
+            assert other.status_code == 401, path
+
+        def cancel() -> Build:
+            with knative_server.client() as api:
+                return api.cancel_build(build.id)
+
+        cancelled = await asyncio.to_thread(cancel)
+        assert cancelled.state == "cancelled"
+        # the Job (and its pod) are deleted, the Secret too, and the key opens nothing
+        for _ in range(200):
+            if job_of(standin, build) is None and not standin.secrets:
+                break
+            await asyncio.sleep(0.05)
+        assert job_of(standin, build) is None and not standin.secrets
+        late = await http.get(source, headers={"Authorization": f"Bearer {key}"})
+        assert late.status_code == 401
+
+
+async def test_a_pod_that_cannot_start_fails_the_build_with_kubernetes_reason(
+    knative_server: RunningServer, standin: KnativeStandIn
+) -> None:
+    standin.failing_images.add(IMAGE)
+
+    def build() -> str:
+        with knative_server.client() as api:
+            with pytest.raises(BuildFailedError) as caught:
+                api.build(PROJECTS / "command-app")
+            return caught.value.message
+
+    message = await asyncio.to_thread(build)
+    assert "the build's pod cannot start: ImagePullBackOff" in message
+    assert not standin.jobs  # deleted, not left to its deadline
+
+
+async def test_a_failing_build_and_a_timeout_are_said_as_such(
+    knative_server: RunningServer, standin: KnativeStandIn, tmp_path: Path
+) -> None:
+    root = tmp_path / "broken"
+    (root / "svc").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "broken"\nversion = "1"\ndependencies = []\n\n'
+        '[tool.sos]\napp = "svc.web:app"\n'
+    )
+    (root / "svc" / "__init__.py").write_text("")
+    (root / "svc" / "web.py").write_text("import not_a_declared_package_xyz\napp = None\n")
+    service = knative_server.state.extra["builds"]
+
+    def builds() -> tuple[Build, Build]:
+        with knative_server.client() as api:
+            with pytest.raises(BuildFailedError):
+                api.build(root)
+            failed = api.list_builds()[0]
+            service.timeout = 3  # type: ignore[attr-defined]
+            slow = api.start_build(slow_project(tmp_path, "slow-deadline"))
+            return failed, wait_state(api, slow.id, "timed_out", "failed", within=60)
+
+    failed, late = await asyncio.to_thread(builds)
+    assert failed.state == "failed" and "not_a_declared_package_xyz" in (failed.reason or "")
+    assert late.state == "timed_out" and "did not finish within 3 s" in (late.reason or "")
+    for _ in range(100):
+        if job_of(standin, late) is None:
+            break
+        await asyncio.sleep(0.05)
+    assert job_of(standin, late) is None
+
+
+async def test_what_a_job_cannot_build_is_refused_before_the_upload(
+    knative_server: RunningServer, tmp_path: Path
+) -> None:
+    def start(project: Path) -> str:
+        with knative_server.client() as api:
+            with pytest.raises(ValidationError) as caught:
+                api.start_build(project)
+            assert api.list_builds() == []
+            return caught.value.message
+
+    message = await asyncio.to_thread(start, PROJECTS / "node-hello")
+    assert "remote builds on Knative build Python projects" in message
+    assert "sos push" in message
+    backend = runner(knative_server).backend
+    backend.settings = backend.settings.model_copy(update={"build_url": None})
+    message = await asyncio.to_thread(start, PROJECTS / "command-app")
+    assert "SOS_KNATIVE_BUILD_URL" in message
