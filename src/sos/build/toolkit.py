@@ -19,11 +19,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import json
 import shutil
+import subprocess
 import sys
 import tarfile
 from importlib import metadata
 from pathlib import Path
+
+from sos.errors import SOSError
 
 __all__ = ["BUNDLED_SERVERS", "ensure_toolkit", "pack_toolkit"]
 
@@ -32,23 +36,41 @@ __all__ = ["BUNDLED_SERVERS", "ensure_toolkit", "pack_toolkit"]
 BUNDLED_SERVERS = ("gunicorn", "uvicorn", "uvloop", "httptools", "flight-sos")
 
 
+#: run in a fresh interpreter: which modules outside the standard library the build code
+#: imports (the server's own process has imported far more: its web server, the Kubernetes
+#: client...)
+_FIND_MODULES = """
+import json, sys
+import sos.build, sos.build.api, sos.build._remote_worker
+from sos.build.registry import registered_builders
+registered_builders()
+found = set()
+for module in list(sys.modules.values()):
+    file = getattr(module, "__file__", None) or ""
+    top = module.__name__.split(".")[0]
+    if top in sys.stdlib_module_names or top.startswith("_distutils") or top == "sos":
+        continue
+    if file and ("site-packages" in file or "dist-packages" in file):
+        found.add(top)
+print(json.dumps(sorted(found)))
+"""
+
+
 def _build_modules() -> list[str]:
     """Top-level modules outside the standard library that the build code imports."""
-    for name in ("sos.build", "sos.build.api", "sos.build._remote_worker"):
-        importlib.import_module(name)
-    from sos.build.registry import registered_builders
-
-    registered_builders()
-    stdlib = set(sys.stdlib_module_names)
-    found = set()
-    for module in list(sys.modules.values()):
-        file = getattr(module, "__file__", None) or ""
-        top = module.__name__.split(".")[0]
-        if top in stdlib or top.startswith("_distutils") or top == "sos" or not file:
-            continue
-        if "site-packages" in file or "dist-packages" in file:
-            found.add(top)
-    return sorted(found)
+    done = subprocess.run(
+        [sys.executable, "-c", _FIND_MODULES],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise SOSError(f"cannot list the build code's libraries: {done.stderr.strip()[-2000:]}")
+    modules = json.loads(done.stdout.strip().splitlines()[-1])
+    for name in modules:
+        importlib.import_module(name)  # their paths, below
+    return [str(name) for name in modules]
 
 
 def _dist_dirs(modules: list[str]) -> list[Path]:

@@ -72,6 +72,7 @@ from sos.build.source import (
 )
 from sos.errors import (
     AuthenticationError,
+    ConflictError,
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
@@ -922,7 +923,8 @@ async def upload_build_output(
             f"{name!r} is not a file name a build makes (letters, digits, '.', '_', '+', '-')"
         )
     out = run.out_dir
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.is_dir():  # its runner had not made it, or the build has just ended
+        raise ConflictError(f"build {build_id} takes no upload now", details={"id": build_id})
     if len(list(out.iterdir())) >= MAX_UPLOADS and not (out / name).exists():
         raise ValidationError(f"a build uploads at most {MAX_UPLOADS} files")
     limit = max_artifact_bytes()
