@@ -159,38 +159,40 @@ def shadow(
 
 
 def say_report(report: ShadowReport) -> None:
+    """One block per (primary, shadow) pair, each figure on its own line (fits 80 columns)."""
     if not report.available or not report.pairs:
         console.print(report.message or f"{report.service}: no mirrored request yet")
         return
-    rows = []
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:.1f}%"
+
+    def num(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f} ms"
+
+    console.print(f"shadow report of {report.service}", style="bold")
     for pair in report.pairs:
-
-        def pct(value: float | None) -> str:
-            return "-" if value is None else f"{value * 100:.1f}%"
-
-        def num(value: float | None) -> str:
-            return "-" if value is None else f"{value:.3f}"
-
-        rows.append(
-            [
-                f"{short(pair.primary)} -> {short(pair.shadow)}",
-                str(pair.compared),
-                str(pair.dropped),
-                pct(pair.status_agreement),
-                str(pair.shadow_errors),
-                f"{pair.primary_p50_ms or 0:.1f} / {pair.shadow_p50_ms or 0:.1f}",
-                num(pair.overlap_at_k),
-                num(pair.rbo),
-                pct(pair.top1_agreement),
-                f"{pct(pair.primary_empty_rate)} / {pct(pair.shadow_empty_rate)}",
-            ]
-        )
-    table(
-        f"shadow report of {report.service}",
-        ["PAIR", "COMPARED", "DROPPED", "SAME STATUS", "SHADOW ERRORS", "P50 MS",
-         f"OVERLAP@{report.pairs[0].k}", "RBO", "TOP-1", "EMPTY"],
-        rows,
-    )  # fmt: skip
+        lines = [
+            ("compared", f"{pair.compared} answers ({pair.dropped} copies dropped)"),
+            ("same status", f"{pct(pair.status_agreement)}, {pair.shadow_errors} shadow errors"),
+            ("p50", f"{ms(pair.primary_p50_ms)} primary, {ms(pair.shadow_p50_ms)} shadow"),
+            (
+                f"overlap@{pair.k}",
+                f"{num(pair.overlap_at_k)} (over {pair.items_compared} answers with items)",
+            ),
+            ("rank-biased overlap", num(pair.rbo)),
+            ("top-1 agreement", pct(pair.top1_agreement)),
+            (
+                "empty answers",
+                f"{pct(pair.primary_empty_rate)} primary, {pct(pair.shadow_empty_rate)} shadow",
+            ),
+        ]
+        console.print(f"{short(pair.primary)} -> {short(pair.shadow)}")
+        for label, value in lines:
+            console.print(f"  {label:<20} {value}")
 
 
 @app.command("rollback")
