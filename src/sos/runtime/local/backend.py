@@ -148,6 +148,7 @@ class LocalBackend(Backend):
             # next one from here; a clean stop stops it unless instances are kept
             state_dir=runtime_dir / "router",
             metrics_token=router_metrics_token,
+            shadow_file=runtime_dir / "shadow-comparisons.json",
         )
         self.supervisor.in_flight = self.router.in_flight
         self.desired: dict[str, DesiredService] = {}

@@ -395,3 +395,30 @@ async def test_both_data_paths_read_awkward_keys_alike(start: Start, start_app: 
                         for _ in range(4)
                     }
                     assert seen == want, (by, path, headers, router.data_path)
+
+
+async def test_the_comparisons_outlive_a_restart_of_the_server(
+    ingress_factory: Callable[..., Awaitable[Ingress]], start_app: StartApp, tmp_path: Path
+) -> None:
+    kept = tmp_path / "shadow-comparisons.json"
+    primary = start_app("shop-00001", HELLO_ITEMS="a,b,c,d")
+    other = start_app("shop-00002", HELLO_ITEMS="b,a,c,x")
+    ports = {"shop-00001": primary.port, "shop-00002": other.port}
+    routes = table({"shop-00001": 100}, ports, shadows=[ShadowTarget("shop-00002", 100)])
+    router = await ingress_factory("python", shadow_file=kept)
+    await route([router], routes)
+    await _recs(router, 10)
+    await _report_until(router, lambda r: bool(r) and r[0].compared >= 10)  # type: ignore[attr-defined]
+    before = router.shadow_report("shop")
+    await router.close()  # the server stops: what it compared is written down
+    again = await ingress_factory("python", shadow_file=kept)
+    await route([again], routes)
+    assert again.shadow_report("shop") == before
+    await _recs(again, 5)  # and it goes on counting from there
+    after = await _report_until(again, lambda r: bool(r) and r[0].compared >= 15)  # type: ignore[attr-defined]
+    assert after[0].items_compared == 15  # type: ignore[attr-defined]
+    # a file it cannot read is said in the log and started anew, never a failed start
+    kept.write_text("{not json")
+    fresh = await ingress_factory("python", shadow_file=kept)
+    await route([fresh], routes)
+    assert fresh.shadow_report("shop") == []

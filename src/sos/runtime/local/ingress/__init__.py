@@ -66,19 +66,25 @@ def create_ingress(
     port: int = 0,
     state_dir: Path | None = None,
     metrics_token: str | None = None,
+    shadow_file: Path | None = None,
     **options: Unpack[RouterOptions],
 ) -> Ingress:
     """The ingress of ``data_path`` (one of ``DATA_PATHS``), listening on ``host:port``.
     ``state_dir``: where a data path that can outlive the server (HAProxy) names itself
     for the next server to adopt; ``metrics_token``: who may read ``/metrics`` (see
-    ``Ingress.metrics_token``)."""
+    ``Ingress.metrics_token``); ``shadow_file``: where the shadow comparisons are kept
+    across restarts."""
     ingress: Ingress
     if data_path == "haproxy":
-        # the Python router behind HAProxy: the activator and the router's own answers
-        ingress = HAProxyRouter(Router(**options), host=host, port=port, state_dir=state_dir)
+        # the Python router behind HAProxy: the activator, the router's own answers, and
+        # the services with shadows
+        python = Router(**options)
+        ingress = HAProxyRouter(python, host=host, port=port, state_dir=state_dir)
     elif data_path == "python":
-        ingress = Router(host=host, port=port, **options)
+        python = ingress = Router(host=host, port=port, **options)
     else:
         raise ValidationError(f"router {data_path!r} is unknown: use haproxy or python")
+    if shadow_file is not None:
+        python.mirror.load(shadow_file)
     ingress.metrics_token = metrics_token
     return ingress

@@ -59,6 +59,9 @@ __all__ = ["Router"]
 
 log = logging.getLogger(__name__)
 
+#: how often the shadow comparisons are written down (and at close)
+SHADOW_SAVE_SECONDS = 5.0
+
 
 def for_callers(target: RevisionTarget, revision: str) -> str:
     """Why ``revision`` cannot answer, as its service's callers may read it: one line,
@@ -161,13 +164,20 @@ class Router:
 
     async def _sweep(self) -> None:
         """Answer 504 for requests an instance has not answered within ``request_timeout``
-        (a sweep a few times a second costs less than a timer per request)."""
+        (a sweep a few times a second costs less than a timer per request); keep the shadow
+        comparisons every few seconds."""
+        saved = self.clock()
         while True:
             await asyncio.sleep(min(1.0, self.request_timeout / 3))
             now = self.clock()
             for conn in list(self.connections):
                 conn.check_timeout(now, self.request_timeout)
                 conn.check_idle(now)
+            if now - saved >= SHADOW_SAVE_SECONDS:
+                saved = now
+                text = self.mirror.snapshot()
+                if text is not None:
+                    await asyncio.to_thread(self.mirror.write, text)
 
     async def activator(self, key: ActivatorKey) -> int:
         """The port of a listener whose requests all go to revision ``key[1]`` of service

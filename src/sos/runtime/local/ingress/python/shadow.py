@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httptools
 
@@ -128,6 +131,55 @@ class Mirror:
         #: handshake, and a threaded app no thread per copy)
         self._idle: dict[str, list[Connection]] = {}
         self._jobs = 0
+        #: where the comparisons are kept across restarts of the server (None: memory only)
+        self.file: Path | None = None
+        self._saved: str = ""
+
+    # ---- kept across restarts
+
+    def load(self, file: Path) -> None:
+        """Keep the comparisons in ``file`` from now on, starting from what it holds."""
+        self.file = file
+        try:
+            saved = json.loads(file.read_text(encoding="utf-8"))
+            for entry in saved:
+                key = (str(entry.pop("service")), str(entry["primary"]), str(entry["shadow"]))
+                self.tallies[key] = ShadowTally(**entry)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("the shadow comparisons in %s are unreadable, starting anew: %s", file, exc)
+            self.tallies.clear()
+
+    def snapshot(self) -> str | None:
+        """The comparisons as the file keeps them, when they changed since the last
+        ``write`` (taken on the event loop, which changes them)."""
+        if self.file is None:
+            return None
+        entries = [
+            {"service": service, **dataclasses.asdict(tally)}
+            for (service, _, _), tally in sorted(self.tallies.items())
+        ]
+        text = json.dumps(entries)
+        return None if text == self._saved else text
+
+    def write(self, text: str) -> None:
+        """Write a ``snapshot`` to the file, atomically (off the event loop)."""
+        if self.file is None:
+            return
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.file.with_suffix(".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(self.file)
+            self._saved = text
+        except OSError as exc:
+            log.warning("cannot keep the shadow comparisons in %s: %s", self.file, exc)
+
+    def save(self) -> None:
+        text = self.snapshot()
+        if text is not None:
+            self.write(text)
 
     # ---- per request (on the caller's path: no I/O, no waiting)
 
@@ -178,6 +230,7 @@ class Mirror:
         ]
 
     async def close(self) -> None:
+        self.save()
         for task in self._workers:
             task.cancel()
         for task in self._workers:
