@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from knative_kubelet import JobKubelet
+from knative_pods import free_port
+from knative_server_process import ADMIN_TOKEN, start_sos_server, stop_sos_server
 from knative_standin import NAMESPACE, KnativeStandIn
 from sos_builds import PROJECTS, slow_project, wait_state
 
@@ -227,3 +230,30 @@ async def test_what_a_job_cannot_build_is_refused_before_the_upload(
     backend.settings = backend.settings.model_copy(update={"build_url": None})
     message = await asyncio.to_thread(start, PROJECTS / "command-app")
     assert "SOS_KNATIVE_BUILD_URL" in message
+
+
+async def test_sos_build_remote_through_sos_server_on_knative(
+    kubeconfig: Path, standin: KnativeStandIn, kubelet: JobKubelet, tmp_path: Path
+) -> None:
+    """As a user runs it: `sos server --backend knative` (its build URL an option), and
+    `sos build --remote` from a project directory."""
+    port = free_port()
+    process, url = await start_sos_server(
+        kubeconfig, tmp_path / "data", "--backend-opt", f"build_url=http://127.0.0.1:{port}",
+        port=port,
+    )  # fmt: skip
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SOS_")}
+        env.update(SOS_URL=url, SOS_TOKEN=ADMIN_TOKEN, SOS_HOME=str(tmp_path / "home"))
+        built = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from sos.cli import main; main()",
+            "build", "--remote", str(PROJECTS / "command-app"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        async with asyncio.timeout(180):
+            output = (await built.communicate())[0].decode()
+        assert built.returncode == 0, output
+        assert "built on the server" in output and "knative-job" in output, output
+        assert [key for key in standin.jobs if key[1].startswith("sos-build-")], standin.jobs
+    finally:
+        await stop_sos_server(process)

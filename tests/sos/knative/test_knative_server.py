@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import signal
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +15,7 @@ import yaml
 from knative_crd import schema_errors
 from knative_pods import Started, build_python, digest_of, run_entrypoint
 from knative_samples import artifact
+from knative_server_process import ADMIN_TOKEN, start_sos_server, stop_sos_server
 from knative_standin import KnativeStandIn
 from typer.testing import CliRunner
 
@@ -35,7 +32,6 @@ if TYPE_CHECKING:
 _load_commands()
 
 VERSIONS = {"v1": "sha256:" + "1" * 64, "v2": "sha256:" + "2" * 64}
-ADMIN_TOKEN = "sos-admin-" + "x" * 32
 
 
 class Catalog:
@@ -213,37 +209,6 @@ def test_export_errors_say_what_to_do(
 
 
 # --------------------------------------------------------------------------- sos server
-
-
-async def start_sos_server(
-    kubeconfig: Path, data_dir: Path, *flags: str
-) -> tuple[asyncio.subprocess.Process, str]:
-    """``sos server --backend knative ...`` as a user starts it; returns it and its URL."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOS_") and k != "KUBECONFIG"}
-    env["SOS_KNATIVE_KUBECONFIG"] = str(kubeconfig)
-    env["SOS_ADMIN_TOKEN"] = ADMIN_TOKEN
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from sos.cli import main; main()", "server",
-        "--port", "0", "--data-dir", str(data_dir), "--backend", "knative", *flags,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    assert process.stdout is not None
-    output = ""
-    async with asyncio.timeout(60):
-        while "Application startup complete" not in output:
-            line = await process.stdout.readline()
-            if not line:
-                break
-            output += line.decode()
-    match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", output)
-    assert match and "backend: knative" in output, output
-    return process, match[1]
-
-
-async def stop_sos_server(process: asyncio.subprocess.Process) -> None:
-    process.send_signal(signal.SIGINT)
-    async with asyncio.timeout(30):
-        await process.communicate()
 
 
 async def test_sos_server_command_runs_the_knative_backend(
