@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from sos_cli import cli_runner
 from typer.testing import CliRunner, Result
 
 from sos import Service
@@ -47,14 +48,7 @@ traffic:
 
 @pytest.fixture
 def sos(server: RunningServer, tmp_path: Path) -> CliRunner:
-    return CliRunner(
-        env={
-            "SOS_URL": server.url,
-            "SOS_TOKEN": server.admin_token,
-            "SOS_CONFIG": str(tmp_path / "config.json"),
-            "COLUMNS": "200",
-        }
-    )
+    return cli_runner(server.url, server.admin_token, tmp_path)
 
 
 def run(runner: CliRunner, *args: str, env: dict[str, str] | None = None) -> Result:

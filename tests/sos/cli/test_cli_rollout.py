@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from sos_cli import cli_runner
 from typer.testing import CliRunner, Result
 
 from sos.cli import _load_commands, app
@@ -26,14 +27,7 @@ def shop(rollout_shop: RunningServer) -> RunningServer:
 
 @pytest.fixture
 def sos(shop: RunningServer, tmp_path: Path) -> CliRunner:
-    return CliRunner(
-        env={
-            "SOS_URL": shop.url,
-            "SOS_TOKEN": shop.admin_token,
-            "SOS_CONFIG": str(tmp_path / "config.json"),
-            "COLUMNS": "200",
-        }
-    )
+    return cli_runner(shop.url, shop.admin_token, tmp_path)
 
 
 def run(runner: CliRunner, *args: str) -> Result:

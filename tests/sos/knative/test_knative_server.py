@@ -17,6 +17,7 @@ from knative_pods import Started, build_python, digest_of, run_entrypoint
 from knative_samples import artifact
 from knative_server_process import ADMIN_TOKEN, start_sos_server, stop_sos_server
 from knative_standin import KnativeStandIn
+from sos_cli import cli_runner
 from typer.testing import CliRunner
 
 from sos.cli import _load_commands, app
@@ -131,15 +132,13 @@ async def test_sos_server_runs_services_on_knative(
 
 @pytest.fixture
 def sos(server: RunningServer, tmp_path: Path) -> CliRunner:
-    return CliRunner(
-        env={
-            "SOS_URL": server.url,
-            "SOS_TOKEN": server.admin_token,
-            "SOS_CONFIG": str(tmp_path / "config.json"),
-            "SOS_KNATIVE_NAMESPACE": None,
-            "SOS_IMAGE_REGISTRY": None,
-            "SOS_KNATIVE_ARTIFACT_URL": None,
-        }
+    return cli_runner(
+        server.url,
+        server.admin_token,
+        tmp_path,
+        SOS_KNATIVE_NAMESPACE=None,
+        SOS_IMAGE_REGISTRY=None,
+        SOS_KNATIVE_ARTIFACT_URL=None,
     )
 
 
