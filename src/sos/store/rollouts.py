@@ -1,13 +1,19 @@
 """Rollouts in SQL: one row per service (its newest rollout), written by the server that
 drives it. Every write is a compare-and-swap on ``version``, so two servers sharing one
 database never both move the same rollout, and a stop always wins over a step in flight.
+
+A running rollout has one driver, a server instance, with a lease (``driver``,
+``lease_until``): the driver renews it (one small UPDATE, ``renew``), another server takes
+the rollout over only once the lease has run out (``claim``, a compare-and-swap that one
+server wins), and a driver that shuts down lets its leases go (``release``).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, NoReturn
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, insert, or_, select, update
 
 from sos.errors import ConflictError
 from sos.models import RolloutStatus
@@ -20,15 +26,30 @@ _TRUSTED = {"sos_trusted_source": True}
 
 
 class StoredRollout:
-    """A rollout as stored, with the version a conditional write names."""
+    """A rollout as stored, with the version a conditional write names and who drives it
+    until when (None: no server has taken it yet, or its driver let it go)."""
 
-    def __init__(self, status: RolloutStatus, version: int) -> None:
+    def __init__(
+        self,
+        status: RolloutStatus,
+        version: int,
+        *,
+        driver: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> None:
         self.status = status
         self.version = version
+        self.driver = driver
+        self.lease_until = lease_until
 
 
 def _load(row: Row[Any]) -> StoredRollout:
-    return StoredRollout(RolloutStatus.model_validate(row.status, context=_TRUSTED), row.version)
+    return StoredRollout(
+        RolloutStatus.model_validate(row.status, context=_TRUSTED),
+        row.version,
+        driver=row.driver,
+        lease_until=row.lease_until,
+    )
 
 
 class RolloutTable:
@@ -72,6 +93,8 @@ class RolloutTable:
                 "version": version,
                 "status": doc,
                 "updated_at": status.updated_at,
+                "driver": None,  # the first server's driver to look takes it
+                "lease_until": None,
             }
             if row is None:
                 conn.execute(insert(t.rollouts).values(service=status.service, **values))
@@ -113,3 +136,65 @@ class RolloutTable:
                 action, summary = record
                 self.store._record(conn, status.service, actor, action, summary, None, doc)
         return StoredRollout(status, expected_version + 1)
+
+    def claim(
+        self,
+        stored: StoredRollout,
+        *,
+        driver: str,
+        now: datetime,
+        until: datetime,
+        status: RolloutStatus | None = None,
+    ) -> StoredRollout | None:
+        """Make ``driver`` the driver of a running rollout until ``until``, if it is still
+        at ``stored.version`` and nobody holds a lease on it at ``now`` (else None: another
+        server renewed, took or moved it first); with ``status`` (a restarted step) written
+        in the same UPDATE. The version is bumped, so a step the former driver still has in
+        flight is refused."""
+        c = t.rollouts.c
+        values: dict[str, Any] = {
+            "version": stored.version + 1,
+            "driver": driver,
+            "lease_until": until,
+        }
+        if status is not None:
+            values |= {"status": status.model_dump(mode="json"), "updated_at": status.updated_at}
+        with self.store.write() as conn:
+            result = conn.execute(
+                update(t.rollouts)
+                .where(
+                    c.service == stored.status.service,
+                    c.version == stored.version,
+                    c.state == "running",
+                    or_(c.lease_until.is_(None), c.lease_until <= now),
+                )
+                .values(values)
+            )
+        if result.rowcount != 1:
+            return None
+        return StoredRollout(
+            status or stored.status, stored.version + 1, driver=driver, lease_until=until
+        )
+
+    def renew(self, service: str, *, driver: str, until: datetime) -> bool:
+        """Extend ``driver``'s lease on the running rollout of ``service`` to ``until``: one
+        UPDATE of that column, the version untouched. False: it is not ``driver``'s any more
+        (taken over, or ended)."""
+        c = t.rollouts.c
+        with self.store.write() as conn:
+            result = conn.execute(
+                update(t.rollouts)
+                .where(c.service == service, c.driver == driver, c.state == "running")
+                .values(lease_until=until)
+            )
+        return bool(result.rowcount == 1)
+
+    def release(self, driver: str) -> None:
+        """``driver`` stops: its running rollouts are free to be taken over at once."""
+        c = t.rollouts.c
+        with self.store.write() as conn:
+            conn.execute(
+                update(t.rollouts)
+                .where(c.driver == driver, c.state == "running")
+                .values(lease_until=None)
+            )

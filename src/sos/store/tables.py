@@ -187,8 +187,13 @@ rollouts = Table(
         primary_key=True,
     ),
     Column("state", String(20), nullable=False),
-    #: bumped by every write: two servers on one database never both move a rollout
+    #: bumped by every write of the status and by a take-over (not by a lease renewal):
+    #: two servers on one database never both move a rollout
     Column("version", Integer, nullable=False),
     Column("status", JSON, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    #: the server driving it while it runs, and until when unless it renews (0008): another
+    #: server takes it over only after ``lease_until``
+    Column("driver", String(100), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
 )
