@@ -12,9 +12,12 @@ looks at it every ``SOS_ROLLOUT_TICK`` seconds (default 1):
   after the 100% step, success. A step with fewer requests waits (and says so).
 
 A rollback puts the route the rollout started from back in one write, recorded in the
-history with the figures that tripped it. The state is in the database: after a restart
-of ``sos server`` the driver resumes every running rollout, restarting its current step
-(the figures of the interrupted step were in memory). ``decide`` is the whole policy, pure.
+history with the figures that tripped it. The state is in the database, and so is who
+drives it: one server at a time, with a lease of ``SOS_ROLLOUT_LEASE`` seconds (default 15)
+that it renews every third of that. Another server sharing the database takes a rollout
+over only when its lease has run out (or its driver let it go on a clean shutdown), and
+then restarts the current step (the figures of the interrupted step were in the other
+server's memory). ``decide`` is the whole policy, pure.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, status
@@ -56,6 +62,7 @@ __all__ = ["Decision", "RolloutDriver", "decide", "router"]
 log = logging.getLogger(__name__)
 
 DEFAULT_TICK_SECONDS = 1.0
+DEFAULT_LEASE_SECONDS = 15.0
 
 
 # --------------------------------------------------------------------------- the policy
@@ -157,8 +164,13 @@ def _figures(
     )
 
 
+def instance_id() -> str:
+    """This server instance, as it is named in the ``driver`` of the rollouts it drives."""
+    return f"{socket.gethostname()[:60]}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
 class RolloutDriver:
-    """Moves every running rollout along (see the module doc)."""
+    """Moves every running rollout it holds the lease of along (see the module doc)."""
 
     def __init__(
         self,
@@ -167,11 +179,24 @@ class RolloutDriver:
         *,
         sampler: Callable[[], MetricsSampler | None] = lambda: None,
         tick: float = DEFAULT_TICK_SECONDS,
+        lease: float = DEFAULT_LEASE_SECONDS,
+        name: str | None = None,
     ) -> None:
         self.control = control
         self.table = table
         self.sampler = sampler
         self.tick = tick
+        if lease < 3 * tick:
+            log.warning(
+                "a rollout lease of %g s is under three ticks of %g s; using %g s",
+                lease,
+                tick,
+                3 * tick,
+            )
+        self.lease = timedelta(seconds=max(lease, 3 * tick))
+        self.name = name or instance_id()
+        #: a step that began before this driver did was measured by someone else's sampler
+        self.started_at = control.store.clock()
 
     def _token(self, rollout: RolloutStatus) -> Token:
         """Who the driver's traffic changes are recorded as."""
@@ -180,19 +205,34 @@ class RolloutDriver:
             id="rollout", name=f"rollout ({rollout.started_by})", role="admin", created_at=now
         )
 
-    def resume(self) -> None:
-        """After a start: every running rollout restarts its current step."""
-        for stored in self.table.running():
-            now = self.control.store.clock()
-            rollout = stored.status.model_copy(
+    def hold(self, stored: StoredRollout) -> StoredRollout | None:
+        """``stored`` if this driver may move it now (in a worker thread): its own lease,
+        renewed when a third of it has gone by, or one it took over (free, or run out),
+        restarting the step if another server drove it; None: another server's."""
+        now = self.control.store.clock()
+        until = now + self.lease
+        if stored.driver == self.name:
+            if stored.lease_until is not None and stored.lease_until - now > self.lease * 2 / 3:
+                return stored
+            renewed = self.table.renew(stored.status.service, driver=self.name, until=until)
+            return stored if renewed else None
+        if stored.lease_until is not None and stored.lease_until > now:
+            return None  # another server's, and it is alive
+        restarted = None
+        if stored.driver is not None or stored.status.step_started_at < self.started_at:
+            restarted = stored.status.model_copy(
                 update={
                     "step_started_at": now,
                     "updated_at": now,
                     "last": None,
-                    "reason": "resumed after a restart of the server: the step starts again",
+                    "reason": "resumed after the server that drove it stopped or restarted: "
+                    "the step starts again",
                 }
             )
-            self.table.move(rollout, expected_version=stored.version, actor="rollout")
+        claimed = self.table.claim(stored, driver=self.name, now=now, until=until, status=restarted)
+        if claimed is not None and restarted is not None:
+            log.info("rollout of %s taken over from %s", stored.status.service, stored.driver)
+        return claimed
 
     def step(self, stored: StoredRollout, check: RolloutCheck | None) -> None:
         """One look at one rollout (in a worker thread: it reads and writes the store)."""
@@ -257,24 +297,32 @@ class RolloutDriver:
             log.warning("rollout of %s rolled back: %s", name, decision.reason)
 
     async def tick_once(self) -> None:
-        for stored in await run_in_threadpool(self.table.running):
-            now = self.control.store.clock()
-            check = _figures(self.sampler(), stored.status, now)  # on the loop: the ring's home
+        for found in await run_in_threadpool(self.table.running):
             try:
+                stored = await run_in_threadpool(self.hold, found)
+                if stored is None:
+                    continue
+                now = self.control.store.clock()
+                check = _figures(self.sampler(), stored.status, now)  # on the loop: its home
                 await run_in_threadpool(self.step, stored, check)
             except _Lost:
                 continue
             except Exception:  # one rollout's trouble must not stop the others
-                log.warning("rollout of %s could not move", stored.status.service, exc_info=True)
+                log.warning("rollout of %s could not move", found.status.service, exc_info=True)
 
     async def run(self) -> None:
-        await run_in_threadpool(self.resume)
-        while True:
-            await asyncio.sleep(self.tick)
+        try:
+            while True:
+                await asyncio.sleep(self.tick)
+                try:
+                    await self.tick_once()
+                except Exception:
+                    log.warning("the rollout driver failed a round; trying again", exc_info=True)
+        finally:  # a clean shutdown: the other servers need not wait for the leases to run out
             try:
-                await self.tick_once()
+                self.table.release(self.name)
             except Exception:
-                log.warning("the rollout driver failed a round; trying again", exc_info=True)
+                log.warning("the rollout driver could not let its leases go", exc_info=True)
 
 
 class _Lost(Exception):
@@ -455,7 +503,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         _rollouts(state),
         sampler=lambda: state.extra.get("metrics"),
         tick=seconds_from_env("SOS_ROLLOUT_TICK", DEFAULT_TICK_SECONDS, 0.05, 60),
+        lease=seconds_from_env("SOS_ROLLOUT_LEASE", DEFAULT_LEASE_SECONDS, 0.15, 3600),
     )
+    state.extra["rollout_driver"] = driver  # its name is in the rollouts it drives
     async with running(driver.run(), "sos-rollout-driver"):
         yield
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from sos_harness import until
 from sos_server import deploy_canary_ready, wait_sampled
 
 from sos import (
@@ -27,6 +28,7 @@ from sos import (
 from sos import traffic as rules
 from sos.runtime.fake import FakeBackend
 from sos.server.rollouts import check_shadowed, decide
+from sos.store.rollouts import RolloutTable
 
 if TYPE_CHECKING:
     from sos_server import RunningServer
@@ -297,7 +299,12 @@ def test_a_restart_of_the_server_resumes_the_rollout(
     with first.client() as client:
         deploy_canary_ready(client, SVC)
         client.start_rollout(SVC, Rollout(to="2", steps=[10, 100], step_seconds=1, min_requests=5))
+    table = first.state.extra["rollouts"]
+    assert isinstance(table, RolloutTable)
+    until(lambda: (row := table.get(SVC)) is not None and row.driver is not None, what="a driver")
     first.stop()
+    left = table.get(SVC)  # let go on the way out: the next server need not wait for the lease
+    assert left is not None and left.driver is not None and left.lease_until is None
     second = sos_server(data_dir=tmp_path / "data")  # type: ignore[operator]
     backend = fake(second)
     with second.client() as client:
