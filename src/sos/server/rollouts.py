@@ -17,7 +17,8 @@ drives it: one server at a time, with a lease of ``SOS_ROLLOUT_LEASE`` seconds (
 that it renews every third of that. Another server sharing the database takes a rollout
 over only when its lease has run out (or its driver let it go on a clean shutdown), and
 then restarts the current step (the figures of the interrupted step were in the other
-server's memory). ``decide`` is the whole policy, pure.
+server's memory). A waiting rollout is written only when what people see of it changes.
+``decide`` is the whole policy, pure.
 """
 
 from __future__ import annotations
@@ -164,6 +165,12 @@ def _figures(
     )
 
 
+def _shown(rollout: RolloutStatus) -> dict[str, Any]:
+    """What people see of a rollout: all of it but when it was last written and when its
+    figures were read."""
+    return rollout.model_dump(exclude={"updated_at": True, "last": {"at"}})
+
+
 def instance_id() -> str:
     """This server instance, as it is named in the ``driver`` of the rollouts it drives."""
     return f"{socket.gethostname()[:60]}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -254,9 +261,9 @@ class RolloutDriver:
         update: dict[str, Any] = {"updated_at": now, "last": check}
         if decision.action == "wait":
             update["reason"] = decision.reason
-            self.table.move(
-                rollout.model_copy(update=update), expected_version=stored.version, actor=token.name
-            )
+            waiting = rollout.model_copy(update=update)
+            if _shown(waiting) != _shown(rollout):  # else nothing anyone sees has changed
+                self.table.move(waiting, expected_version=stored.version, actor=token.name)
             return
         with self.control.one_change():
             if decision.action == "advance":

@@ -1,4 +1,4 @@
-"""One driver per running rollout.
+"""One driver per running rollout, and no writes while nothing changes.
 
 Servers sharing a database hold a lease on the rollouts they drive: first two drivers on
 one database (SQLite and PostgreSQL) with a clock moved by hand, then two real servers.
@@ -10,15 +10,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sos_harness import until
 from sos_server import deploy_canary_ready
+from sqlalchemy import event
 
-from sos import ConflictError, Rollout
+from sos import Client, ConflictError, Rollout
 from sos import traffic as rules
 from sos.models import Artifact, RevisionSpec, RolloutCheck, ServiceSpec, Token
+from sos.runtime.fake import FakeBackend
 from sos.server.core import ControlPlane
 from sos.server.rollouts import RolloutDriver, start
 from sos.store import Store
@@ -180,6 +182,43 @@ def test_exactly_one_server_takes_a_free_rollout(stores: tuple[Store, Store]) ->
     assert table.claim(row, driver=loser, now=T0, until=T0) is None  # a live lease
 
 
+def rollout_updates(store: Store) -> list[str]:
+    """Every UPDATE of the rollouts table ``store`` sends from now on."""
+    sent: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE ROLLOUTS"):
+            sent.append(" ".join(statement.split()))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    return sent
+
+
+async def test_a_waiting_rollout_is_written_only_when_it_shows_something_new(
+    stores: tuple[Store, Store], clock: Clock
+) -> None:
+    first, _ = stores
+    a = driver(first, "a")
+    begin(first, min_requests=20)
+    await a.tick_once()
+    version = stored(first).version
+    updates = rollout_updates(first)
+    for _ in range(30):  # 30 ticks of 1 s with nothing new: the lease, every 5 s, only
+        clock.advance(1)
+        await a.tick_once()
+    assert stored(first).version == version
+    assert len(updates) == 6
+    assert all(u.upper().startswith("UPDATE ROLLOUTS SET LEASE_UNTIL=") for u in updates)
+    updates.clear()
+    for _ in range(40):  # the step is over at 60 s: it waits for requests, and says so once
+        clock.advance(1)
+        await a.tick_once()
+    row = stored(first)
+    assert row.version == version + 1
+    assert row.status.reason is not None and "waiting for 20 requests" in row.status.reason
+    assert sum("status" in u.lower() for u in updates) == 1
+
+
 # --------------------------------------------------------------------------- real servers
 
 
@@ -252,3 +291,29 @@ def test_two_servers_one_driver_any_stops_and_the_other_takes_over(
         assert rules.shares(SVC, client.get_traffic(SVC)) == {f"{SVC}-00002": 100}
         with pytest.raises(ConflictError, match="no rollout running"):
             client.stop_rollout(SVC)
+
+
+def test_a_waiting_server_rollout_is_written_when_its_figures_change(
+    rollout_shop: RunningServer,
+) -> None:
+    store = rollout_shop.state.store
+    backend = rollout_shop.state.backend
+    assert isinstance(backend, FakeBackend)
+    with rollout_shop.client() as client:
+        client.start_rollout(SVC, Rollout(to="2", steps=[10, 100], step_seconds=600))
+        until(lambda: client.get_rollout(SVC).last is not None, what="the first figures")
+        time.sleep(0.5)  # the first figures are written
+        before = table(rollout_shop).get(SVC)
+        updates = rollout_updates(store)
+        time.sleep(1)  # ten ticks, five samples of the metrics, nothing new
+        after = table(rollout_shop).get(SVC)
+        assert before is not None and after is not None
+        assert updates == [] and after.version == before.version
+        backend.serve(f"{SVC}-00002", 3)
+        until(lambda: served(client) == 3, what="the new figures")
+    assert sum("status" in u.lower() for u in updates) >= 1
+
+
+def served(client: Client) -> int:
+    last = client.get_rollout(SVC).last
+    return last.requests if last is not None else 0
