@@ -636,6 +636,10 @@ class Client:
         params = {"follow": str(follow).lower()}
         yield from self._ndjson(f"/builds/{_q(build_id)}/log", params, "build log stream")
 
+    def build_lock(self, build_id: str) -> str:
+        """The text of the lock file the build installed from (``Build.lock``)."""
+        return self._request("GET", f"/builds/{_q(build_id)}/lock").text
+
     def build_log(self, build_id: str) -> str:
         """The build's log as text (what its tools printed, and the steps)."""
         return "\n".join(
@@ -680,7 +684,11 @@ class Client:
         """Build the project in ``path`` on the server (``remote``: the only kind this
         client starts; ``sos.build.build`` builds here) and wait for it. Returns the
         succeeded ``Build`` (its ``artifact`` is in the store); raises
-        ``sos.build.BuildFailedError`` with the reason and the end of the log otherwise."""
+        ``sos.build.BuildFailedError`` with the reason and the end of the log otherwise.
+
+        A lock file the build resolved is written beside the project as ``sos.build.build``
+        would (``bring_back_lock``); the ``warnings`` of the ``Build`` returned say so
+        once, naming it here."""
         if not remote:
             raise ValidationError(
                 "Client.build builds on the server; build here with sos.build.build(path)"
@@ -697,7 +705,46 @@ class Client:
                 f"remote build {done.id} {done.state.replace('_', ' ')}: {done.reason}",
                 output="\n".join(tail),
             )
-        return done
+        return self.bring_back_lock(path, done)
+
+    def bring_back_lock(self, path: str | Path, build: Build) -> Build:
+        """Write the lock file the remote ``build`` resolved (``Build.lock``: written) into
+        the project in ``path``, by the rules of a local build: when the project has none,
+        or still has the one it uploaded and the build found stale; never over one that
+        differs from what was uploaded (it changed since, or was not packed: the warning
+        says so). Returns ``build`` with its ``warnings`` naming the file here."""
+        import hashlib
+
+        from sos.artifacts.base import file_digest
+        from sos.build.registry import lock_file_names
+
+        lock = build.lock
+        if lock is None or not lock.written or build.frozen:
+            return build
+        if lock.file not in lock_file_names():  # not a lock file: never written here
+            return build
+        target = Path(path).resolve() / lock.file
+        said = [w for w in build.warnings if f"into {lock.file}" in w]
+        warnings = [w for w in build.warnings if w not in said]
+        here = file_digest(target) if target.is_file() else None
+        if here == lock.uploaded:
+            data = self.build_lock(build.id).encode("utf-8")
+            if f"sha256:{hashlib.sha256(data).hexdigest()}" != lock.sha256:
+                raise ValidationError(
+                    f"the {lock.file} downloaded for build {build.id} does not match its "
+                    "digest: it changed on the way; try again"
+                )
+            partial = target.with_name(f".{lock.file}.tmp")
+            partial.write_bytes(data)
+            partial.replace(target)
+            warnings += [w.replace(f"into {lock.file}", f"into {target}", 1) for w in said]
+        elif here != lock.sha256:
+            warnings.append(
+                f"the server resolved its own {lock.file}, but {target} is not the one "
+                "uploaded (it changed since, or was left out of the source): it is kept as "
+                f"it is; `sos builds {build.id} --lock` prints the server's"
+            )
+        return build.model_copy(update={"warnings": warnings})
 
 
 def _begin(progress: Any, step: str) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "ArtifactMetadata",
     "Autoscaling",
     "Build",
+    "BuildLock",
     "BuildState",
     "BuildStep",
     "Condition",
@@ -1114,6 +1115,28 @@ class BuildStep(_Model):
     finished_at: datetime | None = None
 
 
+class BuildLock(_Model):
+    """The lock file a remote build installed its dependencies from: the one in its source,
+    or the one it resolved (``GET /api/v1/builds/{id}/lock`` gives its text, which
+    ``sos build --remote`` writes beside the project)."""
+
+    file: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+        description="Its name beside the manifest: requirements.lock, package-lock.json",
+    )
+    sha256: str = Field(description="sha256:<hex> of its bytes")
+    size: int = Field(ge=0)
+    written: bool = Field(
+        description="The build resolved it: the source had none, or one that no longer "
+        "matched its declarations or Python"
+    )
+    uploaded: str | None = Field(
+        default=None,
+        description="sha256:<hex> of the file of that name in the uploaded source; null: "
+        "the source had none",
+    )
+
+
 class Build(_Model):
     """A remote build: a project's packed source, built on the server into an artifact
     (``POST /api/v1/builds``)."""
@@ -1142,6 +1165,14 @@ class Build(_Model):
     reason: str | None = Field(default=None, description="Why it failed, stopped or timed out")
     log_digest: str | None = None
     timeout_seconds: float | None = None
+    lock: BuildLock | None = Field(
+        default=None, description="The lock file it installed from, once it succeeded"
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the user should know, said once (a lock file written: commit "
+        "it); paths are relative to the project",
+    )
 
 
 class LogRecord(_Model):

@@ -65,6 +65,18 @@ def wsgi_project(tmp_path: Path, name: str, body: str, version: str = "1.0.0") -
     return root
 
 
+def unpinned_project(tmp_path: Path, name: str, *dependencies: str) -> Path:
+    """A WSGI project as a new user writes it: dependencies without versions (``six``,
+    tiny and without dependencies of its own, by default), no lock file."""
+    root = wsgi_project(tmp_path, name, "import six")
+    declared = ", ".join(f'"{d}"' for d in dependencies or ("six",))
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace("dependencies = []", f"dependencies = [{declared}]")
+    )
+    return root
+
+
 def slow_project(tmp_path: Path, name: str) -> Path:
     return wsgi_project(tmp_path, name, "import time\ntime.sleep(120)")
 

@@ -170,6 +170,9 @@ class Builder(abc.ABC):
     steps: ClassVar[tuple[str, ...]] = ()
     #: directories that are build output of this ecosystem, not source
     ignored_dirs: ClassVar[frozenset[str]] = frozenset()
+    #: the lock files it reads beside the manifest, and writes in ``lock`` (a remote build
+    #: reports the one it installed from, and the laptop writes one it resolved)
+    lock_files: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     @abc.abstractmethod
@@ -188,7 +191,8 @@ class Builder(abc.ABC):
         """Make sure the project's dependencies are locked before anything is built.
 
         A builder whose ecosystem resolves version ranges writes the resolved set to a
-        lock file beside the manifest (telling the user with ``ctx.warn``) and returns the
+        lock file beside the manifest (one of ``lock_files``; telling the user with
+        ``ctx.warn``, in words that name it as ``into PATH``) and returns the
         project as inspected again; ``frozen`` builds refuse a missing or stale lock with a
         ``ProjectError`` instead. The default: nothing to lock.
         """

@@ -149,6 +149,7 @@ class NodeBuilder(Builder):
     language = "node"
     steps = ("Install ncc", "Install dependencies", "Bundle (ncc)")
     ignored_dirs = frozenset({"coverage", ".next", "out"})
+    lock_files = LOCK_FILES
 
     @classmethod
     def detect(cls, root: Path) -> str | None:

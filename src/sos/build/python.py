@@ -114,6 +114,7 @@ class PythonBuilder(Builder):
     language = "python"
     steps = ("Build the project code", "Resolve dependencies", "Check the app", "Package (shiv)")
     ignored_dirs = frozenset({"build", ".eggs", "htmlcov"})
+    lock_files = LOCK_FILES
 
     @classmethod
     def detect(cls, root: Path) -> str | None:

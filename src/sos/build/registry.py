@@ -18,7 +18,13 @@ from sos.build.errors import ProjectError
 if TYPE_CHECKING:
     from sos.build.base import Builder
 
-__all__ = ["builder_names", "get_builder", "register_builder", "registered_builders"]
+__all__ = [
+    "builder_names",
+    "get_builder",
+    "lock_file_names",
+    "register_builder",
+    "registered_builders",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +71,11 @@ def registered_builders() -> dict[str, type[Builder]]:
 
 def builder_names() -> list[str]:
     return list(registered_builders())
+
+
+def lock_file_names() -> frozenset[str]:
+    """The names of the lock files the builders read and write beside a manifest."""
+    return frozenset(name for cls in registered_builders().values() for name in cls.lock_files)
 
 
 def get_builder(name: str) -> type[Builder]:

@@ -4,20 +4,22 @@
 
     sos build [DIR] [--type python|node|go|jvm] [--out DIR] [--json] [--push] [--frozen]
     sos build --remote [DIR]      # checked here, built on the server (SOS_BUILD_REMOTE=1)
-    sos builds [ID] [--log] [--cancel]   # remote builds: list, one, its log, cancel
+    sos builds [ID] [--log] [--lock] [--cancel]  # remote builds: list, one, its log...
     sos push FILE                 # FILE from sos build, with FILE.json beside it
     sos artifacts [NAME]          # on the server; --local for this machine's builds
 
 ``sos build`` shows one progress bar over the build's steps (on stderr) and writes the
 full log of every tool it ran to ``DIR/.sos/build.log``. Version ranges are resolved into
 a lock file beside the manifest (``requirements.lock``, ``package-lock.json``), said once
-on stderr; ``--frozen`` refuses a missing or stale lock instead.
+on stderr (a remote build's comes back and is written there too); ``--frozen`` refuses a
+missing or stale lock instead.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import typer
@@ -182,8 +184,7 @@ def build_command(
             progress=progress,
             use_cache=not no_cache,
         )
-    for warning in result.warnings:
-        stderr.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
+    _warn(result.warnings)
     pushed = None
     if push:
         from sos.cli._output import client
@@ -209,6 +210,12 @@ def build_command(
         )
 
 
+def _warn(warnings: Iterable[str]) -> None:
+    """What the user should know about a build (a lock file written: commit it), once."""
+    for warning in warnings:
+        stderr.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
+
+
 def _remote_build(
     directory: Path, *, type: str | None, frozen: bool, no_cache: bool, as_json: bool
 ) -> None:
@@ -216,6 +223,7 @@ def _remote_build(
 
     with client() as api, RichProgress() as progress:
         done = api.build(directory, type=type, frozen=frozen, no_cache=no_cache, progress=progress)
+    _warn(done.warnings)
     if as_json:
         emit_json(done)
         return
@@ -263,6 +271,9 @@ def _build_rows(items: list[Build]) -> list[list[str]]:
 def builds_command(
     build_id: str | None = typer.Argument(None, help="One build (all without)."),
     log: bool = typer.Option(False, "--log", help="Print its log (following it while it runs)."),
+    lock: bool = typer.Option(
+        False, "--lock", help="Print the lock file it installed from (requirements.lock...)."
+    ),
     cancel: bool = typer.Option(False, "--cancel", help="Cancel it."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -280,6 +291,9 @@ def builds_command(
                 ["ID", "STATE", "ARTIFACT", "TOOK", "BY", "STARTED", "REASON"],
                 _build_rows(items),
             )
+            return
+        if lock:
+            print(api.build_lock(build_id), end="")
             return
         if cancel:
             done = api.cancel_build(build_id)
@@ -301,6 +315,11 @@ def builds_command(
         if step.started_at is not None and step.finished_at is not None:
             took = f" {(step.finished_at - step.started_at).total_seconds():.1f}s"
         console.print(escape(f"  {step.state:8} {step.name}{took} {step.detail}".rstrip()))
+    if done.lock is not None:
+        how = "resolved by this build" if done.lock.written else "as uploaded"
+        console.print(escape(f"  lock     {done.lock.file} ({how}; sos builds {done.id} --lock)"))
+    for warning in done.warnings:
+        console.print(escape(f"  warning  {warning}"))
 
 
 @app.command("push")

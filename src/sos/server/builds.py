@@ -11,6 +11,7 @@
     GET  /api/v1/builds/{id}               state, steps with times, the artifact it made
     GET  /api/v1/builds/{id}/log[?follow=] its events as NDJSON (plan, begin, output, end,
                                            state), following until it ends
+    GET  /api/v1/builds/{id}/lock          the lock file it installed from (``Build.lock``)
     POST /api/v1/builds/{id}/cancel        a queued build leaves the queue, a running one
                                            is stopped
 
@@ -29,9 +30,14 @@ every token sees the builds of its own team and its own (admins all); cancelling
 writer of the build's team or an admin. Uploads above ``SOS_MAX_SOURCE_BYTES`` (default
 64 MiB) are a 413.
 
-Records live under ``DATA_DIR/builds/records`` (one JSON file per build, and its event
-log): they outlive the server; builds that were queued or running when it stopped are
-failed with that reason when it starts again.
+A build that succeeds also records the lock file it installed from (``Build.lock``, its
+text kept beside the record up to ``MAX_LOCK_BYTES``): the one in the source, or the one
+it resolved, which ``sos build --remote`` writes beside the project as a local build would;
+a reused build has the lock of the build it reuses.
+
+Records live under ``DATA_DIR/builds/records`` (one JSON file per build, its event log,
+its log and its lock file): they outlive the server; builds that were queued or running
+when it stopped are failed with that reason when it starts again.
 """
 
 from __future__ import annotations
@@ -56,12 +62,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, status
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
 from sos.artifacts.base import CHUNK_SIZE
 from sos.artifacts.safety import check_digest
+from sos.build._remote_worker import MAX_LOCK_BYTES
 from sos.build.cache import stable_key
 from sos.build.runner import BuildRun, BuildRunner
 from sos.build.source import (
@@ -79,7 +86,7 @@ from sos.errors import (
     SOSError,
     ValidationError,
 )
-from sos.models import BUILD_DONE, ArtifactMetadata, Build, BuildStep, Token
+from sos.models import BUILD_DONE, ArtifactMetadata, Build, BuildLock, BuildStep, Token
 from sos.server.auth import Principal, bearer
 from sos.server.background import seconds_from_env
 from sos.server.build_sandbox import BuilderEnvironment
@@ -176,6 +183,10 @@ class BuildService:
 
     def log_file(self, build_id: str) -> Path:
         return self.records / f"{build_id}.log"
+
+    def lock_file(self, build_id: str) -> Path:
+        """The text of the lock file the build installed from (``Build.lock``)."""
+        return self.records / f"{build_id}.lockfile"
 
     def _load(self) -> None:
         for file in sorted(self.records.glob("*.json")):
@@ -308,8 +319,27 @@ class BuildService:
             )
             self._event(build.id, event="end", step=step, detail=earlier.id)
             build.artifact = artifact
+            build.warnings = list(earlier.warnings)
+            if earlier.lock is not None:
+                with contextlib.suppress(OSError):
+                    shutil.copyfile(self.lock_file(earlier.id), self.lock_file(build.id))
+                    build.lock = earlier.lock.model_copy()
             self._finish(build, "succeeded", None)
         return True
+
+    def lock_text(self, build_id: str, token: Token) -> str:
+        """The text of the lock file build ``build_id`` installed from."""
+        build = self.get(build_id, token)
+        try:
+            if build.lock is not None:
+                return self.lock_file(build_id).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            pass
+        raise NotFoundError(
+            f"build {build_id} has no lock file: it did not succeed, or its project has "
+            "none (every dependency pinned, or none)",
+            details={"id": build_id},
+        )
 
     def get(self, build_id: str, token: Token) -> Build:
         with self._lock:
@@ -562,8 +592,9 @@ class BuildService:
             event="output",
             line=f"stored {stored.name} {stored.version} ({stored.digest})",
         )
+        lock, warnings = self._kept_lock(build.id, outcome)
         with self._lock:
-            build.artifact = stored
+            build.artifact, build.lock, build.warnings = stored, lock, list(warnings)
             self._finish(build, "succeeded", None)
             build.log_digest = log_digest
             self._save(build)
@@ -573,6 +604,37 @@ class BuildService:
                 tmp = self._reuse_file.with_suffix(".tmp")
                 tmp.write_text(json.dumps(self._reuse, indent=1), encoding="utf-8")
                 tmp.replace(self._reuse_file)
+
+    def _kept_lock(
+        self, build_id: str, outcome: dict[str, Any]
+    ) -> tuple[BuildLock | None, tuple[str, ...]]:
+        """The lock file the build installed from (the worker's ``lock``:
+        ``sos.build._remote_worker.lock_report``), its text written beside the record, and
+        what the build said (``warnings``)."""
+        said = tuple(str(w) for w in outcome.get("warnings") or [])[:20]
+        found = outcome.get("lock")
+        if not isinstance(found, dict):
+            return None, said
+        try:
+            lock = BuildLock.model_validate({k: found.get(k) for k in BuildLock.model_fields})
+        except ValueError as exc:
+            self._log(build_id, f"the build's lock file is not recorded: {exc}")
+            return None, said
+        text = found.get("text")
+        data = text.encode("utf-8") if isinstance(text, str) else None
+        if data is None or len(data) > MAX_LOCK_BYTES:
+            if lock.written:
+                said += (
+                    f"the server does not keep the {lock.file} it wrote ({lock.size} bytes; "
+                    f"it keeps UTF-8 lock files up to {MAX_LOCK_BYTES} bytes): `sos build` "
+                    "here writes it",
+                )
+            return None, said
+        if "sha256:" + hashlib.sha256(data).hexdigest() != lock.sha256:
+            self._log(build_id, f"the build's {lock.file} is not recorded: its digest differs")
+            return None, said
+        self.lock_file(build_id).write_bytes(data)
+        return lock, said
 
     def _log(self, build_id: str, text: str) -> None:
         with self.log_file(build_id).open("a", encoding="utf-8") as handle:
@@ -801,6 +863,16 @@ def list_builds(
 @router.get("/builds/{build_id}", summary="One build: state, steps, artifact")
 def get_build(request: Request, token: Principal, build_id: str) -> Build:
     return _service(request).get(build_id, token)
+
+
+@router.get(
+    "/builds/{build_id}/lock",
+    response_class=Response,
+    summary="The lock file a build installed from (Build.lock)",
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def build_lock(request: Request, token: Principal, build_id: str) -> PlainTextResponse:
+    return PlainTextResponse(_service(request).lock_text(build_id, token))
 
 
 @router.post("/builds/{build_id}/cancel", summary="Cancel a queued or running build")

@@ -1,6 +1,7 @@
 """Remote builds over real HTTP: upload, queue, sandboxed build, the artifact in the store
-with its provenance, failure with the log, cancel, timeout, queue positions, who may, and
-a builder that never sees the server's environment."""
+with its provenance, failure with the log, cancel, timeout, queue positions, who may, a
+builder that never sees the server's environment, and the lock file a build resolved
+written beside the project."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from sos_builds import (
     build_server,
     make_builder,
     slow_project,
+    unpinned_project,
     wait_state,
     wsgi_project,
 )
@@ -29,7 +31,7 @@ from sos_server import RunningServer
 from sos.build.errors import BuildFailedError, ProjectError
 from sos.build.source import pack_source
 from sos.errors import NotFoundError, PayloadTooLargeError, PermissionDeniedError
-from sos.models import Build
+from sos.models import Build, BuildLock
 from sos.server.build_sandbox import BuilderEnvironment
 
 
@@ -291,3 +293,80 @@ def test_builds_left_running_by_a_stopped_server_are_failed_at_its_start(
     assert "server stopped" in (found.reason or "")
     saved = Build.model_validate_json((records / f"{left.id}.json").read_text())
     assert saved.state == "failed"
+
+
+COMMIT_IT = "commit it, so that every build installs these exact versions"
+
+
+def test_the_lock_a_remote_build_resolved_is_written_beside_the_project(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    root = unpinned_project(tmp_path, "locked-svc")
+    lock = root / "requirements.lock"
+    with server.client() as api:
+        done = api.build(root)
+        text = lock.read_text()
+        assert "# sos-lock: source=pyproject.toml inputs=sha256:" in text
+        assert re.search(r"^six==1\.\d+\.\d+ \\\n    --hash=sha256:[0-9a-f]{64}$", text, re.M)
+        sha = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        assert done.lock == BuildLock(
+            file="requirements.lock", sha256=sha, size=len(text), written=True, uploaded=None
+        )
+        said = f"resolved 1 unpinned dependency (six) into {{}}, 1 package in all; {COMMIT_IT}"
+        assert done.warnings == [said.format(lock)]  # as a local build says it
+        assert api.get_build(done.id).warnings == [said.format("requirements.lock")]
+        assert api.build_lock(done.id) == text
+
+        # the next build installs what it pins: nothing resolved, written or said
+        again = api.build(root)
+        assert again.steps[0].name == "Inspect the project"  # built: the source has the lock
+        assert again.lock == done.lock.model_copy(update={"written": False, "uploaded": sha})
+        assert again.warnings == [] and lock.read_text() == text
+        log = api.build_log(again.id)
+        assert "requirements.lock matches" in log and "--dry-run" not in log
+        frozen = api.build(root, frozen=True)
+        assert frozen.lock == again.lock and frozen.warnings == [] and lock.read_text() == text
+
+        # without it, the source is the first build's again: reused, with its lock
+        lock.unlink()
+        reused = api.build(root)
+        assert [(s.name, s.detail) for s in reused.steps] == [
+            ("Reuse the build of the same source", done.id)
+        ]
+        assert reused.lock == done.lock and reused.warnings == done.warnings
+        assert lock.read_text() == text
+
+        # the declarations changed: the lock is stale, resolved again and replaced here
+        pyproject = root / "pyproject.toml"
+        text = pyproject.read_text().replace('["six"]', '["six", "packaging"]')
+        pyproject.write_text(text.replace('"1.0.0"', '"1.1.0"'))
+        updated = api.build(root)
+        assert updated.lock is not None and updated.lock.written and updated.lock.uploaded == sha
+        assert updated.warnings == [
+            f"updated 2 unpinned dependencies (six, packaging) into {lock}, 2 packages in all; "
+            + COMMIT_IT
+        ]
+        assert re.search(r"^packaging==\S+ \\$", lock.read_text(), re.M)
+        assert api.build_lock(updated.id) == lock.read_text()
+
+
+def test_a_lock_that_is_not_the_uploaded_one_is_kept(server: RunningServer, tmp_path: Path) -> None:
+    root = unpinned_project(tmp_path, "kept-svc")
+    (root / ".sosignore").write_text("requirements.lock\n")
+    lock = root / "requirements.lock"
+    lock.write_text("six==1.16.0\n")  # by hand, and not uploaded
+    with server.client() as api:
+        done = api.build(root)
+        assert done.lock is not None and done.lock.written and done.lock.uploaded is None
+        assert lock.read_text() == "six==1.16.0\n"
+        assert done.warnings == [
+            f"the server resolved its own requirements.lock, but {lock} is not the one "
+            "uploaded (it changed since, or was left out of the source): it is kept as it "
+            f"is; `sos builds {done.id} --lock` prints the server's"
+        ]
+        assert "six==1.16.0" not in api.build_lock(done.id)
+        # a build without a lock file has none to give
+        plain = api.build(wsgi_project(tmp_path, "plain-svc", ""))
+        assert plain.lock is None and plain.warnings == []
+        with pytest.raises(NotFoundError, match="has no lock file"):
+            api.build_lock(plain.id)
