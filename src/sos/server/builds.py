@@ -37,7 +37,10 @@ a reused build has the lock of the build it reuses.
 
 Records live under ``DATA_DIR/builds/records`` (one JSON file per build, its event log,
 its log and its lock file): they outlive the server; builds that were queued or running
-when it stopped are failed with that reason when it starts again.
+when it stopped are failed with that reason when it starts again. The
+``SOS_BUILD_HISTORY`` (default 200) most recently finished builds are kept; older finished
+ones are dropped at start and whenever a build finishes, with the reuse of their source
+(that source builds again).
 """
 
 from __future__ import annotations
@@ -101,19 +104,34 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 2
 DEFAULT_TIMEOUT = 1800.0
+#: how many finished builds keep their records (SOS_BUILD_HISTORY)
+DEFAULT_HISTORY = 200
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _concurrency() -> int:
-    raw = os.environ.get("SOS_BUILD_CONCURRENCY", "").strip()
+def _number(variable: str, default: int, most: int, what: str = "") -> int:
+    raw = os.environ.get(variable, "").strip()
     if not raw:
-        return DEFAULT_CONCURRENCY
-    if not raw.isdigit() or not 1 <= int(raw) <= 64:
-        raise ValidationError(f"SOS_BUILD_CONCURRENCY={raw!r} must be a number from 1 to 64")
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise ValidationError(f"{variable}={raw!r} must be a number from 1 to {most}{what}")
     return int(raw)
+
+
+def _concurrency() -> int:
+    return _number("SOS_BUILD_CONCURRENCY", DEFAULT_CONCURRENCY, 64)
+
+
+def _history() -> int:
+    return _number(
+        "SOS_BUILD_HISTORY",
+        DEFAULT_HISTORY,
+        100_000,
+        ": the finished builds whose records are kept",
+    )
 
 
 class BuildService:
@@ -126,6 +144,7 @@ class BuildService:
         builder: BuildRunner | None = None,
         builder_for: Callable[[], BuildRunner | None] | None = None,
         concurrency: int | None = None,
+        history: int | None = None,
         timeout: float | None = None,
         max_source: int | None = None,
         publish: Callable[[Build, Path, dict[str, Any], Token], ArtifactMetadata] | None = None,
@@ -141,6 +160,7 @@ class BuildService:
         self._builder_for = builder_for
         self._builder_lock = threading.Lock()
         self.concurrency = concurrency or _concurrency()
+        self.history = history or _history()
         self.timeout = timeout or seconds_from_env(
             "SOS_BUILD_TIMEOUT_SECONDS", DEFAULT_TIMEOUT, 1, 24 * 3600
         )
@@ -161,6 +181,7 @@ class BuildService:
         self._closed = False
         self._ready = False
         self._load()
+        self._prune()
 
     @property
     def builder(self) -> BuildRunner:
@@ -497,6 +518,35 @@ class BuildService:
         self._save(build)
         self._event(build.id, event="state", state=state, reason=reason)
         self._lock.notify_all()
+        self._prune(build.id)
+
+    def _prune(self, just_finished: str = "") -> None:
+        """Drop the records of the finished builds past the ``history`` most recently
+        finished (never ``just_finished``, never a queued or running one), and the reuse
+        of their sources (the caller holds the lock, or is ``__init__``)."""
+        done = sorted(
+            (b for b in self._builds.values() if b.state in BUILD_DONE),
+            key=lambda b: (b.id == just_finished, b.finished_at or b.created_at),
+            reverse=True,
+        )
+        for build in done[self.history :]:
+            del self._builds[build.id]
+            for file in (
+                self._record_file(build.id),
+                self.events_file(build.id),
+                self.log_file(build.id),
+                self.lock_file(build.id),
+            ):
+                file.unlink(missing_ok=True)
+        reuse = {key: i for key, i in self._reuse.items() if i in self._builds}
+        if reuse != self._reuse:
+            self._reuse = reuse
+            self._save_reuse()
+
+    def _save_reuse(self) -> None:
+        tmp = self._reuse_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._reuse, indent=1), encoding="utf-8")
+        tmp.replace(self._reuse_file)
 
     # ---- one build
 
@@ -601,9 +651,7 @@ class BuildService:
             key = self._reuse_key(build)
             if key is not None:
                 self._reuse[key] = build.id
-                tmp = self._reuse_file.with_suffix(".tmp")
-                tmp.write_text(json.dumps(self._reuse, indent=1), encoding="utf-8")
-                tmp.replace(self._reuse_file)
+                self._save_reuse()
 
     def _kept_lock(
         self, build_id: str, outcome: dict[str, Any]

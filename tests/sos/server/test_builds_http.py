@@ -1,7 +1,7 @@
 """Remote builds over real HTTP: upload, queue, sandboxed build, the artifact in the store
 with its provenance, failure with the log, cancel, timeout, queue positions, who may, a
-builder that never sees the server's environment, and the lock file a build resolved
-written beside the project."""
+builder that never sees the server's environment, the lock file a build resolved written
+beside the project, and old build records pruned."""
 
 from __future__ import annotations
 
@@ -30,9 +30,15 @@ from sos_server import RunningServer
 
 from sos.build.errors import BuildFailedError, ProjectError
 from sos.build.source import pack_source
-from sos.errors import NotFoundError, PayloadTooLargeError, PermissionDeniedError
+from sos.errors import (
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    ValidationError,
+)
 from sos.models import Build, BuildLock
 from sos.server.build_sandbox import BuilderEnvironment
+from sos.server.builds import BuildService
 
 
 @pytest.fixture(scope="session")
@@ -274,8 +280,6 @@ def test_builds_left_running_by_a_stopped_server_are_failed_at_its_start(
 ) -> None:
     from datetime import UTC, datetime
 
-    from sos.server.builds import BuildService
-
     records = tmp_path / "builds" / "records"
     records.mkdir(parents=True)
     left = Build(
@@ -370,3 +374,62 @@ def test_a_lock_that_is_not_the_uploaded_one_is_kept(server: RunningServer, tmp_
         assert plain.lock is None and plain.warnings == []
         with pytest.raises(NotFoundError, match="has no lock file"):
             api.build_lock(plain.id)
+
+
+def test_old_build_records_are_pruned(
+    sos_server: Callable[..., RunningServer], builder: BuilderEnvironment, tmp_path: Path
+) -> None:
+    running = build_server(sos_server, builder, history=2)
+    service = running.state.extra["builds"]
+
+    def files(build_id: str) -> list[str]:
+        return sorted(p.name for p in service.records.glob(f"{build_id}.*"))
+
+    with running.client() as api:
+        slow = api.start_build(slow_project(tmp_path, "slow-svc"))
+        wait_state(api, slow.id, "running")
+        roots = [wsgi_project(tmp_path, f"svc-{n}", f"N = {n}") for n in range(4)]
+        built = [api.build(root) for root in roots]
+        # the two last finished, and the running one (never dropped)
+        assert [b.id for b in api.list_builds()] == [built[3].id, built[2].id, slow.id]
+        for gone in built[:2]:
+            assert files(gone.id) == []
+            with pytest.raises(NotFoundError):
+                api.get_build(gone.id)
+        assert files(built[3].id) == [
+            f"{built[3].id}.{x}" for x in ("events.ndjson", "json", "log")
+        ]
+        # a dropped build's source builds again (its reuse went with it); a kept one's is reused
+        first = api.build(roots[0])
+        assert first.steps[0].name == "Inspect the project"
+        assert first.artifact == built[0].artifact
+        last = api.build(roots[3])
+        assert [s.detail for s in last.steps] == [built[3].id]
+        assert api.cancel_build(slow.id).state == "cancelled"
+        assert [b.id for b in api.list_builds()] == [last.id, slow.id]
+        kept = {p.name.split(".")[0] for p in service.records.glob("2*")}
+        assert kept == {last.id, slow.id}
+        assert set(json.loads((service.records / "reuse.json").read_text()).values()) <= kept
+
+    # at start too: a server keeping fewer keeps the one that finished last
+    copy = tmp_path / "copy"
+    shutil.copytree(service.root / "records", copy / "records")
+    restarted = BuildService(copy, builder=builder, history=1)
+    assert list(restarted._builds) == [slow.id]
+    assert {p.name.split(".")[0] for p in (copy / "records").glob("2*")} == {slow.id}
+    assert json.loads((copy / "records" / "reuse.json").read_text()) == {}
+
+
+def test_the_build_history_setting_is_checked(
+    builder: BuilderEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for wrong in ("0", "ten", "100001"):
+        monkeypatch.setenv("SOS_BUILD_HISTORY", wrong)
+        with pytest.raises(ValidationError) as caught:
+            BuildService(tmp_path / "builds", builder=builder)
+        assert caught.value.message == (
+            f"SOS_BUILD_HISTORY={wrong!r} must be a number from 1 to 100000: the finished "
+            "builds whose records are kept"
+        )
+    monkeypatch.setenv("SOS_BUILD_HISTORY", "7")
+    assert BuildService(tmp_path / "builds", builder=builder).history == 7
