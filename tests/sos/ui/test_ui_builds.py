@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
-from sos_builds import build_server, make_builder
+from sos_builds import build_server, make_builder, unpinned_project
 from sos_server import RunningServer
 from sos_ui import sign_in
 
@@ -58,3 +58,22 @@ def test_the_builds_page_lists_builds_and_shows_one_with_its_log(
     log = page.get_by_label("Build log")
     expect(log).to_contain_text("== Package (shiv)")
     expect(log).to_contain_text("-- succeeded")
+
+
+def test_a_build_page_shows_the_lock_it_resolved_and_what_it_said(
+    sos_server: Callable[..., RunningServer],
+    builder: BuilderEnvironment,
+    page: Page,
+    tmp_path: Path,
+) -> None:
+    server = build_server(sos_server, builder)
+    with server.client() as api:
+        done = api.build(unpinned_project(tmp_path, "ranged-svc"))
+    assert done.lock is not None and done.lock.written
+    sign_in(page, server.url, server.admin_token)
+    page.goto(f"{server.url}/ui/#/builds/{done.id}")
+    line = page.locator("p[data-lock='requirements.lock']")
+    expect(line).to_contain_text("resolved by this build")
+    expect(page.get_by_role("list", name="Warnings")).to_contain_text("unpinned dependency (six)")
+    line.get_by_role("button", name="Show").click()
+    expect(page.get_by_label("requirements.lock")).to_contain_text("six==")

@@ -152,6 +152,14 @@ export function buildPage(main, session, id) {
             )
           : null,
         h("p", { class: "small" }, "Provenance: ", provenance(build)),
+        lockLine(build),
+        build.warnings?.length
+          ? h(
+              "ul",
+              { class: "small", "aria-label": "Warnings" },
+              build.warnings.map((text) => h("li", {}, text)),
+            )
+          : null,
         h(
           "ol",
           { class: "build-steps", "aria-label": "Steps" },
@@ -172,6 +180,36 @@ export function buildPage(main, session, id) {
     alive = false;
     clearTimeout(timer);
   };
+}
+
+/** Which lock file the build installed from; one it resolved can be downloaded. */
+function lockLine(build) {
+  const lock = build.lock;
+  if (!lock) return null;
+  const how = lock.written
+    ? "resolved by this build (sos build --remote writes it beside the project; commit it)"
+    : "from the source";
+  return h(
+    "p",
+    { class: "small", "data-lock": lock.file },
+    "Lock file: ",
+    h("span", { class: "mono" }, lock.file),
+    ` ${how} `,
+    h("span", { class: "mono small" }, shortDigest(lock.sha256)),
+    " ",
+    h("button", { type: "button", class: "btn btn-quiet", onclick: () => showLock(build.id, lock.file) }, "Show"),
+  );
+}
+
+async function showLock(id, file) {
+  const response = await fetch(`${API}/builds/${enc(id)}/lock`, {
+    headers: { Authorization: `Bearer ${getToken()}` },
+    cache: "no-store",
+  });
+  const text = response.ok ? await response.text() : `the server did not give the lock (HTTP ${response.status})`;
+  const shown = document.querySelector(`pre[data-lock-text]`);
+  if (shown) shown.remove();
+  document.querySelector(`p[data-lock]`)?.after(h("pre", { class: "build-log", "data-lock-text": file, "aria-label": file }, text));
 }
 
 /** The build's log as text: the steps begun and the lines its tools printed. */
