@@ -24,13 +24,14 @@ def builder(tmp_path_factory: pytest.TempPathFactory) -> BuilderEnvironment:
     return make_builder(tmp_path_factory.mktemp("builder"))
 
 
+@pytest.fixture
+def server(sos_server: Callable[..., RunningServer], builder: BuilderEnvironment) -> RunningServer:
+    return build_server(sos_server, builder)
+
+
 def test_the_builds_page_lists_builds_and_shows_one_with_its_log(
-    sos_server: Callable[..., RunningServer],
-    builder: BuilderEnvironment,
-    page: Page,
-    tmp_path: Path,
+    server: RunningServer, page: Page, tmp_path: Path
 ) -> None:
-    server = build_server(sos_server, builder)
     broken = tmp_path / "broken"
     shutil.copytree(PROJECTS / "command-app", broken)
     text = (broken / "pyproject.toml").read_text()
@@ -61,12 +62,8 @@ def test_the_builds_page_lists_builds_and_shows_one_with_its_log(
 
 
 def test_a_build_page_shows_the_lock_it_resolved_and_what_it_said(
-    sos_server: Callable[..., RunningServer],
-    builder: BuilderEnvironment,
-    page: Page,
-    tmp_path: Path,
+    server: RunningServer, page: Page, tmp_path: Path
 ) -> None:
-    server = build_server(sos_server, builder)
     with server.client() as api:
         done = api.build(unpinned_project(tmp_path, "ranged-svc"))
     assert done.lock is not None and done.lock.written
