@@ -20,7 +20,7 @@ from knative_kubelet import JobKubelet
 from knative_pods import free_port
 from knative_server_process import ADMIN_TOKEN, start_sos_server, stop_sos_server
 from knative_standin import NAMESPACE, KnativeStandIn
-from sos_builds import PROJECTS, slow_project, wait_state
+from sos_builds import PROJECTS, slow_project, unpinned_project, wait_state
 
 from sos.build.errors import BuildFailedError
 from sos.build.source import pack_source
@@ -107,6 +107,20 @@ async def test_a_remote_build_runs_as_a_job_and_stores_its_artifact(
 
     second = await asyncio.to_thread(again)
     assert second.artifact == meta and len(standin.jobs) == jobs
+
+
+async def test_a_job_resolves_version_ranges_and_the_lock_comes_back(
+    knative_server: RunningServer, tmp_path: Path
+) -> None:
+    root = unpinned_project(tmp_path, "ranged-on-knative")
+
+    def build() -> Build:
+        with knative_server.client() as api:
+            return api.build(root)
+
+    done = await asyncio.to_thread(build)
+    assert done.builder == "knative-job" and done.lock is not None and done.lock.written
+    assert "six==" in (root / "requirements.lock").read_text()
 
 
 async def test_only_the_builds_key_opens_its_routes_and_only_while_it_runs(
