@@ -105,12 +105,24 @@ def fingerprint(root: Path, ignored_dirs: Iterable[str] = ()) -> str:
     for path in iter_source_files(root, ignored_dirs):
         if path.is_symlink() and not path.exists():
             continue
+        if not path.is_file():  # a FIFO, a socket, a device: no content (opening one blocks)
+            continue
         rel = path.relative_to(root).as_posix()
         sha.update(rel.encode() + b"\0")
         sha.update(b"x" if os.access(path, os.X_OK) else b"-")
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                sha.update(chunk)
+        try:
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    sha.update(chunk)
+        except OSError as exc:
+            from sos.build.errors import ProjectError
+
+            raise ProjectError(
+                f"cannot read {rel} as part of the project's source ({exc.strerror or exc}): "
+                "it is not a file of the project (a server's data dir, a socket, a mount?). "
+                "Keep such directories out of the project, or list them in .gitignore",
+                file=root,
+            ) from None
         sha.update(b"\0")
     return sha.hexdigest()
 

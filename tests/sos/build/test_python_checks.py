@@ -3,6 +3,7 @@ work (or, for what only an import can tell, before anything is recorded)."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -338,3 +339,23 @@ def test_requires_python_that_the_runtime_does_not_meet_is_refused(
     )
     with pytest.raises(ProjectError, match=r"requires Python >=3.99.*sos build --python"):
         build(tmp_path, cache=build_cache, catalog=catalog)
+
+
+def test_what_is_not_a_file_of_the_project_never_hangs_or_crashes_the_build(
+    tmp_path: Path,
+) -> None:
+    """A server's data dir left inside a project holds FIFOs and namespace mounts: a FIFO
+    is no content (opening it would wait for a writer for ever), and a file that cannot be
+    read is named with what to do, not a traceback."""
+    from sos.build.cache import fingerprint
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "a.txt").write_text("a\n")
+    os.mkfifo(root / "pipe")
+    before = fingerprint(root)
+    (root / "pipe").unlink()
+    assert fingerprint(root) == before  # the FIFO counted for nothing, and did not block
+    (root / "mem").symlink_to("/proc/self/mem")  # exists, and reading it fails
+    with pytest.raises(ProjectError, match=r"cannot read mem .*list them in \.gitignore"):
+        fingerprint(root)
