@@ -70,7 +70,8 @@ def test_charts_and_logs_show_the_requests_that_were_sent(
 ) -> None:
     deploy_and_load(live, hello)
     sign_in(page, live.url, TOKEN)
-    page.goto(f"{live.url}/ui/#/services/shop/metrics?revision=shop-00002")
+    # a revision named by its number, as anywhere else (the app's own links use the id)
+    page.goto(f"{live.url}/ui/#/services/shop/metrics?revision=2")
     expect(page.get_by_label("Revision")).to_have_value("shop-00002")
     tiles = page.locator(".tiles")
     expect(tiles).to_contain_text(f"{TO_REVISION_2} in 5 min", timeout=20_000)

@@ -605,7 +605,7 @@ export function servicePage(main, session, name, tab, params) {
     } else if (tab === "metrics") {
       stopTab = metricsTab({ body, name, params, service, revisions, revisionSelect });
     } else if (tab === "logs") {
-      stopTab = logsTab({ body, name, params, revisionSelect });
+      stopTab = logsTab({ body, name, params, revisions, revisionSelect });
     } else if (tab === "history") {
       stopTab = historyTab();
     } else {

@@ -17,6 +17,14 @@ export function percentOf(service, revision) {
 }
 
 /** The revision most traffic goes to, else the newest: what metrics and logs show first. */
+/** The full id of the revision ``ref`` names: its id, its number (3) or padded number
+ * (00003), as anywhere else a revision is named; ``ref`` itself when none matches. */
+export function revisionIdOf(revisions, ref) {
+  if (!ref) return ref;
+  const found = revisions.find((rev) => rev.id === ref || Number(revNumber(rev.id)) === Number(ref));
+  return found ? found.id : ref;
+}
+
 export function mainRevision(service, revisions) {
   const routes = [...(service.traffic?.routes || [])].sort((a, b) => b.percent - a.percent);
   return routes[0]?.revision || revisions[revisions.length - 1]?.id || "";

@@ -4,11 +4,11 @@
 import { api, enc, streamLogs } from "./api.js";
 import { lineChart } from "./charts.js";
 import { clear, clock, colorSlot, fullTime, h, ms, number, revNumber } from "./dom.js";
-import { swap, setParam, mainRevision } from "./service_common.js";
+import { swap, setParam, mainRevision, revisionIdOf } from "./service_common.js";
 
 /** The Metrics tab; returns what stops it. */
 export function metricsTab({ body, name, params, service, revisions, revisionSelect }) {
-  let revision = params.get("revision") || mainRevision(service, revisions);
+  let revision = revisionIdOf(revisions, params.get("revision")) || mainRevision(service, revisions);
   let windowText = params.get("window") || "5m";
   let data = null;
   let timer = 0;
@@ -193,8 +193,8 @@ export function metricsTab({ body, name, params, service, revisions, revisionSel
 }
 
 /** The Logs tab; returns what stops it. */
-export function logsTab({ body, name, params, revisionSelect }) {
-  let revision = params.get("revision") || "";
+export function logsTab({ body, name, params, revisions, revisionSelect }) {
+  let revision = revisionIdOf(revisions, params.get("revision")) || "";
   let follow = true;
   let controller = null;
   let retry = 0;
