@@ -94,7 +94,9 @@ class KnativeStandIn:
         self.namespaces: dict[str, Obj] = {}
         self._clock = itertools.count(1)
         self.running = True
-        self._failures: dict[tuple[str, str], kmock.KubernetesError] = {}
+        self._failures: dict[tuple[str, str], tuple[kmock.KubernetesError, int]] = {}
+        self._stalled: set[tuple[str, str]] = set()
+        self._unstalled = asyncio.Event()
         self._uids = itertools.count(1)
         self._versions = itertools.count(1)
         handler[kmock.action.UPDATE, SERVICES] << self._apply
@@ -118,13 +120,37 @@ class KnativeStandIn:
     # ------------------------------------------------------------------ test controls
 
     def fail(
-        self, verb: str, name: str, status: int, reason: str, message: str, **details: Any
+        self,
+        verb: str,
+        name: str,
+        status: int,
+        reason: str,
+        message: str,
+        *,
+        times: int = 1,
+        **details: Any,
     ) -> None:
-        """Make the next ``verb`` (apply, get, list, delete) of ``name`` fail like the API
-        server does."""
-        self._failures[(verb, name)] = kmock.KubernetesError(
+        """Make the next ``times`` ``verb`` (apply, get, list, delete; of a build's Secret:
+        apply secret, delete secret) requests of ``name`` (``prefix*``: of any name it
+        starts) fail like the API server does (``times=0``: until ``heal``)."""
+        error = kmock.KubernetesError(
             status=status, reason=reason, message=message, details=details or {"name": name}
         )
+        self._failures[(verb, name)] = (error, times or -1)
+
+    def heal(self) -> None:
+        """No more failures (``fail``)."""
+        self._failures.clear()
+
+    def stall(self, verb: str, name: str) -> None:
+        """Make ``verb`` (get, delete, log) requests of ``name`` hang, as an API server that
+        stopped answering does, until ``unstall``."""
+        self._stalled.add((verb, name))
+
+    def unstall(self) -> None:
+        self._stalled.clear()
+        self._unstalled.set()
+        self._unstalled = asyncio.Event()
 
     def finish_job(self, name: str, kind: str, reason: str = "", namespace: str = "") -> None:
         """End the Job ``name`` the way the Job controller does: ``kind`` Complete or
@@ -168,9 +194,29 @@ class KnativeStandIn:
     # ------------------------------------------------------------------ helpers
 
     def _raise_if_failing(self, verb: str, name: str | None) -> None:
-        error = self._failures.pop((verb, name or ""), None)
-        if error is not None:
-            raise error
+        key = (verb, name or "")
+        if key not in self._failures:  # a name that ends with * is a prefix
+            key = next(
+                (
+                    (v, n)
+                    for v, n in self._failures
+                    if v == verb and n.endswith("*") and (name or "").startswith(n[:-1])
+                ),
+                key,
+            )
+        found = self._failures.get(key)
+        if found is None:
+            return
+        error, left = found
+        if left == 1:
+            del self._failures[key]
+        elif left > 1:
+            self._failures[key] = (error, left - 1)
+        raise error
+
+    async def _unless_stalled(self, verb: str, name: str | None) -> None:
+        while (verb, name or "") in self._stalled:
+            await self._unstalled.wait()
 
     @staticmethod
     def _not_found(kind: str, name: str) -> kmock.KubernetesError:
@@ -232,6 +278,7 @@ class KnativeStandIn:
         return body
 
     def _apply_job(self, request: kmock.Request) -> Obj:
+        self._raise_if_failing("apply", request.name)
         body = self._apply_core(request, self.jobs)
         if request.params.get("fieldValidation") != "Strict":
             raise kmock.KubernetesError(
@@ -243,7 +290,9 @@ class KnativeStandIn:
             self.kubelet.start(body)
         return body
 
-    def _delete_job(self, request: kmock.Request) -> Obj:
+    async def _delete_job(self, request: kmock.Request) -> Obj:
+        await self._unless_stalled("delete", request.name)
+        self._raise_if_failing("delete", request.name)
         key = (request.namespace or "default", request.name or "")
         if self.jobs.pop(key, None) is None:
             raise self._not_found("jobs.batch", key[1])
@@ -252,18 +301,22 @@ class KnativeStandIn:
         return {"kind": "Status", "apiVersion": "v1", "status": "Success"}
 
     def _delete_secret(self, request: kmock.Request) -> Obj:
+        self._raise_if_failing("delete secret", request.name)
         key = (request.namespace or "default", request.name or "")
         if self.secrets.pop(key, None) is None:
             raise self._not_found("secrets", key[1])
         return {"kind": "Status", "apiVersion": "v1", "status": "Success"}
 
-    def _get_job(self, request: kmock.Request) -> Obj:
+    async def _get_job(self, request: kmock.Request) -> Obj:
+        await self._unless_stalled("get", request.name)
+        self._raise_if_failing("get", request.name)
         job = self.jobs.get((request.namespace or "default", request.name or ""))
         if job is None:
             raise self._not_found("jobs.batch", request.name or "")
         return job
 
     def _apply_secret(self, request: kmock.Request) -> Obj:
+        self._raise_if_failing("apply secret", request.name)
         return self._apply_core(request, self.secrets)
 
     def _apply_config_map(self, request: kmock.Request) -> Obj:

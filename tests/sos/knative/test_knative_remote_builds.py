@@ -11,6 +11,7 @@ import base64
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ from sos_builds import PROJECTS, slow_project, unpinned_project, wait_state
 from sos.build.errors import BuildFailedError
 from sos.build.source import pack_source
 from sos.errors import ValidationError
-from sos.models import Build
+from sos.models import Build, Token
 from sos.runtime.knative import KnativeBackend, KnativeSettings
 from sos.runtime.knative.builds import KnativeBuildRunner
 from sos.server.builds import configure
@@ -62,6 +63,14 @@ def runner(server: RunningServer) -> KnativeBuildRunner:
     builder = server.state.extra["builds"].builder  # type: ignore[attr-defined]
     assert isinstance(builder, KnativeBuildRunner)
     return builder
+
+
+def failed_build(server: RunningServer, project: Path = PROJECTS / "command-app") -> str:
+    """Why a build of ``project`` failed."""
+    with server.client() as api:
+        with pytest.raises(BuildFailedError) as caught:
+            api.build(project)
+        return caught.value.message
 
 
 def job_of(standin: KnativeStandIn, build: Build) -> dict[str, object] | None:
@@ -183,14 +192,7 @@ async def test_a_pod_that_cannot_start_fails_the_build_with_kubernetes_reason(
     knative_server: RunningServer, standin: KnativeStandIn
 ) -> None:
     standin.failing_images.add(IMAGE)
-
-    def build() -> str:
-        with knative_server.client() as api:
-            with pytest.raises(BuildFailedError) as caught:
-                api.build(PROJECTS / "command-app")
-            return caught.value.message
-
-    message = await asyncio.to_thread(build)
+    message = await asyncio.to_thread(failed_build, knative_server)
     assert "the build's pod cannot start: ImagePullBackOff" in message
     assert not standin.jobs  # deleted, not left to its deadline
 
@@ -271,3 +273,125 @@ async def test_sos_build_remote_through_sos_server_on_knative(
         assert [key for key in standin.jobs if key[1].startswith("sos-build-")], standin.jobs
     finally:
         await stop_sos_server(process)
+
+
+async def running_slow_build(
+    server: RunningServer, standin: KnativeStandIn, tmp_path: Path, name: str
+) -> tuple[Build, str]:
+    """A build whose pod is busy (its app check sleeps), and its Job's name."""
+
+    def start() -> Build:
+        with server.client() as api:
+            return api.start_build(slow_project(tmp_path, name))
+
+    build = await asyncio.to_thread(start)
+    for _ in range(600):
+        job = job_of(standin, build)
+        logs = [lines for pod, lines in standin.pod_logs.items() if build.id.lower() in pod]
+        if job is not None and logs and any("Check the app" in line for line in logs[0]):
+            return build, str(job["metadata"]["name"])  # type: ignore[index]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the pod of build {build.id} did not get to its app check")
+
+
+async def gone(standin: KnativeStandIn, build: Build, within: float = 10) -> bool:
+    """The build's Job and Secret are deleted (within ``within`` s)."""
+    for _ in range(int(within / 0.05)):
+        if job_of(standin, build) is None and not standin.secrets:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_api_errors_during_a_build_are_waited_out_and_past_that_the_job_is_deleted(
+    knative_server: RunningServer, standin: KnativeStandIn, tmp_path: Path
+) -> None:
+    """A blip of the API server (an answer of 500 now and then) is not a failed build;
+    an API server that keeps failing fails it after ``api_grace``, and the Job that was
+    left running is deleted with its Secret."""
+    runner(knative_server).api_grace = 60
+
+    async def blips() -> None:
+        for _ in range(6000):
+            if standin.pods:
+                break
+            await asyncio.sleep(0.01)
+        name = next(iter(standin.jobs))[1]
+        leader = "etcdserver: leader changed"
+        standin.fail("list", "PodList", 500, "InternalError", leader, times=3)
+        standin.fail("get", name, 503, "ServiceUnavailable", "the server is restarting", times=2)
+
+    def build() -> tuple[Build, str]:
+        with knative_server.client() as api:
+            done = api.build(PROJECTS / "command-app")
+            return done, api.build_log(done.id)
+
+    blipping = asyncio.create_task(blips())
+    done, log = await asyncio.to_thread(build)
+    await blipping
+    assert done.state == "succeeded" and done.artifact is not None
+    assert "trying again for 60 s" in log and "the Kubernetes API answers again" in log
+    assert "packed 0 distributions" in log  # the pod's log is all there
+    # an API server that keeps failing: the build fails, its Job is not left running
+    runner(knative_server).api_grace = 1
+    build_, name = await running_slow_build(knative_server, standin, tmp_path, "slow-api")
+    standin.fail("get", name, 500, "InternalError", "etcdserver: request timed out", times=0)
+
+    def failed() -> Build:
+        with knative_server.client() as api:
+            return wait_state(api, build_.id, "failed", "succeeded", within=30)
+
+    late = await asyncio.to_thread(failed)
+    standin.heal()
+    assert late.state == "failed", late
+    assert f"lost touch with the build's Job {NAMESPACE}/{name}" in (late.reason or "")
+    assert "etcdserver: request timed out" in (late.reason or "")
+    assert await gone(standin, late)
+
+
+async def test_a_stop_is_not_kept_waiting_by_an_api_server_that_does_not_answer(
+    knative_server: RunningServer, standin: KnativeStandIn, tmp_path: Path
+) -> None:
+    """Cancel works at once while the API server hangs; the Job that could not be deleted
+    is said in the build's log, with the command that deletes it."""
+    runner(knative_server).request_timeout = 1
+    build, name = await running_slow_build(knative_server, standin, tmp_path, "slow-hang")
+    standin.stall("get", name)
+    standin.stall("delete", name)
+    await asyncio.sleep(0.5)  # its watch is waiting for an answer
+
+    def cancel() -> tuple[Build, str]:
+        with knative_server.client() as api:
+            api.cancel_build(build.id)
+            return wait_state(api, build.id, "cancelled", within=5), api.build_log(build.id)
+
+    cancelled, log = await asyncio.to_thread(cancel)
+    assert cancelled.state == "cancelled"
+    assert f"or delete it: kubectl delete job -n {NAMESPACE} {name}" in log
+    assert not knative_server.state.extra["builds"]._running  # type: ignore[attr-defined]
+    standin.unstall()
+    assert not standin.secrets  # the Secret went all the same
+
+
+async def test_a_job_kubernetes_refuses_fails_the_build_and_leaves_no_secret(
+    knative_server: RunningServer, standin: KnativeStandIn
+) -> None:
+    standin.fail(
+        "apply", "sos-build-*", 403, "Forbidden",
+        'jobs.batch is forbidden: User "system:serviceaccount:sos:sos" cannot patch '
+        'resource "jobs" in API group "batch"',
+    )  # fmt: skip
+    message = await asyncio.to_thread(failed_build, knative_server)
+    assert 'cannot patch resource "jobs"' in message
+    assert not standin.jobs and not standin.secrets
+
+
+async def test_a_server_that_stops_during_a_build_deletes_its_job(
+    knative_server: RunningServer, standin: KnativeStandIn, tmp_path: Path
+) -> None:
+    build, _ = await running_slow_build(knative_server, standin, tmp_path, "slow-stop")
+    await asyncio.to_thread(knative_server.stop)
+    assert await gone(standin, build)
+    admin = Token(id="t", name="admin", role="admin", created_at=datetime.now(UTC))
+    stopped = knative_server.state.extra["builds"].get(build.id, admin)  # type: ignore[attr-defined]
+    assert stopped.state == "failed" and "the server stopped" in (stopped.reason or "")

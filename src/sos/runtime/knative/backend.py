@@ -285,6 +285,11 @@ class KnativeBackend(Backend):
         """The official client's ``ApiClient`` (on ``loop``)."""
         return self._client()
 
+    @property
+    def request_timeout(self) -> float:
+        """How long one API call may take (seconds) before it counts as unanswered."""
+        return self._request_timeout
+
     async def guard(
         self,
         action: str,

@@ -207,15 +207,18 @@ def job_outcome(status: dict[str, Any] | None) -> tuple[str, str | None]:
     return "queued", None
 
 
-async def apply_build_job(api: Any, job: dict[str, Any]) -> None:
+async def apply_build_job(
+    api: Any, job: dict[str, Any], *, request_timeout: float | None = None
+) -> Any:
     """Create (or re-apply) the Job with server-side apply, strictly validated, through the
-    official client (``kubernetes.aio``); ``api`` is its ``ApiClient``."""
+    official client (``kubernetes.aio``); ``api`` is its ``ApiClient``. The Job as the API
+    server has it (a ``V1Job``: its ``metadata.uid``)."""
     from kubernetes.aio import client as k8s
 
     from sos.runtime.knative.backend import FIELD_MANAGER
 
     metadata = job["metadata"]
-    await k8s.BatchV1Api(api).patch_namespaced_job(
+    return await k8s.BatchV1Api(api).patch_namespaced_job(
         metadata["name"],
         metadata.get("namespace") or "default",
         job,
@@ -223,6 +226,7 @@ async def apply_build_job(api: Any, job: dict[str, Any]) -> None:
         force=True,
         field_validation="Strict",
         _content_type="application/apply-patch+yaml",
+        _request_timeout=request_timeout,
     )
 
 

@@ -9,11 +9,18 @@
 2. applies the Job (``build_job.render_build_job``) on ``runtime-python:<X.Y>`` (X.Y: the
    server's Python, since the toolkit the Job runs is a copy of the server's build code and
    its compiled libraries: ``sos.build.toolkit``);
-3. follows the pod's log (one streamed request, re-opened where it left off if the
-   connection drops) into the build's log, and the Job's status to its end; a pod that
-   cannot start (its image cannot be pulled, its configuration is wrong) fails the build with
-   Kubernetes' reason instead of waiting for the deadline;
-4. on cancel or time-out deletes the Job (and its pod); at the end deletes the Secret.
+3. follows the pod's log (one streamed request, read again from the start, skipping what was
+   said, if the connection drops or the API fails) into the build's log, and the Job's
+   status to its end; a pod that cannot start (its image cannot be pulled, its
+   configuration is wrong) fails the build with Kubernetes' reason instead of waiting for
+   the deadline;
+4. at the end, whatever ended it (the Job, a cancel, a time-out, the server stopping, an
+   error), deletes the Job unless it ended (and its pod) and the Secret; what cannot be
+   deleted is said in the build's log with the ``kubectl`` command that deletes it.
+
+The API server may fail or not answer for a while (``api_grace``, 120 s) before the build
+fails for it; each call waits at most the backend's request timeout, and a stop (cancel,
+time-out, shutdown) never waits for a call in flight.
 
 The Job uploads the artifact before it ends, so a Job that succeeded has left it in the
 build's ``out`` directory on the server, and the server publishes it as for any build.
@@ -33,7 +40,7 @@ import fcntl
 import logging
 import queue
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +49,7 @@ from kubernetes.aio import client as k8s
 
 from sos.build.runner import BuildRun, BuildRunner
 from sos.build.toolkit import ensure_toolkit, pack_toolkit
-from sos.errors import BackendError, SOSError
+from sos.errors import BackendError, PermissionDeniedError, SOSError, ValidationError
 from sos.models import Build
 from sos.runtime.knative.build_job import (
     BUILD_LABEL,
@@ -63,6 +70,11 @@ logger = logging.getLogger(__name__)
 
 #: one streamed read of the pod's log lasts at most this long, then it is opened again
 LOG_STREAM_SECONDS = 600.0
+#: how long the last lines of a pod that ended may take to be read
+LOG_TAIL_SECONDS = 30.0
+#: how long the Kubernetes API may fail (or not answer) while a build runs before the
+#: build fails (a blip, an API server restarting, is waited out)
+API_GRACE_SECONDS = 120.0
 
 #: a pod waiting for one of these will not start by itself: the build fails with it
 STUCK = frozenset(
@@ -81,10 +93,21 @@ class KnativeBuildRunner(BuildRunner):
 
     isolation = "knative-job"
 
-    def __init__(self, backend: KnativeBackend, root: Path, *, poll: float = 1.0) -> None:
+    def __init__(
+        self,
+        backend: KnativeBackend,
+        root: Path,
+        *,
+        poll: float = 1.0,
+        api_grace: float = API_GRACE_SECONDS,
+        request_timeout: float | None = None,
+    ) -> None:
         self.backend = backend
         self.root = root
         self.poll = poll
+        self.api_grace = api_grace
+        #: how long one API call may take (default: the backend's)
+        self.request_timeout = request_timeout or backend.request_timeout
         self.toolkit: Path | None = None
         self.python = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -185,165 +208,276 @@ class KnativeBuildRunner(BuildRunner):
     async def _drive(
         self, run: BuildRun, emit: Callable[[str], None], stopped: asyncio.Event
     ) -> int | None:
+        """Run the build's Job until it ends or the build is stopped; then delete what is
+        left of it (the Job unless it ended, and always the Secret), whatever happened."""
+        job = _Job(self, run, emit)
+        watch = asyncio.ensure_future(self._watch(job))
+        halt = asyncio.ensure_future(stopped.wait())
+        try:
+            # a stop is not kept waiting by an API call that does not answer
+            await asyncio.wait({watch, halt}, return_when=asyncio.FIRST_COMPLETED)
+            if watch.done():
+                return watch.result()
+            return None
+        finally:
+            halt.cancel()
+            if not watch.done():
+                watch.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await watch
+            await job.clean_up()
+
+    async def _watch(self, job: _Job) -> int | None:
+        run, emit = job.run, job.emit
+        namespace, name = job.namespace, job.name
         backend = self.backend
-        namespace = backend.namespace
-        name = build_job_name(run.build)
-        api = backend.api_client()
-        batch, core = k8s.BatchV1Api(api), k8s.CoreV1Api(api)
         secret = render_build_secret(run.build, run.key, namespace)
+        job.secret_applied = True  # from here on it may exist: deleted at the end
         await backend.guard(
             f"apply the build's Secret {name!r} in namespace {namespace!r}",
-            core.patch_namespaced_secret(
+            job.core.patch_namespaced_secret(
                 name,
                 namespace,
                 secret,
                 field_manager="sos",
                 force=True,
                 _content_type="application/apply-patch+yaml",
+                _request_timeout=self.request_timeout,
             ),
         )
-        follower: asyncio.Task[None] | None = None
+        spec = self._render(run.build)
+        job.applied = True  # an apply that fails on the way may still have made it
+        await backend.guard(
+            f"create the build's Job {name!r} in namespace {namespace!r}",
+            apply_build_job(backend.api_client(), spec, request_timeout=self.request_timeout),
+        )
+        image = spec["spec"]["template"]["spec"]["containers"][0]["image"]
+        emit(f"Job {namespace}/{name} created on {image}")
+        follower = asyncio.create_task(self._follow(job))
         try:
-            job = self._render(run.build)
-            await backend.guard(
-                f"create the build's Job {name!r} in namespace {namespace!r}",
-                apply_build_job(api, job),
-            )
-            image = job["spec"]["template"]["spec"]["containers"][0]["image"]
-            emit(f"Job {namespace}/{name} created on {image}")
-            follower = asyncio.create_task(self._follow(core, namespace, name, emit))
             said = ""
             while True:
-                if stopped.is_set():
-                    await self._delete_job(batch, namespace, name)
-                    return None
-                found = await backend.guard(
+                found = await job.read(
                     f"read the build's Job {name!r}",
-                    batch.read_namespaced_job_status(name, namespace),
+                    lambda: job.batch.read_namespaced_job_status(
+                        name, namespace, _request_timeout=self.request_timeout
+                    ),
                     missing=lambda exc: exc.status == 404,
                 )
                 if found is None:
-                    raise BackendError(f"the build's Job {namespace}/{name} was deleted")
+                    job.applied = False
+                    raise BackendError(
+                        f"the build's Job {namespace}/{name} was deleted while it ran (by "
+                        "someone else than this server); start the build again"
+                    )
                 status = found.status.to_dict() if found.status is not None else {}
                 state, reason = job_outcome(status)
                 if state not in ("queued", "running"):
                     break
-                waiting = await self._waiting(core, namespace, name)
+                waiting = await job.read(
+                    f"list the pods of the build's Job {name!r}",
+                    lambda: self._waiting(job),
+                )
                 if waiting is not None and waiting[0] in STUCK:
-                    await self._delete_job(batch, namespace, name)
                     raise SOSError(f"the build's pod cannot start: {waiting[0]}: {waiting[1]}")
                 if waiting is not None and waiting[0] != said:
                     said = waiting[0]
                     emit(f"pod waiting: {waiting[0]}" + (f": {waiting[1]}" if waiting[1] else ""))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopped.wait(), self.poll)
+                await asyncio.sleep(self.poll)
+            job.applied = False  # it ended: kept for its ttlSecondsAfterFinished, for kubectl
             with contextlib.suppress(TimeoutError):  # the last lines, when the pod ends
-                await asyncio.wait_for(asyncio.shield(follower), 10)
+                await asyncio.wait_for(asyncio.shield(follower), LOG_TAIL_SECONDS)
             if state == "succeeded":
                 return 0
             if state == "timed_out":
                 run.stop.stop("timed_out", f"the build's Job passed its deadline: {reason}")
                 return None
-            return await self._exit_code(core, namespace, name) or 1
-        finally:
-            if follower is not None:
-                follower.cancel()
-                try:
-                    await follower
-                except asyncio.CancelledError:
-                    pass
-                except Exception:  # the log is lost, not the build
-                    logger.exception("the log of build %s could not be read", run.build.id)
             with contextlib.suppress(SOSError):
-                await backend.guard(
-                    f"delete the build's Secret {name!r}",
-                    core.delete_namespaced_secret(name, namespace),
-                    missing=lambda exc: exc.status == 404,
-                )
+                return await self._exit_code(job) or 1
+            return 1
+        finally:
+            follower.cancel()
+            try:
+                await follower
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # the log is lost, not the build
+                logger.exception("the log of build %s could not be read", run.build.id)
 
-    async def _delete_job(self, batch: k8s.BatchV1Api, namespace: str, name: str) -> None:
-        await self.backend.guard(
-            f"delete the build's Job {name!r}",
-            batch.delete_namespaced_job(name, namespace, propagation_policy="Background"),
-            missing=lambda exc: exc.status == 404,
-        )
-
-    async def _pods(self, core: k8s.CoreV1Api, namespace: str, name: str) -> list[Any]:
+    async def _pods(self, job: _Job) -> list[Any]:
         found = await self.backend.guard(
-            f"list the pods of the build's Job {name!r}",
-            core.list_namespaced_pod(namespace, label_selector=f"{BUILD_LABEL}={name[10:]}"),
+            f"list the pods of the build's Job {job.name!r}",
+            job.core.list_namespaced_pod(
+                job.namespace,
+                label_selector=f"{BUILD_LABEL}={job.name[10:]}",
+                _request_timeout=self.request_timeout,
+            ),
         )
         return list(found.items or [])
 
-    async def _waiting(
-        self, core: k8s.CoreV1Api, namespace: str, name: str
-    ) -> tuple[str, str] | None:
+    async def _waiting(self, job: _Job) -> tuple[str, str] | None:
         """Why the Job's pod is not running yet (reason, message), if it says."""
-        for pod in await self._pods(core, namespace, name):
+        for pod in await self._pods(job):
             for container in (pod.status.container_statuses if pod.status else None) or []:
                 waiting = container.state.waiting if container.state else None
                 if waiting is not None and waiting.reason:
                     return str(waiting.reason), str(waiting.message or "")
         return None
 
-    async def _exit_code(self, core: k8s.CoreV1Api, namespace: str, name: str) -> int | None:
-        for pod in await self._pods(core, namespace, name):
+    async def _exit_code(self, job: _Job) -> int | None:
+        for pod in await self._pods(job):
             for container in (pod.status.container_statuses if pod.status else None) or []:
                 done = container.state.terminated if container.state else None
                 if done is not None and done.exit_code is not None:
                     return int(done.exit_code)
         return None
 
-    async def _follow(
-        self, core: k8s.CoreV1Api, namespace: str, name: str, emit: Callable[[str], None]
-    ) -> None:
-        """The pod's log, line by line, as it comes; after a dropped connection, again from
-        the start, skipping the lines already said."""
+    async def _follow(self, job: _Job) -> None:
+        """The pod's log, line by line, as it comes. After a dropped connection or an API
+        error it is read again from the start, skipping the lines already said; it ends
+        once a read reached the end of the log of a pod that ended."""
         said = 0
         while True:
-            pods = await self._pods(core, namespace, name)
+            try:
+                pods = await self._pods(job)
+            except SOSError as exc:
+                logger.debug("build %s: %s", job.run.build.id, exc.message)
+                pods = []
             if not pods:
                 await asyncio.sleep(self.poll)
                 continue
             pod = pods[-1]
-            response = await self.backend.guard(
-                f"read the log of the build's pod {pod.metadata.name!r}",
-                core.read_namespaced_pod_log_without_preload_content(
-                    pod.metadata.name,
-                    namespace,
-                    container="builder",
-                    follow=True,
-                    _request_timeout=LOG_STREAM_SECONDS,
-                ),
-            )
-            stream: aiohttp.ClientResponse = response
+            try:
+                stream: aiohttp.ClientResponse = await self.backend.guard(
+                    f"read the log of the build's pod {pod.metadata.name!r}",
+                    job.core.read_namespaced_pod_log_without_preload_content(
+                        pod.metadata.name,
+                        job.namespace,
+                        container="builder",
+                        follow=True,
+                        _request_timeout=LOG_STREAM_SECONDS,
+                    ),
+                )
+            except SOSError as exc:
+                logger.debug("build %s: %s", job.run.build.id, exc.message)
+                await asyncio.sleep(self.poll)
+                continue
             seen = 0
             pending = b""
+            whole = False  # read to its end, not cut off
 
             def said_once(raw: bytes) -> None:
                 nonlocal seen, said
                 seen += 1
                 if seen > said:
                     said = seen
-                    emit(raw.decode("utf-8", errors="replace"))
+                    job.emit(raw.decode("utf-8", errors="replace"))
 
             try:
-                if stream.status != 200:  # not started yet
-                    await asyncio.sleep(self.poll)
-                    continue
-                async for chunk in stream.content.iter_any():
-                    *complete, pending = (pending + chunk).split(b"\n")
-                    for raw in complete:
-                        said_once(raw)
+                if stream.status == 200:
+                    async for chunk in stream.content.iter_any():
+                        *complete, pending = (pending + chunk).split(b"\n")
+                        for raw in complete:
+                            said_once(raw)
+                    whole = True
             except (TimeoutError, aiohttp.ClientError):
                 pass  # the connection dropped: open it again
             finally:
                 stream.release()
-            current = await self._pods(core, namespace, name)
-            if any(
-                p.status is not None and p.status.phase in ("Succeeded", "Failed") for p in current
-            ):
-                if pending:
-                    said_once(pending)
-                return
+            if whole:
+                try:
+                    current = await self._pods(job)
+                except SOSError:
+                    current = []
+                if any(
+                    p.status is not None and p.status.phase in ("Succeeded", "Failed")
+                    for p in current
+                ):
+                    if pending:
+                        said_once(pending)
+                    return
             await asyncio.sleep(self.poll)
+
+
+class _Job:
+    """One build's Job while the runner drives it: its API clients, what it made (to
+    delete at the end), and the patience of its reads with an API server that fails."""
+
+    def __init__(self, runner: KnativeBuildRunner, run: BuildRun, emit: Callable[[str], None]):
+        self.runner = runner
+        self.run = run
+        self.emit = emit
+        self.namespace = runner.backend.namespace
+        self.name = build_job_name(run.build)
+        api = runner.backend.api_client()
+        self.batch, self.core = k8s.BatchV1Api(api), k8s.CoreV1Api(api)
+        #: the Job may exist and has not ended: deleted at the end
+        self.applied = False
+        #: the Secret may exist: deleted at the end
+        self.secret_applied = False
+        #: since when the API server fails (loop time), None while it answers
+        self._failing: float | None = None
+
+    async def read(
+        self,
+        action: str,
+        call: Callable[[], Awaitable[Any]],
+        *,
+        missing: Callable[[k8s.ApiException], bool] = lambda _: False,
+    ) -> Any:
+        """``call()`` (a read), tried again while the API server fails or does not answer,
+        for up to the runner's ``api_grace`` seconds; refusals (403, 4xx) at once."""
+        runner = self.runner
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                result = await runner.backend.guard(action, call(), missing=missing)
+            except (PermissionDeniedError, ValidationError):
+                raise
+            except SOSError as exc:
+                now = loop.time()
+                if self._failing is None:
+                    self._failing = now
+                    self.emit(f"{exc.message}; trying again for {runner.api_grace:g} s")
+                elif now - self._failing >= runner.api_grace:
+                    raise BackendError(
+                        f"lost touch with the build's Job {self.namespace}/{self.name}: the "
+                        f"Kubernetes API failed for {runner.api_grace:g} s; the last time: "
+                        f"{exc.message}",
+                        details=exc.details,
+                    ) from None
+                await asyncio.sleep(max(runner.poll, 0.5))
+                continue
+            if self._failing is not None:
+                self._failing = None
+                self.emit("the Kubernetes API answers again")
+            return result
+
+    async def clean_up(self) -> None:
+        """Delete the Job (unless it ended) and the Secret; what cannot be deleted is said
+        in the build's log with the command that deletes it."""
+        namespace, name = self.namespace, self.name
+        timeout = self.runner.request_timeout
+        if self.applied:
+            deadline = self.run.build.timeout_seconds or 1800
+            await self._delete(
+                f"delete the build's Job {name!r}",
+                self.batch.delete_namespaced_job(
+                    name, namespace, propagation_policy="Background", _request_timeout=timeout
+                ),
+                f"the Job stops at its deadline ({deadline:g} s after it started), or delete "
+                f"it: kubectl delete job -n {namespace} {name}",
+            )
+        if self.secret_applied:
+            await self._delete(
+                f"delete the build's Secret {name!r}",
+                self.core.delete_namespaced_secret(name, namespace, _request_timeout=timeout),
+                f"delete it: kubectl delete secret -n {namespace} {name}",
+            )
+
+    async def _delete(self, action: str, call: Awaitable[Any], advice: str) -> None:
+        try:
+            await self.runner.backend.guard(action, call, missing=lambda exc: exc.status == 404)
+        except SOSError as exc:
+            logger.warning("build %s: %s", self.run.build.id, exc.message)
+            self.emit(f"{exc.message}; {advice}")
