@@ -386,10 +386,21 @@ async def test_a_job_kubernetes_refuses_fails_the_build_and_leaves_no_secret(
     assert not standin.jobs and not standin.secrets
 
 
-async def test_a_server_that_stops_during_a_build_deletes_its_job(
+async def test_the_secret_is_owned_by_the_job_and_a_server_that_stops_deletes_both(
     knative_server: RunningServer, standin: KnativeStandIn, tmp_path: Path
 ) -> None:
     build, _ = await running_slow_build(knative_server, standin, tmp_path, "slow-stop")
+    job = job_of(standin, build)
+    assert job is not None
+    # were the server to die instead, Kubernetes would delete the Secret with the Job
+    for _ in range(100):
+        secret = next(s for (_, n), s in standin.secrets.items() if n.startswith("sos-build-"))
+        if secret["metadata"].get("ownerReferences"):
+            break
+        await asyncio.sleep(0.05)
+    (owner,) = secret["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("Job", job["metadata"]["name"])  # type: ignore[index]
+    assert owner["uid"] == job["metadata"]["uid"]  # type: ignore[index]
     await asyncio.to_thread(knative_server.stop)
     assert await gone(standin, build)
     admin = Token(id="t", name="admin", role="admin", created_at=datetime.now(UTC))

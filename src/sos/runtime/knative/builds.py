@@ -14,7 +14,9 @@
    status to its end; a pod that cannot start (its image cannot be pulled, its
    configuration is wrong) fails the build with Kubernetes' reason instead of waiting for
    the deadline;
-4. at the end, whatever ended it (the Job, a cancel, a time-out, the server stopping, an
+4. makes the Job the Secret's owner, so that Kubernetes deletes the Secret with the Job
+   (``ttlSecondsAfterFinished``) should this server die during the build;
+5. at the end, whatever ended it (the Job, a cancel, a time-out, the server stopping, an
    error), deletes the Job unless it ended (and its pod) and the Secret; what cannot be
    deleted is said in the build's log with the ``kubectl`` command that deletes it.
 
@@ -247,12 +249,13 @@ class KnativeBuildRunner(BuildRunner):
         )
         spec = self._render(run.build)
         job.applied = True  # an apply that fails on the way may still have made it
-        await backend.guard(
+        made = await backend.guard(
             f"create the build's Job {name!r} in namespace {namespace!r}",
             apply_build_job(backend.api_client(), spec, request_timeout=self.request_timeout),
         )
         image = spec["spec"]["template"]["spec"]["containers"][0]["image"]
         emit(f"Job {namespace}/{name} created on {image}")
+        await self._own_secret(job, secret, made)
         follower = asyncio.create_task(self._follow(job))
         try:
             said = ""
@@ -303,6 +306,35 @@ class KnativeBuildRunner(BuildRunner):
                 pass
             except Exception:  # the log is lost, not the build
                 logger.exception("the log of build %s could not be read", run.build.id)
+
+    async def _own_secret(self, job: _Job, secret: dict[str, Any], made: Any) -> None:
+        """Make the Job the owner of the Secret, so that Kubernetes deletes it with the Job
+        (at its ``ttlSecondsAfterFinished``) even when this server never comes to."""
+        uid = getattr(getattr(made, "metadata", None), "uid", None)
+        if not uid:
+            return
+        owned = dict(secret)
+        owned["metadata"] = {
+            **secret["metadata"],
+            "ownerReferences": [
+                {"apiVersion": "batch/v1", "kind": "Job", "name": job.name, "uid": uid}
+            ],
+        }
+        try:
+            await self.backend.guard(
+                f"make the build's Job {job.name!r} the owner of its Secret",
+                job.core.patch_namespaced_secret(
+                    job.name,
+                    job.namespace,
+                    owned,
+                    field_manager="sos",
+                    force=True,
+                    _content_type="application/apply-patch+yaml",
+                    _request_timeout=self.request_timeout,
+                ),
+            )
+        except SOSError as exc:  # deleted at the end all the same, unless the server stops
+            logger.warning("build %s: %s", job.run.build.id, exc.message)
 
     async def _pods(self, job: _Job) -> list[Any]:
         found = await self.backend.guard(
@@ -472,7 +504,8 @@ class _Job:
             await self._delete(
                 f"delete the build's Secret {name!r}",
                 self.core.delete_namespaced_secret(name, namespace, _request_timeout=timeout),
-                f"delete it: kubectl delete secret -n {namespace} {name}",
+                f"Kubernetes deletes it with the Job, or delete it: kubectl delete secret -n "
+                f"{namespace} {name}",
             )
 
     async def _delete(self, action: str, call: Awaitable[Any], advice: str) -> None:
