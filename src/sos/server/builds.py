@@ -597,6 +597,11 @@ class BuildService:
                 self._finish(build, stopped[0], stopped[1])
             return
         if outcome is None or code != 0:
+            if error is None and code == 0:
+                error = (
+                    "the builder ended without saying what it built (its output was cut "
+                    "short); see the build's log, and build again"
+                )
             with self._lock:
                 self._finish(build, "failed", error or f"the builder exited with code {code}")
             return
@@ -605,8 +610,17 @@ class BuildService:
     def _publish(self, build: Build, token: Token, work: Path, outcome: dict[str, Any]) -> None:
         log_text = str(outcome.pop("log_text", ""))
         self._log(build.id, "== the build tools' log\n" + log_text.rstrip())
-        inside = Path(str(outcome["path"]))
+        inside = Path(str(outcome.get("path") or ""))
         artifact = work / "out" / inside.name
+        if not inside.name or not artifact.is_file():
+            reason = (
+                f"the build made {inside.name or 'an artifact'!r} but it never reached the "
+                "server (the builder left no such file for it); nothing was stored: build again"
+            )
+            self._log(build.id, f"FAILED: {reason}")
+            with self._lock:
+                self._finish(build, "failed", reason)
+            return
         fields = {k: outcome[k] for k in ArtifactMetadata.model_fields if k in outcome}
         meta = ArtifactMetadata.model_validate(fields)
         log_digest = "sha256:" + hashlib.sha256(self.log_file(build.id).read_bytes()).hexdigest()

@@ -27,7 +27,7 @@ from sos.build.errors import BuildFailedError
 from sos.build.source import pack_source
 from sos.errors import ValidationError
 from sos.models import Build, Token
-from sos.runtime.knative import KnativeBackend, KnativeSettings
+from sos.runtime.knative import KnativeBackend, KnativeSettings, build_job
 from sos.runtime.knative.builds import KnativeBuildRunner
 from sos.server.builds import configure
 
@@ -406,3 +406,27 @@ async def test_the_secret_is_owned_by_the_job_and_a_server_that_stops_deletes_bo
     admin = Token(id="t", name="admin", role="admin", created_at=datetime.now(UTC))
     stopped = knative_server.state.extra["builds"].get(build.id, admin)  # type: ignore[attr-defined]
     assert stopped.state == "failed" and "the server stopped" in (stopped.reason or "")
+
+
+async def test_a_job_that_cannot_hand_its_artifact_over_fails_the_build_with_the_cause(
+    knative_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server address pods cannot reach, a Job that uploaded nothing, a Job that ended
+    without saying what it built: each fails the build with what happened, not with an
+    exit code or a file name of the server."""
+    backend = runner(knative_server).backend
+    good = backend.settings
+    backend.settings = good.model_copy(update={"build_url": f"http://127.0.0.1:{free_port()}"})
+    message = await asyncio.to_thread(failed_build, knative_server)
+    assert f"cannot reach the SOS server at {backend.settings.build_url} to send the " in message
+    assert "SOS_KNATIVE_BUILD_URL must be its address as pods reach it" in message
+    backend.settings = good
+    upload = 'for name in os.listdir(f"{work}/out") if code == 0 else []:'
+    assert upload in build_job.BOOTSTRAP
+    monkeypatch.setattr(build_job, "BOOTSTRAP", build_job.BOOTSTRAP.replace(upload, "for _ in []:"))
+    message = await asyncio.to_thread(failed_build, knative_server)
+    assert "the build made 'tick-server-2.0.0.pyz' but it never reached the server" in message
+    assert "builds/work" not in message
+    monkeypatch.setattr(build_job, "BOOTSTRAP", "print('starting')")
+    message = await asyncio.to_thread(failed_build, knative_server)
+    assert "the builder ended without saying what it built" in message

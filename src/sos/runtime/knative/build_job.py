@@ -47,20 +47,40 @@ BUILD_LABEL = "sos.dev/build"
 WORK = "/sos/work"
 #: what the container runs (standard library only: the runtime image has Python, not SOS)
 BOOTSTRAP = """\
-import json, os, subprocess, sys, tarfile, urllib.request
+import json, os, subprocess, sys, tarfile, urllib.error, urllib.request
 work, base = os.environ["SOS_WORK"], os.environ["SOS_URL"].rstrip("/")
 auth = {"Authorization": "Bearer " + os.environ["SOS_TOKEN"]}
-def fetch(path, target):
+build = os.environ["SOS_BUILD_ID"]
+def fail(message):
+    print(json.dumps({"event": "error", "message": message}), flush=True)
+    sys.exit(3)
+def call(request, what):
+    try:
+        return urllib.request.urlopen(request, timeout=300)
+    except urllib.error.HTTPError as exc:
+        try:
+            said = json.load(exc)["error"]["message"]
+        except Exception:
+            said = exc.reason
+        hint = (f"; is {base} (SOS_KNATIVE_BUILD_URL) the server that runs build {build}?"
+                if exc.code in (401, 404) else "")
+        fail(f"the SOS server at {base} refused to {what}: HTTP {exc.code}: {said}{hint}")
+    except (urllib.error.URLError, OSError) as exc:
+        fail(f"the build's pod cannot reach the SOS server at {base} to {what}: "
+             f"{getattr(exc, 'reason', exc)}; SOS_KNATIVE_BUILD_URL must be its address as "
+             "pods reach it")
+def fetch(path, target, what):
     request = urllib.request.Request(base + path, headers=auth)
-    with urllib.request.urlopen(request) as response, open(target, "wb") as out:
+    with call(request, what) as response, open(target, "wb") as out:
         while chunk := response.read(1 << 20):
             out.write(chunk)
     with tarfile.open(target) as tar:
         tar.extractall(target + ".d", filter="data")
     return target + ".d"
-build = os.environ["SOS_BUILD_ID"]
-source = fetch(f"/api/v1/builds/{build}/source", f"{work}/source.tar.gz")
-toolkit = fetch(f"/api/v1/builds/{build}/toolkit.tar.gz", f"{work}/toolkit.tar.gz")
+source = fetch(f"/api/v1/builds/{build}/source", f"{work}/source.tar.gz",
+               "send the build's source")
+toolkit = fetch(f"/api/v1/builds/{build}/toolkit.tar.gz", f"{work}/toolkit.tar.gz",
+                "send SOS's build code")
 request = {"source": f"{source}/{os.environ['SOS_BUILD_PROJECT']}", "out": f"{work}/out",
            "type": os.environ.get("SOS_BUILD_TYPE") or None,
            "frozen": os.environ.get("SOS_BUILD_FROZEN") == "1", "python": sys.executable}
@@ -75,7 +95,7 @@ for name in os.listdir(f"{work}/out") if code == 0 else []:
     with open(path, "rb") as handle:
         upload = urllib.request.Request(f"{base}/api/v1/builds/{build}/artifact/{name}",
                                         data=handle.read(), method="PUT", headers=auth)
-    urllib.request.urlopen(upload).close()
+    call(upload, f"take the build's {name}").close()
 sys.exit(code)
 """
 
