@@ -11,7 +11,8 @@ environment are moved there). Its output is the pod's log (``follow`` streams it
 ends the pod (Succeeded or Failed, with the exit code) and the Job (Complete, or Failed
 with ``BackoffLimitExceeded``); ``activeDeadlineSeconds`` kills it (``DeadlineExceeded``);
 deleting the Job kills it. An image listed in the stand-in's ``failing_images`` is never
-pulled: the pod waits with ``ImagePullBackOff``.
+pulled: the pod waits with ``ImagePullBackOff``; with ``unschedulable`` set, pods stay
+``Pending`` with the scheduler's ``PodScheduled`` condition.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class JobKubelet:
         self.root = root
         self.processes: dict[tuple[str, str], asyncio.subprocess.Process] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        #: the scheduler's message when no node can take a pod (None: every pod fits)
+        self.unschedulable: str | None = None
         standin.kubelet = self
 
     def start(self, job: Obj) -> None:
@@ -82,6 +85,16 @@ class JobKubelet:
                 _status(container["name"], container["image"], state)
             ]
 
+        if self.unschedulable is not None:  # no node has room: it stays Pending
+            pod["status"]["conditions"] = [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": self.unschedulable,
+                }
+            ]
+            return
         if container["image"] in self.standin.failing_images:
             waiting("ImagePullBackOff", f'Back-off pulling image "{container["image"]}"')
             return

@@ -430,3 +430,23 @@ async def test_a_job_that_cannot_hand_its_artifact_over_fails_the_build_with_the
     monkeypatch.setattr(build_job, "BOOTSTRAP", "print('starting')")
     message = await asyncio.to_thread(failed_build, knative_server)
     assert "the builder ended without saying what it built" in message
+
+
+async def test_a_pod_no_node_takes_is_said_in_the_log_until_the_timeout(
+    knative_server: RunningServer, standin: KnativeStandIn, kubelet: JobKubelet, tmp_path: Path
+) -> None:
+    """A cluster without room for the build (the autoscaler may add a node, so it waits)
+    says why in the build's log, not only 'did not finish' at the end."""
+    kubelet.unschedulable = "0/3 nodes are available: 3 Insufficient cpu."
+    knative_server.state.extra["builds"].timeout = 2  # type: ignore[attr-defined]
+
+    def build() -> tuple[Build, str]:
+        with knative_server.client() as api:
+            started = api.start_build(PROJECTS / "command-app")
+            done = wait_state(api, started.id, "timed_out", "failed", "succeeded", within=30)
+            return done, api.build_log(started.id)
+
+    done, log = await asyncio.to_thread(build)
+    assert done.state == "timed_out", done
+    assert "pod waiting: Unschedulable: 0/3 nodes are available: 3 Insufficient cpu." in log
+    assert await gone(standin, done)

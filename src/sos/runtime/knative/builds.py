@@ -348,12 +348,16 @@ class KnativeBuildRunner(BuildRunner):
         return list(found.items or [])
 
     async def _waiting(self, job: _Job) -> tuple[str, str] | None:
-        """Why the Job's pod is not running yet (reason, message), if it says."""
+        """Why the Job's pod is not running yet (reason, message), if it says: its
+        container waits, or no node takes it (``Unschedulable``)."""
         for pod in await self._pods(job):
             for container in (pod.status.container_statuses if pod.status else None) or []:
                 waiting = container.state.waiting if container.state else None
                 if waiting is not None and waiting.reason:
                     return str(waiting.reason), str(waiting.message or "")
+            for condition in (pod.status.conditions if pod.status else None) or []:
+                if condition.type == "PodScheduled" and condition.status == "False":
+                    return str(condition.reason or "Pending"), str(condition.message or "")
         return None
 
     async def _exit_code(self, job: _Job) -> int | None:
