@@ -16,14 +16,31 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sos.models import Build
 
-__all__ = ["BuildRun", "BuildRunner", "StopSignal"]
+__all__ = ["PASSED_EXACT", "PASSED_ON", "BuildRun", "BuildRunner", "StopSignal", "passed_on"]
+
+#: the environment variables a build takes from the server's (pip's index and proxies)
+PASSED_ON = (
+    "PIP_",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
+PASSED_EXACT = frozenset({"SSL_CERT_FILE", "SOURCE_DATE_EPOCH", "SOS_NCC_VERSION"})
+
+
+def passed_on(environ: Mapping[str, str]) -> dict[str, str]:
+    """What of the server's environment a build sees (``PASSED_ON``, ``PASSED_EXACT``)."""
+    return {k: v for k, v in environ.items() if k.startswith(PASSED_ON) or k in PASSED_EXACT}
 
 
 class StopSignal:

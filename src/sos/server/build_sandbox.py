@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from sos.build.runner import BuildRun, BuildRunner
+from sos.build.runner import BuildRun, BuildRunner, passed_on
 from sos.build.source import unpack_source
 from sos.build.toolkit import ensure_toolkit
 from sos.errors import ValidationError
@@ -55,9 +55,6 @@ __all__ = ["BUILDER_UID", "ISOLATIONS", "BuilderCommand", "BuilderEnvironment"]
 ISOLATIONS = ("bubblewrap", "process")
 #: the uid sandboxed builds run as: below every service uid of every server
 BUILDER_UID = UID_FIRST - 1
-#: the environment variables a build takes from the server's (pip's index and proxies)
-PASSED_ON = ("PIP_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy")
-PASSED_EXACT = frozenset({"SSL_CERT_FILE", "SOURCE_DATE_EPOCH", "SOS_NCC_VERSION"})
 REQUEST_FILE = "request.json"
 
 PYTHON_INSIDE = PurePosixPath("/sos/python")
@@ -157,7 +154,7 @@ class BuilderEnvironment(BuildRunner):
         toolkit = TOOLKIT_INSIDE if sandboxed else self.toolkit
         inside = WORK_INSIDE if sandboxed else work
         home = HOME_INSIDE if sandboxed else work / "home"
-        env = {k: v for k, v in server_env.items() if k.startswith(PASSED_ON) or k in PASSED_EXACT}
+        env = passed_on(server_env)
         env.update(
             PATH=f"{python}/bin:/usr/local/bin:/usr/bin:/bin",
             HOME=str(home),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +22,14 @@ from knative_kubelet import JobKubelet
 from knative_pods import free_port
 from knative_server_process import ADMIN_TOKEN, start_sos_server, stop_sos_server
 from knative_standin import NAMESPACE, KnativeStandIn
-from sos_builds import PROJECTS, slow_project, unpinned_project, wait_state
+from sos_builds import (
+    PROJECTS,
+    SENTINEL,
+    slow_project,
+    unpinned_project,
+    wait_state,
+    wsgi_project,
+)
 
 from sos.build.errors import BuildFailedError
 from sos.build.source import pack_source
@@ -450,3 +458,39 @@ async def test_a_pod_no_node_takes_is_said_in_the_log_until_the_timeout(
     assert done.state == "timed_out", done
     assert "pod waiting: Unschedulable: 0/3 nodes are available: 3 Insufficient cpu." in log
     assert await gone(standin, done)
+
+
+async def test_the_job_sees_the_pip_settings_of_the_server_as_a_local_build_does(
+    knative_server: RunningServer, standin: KnativeStandIn, tmp_path: Path
+) -> None:
+    """pip's settings and proxies of the server's environment reach the build (from the
+    build's Secret: an index URL may hold a password), nothing else of it does."""
+    service = knative_server.state.extra["builds"]
+    service.environ = {  # type: ignore[attr-defined]
+        **{k: v for k, v in os.environ.items() if k.startswith("PIP_")},  # the test's wheels
+        SENTINEL: "secret",
+        "PIP_DEFAULT_TIMEOUT": "179",
+        "no_proxy": "pypi.example.internal",
+        "PIP_CACHE_DIR": "/var/cache/server-pip",
+        "PIP_CERT": "/etc/server-only/ca.pem",  # a file of the server: not in the pod
+    }
+    probe = "import json, os\nprint('PROBE-ENV ' + json.dumps(dict(os.environ)))\n"
+
+    def build() -> tuple[Build, str]:
+        with knative_server.client() as api:
+            done = api.build(wsgi_project(tmp_path, "env-probe", probe))
+            return done, api.build_log(done.id)
+
+    done, log = await asyncio.to_thread(build)
+    line = next(ln for ln in log.splitlines() if "PROBE-ENV {" in ln)
+    env = json.loads(line[line.index("{") :])
+    assert env["PIP_DEFAULT_TIMEOUT"] == "179" and env["no_proxy"] == "pypi.example.internal"
+    assert env["PIP_CACHE_DIR"] != "/var/cache/server-pip" and SENTINEL not in env
+    assert "PIP_CERT" not in env
+    job = job_of(standin, done)
+    assert job is not None
+    (container,) = job["spec"]["template"]["spec"]["containers"]  # type: ignore[index]
+    server_env = set(service.environ) - {"PIP_CACHE_DIR", "PIP_CERT"}  # type: ignore[attr-defined]
+    passed = {e["name"]: e for e in container["env"] if e["name"] in server_env}
+    assert "PIP_DEFAULT_TIMEOUT" in passed and SENTINEL not in passed
+    assert all("valueFrom" in e for e in passed.values())  # from the Secret, not in the Job

@@ -26,9 +26,11 @@ from __future__ import annotations
 import base64
 import math
 import re
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sos.build.runner import passed_on
 from sos.models import ArtifactMetadata, Build
 from sos.runtime.knative.render import MANAGED_BY_LABEL, TEAM_LABEL, runtime_image
 from sos.runtime.knative.settings import KnativeSettings
@@ -36,6 +38,7 @@ from sos.runtime.knative.settings import KnativeSettings
 __all__ = [
     "BOOTSTRAP",
     "BUILD_LABEL",
+    "build_environ",
     "build_image",
     "build_job_name",
     "job_outcome",
@@ -45,6 +48,8 @@ __all__ = [
 
 BUILD_LABEL = "sos.dev/build"
 WORK = "/sos/work"
+#: of what a build takes from the server's environment, what the Job sets itself
+OWN_ENV = frozenset({"PIP_CACHE_DIR"})
 #: what the container runs (standard library only: the runtime image has Python, not SOS)
 BOOTSTRAP = """\
 import json, os, subprocess, sys, tarfile, urllib.error, urllib.request
@@ -130,10 +135,13 @@ def render_build_job(
     settings: KnativeSettings,
     control_url: str,
     token_secret: str,
+    passed: Sequence[str] = (),
     cpu: str = "1",
     memory: str = "2Gi",
 ) -> dict[str, Any]:
-    """The ``batch/v1`` Job that builds ``build`` (see the module docstring)."""
+    """The ``batch/v1`` Job that builds ``build`` (see the module docstring); ``passed``:
+    the server's variables the build sees (pip's index, proxies: ``build_environ``), from
+    the Secret, since an index URL may hold a password."""
     labels = {MANAGED_BY_LABEL: "sos", BUILD_LABEL: build_job_name(build)[10:]}
     if build.team:
         labels[TEAM_LABEL] = build.team
@@ -152,6 +160,11 @@ def render_build_job(
             "name": "SOS_TOKEN",
             "valueFrom": {"secretKeyRef": {"name": token_secret, "key": "token"}},
         },
+    ]
+    env += [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": token_secret, "key": f"env.{name}"}}}
+        for name in passed
+        if name not in OWN_ENV
     ]
     container: dict[str, Any] = {
         "name": "builder",
@@ -196,16 +209,38 @@ def render_build_job(
     }
 
 
-def render_build_secret(build: Build, key: str, namespace: str) -> dict[str, Any]:
+def build_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """What of the server's environment a build's Job sees: what a local build sees
+    (``sos.build.runner.passed_on``: pip's settings, proxies) but ``OWN_ENV`` and the
+    files of the server (``PIP_CERT=/etc/...``, ``SSL_CERT_FILE``: not in the pod)."""
+    return {
+        name: value
+        for name, value in passed_on(environ).items()
+        if name not in OWN_ENV
+        and not value.startswith("/")
+        and re.fullmatch(r"[-._a-zA-Z0-9]+", name)
+    }
+
+
+def render_build_secret(
+    build: Build, key: str, namespace: str, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The Secret ``sos-build-<id>`` whose key ``token`` is the build's key (valid for that
-    build's routes while it runs); the Job reads it as ``SOS_TOKEN``."""
+    build's routes while it runs); the Job reads it as ``SOS_TOKEN``, and the variables of
+    ``environ`` (``build_environ``) from its keys ``env.NAME``."""
     labels = {MANAGED_BY_LABEL: "sos", BUILD_LABEL: build_job_name(build)[10:]}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": build_job_name(build), "namespace": namespace, "labels": labels},
         "type": "Opaque",
-        "data": {"token": base64.b64encode(key.encode()).decode()},
+        "data": {
+            "token": base64.b64encode(key.encode()).decode(),
+            **{
+                f"env.{name}": base64.b64encode(value.encode()).decode()
+                for name, value in (environ or {}).items()
+            },
+        },
     }
 
 

@@ -56,6 +56,7 @@ from sos.models import Build
 from sos.runtime.knative.build_job import (
     BUILD_LABEL,
     apply_build_job,
+    build_environ,
     build_image,
     build_job_name,
     job_outcome,
@@ -196,7 +197,7 @@ class KnativeBuildRunner(BuildRunner):
     ) -> concurrent.futures.Future[int | None]:
         return asyncio.run_coroutine_threadsafe(coroutine, self.backend.loop)
 
-    def _render(self, build: Build) -> dict[str, Any]:
+    def _render(self, build: Build, passed: list[str]) -> dict[str, Any]:
         settings = self.backend.settings.model_copy(update={"namespace": self.backend.namespace})
         return render_build_job(
             build,
@@ -205,6 +206,7 @@ class KnativeBuildRunner(BuildRunner):
             settings=settings,
             control_url=settings.control_url() or "",
             token_secret=build_job_name(build),
+            passed=passed,
         )
 
     async def _drive(
@@ -233,7 +235,8 @@ class KnativeBuildRunner(BuildRunner):
         run, emit = job.run, job.emit
         namespace, name = job.namespace, job.name
         backend = self.backend
-        secret = render_build_secret(run.build, run.key, namespace)
+        environ = build_environ(run.environ)  # pip's index, proxies: as a local build
+        secret = render_build_secret(run.build, run.key, namespace, environ)
         job.secret_applied = True  # from here on it may exist: deleted at the end
         await backend.guard(
             f"apply the build's Secret {name!r} in namespace {namespace!r}",
@@ -247,7 +250,7 @@ class KnativeBuildRunner(BuildRunner):
                 _request_timeout=self.request_timeout,
             ),
         )
-        spec = self._render(run.build)
+        spec = self._render(run.build, sorted(environ))
         job.applied = True  # an apply that fails on the way may still have made it
         made = await backend.guard(
             f"create the build's Job {name!r} in namespace {namespace!r}",
