@@ -50,12 +50,22 @@ class JobKubelet:
         self.tasks: set[asyncio.Task[None]] = set()
         #: the scheduler's message when no node can take a pod (None: every pod fits)
         self.unschedulable: str | None = None
+        #: why a Job's container was killed (``kill``)
+        self.killed: dict[tuple[str, str], str] = {}
         standin.kubelet = self
 
     def start(self, job: Obj) -> None:
         task = asyncio.get_running_loop().create_task(self._run(job))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def kill(self, namespace: str, job: str, reason: str) -> None:
+        """Kill the Job's container as the kubelet does (``OOMKilled``: it passed its memory
+        limit): exit code 137, ``reason`` in its terminated state."""
+        self.killed[(namespace, job)] = reason
+        process = self.processes[(namespace, job)]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
     def stop(self, namespace: str, job: str) -> None:
         process = self.processes.get((namespace, job))
@@ -151,10 +161,12 @@ class JobKubelet:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader  # to the end of its output
             ended.set()
-        code = process.returncode if not late else 137
+        killed = self.killed.get((namespace, name))
+        code = process.returncode if not late and not killed else 137
         pod["status"]["phase"] = "Succeeded" if code == 0 else "Failed"
+        terminated: Obj = {"exitCode": code, **({"reason": killed} if killed else {})}
         pod["status"]["containerStatuses"] = [
-            _status(container["name"], container["image"], {"terminated": {"exitCode": code}})
+            _status(container["name"], container["image"], {"terminated": terminated})
         ]
         if (namespace, name) not in self.standin.jobs:
             return  # deleted

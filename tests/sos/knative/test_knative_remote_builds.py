@@ -494,3 +494,18 @@ async def test_the_job_sees_the_pip_settings_of_the_server_as_a_local_build_does
     passed = {e["name"]: e for e in container["env"] if e["name"] in server_env}
     assert "PIP_DEFAULT_TIMEOUT" in passed and SENTINEL not in passed
     assert all("valueFrom" in e for e in passed.values())  # from the Secret, not in the Job
+
+
+async def test_a_pod_killed_past_its_memory_limit_is_said_as_such(
+    knative_server: RunningServer, standin: KnativeStandIn, kubelet: JobKubelet, tmp_path: Path
+) -> None:
+    build, name = await running_slow_build(knative_server, standin, tmp_path, "slow-oom")
+    kubelet.kill(NAMESPACE, name, "OOMKilled")
+
+    def failed() -> Build:
+        with knative_server.client() as api:
+            return wait_state(api, build.id, "failed", "succeeded", within=30)
+
+    done = await asyncio.to_thread(failed)
+    assert done.state == "failed"
+    assert "used more memory than its limit (2Gi) and was killed (OOMKilled)" in (done.reason or "")

@@ -38,6 +38,7 @@ from sos.runtime.knative.settings import KnativeSettings
 __all__ = [
     "BOOTSTRAP",
     "BUILD_LABEL",
+    "MEMORY",
     "build_environ",
     "build_image",
     "build_job_name",
@@ -48,6 +49,8 @@ __all__ = [
 
 BUILD_LABEL = "sos.dev/build"
 WORK = "/sos/work"
+#: the memory a build's pod may use (its request and limit)
+MEMORY = "2Gi"
 #: of what a build takes from the server's environment, what the Job sets itself
 OWN_ENV = frozenset({"PIP_CACHE_DIR"})
 #: what the container runs (standard library only: the runtime image has Python, not SOS)
@@ -137,7 +140,7 @@ def render_build_job(
     token_secret: str,
     passed: Sequence[str] = (),
     cpu: str = "1",
-    memory: str = "2Gi",
+    memory: str = MEMORY,
 ) -> dict[str, Any]:
     """The ``batch/v1`` Job that builds ``build`` (see the module docstring); ``passed``:
     the server's variables the build sees (pip's index, proxies: ``build_environ``), from

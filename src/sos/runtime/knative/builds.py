@@ -55,6 +55,7 @@ from sos.errors import BackendError, PermissionDeniedError, SOSError, Validation
 from sos.models import Build
 from sos.runtime.knative.build_job import (
     BUILD_LABEL,
+    MEMORY,
     apply_build_job,
     build_environ,
     build_image,
@@ -298,9 +299,12 @@ class KnativeBuildRunner(BuildRunner):
             if state == "timed_out":
                 run.stop.stop("timed_out", f"the build's Job passed its deadline: {reason}")
                 return None
+            ended: tuple[int | None, str | None] = (None, None)
             with contextlib.suppress(SOSError):
-                return await self._exit_code(job) or 1
-            return 1
+                ended = await self._ended(job)
+            if ended[1] is not None:
+                raise SOSError(ended[1])
+            return ended[0] or 1
         finally:
             follower.cancel()
             try:
@@ -363,13 +367,29 @@ class KnativeBuildRunner(BuildRunner):
                     return str(condition.reason or "Pending"), str(condition.message or "")
         return None
 
-    async def _exit_code(self, job: _Job) -> int | None:
+    async def _ended(self, job: _Job) -> tuple[int | None, str | None]:
+        """How the pod of a Job that failed ended: the exit code of its container, and why
+        Kubernetes ended it, when it did (killed past its memory limit, evicted)."""
         for pod in await self._pods(job):
-            for container in (pod.status.container_statuses if pod.status else None) or []:
+            status = pod.status
+            if status is not None and status.reason == "Evicted":
+                return None, (
+                    f"Kubernetes evicted the build's pod: {status.message or 'Evicted'}; build "
+                    "again"
+                )
+            for container in (status.container_statuses if status else None) or []:
                 done = container.state.terminated if container.state else None
-                if done is not None and done.exit_code is not None:
-                    return int(done.exit_code)
-        return None
+                if done is None:
+                    continue
+                if done.reason == "OOMKilled":
+                    return done.exit_code, (
+                        f"the build's pod used more memory than its limit ({MEMORY}) and was "
+                        "killed (OOMKilled): its dependencies take more to install or build "
+                        "than a Job has; build it with `sos build` and publish it with `sos push`"
+                    )
+                if done.exit_code is not None:
+                    return int(done.exit_code), None
+        return None, None
 
     async def _follow(self, job: _Job) -> None:
         """The pod's log, line by line, as it comes. After a dropped connection or an API
