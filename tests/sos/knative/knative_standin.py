@@ -143,8 +143,9 @@ class KnativeStandIn:
         self._failures.clear()
 
     def stall(self, verb: str, name: str) -> None:
-        """Make ``verb`` (get, delete, log) requests of ``name`` hang, as an API server that
-        stopped answering does, until ``unstall``."""
+        """Make ``verb`` (apply, get, delete) requests of the Job ``name`` (``prefix*``: of
+        any name it starts) hang, as an API server that stopped answering does, until
+        ``unstall`` (then they are answered)."""
         self._stalled.add((verb, name))
 
     def unstall(self) -> None:
@@ -215,7 +216,13 @@ class KnativeStandIn:
         raise error
 
     async def _unless_stalled(self, verb: str, name: str | None) -> None:
-        while (verb, name or "") in self._stalled:
+        def stalled() -> bool:
+            return any(
+                v == verb and (n == name or (n.endswith("*") and (name or "").startswith(n[:-1])))
+                for v, n in self._stalled
+            )
+
+        while stalled():
             await self._unstalled.wait()
 
     @staticmethod
@@ -277,7 +284,12 @@ class KnativeStandIn:
         self.namespaces[body["metadata"]["name"]] = body
         return body
 
-    def _apply_job(self, request: kmock.Request) -> Obj:
+    async def _apply_job(self, request: kmock.Request) -> Obj:
+        # as the API server, it goes on with a request it took when its client goes away
+        return await asyncio.shield(self._apply_job_landing(request))
+
+    async def _apply_job_landing(self, request: kmock.Request) -> Obj:
+        await self._unless_stalled("apply", request.name)
         self._raise_if_failing("apply", request.name)
         body = self._apply_core(request, self.jobs)
         if request.params.get("fieldValidation") != "Strict":

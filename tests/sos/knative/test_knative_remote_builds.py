@@ -509,3 +509,34 @@ async def test_a_pod_killed_past_its_memory_limit_is_said_as_such(
     done = await asyncio.to_thread(failed)
     assert done.state == "failed"
     assert "used more memory than its limit (2Gi) and was killed (OOMKilled)" in (done.reason or "")
+
+
+async def test_a_job_made_by_an_apply_a_cancel_overtook_is_deleted_once_it_lands(
+    knative_server: RunningServer, standin: KnativeStandIn, tmp_path: Path
+) -> None:
+    standin.stall("apply", "sos-build-*")  # the API server is slow to answer the apply
+
+    def start() -> Build:
+        with knative_server.client() as api:
+            return wait_state(
+                api, api.start_build(slow_project(tmp_path, "slow-apply")).id, "running"
+            )
+
+    build = await asyncio.to_thread(start)
+    for _ in range(200):
+        if standin.secrets:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # the apply is on its way
+
+    def cancel() -> Build:
+        with knative_server.client() as api:
+            return api.cancel_build(build.id)
+
+    cancelling = asyncio.create_task(asyncio.to_thread(cancel))
+    await asyncio.sleep(0.5)
+    standin.unstall()  # the Job is made after the cancel
+    assert (await cancelling).state == "cancelled"
+    await asyncio.sleep(1)  # the apply has landed by now
+    assert await gone(standin, build)
+    assert not standin.pods

@@ -239,7 +239,7 @@ class KnativeBuildRunner(BuildRunner):
         environ = build_environ(run.environ)  # pip's index, proxies: as a local build
         secret = render_build_secret(run.build, run.key, namespace, environ)
         job.secret_applied = True  # from here on it may exist: deleted at the end
-        await backend.guard(
+        await job.apply(
             f"apply the build's Secret {name!r} in namespace {namespace!r}",
             job.core.patch_namespaced_secret(
                 name,
@@ -253,7 +253,7 @@ class KnativeBuildRunner(BuildRunner):
         )
         spec = self._render(run.build, sorted(environ))
         job.applied = True  # an apply that fails on the way may still have made it
-        made = await backend.guard(
+        made = await job.apply(
             f"create the build's Job {name!r} in namespace {namespace!r}",
             apply_build_job(backend.api_client(), spec, request_timeout=self.request_timeout),
         )
@@ -328,7 +328,7 @@ class KnativeBuildRunner(BuildRunner):
             ],
         }
         try:
-            await self.backend.guard(
+            await job.apply(
                 f"make the build's Job {job.name!r} the owner of its Secret",
                 job.core.patch_namespaced_secret(
                     job.name,
@@ -474,8 +474,17 @@ class _Job:
         self.applied = False
         #: the Secret may exist: deleted at the end
         self.secret_applied = False
+        #: the applies on their way, awaited before what they make is deleted
+        self._applies: list[asyncio.Future[Any]] = []
         #: since when the API server fails (loop time), None while it answers
         self._failing: float | None = None
+
+    async def apply(self, action: str, call: Awaitable[Any]) -> Any:
+        """One apply (``backend.guard``), not cancelled by a stop on its way: what it makes
+        is deleted after it lands (an API server goes on with a request it took)."""
+        applying = asyncio.ensure_future(self.runner.backend.guard(action, call))
+        self._applies.append(applying)
+        return await asyncio.shield(applying)
 
     async def read(
         self,
@@ -517,6 +526,11 @@ class _Job:
         in the build's log with the command that deletes it."""
         namespace, name = self.namespace, self.name
         timeout = self.runner.request_timeout
+        if self._applies:  # (each ends within the request timeout)
+            await asyncio.wait(self._applies)
+            for applying in self._applies:  # (a failure is the build's reason)
+                if not applying.cancelled():
+                    applying.exception()
         if self.applied:
             deadline = self.run.build.timeout_seconds or 1800
             await self._delete(
