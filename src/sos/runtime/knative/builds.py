@@ -292,7 +292,8 @@ class KnativeBuildRunner(BuildRunner):
                     emit(f"pod waiting: {waiting[0]}" + (f": {waiting[1]}" if waiting[1] else ""))
                 await asyncio.sleep(self.poll)
             job.applied = False  # it ended: kept for its ttlSecondsAfterFinished, for kubectl
-            with contextlib.suppress(TimeoutError):  # the last lines, when the pod ends
+            # the last lines, when the pod ends (a follower that failed is logged below)
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(follower), LOG_TAIL_SECONDS)
             if state == "succeeded":
                 return 0
