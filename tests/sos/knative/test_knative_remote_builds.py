@@ -202,6 +202,7 @@ async def test_a_pod_that_cannot_start_fails_the_build_with_kubernetes_reason(
     standin.failing_images.add(IMAGE)
     message = await asyncio.to_thread(failed_build, knative_server)
     assert "the build's pod cannot start: ImagePullBackOff" in message
+    assert f"push {IMAGE} (runtime-images/README.md)" in message  # what to do
     assert not standin.jobs  # deleted, not left to its deadline
 
 

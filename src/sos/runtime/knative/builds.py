@@ -80,16 +80,10 @@ LOG_TAIL_SECONDS = 30.0
 #: build fails (a blip, an API server restarting, is waited out)
 API_GRACE_SECONDS = 120.0
 
+#: the image cannot be pulled
+PULL_FAILED = frozenset({"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 #: a pod waiting for one of these will not start by itself: the build fails with it
-STUCK = frozenset(
-    {
-        "ImagePullBackOff",
-        "InvalidImageName",
-        "ErrImageNeverPull",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-    }
-)
+STUCK = PULL_FAILED | {"CreateContainerConfigError", "CreateContainerError"}
 
 
 class KnativeBuildRunner(BuildRunner):
@@ -286,7 +280,16 @@ class KnativeBuildRunner(BuildRunner):
                     lambda: self._waiting(job),
                 )
                 if waiting is not None and waiting[0] in STUCK:
-                    raise SOSError(f"the build's pod cannot start: {waiting[0]}: {waiting[1]}")
+                    hint = ""
+                    if waiting[0] in PULL_FAILED:
+                        hint = (
+                            f"; builds run on the runtime image of the server's Python "
+                            f"({self.python}): push {self.image()} (runtime-images/README.md), "
+                            "or set SOS_IMAGE_REGISTRY to a registry that has it"
+                        )
+                    raise SOSError(
+                        f"the build's pod cannot start: {waiting[0]}: {waiting[1]}{hint}"
+                    )
                 if waiting is not None and waiting[0] != said:
                     said = waiting[0]
                     emit(f"pod waiting: {waiting[0]}" + (f": {waiting[1]}" if waiting[1] else ""))
