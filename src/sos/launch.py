@@ -19,7 +19,8 @@ with this environment (plus the revision's own env vars):
     SOS_THREAD_COUNT      GunicornConfig.thread_count
     SOS_WORKER_CLASS      GunicornConfig.worker_class, or "" to let the artifact choose
     SOS_TIMEOUT_SECONDS   GunicornConfig.timeout_seconds
-    SOS_MEMORY_BYTES      the memory limit in bytes, when one is set
+    SOS_MEMORY_BYTES      the memory limit in bytes, when there is one (the revision's, or
+                          the local runtime's default for revisions that set none)
 
 Knative additionally sets ``K_SERVICE``, ``K_REVISION`` and ``K_CONFIGURATION``.
 """
@@ -79,10 +80,12 @@ def launch_env(
     host: str = "127.0.0.1",
     base: Mapping[str, str] | None = None,
     secrets: Mapping[str, str] | None = None,
+    memory: str | None = None,
 ) -> dict[str, str]:
     """The environment of an instance of ``revision`` listening on ``host:port``, with the
     values of the secrets it uses from ``secrets`` (None: leave them out, for a caller that
-    references them instead, as Kubernetes does)."""
+    references them instead, as Kubernetes does) and ``memory`` as its memory limit (None:
+    the revision's own, if any; a runtime gives its default to revisions that set none)."""
     env = dict(base or {})
     for var in revision.env_vars:
         if var.secret is None:
@@ -107,8 +110,9 @@ def launch_env(
             "SOS_TIMEOUT_SECONDS": str(gunicorn.timeout_seconds),
         }
     )
-    if revision.resources.memory:
-        env["SOS_MEMORY_BYTES"] = str(memory_bytes(revision.resources.memory))
+    limit = memory or revision.resources.memory
+    if limit:
+        env["SOS_MEMORY_BYTES"] = str(memory_bytes(limit))
     return env
 
 

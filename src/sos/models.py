@@ -35,6 +35,7 @@ from sos.quantity import QuantityError, parse_quantity
 
 __all__ = [
     "ROLES",
+    "AppliedLimits",
     "Artifact",
     "ArtifactMetadata",
     "Autoscaling",
@@ -200,6 +201,21 @@ class Instances(_Model):
     ready: int = 0
 
 
+class AppliedLimits(_Model):
+    """The limits a revision's instances run with where the backend says: its own
+    ``resources``, or the server's default where it sets none. The revision's spec keeps what
+    its author wrote (no limit stays ``None`` there); this is what is applied."""
+
+    memory: str | None = Field(
+        default=None, description="Each instance's memory limit, e.g. 1Gi; None: no limit"
+    )
+    memory_source: Literal["revision", "server-default"] = Field(
+        default="revision",
+        description="revision: its own resources.memory; server-default: it sets none, and "
+        "this is the server's default (the local runtime's default_memory)",
+    )
+
+
 def summary_line(text: str | None) -> str:
     """The first line of a status message, without the log lines quoted after it.
 
@@ -226,6 +242,11 @@ class RevisionStatus(_Model):
     message: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
     instances: Instances = Field(default_factory=Instances)
+    limits: AppliedLimits | None = Field(
+        default=None,
+        description="The limits its instances run with (None: the backend does not say, e.g. "
+        "Knative, where the cluster's defaults apply)",
+    )
     url: str | None = Field(default=None, description="Where this revision answers directly")
     observed_at: datetime | None = Field(
         default=None, description="When this status was last written (it is written on change)"

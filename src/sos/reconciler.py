@@ -109,6 +109,7 @@ def compute_status(
             message=obs.message,
             failed=obs.failed,
             instances=obs.instances,
+            limits=obs.limits,
             url=obs.url,
             conditions=[
                 _condition(before.conditions, "Ready", obs.ready, obs.reason, obs.message, now),

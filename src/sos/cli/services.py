@@ -202,7 +202,11 @@ def print_revision(revision: Revision) -> None:
     )
     console.print(f"port:       {revision.port or '$PORT (8080 unless the runtime says)'}")
     res = revision.resources
-    console.print(f"resources:  memory {res.memory or '-'}, cpu {res.cpu or '-'}")
+    memory = res.memory or "-"
+    if status.limits is not None and status.limits.memory_source == "server-default":
+        applied = status.limits.memory or "no limit"
+        memory += f" (its instances run with {applied}: the server's default)"
+    console.print(f"resources:  memory {memory}, cpu {res.cpu or '-'}")
     g = revision.gunicorn_config
     console.print(
         f"serving:    {g.worker_count} worker(s) x {g.thread_count} thread(s), "

@@ -28,7 +28,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sos.models import DesiredService, Instances, RevisionSpec, ShadowComparison, TrafficRoute
+from sos.models import (
+    AppliedLimits,
+    DesiredService,
+    Instances,
+    RevisionSpec,
+    ShadowComparison,
+    TrafficRoute,
+)
 
 if TYPE_CHECKING:
     from sos.build.runner import BuildRunner
@@ -53,6 +60,8 @@ class ObservedRevision:
     url: str | None = None
     #: a revision that will not become ready without a new revision (crash loop, bad artifact)
     failed: bool = False
+    #: the limits its instances run with (its own, or the backend's default); None: not said
+    limits: AppliedLimits | None = None
 
 
 @dataclass(frozen=True)

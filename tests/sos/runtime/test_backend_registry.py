@@ -150,6 +150,21 @@ def test_options_come_from_the_flag_else_the_environment_else_the_default() -> N
         LocalOptions.parse({"sandbox_processes": "3"}, {})
 
 
+def test_the_default_memory_limit_is_an_option_with_a_way_to_turn_it_off() -> None:
+    assert LocalOptions.parse({}, {}).default_memory_limit == "1Gi"
+    assert LocalOptions.parse({"default_memory": "2Gi"}, {}).default_memory_limit == "2Gi"
+    assert LocalOptions.parse({}, {"SOS_DEFAULT_MEMORY": "512Mi"}).default_memory_limit == "512Mi"
+    assert LocalOptions.parse({"default-memory": " None "}, {}).default_memory_limit is None
+    for wrong in ("1GB", "0", "-1Gi", "512Ki", "off", "lots"):
+        with pytest.raises(ValidationError) as caught:
+            LocalOptions.parse({"default_memory": wrong}, {})
+        assert str(caught.value) == (
+            f"--backend-opt default_memory / SOS_DEFAULT_MEMORY={wrong}: {wrong!r} is not a "
+            "memory limit: write one like 1Gi or 512Mi (at least 1Mi), or none for no limit on "
+            "revisions that set none"
+        )
+
+
 def test_the_fake_backend_takes_its_domain(tmp_path: Path) -> None:
     backend = create_backend("fake", BackendContext(data_dir=tmp_path, options={"domain": "x"}))
     assert isinstance(backend, FakeBackend) and backend.domain == "x"
@@ -234,14 +249,28 @@ def test_a_flag_of_another_backend_or_of_none_is_a_usage_error(tmp_path: Path) -
     assert result.exit_code == 2 and "--router-port must be a whole number" in result.stderr
 
 
-def test_sos_server_refuses_an_unknown_backend_option(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("backend", "option", "says"),
+    [
+        ("fake", "colour=red", "unknown fake backend option(s) colour: use domain"),
+        (
+            "local",
+            "default_memory=1GB",
+            "--backend-opt default_memory / SOS_DEFAULT_MEMORY=1GB: '1GB' is not a memory "
+            "limit: write one like 1Gi or 512Mi",
+        ),
+    ],
+)
+def test_sos_server_refuses_an_unknown_or_wrong_backend_option(
+    tmp_path: Path, backend: str, option: str, says: str
+) -> None:
     result = CliRunner().invoke(
         app,
-        ["server", "--port", "0", "--data-dir", str(tmp_path), "--backend", "fake",
-         "--backend-opt", "colour=red"],
+        ["server", "--port", "0", "--data-dir", str(tmp_path), "--backend", backend,
+         "--backend-opt", option],
     )  # fmt: skip
     assert result.exit_code == 1
-    assert "unknown fake backend option(s) colour: use domain" in result.stderr
+    assert says in " ".join(result.stderr.split())
 
 
 def test_a_server_plugin_from_a_separately_installed_package(acme: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -49,7 +50,7 @@ from sos.runtime.local.ingress import (
     ServiceRoute,
     create_ingress,
 )
-from sos.runtime.local.limits import Limiter
+from sos.runtime.local.limits import DEFAULT_MEMORY, Limiter
 from sos.runtime.local.logs import LogStore
 from sos.runtime.local.metrics import BUCKETS
 from sos.runtime.local.network import Network, network_problem
@@ -95,6 +96,7 @@ class LocalBackend(Backend):
         sandbox_processes: int = DEFAULT_PROCESSES,
         network: str | None = None,
         router_metrics_token: str | None = None,
+        default_memory: str | None = DEFAULT_MEMORY,
         tick_seconds: float = 0.1,
         autoscale_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -112,7 +114,8 @@ class LocalBackend(Backend):
             runtime_dir, sandbox, tmp_bytes=sandbox_tmp_bytes, processes=sandbox_processes
         )
         self.preparer = Preparer(self.log_store)
-        self.limiter = Limiter()
+        #: memory and CPU limits, and the memory limit of revisions that set none
+        self.limiter = Limiter(default_memory=default_memory)
         #: each instance's network: its own (private, the sandbox's default) or the host's
         self.network = Network(
             runtime_dir, network or ("private" if sandbox == "bubblewrap" else "host")
@@ -248,15 +251,22 @@ class LocalBackend(Backend):
                 if rid in tag_of
                 else self.router.revision_url(rid)
             )
+            # what its instances run with (the server's default memory limit if it sets
+            # none), reported whether or not any runs now
+            limits = self.limiter.applied(revision.resources)
             if rid in self.problems:
                 why, text = self.problems[rid]
-                revisions[rid] = ObservedRevision(rid, False, why, text, url=url, failed=True)
+                revisions[rid] = ObservedRevision(
+                    rid, False, why, text, url=url, failed=True, limits=limits
+                )
                 continue
             runtime = self.supervisor.revisions.get(rid)
             if runtime is None:
-                revisions[rid] = ObservedRevision(rid, False, "Pending", url=url)
+                revisions[rid] = ObservedRevision(rid, False, "Pending", url=url, limits=limits)
                 continue
-            revisions[rid] = self._observe_revision(runtime, url)
+            revisions[rid] = dataclasses.replace(
+                self._observe_revision(runtime, url), limits=limits
+            )
         ready = desired.traffic is not None and all(
             revisions[r].ready for r in routable if r in revisions
         )
@@ -710,6 +720,7 @@ def create_backend(context: BackendContext) -> LocalBackend:
         sandbox_processes=options.sandbox_processes,
         network=network,
         router_metrics_token=options.metrics_token,
+        default_memory=options.default_memory_limit,
     )
     backend.router.bind()  # a port in use is an error now, not a trace at start-up
     return backend

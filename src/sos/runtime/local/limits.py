@@ -8,6 +8,11 @@
   used: Go and the JVM reserve far more address space than they use and fail to start
   under it. JVM instances get ``-Xmx`` from ``sos.launch`` instead of an rlimit. A CPU limit
   cannot be enforced without cgroups; it is then only logged.
+
+A revision that sets no memory limit gets the server's default (``default_memory``,
+``DEFAULT_MEMORY`` unless the server says otherwise; ``none`` turns it off): one team's
+instance cannot take all of the machine's memory by leaving the limit out. Its spec keeps
+``None``; ``Limiter.applied`` is what its instances run with, and what its status reports.
 """
 
 from __future__ import annotations
@@ -19,13 +24,19 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from sos.models import AppliedLimits, Resources
 from sos.quantity import cpu_millicores, memory_bytes
 
-__all__ = ["Limiter", "Limits"]
+__all__ = ["DEFAULT_MEMORY", "Limiter", "Limits"]
 
 log = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+#: the memory limit of an instance whose revision sets none: 2.6x what the largest of the
+#: repo's apps (the MovieLens example, pandas) has in one process at its peak
+#: (``benchmarks/instance_memory.py``; docs/sos/local-runtime.md, Limits)
+DEFAULT_MEMORY = "1Gi"
 
 
 @dataclass(frozen=True)
@@ -44,19 +55,60 @@ class Limits:
 class Limiter:
     """Applies ``Limits`` with cgroup v2 when it can, rlimits otherwise."""
 
-    def __init__(self, cgroup_root: Path = CGROUP_ROOT) -> None:
+    def __init__(
+        self, cgroup_root: Path = CGROUP_ROOT, default_memory: str | None = DEFAULT_MEMORY
+    ) -> None:
         self.root = cgroup_root / "sos"
         self.cgroups = _cgroup_v2_writable(cgroup_root)
         self.prlimit = shutil.which("prlimit")
+        #: the memory limit of instances whose revision sets none (None: no limit)
+        self.default_memory = default_memory
 
     def describe(self) -> str:
         """Which limits are in force, for the server's start-up line and status."""
+        if self.default_memory is None:
+            default = (
+                "NO memory limit for revisions that set none (default_memory=none): one "
+                "instance can take all of this machine's memory"
+            )
+        else:
+            default = f"{self.default_memory} for revisions that set none (default_memory)"
         if self.cgroups:
-            return "memory and CPU limits by cgroup v2"
+            return f"memory and CPU limits by cgroup v2; memory: {default}"
         return (
-            "memory limits by RLIMIT_DATA (JVM: -Xmx); CPU limits NOT enforced "
-            "(no writable cgroup v2 here)"
+            f"memory limits by RLIMIT_DATA (JVM: -Xmx); memory: {default}; CPU limits NOT "
+            "enforced (no writable cgroup v2 here)"
         )
+
+    def applied(self, resources: Resources) -> AppliedLimits:
+        """The limits instances of a revision with ``resources`` run with here."""
+        if resources.memory:
+            return AppliedLimits(memory=resources.memory, memory_source="revision")
+        return AppliedLimits(memory=self.default_memory, memory_source="server-default")
+
+    def limits(self, resources: Resources) -> Limits:
+        """What ``wrap`` and ``attach`` enforce for a revision with ``resources``."""
+        return Limits.of(self.applied(resources).memory, resources.cpu)
+
+    def memory_said(self, resources: Resources) -> str:
+        """The memory limit of a revision with ``resources``, and whose it is, for people."""
+        limit = self.applied(resources)
+        if limit.memory_source == "revision":
+            return f"{limit.memory}, its resources.memory"
+        if limit.memory is None:
+            return "none (it sets no resources.memory, and this server has no default)"
+        return f"{limit.memory}, the server's default for revisions without resources.memory"
+
+    def oom_killed(self, instance: str) -> bool:
+        """Did the kernel kill a process of the instance at its cgroup's memory limit?"""
+        if not self.cgroups:
+            return False
+        try:
+            events = (self.root / instance / "memory.events").read_text().split("\n")
+        except OSError:
+            return False
+        counts = dict(line.split() for line in events if len(line.split()) == 2)
+        return counts.get("oom_kill", "0") != "0"
 
     def not_applied(self, limits: Limits) -> str | None:
         """What of ``limits`` this machine cannot enforce, said for the instance's log."""

@@ -12,7 +12,8 @@ from typing import ClassVar
 
 from pydantic import ValidationInfo, field_validator
 
-from sos.quantity import memory_bytes
+from sos.quantity import QuantityError, memory_bytes
+from sos.runtime.local.limits import DEFAULT_MEMORY
 from sos.runtime.local.network import NETWORKS
 from sos.runtime.local.sandbox import DEFAULT_PROCESSES, SANDBOXES
 from sos.runtime.registry import BackendFlag, BackendOptions, BackendPlugin
@@ -60,6 +61,7 @@ class LocalOptions(BackendOptions):
         "sandbox": "SOS_SANDBOX",
         "sandbox_network": "SOS_SANDBOX_NETWORK",
         "metrics_token": "SOS_ROUTER_METRICS_TOKEN",
+        "default_memory": "SOS_DEFAULT_MEMORY",
     }
     hints: ClassVar[dict[str, str]] = {
         "startup_timeout": "a revision's start-up budget is its "
@@ -87,6 +89,8 @@ class LocalOptions(BackendOptions):
     sandbox_network: str | None = None
     #: the bearer token the router's /metrics asks for; empty: /metrics is off
     metrics_token: str = ""
+    #: each instance's memory limit when its revision sets none; none: no limit
+    default_memory: str = DEFAULT_MEMORY
 
     @field_validator("router_port", mode="before")
     @classmethod
@@ -121,6 +125,23 @@ class LocalOptions(BackendOptions):
         memory_bytes(value)  # ValueError saying what is wrong
         return value
 
+    @field_validator("default_memory", mode="before")
+    @classmethod
+    def _default_memory(cls, value: object) -> str:
+        text = str(value).strip()
+        if text.lower() == "none":
+            return "none"
+        try:
+            amount = memory_bytes(text)
+        except QuantityError:
+            amount = 0
+        if amount < 2**20:
+            raise ValueError(
+                f"{text!r} is not a memory limit: write one like 1Gi or 512Mi (at least 1Mi), "
+                "or none for no limit on revisions that set none"
+            )
+        return text
+
     @field_validator("sandbox_processes", mode="before")
     @classmethod
     def _processes(cls, value: object) -> int:
@@ -132,6 +153,11 @@ class LocalOptions(BackendOptions):
     @property
     def sandbox_tmp_bytes(self) -> int:
         return memory_bytes(self.sandbox_tmp)
+
+    @property
+    def default_memory_limit(self) -> str | None:
+        """The default memory limit, None when there is none."""
+        return None if self.default_memory == "none" else self.default_memory
 
     @property
     def network(self) -> str:

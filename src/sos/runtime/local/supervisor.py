@@ -66,6 +66,14 @@ BACKOFF_START = 0.5
 BACKOFF_MAX = 30.0
 STARTUP_PROBE_INTERVAL = 0.05
 _ADDRESS_IN_USE = ("address already in use", "eaddrinuse", "bind: address")
+#: what an app that could not allocate memory prints (Python, Go, Node, C++, the JVM)
+_OUT_OF_MEMORY = (
+    "memoryerror",
+    "out of memory",
+    "cannot allocate memory",
+    "bad_alloc",
+    "outofmemoryerror",
+)
 
 
 @dataclass
@@ -195,15 +203,14 @@ def runtime_for(
     """A runtime that starts ``revision`` from the artifact file at ``path``, in ``sandbox``
     (Python artifacts on its clean interpreter, unpacked once per service), with the values
     of the secrets it uses as ``secrets()`` gives them when each instance starts."""
-    limits = Limits.of(revision.resources.memory, revision.resources.cpu)
+    # the revision's own memory limit, else the server's default (its spec keeps None)
+    memory = limiter.applied(revision.resources).memory
+    limits = limiter.limits(revision.resources)
     base = inherited_env(os.environ)
     base["SOS_RUNTIME"] = marker
     service = revision.service or ""
     command = launch_command(
-        artifact,
-        sandbox.artifact_path(path),
-        memory=revision.resources.memory,
-        python=sandbox.python_executable(),
+        artifact, sandbox.artifact_path(path), memory=memory, python=sandbox.python_executable()
     )
 
     config = (
@@ -213,7 +220,9 @@ def runtime_for(
     def argv(port: int, network: tuple[int, int] | None) -> tuple[list[str], dict[str, str]]:
         # in a network of its own, the app listens on its own loopback
         inside = host if network is None else "127.0.0.1"
-        env = launch_env(revision, port=port, host=inside, base=base, secrets=secrets())
+        env = launch_env(
+            revision, port=port, host=inside, base=base, secrets=secrets(), memory=memory
+        )
         if network is not None:  # other services, through the router forwarded in
             env["SOS_ROUTER_URL"] = f"http://127.0.0.1:{ROUTER_PORT_INSIDE}"
         placed = sandbox.wrap(
@@ -365,11 +374,19 @@ class Supervisor:
             # finishes what it serves (the router sends it nothing more) and goes, or is killed
             self._kill(instance, signal.SIGTERM)
             self._leftovers[instance.pid] = now + self.stop_grace
+            killed_for_memory = instance.state != "stopping" and self.limiter.oom_killed(
+                instance.id
+            )
             self.limiter.release(instance.id)
             self.logs.forget(instance.id)
             if instance.state == "stopping":
                 continue
             note = instance.exit_note or _exit_text(code)
+            if instance.exit_note is None and (
+                killed_for_memory or self._stderr_says(instance, _OUT_OF_MEMORY)
+            ):
+                limit = self.limiter.memory_said(runtime.revision.resources)
+                note = f"{note} (out of memory: its limit is {limit})"
             self._platform(instance, f"instance {instance.id} (pid {instance.pid}) {note}")
             if not instance.ever_ready:
                 if self._port_race(runtime, instance):
@@ -405,12 +422,14 @@ class Supervisor:
                     "(writes to it now fail with a broken pipe)",
                 )
 
+    def _stderr_says(self, instance: Instance, markers: tuple[str, ...]) -> bool:
+        """Does the end of an ended instance's stderr say one of ``markers`` (lower case)?"""
+        last = self.logs.stderr_tail(instance.service, instance.revision, instance.id).lower()
+        return any(marker in last for marker in markers)
+
     def _port_race(self, runtime: RevisionRuntime, instance: Instance) -> bool:
         """Did the instance lose its port to another process between pick and bind?"""
-        if runtime.failed_starts:
-            return False
-        last = self.logs.stderr_tail(instance.service, instance.revision, instance.id).lower()
-        return any(marker in last for marker in _ADDRESS_IN_USE)
+        return not runtime.failed_starts and self._stderr_says(instance, _ADDRESS_IN_USE)
 
     def _failed_start(
         self, runtime: RevisionRuntime, now: float, why: str, *, at_once: bool = False
@@ -648,6 +667,9 @@ class Supervisor:
         not_applied = self.limiter.not_applied(runtime.limits)
         if not_applied is not None:
             self._platform(instance, not_applied)
+        if not runtime.revision.resources.memory:  # the server's default decides: say so
+            limit = self.limiter.memory_said(runtime.revision.resources)
+            self._platform(instance, f"its memory limit: {limit}")
         where = f"port {port}" if network is None else f"port {port} -> {app_port} in its network"
         self._platform(instance, f"started instance {instance_id} (pid {process.pid}, {where})")
 

@@ -6,7 +6,9 @@ then on), ``/alloc?mb=N``, ``/env``, ``/stream`` (a chunked answer), and echoes 
 The env var ``HELLO_FAIL`` makes it exit at start-up (``HELLO_RAISE``: with a traceback
 and noise after it); ``HELLO_PORT_TAKEN_ONCE=FILE`` makes its first start fail as if its
 port had been taken; ``HELLO_START_DELAY`` delays its listening socket;
-``HELLO_NEVER_READY`` makes ``/ready`` answer 503 forever; ``HELLO_FAIL_PATH=/x`` makes
+``HELLO_LOAD_MB=N`` makes it hold N MiB from its start on (a model it loads; past its
+memory limit: a MemoryError at start-up); ``HELLO_NEVER_READY`` makes ``/ready`` answer 503
+forever; ``HELLO_FAIL_PATH=/x`` makes
 that path answer 500 (a bug only some requests meet). For shadow traffic:
 ``HELLO_ITEMS=a,b,c`` makes ``/recs`` answer Flight-shaped JSON
 (``{"items": [{"item_id": "a"}, ...]}``), ``HELLO_DELAY_MS=N`` delays every answer of
@@ -24,6 +26,8 @@ from urllib.parse import parse_qs, urlparse
 
 REVISION = os.environ.get("SOS_REVISION", "?")
 STATE = {"sick": False}
+#: what it holds for good (``HELLO_LOAD_MB``)
+LOADED: list[bytearray] = []
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -127,6 +131,7 @@ def main() -> None:
     if os.environ.get("HELLO_FAIL"):
         print(f"failing on purpose: {os.environ['HELLO_FAIL']}", file=sys.stderr, flush=True)
         sys.exit(2)
+    LOADED.append(bytearray(int(os.environ.get("HELLO_LOAD_MB", "0")) * 2**20))
     time.sleep(float(os.environ.get("HELLO_START_DELAY", "0")))
     server = ThreadingHTTPServer(
         (os.environ.get("HOST", "127.0.0.1"), int(os.environ["PORT"])), Handler
