@@ -6,6 +6,7 @@ stale case)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import zipfile
@@ -16,11 +17,21 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 from sos_artifacts import make_artifact
+from sos_harness import until
 from sos_server import RunningServer
 from sos_ui import NARROW, NewPage, shot, sign_in
 
 from sos.errors import NotFoundError
-from sos.models import Artifact, ArtifactMetadata, Autoscaling, EnvVar, RevisionSpec, ServiceSpec
+from sos.models import (
+    AppliedLimits,
+    Artifact,
+    ArtifactMetadata,
+    Autoscaling,
+    EnvVar,
+    RevisionSpec,
+    ServiceSpec,
+)
+from sos.runtime.base import ObservedService
 from sos.server import artifacts as artifact_store
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -288,6 +299,39 @@ def test_new_revision_from_the_artifact_store_keeps_the_latest_settings(
     open_new_revision(narrow)
     assert narrow.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
     shot(narrow, "new-revision-narrow")
+
+
+def test_a_revisions_settings_say_what_memory_it_runs_with_when_it_sets_none(
+    store: RunningServer, page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sign_in(page, store.url, store.admin_token)
+    page.get_by_role("link", name="shop", exact=True).click()
+    page.get_by_label("Settings of revision 00001").click()
+    settings = page.locator("tr[data-revision=shop-00001] .rev-settings dl")
+    # the fake backend does not say what its instances run with: nor does the page
+    expect(settings).to_contain_text("memory not set, cpu no limit")
+    # a backend that gives a revision without a limit its default (the local runtime) says so
+    backend = store.state.backend
+    observe = backend.observe
+
+    async def with_the_default(name: str) -> ObservedService | None:
+        observed = await observe(name)
+        if observed is None:
+            return None
+        limits = AppliedLimits(memory="1Gi", memory_source="server-default")
+        revisions = {
+            k: dataclasses.replace(r, limits=limits) for k, r in observed.revisions.items()
+        }
+        return dataclasses.replace(observed, revisions=revisions)
+
+    monkeypatch.setattr(backend, "observe", with_the_default)
+    assert backend.on_change is not None
+    backend.on_change("shop")
+    with store.client() as admin:
+        until(lambda: admin.get_revision("shop", 1).status.limits is not None, 10, "status")
+    page.reload()
+    page.get_by_label("Settings of revision 00001").click()
+    expect(settings).to_contain_text("memory not set: 1Gi, the server's default, cpu no limit")
 
 
 def test_new_revision_shows_the_servers_messages_next_to_the_fields(

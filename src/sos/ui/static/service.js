@@ -411,6 +411,17 @@ export function servicePage(main, session, name, tab, params) {
     );
   }
 
+  /** The revision's memory limit, or what its instances run with when it sets none (the
+   * server's default, as its status reports it; unknown where the backend does not say). */
+  function memoryLimit(rev) {
+    if (rev.resources?.memory) return rev.resources.memory;
+    const applied = rev.status?.limits;
+    if (applied?.memory_source !== "server-default") return "not set";
+    return applied.memory
+      ? `not set: ${applied.memory}, the server's default`
+      : "not set: no limit (the server has no default)";
+  }
+
   /** What `sos revision show` prints: the revision's settings, folded away. */
   function revisionSettings(rev) {
     const g = rev.gunicorn_config || {};
@@ -442,7 +453,7 @@ export function servicePage(main, session, name, tab, params) {
             : "none",
         ),
         fact("Port", rev.port ? `${rev.port}` : "$PORT (8080 unless the runtime says)"),
-        fact("Resources", `memory ${r.memory || "no limit"}, cpu ${r.cpu || "no limit"}`),
+        fact("Resources", `memory ${memoryLimit(rev)}, cpu ${r.cpu || "no limit"}`),
         fact(
           "Autoscaling",
           `${a.min_scale}..${a.max_scale} instances, target concurrency ${a.target_concurrency} (initially ${a.initial_scale})`,
