@@ -27,6 +27,7 @@ is used instead. The machine is shared: figures are noisy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -38,6 +39,7 @@ import tempfile
 import threading
 import time
 import zipapp
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,20 +215,27 @@ def main() -> None:
         data = work / "data"
         server = ServerProcess(data, 0, **({"SOS_ROUTER": args.router} if args.router else {}))
         print(f"router data path: {args.router or 'the default'}")
-        try:
-            with Client(server.url, TOKEN) as client:
-                for subject in found:
-                    lifecycle(server, client, subject, work, args.rounds)
-                if args.slow_start:
-                    slow_start(server, client, work, args.slow_start)
-                if found and found[0].name == "flask":
-                    zero_downtime(server, client, f"svc-{found[0].name}", args.load_seconds)
-        except BaseException:
-            print("".join(server.output[-60:]), file=sys.stderr)
-            raise
-        finally:
-            server.stop()
-            kill_instances(data)
+        with running(server), Client(server.url, TOKEN) as client:
+            for subject in found:
+                lifecycle(server, client, subject, work, args.rounds)
+            if args.slow_start:
+                slow_start(server, client, work, args.slow_start)
+            if found and found[0].name == "flask":
+                zero_downtime(server, client, f"svc-{found[0].name}", args.load_seconds)
+
+
+@contextlib.contextmanager
+def running(server: ServerProcess) -> Iterator[ServerProcess]:
+    """``server`` for the block; then stopped, with what it started (its last output on
+    stderr when the block failed)."""
+    try:
+        yield server
+    except BaseException:
+        print("".join(server.output[-60:]), file=sys.stderr)
+        raise
+    finally:
+        server.stop()
+        kill_instances(server.data_dir)
 
 
 def lifecycle(
