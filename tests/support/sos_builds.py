@@ -89,3 +89,21 @@ def wait_state(client: object, build_id: str, *states: str, within: float = 120)
             return build  # type: ignore[no-any-return]
         assert time.monotonic() < deadline, f"build {build_id} stayed {build.state}"
         time.sleep(0.1)
+
+
+def flooding_project(tmp_path: Path, name: str, size: int, *, direct: bool = False) -> Path:
+    """A WSGI project whose module, imported by the build's app check, prints a line of
+    ``size`` bytes; ``direct``: with no newline, straight to its builder's output (its
+    parent's stdout), as a build that means harm would."""
+    body = (
+        "import os\n"
+        "with open(f'/proc/{os.getppid()}/fd/1', 'w') as out:\n"
+        f"    out.write('x' * {size})\n"
+        if direct
+        else f"print('x' * {size})\n"
+    )
+    return wsgi_project(tmp_path, name, body)
+
+
+def longest_line(text: str) -> int:
+    return max(len(line) for line in text.splitlines())

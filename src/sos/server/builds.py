@@ -969,6 +969,12 @@ async def build_log(
                     offset += cut
                     yield chunk[:cut]
                     continue
+                # one event longer than a chunk (a long line of output): it whole, once written
+                whole = await run_in_threadpool(_read_line, events, offset)
+                if whole:
+                    offset += len(whole)
+                    yield whole
+                    continue
             if done or not follow:
                 return
             if await request.is_disconnected():
@@ -991,6 +997,17 @@ async def _receive(request: Request, target: Path, limit: int, what: str, settin
                 )
             await run_in_threadpool(handle.write, chunk)
     return size
+
+
+def _read_line(path: Path, offset: int) -> bytes:
+    """The line that starts at ``offset``, with its newline; empty until it is all written."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            line = handle.readline()
+    except FileNotFoundError:
+        return b""
+    return line if line.endswith(b"\n") else b""
 
 
 def _read_from(path: Path, offset: int) -> bytes:

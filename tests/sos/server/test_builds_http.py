@@ -20,6 +20,8 @@ from sos_builds import (
     PROJECTS,
     SENTINEL,
     build_server,
+    flooding_project,
+    longest_line,
     make_builder,
     slow_project,
     unpinned_project,
@@ -433,3 +435,16 @@ def test_the_build_history_setting_is_checked(
         )
     monkeypatch.setenv("SOS_BUILD_HISTORY", "7")
     assert BuildService(tmp_path / "builds", builder=builder).history == 7
+
+
+def test_a_line_of_output_longer_than_a_read_does_not_cut_the_log_short(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """An output line of megabytes (an event longer than one read of the log) is read whole,
+    and what comes after it too: the log is not cut short there, and a follower goes on."""
+    with server.client() as api:
+        done = api.build(flooding_project(tmp_path, "flood", 3 << 20))
+        log = api.build_log(done.id)
+    assert done.state == "succeeded"
+    assert longest_line(log) >= 3 << 20
+    assert log.rstrip().splitlines()[-1].startswith("stored flood 1.0.0")  # its last line
