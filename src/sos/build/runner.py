@@ -23,7 +23,21 @@ from typing import Any
 
 from sos.models import Build
 
-__all__ = ["PASSED_EXACT", "PASSED_ON", "BuildRun", "BuildRunner", "StopSignal", "passed_on"]
+__all__ = [
+    "MAX_LINE",
+    "PASSED_EXACT",
+    "PASSED_ON",
+    "BuildRun",
+    "BuildRunner",
+    "LineReader",
+    "StopSignal",
+    "passed_on",
+]
+
+#: the longest line of a builder's output the server keeps (bytes): the rest of a longer
+#: one is dropped, so that output without newlines cannot fill the server's memory (the
+#: driver's result, with the build tools' log in it, is one line)
+MAX_LINE = 64 << 20
 
 #: the environment variables a build takes from the server's (pip's index and proxies)
 PASSED_ON = (
@@ -41,6 +55,47 @@ PASSED_EXACT = frozenset({"SSL_CERT_FILE", "SOURCE_DATE_EPOCH", "SOS_NCC_VERSION
 def passed_on(environ: Mapping[str, str]) -> dict[str, str]:
     """What of the server's environment a build sees (``PASSED_ON``, ``PASSED_EXACT``)."""
     return {k: v for k, v in environ.items() if k.startswith(PASSED_ON) or k in PASSED_EXACT}
+
+
+class LineReader:
+    """A builder's output, bytes in, lines out (without their ``\\n`` or ``\\r\\n``), each
+    at most ``most`` bytes (default ``MAX_LINE``): a longer one is cut, and says so."""
+
+    def __init__(self, most: int | None = None) -> None:
+        self.most = most or MAX_LINE
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._over = False
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """The lines ``chunk`` completes."""
+        lines = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            self._keep(chunk[start:end])
+            lines.append(self._take())
+            start = end + 1
+        self._keep(chunk[start:])
+        return lines
+
+    def end(self) -> list[str]:
+        """The last line, when the output did not end with a newline."""
+        return [self._take()] if self._parts or self._over else []
+
+    def _keep(self, part: bytes) -> None:
+        room = self.most - self._size
+        if len(part) > room:
+            part, self._over = part[: max(room, 0)], True
+        if part:
+            self._parts.append(part)
+            self._size += len(part)
+
+    def _take(self) -> str:
+        text = b"".join(self._parts).removesuffix(b"\r").decode("utf-8", errors="replace")
+        if self._over:
+            text += f" [cut: a line longer than {self.most} bytes]"
+        self._parts, self._size, self._over = [], 0, False
+        return text
 
 
 class StopSignal:

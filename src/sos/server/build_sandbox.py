@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from sos.build.runner import BuildRun, BuildRunner, passed_on
+from sos.build.runner import BuildRun, BuildRunner, LineReader, passed_on
 from sos.build.source import unpack_source
 from sos.build.toolkit import ensure_toolkit
 from sos.errors import ValidationError
@@ -242,7 +242,7 @@ class BuilderEnvironment(BuildRunner):
         self.prepare_work(work)
         if run.stop.reason is not None:
             return None
-        process: subprocess.Popen[str] | None = None
+        process: subprocess.Popen[bytes] | None = None
 
         def kill() -> None:
             if process is not None and process.poll() is None:
@@ -256,13 +256,15 @@ class BuilderEnvironment(BuildRunner):
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
             start_new_session=True,
         )
         if not run.stop.on_stop(kill):
             kill()
         assert process.stdout is not None
-        for line in process.stdout:
-            output(line.rstrip("\n"))
+        lines = LineReader()  # each line bounded: output without newlines is cut
+        while chunk := os.read(process.stdout.fileno(), 1 << 16):
+            for line in lines.feed(chunk):
+                output(line)
+        for line in lines.end():
+            output(line)
         return process.wait()

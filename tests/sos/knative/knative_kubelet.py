@@ -144,10 +144,16 @@ class JobKubelet:
         deadline = job["spec"].get("activeDeadlineSeconds")
         late = False
 
-        async def output() -> None:
+        async def output() -> None:  # (a line may be longer than a StreamReader's limit)
             assert process.stdout is not None
-            async for raw in process.stdout:
-                self.standin.pod_logs[pod_name].append(raw.decode(errors="replace").rstrip("\n"))
+            pending = b""
+            while chunk := await process.stdout.read(1 << 16):
+                *lines, pending = (pending + chunk).split(b"\n")
+                self.standin.pod_logs[pod_name].extend(
+                    raw.decode(errors="replace") for raw in lines
+                )
+            if pending:
+                self.standin.pod_logs[pod_name].append(pending.decode(errors="replace"))
 
         reader = asyncio.create_task(output())
         try:

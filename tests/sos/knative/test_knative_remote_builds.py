@@ -25,12 +25,15 @@ from knative_standin import NAMESPACE, KnativeStandIn
 from sos_builds import (
     PROJECTS,
     SENTINEL,
+    flooding_project,
+    longest_line,
     slow_project,
     unpinned_project,
     wait_state,
     wsgi_project,
 )
 
+from sos.build import runner as runner_module
 from sos.build.errors import BuildFailedError
 from sos.build.source import pack_source
 from sos.errors import ValidationError
@@ -541,3 +544,21 @@ async def test_a_job_made_by_an_apply_a_cancel_overtook_is_deleted_once_it_lands
     await asyncio.sleep(1)  # the apply has landed by now
     assert await gone(standin, build)
     assert not standin.pods
+
+
+async def test_output_without_newlines_cannot_fill_the_servers_memory(
+    knative_server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build that writes megabytes with no newline to its pod's log has them cut at the
+    longest line the server keeps, not held whole (nor gigabytes of them)."""
+    monkeypatch.setattr(runner_module, "MAX_LINE", 1 << 20)
+
+    def build() -> str:
+        with knative_server.client() as api:
+            started = api.start_build(flooding_project(tmp_path, "flood", 3 << 20, direct=True))
+            wait_state(api, started.id, "succeeded", "failed", within=60)
+            return api.build_log(started.id)
+
+    log = await asyncio.to_thread(build)
+    assert f"[cut: a line longer than {1 << 20} bytes]" in log
+    assert longest_line(log) < (1 << 20) + 1000

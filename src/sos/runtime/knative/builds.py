@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from kubernetes.aio import client as k8s
 
-from sos.build.runner import BuildRun, BuildRunner
+from sos.build.runner import BuildRun, BuildRunner, LineReader
 from sos.build.toolkit import ensure_toolkit, pack_toolkit
 from sos.errors import BackendError, PermissionDeniedError, SOSError, ValidationError
 from sos.models import Build
@@ -426,22 +426,21 @@ class KnativeBuildRunner(BuildRunner):
                 await asyncio.sleep(self.poll)
                 continue
             seen = 0
-            pending = b""
+            lines = LineReader()  # each line bounded: output without newlines is cut
             whole = False  # read to its end, not cut off
 
-            def said_once(raw: bytes) -> None:
+            def said_once(found: list[str]) -> None:
                 nonlocal seen, said
-                seen += 1
-                if seen > said:
-                    said = seen
-                    job.emit(raw.decode("utf-8", errors="replace"))
+                for line in found:
+                    seen += 1
+                    if seen > said:
+                        said = seen
+                        job.emit(line)
 
             try:
                 if stream.status == 200:
                     async for chunk in stream.content.iter_any():
-                        *complete, pending = (pending + chunk).split(b"\n")
-                        for raw in complete:
-                            said_once(raw)
+                        said_once(lines.feed(chunk))
                     whole = True
             except (TimeoutError, aiohttp.ClientError):
                 pass  # the connection dropped: open it again
@@ -456,8 +455,7 @@ class KnativeBuildRunner(BuildRunner):
                     p.status is not None and p.status.phase in ("Succeeded", "Failed")
                     for p in current
                 ):
-                    if pending:
-                        said_once(pending)
+                    said_once(lines.end())
                     return
             await asyncio.sleep(self.poll)
 
