@@ -181,9 +181,8 @@ class BuilderEnvironment(BuildRunner):
             for folder in ("tmp", "home", "sos-home"):
                 (work / folder).mkdir(exist_ok=True)
             return BuilderCommand(driver, env, str(work), f"{python}/bin/python3")
-        for folder in ("tmp", "sos-home"):
+        for folder in ("tmp", "sos-home"):  # made the builder's by run's prepare_work
             (work / folder).mkdir(exist_ok=True)
-        self.prepare_work(work)
         wrapped = [
             "bwrap",
             "--die-with-parent",

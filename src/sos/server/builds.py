@@ -104,6 +104,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 2
 DEFAULT_TIMEOUT = 1800.0
+#: the route a builder elsewhere uploads its artifact to, with the build's key
+_OUTPUT_PATH = re.compile(r"/api/v1/builds/([^/]+)/artifact/[^/]+")
 #: how many finished builds keep their records (SOS_BUILD_HISTORY)
 DEFAULT_HISTORY = 200
 
@@ -420,11 +422,11 @@ class BuildService:
     def opens(self, method: str, path: str, secret: str) -> bool:
         """Whether ``secret`` is the key of the running build whose output ``path`` names
         (``PUT /api/v1/builds/{id}/artifact/{name}``): the request guard asks."""
-        parts = path.split("/")
-        if method != "PUT" or len(parts) != 7 or parts[5] != "artifact":
+        found = _OUTPUT_PATH.fullmatch(path)
+        if method != "PUT" or found is None:
             return False
         try:
-            self.running(parts[4], secret)
+            self.running(found[1], secret)
         except AuthenticationError:
             return False
         return True

@@ -53,6 +53,7 @@ from sos.build.runner import BuildRun, BuildRunner, LineReader
 from sos.build.toolkit import ensure_toolkit, pack_toolkit
 from sos.errors import BackendError, PermissionDeniedError, SOSError, ValidationError
 from sos.models import Build
+from sos.runtime.knative.backend import FIELD_MANAGER
 from sos.runtime.knative.build_job import (
     BUILD_LABEL,
     MEMORY,
@@ -233,17 +234,8 @@ class KnativeBuildRunner(BuildRunner):
         environ = build_environ(run.environ)  # pip's index, proxies: as a local build
         secret = render_build_secret(run.build, run.key, namespace, environ)
         job.secret_applied = True  # from here on it may exist: deleted at the end
-        await job.apply(
-            f"apply the build's Secret {name!r} in namespace {namespace!r}",
-            job.core.patch_namespaced_secret(
-                name,
-                namespace,
-                secret,
-                field_manager="sos",
-                force=True,
-                _content_type="application/apply-patch+yaml",
-                _request_timeout=self.request_timeout,
-            ),
+        await job.apply_secret(
+            f"apply the build's Secret {name!r} in namespace {namespace!r}", secret
         )
         spec = self._render(run.build, sorted(environ))
         job.applied = True  # an apply that fails on the way may still have made it
@@ -332,17 +324,8 @@ class KnativeBuildRunner(BuildRunner):
             ],
         }
         try:
-            await job.apply(
-                f"make the build's Job {job.name!r} the owner of its Secret",
-                job.core.patch_namespaced_secret(
-                    job.name,
-                    job.namespace,
-                    owned,
-                    field_manager="sos",
-                    force=True,
-                    _content_type="application/apply-patch+yaml",
-                    _request_timeout=self.request_timeout,
-                ),
+            await job.apply_secret(
+                f"make the build's Job {job.name!r} the owner of its Secret", owned
             )
         except SOSError as exc:  # deleted at the end all the same, unless the server stops
             logger.warning("build %s: %s", job.run.build.id, exc.message)
@@ -487,6 +470,21 @@ class _Job:
         applying = asyncio.ensure_future(self.runner.backend.guard(action, call))
         self._applies.append(applying)
         return await asyncio.shield(applying)
+
+    async def apply_secret(self, action: str, secret: dict[str, Any]) -> Any:
+        """Apply the build's Secret (server-side apply, as every object SOS owns)."""
+        return await self.apply(
+            action,
+            self.core.patch_namespaced_secret(
+                self.name,
+                self.namespace,
+                secret,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+                _request_timeout=self.runner.request_timeout,
+            ),
+        )
 
     async def read(
         self,
